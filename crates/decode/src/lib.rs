@@ -1,0 +1,243 @@
+//! Decoding AWS VPC and Transit Gateway flow logs into Arrow [`FlowBatch`]es.
+//!
+//! This crate owns everything between raw bytes and batches:
+//! - [`sniff`]: which envelope a stream is in, from its first bytes (gzip, Parquet, JSON,
+//!   text), never from a file name;
+//! - envelopes: gzip (multi-member, streamed), Parquet, CloudWatch Logs subscription
+//!   payloads, Firehose HTTP endpoint requests, Lambda `awslogs` events, `{"message": ...}`
+//!   JSON lines, plain text;
+//! - [`LineDecoder`]: the exact line decoder (header lines, formats, `-` as null, checked
+//!   numbers and addresses, string views into the input);
+//! - [`DeadLetter`]: every record that cannot be decoded, with source, line, reason and
+//!   raw text. A bad record never stops a source; only an unreadable source is an error.
+//!
+//! Decoding pushes its results into a [`RecordSink`], so callers choose what happens next
+//! (write NDJSON, feed a bounded channel) and memory stays bounded: text is read in blocks
+//! of about a megabyte, and batches hold at most [`DecodeOptions::batch_rows`] rows.
+
+mod assemble;
+mod dead_letter;
+mod error;
+mod json;
+mod line;
+mod parquet;
+mod sniff;
+mod text;
+mod values;
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::ops::AddAssign;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use flowlog_model::{FlowBatch, FlowFormat, SourceId};
+
+pub use dead_letter::DeadLetter;
+pub use error::{DecodeError, SinkError};
+pub use line::LineDecoder;
+pub use sniff::{sniff, Envelope, SNIFF_LEN};
+
+/// Where decoded batches and dead letters go.
+pub trait RecordSink {
+    fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError>;
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError>;
+}
+
+/// Called with the number of input bytes consumed, as they are consumed (progress bars).
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Settings for decoding one source.
+#[derive(Clone)]
+pub struct DecodeOptions {
+    /// The format of lines that are not preceded by a header line (CloudWatch Logs, Firehose,
+    /// headerless files). Without it, the default version 2 format. A header line in the
+    /// data always takes precedence from that line on.
+    pub format: Option<FlowFormat>,
+    /// The most rows a batch holds.
+    pub batch_rows: usize,
+    /// Told how many input bytes were read, as they are read.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            batch_rows: 8192,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DecodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeOptions")
+            .field("format", &self.format.as_ref().map(|f| f.to_string()))
+            .field("batch_rows", &self.batch_rows)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Counts for one source (or, added up, for a run).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Records emitted in batches.
+    pub records: u64,
+    /// Records written to the dead letter instead.
+    pub dead_letters: u64,
+    /// Empty or white-space lines (not records).
+    pub blank_lines: u64,
+    /// S3 header lines (format declarations, not records).
+    pub header_lines: u64,
+    /// CloudWatch Logs CONTROL_MESSAGE payloads (health checks, not records).
+    pub control_messages: u64,
+    /// Input bytes read (before decompression).
+    pub bytes_read: u64,
+}
+
+impl AddAssign for DecodeStats {
+    fn add_assign(&mut self, o: Self) {
+        self.records += o.records;
+        self.dead_letters += o.dead_letters;
+        self.blank_lines += o.blank_lines;
+        self.header_lines += o.header_lines;
+        self.control_messages += o.control_messages;
+        self.bytes_read += o.bytes_read;
+    }
+}
+
+/// How many gzip layers are unwrapped before giving up.
+const MAX_GZIP_DEPTH: usize = 3;
+
+/// Decodes a file, detecting its envelope from its bytes. Parquet is read with random
+/// access; everything else is streamed.
+pub fn decode_file(
+    path: &Path,
+    source: SourceId,
+    options: &DecodeOptions,
+    sink: &mut dyn RecordSink,
+) -> Result<DecodeStats, DecodeError> {
+    let io = |e| DecodeError::io(&source, e);
+    let mut file = File::open(path).map_err(io)?;
+    let mut magic = [0u8; 4];
+    let n = read_prefix(&mut file, &mut magic).map_err(io)?;
+    if sniff(&magic[..n]) == Envelope::Parquet {
+        let size = file.metadata().map_err(io)?.len();
+        let mut stats = DecodeStats::default();
+        parquet::decode_parquet(file, &source, options.batch_rows, &mut stats, sink)?;
+        stats.bytes_read = size;
+        if let Some(progress) = &options.progress {
+            progress(size);
+        }
+        return Ok(stats);
+    }
+    decode_reader(
+        Cursor::new(magic[..n].to_vec()).chain(file),
+        source,
+        options,
+        sink,
+    )
+}
+
+/// Decodes a stream (standard input, an object body...), detecting its envelope from its
+/// bytes. A Parquet stream is read into memory first, as Parquet needs random access.
+pub fn decode_reader(
+    reader: impl Read,
+    source: SourceId,
+    options: &DecodeOptions,
+    sink: &mut dyn RecordSink,
+) -> Result<DecodeStats, DecodeError> {
+    let counted = Rc::new(Cell::new(0));
+    let metered = Metered {
+        inner: reader,
+        counted: Rc::clone(&counted),
+        progress: options.progress.clone(),
+    };
+    let mut stats = decode_stream(Box::new(metered), &source, options, 0, sink)?;
+    stats.bytes_read = counted.get();
+    Ok(stats)
+}
+
+/// Counts the bytes read through it and reports them to the progress callback.
+struct Metered<R> {
+    inner: R,
+    counted: Rc<Cell<u64>>,
+    progress: Option<ProgressFn>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counted.set(self.counted.get() + n as u64);
+        if let Some(progress) = &self.progress {
+            progress(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+fn decode_stream(
+    mut reader: Box<dyn Read + '_>,
+    source: &SourceId,
+    options: &DecodeOptions,
+    gzip_depth: usize,
+    sink: &mut dyn RecordSink,
+) -> Result<DecodeStats, DecodeError> {
+    let mut prefix = [0u8; SNIFF_LEN];
+    let n = read_prefix(&mut reader, &mut prefix).map_err(|e| DecodeError::io(source, e))?;
+    let reader = Cursor::new(prefix[..n].to_vec()).chain(reader);
+    let mut lines = LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows);
+    match sniff(&prefix[..n]) {
+        Envelope::Gzip if gzip_depth >= MAX_GZIP_DEPTH => {
+            return Err(DecodeError::TooDeep {
+                source_id: source.clone(),
+                depth: MAX_GZIP_DEPTH,
+            })
+        }
+        Envelope::Gzip => {
+            let plain = flate2::read::MultiGzDecoder::new(reader);
+            return decode_stream(Box::new(plain), source, options, gzip_depth + 1, sink);
+        }
+        Envelope::Parquet => {
+            let mut all = Vec::new();
+            let mut reader = reader;
+            reader
+                .read_to_end(&mut all)
+                .map_err(|e| DecodeError::io(source, e))?;
+            let mut stats = DecodeStats::default();
+            parquet::decode_parquet(
+                bytes::Bytes::from(all),
+                source,
+                options.batch_rows,
+                &mut stats,
+                sink,
+            )?;
+            return Ok(stats);
+        }
+        Envelope::Json => json::JsonDecoder::new(&mut lines).decode_stream(reader, sink)?,
+        Envelope::Text => {
+            text::decode_text(reader, &mut lines, 1, sink)?;
+        }
+        Envelope::Empty => {}
+    }
+    lines.flush(sink)?;
+    Ok(*lines.stats())
+}
+
+/// Fills `buf` as far as the input allows; returns how many bytes were read.
+fn read_prefix(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

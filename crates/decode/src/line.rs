@@ -1,0 +1,488 @@
+//! The line decoder: blocks of flow-log text to [`FlowBatch`]es.
+//!
+//! Input arrives as blocks: byte buffers holding whole lines. Text columns are Arrow string
+//! views into the block itself, so a value is never copied (values of up to 12 bytes are
+//! stored inline in the view). Integers are parsed and range-checked in one pass; a line
+//! that fails any check is rolled back out of every column and dead-lettered with the
+//! field that failed.
+
+use std::sync::Arc;
+
+use arrow_array::builder::make_view;
+use arrow_array::{ArrayRef, Int32Array, Int64Array, StringViewArray, TimestampMillisecondArray};
+use arrow_buffer::{Buffer, NullBufferBuilder, ScalarBuffer};
+use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
+
+use crate::assemble::{Layout, NullColumns};
+use crate::values::{check_ip, parse_epoch_millis, parse_integer, BadValue};
+use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
+
+/// How the lines of a block are numbered in their source.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LineNumbers<'a> {
+    /// Physical lines, the first one being this number.
+    From(u64),
+    /// One number per line of the block, in order (log events of an envelope).
+    Listed(&'a [u64]),
+}
+
+impl LineNumbers<'_> {
+    fn get(&self, index: usize) -> u64 {
+        match self {
+            LineNumbers::From(first) => first + index as u64,
+            LineNumbers::Listed(numbers) => numbers[index],
+        }
+    }
+}
+
+/// Values of one format position for the batch being built.
+enum Column {
+    Text {
+        views: Vec<u128>,
+        nulls: NullBufferBuilder,
+    },
+    Int32 {
+        values: Vec<i32>,
+        nulls: NullBufferBuilder,
+    },
+    Int64 {
+        values: Vec<i64>,
+        nulls: NullBufferBuilder,
+    },
+    Time {
+        values: Vec<i64>,
+        nulls: NullBufferBuilder,
+    },
+}
+
+impl Column {
+    fn new(kind: FieldKind, capacity: usize) -> Self {
+        let nulls = NullBufferBuilder::new(capacity);
+        match kind {
+            FieldKind::Text | FieldKind::IpAddr => Column::Text {
+                views: Vec::with_capacity(capacity),
+                nulls,
+            },
+            FieldKind::Port | FieldKind::Code | FieldKind::Int32 => Column::Int32 {
+                values: Vec::with_capacity(capacity),
+                nulls,
+            },
+            FieldKind::Count => Column::Int64 {
+                values: Vec::with_capacity(capacity),
+                nulls,
+            },
+            FieldKind::EpochTime => Column::Time {
+                values: Vec::with_capacity(capacity),
+                nulls,
+            },
+        }
+    }
+
+    #[inline]
+    fn push_null(&mut self) {
+        match self {
+            Column::Text { views, nulls } => {
+                views.push(0);
+                nulls.append_null();
+            }
+            Column::Int32 { values, nulls } => {
+                values.push(0);
+                nulls.append_null();
+            }
+            Column::Int64 { values, nulls } | Column::Time { values, nulls } => {
+                values.push(0);
+                nulls.append_null();
+            }
+        }
+    }
+
+    /// Removes the values of a line that failed part-way.
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            Column::Text { views, nulls } => {
+                views.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Int32 { values, nulls } => {
+                values.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Int64 { values, nulls } | Column::Time { values, nulls } => {
+                values.truncate(rows);
+                nulls.truncate(rows);
+            }
+        }
+    }
+
+    fn finish(&mut self, blocks: &[Buffer]) -> ArrayRef {
+        match self {
+            Column::Text { views, nulls } => {
+                let views = ScalarBuffer::from(std::mem::take(views));
+                // SAFETY: every non-null view was made by `make_view` over a token of a line
+                // that was checked to be UTF-8, at its offset in one of `blocks`, whose
+                // index it carries; tokens end at ASCII separators, so each is UTF-8 on its
+                // own. Null views are zero. `try_new` would re-validate every value, which
+                // costs as much as the rest of decoding.
+                let array = if cfg!(debug_assertions) {
+                    // Tests and debug builds check the claim above.
+                    StringViewArray::try_new(views, blocks.to_vec(), nulls.finish())
+                        .expect("string views are valid")
+                } else {
+                    unsafe {
+                        StringViewArray::new_unchecked(views, blocks.to_vec(), nulls.finish())
+                    }
+                };
+                Arc::new(array)
+            }
+            Column::Int32 { values, nulls } => Arc::new(Int32Array::new(
+                ScalarBuffer::from(std::mem::take(values)),
+                nulls.finish(),
+            )),
+            Column::Int64 { values, nulls } => Arc::new(Int64Array::new(
+                ScalarBuffer::from(std::mem::take(values)),
+                nulls.finish(),
+            )),
+            Column::Time { values, nulls } => Arc::new(
+                TimestampMillisecondArray::new(
+                    ScalarBuffer::from(std::mem::take(values)),
+                    nulls.finish(),
+                )
+                .with_timezone("UTC"),
+            ),
+        }
+    }
+}
+
+/// Why a line was not decoded (before it is turned into a dead letter).
+enum LineError {
+    FieldCount,
+    Value { position: usize, bad: BadValue },
+}
+
+/// Decodes blocks of flow-log lines of one source into batches.
+pub struct LineDecoder {
+    source: SourceId,
+    batch_rows: usize,
+    layout: Layout,
+    kinds: Vec<FieldKind>,
+    columns: Vec<Column>,
+    /// Blocks the current batch's string views point into.
+    blocks: Vec<Buffer>,
+    line_numbers: Vec<u64>,
+    rows: usize,
+    nulls: NullColumns,
+    stats: DecodeStats,
+}
+
+impl LineDecoder {
+    /// `format` is used until a header line names another one; without one, the default
+    /// (version 2) format.
+    pub fn new(source: SourceId, format: Option<FlowFormat>, batch_rows: usize) -> Self {
+        let batch_rows = batch_rows.max(1);
+        let layout = Layout::new(format.unwrap_or_else(FlowFormat::default_v2));
+        let mut decoder = Self {
+            source,
+            batch_rows,
+            kinds: Vec::new(),
+            columns: Vec::new(),
+            layout,
+            blocks: Vec::new(),
+            line_numbers: Vec::with_capacity(batch_rows),
+            rows: 0,
+            nulls: NullColumns::default(),
+            stats: DecodeStats::default(),
+        };
+        decoder.reset_columns();
+        decoder
+    }
+
+    pub fn stats(&self) -> &DecodeStats {
+        &self.stats
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut DecodeStats {
+        &mut self.stats
+    }
+
+    pub fn source(&self) -> &SourceId {
+        &self.source
+    }
+
+    /// The format lines are decoded with now.
+    pub fn format(&self) -> &FlowFormat {
+        &self.layout.format
+    }
+
+    fn reset_columns(&mut self) {
+        let n = self.layout.format.len();
+        self.kinds = (0..n).map(|i| self.layout.kind(i)).collect();
+        self.columns = self
+            .kinds
+            .iter()
+            .map(|&k| Column::new(k, self.batch_rows))
+            .collect();
+    }
+
+    /// Decodes every line of `block` (lines end with `\n`; the last one need not). Returns
+    /// the number of lines the block held.
+    pub(crate) fn decode_block(
+        &mut self,
+        block: Buffer,
+        numbers: LineNumbers<'_>,
+        sink: &mut dyn RecordSink,
+    ) -> Result<u64, DecodeError> {
+        assert!(
+            block.len() <= u32::MAX as usize,
+            "blocks are bounded well below 4 GiB"
+        );
+        // One check for the whole block instead of one per line in the common case.
+        let all_utf8 = std::str::from_utf8(&block).is_ok();
+        let bytes = block.as_slice();
+        // The block joins the current batch's blocks when its first record is decoded, and
+        // again after every flush (batch full, or a header line changed the format).
+        let mut block_index: Option<u32> = None;
+        let mut start = 0;
+        let mut index = 0;
+        while start < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let line_no = numbers.get(index);
+            let current = *block_index.get_or_insert_with(|| {
+                self.blocks.push(block.clone());
+                (self.blocks.len() - 1) as u32
+            });
+            self.decode_line(bytes, start, end, current, all_utf8, line_no, sink)?;
+            index += 1;
+            start = end + 1;
+            if self.rows >= self.batch_rows {
+                self.flush(sink)?;
+            }
+            if self.blocks.is_empty() {
+                block_index = None;
+            }
+        }
+        Ok(index as u64)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decode_line(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        block_index: u32,
+        all_utf8: bool,
+        line_no: u64,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        let is_blank = |c: u8| c == b' ' || c == b'\t';
+        let mut e = end;
+        while e > start && (is_blank(bytes[e - 1]) || bytes[e - 1] == b'\r') {
+            e -= 1;
+        }
+        let mut s = start;
+        while s < e && is_blank(bytes[s]) {
+            s += 1;
+        }
+        if s == e {
+            self.stats.blank_lines += 1;
+            return Ok(());
+        }
+        let line = &bytes[s..e];
+        if !all_utf8 {
+            if let Err(err) = std::str::from_utf8(line) {
+                let reason = format!(
+                    "not valid UTF-8 (at byte {} of the line)",
+                    err.valid_up_to() + 1
+                );
+                return self.dead_letter(line_no, reason, &bytes[start..end], sink);
+            }
+        }
+        // Records start with a digit, `-`, an id or an address; only a line that starts
+        // with a lower-case letter can be a header, and the check stops at the first token
+        // that is not a field name.
+        if line[0].is_ascii_lowercase() {
+            // UTF-8 was checked above (or for the whole block).
+            let text = std::str::from_utf8(line).unwrap_or_default();
+            if let Some(format) = FlowFormat::from_header_line(text) {
+                self.stats.header_lines += 1;
+                return self.set_format(format, sink);
+            }
+        }
+
+        match self.append_record(bytes, s, e, block_index) {
+            Ok(()) => {
+                self.rows += 1;
+                self.line_numbers.push(line_no);
+                Ok(())
+            }
+            Err(err) => {
+                for column in &mut self.columns {
+                    column.truncate(self.rows);
+                }
+                let reason = self.describe(err, line);
+                self.dead_letter(line_no, reason, &bytes[start..end], sink)
+            }
+        }
+    }
+
+    /// Appends one record's tokens to the columns (a column may be left one value longer
+    /// than `rows` on error; the caller truncates).
+    #[inline]
+    fn append_record(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+        block_index: u32,
+    ) -> Result<(), LineError> {
+        let width = self.columns.len();
+        let mut position = 0;
+        let mut i = start;
+        while i < end {
+            let t0 = i;
+            while i < end && bytes[i] != b' ' && bytes[i] != b'\t' {
+                i += 1;
+            }
+            let token = &bytes[t0..i];
+            while i < end && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            if position == width {
+                return Err(LineError::FieldCount);
+            }
+            let column = &mut self.columns[position];
+            if token == b"-" {
+                column.push_null();
+            } else {
+                push_value(column, self.kinds[position], token, block_index, t0)
+                    .map_err(|bad| LineError::Value { position, bad })?;
+            }
+            position += 1;
+        }
+        if position != width {
+            return Err(LineError::FieldCount);
+        }
+        Ok(())
+    }
+
+    fn describe(&self, err: LineError, line: &[u8]) -> String {
+        match err {
+            LineError::FieldCount => {
+                let found = line
+                    .split(|&c| c == b' ' || c == b'\t')
+                    .filter(|t| !t.is_empty())
+                    .count();
+                format!(
+                    "expected {} fields, found {found} (format: {})",
+                    self.layout.format.len(),
+                    self.layout.format
+                )
+            }
+            LineError::Value { position, bad } => {
+                let token = line
+                    .split(|&c| c == b' ' || c == b'\t')
+                    .filter(|t| !t.is_empty())
+                    .nth(position)
+                    .unwrap_or_default();
+                format!(
+                    "field `{}` (field {} of {}): `{}` {}",
+                    self.layout.format.fields()[position].column(),
+                    position + 1,
+                    self.layout.format.len(),
+                    String::from_utf8_lossy(token),
+                    bad.0
+                )
+            }
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        line_no: u64,
+        reason: String,
+        raw: &[u8],
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        self.stats.dead_letters += 1;
+        sink.dead_letter(DeadLetter::new(&self.source, line_no, reason, raw))
+            .map_err(DecodeError::Sink)
+    }
+
+    /// Dead-letters a record found unusable before it reached the line decoder (an envelope
+    /// problem), counted with the rest.
+    pub(crate) fn reject(
+        &mut self,
+        line_no: u64,
+        reason: String,
+        raw: &[u8],
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        self.dead_letter(line_no, reason, raw, sink)
+    }
+
+    fn set_format(
+        &mut self,
+        format: FlowFormat,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        if format == self.layout.format {
+            return Ok(());
+        }
+        self.flush(sink)?;
+        self.layout = Layout::new(format);
+        self.reset_columns();
+        Ok(())
+    }
+
+    /// Emits the rows decoded so far as one batch.
+    pub fn flush(&mut self, sink: &mut dyn RecordSink) -> Result<(), DecodeError> {
+        if self.rows == 0 {
+            self.blocks.clear();
+            return Ok(());
+        }
+        let blocks = std::mem::take(&mut self.blocks);
+        let arrays = self.columns.iter_mut().map(|c| c.finish(&blocks)).collect();
+        let records = self.nulls.assemble(&self.layout, arrays, self.rows);
+        let numbers = ScalarBuffer::from(std::mem::replace(
+            &mut self.line_numbers,
+            Vec::with_capacity(self.batch_rows),
+        ));
+        self.stats.records += self.rows as u64;
+        self.rows = 0;
+        sink.batch(FlowBatch::new(records, self.source.clone(), numbers))
+            .map_err(DecodeError::Sink)
+    }
+}
+
+#[inline]
+fn push_value(
+    column: &mut Column,
+    kind: FieldKind,
+    token: &[u8],
+    block_index: u32,
+    offset: usize,
+) -> Result<(), BadValue> {
+    match column {
+        Column::Text { views, nulls } => {
+            if kind == FieldKind::IpAddr {
+                check_ip(token)?;
+            }
+            views.push(make_view(token, block_index, offset as u32));
+            nulls.append_non_null();
+        }
+        Column::Int32 { values, nulls } => {
+            values.push(parse_integer(kind, token)? as i32);
+            nulls.append_non_null();
+        }
+        Column::Int64 { values, nulls } => {
+            values.push(parse_integer(kind, token)?);
+            nulls.append_non_null();
+        }
+        Column::Time { values, nulls } => {
+            values.push(parse_epoch_millis(token)?);
+            nulls.append_non_null();
+        }
+    }
+    Ok(())
+}

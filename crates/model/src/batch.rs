@@ -1,0 +1,62 @@
+//! [`FlowBatch`]: decoded records plus where they came from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::ScalarBuffer;
+
+/// Where records came from: a file path, `-` for standard input, an S3 URI, ...
+///
+/// Together with a record's line number this identifies the record, which is what dead
+/// letters report and what deterministic event ids are derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceId(Arc<str>);
+
+impl SourceId {
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A batch of decoded flow records in the canonical schema.
+///
+/// `line_numbers[i]` is the position of row `i` in its source: the physical line for text,
+/// the row for Parquet, the log event's position for CloudWatch Logs and Firehose payloads
+/// (all counted from 1). Rows are in source order, so the first entry is the first line.
+#[derive(Debug, Clone)]
+pub struct FlowBatch {
+    pub records: RecordBatch,
+    pub source: SourceId,
+    pub line_numbers: ScalarBuffer<u64>,
+}
+
+impl FlowBatch {
+    pub fn new(records: RecordBatch, source: SourceId, line_numbers: ScalarBuffer<u64>) -> Self {
+        debug_assert_eq!(records.num_rows(), line_numbers.len());
+        Self {
+            records,
+            source,
+            line_numbers,
+        }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.records.num_rows()
+    }
+
+    /// Line number of the first row (0 for an empty batch).
+    pub fn first_line(&self) -> u64 {
+        self.line_numbers.first().copied().unwrap_or(0)
+    }
+}

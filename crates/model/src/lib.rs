@@ -1,0 +1,24 @@
+//! The flow-log data model shared by every flowlog crate.
+//!
+//! This crate owns what a flow record *is*, independent of where it came from or where it
+//! goes:
+//! - [`catalogue`]: every VPC (v2-v11) and Transit Gateway (v6) field with its first
+//!   version, value kind, Arrow type, meaning and known values;
+//! - [`format`]: [`FlowFormat`], the ordered field list of a flow log, from header lines or
+//!   format strings (never from token counts);
+//! - [`schema`]: the canonical Arrow schema every [`FlowBatch`] has;
+//! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers.
+//!
+//! It has no I/O and depends only on Arrow.
+
+pub mod batch;
+pub mod catalogue;
+mod error;
+pub mod format;
+pub mod schema;
+
+pub use batch::{FlowBatch, SourceId};
+pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
+pub use error::FormatError;
+pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};
+pub use schema::{canonical_schema, canonical_width, schema_with_extras};

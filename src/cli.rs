@@ -1,0 +1,67 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowlog",
+    version,
+    about = "Decode, normalize and deliver AWS VPC and Transit Gateway flow logs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read flow logs from files or standard input and write one JSON object per record.
+    ///
+    /// The envelope is detected from the bytes: gzip, Parquet, CloudWatch Logs subscription
+    /// JSON, Firehose HTTP endpoint requests, Lambda `awslogs` events, `{"message": ...}`
+    /// lines or plain text. Header lines set the format from where they stand.
+    Transform(TransformArgs),
+    /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
+    Fields(FieldsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// Inputs to read, in order; `-` is standard input (the default).
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Format of records not preceded by a header line, as `${version} ${srcaddr} ...` or
+    /// plain names (`version account-id` or `version account_id`). Default: the AWS
+    /// default (version 2) format.
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+
+    /// Shape of the output documents.
+    #[arg(long, value_enum, default_value_t = OutputShape::Raw)]
+    pub to: OutputShape,
+
+    /// Append records that cannot be decoded to this file, as NDJSON (source, line,
+    /// reason, raw). Without it they are reported on standard error.
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// No summary, no progress bar, no per-record warnings on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputShape {
+    /// The record's fields under AWS's names in snake_case; `-` fields left out.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct FieldsArgs {
+    /// Print CSV (the content of schemas/flow-log-fields.csv) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}

@@ -1,0 +1,250 @@
+//! `flowlog transform`: inputs -> decode -> encode -> NDJSON on standard output.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flowlog_decode::{
+    decode_file, decode_reader, DeadLetter, DecodeError, DecodeOptions, DecodeStats, RecordSink,
+    SinkError,
+};
+use flowlog_model::{FlowBatch, FlowFormat, SourceId};
+use flowlog_normalize::{Encoder, Target};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{OutputShape, TransformArgs};
+
+/// Inputs at least this large (in total) get a progress bar on a terminal.
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+pub fn run(args: TransformArgs) -> ExitCode {
+    let format = match args.format.as_deref().map(FlowFormat::parse).transpose() {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("flowlog: --format: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let dead_letters = match &args.dead_letter {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => DeadLetterOut::File(BufWriter::new(file)),
+            Err(err) => {
+                eprintln!(
+                    "flowlog: cannot open dead letter file {}: {err}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None if args.quiet => DeadLetterOut::Discard,
+        None => DeadLetterOut::Stderr,
+    };
+    let inputs = if args.inputs.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.inputs.clone()
+    };
+
+    let progress = progress_bar(&inputs, args.quiet);
+    let options = DecodeOptions {
+        format,
+        progress: progress
+            .clone()
+            .map(|bar| Arc::new(move |n| bar.inc(n)) as flowlog_decode::ProgressFn),
+        ..DecodeOptions::default()
+    };
+    let target = match args.to {
+        OutputShape::Raw => Target::Raw,
+    };
+    let mut sink = NdjsonSink {
+        encoder: target.encoder(),
+        buffer: Vec::with_capacity(4 << 20),
+        stdout: io::stdout().lock(),
+        dead_letters,
+    };
+
+    let started = Instant::now();
+    let mut totals = DecodeStats::default();
+    let mut unreadable = 0;
+    for input in &inputs {
+        match decode_input(input, &options, &mut sink) {
+            Ok(stats) => totals += stats,
+            Err(DecodeError::Sink(err)) if is_broken_pipe(&*err) => {
+                // The reader went away (`| head`): stop quietly, as Unix tools do.
+                return ExitCode::SUCCESS;
+            }
+            Err(DecodeError::Sink(err)) => {
+                eprintln!("flowlog: output failed: {err}");
+                return ExitCode::FAILURE;
+            }
+            Err(err) => {
+                eprintln!("flowlog: {err}");
+                unreadable += 1;
+            }
+        }
+    }
+    if let Err(err) = sink.finish() {
+        if !is_broken_pipe(&err) {
+            eprintln!("flowlog: output failed: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    if !args.quiet {
+        eprintln!(
+            "{}",
+            summary(
+                &totals,
+                started.elapsed().as_secs_f64(),
+                args.dead_letter.as_deref()
+            )
+        );
+    }
+    if unreadable > 0 {
+        eprintln!(
+            "flowlog: {unreadable} of {} inputs could not be read completely",
+            inputs.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn decode_input(
+    input: &Path,
+    options: &DecodeOptions,
+    sink: &mut NdjsonSink,
+) -> Result<DecodeStats, DecodeError> {
+    if input.as_os_str() == "-" {
+        decode_reader(io::stdin().lock(), SourceId::new("-"), options, sink)
+    } else {
+        let source = SourceId::new(input.to_string_lossy().into_owned());
+        decode_file(input, source, options, sink)
+    }
+}
+
+fn progress_bar(inputs: &[PathBuf], quiet: bool) -> Option<ProgressBar> {
+    if quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let total: u64 = inputs
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if total < PROGRESS_MIN_BYTES {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template"),
+    );
+    Some(bar)
+}
+
+fn summary(stats: &DecodeStats, secs: f64, dead_letter: Option<&Path>) -> String {
+    let mut s = format!(
+        "flowlog: {} records, {} dead letters, {} read in {:.2} s",
+        stats.records,
+        stats.dead_letters,
+        human_bytes(stats.bytes_read),
+        secs
+    );
+    if secs > 0.0 {
+        s.push_str(&format!(" ({:.0} records/s)", stats.records as f64 / secs));
+    }
+    let mut skipped = Vec::new();
+    if stats.header_lines > 0 {
+        skipped.push(format!("{} header lines", stats.header_lines));
+    }
+    if stats.blank_lines > 0 {
+        skipped.push(format!("{} blank lines", stats.blank_lines));
+    }
+    if stats.control_messages > 0 {
+        skipped.push(format!("{} control messages", stats.control_messages));
+    }
+    if !skipped.is_empty() {
+        s.push_str(&format!("; not records: {}", skipped.join(", ")));
+    }
+    if stats.dead_letters > 0 {
+        match dead_letter {
+            Some(path) => s.push_str(&format!("; dead letters in {}", path.display())),
+            None => s.push_str("; keep dead letters with --dead-letter PATH"),
+        }
+    }
+    s
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+enum DeadLetterOut {
+    File(BufWriter<File>),
+    Stderr,
+    Discard,
+}
+
+/// Encodes batches to standard output and routes dead letters.
+struct NdjsonSink {
+    encoder: Box<dyn Encoder + Send>,
+    buffer: Vec<u8>,
+    stdout: io::StdoutLock<'static>,
+    dead_letters: DeadLetterOut,
+}
+
+impl NdjsonSink {
+    fn finish(&mut self) -> io::Result<()> {
+        self.stdout.flush()?;
+        if let DeadLetterOut::File(file) = &mut self.dead_letters {
+            file.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl RecordSink for NdjsonSink {
+    fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+        self.buffer.clear();
+        self.encoder.encode(&batch, &mut self.buffer)?;
+        self.stdout.write_all(&self.buffer)?;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
+        match &mut self.dead_letters {
+            DeadLetterOut::File(file) => {
+                file.write_all(letter.to_json().as_bytes())?;
+                file.write_all(b"\n")?;
+            }
+            DeadLetterOut::Stderr => {
+                eprintln!("flowlog: dead letter: {}", letter.to_json());
+            }
+            DeadLetterOut::Discard => {}
+        }
+        Ok(())
+    }
+}
