@@ -23,6 +23,7 @@ mod line;
 mod parquet;
 mod sniff;
 mod text;
+mod tokens;
 mod values;
 
 use std::cell::Cell;

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::make_view;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, StringViewArray, TimestampMillisecondArray};
 use arrow_buffer::{Buffer, NullBufferBuilder, ScalarBuffer};
 use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
-use crate::values::{check_ip, parse_epoch_millis, parse_integer, BadValue};
+use crate::tokens::{self, Line};
+use crate::values::{check_ip, epoch_millis_in, max_value, parse_integer_in, BadValue};
 use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
 
 /// How the lines of a block are numbered in their source.
@@ -44,10 +44,12 @@ enum Column {
     Int32 {
         values: Vec<i32>,
         nulls: NullBufferBuilder,
+        max: u64,
     },
     Int64 {
         values: Vec<i64>,
         nulls: NullBufferBuilder,
+        max: u64,
     },
     Time {
         values: Vec<i64>,
@@ -66,10 +68,12 @@ impl Column {
             FieldKind::Port | FieldKind::Code | FieldKind::Int32 => Column::Int32 {
                 values: Vec::with_capacity(capacity),
                 nulls,
+                max: max_value(kind),
             },
             FieldKind::Count => Column::Int64 {
                 values: Vec::with_capacity(capacity),
                 nulls,
+                max: max_value(kind),
             },
             FieldKind::EpochTime => Column::Time {
                 values: Vec::with_capacity(capacity),
@@ -85,11 +89,11 @@ impl Column {
                 views.push(0);
                 nulls.append_null();
             }
-            Column::Int32 { values, nulls } => {
+            Column::Int32 { values, nulls, .. } => {
                 values.push(0);
                 nulls.append_null();
             }
-            Column::Int64 { values, nulls } | Column::Time { values, nulls } => {
+            Column::Int64 { values, nulls, .. } | Column::Time { values, nulls } => {
                 values.push(0);
                 nulls.append_null();
             }
@@ -103,11 +107,11 @@ impl Column {
                 views.truncate(rows);
                 nulls.truncate(rows);
             }
-            Column::Int32 { values, nulls } => {
+            Column::Int32 { values, nulls, .. } => {
                 values.truncate(rows);
                 nulls.truncate(rows);
             }
-            Column::Int64 { values, nulls } | Column::Time { values, nulls } => {
+            Column::Int64 { values, nulls, .. } | Column::Time { values, nulls } => {
                 values.truncate(rows);
                 nulls.truncate(rows);
             }
@@ -117,7 +121,7 @@ impl Column {
     fn finish(&mut self, blocks: &[Buffer]) -> ArrayRef {
         match self {
             Column::Text { views, nulls } => {
-                let views = ScalarBuffer::from(std::mem::take(views));
+                let views = ScalarBuffer::from(take_keeping_capacity(views));
                 // SAFETY: every non-null view was made by `make_view` over a token of a line
                 // that was checked to be UTF-8, at its offset in one of `blocks`, whose
                 // index it carries; tokens end at ASCII separators, so each is UTF-8 on its
@@ -134,17 +138,17 @@ impl Column {
                 };
                 Arc::new(array)
             }
-            Column::Int32 { values, nulls } => Arc::new(Int32Array::new(
-                ScalarBuffer::from(std::mem::take(values)),
+            Column::Int32 { values, nulls, .. } => Arc::new(Int32Array::new(
+                ScalarBuffer::from(take_keeping_capacity(values)),
                 nulls.finish(),
             )),
-            Column::Int64 { values, nulls } => Arc::new(Int64Array::new(
-                ScalarBuffer::from(std::mem::take(values)),
+            Column::Int64 { values, nulls, .. } => Arc::new(Int64Array::new(
+                ScalarBuffer::from(take_keeping_capacity(values)),
                 nulls.finish(),
             )),
             Column::Time { values, nulls } => Arc::new(
                 TimestampMillisecondArray::new(
-                    ScalarBuffer::from(std::mem::take(values)),
+                    ScalarBuffer::from(take_keeping_capacity(values)),
                     nulls.finish(),
                 )
                 .with_timezone("UTC"),
@@ -170,6 +174,8 @@ pub struct LineDecoder {
     blocks: Vec<Buffer>,
     line_numbers: Vec<u64>,
     rows: usize,
+    /// Token offsets of the line being decoded (reused).
+    spans: Vec<(u32, u32)>,
     nulls: NullColumns,
     stats: DecodeStats,
 }
@@ -189,6 +195,7 @@ impl LineDecoder {
             blocks: Vec::new(),
             line_numbers: Vec::with_capacity(batch_rows),
             rows: 0,
+            spans: Vec::with_capacity(64),
             nulls: NullColumns::default(),
             stats: DecodeStats::default(),
         };
@@ -241,76 +248,67 @@ impl LineDecoder {
         // The block joins the current batch's blocks when its first record is decoded, and
         // again after every flush (batch full, or a header line changed the format).
         let mut block_index: Option<u32> = None;
-        let mut start = 0;
         let mut index = 0;
-        while start < bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let mut spans = std::mem::take(&mut self.spans);
+        let result = tokens::for_each_line(bytes, &mut spans, |line| {
             let line_no = numbers.get(index);
+            index += 1;
             let current = *block_index.get_or_insert_with(|| {
                 self.blocks.push(block.clone());
                 (self.blocks.len() - 1) as u32
             });
-            self.decode_line(bytes, start, end, current, all_utf8, line_no, sink)?;
-            index += 1;
-            start = end + 1;
+            self.decode_line(bytes, &line, current, all_utf8, line_no, sink)?;
             if self.rows >= self.batch_rows {
                 self.flush(sink)?;
             }
             if self.blocks.is_empty() {
                 block_index = None;
             }
-        }
-        Ok(index as u64)
+            Ok(())
+        });
+        self.spans = spans;
+        result.map(|()| index as u64)
     }
 
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn decode_line(
         &mut self,
         bytes: &[u8],
-        start: usize,
-        end: usize,
+        line: &Line<'_>,
         block_index: u32,
         all_utf8: bool,
         line_no: u64,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
-        let is_blank = |c: u8| c == b' ' || c == b'\t';
-        let mut e = end;
-        while e > start && (is_blank(bytes[e - 1]) || bytes[e - 1] == b'\r') {
-            e -= 1;
-        }
-        let mut s = start;
-        while s < e && is_blank(bytes[s]) {
-            s += 1;
-        }
-        if s == e {
+        let (Some(&(first, _)), Some(&(_, last))) = (line.tokens.first(), line.tokens.last())
+        else {
             self.stats.blank_lines += 1;
             return Ok(());
-        }
-        let line = &bytes[s..e];
+        };
+        let raw = &bytes[line.start..line.end];
+        let text = &bytes[first as usize..last as usize];
         if !all_utf8 {
-            if let Err(err) = std::str::from_utf8(line) {
+            if let Err(err) = std::str::from_utf8(text) {
                 let reason = format!(
                     "not valid UTF-8 (at byte {} of the line)",
                     err.valid_up_to() + 1
                 );
-                return self.dead_letter(line_no, reason, &bytes[start..end], sink);
+                return self.dead_letter(line_no, reason, raw, sink);
             }
         }
         // Records start with a digit, `-`, an id or an address; only a line that starts
         // with a lower-case letter can be a header, and the check stops at the first token
         // that is not a field name.
-        if line[0].is_ascii_lowercase() {
+        if text[0].is_ascii_lowercase() {
             // UTF-8 was checked above (or for the whole block).
-            let text = std::str::from_utf8(line).unwrap_or_default();
+            let text = std::str::from_utf8(text).unwrap_or_default();
             if let Some(format) = FlowFormat::from_header_line(text) {
                 self.stats.header_lines += 1;
                 return self.set_format(format, sink);
             }
         }
 
-        match self.append_record(bytes, s, e, block_index) {
+        match self.append_record(bytes, line.tokens, block_index) {
             Ok(()) => {
                 self.rows += 1;
                 self.line_numbers.push(line_no);
@@ -320,8 +318,8 @@ impl LineDecoder {
                 for column in &mut self.columns {
                     column.truncate(self.rows);
                 }
-                let reason = self.describe(err, line);
-                self.dead_letter(line_no, reason, &bytes[start..end], sink)
+                let reason = self.describe(err, line.tokens.len(), bytes, line.tokens);
+                self.dead_letter(line_no, reason, raw.trim_ascii_end(), sink)
             }
         }
     }
@@ -332,65 +330,38 @@ impl LineDecoder {
     fn append_record(
         &mut self,
         bytes: &[u8],
-        start: usize,
-        end: usize,
+        tokens: &[(u32, u32)],
         block_index: u32,
     ) -> Result<(), LineError> {
-        let width = self.columns.len();
-        let mut position = 0;
-        let mut i = start;
-        while i < end {
-            let t0 = i;
-            while i < end && bytes[i] != b' ' && bytes[i] != b'\t' {
-                i += 1;
-            }
-            let token = &bytes[t0..i];
-            while i < end && (bytes[i] == b' ' || bytes[i] == b'\t') {
-                i += 1;
-            }
-            if position == width {
-                return Err(LineError::FieldCount);
-            }
-            let column = &mut self.columns[position];
-            if token == b"-" {
+        if tokens.len() != self.columns.len() {
+            return Err(LineError::FieldCount);
+        }
+        for (position, (column, &(a, b))) in self.columns.iter_mut().zip(tokens).enumerate() {
+            if &bytes[a as usize..b as usize] == b"-" {
                 column.push_null();
             } else {
-                push_value(column, self.kinds[position], token, block_index, t0)
+                push_value(column, self.kinds[position], bytes, a, b, block_index)
                     .map_err(|bad| LineError::Value { position, bad })?;
             }
-            position += 1;
-        }
-        if position != width {
-            return Err(LineError::FieldCount);
         }
         Ok(())
     }
 
-    fn describe(&self, err: LineError, line: &[u8]) -> String {
+    fn describe(&self, err: LineError, found: usize, bytes: &[u8], tokens: &[(u32, u32)]) -> String {
+        let format = &self.layout.format;
         match err {
-            LineError::FieldCount => {
-                let found = line
-                    .split(|&c| c == b' ' || c == b'\t')
-                    .filter(|t| !t.is_empty())
-                    .count();
-                format!(
-                    "expected {} fields, found {found} (format: {})",
-                    self.layout.format.len(),
-                    self.layout.format
-                )
-            }
+            LineError::FieldCount => format!(
+                "expected {} fields, found {found} (format: {format})",
+                format.len()
+            ),
             LineError::Value { position, bad } => {
-                let token = line
-                    .split(|&c| c == b' ' || c == b'\t')
-                    .filter(|t| !t.is_empty())
-                    .nth(position)
-                    .unwrap_or_default();
+                let (a, b) = tokens[position];
                 format!(
                     "field `{}` (field {} of {}): `{}` {}",
-                    self.layout.format.fields()[position].column(),
+                    format.fields()[position].column(),
                     position + 1,
-                    self.layout.format.len(),
-                    String::from_utf8_lossy(token),
+                    format.len(),
+                    String::from_utf8_lossy(&bytes[a as usize..b as usize]),
                     bad.0
                 )
             }
@@ -455,32 +426,59 @@ impl LineDecoder {
     }
 }
 
+/// Takes a column's values, leaving an empty vector as large as the old one so the next
+/// batch does not regrow it from nothing.
+fn take_keeping_capacity<T>(values: &mut Vec<T>) -> Vec<T> {
+    let capacity = values.capacity();
+    std::mem::replace(values, Vec::with_capacity(capacity))
+}
+
+/// An Arrow string view of `token` at `offset` in block `block_index`: up to 12 bytes are
+/// stored in the view itself, longer values as length, 4-byte prefix, block and offset.
+/// (What `arrow_array::builder::make_view` does, written so it inlines into the loop.)
+#[inline(always)]
+fn make_view(token: &[u8], block_index: u32, offset: u32) -> u128 {
+    let len = token.len();
+    if len <= 12 {
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        bytes[4..4 + len].copy_from_slice(token);
+        u128::from_le_bytes(bytes)
+    } else {
+        let prefix = u32::from_le_bytes(token[..4].try_into().expect("four bytes"));
+        (len as u128) | (prefix as u128) << 32 | (block_index as u128) << 64 | (offset as u128) << 96
+    }
+}
+
 #[inline]
 fn push_value(
     column: &mut Column,
     kind: FieldKind,
-    token: &[u8],
+    bytes: &[u8],
+    start: u32,
+    end: u32,
     block_index: u32,
-    offset: usize,
 ) -> Result<(), BadValue> {
+    let (a, b) = (start as usize, end as usize);
     match column {
         Column::Text { views, nulls } => {
+            let token = &bytes[a..b];
             if kind == FieldKind::IpAddr {
                 check_ip(token)?;
             }
-            views.push(make_view(token, block_index, offset as u32));
+            views.push(make_view(token, block_index, start));
             nulls.append_non_null();
         }
-        Column::Int32 { values, nulls } => {
-            values.push(parse_integer(kind, token)? as i32);
+        Column::Int32 { values, nulls, max } => {
+            values.push(parse_integer_in(kind, *max, bytes, a, b)? as i32);
             nulls.append_non_null();
         }
-        Column::Int64 { values, nulls } => {
-            values.push(parse_integer(kind, token)?);
+        Column::Int64 { values, nulls, max } => {
+            values.push(parse_integer_in(kind, *max, bytes, a, b)?);
             nulls.append_non_null();
         }
         Column::Time { values, nulls } => {
-            values.push(parse_epoch_millis(token)?);
+            values.push(epoch_millis_in(bytes, a, b)?);
             nulls.append_non_null();
         }
     }

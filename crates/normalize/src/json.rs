@@ -3,12 +3,58 @@
 //! Encoders write from Arrow columns to bytes without building `serde_json::Value`s; these
 //! functions are the only place string escaping and number formatting live.
 
+use arrow_array::StringViewArray;
+
 /// Appends `s` as a JSON string (with quotes), escaping as RFC 8259 requires.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
-    // Flow-log values almost never need escaping: copy runs of safe bytes at once.
+    out.push(b'"');
+    // Flow-log values almost never need escaping: check eight bytes at a time and copy the
+    // whole value at once.
+    if needs_escape(bytes) {
+        write_escaped(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    out.push(b'"');
+}
+
+/// Appends value `row` of a string-view array as a JSON string, reading the view directly:
+/// values of up to 12 bytes are copied out of the view itself, longer ones through a
+/// fixed-size window of their buffer when it has room.
+#[inline]
+pub fn write_view_str(out: &mut Vec<u8>, array: &StringViewArray, row: usize) {
+    let view = array.views()[row];
+    let len = view as u32 as usize;
+    if len <= 12 {
+        let bytes = view.to_le_bytes();
+        let inline: &[u8; 12] = bytes[4..].try_into().expect("12 bytes");
+        if needs_escape(&inline[..len]) {
+            return write_str(out, array.value(row));
+        }
+        out.push(b'"');
+        extend_padded(out, inline, len);
+    } else {
+        let buffer = &array.data_buffers()[(view >> 64) as u32 as usize];
+        let offset = (view >> 96) as u32 as usize;
+        let value = &buffer[offset..offset + len];
+        if needs_escape(value) {
+            return write_str(out, array.value(row));
+        }
+        out.push(b'"');
+        match buffer.get(offset..offset + 32) {
+            Some(window) if len <= 32 => {
+                extend_padded::<32>(out, window.try_into().expect("32 bytes"), len)
+            }
+            _ => out.extend_from_slice(value),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut run = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let escape: &[u8] = match c {
@@ -30,30 +76,144 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         run = i + 1;
     }
     out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
+}
+
+/// True if any byte is a control character, `"` or `\`. Word-at-a-time: for each byte b,
+/// `(b - k) & !b & 0x80` is set when b < k (k <= 0x80); comparing with zero after XOR
+/// finds equal bytes the same way.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, k: u64| x.wrapping_sub(ONES * k) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
+        let quote = x ^ (ONES * b'"' as u64);
+        let backslash = x ^ (ONES * b'\\' as u64);
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 /// Appends an integer.
 #[inline]
-pub fn write_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+pub fn write_int<I: itoa::Integer + TryInto<u64> + Copy>(out: &mut Vec<u8>, n: I) {
+    match n.try_into() {
+        Ok(unsigned) => Number::unsigned(unsigned).write(out),
+        Err(_) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+    }
 }
 
-/// Appends Unix time in seconds from milliseconds: `1418530010`, or `1418530010.123` when
-/// the value has a fractional second, so no precision is lost.
+/// A number already formatted, in a fixed-size window so that writing it is a fixed-size
+/// copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Number {
+    window: [u8; 24],
+    len: usize,
+}
+
+impl Number {
+    /// Formats a non-negative integer.
+    #[inline]
+    pub fn unsigned(mut n: u64) -> Self {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+            2021222324252627282930313233343536373839\
+            4041424344454647484950515253545556575859\
+            6061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899";
+        let len = decimal_digits(n);
+        let mut window = [0u8; 24];
+        let mut at = len;
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            window[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            window[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
+            window[at - 1] = b'0' + n as u8;
+        }
+        Self { window, len }
+    }
+
+    /// Formats Unix time in seconds from milliseconds: `1418530010`, or `1418530010.123`
+    /// when the value has a fractional second, so no precision is lost.
+    #[inline]
+    pub fn epoch_seconds(millis: i64) -> Self {
+        let (secs, frac) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+        let Ok(secs) = u64::try_from(secs) else {
+            // Before 1970: not a flow-log time, but still written exactly.
+            let text = format!("{}.{:03}", secs, frac);
+            let mut window = [0u8; 24];
+            window[..text.len()].copy_from_slice(text.as_bytes());
+            return Self::from_window(window, text.len());
+        };
+        let mut number = Self::unsigned(secs);
+        if frac != 0 {
+            let at = number.len;
+            number.window[at] = b'.';
+            number.window[at + 1] = b'0' + (frac / 100) as u8;
+            number.window[at + 2] = b'0' + (frac / 10 % 10) as u8;
+            number.window[at + 3] = b'0' + (frac % 10) as u8;
+            number.len += 4;
+        }
+        number
+    }
+
+    /// A number whose text is the first `len` bytes of `window`.
+    pub fn from_window(window: [u8; 24], len: usize) -> Self {
+        assert!(len <= window.len());
+        Self { window, len }
+    }
+
+    #[inline(always)]
+    pub fn write(&self, out: &mut Vec<u8>) {
+        extend_padded(out, &self.window, self.len);
+    }
+}
+
+/// How many decimal digits `n` has (at least one): log10 estimated from the bit length
+/// (1233/4096 ~ log10 2, an estimate at most one too high), corrected by one comparison.
+#[inline]
+fn decimal_digits(n: u64) -> usize {
+    const POWERS: [u64; 20] = {
+        let mut p = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            p[i] = p[i - 1] * 10;
+            i += 1;
+        }
+        p
+    };
+    let n = n | 1; // 0 has one digit, like 1
+    let bits = 64 - n.leading_zeros() as usize;
+    let log = bits * 1233 >> 12;
+    log + 1 - (n < POWERS[log]) as usize
+}
+
+/// Appends the first `len` bytes of `window`. Copying the whole fixed-size window and
+/// then dropping the excess compiles to a few vector moves, where a variable-length copy
+/// of a short value costs a call to `memcpy`.
+#[inline(always)]
+pub fn extend_padded<const N: usize>(out: &mut Vec<u8>, window: &[u8; N], len: usize) {
+    debug_assert!(len <= N);
+    out.extend_from_slice(window);
+    out.truncate(out.len() - (N - len));
+}
+
+/// Appends Unix time in seconds from milliseconds (see [`Number::epoch_seconds`]).
 #[inline]
 pub fn write_epoch_seconds(out: &mut Vec<u8>, millis: i64) {
-    let (secs, frac) = (millis.div_euclid(1000), millis.rem_euclid(1000));
-    write_int(out, secs);
-    if frac != 0 {
-        out.push(b'.');
-        let digits = [
-            b'0' + (frac / 100) as u8,
-            b'0' + (frac / 10 % 10) as u8,
-            b'0' + (frac % 10) as u8,
-        ];
-        out.extend_from_slice(&digits);
-    }
+    Number::epoch_seconds(millis).write(out);
 }
 
 /// The bytes of `"key":`, computed once per column instead of once per value.
@@ -64,9 +224,68 @@ pub fn key_prefix(key: &str) -> Vec<u8> {
     out
 }
 
+/// A member name with the separator before it, `,"key":`, ready to copy.
+#[derive(Debug, Clone)]
+pub struct MemberKey {
+    window: [u8; 48],
+    len: usize,
+    long: Option<Vec<u8>>,
+}
+
+impl MemberKey {
+    pub fn new(key: &str) -> Self {
+        let mut bytes = vec![b','];
+        bytes.extend_from_slice(&key_prefix(key));
+        let mut window = [0u8; 48];
+        let len = bytes.len();
+        let long = if len <= window.len() {
+            window[..len].copy_from_slice(&bytes);
+            None
+        } else {
+            Some(bytes)
+        };
+        Self { window, len, long }
+    }
+
+    /// Appends `,"key":`. The first member of an object is written the same way and its
+    /// comma overwritten by the `{` (see [`Object`]).
+    #[inline(always)]
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match &self.long {
+            None => extend_padded(out, &self.window, self.len),
+            Some(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+}
+
+/// Writes one JSON object whose members are appended with [`MemberKey::write`].
+pub struct Object {
+    start: usize,
+}
+
+impl Object {
+    /// Starts an object at the end of `out`.
+    #[inline(always)]
+    pub fn begin(out: &[u8]) -> Self {
+        Self { start: out.len() }
+    }
+
+    /// Closes the object: the first member's comma becomes the opening brace.
+    #[inline(always)]
+    pub fn end(self, out: &mut Vec<u8>) {
+        if out.len() == self.start {
+            out.push(b'{');
+        } else {
+            out[self.start] = b'{';
+        }
+        out.push(b'}');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Array;
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut v = Vec::new();
@@ -84,11 +303,82 @@ mod tests {
             "ctl\u{1}x",
             "subnet-3fbc536e360c36caб",
             "",
+            "exactly8",
+            "sixteen-bytes-xx",
+            "0123456789abcde\"",
+            "0123456\u{7f}\u{1f}",
+            "\u{80}\u{1f}",
         ] {
             let json = s(|o| write_str(o, input));
             let back: String = serde_json::from_str(&json).unwrap();
             assert_eq!(back, input);
         }
+    }
+
+    #[test]
+    fn escape_check_agrees_with_bytewise_check() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for special in 0u8..=255 {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[at] = special;
+                    assert_eq!(needs_escape(&v), naive(&v), "byte {special:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn string_views_are_written_like_strings() {
+        let values = [
+            Some("ACCEPT"),
+            None,
+            Some("exactly12byt"),
+            Some("eni-1235b8ca123456789"),
+            Some("a\"quote"),
+            Some("long value with a \" quote in it"),
+            Some("a value longer than thirty-two bytes, copied plainly"),
+            Some("subnet-3fbc536e360c36caб"),
+            Some(""),
+        ];
+        let array = StringViewArray::from_iter(values);
+        for (row, value) in values.iter().enumerate() {
+            if let Some(value) = value {
+                assert_eq!(s(|o| write_view_str(o, &array, row)), s(|o| write_str(o, value)));
+            }
+        }
+        assert!(array.is_null(1));
+    }
+
+    #[test]
+    fn integers_match_itoa() {
+        for n in [0u64, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 1418530010, u64::MAX] {
+            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
+        }
+        for i in 0..20 {
+            let n = 10u64.pow(i);
+            assert_eq!(s(|o| Number::unsigned(n - 1).write(o)), (n - 1).to_string());
+            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
+        }
+        assert_eq!(s(|o| write_int(o, -42i64)), "-42");
+        assert_eq!(s(|o| write_int(o, 42i32)), "42");
+    }
+
+    #[test]
+    fn objects_and_members() {
+        let mut out = b"[".to_vec();
+        let object = Object::begin(&out);
+        MemberKey::new("a").write(&mut out);
+        write_int(&mut out, 1u8);
+        MemberKey::new(&"k".repeat(60)).write(&mut out);
+        write_str(&mut out, "v");
+        object.end(&mut out);
+        Object::begin(&out).end(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("[{{\"a\":1,\"{}\":\"v\"}}{{}}", "k".repeat(60))
+        );
     }
 
     #[test]
@@ -102,6 +392,7 @@ mod tests {
             "1418530010.007"
         );
         assert_eq!(s(|o| write_epoch_seconds(o, 0)), "0");
-        assert_eq!(s(|o| key_prefix("log_status")), "\"log_status\":");
+        assert_eq!(s(|o| write_epoch_seconds(o, -1500)), "-2.500");
+        assert_eq!(key_prefix("log_status"), b"\"log_status\":");
     }
 }

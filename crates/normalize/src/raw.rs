@@ -4,10 +4,11 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, PrimitiveArray, StringViewArray};
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
-use crate::json::{key_prefix, write_epoch_seconds, write_int, write_str};
+use crate::json::{write_view_str, MemberKey, Number, Object};
 use crate::{EncodeError, Encoder};
 
 /// The raw NDJSON encoder.
@@ -22,10 +23,21 @@ enum Values<'a> {
 }
 
 struct Column<'a> {
-    key: Vec<u8>,
+    key: MemberKey,
     values: Values<'a>,
-    nullable: bool,
-    array: &'a dyn Array,
+    nulls: Option<NullBuffer>,
+}
+
+impl Column<'_> {
+    #[inline(always)]
+    fn write_value(&self, out: &mut Vec<u8>, row: usize) {
+        match self.values {
+            Values::Text(a) => write_view_str(out, a, row),
+            Values::Int32(a) => integer(a.value(row) as i64).write(out),
+            Values::Int64(a) => integer(a.value(row)).write(out),
+            Values::Time(a) => Number::epoch_seconds(a.value(row)).write(out),
+        }
+    }
 }
 
 impl Encoder for RawEncoder {
@@ -51,34 +63,37 @@ impl Encoder for RawEncoder {
                 }
             };
             columns.push(Column {
-                key: key_prefix(field.name()),
+                key: MemberKey::new(field.name()),
                 values,
-                nullable: array.null_count() > 0,
-                array: array.as_ref(),
+                nulls: array.logical_nulls().filter(|n| n.null_count() > 0),
             });
         }
-        out.reserve(records.num_rows() * 32 * columns.len().max(1));
         for row in 0..records.num_rows() {
-            out.push(b'{');
-            let mut first = true;
-            for column in &columns {
-                if column.nullable && column.array.is_null(row) {
+            let object = Object::begin(out);
+            for column in &mut columns {
+                if column.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                     continue;
                 }
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                out.extend_from_slice(&column.key);
-                match column.values {
-                    Values::Text(a) => write_str(out, a.value(row)),
-                    Values::Int32(a) => write_int(out, a.value(row)),
-                    Values::Int64(a) => write_int(out, a.value(row)),
-                    Values::Time(a) => write_epoch_seconds(out, a.value(row)),
-                }
+                column.key.write(out);
+                column.write_value(out, row);
             }
-            out.extend_from_slice(b"}\n");
+            object.end(out);
+            out.push(b'\n');
         }
         Ok(())
+    }
+}
+
+/// Formats a column integer; the decoder only stores non-negative values, anything else is
+/// written exactly all the same.
+fn integer(value: i64) -> Number {
+    match u64::try_from(value) {
+        Ok(n) => Number::unsigned(n),
+        Err(_) => {
+            let text = value.to_string();
+            let mut window = [0u8; 24];
+            window[..text.len()].copy_from_slice(text.as_bytes());
+            Number::from_window(window, text.len())
+        }
     }
 }
