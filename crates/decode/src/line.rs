@@ -347,7 +347,13 @@ impl LineDecoder {
         Ok(())
     }
 
-    fn describe(&self, err: LineError, found: usize, bytes: &[u8], tokens: &[(u32, u32)]) -> String {
+    fn describe(
+        &self,
+        err: LineError,
+        found: usize,
+        bytes: &[u8],
+        tokens: &[(u32, u32)],
+    ) -> String {
         let format = &self.layout.format;
         match err {
             LineError::FieldCount => format!(
@@ -446,7 +452,10 @@ fn make_view(token: &[u8], block_index: u32, offset: u32) -> u128 {
         u128::from_le_bytes(bytes)
     } else {
         let prefix = u32::from_le_bytes(token[..4].try_into().expect("four bytes"));
-        (len as u128) | (prefix as u128) << 32 | (block_index as u128) << 64 | (offset as u128) << 96
+        (len as u128)
+            | (prefix as u128) << 32
+            | (block_index as u128) << 64
+            | (offset as u128) << 96
     }
 }
 

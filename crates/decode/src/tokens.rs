@@ -144,7 +144,11 @@ mod tests {
             let x = u64::from_le_bytes([b, 0x20, 0x21, b, 0x00, 0xa0, b, 0x80]);
             let mask = separators(x);
             for (i, &byte) in x.to_le_bytes().iter().enumerate() {
-                assert_eq!(mask >> (8 * i + 7) & 1 == 1, byte < 0x21, "byte {byte:#x} at {i}");
+                assert_eq!(
+                    mask >> (8 * i + 7) & 1 == 1,
+                    byte < 0x21,
+                    "byte {byte:#x} at {i}"
+                );
             }
         }
     }

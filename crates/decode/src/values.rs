@@ -65,8 +65,9 @@ fn eight_digits(window: &[u8], len: usize) -> Option<u64> {
     // below with '0', making a zero-padded eight-digit number.
     let x = x << (8 * (8 - len)) | ZEROS.checked_shr(8 * len as u32).unwrap_or(0);
     let high_nibbles_are_3 = x & 0xF0F0_F0F0_F0F0_F0F0 == ZEROS;
-    let low_nibbles_below_10 =
-        (x & 0x0F0F_0F0F_0F0F_0F0F).wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 == 0;
+    let low_nibbles_below_10 = (x & 0x0F0F_0F0F_0F0F_0F0F).wrapping_add(0x0606_0606_0606_0606)
+        & 0xF0F0_F0F0_F0F0_F0F0
+        == 0;
     if !(high_nibbles_are_3 && low_nibbles_below_10) {
         return None;
     }
@@ -266,7 +267,17 @@ mod tests {
 
     #[test]
     fn ipv6_agrees_with_std() {
-        let groups = ["", "0", "1", "ab", "fFfF", "12345", "g", "1.2.3.4", "255.1.1.256"];
+        let groups = [
+            "",
+            "0",
+            "1",
+            "ab",
+            "fFfF",
+            "12345",
+            "g",
+            "1.2.3.4",
+            "255.1.1.256",
+        ];
         let mut cases = vec![
             "::".to_string(),
             ":::".to_string(),
@@ -330,7 +341,17 @@ mod tests {
             values.push(n.to_string());
             values.push(format!("0{n}"));
         }
-        for bad in ["", "1a", "a1", "12345678x", "1234567:", "123456789012/", " 1", "-1", "1.5"] {
+        for bad in [
+            "",
+            "1a",
+            "a1",
+            "12345678x",
+            "1234567:",
+            "123456789012/",
+            " 1",
+            "-1",
+            "1.5",
+        ] {
             values.push(bad.to_string());
         }
         for v in &values {

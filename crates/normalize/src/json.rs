@@ -323,7 +323,11 @@ mod tests {
                 for at in 0..len {
                     let mut v = vec![b'a'; len];
                     v[at] = special;
-                    assert_eq!(needs_escape(&v), naive(&v), "byte {special:#x} at {at} of {len}");
+                    assert_eq!(
+                        needs_escape(&v),
+                        naive(&v),
+                        "byte {special:#x} at {at} of {len}"
+                    );
                 }
             }
         }
@@ -345,7 +349,10 @@ mod tests {
         let array = StringViewArray::from_iter(values);
         for (row, value) in values.iter().enumerate() {
             if let Some(value) = value {
-                assert_eq!(s(|o| write_view_str(o, &array, row)), s(|o| write_str(o, value)));
+                assert_eq!(
+                    s(|o| write_view_str(o, &array, row)),
+                    s(|o| write_str(o, value))
+                );
             }
         }
         assert!(array.is_null(1));
@@ -353,7 +360,20 @@ mod tests {
 
     #[test]
     fn integers_match_itoa() {
-        for n in [0u64, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 1418530010, u64::MAX] {
+        for n in [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65535,
+            1418530010,
+            u64::MAX,
+        ] {
             assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
         }
         for i in 0..20 {

@@ -1,0 +1,95 @@
+//! Helpers for end-to-end tests: run the real `flowlog` binary and read what it wrote.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// `../shared/fixtures`, beside the checkout (as in CI).
+pub fn fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    assert!(
+        dir.is_dir(),
+        "conformance fixtures not found at {} (the shared/ folder sits beside the checkout)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    fixtures().join(rel)
+}
+
+/// What one run of the binary produced.
+pub struct Run {
+    pub records: Vec<Value>,
+    pub dead_letters: Vec<Value>,
+    pub stderr: String,
+    pub success: bool,
+    pub code: Option<i32>,
+}
+
+/// Runs `flowlog transform ARGS` (with a dead-letter file) on `stdin`.
+pub fn transform(args: &[&str], stdin: &[u8]) -> Run {
+    let dir = tempdir();
+    let dead = dir.join("dead.ndjson");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowlog"))
+        .arg("transform")
+        .arg("--dead-letter")
+        .arg(&dead)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run flowlog");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let output = child.wait_with_output().expect("flowlog output");
+    writer.join().unwrap();
+    let records = ndjson(&output.stdout);
+    let dead_letters = std::fs::read(&dead).map(|b| ndjson(&b)).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+    Run {
+        records,
+        dead_letters,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        success: output.status.success(),
+        code: output.status.code(),
+    }
+}
+
+/// Runs `flowlog transform ARGS FILE`.
+pub fn transform_file(file: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    let file = file.to_str().unwrap().to_string();
+    all.push(&file);
+    transform(&all, b"")
+}
+
+pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .expect("output is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// A fresh directory under the target dir's tmp.
+pub fn tempdir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
