@@ -28,13 +28,13 @@ pub fn write_view_str(out: &mut Vec<u8>, array: &StringViewArray, row: usize) {
     let view = array.views()[row];
     let len = view as u32 as usize;
     if len <= 12 {
-        let bytes = view.to_le_bytes();
-        let inline: &[u8; 12] = bytes[4..].try_into().expect("12 bytes");
-        if needs_escape(&inline[..len]) {
+        // The value is in the view itself: quote it in a register and store it once.
+        let text = view >> 32;
+        if word_needs_escape(text, len) {
             return write_str(out, array.value(row));
         }
-        out.push(b'"');
-        extend_padded(out, inline, len);
+        let quoted = b'"' as u128 | text << 8 | (b'"' as u128) << (8 * (len + 1));
+        return extend_padded(out, &quoted.to_le_bytes(), len + 2);
     } else {
         let buffer = &array.data_buffers()[(view >> 64) as u32 as usize];
         let offset = (view >> 96) as u32 as usize;
@@ -51,6 +51,21 @@ pub fn write_view_str(out: &mut Vec<u8>, array: &StringViewArray, row: usize) {
         }
     }
     out.push(b'"');
+}
+
+/// [`needs_escape`] for the first `len` (at most 12) bytes of `text`, without memory.
+#[inline(always)]
+fn word_needs_escape(text: u128, len: usize) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes past the value become 'a', which needs no escaping.
+    let keep = (1u128 << (8 * len)) - 1;
+    let text = (text & keep) | (0x6161_6161_6161_6161_6161_6161_6161_6161 & !keep);
+    let below = |x: u64, k: u64| x.wrapping_sub(ONES * k) & !x & HIGH;
+    let check = |x: u64| {
+        below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1)
+    };
+    check(text as u64) | check((text >> 64) as u64) != 0
 }
 
 #[cold]
@@ -110,75 +125,89 @@ pub fn write_int<I: itoa::Integer + TryInto<u64> + Copy>(out: &mut Vec<u8>, n: I
     }
 }
 
-/// A number already formatted, in a fixed-size window so that writing it is a fixed-size
-/// copy.
+/// A number already formatted. Up to 16 characters (every flow-log value, including
+/// `start` with milliseconds) stay in a register and are written with one 16-byte store:
+/// going through a byte array on the stack would be stored and reloaded at other widths,
+/// which stalls the store-to-load forwarding of the CPU.
 #[derive(Debug, Clone, Copy)]
-pub struct Number {
-    window: [u8; 24],
-    len: usize,
+pub enum Number {
+    /// ASCII text, first character in the lowest byte.
+    Short { text: u128, len: u8 },
+    Long { window: [u8; 24], len: u8 },
 }
 
 impl Number {
     /// Formats a non-negative integer.
-    #[inline]
-    pub fn unsigned(mut n: u64) -> Self {
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-            2021222324252627282930313233343536373839\
-            4041424344454647484950515253545556575859\
-            6061626364656667686970717273747576777879\
-            8081828384858687888990919293949596979899";
+    #[inline(always)]
+    pub fn unsigned(n: u64) -> Self {
         let len = decimal_digits(n);
-        let mut window = [0u8; 24];
-        let mut at = len;
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            at -= 2;
-            window[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            window[at - 2..at].copy_from_slice(&PAIRS[pair..pair + 2]);
+        if n < 10_000_000_000_000_000 {
+            // Sixteen zero-padded digits, two eight-digit halves computed without a chain of
+            // divisions; dropping the leading zeros is a shift.
+            let high = eight_ascii_digits((n / 100_000_000) as u32) as u128;
+            let low = eight_ascii_digits((n % 100_000_000) as u32) as u128;
+            let text = (high | low << 64) >> (8 * (16 - len));
+            Number::Short { text, len: len as u8 }
         } else {
-            window[at - 1] = b'0' + n as u8;
+            let mut window = [0u8; 24];
+            window[..len].copy_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            Number::Long { window, len: len as u8 }
         }
-        Self { window, len }
     }
 
     /// Formats Unix time in seconds from milliseconds: `1418530010`, or `1418530010.123`
     /// when the value has a fractional second, so no precision is lost.
-    #[inline]
+    #[inline(always)]
     pub fn epoch_seconds(millis: i64) -> Self {
         let (secs, frac) = (millis.div_euclid(1000), millis.rem_euclid(1000));
-        let Ok(secs) = u64::try_from(secs) else {
-            // Before 1970: not a flow-log time, but still written exactly.
-            let text = format!("{}.{:03}", secs, frac);
-            let mut window = [0u8; 24];
-            window[..text.len()].copy_from_slice(text.as_bytes());
-            return Self::from_window(window, text.len());
-        };
-        let mut number = Self::unsigned(secs);
-        if frac != 0 {
-            let at = number.len;
-            number.window[at] = b'.';
-            number.window[at + 1] = b'0' + (frac / 100) as u8;
-            number.window[at + 2] = b'0' + (frac / 10 % 10) as u8;
-            number.window[at + 3] = b'0' + (frac % 10) as u8;
-            number.len += 4;
+        match (u64::try_from(secs), Self::unsigned(secs.unsigned_abs())) {
+            (Ok(_), Number::Short { text, len }) if frac == 0 => Number::Short { text, len },
+            (Ok(_), Number::Short { text, len }) if len <= 12 => {
+                let frac = frac as u128;
+                let tail = b'.' as u128
+                    | (b'0' as u128 + frac / 100) << 8
+                    | (b'0' as u128 + frac / 10 % 10) << 16
+                    | (b'0' as u128 + frac % 10) << 24;
+                Number::Short {
+                    text: text | tail << (8 * len),
+                    len: len + 4,
+                }
+            }
+            // Before 1970 or after year 33658: not a flow-log time, still written exactly.
+            _ => Self::from_text(&format!("{secs}.{frac:03}")),
         }
-        number
     }
 
-    /// A number whose text is the first `len` bytes of `window`.
-    pub fn from_window(window: [u8; 24], len: usize) -> Self {
-        assert!(len <= window.len());
-        Self { window, len }
+    /// A number from its text (at most 24 bytes).
+    pub fn from_text(text: &str) -> Self {
+        let mut window = [0u8; 24];
+        window[..text.len()].copy_from_slice(text.as_bytes());
+        Number::Long {
+            window,
+            len: text.len() as u8,
+        }
     }
 
     #[inline(always)]
     pub fn write(&self, out: &mut Vec<u8>) {
-        extend_padded(out, &self.window, self.len);
+        match self {
+            Number::Short { text, len } => extend_padded(out, &text.to_le_bytes(), *len as usize),
+            Number::Long { window, len } => extend_padded(out, window, *len as usize),
+        }
     }
+}
+
+/// The eight decimal digits of `x` (< 10^8, zero-padded) as ASCII, first digit in the
+/// lowest byte. The halves, then quarters, then digits are split in parallel lanes of one
+/// u64: `* 10486 >> 20` is `/ 100` below 10^4 and `* 103 >> 10` is `/ 10` below 100.
+#[inline(always)]
+fn eight_ascii_digits(x: u32) -> u64 {
+    let halves = (x / 10_000) as u64 | ((x % 10_000) as u64) << 32;
+    let hundreds = (halves * 10_486 >> 20) & 0x0000_007F_0000_007F;
+    let quarters = hundreds | (halves - hundreds * 100) << 16;
+    let tens = (quarters * 103 >> 10) & 0x000F_000F_000F_000F;
+    let digits = tens | (quarters - tens * 10) << 8;
+    digits + 0x3030_3030_3030_3030
 }
 
 /// How many decimal digits `n` has (at least one): log10 estimated from the bit length
@@ -374,6 +403,9 @@ mod tests {
             1418530010,
             u64::MAX,
         ] {
+            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
+        }
+        for n in (0..2_000_000u64).step_by(7).chain((0..64).map(|b| 1u64 << b)) {
             assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
         }
         for i in 0..20 {

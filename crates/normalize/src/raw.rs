@@ -8,7 +8,7 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
-use crate::json::{write_view_str, MemberKey, Number, Object};
+use crate::json::{extend_padded, write_view_str, MemberKey, Number, Object};
 use crate::{EncodeError, Encoder};
 
 /// The raw NDJSON encoder.
@@ -26,16 +26,35 @@ struct Column<'a> {
     key: MemberKey,
     values: Values<'a>,
     nulls: Option<NullBuffer>,
+    /// The last number written and its text (when short): records of one capture window
+    /// share start and end, protocol and often ports, so most numbers repeat the row above.
+    last_value: i64,
+    last_text: u128,
+    last_len: usize,
 }
 
 impl Column<'_> {
     #[inline(always)]
-    fn write_value(&self, out: &mut Vec<u8>, row: usize) {
-        match self.values {
-            Values::Text(a) => write_view_str(out, a, row),
-            Values::Int32(a) => integer(a.value(row) as i64).write(out),
-            Values::Int64(a) => integer(a.value(row)).write(out),
-            Values::Time(a) => Number::epoch_seconds(a.value(row)).write(out),
+    fn write_value(&mut self, out: &mut Vec<u8>, row: usize) {
+        let value = match self.values {
+            Values::Text(a) => return write_view_str(out, a, row),
+            Values::Int32(a) => a.value(row) as i64,
+            Values::Int64(a) => a.value(row),
+            Values::Time(a) => a.value(row),
+        };
+        if value == self.last_value && self.last_len > 0 {
+            return extend_padded(out, &self.last_text.to_le_bytes(), self.last_len);
+        }
+        // Called directly (not through a function pointer) so the number stays in
+        // registers: a copy through the stack stalls store-to-load forwarding.
+        let number = match self.values {
+            Values::Time(_) => Number::epoch_seconds(value),
+            _ => integer(value),
+        };
+        number.write(out);
+        (self.last_value, self.last_len) = (value, 0);
+        if let Number::Short { text, len } = number {
+            (self.last_text, self.last_len) = (text, len as usize);
         }
     }
 }
@@ -66,6 +85,9 @@ impl Encoder for RawEncoder {
                 key: MemberKey::new(field.name()),
                 values,
                 nulls: array.logical_nulls().filter(|n| n.null_count() > 0),
+                last_value: 0,
+                last_text: 0,
+                last_len: 0,
             });
         }
         for row in 0..records.num_rows() {
@@ -86,14 +108,10 @@ impl Encoder for RawEncoder {
 
 /// Formats a column integer; the decoder only stores non-negative values, anything else is
 /// written exactly all the same.
+#[inline(always)]
 fn integer(value: i64) -> Number {
     match u64::try_from(value) {
         Ok(n) => Number::unsigned(n),
-        Err(_) => {
-            let text = value.to_string();
-            let mut window = [0u8; 24];
-            window[..text.len()].copy_from_slice(text.as_bytes());
-            Number::from_window(window, text.len())
-        }
+        Err(_) => Number::from_text(&value.to_string()),
     }
 }
