@@ -2,111 +2,218 @@
 //!
 //! Encoders write from Arrow columns to bytes without building `serde_json::Value`s; these
 //! functions are the only place string escaping and number formatting live.
+//!
+//! Writes go through [`Out`], a pre-sized byte slice and a position, rather than
+//! `Vec::push`: a byte stored through a `Vec` may alias the `Vec`'s own length (bytes may
+//! alias anything), so the compiler reloads it after every store, while a position in a
+//! local stays in a register. Short values are written as fixed-size windows (a fixed-size
+//! copy is a couple of vector moves; a variable-length one is a call to `memcpy`), so the
+//! slice always keeps [`SLACK`] spare bytes past what a row can need; [`Rows`] sees to it.
 
 use arrow_array::StringViewArray;
 
-/// Appends `s` as a JSON string (with quotes), escaping as RFC 8259 requires.
-#[inline]
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.push(b'"');
-    // Flow-log values almost never need escaping: check eight bytes at a time and copy the
-    // whole value at once.
-    if needs_escape(bytes) {
-        write_escaped(out, bytes);
-    } else {
-        out.extend_from_slice(bytes);
-    }
-    out.push(b'"');
+/// Spare bytes kept past the end of what is written, for fixed-size windows.
+pub const SLACK: usize = 64;
+
+/// The most bytes a JSON string of `len` bytes takes: every byte escaped (`\u00XX`) and
+/// two quotes.
+pub const fn str_bound(len: usize) -> usize {
+    len * 6 + 2
 }
 
-/// Appends value `row` of a string-view array as a JSON string, reading the view directly:
-/// values of up to 12 bytes are copied out of the view itself, longer ones through a
-/// fixed-size window of their buffer when it has room.
-#[inline]
-pub fn write_view_str(out: &mut Vec<u8>, array: &StringViewArray, row: usize) {
-    let view = array.views()[row];
-    let len = view as u32 as usize;
-    if len <= 12 {
-        // The value is in the view itself: quote it in a register and store it once.
-        let text = view >> 32;
-        if word_needs_escape(text, len) {
-            return write_str(out, array.value(row));
+/// The most bytes a [`Number`] takes.
+pub const NUMBER_BOUND: usize = 24;
+
+/// A byte slice being written from `pos` on. Every write is bounds-checked (a value that
+/// does not fit is a bug in the bound given to [`Rows::row`], and panics rather than
+/// corrupting output).
+pub struct Out<'a> {
+    dst: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Out<'a> {
+    pub fn new(dst: &'a mut [u8], pos: usize) -> Self {
+        Self { dst, pos }
+    }
+
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Writes the first `len` bytes of `window` (copying all N).
+    #[inline(always)]
+    pub fn window<const N: usize>(&mut self, window: &[u8; N], len: usize) {
+        debug_assert!(len <= N);
+        self.dst[self.pos..self.pos + N].copy_from_slice(window);
+        self.pos += len;
+    }
+
+    #[inline(always)]
+    pub fn byte(&mut self, b: u8) {
+        self.dst[self.pos] = b;
+        self.pos += 1;
+    }
+
+    #[inline]
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.dst[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+
+    /// Overwrites an earlier byte.
+    #[inline(always)]
+    pub fn set(&mut self, at: usize, b: u8) {
+        self.dst[at] = b;
+    }
+
+    /// Writes `s` as a JSON string (with quotes), escaping as RFC 8259 requires.
+    #[inline]
+    pub fn str(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        self.byte(b'"');
+        // Flow-log values almost never need escaping: check eight bytes at a time and copy
+        // the whole value at once.
+        if needs_escape(bytes) {
+            self.escaped(bytes);
+        } else {
+            match bytes.first_chunk::<32>() {
+                Some(_) => self.bytes(bytes),
+                None => self.short(bytes),
+            }
         }
-        let quoted = b'"' as u128 | text << 8 | (b'"' as u128) << (8 * (len + 1));
-        return extend_padded(out, &quoted.to_le_bytes(), len + 2);
-    } else {
+        self.byte(b'"');
+    }
+
+    /// A value of fewer than 32 bytes through a fixed 32-byte window.
+    #[inline(always)]
+    fn short(&mut self, bytes: &[u8]) {
+        let mut window = [0u8; 32];
+        window[..bytes.len()].copy_from_slice(bytes);
+        self.window(&window, bytes.len());
+    }
+
+    /// Writes value `row` of a string-view array as a JSON string, reading the view
+    /// directly: values of up to 12 bytes are in the view itself and are quoted in a
+    /// register; longer ones are copied through a fixed-size window of their buffer when
+    /// it has room.
+    #[inline]
+    pub fn view_str(&mut self, array: &StringViewArray, row: usize) {
+        let view = array.views()[row];
+        let len = view as u32 as usize;
+        if len <= 12 {
+            let text = view >> 32;
+            if word_needs_escape(text, len) {
+                return self.str(array.value(row));
+            }
+            let quoted = b'"' as u128 | text << 8 | (b'"' as u128) << (8 * (len + 1));
+            return self.window(&quoted.to_le_bytes(), len + 2);
+        }
         let buffer = &array.data_buffers()[(view >> 64) as u32 as usize];
         let offset = (view >> 96) as u32 as usize;
         let value = &buffer[offset..offset + len];
         if needs_escape(value) {
-            return write_str(out, array.value(row));
+            return self.str(array.value(row));
         }
-        out.push(b'"');
+        self.byte(b'"');
         match buffer.get(offset..offset + 32) {
             Some(window) if len <= 32 => {
-                extend_padded::<32>(out, window.try_into().expect("32 bytes"), len)
+                self.window::<32>(window.try_into().expect("32 bytes"), len)
             }
-            _ => out.extend_from_slice(value),
+            _ => self.bytes(value),
+        }
+        self.byte(b'"');
+    }
+
+    #[cold]
+    fn escaped(&mut self, bytes: &[u8]) {
+        for &c in bytes {
+            match c {
+                b'"' => self.bytes(b"\\\""),
+                b'\\' => self.bytes(b"\\\\"),
+                b'\n' => self.bytes(b"\\n"),
+                b'\r' => self.bytes(b"\\r"),
+                b'\t' => self.bytes(b"\\t"),
+                0..=0x1f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.bytes(b"\\u00");
+                    self.byte(HEX[(c >> 4) as usize]);
+                    self.byte(HEX[(c & 15) as usize]);
+                }
+                _ => self.byte(c),
+            }
         }
     }
-    out.push(b'"');
+}
+
+/// A growing `Vec<u8>` written row by row through [`Out`].
+pub struct Rows<'v> {
+    vec: &'v mut Vec<u8>,
+    pos: usize,
+}
+
+impl<'v> Rows<'v> {
+    /// Appends after what `vec` holds.
+    pub fn new(vec: &'v mut Vec<u8>) -> Self {
+        let pos = vec.len();
+        Self { vec, pos }
+    }
+
+    /// Writes one row of at most `bound` bytes with `write`.
+    #[inline]
+    pub fn row(&mut self, bound: usize, write: impl FnOnce(&mut Out<'_>)) {
+        let need = self.pos + bound + SLACK;
+        if self.vec.len() < need {
+            self.grow(need);
+        }
+        let mut out = Out::new(self.vec.as_mut_slice(), self.pos);
+        write(&mut out);
+        debug_assert!(out.pos() <= self.pos + bound, "row bound too small");
+        self.pos = out.pos();
+    }
+
+    #[cold]
+    fn grow(&mut self, need: usize) {
+        let len = need.max(self.vec.len() * 2).max(1 << 16);
+        self.vec.resize(len, 0);
+    }
+}
+
+impl Drop for Rows<'_> {
+    /// Leaves the vector holding exactly what was written.
+    fn drop(&mut self) {
+        self.vec.truncate(self.pos);
+    }
 }
 
 /// [`needs_escape`] for the first `len` (at most 12) bytes of `text`, without memory.
 #[inline(always)]
 fn word_needs_escape(text: u128, len: usize) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     // Bytes past the value become 'a', which needs no escaping.
     let keep = (1u128 << (8 * len)) - 1;
     let text = (text & keep) | (0x6161_6161_6161_6161_6161_6161_6161_6161 & !keep);
-    let below = |x: u64, k: u64| x.wrapping_sub(ONES * k) & !x & HIGH;
-    let check = |x: u64| {
-        below(x, 0x20) | below(x ^ (ONES * b'"' as u64), 1) | below(x ^ (ONES * b'\\' as u64), 1)
-    };
-    check(text as u64) | check((text >> 64) as u64) != 0
+    word_has_special(text as u64) | word_has_special((text >> 64) as u64)
 }
 
-#[cold]
-fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut run = 0;
-    for (i, &c) in bytes.iter().enumerate() {
-        let escape: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[run..i]);
-                out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
-                run = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run..i]);
-        out.extend_from_slice(escape);
-        run = i + 1;
-    }
-    out.extend_from_slice(&bytes[run..]);
-}
-
-/// True if any byte is a control character, `"` or `\`. Word-at-a-time: for each byte b,
+/// True if any byte of the word is a control character, `"` or `\`. For each byte b,
 /// `(b - k) & !b & 0x80` is set when b < k (k <= 0x80); comparing with zero after XOR
 /// finds equal bytes the same way.
-#[inline]
-fn needs_escape(bytes: &[u8]) -> bool {
+#[inline(always)]
+fn word_has_special(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, k: u64| x.wrapping_sub(ONES * k) & !x & HIGH;
+    let quote = x ^ (ONES * b'"' as u64);
+    let backslash = x ^ (ONES * b'\\' as u64);
+    below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0
+}
+
+/// True if any byte is a control character, `"` or `\`, eight bytes at a time.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
-        let quote = x ^ (ONES * b'"' as u64);
-        let backslash = x ^ (ONES * b'\\' as u64);
-        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+        if word_has_special(u64::from_le_bytes(chunk.try_into().expect("chunks of eight"))) {
             return true;
         }
     }
@@ -114,15 +221,6 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .remainder()
         .iter()
         .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
-}
-
-/// Appends an integer.
-#[inline]
-pub fn write_int<I: itoa::Integer + TryInto<u64> + Copy>(out: &mut Vec<u8>, n: I) {
-    match n.try_into() {
-        Ok(unsigned) => Number::unsigned(unsigned).write(out),
-        Err(_) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-    }
 }
 
 /// A number already formatted. Up to 16 characters (every flow-log value, including
@@ -147,11 +245,21 @@ impl Number {
             let high = eight_ascii_digits((n / 100_000_000) as u32) as u128;
             let low = eight_ascii_digits((n % 100_000_000) as u32) as u128;
             let text = (high | low << 64) >> (8 * (16 - len));
-            Number::Short { text, len: len as u8 }
+            Number::Short {
+                text,
+                len: len as u8,
+            }
         } else {
-            let mut window = [0u8; 24];
-            window[..len].copy_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            Number::Long { window, len: len as u8 }
+            Self::from_text(itoa::Buffer::new().format(n))
+        }
+    }
+
+    /// Formats any integer.
+    #[inline(always)]
+    pub fn integer(n: i64) -> Self {
+        match u64::try_from(n) {
+            Ok(n) => Self::unsigned(n),
+            Err(_) => Self::from_text(itoa::Buffer::new().format(n)),
         }
     }
 
@@ -189,10 +297,10 @@ impl Number {
     }
 
     #[inline(always)]
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn write(&self, out: &mut Out<'_>) {
         match self {
-            Number::Short { text, len } => extend_padded(out, &text.to_le_bytes(), *len as usize),
-            Number::Long { window, len } => extend_padded(out, window, *len as usize),
+            Number::Short { text, len } => out.window(&text.to_le_bytes(), *len as usize),
+            Number::Long { window, len } => out.window(window, *len as usize),
         }
     }
 }
@@ -229,85 +337,74 @@ fn decimal_digits(n: u64) -> usize {
     log + 1 - (n < POWERS[log]) as usize
 }
 
-/// Appends the first `len` bytes of `window`. Copying the whole fixed-size window and
-/// then dropping the excess compiles to a few vector moves, where a variable-length copy
-/// of a short value costs a call to `memcpy`.
-#[inline(always)]
-pub fn extend_padded<const N: usize>(out: &mut Vec<u8>, window: &[u8; N], len: usize) {
-    debug_assert!(len <= N);
-    out.extend_from_slice(window);
-    out.truncate(out.len() - (N - len));
-}
-
-/// Appends Unix time in seconds from milliseconds (see [`Number::epoch_seconds`]).
-#[inline]
-pub fn write_epoch_seconds(out: &mut Vec<u8>, millis: i64) {
-    Number::epoch_seconds(millis).write(out);
-}
-
-/// The bytes of `"key":`, computed once per column instead of once per value.
-pub fn key_prefix(key: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 3);
-    write_str(&mut out, key);
-    out.push(b':');
-    out
-}
-
 /// A member name with the separator before it, `,"key":`, ready to copy.
 #[derive(Debug, Clone)]
 pub struct MemberKey {
     window: [u8; 48],
-    len: usize,
-    long: Option<Vec<u8>>,
+    bytes: Vec<u8>,
 }
 
 impl MemberKey {
     pub fn new(key: &str) -> Self {
-        let mut bytes = vec![b','];
-        bytes.extend_from_slice(&key_prefix(key));
+        let mut bytes = vec![0u8; str_bound(key.len()) + 2 + SLACK];
+        let mut out = Out::new(&mut bytes, 0);
+        out.byte(b',');
+        out.str(key);
+        out.byte(b':');
+        let len = out.pos();
+        bytes.truncate(len);
         let mut window = [0u8; 48];
-        let len = bytes.len();
-        let long = if len <= window.len() {
+        if len <= window.len() {
             window[..len].copy_from_slice(&bytes);
-            None
-        } else {
-            Some(bytes)
-        };
-        Self { window, len, long }
+        }
+        Self { window, bytes }
     }
 
-    /// Appends `,"key":`. The first member of an object is written the same way and its
+    /// How many bytes it writes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Writes `,"key":`. The first member of an object is written the same way and its
     /// comma overwritten by the `{` (see [`Object`]).
     #[inline(always)]
-    pub fn write(&self, out: &mut Vec<u8>) {
-        match &self.long {
-            None => extend_padded(out, &self.window, self.len),
-            Some(bytes) => out.extend_from_slice(bytes),
+    pub fn write(&self, out: &mut Out<'_>) {
+        if self.bytes.len() <= self.window.len() {
+            out.window(&self.window, self.bytes.len());
+        } else {
+            out.bytes(&self.bytes);
         }
     }
 }
 
-/// Writes one JSON object whose members are appended with [`MemberKey::write`].
+/// Writes one JSON object whose members are written with [`MemberKey::write`].
 pub struct Object {
     start: usize,
 }
 
 impl Object {
-    /// Starts an object at the end of `out`.
+    /// Bytes an object adds to its members: the closing brace (the opening one replaces
+    /// the first member's comma, or is the only byte of an empty object).
+    pub const BOUND: usize = 2;
+
     #[inline(always)]
-    pub fn begin(out: &[u8]) -> Self {
-        Self { start: out.len() }
+    pub fn begin(out: &Out<'_>) -> Self {
+        Self { start: out.pos() }
     }
 
     /// Closes the object: the first member's comma becomes the opening brace.
     #[inline(always)]
-    pub fn end(self, out: &mut Vec<u8>) {
-        if out.len() == self.start {
-            out.push(b'{');
+    pub fn end(self, out: &mut Out<'_>) {
+        if out.pos() == self.start {
+            out.byte(b'{');
         } else {
-            out[self.start] = b'{';
+            out.set(self.start, b'{');
         }
-        out.push(b'}');
+        out.byte(b'}');
     }
 }
 
@@ -316,9 +413,9 @@ mod tests {
     use super::*;
     use arrow_array::Array;
 
-    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+    fn s(bound: usize, f: impl FnOnce(&mut Out<'_>)) -> String {
         let mut v = Vec::new();
-        f(&mut v);
+        Rows::new(&mut v).row(bound, f);
         String::from_utf8(v).unwrap()
     }
 
@@ -337,8 +434,10 @@ mod tests {
             "0123456789abcde\"",
             "0123456\u{7f}\u{1f}",
             "\u{80}\u{1f}",
+            "a value longer than thirty-two bytes, copied plainly",
+            "\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}",
         ] {
-            let json = s(|o| write_str(o, input));
+            let json = s(str_bound(input.len()), |o| o.str(input));
             let back: String = serde_json::from_str(&json).unwrap();
             assert_eq!(back, input);
         }
@@ -352,11 +451,13 @@ mod tests {
                 for at in 0..len {
                     let mut v = vec![b'a'; len];
                     v[at] = special;
-                    assert_eq!(
-                        needs_escape(&v),
-                        naive(&v),
-                        "byte {special:#x} at {at} of {len}"
-                    );
+                    assert_eq!(needs_escape(&v), naive(&v), "byte {special:#x} at {at} of {len}");
+                    if len <= 12 {
+                        let mut word = [0u8; 16];
+                        word[..len].copy_from_slice(&v);
+                        let text = u128::from_le_bytes(word);
+                        assert_eq!(word_needs_escape(text, len), naive(&v));
+                    }
                 }
             }
         }
@@ -378,10 +479,8 @@ mod tests {
         let array = StringViewArray::from_iter(values);
         for (row, value) in values.iter().enumerate() {
             if let Some(value) = value {
-                assert_eq!(
-                    s(|o| write_view_str(o, &array, row)),
-                    s(|o| write_str(o, value))
-                );
+                let bound = str_bound(value.len());
+                assert_eq!(s(bound, |o| o.view_str(&array, row)), s(bound, |o| o.str(value)));
             }
         }
         assert!(array.is_null(1));
@@ -389,62 +488,69 @@ mod tests {
 
     #[test]
     fn integers_match_itoa() {
-        for n in [
-            0u64,
-            1,
-            9,
-            10,
-            99,
-            100,
-            101,
-            999,
-            1000,
-            65535,
-            1418530010,
-            u64::MAX,
-        ] {
-            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
+        let mut values: Vec<u64> = (0..2_000_000u64).step_by(7).collect();
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((0..20).flat_map(|i| [10u64.pow(i) - 1, 10u64.pow(i)]));
+        values.push(u64::MAX);
+        // One buffer for all of them: a row per number.
+        let mut v = Vec::new();
+        {
+            let mut rows = Rows::new(&mut v);
+            for &n in &values {
+                rows.row(NUMBER_BOUND + 1, |o| {
+                    Number::unsigned(n).write(o);
+                    o.byte(b' ');
+                });
+            }
         }
-        for n in (0..2_000_000u64).step_by(7).chain((0..64).map(|b| 1u64 << b)) {
-            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
-        }
-        for i in 0..20 {
-            let n = 10u64.pow(i);
-            assert_eq!(s(|o| Number::unsigned(n - 1).write(o)), (n - 1).to_string());
-            assert_eq!(s(|o| Number::unsigned(n).write(o)), n.to_string());
-        }
-        assert_eq!(s(|o| write_int(o, -42i64)), "-42");
-        assert_eq!(s(|o| write_int(o, 42i32)), "42");
+        let expected: String = values.iter().map(|n| format!("{n} ")).collect();
+        assert_eq!(String::from_utf8(v).unwrap(), expected);
+        assert_eq!(s(NUMBER_BOUND, |o| Number::integer(-42).write(o)), "-42");
+        assert_eq!(s(NUMBER_BOUND, |o| Number::integer(i64::MIN).write(o)), i64::MIN.to_string());
     }
 
     #[test]
     fn objects_and_members() {
-        let mut out = b"[".to_vec();
-        let object = Object::begin(&out);
-        MemberKey::new("a").write(&mut out);
-        write_int(&mut out, 1u8);
-        MemberKey::new(&"k".repeat(60)).write(&mut out);
-        write_str(&mut out, "v");
-        object.end(&mut out);
-        Object::begin(&out).end(&mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("[{{\"a\":1,\"{}\":\"v\"}}{{}}", "k".repeat(60))
-        );
+        let long = "k".repeat(60);
+        let out = s(200, |o| {
+            o.byte(b'[');
+            let object = Object::begin(o);
+            MemberKey::new("a").write(o);
+            Number::unsigned(1).write(o);
+            MemberKey::new(&long).write(o);
+            o.str("v");
+            object.end(o);
+            let empty = Object::begin(o);
+            empty.end(o);
+        });
+        assert_eq!(out, format!("[{{\"a\":1,\"{long}\":\"v\"}}{{}}"));
+        assert_eq!(MemberKey::new("log_status").len(), ",\"log_status\":".len());
     }
 
     #[test]
     fn epoch_seconds_keep_milliseconds() {
-        assert_eq!(
-            s(|o| write_epoch_seconds(o, 1_418_530_010_000)),
-            "1418530010"
-        );
-        assert_eq!(
-            s(|o| write_epoch_seconds(o, 1_418_530_010_007)),
-            "1418530010.007"
-        );
-        assert_eq!(s(|o| write_epoch_seconds(o, 0)), "0");
-        assert_eq!(s(|o| write_epoch_seconds(o, -1500)), "-2.500");
-        assert_eq!(key_prefix("log_status"), b"\"log_status\":");
+        let t = |ms: i64| s(NUMBER_BOUND, |o| Number::epoch_seconds(ms).write(o));
+        assert_eq!(t(1_418_530_010_000), "1418530010");
+        assert_eq!(t(1_418_530_010_007), "1418530010.007");
+        assert_eq!(t(1_418_530_010_120), "1418530010.120");
+        assert_eq!(t(0), "0");
+        assert_eq!(t(-1500), "-2.500");
+    }
+
+    #[test]
+    fn rows_grow_and_truncate() {
+        let mut v = b"kept ".to_vec();
+        {
+            let mut rows = Rows::new(&mut v);
+            for i in 0..10_000u64 {
+                rows.row(NUMBER_BOUND + 1, |o| {
+                    Number::unsigned(i).write(o);
+                    o.byte(b' ');
+                });
+            }
+        }
+        let text = String::from_utf8(v).unwrap();
+        assert!(text.starts_with("kept 0 1 2 "));
+        assert!(text.ends_with(" 9999 "));
     }
 }

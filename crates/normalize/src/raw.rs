@@ -8,7 +8,7 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
-use crate::json::{extend_padded, write_view_str, MemberKey, Number, Object};
+use crate::json::{str_bound, MemberKey, Number, Object, Out, Rows, NUMBER_BOUND};
 use crate::{EncodeError, Encoder};
 
 /// The raw NDJSON encoder.
@@ -33,23 +33,58 @@ struct Column<'a> {
     last_len: usize,
 }
 
-impl Column<'_> {
-    #[inline(always)]
-    fn write_value(&mut self, out: &mut Vec<u8>, row: usize) {
+impl<'a> Column<'a> {
+    fn new(name: &str, array: &'a dyn Array) -> Result<Self, EncodeError> {
+        let values = match array.data_type() {
+            DataType::Utf8View => Values::Text(array.as_string_view()),
+            DataType::Int32 => Values::Int32(array.as_primitive()),
+            DataType::Int64 => Values::Int64(array.as_primitive()),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => Values::Time(array.as_primitive()),
+            other => {
+                return Err(EncodeError::UnsupportedColumn {
+                    column: name.to_string(),
+                    data_type: other.to_string(),
+                })
+            }
+        };
+        Ok(Self {
+            key: MemberKey::new(name),
+            values,
+            nulls: array.logical_nulls().filter(|n| n.null_count() > 0),
+            last_value: 0,
+            last_text: 0,
+            last_len: 0,
+        })
+    }
+
+    /// The most bytes this column's member takes in any row of the batch.
+    fn bound(&self) -> usize {
         let value = match self.values {
-            Values::Text(a) => return write_view_str(out, a, row),
+            Values::Text(a) => {
+                let longest = a.views().iter().map(|v| *v as u32).max().unwrap_or(0);
+                str_bound(longest as usize)
+            }
+            _ => NUMBER_BOUND,
+        };
+        self.key.len() + value
+    }
+
+    #[inline(always)]
+    fn write_value(&mut self, out: &mut Out<'_>, row: usize) {
+        let value = match self.values {
+            Values::Text(a) => return out.view_str(a, row),
             Values::Int32(a) => a.value(row) as i64,
             Values::Int64(a) => a.value(row),
             Values::Time(a) => a.value(row),
         };
         if value == self.last_value && self.last_len > 0 {
-            return extend_padded(out, &self.last_text.to_le_bytes(), self.last_len);
+            return out.window(&self.last_text.to_le_bytes(), self.last_len);
         }
-        // Called directly (not through a function pointer) so the number stays in
+        // Formatted inline (not behind a function pointer) so the number stays in
         // registers: a copy through the stack stalls store-to-load forwarding.
         let number = match self.values {
             Values::Time(_) => Number::epoch_seconds(value),
-            _ => integer(value),
+            _ => Number::integer(value),
         };
         number.write(out);
         (self.last_value, self.last_len) = (value, 0);
@@ -66,52 +101,26 @@ impl Encoder for RawEncoder {
         // Only columns with at least one value take part; a v2 batch has 14 of 72.
         let mut columns = Vec::new();
         for (field, array) in schema.fields().iter().zip(records.columns()) {
-            if array.null_count() == array.len() {
-                continue;
+            if array.null_count() < array.len() {
+                columns.push(Column::new(field.name(), array.as_ref())?);
             }
-            let values = match array.data_type() {
-                DataType::Utf8View => Values::Text(array.as_string_view()),
-                DataType::Int32 => Values::Int32(array.as_primitive()),
-                DataType::Int64 => Values::Int64(array.as_primitive()),
-                DataType::Timestamp(TimeUnit::Millisecond, _) => Values::Time(array.as_primitive()),
-                other => {
-                    return Err(EncodeError::UnsupportedColumn {
-                        column: field.name().clone(),
-                        data_type: other.to_string(),
-                    })
+        }
+        let row_bound = columns.iter().map(Column::bound).sum::<usize>() + Object::BOUND + 1;
+        let mut rows = Rows::new(out);
+        for row in 0..records.num_rows() {
+            rows.row(row_bound, |out| {
+                let object = Object::begin(out);
+                for column in &mut columns {
+                    if column.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                        continue;
+                    }
+                    column.key.write(out);
+                    column.write_value(out, row);
                 }
-            };
-            columns.push(Column {
-                key: MemberKey::new(field.name()),
-                values,
-                nulls: array.logical_nulls().filter(|n| n.null_count() > 0),
-                last_value: 0,
-                last_text: 0,
-                last_len: 0,
+                object.end(out);
+                out.byte(b'\n');
             });
         }
-        for row in 0..records.num_rows() {
-            let object = Object::begin(out);
-            for column in &mut columns {
-                if column.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-                    continue;
-                }
-                column.key.write(out);
-                column.write_value(out, row);
-            }
-            object.end(out);
-            out.push(b'\n');
-        }
         Ok(())
-    }
-}
-
-/// Formats a column integer; the decoder only stores non-negative values, anything else is
-/// written exactly all the same.
-#[inline(always)]
-fn integer(value: i64) -> Number {
-    match u64::try_from(value) {
-        Ok(n) => Number::unsigned(n),
-        Err(_) => Number::from_text(&value.to_string()),
     }
 }
