@@ -61,7 +61,6 @@ pub fn run(args: TransformArgs) -> ExitCode {
     };
     let mut sink = NdjsonSink {
         encoder: target.encoder(),
-        buffer: Vec::with_capacity(4 << 20),
         stdout: io::stdout().lock(),
         dead_letters,
     };
@@ -211,7 +210,6 @@ enum DeadLetterOut {
 /// Encodes batches to standard output and routes dead letters.
 struct NdjsonSink {
     encoder: Box<dyn Encoder + Send>,
-    buffer: Vec<u8>,
     stdout: io::StdoutLock<'static>,
     dead_letters: DeadLetterOut,
 }
@@ -228,9 +226,8 @@ impl NdjsonSink {
 
 impl RecordSink for NdjsonSink {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
-        self.buffer.clear();
-        self.encoder.encode(&batch, &mut self.buffer)?;
-        self.stdout.write_all(&self.buffer)?;
+        let ndjson = self.encoder.encode(&batch)?;
+        self.stdout.write_all(ndjson)?;
         Ok(())
     }
 

@@ -274,3 +274,36 @@ fn fields_command_prints_the_catalogue() {
     );
     assert_eq!(csv.lines().count(), 1 + 72);
 }
+
+#[test]
+fn large_files_cross_block_and_window_boundaries() {
+    // About 20 MiB: more than one mapping window and many blocks, with a long line.
+    let dir = tempdir();
+    let path = dir.join("big.log");
+    let mut text = String::with_capacity(21 << 20);
+    let mut expected = 0;
+    for i in 0..190_000u64 {
+        if i == 1000 {
+            text.push_str(&"x".repeat(3 << 20));
+            text.push('\n');
+            continue;
+        }
+        text.push_str(&format!(
+            "2 123456789010 eni-1235b8ca123456789 10.0.0.1 10.0.0.2 {} 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n",
+            i % 65536
+        ));
+        expected += 1;
+    }
+    std::fs::write(&path, &text).unwrap();
+    assert!(text.len() > 18 << 20);
+    let run = transform_file(&path, &[]);
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(run.records.len(), expected);
+    assert_eq!(run.dead_letters.len(), 1);
+    assert_eq!(run.dead_letters[0]["line"], 1001);
+    for (i, r) in run.records.iter().enumerate().step_by(997) {
+        let n = if i < 1000 { i } else { i + 1 } as u64;
+        assert_eq!(r["srcport"], n % 65536, "record {i}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -124,10 +124,27 @@ pub fn decode_file(
 ) -> Result<DecodeStats, DecodeError> {
     let io = |e| DecodeError::io(&source, e);
     let mut file = File::open(path).map_err(io)?;
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; SNIFF_LEN];
     let n = read_prefix(&mut file, &mut magic).map_err(io)?;
-    if sniff(&magic[..n]) == Envelope::Parquet {
-        let size = file.metadata().map_err(io)?.len();
+    let envelope = sniff(&magic[..n]);
+    let metadata = file.metadata().map_err(io)?;
+    if envelope == Envelope::Text && metadata.is_file() && map_window(&file, 0, n).is_ok() {
+        {
+            let mut lines =
+                LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows);
+            let map = |offset, len| map_window(&file, offset, len);
+            text::decode_mapped(metadata.len(), map, &mut lines, sink)?;
+            lines.flush(sink)?;
+            if let Some(progress) = &options.progress {
+                progress(metadata.len());
+            }
+            let mut stats = *lines.stats();
+            stats.bytes_read = metadata.len();
+            return Ok(stats);
+        }
+    }
+    if envelope == Envelope::Parquet {
+        let size = metadata.len();
         let mut stats = DecodeStats::default();
         parquet::decode_parquet(file, &source, options.batch_rows, &mut stats, sink)?;
         stats.bytes_read = size;
@@ -227,6 +244,29 @@ fn decode_stream(
     }
     lines.flush(sink)?;
     Ok(*lines.stats())
+}
+
+/// Maps part of a plain-text file into memory, so its lines are decoded where they lie: no
+/// read copies, and string columns point into the mapping, which is unmapped when the last
+/// batch pointing into it is dropped.
+///
+/// Flow-log objects are written once and not changed; a file truncated by another process
+/// while it is being decoded would fault, which is why only `decode_file` (whole files
+/// given by the user) maps, never a followed or streamed source.
+fn map_window(file: &File, offset: u64, len: usize) -> std::io::Result<arrow_buffer::Buffer> {
+    // SAFETY: see above; the mapping is read-only and lives as long as any buffer slice.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)?
+    };
+    let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8)
+        .ok_or_else(|| std::io::Error::other("empty mapping"))?;
+    let len = map.len();
+    // SAFETY: `ptr` is valid for `len` bytes for as long as `map` lives, and the buffer
+    // keeps `map` alive through its owner.
+    Ok(unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
 }
 
 /// Fills `buf` as far as the input allows; returns how many bytes were read.

@@ -47,11 +47,12 @@ pub(crate) fn for_each_line<E>(
         token_start = at + 1;
         newline
     };
-    let mut words = block.chunks_exact(8);
-    let mut word_at = 0usize;
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().expect("chunks of eight"));
-        let mut seps = separators(x);
+    for (w, chunk) in block.chunks(8).enumerate() {
+        // The last chunk is padded with a byte that is not a separator.
+        let mut word = [b'a'; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let word_at = w * 8;
+        let mut seps = separators(u64::from_le_bytes(word));
         while seps != 0 {
             let at = word_at + (seps.trailing_zeros() / 8) as usize;
             if separator(at, word[at - word_at] == b'\n', spans) {
@@ -64,19 +65,6 @@ pub(crate) fn for_each_line<E>(
                 line_start = at + 1;
             }
             seps &= seps - 1;
-        }
-        word_at += 8;
-    }
-    for (i, &c) in words.remainder().iter().enumerate() {
-        let at = word_at + i;
-        if c < 0x21 && separator(at, c == b'\n', spans) {
-            each_line(Line {
-                start: line_start,
-                end: at,
-                tokens: spans,
-            })?;
-            spans.clear();
-            line_start = at + 1;
         }
     }
     if block.len() > line_start {

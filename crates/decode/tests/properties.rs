@@ -26,9 +26,20 @@ impl RecordSink for Collect {
     }
 }
 
-fn decode(bytes: &[u8], format: Option<FlowFormat>, batch_rows: usize) -> (Collect, Result<flowlog_decode::DecodeStats, flowlog_decode::DecodeError>) {
+fn decode(
+    bytes: &[u8],
+    format: Option<FlowFormat>,
+    batch_rows: usize,
+) -> (
+    Collect,
+    Result<flowlog_decode::DecodeStats, flowlog_decode::DecodeError>,
+) {
     let mut sink = Collect::default();
-    let options = DecodeOptions { format, batch_rows, ..DecodeOptions::default() };
+    let options = DecodeOptions {
+        format,
+        batch_rows,
+        ..DecodeOptions::default()
+    };
     let result = decode_reader(bytes, SourceId::new("prop"), &options, &mut sink);
     (sink, result)
 }
@@ -61,7 +72,8 @@ fn value_of(kind: FieldKind) -> BoxedStrategy<(String, Stored)> {
         FieldKind::Count => int(i64::MAX).boxed(),
         FieldKind::EpochTime => prop_oneof![
             (0i64..100_000_000_000).prop_map(|s| (s.to_string(), Stored::Int(s * 1000))),
-            (1_000_000_000_000i64..10_000_000_000_000).prop_map(|ms| (ms.to_string(), Stored::Int(ms))),
+            (1_000_000_000_000i64..10_000_000_000_000)
+                .prop_map(|ms| (ms.to_string(), Stored::Int(ms))),
         ]
         .boxed(),
     };
@@ -73,7 +85,10 @@ fn format_and_records() -> impl Strategy<Value = (Vec<usize>, Vec<Vec<(String, S
     proptest::sample::subsequence((0..FIELDS.len()).collect::<Vec<_>>(), 1..20)
         .prop_shuffle()
         .prop_flat_map(|fields| {
-            let row = fields.iter().map(|&f| value_of(FIELDS[f].kind)).collect::<Vec<_>>();
+            let row = fields
+                .iter()
+                .map(|&f| value_of(FIELDS[f].kind))
+                .collect::<Vec<_>>();
             (Just(fields), proptest::collection::vec(row, 0..40))
         })
 }
@@ -194,6 +209,11 @@ fn sink_errors_stop_decoding() {
         }
     }
     let line = "2 123456789010 eni-1 1.1.1.1 1.1.1.1 1 1 6 1 1 1 1 ACCEPT OK\n";
-    let result = decode_reader(line.as_bytes(), SourceId::new("x"), &DecodeOptions::default(), &mut Refuse);
+    let result = decode_reader(
+        line.as_bytes(),
+        SourceId::new("x"),
+        &DecodeOptions::default(),
+        &mut Refuse,
+    );
     assert!(matches!(result, Err(flowlog_decode::DecodeError::Sink(_))));
 }

@@ -146,19 +146,35 @@ impl<'a> Out<'a> {
     }
 }
 
-/// A growing `Vec<u8>` written row by row through [`Out`].
+/// An encoder's output buffer. Its bytes stay initialised from one batch to the next, so
+/// writing a batch neither reallocates nor re-zeroes it.
+#[derive(Debug, Default)]
+pub struct OutBuffer {
+    bytes: Vec<u8>,
+}
+
+impl OutBuffer {
+    /// Starts writing at the beginning of the buffer.
+    pub fn rows(&mut self) -> Rows<'_> {
+        Rows {
+            vec: &mut self.bytes,
+            pos: 0,
+        }
+    }
+
+    /// The first `len` bytes, as [`Rows::finish`] reported them.
+    pub fn written(&self, len: usize) -> &[u8] {
+        &self.bytes[..len]
+    }
+}
+
+/// Rows being written into an [`OutBuffer`] through [`Out`].
 pub struct Rows<'v> {
     vec: &'v mut Vec<u8>,
     pos: usize,
 }
 
-impl<'v> Rows<'v> {
-    /// Appends after what `vec` holds.
-    pub fn new(vec: &'v mut Vec<u8>) -> Self {
-        let pos = vec.len();
-        Self { vec, pos }
-    }
-
+impl Rows<'_> {
     /// Writes one row of at most `bound` bytes with `write`.
     #[inline]
     pub fn row(&mut self, bound: usize, write: impl FnOnce(&mut Out<'_>)) {
@@ -177,12 +193,10 @@ impl<'v> Rows<'v> {
         let len = need.max(self.vec.len() * 2).max(1 << 16);
         self.vec.resize(len, 0);
     }
-}
 
-impl Drop for Rows<'_> {
-    /// Leaves the vector holding exactly what was written.
-    fn drop(&mut self) {
-        self.vec.truncate(self.pos);
+    /// How many bytes were written.
+    pub fn finish(self) -> usize {
+        self.pos
     }
 }
 
@@ -213,7 +227,9 @@ fn word_has_special(x: u64) -> bool {
 fn needs_escape(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        if word_has_special(u64::from_le_bytes(chunk.try_into().expect("chunks of eight"))) {
+        if word_has_special(u64::from_le_bytes(
+            chunk.try_into().expect("chunks of eight"),
+        )) {
             return true;
         }
     }
@@ -230,8 +246,14 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub enum Number {
     /// ASCII text, first character in the lowest byte.
-    Short { text: u128, len: u8 },
-    Long { window: [u8; 24], len: u8 },
+    Short {
+        text: u128,
+        len: u8,
+    },
+    Long {
+        window: [u8; 24],
+        len: u8,
+    },
 }
 
 impl Number {
@@ -311,9 +333,9 @@ impl Number {
 #[inline(always)]
 fn eight_ascii_digits(x: u32) -> u64 {
     let halves = (x / 10_000) as u64 | ((x % 10_000) as u64) << 32;
-    let hundreds = (halves * 10_486 >> 20) & 0x0000_007F_0000_007F;
+    let hundreds = ((halves * 10_486) >> 20) & 0x0000_007F_0000_007F;
     let quarters = hundreds | (halves - hundreds * 100) << 16;
-    let tens = (quarters * 103 >> 10) & 0x000F_000F_000F_000F;
+    let tens = ((quarters * 103) >> 10) & 0x000F_000F_000F_000F;
     let digits = tens | (quarters - tens * 10) << 8;
     digits + 0x3030_3030_3030_3030
 }
@@ -333,7 +355,7 @@ fn decimal_digits(n: u64) -> usize {
     };
     let n = n | 1; // 0 has one digit, like 1
     let bits = 64 - n.leading_zeros() as usize;
-    let log = bits * 1233 >> 12;
+    let log = (bits * 1233) >> 12;
     log + 1 - (n < POWERS[log]) as usize
 }
 
@@ -414,9 +436,11 @@ mod tests {
     use arrow_array::Array;
 
     fn s(bound: usize, f: impl FnOnce(&mut Out<'_>)) -> String {
-        let mut v = Vec::new();
-        Rows::new(&mut v).row(bound, f);
-        String::from_utf8(v).unwrap()
+        let mut buffer = OutBuffer::default();
+        let mut rows = buffer.rows();
+        rows.row(bound, f);
+        let n = rows.finish();
+        String::from_utf8(buffer.written(n).to_vec()).unwrap()
     }
 
     #[test]
@@ -451,7 +475,11 @@ mod tests {
                 for at in 0..len {
                     let mut v = vec![b'a'; len];
                     v[at] = special;
-                    assert_eq!(needs_escape(&v), naive(&v), "byte {special:#x} at {at} of {len}");
+                    assert_eq!(
+                        needs_escape(&v),
+                        naive(&v),
+                        "byte {special:#x} at {at} of {len}"
+                    );
                     if len <= 12 {
                         let mut word = [0u8; 16];
                         word[..len].copy_from_slice(&v);
@@ -480,7 +508,10 @@ mod tests {
         for (row, value) in values.iter().enumerate() {
             if let Some(value) = value {
                 let bound = str_bound(value.len());
-                assert_eq!(s(bound, |o| o.view_str(&array, row)), s(bound, |o| o.str(value)));
+                assert_eq!(
+                    s(bound, |o| o.view_str(&array, row)),
+                    s(bound, |o| o.str(value))
+                );
             }
         }
         assert!(array.is_null(1));
@@ -493,20 +524,22 @@ mod tests {
         values.extend((0..20).flat_map(|i| [10u64.pow(i) - 1, 10u64.pow(i)]));
         values.push(u64::MAX);
         // One buffer for all of them: a row per number.
-        let mut v = Vec::new();
-        {
-            let mut rows = Rows::new(&mut v);
-            for &n in &values {
-                rows.row(NUMBER_BOUND + 1, |o| {
-                    Number::unsigned(n).write(o);
-                    o.byte(b' ');
-                });
-            }
+        let mut buffer = OutBuffer::default();
+        let mut rows = buffer.rows();
+        for &n in &values {
+            rows.row(NUMBER_BOUND + 1, |o| {
+                Number::unsigned(n).write(o);
+                o.byte(b' ');
+            });
         }
+        let n = rows.finish();
         let expected: String = values.iter().map(|n| format!("{n} ")).collect();
-        assert_eq!(String::from_utf8(v).unwrap(), expected);
+        assert_eq!(buffer.written(n), expected.as_bytes());
         assert_eq!(s(NUMBER_BOUND, |o| Number::integer(-42).write(o)), "-42");
-        assert_eq!(s(NUMBER_BOUND, |o| Number::integer(i64::MIN).write(o)), i64::MIN.to_string());
+        assert_eq!(
+            s(NUMBER_BOUND, |o| Number::integer(i64::MIN).write(o)),
+            i64::MIN.to_string()
+        );
     }
 
     #[test]
@@ -538,19 +571,20 @@ mod tests {
     }
 
     #[test]
-    fn rows_grow_and_truncate() {
-        let mut v = b"kept ".to_vec();
-        {
-            let mut rows = Rows::new(&mut v);
+    fn buffer_is_reused_between_batches() {
+        let mut buffer = OutBuffer::default();
+        for round in 0..3u64 {
+            let mut rows = buffer.rows();
             for i in 0..10_000u64 {
                 rows.row(NUMBER_BOUND + 1, |o| {
-                    Number::unsigned(i).write(o);
+                    Number::unsigned(i * round).write(o);
                     o.byte(b' ');
                 });
             }
+            let n = rows.finish();
+            let text = std::str::from_utf8(buffer.written(n)).unwrap();
+            assert!(text.starts_with(&format!("0 {round} ")));
+            assert!(text.ends_with(&format!(" {} ", 9999 * round)));
         }
-        let text = String::from_utf8(v).unwrap();
-        assert!(text.starts_with("kept 0 1 2 "));
-        assert!(text.ends_with(" 9999 "));
     }
 }

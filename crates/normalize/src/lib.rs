@@ -1,8 +1,8 @@
 //! Turning [`FlowBatch`]es into output documents.
 //!
-//! Each target is an [`Encoder`] that appends one JSON document per record (NDJSON) to a
-//! byte buffer, reading Arrow columns directly: no per-record `serde_json::Value`. The
-//! JSON primitives in [`json`] are shared by every target.
+//! Each target is an [`Encoder`] that writes one JSON document per record (NDJSON) into a
+//! buffer it owns and lends out, reading Arrow columns directly: no per-record
+//! `serde_json::Value`. The JSON primitives in [`json`] are shared by every target.
 //!
 //! Targets: [`Target::Raw`] (the record's own fields). ECS, OCSF, Splunk CIM and the OTel
 //! attribute mapping are added here as further targets.
@@ -26,14 +26,16 @@ impl Target {
     /// A fresh encoder for this target.
     pub fn encoder(self) -> Box<dyn Encoder + Send> {
         match self {
-            Target::Raw => Box::new(RawEncoder),
+            Target::Raw => Box::new(RawEncoder::default()),
         }
     }
 }
 
-/// Appends documents for every record of a batch, one per line.
+/// Writes documents for every record of a batch, one per line.
 pub trait Encoder {
-    fn encode(&mut self, batch: &FlowBatch, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// The batch as NDJSON, in a buffer the encoder keeps for the next batch (so its
+    /// memory is neither reallocated nor re-zeroed per batch).
+    fn encode(&mut self, batch: &FlowBatch) -> Result<&[u8], EncodeError>;
 }
 
 /// A batch an encoder cannot write.

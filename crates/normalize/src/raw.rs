@@ -8,12 +8,14 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
-use crate::json::{str_bound, MemberKey, Number, Object, Out, Rows, NUMBER_BOUND};
+use crate::json::{str_bound, MemberKey, Number, Object, Out, OutBuffer, NUMBER_BOUND};
 use crate::{EncodeError, Encoder};
 
 /// The raw NDJSON encoder.
 #[derive(Debug, Default)]
-pub struct RawEncoder;
+pub struct RawEncoder {
+    buffer: OutBuffer,
+}
 
 enum Values<'a> {
     Text(&'a StringViewArray),
@@ -95,7 +97,7 @@ impl<'a> Column<'a> {
 }
 
 impl Encoder for RawEncoder {
-    fn encode(&mut self, batch: &FlowBatch, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(&mut self, batch: &FlowBatch) -> Result<&[u8], EncodeError> {
         let records = &batch.records;
         let schema = records.schema();
         // Only columns with at least one value take part; a v2 batch has 14 of 72.
@@ -106,7 +108,7 @@ impl Encoder for RawEncoder {
             }
         }
         let row_bound = columns.iter().map(Column::bound).sum::<usize>() + Object::BOUND + 1;
-        let mut rows = Rows::new(out);
+        let mut rows = self.buffer.rows();
         for row in 0..records.num_rows() {
             rows.row(row_bound, |out| {
                 let object = Object::begin(out);
@@ -121,6 +123,7 @@ impl Encoder for RawEncoder {
                 out.byte(b'\n');
             });
         }
-        Ok(())
+        let written = rows.finish();
+        Ok(self.buffer.written(written))
     }
 }
