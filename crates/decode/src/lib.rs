@@ -115,7 +115,7 @@ impl AddAssign for DecodeStats {
 const MAX_GZIP_DEPTH: usize = 3;
 
 /// Decodes a file, detecting its envelope from its bytes. Parquet is read with random
-/// access; everything else is streamed.
+/// access, plain text through memory-mapped windows; everything else is streamed.
 pub fn decode_file(
     path: &Path,
     source: SourceId,
@@ -126,39 +126,36 @@ pub fn decode_file(
     let mut file = File::open(path).map_err(io)?;
     let mut magic = [0u8; SNIFF_LEN];
     let n = read_prefix(&mut file, &mut magic).map_err(io)?;
-    let envelope = sniff(&magic[..n]);
     let metadata = file.metadata().map_err(io)?;
-    if envelope == Envelope::Text && metadata.is_file() && map_window(&file, 0, n).is_ok() {
-        {
+    // Whole files whose size is known: Parquet needs random access, and plain text is
+    // mapped instead of read. Anything else (gzip, JSON, pipes) is streamed.
+    let stats = match sniff(&magic[..n]) {
+        Envelope::Parquet => {
+            let mut stats = DecodeStats::default();
+            parquet::decode_parquet(file, &source, options.batch_rows, &mut stats, sink)?;
+            stats
+        }
+        // (A size below what was just read is a /proc-like file: streamed.)
+        Envelope::Text if metadata.is_file() && metadata.len() >= n as u64 => {
             let mut lines =
                 LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows);
             let map = |offset, len| map_window(&file, offset, len);
             text::decode_mapped(metadata.len(), map, &mut lines, sink)?;
             lines.flush(sink)?;
-            if let Some(progress) = &options.progress {
-                progress(metadata.len());
-            }
-            let mut stats = *lines.stats();
-            stats.bytes_read = metadata.len();
-            return Ok(stats);
+            *lines.stats()
         }
-    }
-    if envelope == Envelope::Parquet {
-        let size = metadata.len();
-        let mut stats = DecodeStats::default();
-        parquet::decode_parquet(file, &source, options.batch_rows, &mut stats, sink)?;
-        stats.bytes_read = size;
-        if let Some(progress) = &options.progress {
-            progress(size);
+        _ => {
+            let rest = Cursor::new(magic[..n].to_vec()).chain(file);
+            return decode_reader(rest, source, options, sink);
         }
-        return Ok(stats);
+    };
+    if let Some(progress) = &options.progress {
+        progress(metadata.len());
     }
-    decode_reader(
-        Cursor::new(magic[..n].to_vec()).chain(file),
-        source,
-        options,
-        sink,
-    )
+    Ok(DecodeStats {
+        bytes_read: metadata.len(),
+        ..stats
+    })
 }
 
 /// Decodes a stream (standard input, an object body...), detecting its envelope from its
