@@ -113,7 +113,7 @@ impl<'d> JsonDecoder<'d> {
                             "not a JSON envelope ({err}); the rest of the source was not read"
                         );
                         let line = self.take_event();
-                        self.lines.reject(line, reason, b"", sink)?;
+                        self.lines.dead_letter(line, reason, b"", sink)?;
                         break;
                     }
                 }
@@ -150,7 +150,7 @@ impl<'d> JsonDecoder<'d> {
             Ok(object) => self.decode_object(object, Some(line_no), 0, sink),
             Err(err) => {
                 let reason = format!("not a JSON envelope: {err}");
-                self.lines.reject(line_no, reason, trimmed, sink)
+                self.lines.dead_letter(line_no, reason, trimmed, sink)
             }
         }
     }
@@ -200,7 +200,7 @@ impl<'d> JsonDecoder<'d> {
             return self.push_message(&message, line, sink);
         }
         let line = line_no.unwrap_or_else(|| self.take_event());
-        self.lines.reject(
+        self.lines.dead_letter(
             line,
             "JSON object has none of `messageType`, `records`, `awslogs`, `message`".into(),
             b"",
@@ -219,7 +219,7 @@ impl<'d> JsonDecoder<'d> {
             Err(err) => {
                 let line = self.take_event();
                 let reason = format!("record data is not base64: {err}");
-                self.lines.reject(line, reason, data.as_bytes(), sink)
+                self.lines.dead_letter(line, reason, data.as_bytes(), sink)
             }
         }
     }
@@ -236,7 +236,7 @@ impl<'d> JsonDecoder<'d> {
             let reason = format!("envelopes nested deeper than {MAX_DEPTH} levels");
             return self
                 .lines
-                .reject(line, reason, &bytes[..bytes.len().min(4096)], sink);
+                .dead_letter(line, reason, &bytes[..bytes.len().min(4096)], sink);
         }
         match sniff(&bytes) {
             Envelope::Gzip => {
@@ -245,7 +245,7 @@ impl<'d> JsonDecoder<'d> {
                     Ok(_) => self.decode_nested(plain, depth + 1, sink),
                     Err(err) => {
                         let line = self.take_event();
-                        self.lines.reject(
+                        self.lines.dead_letter(
                             line,
                             format!("record data is not valid gzip: {err}"),
                             b"",
@@ -264,7 +264,7 @@ impl<'d> JsonDecoder<'d> {
                             let offset = err.column();
                             let reason = format!("record is not a JSON envelope: {err}");
                             let raw = &bytes[..bytes.len().min(offset.max(1) + 4096)];
-                            return self.lines.reject(line, reason, raw, sink);
+                            return self.lines.dead_letter(line, reason, raw, sink);
                         }
                     }
                 }
@@ -282,7 +282,7 @@ impl<'d> JsonDecoder<'d> {
             }
             Envelope::Parquet => {
                 let line = self.take_event();
-                self.lines.reject(
+                self.lines.dead_letter(
                     line,
                     "Parquet inside a JSON envelope is not supported".into(),
                     b"",
@@ -311,7 +311,7 @@ impl<'d> JsonDecoder<'d> {
         let message = message.strip_suffix(b"\n").unwrap_or(message);
         if message.contains(&b'\n') {
             // A flow-log record is one line; joining this into the block would split it.
-            return self.lines.reject(
+            return self.lines.dead_letter(
                 line,
                 "message holds more than one line".into(),
                 message,

@@ -374,7 +374,8 @@ impl LineDecoder {
         }
     }
 
-    fn dead_letter(
+    /// Counts and emits a dead letter (also for records an envelope found unusable).
+    pub(crate) fn dead_letter(
         &mut self,
         line_no: u64,
         reason: String,
@@ -384,18 +385,6 @@ impl LineDecoder {
         self.stats.dead_letters += 1;
         sink.dead_letter(DeadLetter::new(&self.source, line_no, reason, raw))
             .map_err(DecodeError::Sink)
-    }
-
-    /// Dead-letters a record found unusable before it reached the line decoder (an envelope
-    /// problem), counted with the rest.
-    pub(crate) fn reject(
-        &mut self,
-        line_no: u64,
-        reason: String,
-        raw: &[u8],
-        sink: &mut dyn RecordSink,
-    ) -> Result<(), DecodeError> {
-        self.dead_letter(line_no, reason, raw, sink)
     }
 
     fn set_format(

@@ -22,7 +22,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::ChunkReader;
 
 use crate::assemble::{Layout, NullColumns};
-use crate::values::{check_ip, epoch_millis_from_int, parse_epoch_millis, parse_integer, BadValue};
+use crate::values::{
+    check_ip, epoch_millis_from_int, in_range, max_value, parse_epoch_millis, parse_integer,
+    BadValue,
+};
 use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
 
 /// Reads a whole Parquet file into batches of at most `batch_rows` rows.
@@ -215,8 +218,9 @@ fn integers(
                     let checked = match kind {
                         FieldKind::EpochTime if timestamp => Ok(v),
                         FieldKind::EpochTime => epoch_millis_from_int(v),
-                        _ if v < 0 => Err(BadValue("is negative")),
-                        _ => parse_integer(kind, v.to_string().as_bytes()),
+                        _ => u64::try_from(v)
+                            .map_err(|_| BadValue("is negative"))
+                            .and_then(|n| in_range(kind, max_value(kind), n)),
                     };
                     checked.map_err(|why| reject(row, &v.to_string(), why)).ok()
                 }));

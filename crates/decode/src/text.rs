@@ -156,7 +156,7 @@ fn skip_long_line(
     sink: &mut dyn RecordSink,
 ) -> Result<u64, DecodeError> {
     let reason = format!("line longer than {} MiB", MAX_LINE_BYTES >> 20);
-    decoder.reject(line, reason, &head[..4096], sink)?;
+    decoder.dead_letter(line, reason, &head[..4096], sink)?;
     // Unbuffered on purpose: a buffer would swallow what follows the line. This path is
     // only taken for inputs that are not flow logs.
     let mut byte = [0u8; 1];

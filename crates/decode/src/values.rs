@@ -86,9 +86,18 @@ pub(crate) fn parse_integer_in(
     end: usize,
 ) -> Result<i64, BadValue> {
     match parse_unsigned_in(block, start, end) {
-        Some(n) if n <= max => Ok(n as i64),
-        Some(_) => Err(out_of_range(kind)),
+        Some(n) => in_range(kind, max, n),
         None => Err(BadValue("is not a non-negative integer")),
+    }
+}
+
+/// `n` as a value of `kind`, if it is at most `max` (see [`max_value`]).
+#[inline(always)]
+pub(crate) fn in_range(kind: FieldKind, max: u64, n: u64) -> Result<i64, BadValue> {
+    if n <= max {
+        Ok(n as i64)
+    } else {
+        Err(out_of_range(kind))
     }
 }
 
@@ -109,13 +118,7 @@ fn out_of_range(kind: FieldKind) -> BadValue {
 /// Parses an integer token of `kind` and checks its range.
 #[inline]
 pub(crate) fn parse_integer(kind: FieldKind, token: &[u8]) -> Result<i64, BadValue> {
-    let Some(n) = parse_unsigned(token) else {
-        return Err(BadValue("is not a non-negative integer"));
-    };
-    if n > max_value(kind) {
-        return Err(out_of_range(kind));
-    }
-    Ok(n as i64)
+    parse_integer_in(kind, max_value(kind), token, 0, token.len())
 }
 
 /// Milliseconds since the epoch from a `start`/`end` value given in seconds or, when it has
