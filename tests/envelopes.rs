@@ -43,6 +43,22 @@ fn concatenated_gzip_objects_with_their_header_lines() {
 }
 
 #[test]
+fn quotes_and_backslashes_in_values_are_escaped() {
+    // Nothing in a flow log should hold them, but a value that does must still come out
+    // as valid JSON with the same text, short (inline) and long alike; a plain line in
+    // the same input is written as usual.
+    let input = format!(
+        "{LINE_A}\n2 123456789010 eni-\"q\\ 172.31.16.139 172.31.16.21 1 22 6 20 4249 1418530010 1418530070 say\"no\"-to-this-long\\value OK\n"
+    );
+    let run = transform(&[], input.as_bytes());
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(run.records.len(), 2, "{}", run.stderr);
+    assert_eq!(run.records[0]["interface_id"], "eni-1235b8ca123456789");
+    assert_eq!(run.records[1]["interface_id"], "eni-\"q\\");
+    assert_eq!(run.records[1]["action"], "say\"no\"-to-this-long\\value");
+}
+
+#[test]
 fn bad_records_are_dead_lettered_with_field_and_line_and_the_stream_goes_on() {
     let input = [
         LINE_A,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, StringViewArray, TimestampMillisecondArray};
-use arrow_buffer::{Buffer, NullBufferBuilder, ScalarBuffer};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, ScalarBuffer};
 use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
@@ -39,27 +39,27 @@ impl LineNumbers<'_> {
 enum Column {
     Text {
         views: Vec<u128>,
-        nulls: NullBufferBuilder,
+        nulls: NullRows,
     },
     Int32 {
         values: Vec<i32>,
-        nulls: NullBufferBuilder,
+        nulls: NullRows,
         max: u64,
     },
     Int64 {
         values: Vec<i64>,
-        nulls: NullBufferBuilder,
+        nulls: NullRows,
         max: u64,
     },
     Time {
         values: Vec<i64>,
-        nulls: NullBufferBuilder,
+        nulls: NullRows,
     },
 }
 
 impl Column {
     fn new(kind: FieldKind, capacity: usize) -> Self {
-        let nulls = NullBufferBuilder::new(capacity);
+        let nulls = NullRows::default();
         match kind {
             FieldKind::Text | FieldKind::IpAddr => Column::Text {
                 views: Vec::with_capacity(capacity),
@@ -86,16 +86,16 @@ impl Column {
     fn push_null(&mut self) {
         match self {
             Column::Text { views, nulls } => {
+                nulls.push(views.len());
                 views.push(0);
-                nulls.append_null();
             }
             Column::Int32 { values, nulls, .. } => {
+                nulls.push(values.len());
                 values.push(0);
-                nulls.append_null();
             }
             Column::Int64 { values, nulls, .. } | Column::Time { values, nulls } => {
+                nulls.push(values.len());
                 values.push(0);
-                nulls.append_null();
             }
         }
     }
@@ -121,6 +121,7 @@ impl Column {
     fn finish(&mut self, blocks: &[Buffer]) -> ArrayRef {
         match self {
             Column::Text { views, nulls } => {
+                let nulls = nulls.finish(views.len());
                 let views = ScalarBuffer::from(take_keeping_capacity(views));
                 // SAFETY: every non-null view was made by `make_view` over a token of a line
                 // that was checked to be UTF-8, at its offset in one of `blocks`, whose
@@ -129,30 +130,37 @@ impl Column {
                 // costs as much as the rest of decoding.
                 let array = if cfg!(debug_assertions) {
                     // Tests and debug builds check the claim above.
-                    StringViewArray::try_new(views, blocks.to_vec(), nulls.finish())
+                    StringViewArray::try_new(views, blocks.to_vec(), nulls)
                         .expect("string views are valid")
                 } else {
-                    unsafe {
-                        StringViewArray::new_unchecked(views, blocks.to_vec(), nulls.finish())
-                    }
+                    unsafe { StringViewArray::new_unchecked(views, blocks.to_vec(), nulls) }
                 };
                 Arc::new(array)
             }
-            Column::Int32 { values, nulls, .. } => Arc::new(Int32Array::new(
-                ScalarBuffer::from(take_keeping_capacity(values)),
-                nulls.finish(),
-            )),
-            Column::Int64 { values, nulls, .. } => Arc::new(Int64Array::new(
-                ScalarBuffer::from(take_keeping_capacity(values)),
-                nulls.finish(),
-            )),
-            Column::Time { values, nulls } => Arc::new(
-                TimestampMillisecondArray::new(
+            Column::Int32 { values, nulls, .. } => {
+                let nulls = nulls.finish(values.len());
+                Arc::new(Int32Array::new(
                     ScalarBuffer::from(take_keeping_capacity(values)),
-                    nulls.finish(),
+                    nulls,
+                ))
+            }
+            Column::Int64 { values, nulls, .. } => {
+                let nulls = nulls.finish(values.len());
+                Arc::new(Int64Array::new(
+                    ScalarBuffer::from(take_keeping_capacity(values)),
+                    nulls,
+                ))
+            }
+            Column::Time { values, nulls } => {
+                let nulls = nulls.finish(values.len());
+                Arc::new(
+                    TimestampMillisecondArray::new(
+                        ScalarBuffer::from(take_keeping_capacity(values)),
+                        nulls,
+                    )
+                    .with_timezone("UTC"),
                 )
-                .with_timezone("UTC"),
-            ),
+            }
         }
     }
 }
@@ -172,6 +180,9 @@ pub struct LineDecoder {
     columns: Vec<Column>,
     /// Blocks the current batch's string views point into.
     blocks: Vec<Buffer>,
+    /// No block of the current batch holds `"` or `\`. Tokens never hold control
+    /// characters (they end at them), so then no text value needs escaping in JSON.
+    plain_text: bool,
     line_numbers: Vec<u64>,
     rows: usize,
     /// Token offsets of the line being decoded (reused).
@@ -193,6 +204,7 @@ impl LineDecoder {
             columns: Vec::new(),
             layout,
             blocks: Vec::new(),
+            plain_text: true,
             line_numbers: Vec::with_capacity(batch_rows),
             rows: 0,
             spans: Vec::with_capacity(64),
@@ -245,6 +257,7 @@ impl LineDecoder {
         // One check for the whole block instead of one per line in the common case.
         let all_utf8 = std::str::from_utf8(&block).is_ok();
         let bytes = block.as_slice();
+        let plain_text = memchr::memchr2(b'"', b'\\', bytes).is_none();
         // The block joins the current batch's blocks when its first record is decoded, and
         // again after every flush (batch full, or a header line changed the format).
         let mut block_index: Option<u32> = None;
@@ -255,6 +268,7 @@ impl LineDecoder {
             index += 1;
             let current = *block_index.get_or_insert_with(|| {
                 self.blocks.push(block.clone());
+                self.plain_text &= plain_text;
                 (self.blocks.len() - 1) as u32
             });
             self.decode_line(bytes, &line, current, all_utf8, line_no, sink)?;
@@ -405,9 +419,11 @@ impl LineDecoder {
     pub fn flush(&mut self, sink: &mut dyn RecordSink) -> Result<(), DecodeError> {
         if self.rows == 0 {
             self.blocks.clear();
+            self.plain_text = true;
             return Ok(());
         }
         let blocks = std::mem::take(&mut self.blocks);
+        let plain_text = std::mem::replace(&mut self.plain_text, true);
         let arrays = self.columns.iter_mut().map(|c| c.finish(&blocks)).collect();
         let records = self.nulls.assemble(&self.layout, arrays, self.rows);
         let numbers = ScalarBuffer::from(std::mem::replace(
@@ -416,8 +432,42 @@ impl LineDecoder {
         ));
         self.stats.records += self.rows as u64;
         self.rows = 0;
-        sink.batch(FlowBatch::new(records, self.source.clone(), numbers))
+        let batch = FlowBatch::new(records, self.source.clone(), numbers);
+        sink.batch(batch.with_plain_text(plain_text))
             .map_err(DecodeError::Sink)
+    }
+}
+
+/// The rows of a column that are null. Nulls are rare (`NODATA` and `SKIPDATA` records,
+/// fields a record type lacks), so the column remembers where they are and builds the
+/// validity bitmap when the batch is finished, instead of appending a bit for every value.
+#[derive(Debug, Default)]
+struct NullRows {
+    rows: Vec<usize>,
+}
+
+impl NullRows {
+    fn push(&mut self, row: usize) {
+        self.rows.push(row);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        while self.rows.last().is_some_and(|&row| row >= len) {
+            self.rows.pop();
+        }
+    }
+
+    /// The validity of `len` values, None when all are valid. Leaves the list empty.
+    fn finish(&mut self, len: usize) -> Option<NullBuffer> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        let mut valid = BooleanBufferBuilder::new(len);
+        valid.append_n(len, true);
+        for row in self.rows.drain(..) {
+            valid.set_bit(row, false);
+        }
+        Some(NullBuffer::new(valid.finish()))
     }
 }
 
@@ -466,24 +516,20 @@ fn push_value(
 ) -> Result<(), BadValue> {
     let (a, b) = (start as usize, end as usize);
     match column {
-        Column::Text { views, nulls } => {
+        Column::Text { views, .. } => {
             if kind == FieldKind::IpAddr {
                 check_ip(&bytes[a..b])?;
             }
             views.push(make_view(bytes, a, b, block_index));
-            nulls.append_non_null();
         }
-        Column::Int32 { values, nulls, max } => {
+        Column::Int32 { values, max, .. } => {
             values.push(parse_integer_in(kind, *max, bytes, a, b)? as i32);
-            nulls.append_non_null();
         }
-        Column::Int64 { values, nulls, max } => {
+        Column::Int64 { values, max, .. } => {
             values.push(parse_integer_in(kind, *max, bytes, a, b)?);
-            nulls.append_non_null();
         }
-        Column::Time { values, nulls } => {
+        Column::Time { values, .. } => {
             values.push(epoch_millis_in(bytes, a, b)?);
-            nulls.append_non_null();
         }
     }
     Ok(())

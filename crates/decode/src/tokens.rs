@@ -47,12 +47,10 @@ pub(crate) fn for_each_line<E>(
         token_start = at + 1;
         newline
     };
-    for (w, chunk) in block.chunks(8).enumerate() {
-        // The last chunk is padded with a byte that is not a separator.
-        let mut word = [b'a'; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let word_at = w * 8;
-        let mut seps = separators(u64::from_le_bytes(word));
+    // Work per word, for the whole words and then the last, partial one padded with a byte
+    // that is not a separator. (Padding every word in the loop costs a `memcpy` call each.)
+    let mut each_word = |word_at: usize, word: &[u8; 8]| -> Result<(), E> {
+        let mut seps = separators(u64::from_le_bytes(*word));
         while seps != 0 {
             let at = word_at + (seps.trailing_zeros() / 8) as usize;
             if separator(at, word[at - word_at] == b'\n', spans) {
@@ -66,7 +64,16 @@ pub(crate) fn for_each_line<E>(
             }
             seps &= seps - 1;
         }
+        Ok(())
+    };
+    let chunks = block.chunks_exact(8);
+    let mut tail = [b'a'; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    let whole = chunks.len();
+    for (w, word) in chunks.enumerate() {
+        each_word(w * 8, word.try_into().expect("chunks of eight"))?;
     }
+    each_word(whole * 8, &tail)?;
     if block.len() > line_start {
         separator(block.len(), true, spans);
         each_line(Line {

@@ -269,6 +269,63 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_agrees_with_std_on_digit_and_dot_strings() {
+        // Every string of up to six characters over a small alphabet, and a pseudo-random
+        // sample of longer ones: octet lengths, leading zeros, values around 255.
+        let alphabet = b"0125.9";
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut all = Vec::new();
+        for _ in 0..6 {
+            cases = cases
+                .iter()
+                .flat_map(|c| {
+                    alphabet.iter().map(move |&a| {
+                        let mut c = c.clone();
+                        c.push(a);
+                        c
+                    })
+                })
+                .collect();
+            all.extend(cases.iter().cloned());
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300_000 {
+            // Four octets of zero to four digits, mostly joined by dots.
+            let mut case = Vec::new();
+            for octet in 0..4 {
+                if octet > 0 {
+                    case.push(match next() % 32 {
+                        0 => b':',
+                        1 => b'a',
+                        _ => b'.',
+                    });
+                }
+                let digits = [1, 1, 2, 2, 3, 3, 3, 0, 4][(next() % 9) as usize];
+                for _ in 0..digits {
+                    case.push(b"0122555679"[(next() % 10) as usize]);
+                }
+            }
+            all.push(case);
+        }
+        let mut valid = 0;
+        for case in &all {
+            let s = std::str::from_utf8(case).unwrap();
+            let expected = s.parse::<Ipv4Addr>().is_ok();
+            valid += expected as usize;
+            assert_eq!(is_ipv4(case), expected, "{s}");
+            let ip = expected || s.parse::<Ipv6Addr>().is_ok();
+            assert_eq!(check_ip(case).is_ok(), ip, "{s}");
+        }
+        assert!(valid > 1000, "only {valid} valid addresses among the cases");
+    }
+
+    #[test]
     fn ipv6_agrees_with_std() {
         let groups = [
             "",

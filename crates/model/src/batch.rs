@@ -39,6 +39,10 @@ pub struct FlowBatch {
     pub records: RecordBatch,
     pub source: SourceId,
     pub line_numbers: ScalarBuffer<u64>,
+    /// True when the decoder knows that no text value contains a control character, a
+    /// quote (`"`) or a backslash, so writers may copy values into JSON without looking
+    /// for bytes to escape. False (the safe default) when it does not know.
+    pub plain_text: bool,
 }
 
 impl FlowBatch {
@@ -48,7 +52,14 @@ impl FlowBatch {
             records,
             source,
             line_numbers,
+            plain_text: false,
         }
+    }
+
+    /// Declares that no text value contains a control character, `"` or `\`.
+    pub fn with_plain_text(mut self, plain_text: bool) -> Self {
+        self.plain_text = plain_text;
+        self
     }
 
     pub fn num_rows(&self) -> usize {

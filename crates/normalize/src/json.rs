@@ -96,14 +96,15 @@ impl<'a> Out<'a> {
     /// Writes value `row` of a string-view array as a JSON string, reading the view
     /// directly: values of up to 12 bytes are in the view itself and are quoted in a
     /// register; longer ones are copied through a fixed-size window of their buffer when
-    /// it has room.
-    #[inline]
-    pub fn view_str(&mut self, array: &StringViewArray, row: usize) {
+    /// it has room. `PLAIN` skips the search for bytes to escape, for batches whose
+    /// decoder vouched that there are none ([`flowlog_model::FlowBatch::plain_text`]).
+    #[inline(always)]
+    pub fn view_str<const PLAIN: bool>(&mut self, array: &StringViewArray, row: usize) {
         let view = array.views()[row];
         let len = view as u32 as usize;
         if len <= 12 {
             let text = view >> 32;
-            if word_needs_escape(text, len) {
+            if !PLAIN && word_needs_escape(text, len) {
                 return self.str(array.value(row));
             }
             let quoted = b'"' as u128 | text << 8 | (b'"' as u128) << (8 * (len + 1));
@@ -112,7 +113,7 @@ impl<'a> Out<'a> {
         let buffer = &array.data_buffers()[(view >> 64) as u32 as usize];
         let offset = (view >> 96) as u32 as usize;
         let value = &buffer[offset..offset + len];
-        if needs_escape(value) {
+        if !PLAIN && needs_escape(value) {
             return self.str(array.value(row));
         }
         self.byte(b'"');
@@ -261,7 +262,14 @@ impl Number {
     #[inline(always)]
     pub fn unsigned(n: u64) -> Self {
         let len = decimal_digits(n);
-        if n < 10_000_000_000_000_000 {
+        if n < 100_000_000 {
+            // Ports, protocols, most counters: one eight-digit half.
+            let text = eight_ascii_digits(n as u32) >> (8 * (8 - len));
+            Number::Short {
+                text: text as u128,
+                len: len as u8,
+            }
+        } else if n < 10_000_000_000_000_000 {
             // Sixteen zero-padded digits, two eight-digit halves computed without a chain of
             // divisions; dropping the leading zeros is a shift.
             let high = eight_ascii_digits((n / 100_000_000) as u32) as u128;
@@ -509,9 +517,15 @@ mod tests {
             if let Some(value) = value {
                 let bound = str_bound(value.len());
                 assert_eq!(
-                    s(bound, |o| o.view_str(&array, row)),
+                    s(bound, |o| o.view_str::<false>(&array, row)),
                     s(bound, |o| o.str(value))
                 );
+                if !value.contains(['"', '\\']) {
+                    assert_eq!(
+                        s(bound, |o| o.view_str::<true>(&array, row)),
+                        s(bound, |o| o.str(value))
+                    );
+                }
             }
         }
         assert!(array.is_null(1));

@@ -4,11 +4,10 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, PrimitiveArray, StringViewArray};
-use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
-use crate::json::{str_bound, MemberKey, Number, Object, Out, OutBuffer, NUMBER_BOUND};
+use crate::json::{str_bound, MemberKey, Number, Object, Out, OutBuffer, Rows, NUMBER_BOUND};
 use crate::{EncodeError, Encoder};
 
 /// The raw NDJSON encoder.
@@ -27,7 +26,8 @@ enum Values<'a> {
 struct Column<'a> {
     key: MemberKey,
     values: Values<'a>,
-    nulls: Option<NullBuffer>,
+    /// Validity bits (Arrow's layout, from bit `offset` on) when the column has nulls.
+    validity: Option<(&'a [u8], usize)>,
     /// The last number written and its text (when short): records of one capture window
     /// share start and end, protocol and often ports, so most numbers repeat the row above.
     last_value: i64,
@@ -52,10 +52,23 @@ impl<'a> Column<'a> {
         Ok(Self {
             key: MemberKey::new(name),
             values,
-            nulls: array.logical_nulls().filter(|n| n.null_count() > 0),
+            validity: array
+                .nulls()
+                .filter(|n| n.null_count() > 0)
+                .map(|n| (n.validity(), n.offset())),
             last_value: 0,
             last_text: 0,
             last_len: 0,
+        })
+    }
+
+    /// Read from the bits directly: `NullBuffer::is_null` asserts the index and goes
+    /// through the buffer's length every time, which costs more than writing a value.
+    #[inline(always)]
+    fn is_null(&self, row: usize) -> bool {
+        self.validity.is_some_and(|(bits, offset)| {
+            let i = row + offset;
+            bits[i / 8] & (1 << (i % 8)) == 0
         })
     }
 
@@ -72,9 +85,9 @@ impl<'a> Column<'a> {
     }
 
     #[inline(always)]
-    fn write_value(&mut self, out: &mut Out<'_>, row: usize) {
+    fn write_value<const PLAIN: bool>(&mut self, out: &mut Out<'_>, row: usize) {
         let value = match self.values {
-            Values::Text(a) => return out.view_str(a, row),
+            Values::Text(a) => return out.view_str::<PLAIN>(a, row),
             Values::Int32(a) => a.value(row) as i64,
             Values::Int64(a) => a.value(row),
             Values::Time(a) => a.value(row),
@@ -109,21 +122,35 @@ impl Encoder for RawEncoder {
         }
         let row_bound = columns.iter().map(Column::bound).sum::<usize>() + Object::BOUND + 1;
         let mut rows = self.buffer.rows();
-        for row in 0..records.num_rows() {
-            rows.row(row_bound, |out| {
-                let object = Object::begin(out);
-                for column in &mut columns {
-                    if column.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-                        continue;
-                    }
-                    column.key.write(out);
-                    column.write_value(out, row);
-                }
-                object.end(out);
-                out.byte(b'\n');
-            });
+        // The check for bytes to escape is compiled out of the loop for plain batches.
+        if batch.plain_text {
+            write_rows::<true>(&mut rows, &mut columns, records.num_rows(), row_bound);
+        } else {
+            write_rows::<false>(&mut rows, &mut columns, records.num_rows(), row_bound);
         }
         let written = rows.finish();
         Ok(self.buffer.written(written))
+    }
+}
+
+fn write_rows<const PLAIN: bool>(
+    rows: &mut Rows<'_>,
+    columns: &mut [Column<'_>],
+    num_rows: usize,
+    row_bound: usize,
+) {
+    for row in 0..num_rows {
+        rows.row(row_bound, |out| {
+            let object = Object::begin(out);
+            for column in columns.iter_mut() {
+                if column.is_null(row) {
+                    continue;
+                }
+                column.key.write(out);
+                column.write_value::<PLAIN>(out, row);
+            }
+            object.end(out);
+            out.byte(b'\n');
+        });
     }
 }
