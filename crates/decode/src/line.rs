@@ -14,7 +14,7 @@ use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
 use crate::tokens::{self, Line};
-use crate::values::{check_ip, epoch_millis_in, max_value, parse_integer_in, BadValue};
+use crate::values::{epoch_millis_in, max_value, parse_integer_in, BadValue, CheckedAddresses};
 use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
 
 /// How the lines of a block are numbered in their source.
@@ -185,6 +185,7 @@ pub struct LineDecoder {
     plain_text: bool,
     line_numbers: Vec<u64>,
     rows: usize,
+    addresses: CheckedAddresses,
     /// Token offsets of the line being decoded (reused).
     spans: Vec<(u32, u32)>,
     nulls: NullColumns,
@@ -207,6 +208,7 @@ impl LineDecoder {
             plain_text: true,
             line_numbers: Vec::with_capacity(batch_rows),
             rows: 0,
+            addresses: CheckedAddresses::default(),
             spans: Vec::with_capacity(64),
             nulls: NullColumns::default(),
             stats: DecodeStats::default(),
@@ -354,8 +356,16 @@ impl LineDecoder {
             if &bytes[a as usize..b as usize] == b"-" {
                 column.push_null();
             } else {
-                push_value(column, self.kinds[position], bytes, a, b, block_index)
-                    .map_err(|bad| LineError::Value { position, bad })?;
+                push_value(
+                    column,
+                    self.kinds[position],
+                    bytes,
+                    a,
+                    b,
+                    block_index,
+                    &mut self.addresses,
+                )
+                .map_err(|bad| LineError::Value { position, bad })?;
             }
         }
         Ok(())
@@ -513,12 +523,13 @@ fn push_value(
     start: u32,
     end: u32,
     block_index: u32,
+    addresses: &mut CheckedAddresses,
 ) -> Result<(), BadValue> {
     let (a, b) = (start as usize, end as usize);
     match column {
         Column::Text { views, .. } => {
             if kind == FieldKind::IpAddr {
-                check_ip(&bytes[a..b])?;
+                addresses.check(bytes, a, b)?;
             }
             views.push(make_view(bytes, a, b, block_index));
         }
