@@ -28,11 +28,6 @@ struct Column<'a> {
     values: Values<'a>,
     /// Validity bits (Arrow's layout, from bit `offset` on) when the column has nulls.
     validity: Option<(&'a [u8], usize)>,
-    /// The last number written and its text (when short): records of one capture window
-    /// share start and end, protocol and often ports, so most numbers repeat the row above.
-    last_value: i64,
-    last_text: u128,
-    last_len: usize,
 }
 
 impl<'a> Column<'a> {
@@ -56,9 +51,6 @@ impl<'a> Column<'a> {
                 .nulls()
                 .filter(|n| n.null_count() > 0)
                 .map(|n| (n.validity(), n.offset())),
-            last_value: 0,
-            last_text: 0,
-            last_len: 0,
         })
     }
 
@@ -84,27 +76,15 @@ impl<'a> Column<'a> {
         self.key.len() + value
     }
 
+    /// Numbers are formatted inline (not behind a function pointer) so they stay in
+    /// registers: a copy through the stack stalls store-to-load forwarding.
     #[inline(always)]
-    fn write_value<const PLAIN: bool>(&mut self, out: &mut Out<'_>, row: usize) {
-        let value = match self.values {
-            Values::Text(a) => return out.view_str::<PLAIN>(a, row),
-            Values::Int32(a) => a.value(row) as i64,
-            Values::Int64(a) => a.value(row),
-            Values::Time(a) => a.value(row),
-        };
-        if value == self.last_value && self.last_len > 0 {
-            return out.window(&self.last_text.to_le_bytes(), self.last_len);
-        }
-        // Formatted inline (not behind a function pointer) so the number stays in
-        // registers: a copy through the stack stalls store-to-load forwarding.
-        let number = match self.values {
-            Values::Time(_) => Number::epoch_seconds(value),
-            _ => Number::integer(value),
-        };
-        number.write(out);
-        (self.last_value, self.last_len) = (value, 0);
-        if let Number::Short { text, len } = number {
-            (self.last_text, self.last_len) = (text, len as usize);
+    fn write_value<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
+        match self.values {
+            Values::Text(a) => out.view_str::<PLAIN>(a, row),
+            Values::Int32(a) => Number::integer(a.value(row).into()).write(out),
+            Values::Int64(a) => Number::integer(a.value(row)).write(out),
+            Values::Time(a) => Number::epoch_seconds(a.value(row)).write(out),
         }
     }
 }
@@ -124,9 +104,9 @@ impl Encoder for RawEncoder {
         let mut rows = self.buffer.rows();
         // The check for bytes to escape is compiled out of the loop for plain batches.
         if batch.plain_text {
-            write_rows::<true>(&mut rows, &mut columns, records.num_rows(), row_bound);
+            write_rows::<true>(&mut rows, &columns, records.num_rows(), row_bound);
         } else {
-            write_rows::<false>(&mut rows, &mut columns, records.num_rows(), row_bound);
+            write_rows::<false>(&mut rows, &columns, records.num_rows(), row_bound);
         }
         let written = rows.finish();
         Ok(self.buffer.written(written))
@@ -135,14 +115,14 @@ impl Encoder for RawEncoder {
 
 fn write_rows<const PLAIN: bool>(
     rows: &mut Rows<'_>,
-    columns: &mut [Column<'_>],
+    columns: &[Column<'_>],
     num_rows: usize,
     row_bound: usize,
 ) {
     for row in 0..num_rows {
         rows.row(row_bound, |out| {
             let object = Object::begin(out);
-            for column in columns.iter_mut() {
+            for column in columns {
                 if column.is_null(row) {
                     continue;
                 }
