@@ -4,6 +4,7 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, PrimitiveArray, StringViewArray};
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, TimeUnit};
 use flowlog_model::FlowBatch;
 
@@ -25,6 +26,7 @@ enum Values<'a> {
 
 struct Column<'a> {
     key: MemberKey,
+    array: &'a dyn Array,
     values: Values<'a>,
     /// Validity bits (Arrow's layout, from bit `offset` on) when the column has nulls.
     validity: Option<(&'a [u8], usize)>,
@@ -46,6 +48,7 @@ impl<'a> Column<'a> {
         };
         Ok(Self {
             key: MemberKey::new(name),
+            array,
             values,
             validity: array
                 .nulls()
@@ -101,36 +104,54 @@ impl Encoder for RawEncoder {
             }
         }
         let row_bound = columns.iter().map(Column::bound).sum::<usize>() + Object::BOUND + 1;
+        // Rows where every column taking part has a value: most of them, written without
+        // a null check per member.
+        let complete = columns.iter().fold(None, |acc, column| {
+            NullBuffer::union(acc.as_ref(), column.array.nulls())
+        });
         let mut rows = self.buffer.rows();
+        let batch_rows = Batch {
+            columns: &columns,
+            complete: complete.as_ref(),
+            num_rows: records.num_rows(),
+            row_bound,
+        };
         // The check for bytes to escape is compiled out of the loop for plain batches.
         if batch.plain_text {
-            write_rows::<true>(&mut rows, &columns, records.num_rows(), row_bound);
+            batch_rows.write::<true>(&mut rows);
         } else {
-            write_rows::<false>(&mut rows, &columns, records.num_rows(), row_bound);
+            batch_rows.write::<false>(&mut rows);
         }
         let written = rows.finish();
         Ok(self.buffer.written(written))
     }
 }
 
-fn write_rows<const PLAIN: bool>(
-    rows: &mut Rows<'_>,
-    columns: &[Column<'_>],
+/// What one batch's rows are written from.
+struct Batch<'c, 'a> {
+    columns: &'c [Column<'a>],
+    /// Rows where every column has a value, when some do not.
+    complete: Option<&'c NullBuffer>,
     num_rows: usize,
     row_bound: usize,
-) {
-    for row in 0..num_rows {
-        rows.row(row_bound, |out| {
-            let object = Object::begin(out);
-            for column in columns {
-                if column.is_null(row) {
-                    continue;
+}
+
+impl Batch<'_, '_> {
+    fn write<const PLAIN: bool>(&self, rows: &mut Rows<'_>) {
+        for row in 0..self.num_rows {
+            let complete = self.complete.is_none_or(|c| c.is_valid(row));
+            rows.row(self.row_bound, |out| {
+                let object = Object::begin(out);
+                for column in self.columns {
+                    if !complete && column.is_null(row) {
+                        continue;
+                    }
+                    column.key.write(out);
+                    column.write_value::<PLAIN>(out, row);
                 }
-                column.key.write(out);
-                column.write_value::<PLAIN>(out, row);
-            }
-            object.end(out);
-            out.byte(b'\n');
-        });
+                object.end(out);
+                out.byte(b'\n');
+            });
+        }
     }
 }
