@@ -20,6 +20,59 @@ fn separators(x: u64) -> u64 {
     !(((x & LOW7) + ONES * (0x80 - 0x21)) | x) & HIGH
 }
 
+/// Bit i set where byte i of `chunk` is a separator (below 0x21), and where it is `\n`.
+#[inline(always)]
+fn masks(chunk: &[u8; 16]) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    return masks_sse2(chunk);
+    #[cfg(not(target_arch = "x86_64"))]
+    return masks_swar(chunk);
+}
+
+/// [`masks`] with SSE2, which every x86_64 CPU has: one compare for sixteen bytes, and
+/// the byte mask straight to bits.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn masks_sse2(chunk: &[u8; 16]) -> (u32, u32) {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is enabled on every x86_64 target, so the intrinsics are available;
+    // the load reads exactly the sixteen bytes of `chunk` (unaligned).
+    unsafe {
+        let x = _mm_loadu_si128(chunk.as_ptr().cast());
+        // Unsigned "below 0x21" is "max(b, 0x20) == 0x20".
+        let space = _mm_set1_epi8(0x20);
+        let seps = _mm_cmpeq_epi8(_mm_max_epu8(x, space), space);
+        let newlines = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\n' as i8));
+        (
+            _mm_movemask_epi8(seps) as u16 as u32,
+            _mm_movemask_epi8(newlines) as u16 as u32,
+        )
+    }
+}
+
+/// [`masks`] eight bytes at a time in general-purpose registers, for other CPUs.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn masks_swar(chunk: &[u8; 16]) -> (u32, u32) {
+    // The high bit of each byte, moved to one bit per byte: a multiply by a constant with
+    // one bit per byte shifts each to its place in the top byte, with no carries.
+    let bits = |high: u64| ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+    let word = |i: usize| u64::from_le_bytes(chunk[i..i + 8].try_into().expect("8 bytes"));
+    // Bytes equal to `\n` are the zero bytes of x ^ "\n\n..", found exactly as in
+    // [`separators`].
+    let newlines = |x: u64| {
+        let x = x ^ (ONES * b'\n' as u64);
+        !(((x & LOW7) + LOW7) | x) & HIGH
+    };
+    let (low, high) = (word(0), word(8));
+    (
+        bits(separators(low)) | bits(separators(high)) << 8,
+        bits(newlines(low)) | bits(newlines(high)) << 8,
+    )
+}
+
 /// One line of a block: its byte range (without the `\n`) and its tokens.
 pub(crate) struct Line<'s> {
     pub start: usize,
@@ -47,13 +100,15 @@ pub(crate) fn for_each_line<E>(
         token_start = at + 1;
         newline
     };
-    // Work per word, for the whole words and then the last, partial one padded with a byte
-    // that is not a separator. (Padding every word in the loop costs a `memcpy` call each.)
-    let mut each_word = |word_at: usize, word: &[u8; 8]| -> Result<(), E> {
-        let mut seps = separators(u64::from_le_bytes(*word));
+    // Work per 16-byte chunk, for the whole chunks and then the last, partial one padded
+    // with a byte that is not a separator. (Padding every chunk in the loop would cost a
+    // `memcpy` call each.)
+    let mut each_chunk = |chunk_at: usize, chunk: &[u8; 16]| -> Result<(), E> {
+        let (mut seps, newlines) = masks(chunk);
         while seps != 0 {
-            let at = word_at + (seps.trailing_zeros() / 8) as usize;
-            if separator(at, word[at - word_at] == b'\n', spans) {
+            let i = seps.trailing_zeros();
+            let at = chunk_at + i as usize;
+            if separator(at, newlines >> i & 1 == 1, spans) {
                 each_line(Line {
                     start: line_start,
                     end: at,
@@ -66,14 +121,14 @@ pub(crate) fn for_each_line<E>(
         }
         Ok(())
     };
-    let chunks = block.chunks_exact(8);
-    let mut tail = [b'a'; 8];
+    let chunks = block.chunks_exact(16);
+    let mut tail = [b'a'; 16];
     tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
     let whole = chunks.len();
-    for (w, word) in chunks.enumerate() {
-        each_word(w * 8, word.try_into().expect("chunks of eight"))?;
+    for (c, chunk) in chunks.enumerate() {
+        each_chunk(c * 16, chunk.try_into().expect("chunks of sixteen"))?;
     }
-    each_word(whole * 8, &tail)?;
+    each_chunk(whole * 16, &tail)?;
     if block.len() > line_start {
         separator(block.len(), true, spans);
         each_line(Line {
@@ -130,6 +185,24 @@ mod tests {
                 })
                 .collect();
             assert_eq!(lines(block), expected, "{block:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_masks_are_exact() {
+        let naive = |chunk: &[u8; 16]| {
+            let bit = |i: usize, yes: bool| (yes as u32) << i;
+            let seps = (0..16).map(|i| bit(i, chunk[i] < 0x21)).sum::<u32>();
+            let newlines = (0..16).map(|i| bit(i, chunk[i] == b'\n')).sum::<u32>();
+            (seps, newlines)
+        };
+        for b in 0u8..=255 {
+            for at in 0..16 {
+                let mut chunk = *b"a b\nc\td\re\x00f\x7f\xa0\x80\n!";
+                chunk[at] = b;
+                assert_eq!(masks(&chunk), naive(&chunk), "byte {b:#x} at {at}");
+                assert_eq!(masks_swar(&chunk), naive(&chunk), "byte {b:#x} at {at}");
+            }
         }
     }
 

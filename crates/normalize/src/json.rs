@@ -403,8 +403,13 @@ impl MemberKey {
     /// comma overwritten by the `{` (see [`Object`]).
     #[inline(always)]
     pub fn write(&self, out: &mut Out<'_>) {
-        if self.bytes.len() <= self.window.len() {
-            out.window(&self.window, self.bytes.len());
+        let len = self.bytes.len();
+        if len <= 16 {
+            // Most member names: one 16-byte store.
+            let first: &[u8; 16] = self.window.first_chunk().expect("16 bytes");
+            out.window(first, len);
+        } else if len <= self.window.len() {
+            out.window(&self.window, len);
         } else {
             out.bytes(&self.bytes);
         }
