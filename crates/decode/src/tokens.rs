@@ -1,7 +1,7 @@
-//! Finding the separators of a block of flow-log lines, eight bytes at a time.
+//! Finding the separators of a block of flow-log lines, sixteen bytes at a time.
 //!
 //! A byte-at-a-time loop spends compares and a branch on every byte, and a `memchr` call
-//! per line costs more than the line. Here each 8-byte word yields a mask of its spaces,
+//! per line costs more than the line. Here each 16-byte chunk yields a mask of its spaces,
 //! tabs and newlines, and work is done per separator: one pass over the block finds both
 //! the tokens and the line ends.
 
@@ -9,15 +9,21 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// High bit of each byte of `x` set exactly where the byte is below `k` (1 to 0x80).
+///
+/// `(x & 0x7f) + (0x80 - k)` reaches 0x80 exactly when a byte's low seven bits are `k` or
+/// more, and cannot carry into the next byte; OR-ing `x` adds bytes whose own high bit is
+/// set. What is left clear is a byte below `k`.
+#[inline(always)]
+fn below(x: u64, k: u8) -> u64 {
+    !(((x & LOW7) + ONES * (0x80 - k as u64)) | x) & HIGH
+}
+
 /// High bit of each byte of `x` set exactly where the byte is below 0x21: space, tab, CR,
 /// LF and the other control characters, none of which occur inside a flow-log value.
-///
-/// `(x & 0x7f) + 0x5f` reaches 0x80 exactly when a byte's low seven bits are 0x21 or more,
-/// and cannot carry into the next byte; OR-ing `x` adds bytes whose own high bit is set.
-/// What is left clear is a byte below 0x21.
 #[inline(always)]
 fn separators(x: u64) -> u64 {
-    !(((x & LOW7) + ONES * (0x80 - 0x21)) | x) & HIGH
+    below(x, 0x21)
 }
 
 /// Bit i set where byte i of `chunk` is a separator (below 0x21), and where it is `\n`.
@@ -60,12 +66,8 @@ fn masks_swar(chunk: &[u8; 16]) -> (u32, u32) {
     // one bit per byte shifts each to its place in the top byte, with no carries.
     let bits = |high: u64| ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
     let word = |i: usize| u64::from_le_bytes(chunk[i..i + 8].try_into().expect("8 bytes"));
-    // Bytes equal to `\n` are the zero bytes of x ^ "\n\n..", found exactly as in
-    // [`separators`].
-    let newlines = |x: u64| {
-        let x = x ^ (ONES * b'\n' as u64);
-        !(((x & LOW7) + LOW7) | x) & HIGH
-    };
+    // Bytes equal to `\n` are the zero bytes of x ^ "\n\n..".
+    let newlines = |x: u64| below(x ^ (ONES * b'\n' as u64), 1);
     let (low, high) = (word(0), word(8));
     (
         bits(separators(low)) | bits(separators(high)) << 8,
