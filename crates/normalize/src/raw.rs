@@ -26,7 +26,6 @@ enum Values<'a> {
 
 struct Column<'a> {
     key: MemberKey,
-    array: &'a dyn Array,
     values: Values<'a>,
     /// Validity bits (Arrow's layout, from bit `offset` on) when the column has nulls.
     validity: Option<(&'a [u8], usize)>,
@@ -48,7 +47,6 @@ impl<'a> Column<'a> {
         };
         Ok(Self {
             key: MemberKey::new(name),
-            array,
             values,
             validity: array
                 .nulls()
@@ -96,19 +94,18 @@ impl Encoder for RawEncoder {
     fn encode(&mut self, batch: &FlowBatch) -> Result<&[u8], EncodeError> {
         let records = &batch.records;
         let schema = records.schema();
-        // Only columns with at least one value take part; a v2 batch has 14 of 72.
+        // Only columns with at least one value take part; a v2 batch has 14 of 72. Rows
+        // where all of them have a value (most rows) are written without a null check per
+        // member.
         let mut columns = Vec::new();
+        let mut complete = None;
         for (field, array) in schema.fields().iter().zip(records.columns()) {
             if array.null_count() < array.len() {
                 columns.push(Column::new(field.name(), array.as_ref())?);
+                complete = NullBuffer::union(complete.as_ref(), array.nulls());
             }
         }
         let row_bound = columns.iter().map(Column::bound).sum::<usize>() + Object::BOUND + 1;
-        // Rows where every column taking part has a value: most of them, written without
-        // a null check per member.
-        let complete = columns.iter().fold(None, |acc, column| {
-            NullBuffer::union(acc.as_ref(), column.array.nulls())
-        });
         let mut rows = self.buffer.rows();
         let batch_rows = Batch {
             columns: &columns,
