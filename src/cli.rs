@@ -43,6 +43,11 @@ pub struct TransformArgs {
     #[arg(long, value_enum, default_value_t = OutputShape::Raw)]
     pub to: OutputShape,
 
+    /// OCSF schema version for `--to ocsf`: 1.1.0 (Security Lake source version 2),
+    /// 1.0.0-rc.2 (source version 1) or 1.8.0.
+    #[arg(long, value_name = "VERSION", default_value = "1.1.0")]
+    pub ocsf_version: flowlog_normalize::OcsfVersion,
+
     /// Append records that cannot be decoded to this file, as NDJSON (source, line,
     /// reason, raw). Without it they are reported on standard error.
     #[arg(long, value_name = "PATH")]
@@ -57,6 +62,12 @@ pub struct TransformArgs {
 pub enum OutputShape {
     /// The record's fields under AWS's names in snake_case; `-` fields left out.
     Raw,
+    /// Elastic Common Schema, as Elastic's aws.vpcflow integration writes it.
+    Ecs,
+    /// OCSF Network Activity (4001), as Amazon Security Lake maps flow logs.
+    Ocsf,
+    /// Flat JSON with Splunk CIM Network_Traffic field names.
+    Cim,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,9 @@ pub fn run(args: TransformArgs) -> ExitCode {
     };
     let target = match args.to {
         OutputShape::Raw => Target::Raw,
+        OutputShape::Ecs => Target::Ecs,
+        OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
+        OutputShape::Cim => Target::Cim,
     };
     let mut sink = NdjsonSink {
         encoder: target.encoder(),

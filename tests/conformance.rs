@@ -4,15 +4,8 @@
 
 mod common;
 
-use common::{fixture, transform, transform_file};
+use common::{elastic_fixture_formats, fixture, transform, transform_file};
 use serde_json::{json, Value};
-
-/// Elastic's pipeline picks a layout by counting tokens; flowlog never does. These are the
-/// layouts Elastic assumes for its test files, given to flowlog as `--format`.
-const ELASTIC_V3_TCP_FLAGS: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";
-const ELASTIC_V5: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path";
-const ECS_FIELDS: &str = "ecs-cluster-arn ecs-cluster-name ecs-container-instance-arn ecs-container-instance-id ecs-container-id ecs-second-container-id ecs-service-name ecs-task-definition-arn ecs-task-arn ecs-task-id";
-const ELASTIC_TGW: &str = "version resource-type account-id tgw-id tgw-attachment-id tgw-src-vpc-account-id tgw-dst-vpc-account-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type packets-lost-no-route packets-lost-blackhole packets-lost-mtu-exceeded packets-lost-ttl-expired tcp-flags region flow-direction pkt-src-aws-service pkt-dst-aws-service";
 
 fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(v, |v, k| v.get(k))
@@ -152,20 +145,9 @@ fn check_against_elastic(file: &str, format: &str) {
 
 #[test]
 fn elastic_integration_samples() {
-    let default = flowlog_model::DEFAULT_FORMAT;
-    check_against_elastic("test-extra-samples.log", default);
-    check_against_elastic("test-with-message-field.log", default);
-    check_against_elastic("test-tcp-flag-sequence.log", ELASTIC_V3_TCP_FLAGS);
-    check_against_elastic("test-v5-all-fields.log", ELASTIC_V5);
-    check_against_elastic(
-        "test-ecs-samples.log",
-        &format!("{ELASTIC_V5} {ECS_FIELDS}"),
-    );
-    check_against_elastic(
-        "test-v8-samples.log",
-        &format!("{ELASTIC_V5} {ECS_FIELDS} reject-reason"),
-    );
-    check_against_elastic("test-tgw-samples.log", ELASTIC_TGW);
+    for (file, format) in elastic_fixture_formats() {
+        check_against_elastic(file, &format);
+    }
 }
 
 #[test]

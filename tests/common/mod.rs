@@ -8,6 +8,38 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+/// Elastic's pipeline picks a layout by counting tokens; flowlog never does. These are the
+/// layouts Elastic assumes for its test files, given to flowlog as `--format`.
+pub const ELASTIC_V3_TCP_FLAGS: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";
+pub const ELASTIC_V5: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path";
+pub const ECS_FIELDS: &str = "ecs-cluster-arn ecs-cluster-name ecs-container-instance-arn ecs-container-instance-id ecs-container-id ecs-second-container-id ecs-service-name ecs-task-definition-arn ecs-task-arn ecs-task-id";
+pub const ELASTIC_TGW: &str = "version resource-type account-id tgw-id tgw-attachment-id tgw-src-vpc-account-id tgw-dst-vpc-account-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type packets-lost-no-route packets-lost-blackhole packets-lost-mtu-exceeded packets-lost-ttl-expired tcp-flags region flow-direction pkt-src-aws-service pkt-dst-aws-service";
+
+/// Each Elastic test file with the `--format` flowlog needs for it.
+pub fn elastic_fixture_formats() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "test-extra-samples.log",
+            flowlog_model::DEFAULT_FORMAT.to_string(),
+        ),
+        (
+            "test-with-message-field.log",
+            flowlog_model::DEFAULT_FORMAT.to_string(),
+        ),
+        (
+            "test-tcp-flag-sequence.log",
+            ELASTIC_V3_TCP_FLAGS.to_string(),
+        ),
+        ("test-v5-all-fields.log", ELASTIC_V5.to_string()),
+        ("test-ecs-samples.log", format!("{ELASTIC_V5} {ECS_FIELDS}")),
+        (
+            "test-v8-samples.log",
+            format!("{ELASTIC_V5} {ECS_FIELDS} reject-reason"),
+        ),
+        ("test-tgw-samples.log", ELASTIC_TGW.to_string()),
+    ]
+}
+
 /// `../shared/fixtures`, beside the checkout (as in CI).
 pub fn fixtures() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");

@@ -61,6 +61,13 @@ impl<'a> Out<'a> {
         self.pos += b.len();
     }
 
+    /// Drops what was written from `pos` on (a member that turned out to be absent).
+    #[inline(always)]
+    pub fn truncate(&mut self, pos: usize) {
+        debug_assert!(pos <= self.pos);
+        self.pos = pos;
+    }
+
     /// Overwrites an earlier byte.
     #[inline(always)]
     pub fn set(&mut self, at: usize, b: u8) {
@@ -376,11 +383,18 @@ pub struct MemberKey {
 
 impl MemberKey {
     pub fn new(key: &str) -> Self {
-        let mut bytes = vec![0u8; str_bound(key.len()) + 2 + SLACK];
+        Self::with_value(key, b"")
+    }
+
+    /// A whole member whose value never changes, `,"key":value`, written as one copy.
+    /// `json` must be one JSON value.
+    pub fn with_value(key: &str, json: &[u8]) -> Self {
+        let mut bytes = vec![0u8; str_bound(key.len()) + 2 + json.len() + SLACK];
         let mut out = Out::new(&mut bytes, 0);
         out.byte(b',');
         out.str(key);
         out.byte(b':');
+        out.bytes(json);
         let len = out.pos();
         bytes.truncate(len);
         let mut window = [0u8; 48];

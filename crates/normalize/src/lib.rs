@@ -4,15 +4,32 @@
 //! buffer it owns and lends out, reading Arrow columns directly: no per-record
 //! `serde_json::Value`. The JSON primitives in [`json`] are shared by every target.
 //!
-//! Targets: [`Target::Raw`] (the record's own fields). ECS, OCSF, Splunk CIM and the OTel
-//! attribute mapping are added here as further targets.
+//! Targets:
+//! - [`Target::Raw`]: the record's own fields;
+//! - [`Target::Ecs`]: Elastic Common Schema, as Elastic's `aws.vpcflow` integration writes it;
+//! - [`Target::Ocsf`]: OCSF Network Activity, as Amazon Security Lake maps flow logs;
+//! - [`Target::Cim`]: Splunk CIM Network_Traffic names, flat.
+//!
+//! Each mapped target is a table of members written by one engine
+//! ([`template`]); the facts several targets share (protocol names, Community ID, RFC 3339
+//! times) live in [`network`] and [`time`].
 
+mod cim;
+mod columns;
+mod derived;
+mod ecs;
 pub mod json;
+pub mod network;
+mod ocsf;
 mod raw;
+mod template;
+pub mod time;
 
 use flowlog_model::FlowBatch;
 use thiserror::Error;
 
+pub use ecs::ECS_VERSION;
+pub use ocsf::OcsfVersion;
 pub use raw::RawEncoder;
 
 /// The shape of the documents to produce.
@@ -20,6 +37,12 @@ pub use raw::RawEncoder;
 pub enum Target {
     /// The record's fields under AWS's names in snake_case.
     Raw,
+    /// Elastic Common Schema (`logs-aws.vpcflow-*` documents).
+    Ecs,
+    /// OCSF Network Activity events, as Amazon Security Lake maps flow logs.
+    Ocsf(OcsfVersion),
+    /// Flat JSON with Splunk CIM Network_Traffic names.
+    Cim,
 }
 
 impl Target {
@@ -27,6 +50,9 @@ impl Target {
     pub fn encoder(self) -> Box<dyn Encoder + Send> {
         match self {
             Target::Raw => Box::new(RawEncoder::default()),
+            Target::Ecs => Box::new(template::TemplateEncoder::new(ecs::ECS)),
+            Target::Ocsf(version) => Box::new(template::TemplateEncoder::new(version.table())),
+            Target::Cim => Box::new(template::TemplateEncoder::new(cim::CIM)),
         }
     }
 }

@@ -1,0 +1,249 @@
+//! `--to ecs`: Elastic Common Schema documents as Elastic's `aws.vpcflow` integration
+//! writes them (same names and types), without its quirks: no `"-"` values, numbers as
+//! numbers, no Community ID where flow logs cannot know it.
+//!
+//! The table below is the whole mapping; `schemas/ecs-fields.csv` and the Elasticsearch
+//! component template in `schemas/` are generated from it ([`crate::schema`]).
+
+use crate::derived::{tcp_flags_bound, write_tcp_flags, TRANSPORT};
+use crate::json::Out;
+use crate::network::{address_family, FlowTuple, COMMUNITY_ID_LEN, TCP_FLAG_NAMES};
+use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
+use crate::time::{write_rfc3339, RFC3339_BOUND};
+
+/// The ECS version Elastic's integration declares for these documents.
+macro_rules! ecs_version {
+    () => {
+        "8.11.0"
+    };
+}
+pub const ECS_VERSION: &str = ecs_version!();
+
+/// The document.
+pub(crate) static ECS: &[Member] = &[
+    Leaf("@timestamp", Derived(&TIMESTAMP)),
+    Object(
+        "ecs",
+        &[Leaf(
+            "version",
+            Literal(concat!("\"", ecs_version!(), "\"")),
+        )],
+    ),
+    Object(
+        "data_stream",
+        &[
+            Leaf("type", Literal("\"logs\"")),
+            Leaf("dataset", Literal("\"aws.vpcflow\"")),
+            Leaf("namespace", Literal("\"default\"")),
+        ],
+    ),
+    Object(
+        "event",
+        &[
+            Leaf("kind", Literal("\"event\"")),
+            Leaf("category", Literal("[\"network\"]")),
+            Leaf(
+                "type",
+                Map {
+                    field: "action",
+                    cases: &[
+                        ("ACCEPT", "[\"connection\",\"allowed\"]"),
+                        ("REJECT", "[\"connection\",\"denied\"]"),
+                    ],
+                    otherwise: Some("[\"connection\"]"),
+                },
+            ),
+            Leaf("action", Field("action")),
+            Leaf(
+                "outcome",
+                Map {
+                    field: "action",
+                    cases: &[("ACCEPT", "\"success\""), ("REJECT", "\"failure\"")],
+                    otherwise: None,
+                },
+            ),
+            Leaf("reason", Field("reject_reason")),
+            Leaf("start", Rfc3339("start")),
+            Leaf("end", Rfc3339("end")),
+            Leaf("module", Literal("\"aws\"")),
+            Leaf("dataset", Literal("\"aws.vpcflow\"")),
+        ],
+    ),
+    Object(
+        "source",
+        &[
+            Leaf("address", Field("srcaddr")),
+            Leaf("ip", Field("srcaddr")),
+            Leaf("port", Field("srcport")),
+            Leaf("bytes", Field("bytes")),
+            Leaf("packets", Field("packets")),
+        ],
+    ),
+    Object(
+        "destination",
+        &[
+            Leaf("address", Field("dstaddr")),
+            Leaf("ip", Field("dstaddr")),
+            Leaf("port", Field("dstport")),
+        ],
+    ),
+    Object(
+        "network",
+        &[
+            Leaf("bytes", Field("bytes")),
+            Leaf("packets", Field("packets")),
+            Leaf("iana_number", FieldAsText("protocol")),
+            Leaf("transport", Derived(&TRANSPORT)),
+            Leaf("type", Derived(&NETWORK_TYPE)),
+            Leaf("direction", Field("flow_direction")),
+            Leaf("community_id", Derived(&COMMUNITY_ID)),
+        ],
+    ),
+    Object("related", &[Leaf("ip", Derived(&RELATED_IP))]),
+    Object(
+        "cloud",
+        &[
+            Leaf("provider", Literal("\"aws\"")),
+            Object("account", &[Leaf("id", Field("account_id"))]),
+            Object("instance", &[Leaf("id", Field("instance_id"))]),
+            Leaf("region", Field("region")),
+            Leaf("availability_zone", Field("az_id")),
+        ],
+    ),
+    Object(
+        "orchestrator",
+        &[
+            Object(
+                "cluster",
+                &[
+                    Leaf("id", Field("ecs_cluster_arn")),
+                    Leaf("name", Field("ecs_cluster_name")),
+                ],
+            ),
+            Object(
+                "resource",
+                &[
+                    Leaf("id", Field("ecs_container_instance_id")),
+                    Leaf("name", Field("ecs_container_instance_arn")),
+                ],
+            ),
+        ],
+    ),
+    Object("service", &[Leaf("name", Field("ecs_service_name"))]),
+    Object(
+        "aws",
+        &[Object(
+            "vpcflow",
+            &[
+                Leaf("version", Field("version")),
+                Leaf("account_id", Field("account_id")),
+                Leaf("interface_id", Field("interface_id")),
+                Leaf("instance_id", Field("instance_id")),
+                Leaf("action", Field("action")),
+                Leaf("log_status", Field("log_status")),
+                Leaf("tcp_flags", Field("tcp_flags")),
+                Leaf("tcp_flags_array", Derived(&TCP_FLAGS_ARRAY)),
+                Leaf("pkt_srcaddr", Field("pkt_srcaddr")),
+                Leaf("pkt_dstaddr", Field("pkt_dstaddr")),
+                Leaf("pkt_src_service", Field("pkt_src_aws_service")),
+                Leaf("pkt_dst_service", Field("pkt_dst_aws_service")),
+                Object(
+                    "sublocation",
+                    &[
+                        Leaf("type", Field("sublocation_type")),
+                        Leaf("id", Field("sublocation_id")),
+                    ],
+                ),
+                // vpc_id, subnet_id, type, traffic_path, the ECS-task ids, tgw_*, and every
+                // later or unknown field, under their names.
+                Rest,
+            ],
+        )],
+    ),
+];
+
+/// `@timestamp`: when the flow's last packet was seen (`end`), else its first (`start`).
+static TIMESTAMP: Derivation = Derivation {
+    inputs: &["end", "start"],
+    bound: |_| RFC3339_BOUND,
+    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
+        Some(ms) => {
+            write_rfc3339(out, ms);
+            true
+        }
+        None => false,
+    },
+};
+
+/// `ipv4` or `ipv6`, from the source address (as Elastic does; `type` can say `EFA`).
+static NETWORK_TYPE: Derivation = Derivation {
+    inputs: &["srcaddr"],
+    bound: |_| 6,
+    write: |inputs, row, out| match inputs.text(0, row) {
+        Some(address) => {
+            out.str(address_family(address));
+            true
+        }
+        None => false,
+    },
+};
+
+pub(crate) static COMMUNITY_ID: Derivation = Derivation {
+    inputs: &["srcaddr", "dstaddr", "protocol", "srcport", "dstport"],
+    bound: |_| COMMUNITY_ID_LEN + 2,
+    write: write_community_id,
+};
+
+fn write_community_id(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>) -> bool {
+    let tuple = (|| {
+        Some(FlowTuple {
+            src: inputs.text(0, row)?,
+            dst: inputs.text(1, row)?,
+            protocol: u8::try_from(inputs.int(2, row)?).ok()?,
+            src_port: u16::try_from(inputs.int(3, row).unwrap_or(0)).ok()?,
+            dst_port: u16::try_from(inputs.int(4, row).unwrap_or(0)).ok()?,
+        })
+    })();
+    match tuple.and_then(|t| t.community_id()) {
+        Some(id) => {
+            out.byte(b'"');
+            out.bytes(&id);
+            out.byte(b'"');
+            true
+        }
+        None => false,
+    }
+}
+
+/// Every address of the record, once each: the interface-level pair and, where they
+/// differ, the packet-level pair (so a search for a NATed address finds its flows).
+static RELATED_IP: Derivation = Derivation {
+    inputs: &["srcaddr", "dstaddr", "pkt_srcaddr", "pkt_dstaddr"],
+    bound: |inputs| 2 + (0..4).map(|i| inputs.value_bound(i) + 1).sum::<usize>(),
+    write: |inputs, row, out| {
+        let mut seen: [Option<&str>; 4] = [None; 4];
+        let mut n = 0;
+        out.byte(b'[');
+        for i in 0..4 {
+            if let Some(ip) = inputs.text(i, row) {
+                if !seen[..n].contains(&Some(ip)) {
+                    if n > 0 {
+                        out.byte(b',');
+                    }
+                    out.str(ip);
+                    seen[n] = Some(ip);
+                    n += 1;
+                }
+            }
+        }
+        out.byte(b']');
+        n > 0
+    },
+};
+
+/// The names of the TCP flags set, as Elastic spells them (`18` -> `["syn","ack"]`).
+static TCP_FLAGS_ARRAY: Derivation = Derivation {
+    inputs: &["tcp_flags"],
+    bound: tcp_flags_bound,
+    write: |inputs, row, out| write_tcp_flags(inputs, row, out, &TCP_FLAG_NAMES),
+};

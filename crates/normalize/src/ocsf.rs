@@ -1,0 +1,676 @@
+//! `--to ocsf`: OCSF Network Activity (class 4001) events, as Amazon Security Lake maps VPC
+//! flow logs (source version 1 = OCSF 1.0.0-rc.2, source version 2 = OCSF 1.1.0), and the
+//! same mapping in OCSF 1.8.0.
+//!
+//! Security Lake's rules, and what this mapping adds where they are silent:
+//! - `action` decides activity, action, disposition and status (ACCEPT: 6 Traffic, 1 Allowed,
+//!   1 Allowed, 1 Success; REJECT: 5 Refuse, 2 Denied, 2 Blocked, 2 Failure). A record
+//!   without `action` (Transit Gateway, NODATA, SKIPDATA) is activity 6 Traffic when it
+//!   names an address, else 0 Unknown; its action, disposition and status are 0 Unknown.
+//! - When `pkt-srcaddr` differs from `srcaddr`, the endpoint's `ip` is the packet address
+//!   and `intermediate_ips` holds `srcaddr` (the same for the destination).
+//! - The recording interface's ids (interface, VPC, subnet, instance) go on the endpoint the
+//!   flow direction names: ingress the destination, egress the source. An endpoint with no
+//!   address (NODATA and SKIPDATA records have none) is the interface itself and carries
+//!   them too, so every event names its endpoints as the schema requires. Ids that no
+//!   endpoint takes (records without `flow-direction`) go to `unmapped`.
+//! - Transit Gateway records name their endpoints by the attachment ENIs, VPCs and subnets
+//!   (`tgw-src-eni` ...).
+//! - `boundary_id` is `traffic-path` + 3 (1 Same VPC -> 4 ... 8 Internet Gateway -> 11),
+//!   99 Other without one.
+//! - `time` is `start` (else `end`), in milliseconds.
+//! - Every field not mapped goes to `unmapped` under its own name; `"-"` never appears.
+
+use crate::json::Out;
+use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
+use crate::time::RFC3339_BOUND;
+
+/// The OCSF versions events can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcsfVersion {
+    /// Security Lake source version 1.
+    V1_0_0Rc2,
+    /// Security Lake source version 2 (the default).
+    V1_1_0,
+    /// The latest 1.x schema.
+    V1_8_0,
+}
+
+impl OcsfVersion {
+    pub const ALL: [OcsfVersion; 3] = [Self::V1_0_0Rc2, Self::V1_1_0, Self::V1_8_0];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_0_0Rc2 => "1.0.0-rc.2",
+            Self::V1_1_0 => "1.1.0",
+            Self::V1_8_0 => "1.8.0",
+        }
+    }
+
+    pub(crate) fn table(self) -> &'static [Member] {
+        match self {
+            Self::V1_0_0Rc2 => OCSF_1_0_0_RC2,
+            Self::V1_1_0 => OCSF_1_1_0,
+            Self::V1_8_0 => OCSF_1_8_0,
+        }
+    }
+}
+
+impl std::str::FromStr for OcsfVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown OCSF version `{s}` (1.0.0-rc.2, 1.1.0 or 1.8.0)"))
+    }
+}
+
+/// Class, category and severity: the same in every event.
+macro_rules! constants {
+    () => {
+        [
+            Leaf("category_uid", Literal("4")),
+            Leaf("category_name", Literal("\"Network Activity\"")),
+            Leaf("class_uid", Literal("4001")),
+            Leaf("class_name", Literal("\"Network Activity\"")),
+            Leaf("severity_id", Literal("1")),
+            Leaf("severity", Literal("\"Informational\"")),
+        ]
+    };
+}
+
+/// `metadata`, for an OCSF version and its profiles.
+macro_rules! metadata {
+    ($version:literal, $profiles:literal) => {
+        Object(
+            "metadata",
+            &[
+                Leaf("version", Literal(concat!("\"", $version, "\""))),
+                Leaf("profiles", Literal($profiles)),
+                Object(
+                    "product",
+                    &[
+                        Leaf("name", Literal("\"Amazon VPC\"")),
+                        Leaf("vendor_name", Literal("\"AWS\"")),
+                        Object("feature", &[Leaf("name", Literal("\"Flowlogs\""))]),
+                        Leaf("version", FieldAsText("version")),
+                    ],
+                ),
+            ],
+        )
+    };
+}
+
+/// Everything but the header, shared by every version.
+macro_rules! body {
+    () => {
+        [
+            Members(&ACTIVITY),
+            Leaf("time", Derived(&TIME)),
+            Leaf("status_code", Field("log_status")),
+            Object("src_endpoint", SRC_ENDPOINT),
+            Object("dst_endpoint", DST_ENDPOINT),
+            Object("connection_info", CONNECTION_INFO),
+            Object(
+                "traffic",
+                &[
+                    Leaf("bytes", Field("bytes")),
+                    Leaf("packets", Field("packets")),
+                ],
+            ),
+            Object("unmapped", &[Members(&UNMAPPED_INTERFACE), Rest]),
+        ]
+    };
+}
+
+macro_rules! cloud_1_1 {
+    () => {
+        Object(
+            "cloud",
+            &[
+                Leaf("provider", Literal("\"AWS\"")),
+                Object("account", &[Leaf("uid", Field("account_id"))]),
+                Leaf("region", Field("region")),
+                Leaf("zone", Field("az_id")),
+            ],
+        )
+    };
+}
+
+/// The datetime profile's `*_dt` attributes.
+macro_rules! datetimes {
+    () => {
+        [
+            Leaf("time_dt", Derived(&TIME_DT)),
+            Leaf("start_time_dt", Rfc3339("start")),
+            Leaf("end_time_dt", Rfc3339("end")),
+        ]
+    };
+}
+
+static OCSF_1_1_0: &[Member] = &{
+    let [a, b, c, d, e, f] = constants!();
+    let [g, h, i, j, k, l, m, n] = body!();
+    let [o, p, q] = datetimes!();
+    [
+        metadata!("1.1.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        Members(&DISPOSITION),
+        h,
+        o,
+        p,
+        q,
+        i,
+        cloud_1_1!(),
+        j,
+        k,
+        l,
+        m,
+        Leaf("observables", Derived(&OBSERVABLES)),
+        n,
+    ]
+};
+
+static OCSF_1_8_0: &[Member] = &{
+    let [a, b, c, d, e, f] = constants!();
+    let [g, h, i, j, k, l, m, n] = body!();
+    let [o, p, q] = datetimes!();
+    [
+        metadata!("1.8.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        Members(&DISPOSITION),
+        h,
+        o,
+        p,
+        q,
+        i,
+        cloud_1_1!(),
+        j,
+        k,
+        l,
+        m,
+        Leaf("observables", Derived(&OBSERVABLES)),
+        n,
+    ]
+};
+
+/// Source version 1: `cloud.account_uid`, times in milliseconds, no `action`, no
+/// datetime profile and no observables (Security Lake wrote none).
+static OCSF_1_0_0_RC2: &[Member] = &{
+    let [a, b, c, d, e, f] = constants!();
+    let [g, h, i, j, k, l, m, n] = body!();
+    [
+        metadata!("1.0.0-rc.2", "[\"cloud\",\"security_control\"]"),
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        Members(&DISPOSITION_RC2),
+        h,
+        Leaf("start_time", EpochMillis("start")),
+        Leaf("end_time", EpochMillis("end")),
+        i,
+        Object(
+            "cloud",
+            &[
+                Leaf("provider", Literal("\"AWS\"")),
+                Leaf("account_uid", Field("account_id")),
+                Leaf("region", Field("region")),
+                Leaf("zone", Field("az_id")),
+            ],
+        ),
+        j,
+        k,
+        l,
+        m,
+        n,
+    ]
+};
+
+static SRC_ENDPOINT: &[Member] = &[
+    Members(&SRC_ADDRESS),
+    Leaf("port", Field("srcport")),
+    Leaf("svc_name", Field("pkt_src_aws_service")),
+    Members(&SRC_IDS),
+];
+
+static DST_ENDPOINT: &[Member] = &[
+    Members(&DST_ADDRESS),
+    Leaf("port", Field("dstport")),
+    Leaf("svc_name", Field("pkt_dst_aws_service")),
+    Members(&DST_IDS),
+];
+
+static CONNECTION_INFO: &[Member] = &[
+    Leaf("protocol_num", Field("protocol")),
+    Leaf("protocol_ver", Field("type")),
+    Leaf("tcp_flags", Field("tcp_flags")),
+    Members(&BOUNDARY),
+    Members(&DIRECTION),
+];
+
+// Inputs shared by the derivations below, by position.
+const ACTION: usize = 0;
+const SRCADDR: usize = 1;
+
+/// activity_id / activity_name / type_uid / type_name.
+static ACTIVITY: Derivation = Derivation {
+    inputs: &["action", "srcaddr"],
+    bound: |_| 128,
+    write: |inputs, row, out| {
+        let member: &[u8] = match action(inputs, row) {
+            Some(true) => b",\"activity_id\":6,\"activity_name\":\"Traffic\",\"type_uid\":400106,\"type_name\":\"Network Activity: Traffic\"",
+            Some(false) => b",\"activity_id\":5,\"activity_name\":\"Refuse\",\"type_uid\":400105,\"type_name\":\"Network Activity: Refuse\"",
+            None if inputs.text(SRCADDR, row).is_some() => b",\"activity_id\":6,\"activity_name\":\"Traffic\",\"type_uid\":400106,\"type_name\":\"Network Activity: Traffic\"",
+            None => b",\"activity_id\":0,\"activity_name\":\"Unknown\",\"type_uid\":400100,\"type_name\":\"Network Activity: Unknown\"",
+        };
+        out.bytes(member);
+        true
+    },
+};
+
+/// action / action_id / disposition / disposition_id / status / status_id.
+static DISPOSITION: Derivation = Derivation {
+    inputs: &["action"],
+    bound: |_| 160,
+    write: |inputs, row, out| {
+        out.bytes(match action(inputs, row) {
+            Some(true) => b",\"action_id\":1,\"action\":\"Allowed\",\"disposition_id\":1,\"disposition\":\"Allowed\",\"status_id\":1,\"status\":\"Success\"",
+            Some(false) => b",\"action_id\":2,\"action\":\"Denied\",\"disposition_id\":2,\"disposition\":\"Blocked\",\"status_id\":2,\"status\":\"Failure\"",
+            None => b",\"action_id\":0,\"action\":\"Unknown\",\"disposition_id\":0,\"disposition\":\"Unknown\",\"status_id\":0,\"status\":\"Unknown\"",
+        });
+        true
+    },
+};
+
+/// 1.0.0-rc.2 has no action attributes; disposition_id is required there.
+static DISPOSITION_RC2: Derivation = Derivation {
+    inputs: &["action"],
+    bound: |_| 128,
+    write: |inputs, row, out| {
+        out.bytes(match action(inputs, row) {
+            Some(true) => b",\"disposition_id\":1,\"disposition\":\"Allowed\",\"status_id\":1,\"status\":\"Success\"",
+            Some(false) => b",\"disposition_id\":2,\"disposition\":\"Blocked\",\"status_id\":2,\"status\":\"Failure\"",
+            None => b",\"disposition_id\":0,\"disposition\":\"Unknown\",\"status_id\":0,\"status\":\"Unknown\"",
+        });
+        true
+    },
+};
+
+/// Some(true) for ACCEPT, Some(false) for REJECT, None otherwise.
+#[inline]
+fn action(inputs: &Inputs<'_>, row: usize) -> Option<bool> {
+    match inputs.text(ACTION, row) {
+        Some("ACCEPT") => Some(true),
+        Some("REJECT") => Some(false),
+        _ => None,
+    }
+}
+
+/// `time`: start, else end (milliseconds).
+static TIME: Derivation = Derivation {
+    inputs: &["start", "end"],
+    bound: |_| 24,
+    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
+        Some(ms) => {
+            crate::json::Number::integer(ms).write(out);
+            true
+        }
+        None => false,
+    },
+};
+
+static TIME_DT: Derivation = Derivation {
+    inputs: &["start", "end"],
+    bound: |_| RFC3339_BOUND,
+    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
+        Some(ms) => {
+            crate::time::write_rfc3339(out, ms);
+            true
+        }
+        None => false,
+    },
+};
+
+/// The inputs of an endpoint's address and id derivations, one side at a time.
+macro_rules! side_inputs {
+    ($addr:literal, $pkt:literal, $eni:literal, $vpc:literal, $subnet:literal) => {
+        &[
+            "flow_direction",
+            "interface_id",
+            "vpc_id",
+            "subnet_id",
+            "instance_id",
+            $addr,
+            $pkt,
+            $eni,
+            $vpc,
+            $subnet,
+        ]
+    };
+}
+const DIRECTION_IN: usize = 0;
+const INTERFACE_ID: usize = 1;
+const VPC_ID: usize = 2;
+const SUBNET_ID: usize = 3;
+const INSTANCE_ID: usize = 4;
+const ADDR: usize = 5;
+const PKT_ADDR: usize = ADDR + 1;
+const TGW_ENI: usize = ADDR + 2;
+const TGW_VPC: usize = 8;
+const TGW_SUBNET: usize = 9;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Src,
+    Dst,
+}
+
+const SRC_INPUTS: &[&str] = side_inputs!(
+    "srcaddr",
+    "pkt_srcaddr",
+    "tgw_src_eni",
+    "tgw_src_vpc_id",
+    "tgw_src_subnet_id"
+);
+const DST_INPUTS: &[&str] = side_inputs!(
+    "dstaddr",
+    "pkt_dstaddr",
+    "tgw_dst_eni",
+    "tgw_dst_vpc_id",
+    "tgw_dst_subnet_id"
+);
+
+static SRC_ADDRESS: Derivation = Derivation {
+    inputs: SRC_INPUTS,
+    bound: address_bound,
+    write: write_address,
+};
+static DST_ADDRESS: Derivation = Derivation {
+    inputs: DST_INPUTS,
+    bound: address_bound,
+    write: write_address,
+};
+
+fn address_bound(inputs: &Inputs<'_>) -> usize {
+    32 + inputs.value_bound(ADDR) + inputs.value_bound(PKT_ADDR)
+}
+
+/// The endpoint's address: `ip`, and `intermediate_ips` when the packet address differs.
+/// `addr` is the input index of the interface-level address; the packet-level one follows.
+fn endpoint_ip<'a>(
+    inputs: &Inputs<'a>,
+    row: usize,
+    addr: usize,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let interface_level = inputs.text(addr, row);
+    match (inputs.text(addr + 1, row), interface_level) {
+        (Some(pkt), Some(addr)) if pkt != addr => (Some(pkt), Some(addr)),
+        (Some(pkt), None) => (Some(pkt), None),
+        _ => (interface_level, None),
+    }
+}
+
+fn write_address(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>) -> bool {
+    let (ip, intermediate) = endpoint_ip(inputs, row, ADDR);
+    if let Some(ip) = ip {
+        out.bytes(b",\"ip\":");
+        out.str(ip);
+    }
+    if let Some(intermediate) = intermediate {
+        out.bytes(b",\"intermediate_ips\":[");
+        out.str(intermediate);
+        out.byte(b']');
+    }
+    ip.is_some()
+}
+
+static SRC_IDS: Derivation = Derivation {
+    inputs: SRC_INPUTS,
+    bound: ids_bound,
+    write: |inputs, row, out| write_ids(inputs, row, out, Side::Src),
+};
+static DST_IDS: Derivation = Derivation {
+    inputs: DST_INPUTS,
+    bound: ids_bound,
+    write: |inputs, row, out| write_ids(inputs, row, out, Side::Dst),
+};
+
+fn ids_bound(inputs: &Inputs<'_>) -> usize {
+    [
+        INTERFACE_ID,
+        VPC_ID,
+        SUBNET_ID,
+        INSTANCE_ID,
+        TGW_ENI,
+        TGW_VPC,
+        TGW_SUBNET,
+    ]
+    .iter()
+    .map(|&i| 20 + inputs.value_bound(i))
+    .sum()
+}
+
+/// Which side the flow direction names, if any.
+fn direction_side(inputs: &Inputs<'_>, row: usize) -> Option<Side> {
+    match inputs.text(DIRECTION_IN, row) {
+        Some("ingress") => Some(Side::Dst),
+        Some("egress") => Some(Side::Src),
+        _ => None,
+    }
+}
+
+/// Whether the recording interface's ids go on `side` (see the module documentation).
+/// `addr` is the input index of that side's address, followed by its packet address and
+/// Transit Gateway ENI; the flow direction is input 0.
+fn interface_on(inputs: &Inputs<'_>, row: usize, side: Side, addr: usize) -> bool {
+    direction_side(inputs, row) == Some(side)
+        || (endpoint_ip(inputs, row, addr).0.is_none() && inputs.text(addr + 2, row).is_none())
+}
+
+const ID_MEMBERS: [(usize, &[u8]); 4] = [
+    (INTERFACE_ID, b",\"interface_uid\":"),
+    (VPC_ID, b",\"vpc_uid\":"),
+    (SUBNET_ID, b",\"subnet_uid\":"),
+    (INSTANCE_ID, b",\"instance_uid\":"),
+];
+
+fn write_ids(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>, side: Side) -> bool {
+    let start = out.pos();
+    let tgw = [
+        (TGW_ENI, b",\"interface_uid\":" as &[u8]),
+        (TGW_VPC, b",\"vpc_uid\":"),
+        (TGW_SUBNET, b",\"subnet_uid\":"),
+    ];
+    if inputs.text(TGW_ENI, row).is_some() {
+        write_members(inputs, row, out, &tgw);
+    } else if interface_on(inputs, row, side, ADDR) {
+        write_members(inputs, row, out, &ID_MEMBERS);
+    }
+    out.pos() > start
+}
+
+fn write_members(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>, members: &[(usize, &[u8])]) {
+    for &(i, key) in members {
+        if let Some(value) = inputs.text(i, row) {
+            out.bytes(key);
+            out.str(value);
+        }
+    }
+}
+
+/// The interface's ids in `unmapped` when neither endpoint took them.
+static UNMAPPED_INTERFACE: Derivation = Derivation {
+    inputs: &[
+        "flow_direction",
+        "interface_id",
+        "vpc_id",
+        "subnet_id",
+        "instance_id",
+        "srcaddr",
+        "pkt_srcaddr",
+        "dstaddr",
+        "pkt_dstaddr",
+    ],
+    bound: |inputs| {
+        [INTERFACE_ID, VPC_ID, SUBNET_ID, INSTANCE_ID]
+            .iter()
+            .map(|&i| 20 + inputs.value_bound(i))
+            .sum()
+    },
+    write: |inputs, row, out| {
+        let has_address =
+            |addr: usize| inputs.text(addr, row).is_some() || inputs.text(addr + 1, row).is_some();
+        // Inputs 5-6 are the source's addresses, 7-8 the destination's.
+        let placed = direction_side(inputs, row).is_some() || !has_address(5) || !has_address(7);
+        if placed {
+            return false;
+        }
+        let start = out.pos();
+        write_members(
+            inputs,
+            row,
+            out,
+            &[
+                (INTERFACE_ID, b",\"interface_id\":"),
+                (VPC_ID, b",\"vpc_id\":"),
+                (SUBNET_ID, b",\"subnet_id\":"),
+                (INSTANCE_ID, b",\"instance_id\":"),
+            ],
+        );
+        out.pos() > start
+    },
+};
+
+/// boundary_id / boundary from traffic-path.
+static BOUNDARY: Derivation = Derivation {
+    inputs: &["traffic_path"],
+    bound: |_| 64,
+    write: |inputs, row, out| {
+        const NAMES: [&str; 8] = [
+            "Same VPC",
+            "Internet/VPC Gateway",
+            "Virtual Private Gateway",
+            "Intra-region VPC",
+            "Inter-region VPC",
+            "Local Gateway",
+            "Gateway VPC",
+            "Internet Gateway",
+        ];
+        let (id, name) = match inputs.int(0, row) {
+            Some(path @ 1..=8) => (path + 3, NAMES[path as usize - 1]),
+            _ => (99, "Other"),
+        };
+        out.bytes(b",\"boundary_id\":");
+        crate::json::Number::integer(id).write(out);
+        out.bytes(b",\"boundary\":");
+        out.str(name);
+        true
+    },
+};
+
+/// direction_id / direction from flow-direction (required by the schema: 0 Unknown
+/// without one).
+static DIRECTION: Derivation = Derivation {
+    inputs: &["flow_direction"],
+    bound: |_| 48,
+    write: |inputs, row, out| {
+        out.bytes(match inputs.text(0, row) {
+            Some("ingress") => b",\"direction_id\":1,\"direction\":\"Inbound\"",
+            Some("egress") => b",\"direction_id\":2,\"direction\":\"Outbound\"",
+            _ => b",\"direction_id\":0,\"direction\":\"Unknown\"",
+        });
+        true
+    },
+};
+
+/// Every address and instance id the event names, as observables.
+static OBSERVABLES: Derivation = Derivation {
+    // Direction and interface ids as for the endpoints; then each side's address, packet
+    // address and Transit Gateway ENI.
+    inputs: &[
+        "flow_direction",
+        "interface_id",
+        "vpc_id",
+        "subnet_id",
+        "instance_id",
+        "srcaddr",
+        "pkt_srcaddr",
+        "tgw_src_eni",
+        "dstaddr",
+        "pkt_dstaddr",
+        "tgw_dst_eni",
+    ],
+    bound: |inputs| {
+        let per_side = |addr: usize| {
+            2 * (100 + inputs.value_bound(addr).max(inputs.value_bound(addr + 1)))
+                + 100
+                + inputs.value_bound(INSTANCE_ID)
+        };
+        2 + per_side(5) + per_side(8)
+    },
+    write: |inputs, row, out| {
+        // Each observable starts with a comma; the first becomes the opening bracket.
+        let open = out.pos();
+        for (side, endpoint, addr) in [
+            (Side::Src, "src_endpoint", 5),
+            (Side::Dst, "dst_endpoint", 8),
+        ] {
+            let (ip, intermediate) = endpoint_ip(inputs, row, addr);
+            if let Some(ip) = ip {
+                observable(out, endpoint, ".ip", "IP Address", 2, ip);
+            }
+            if let Some(ip) = intermediate {
+                observable(out, endpoint, ".intermediate_ips", "IP Address", 2, ip);
+            }
+            if interface_on(inputs, row, side, addr) && inputs.text(addr + 2, row).is_none() {
+                if let Some(instance) = inputs.text(INSTANCE_ID, row) {
+                    observable(out, endpoint, ".instance_uid", "Resource UID", 10, instance);
+                }
+            }
+        }
+        if out.pos() == open {
+            return false;
+        }
+        out.set(open, b'[');
+        out.byte(b']');
+        true
+    },
+};
+
+fn observable(
+    out: &mut Out<'_>,
+    endpoint: &str,
+    attribute: &str,
+    kind: &str,
+    type_id: u8,
+    value: &str,
+) {
+    out.bytes(b",{\"name\":\"");
+    out.bytes(endpoint.as_bytes());
+    out.bytes(attribute.as_bytes());
+    out.bytes(b"\",\"type\":\"");
+    out.bytes(kind.as_bytes());
+    out.bytes(b"\",\"type_id\":");
+    crate::json::Number::integer(type_id.into()).write(out);
+    out.bytes(b",\"value\":");
+    out.str(value);
+    out.byte(b'}');
+}

@@ -1,0 +1,129 @@
+//! Times as RFC 3339 text: `2021-12-20T11:38:17.000Z`, UTC with milliseconds, the form
+//! Elasticsearch's `date` type and OCSF's `*_dt` attributes accept and Elastic's own
+//! pipeline writes.
+
+use crate::json::Out;
+
+/// Bytes of an RFC 3339 timestamp with milliseconds, quotes included.
+pub const RFC3339_BOUND: usize = 26;
+
+/// Writes `millis` (Unix time in milliseconds) as a quoted RFC 3339 UTC timestamp.
+#[inline]
+pub fn write_rfc3339(out: &mut Out<'_>, millis: i64) {
+    let days = millis.div_euclid(86_400_000);
+    let in_day = millis.rem_euclid(86_400_000) as u32;
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return write_wide_year(out, year, month, day, in_day);
+    }
+    let (secs, ms) = (in_day / 1000, in_day % 1000);
+    let mut text = *b"\"0000-00-00T00:00:00.000Z\"";
+    let year = year as u32;
+    text[1..3].copy_from_slice(pair(year / 100));
+    text[3..5].copy_from_slice(pair(year % 100));
+    text[6..8].copy_from_slice(pair(month));
+    text[9..11].copy_from_slice(pair(day));
+    text[12..14].copy_from_slice(pair(secs / 3600));
+    text[15..17].copy_from_slice(pair(secs / 60 % 60));
+    text[18..20].copy_from_slice(pair(secs % 60));
+    text[21] = b'0' + (ms / 100) as u8;
+    text[22..24].copy_from_slice(pair(ms % 100));
+    let mut window = [0u8; 32];
+    window[..text.len()].copy_from_slice(&text);
+    out.window(&window, text.len());
+}
+
+/// Years before 0 or after 9999 do not fit RFC 3339; flow logs never have them, but the
+/// decoder accepts any time, so they are still written exactly (ISO 8601 expanded years).
+#[cold]
+fn write_wide_year(out: &mut Out<'_>, year: i64, month: u32, day: u32, in_day: u32) {
+    let (secs, ms) = (in_day / 1000, in_day % 1000);
+    let text = format!(
+        "\"{year:+}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z\"",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    out.bytes(text.as_bytes());
+}
+
+/// The two ASCII digits of `n` (< 100).
+#[inline(always)]
+fn pair(n: u32) -> &'static [u8] {
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
+    let i = n as usize * 2;
+    &PAIRS[i..i + 2]
+}
+
+/// Year, month (1-12) and day (1-31) of a day counted from 1970-01-01, in the proleptic
+/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::OutBuffer;
+
+    fn rfc3339(ms: i64) -> String {
+        let mut buffer = OutBuffer::default();
+        let mut rows = buffer.rows();
+        rows.row(64, |o| write_rfc3339(o, ms));
+        let n = rows.finish();
+        String::from_utf8(buffer.written(n).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(rfc3339(0), "\"1970-01-01T00:00:00.000Z\"");
+        assert_eq!(rfc3339(1_640_000_297_000), "\"2021-12-20T11:38:17.000Z\"");
+        assert_eq!(rfc3339(164_000_066_000), "\"1975-03-14T03:34:26.000Z\"");
+        assert_eq!(rfc3339(951_825_599_999), "\"2000-02-29T11:59:59.999Z\"");
+        assert_eq!(rfc3339(253_402_300_799_000), "\"9999-12-31T23:59:59.000Z\"");
+        assert_eq!(
+            rfc3339(253_402_300_800_000),
+            "\"+10000-01-01T00:00:00.000Z\""
+        );
+        assert_eq!(rfc3339(-1), "\"1969-12-31T23:59:59.999Z\"");
+    }
+
+    #[test]
+    fn every_day_for_four_centuries_round_trips() {
+        // Days from civil, the inverse, checked for every day of a full Gregorian cycle.
+        let days_from_civil = |y: i64, m: u32, d: u32| {
+            let y = if m <= 2 { y - 1 } else { y };
+            let era = y.div_euclid(400);
+            let yoe = y - era * 400;
+            let m = m as i64;
+            let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+            let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            era * 146_097 + doe - 719_468
+        };
+        let mut previous = civil_from_days(-1);
+        for days in 0..146_097 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+            assert!((y, m, d) > previous);
+            previous = (y, m, d);
+        }
+    }
+}
