@@ -10,7 +10,7 @@ pub(crate) static TRANSPORT: Derivation = Derivation {
     bound: |_| 24,
     write: |inputs, row, out| match inputs.int(0, row).and_then(transport_name) {
         Some(name) => {
-            out.str(name);
+            out.plain_str(name);
             true
         }
         None => false,
@@ -39,7 +39,7 @@ pub(crate) fn write_tcp_flags(
     for (bit, name) in names.iter().enumerate() {
         if flags & (1 << bit) != 0 {
             out.byte(b',');
-            out.str(name);
+            out.plain_str(name);
         }
     }
     out.set(open, b'[');

@@ -9,7 +9,7 @@ use crate::derived::{tcp_flags_bound, write_tcp_flags, TRANSPORT};
 use crate::json::Out;
 use crate::network::{address_family, FlowTuple, COMMUNITY_ID_LEN, TCP_FLAG_NAMES};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
-use crate::time::{write_rfc3339, RFC3339_BOUND};
+use crate::time::RFC3339_BOUND;
 
 /// The ECS version Elastic's integration declares for these documents.
 macro_rules! ecs_version {
@@ -168,7 +168,7 @@ static TIMESTAMP: Derivation = Derivation {
     bound: |_| RFC3339_BOUND,
     write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
         Some(ms) => {
-            write_rfc3339(out, ms);
+            inputs.write_rfc3339(out, ms);
             true
         }
         None => false,
@@ -181,7 +181,7 @@ static NETWORK_TYPE: Derivation = Derivation {
     bound: |_| 6,
     write: |inputs, row, out| match inputs.text(0, row) {
         Some(address) => {
-            out.str(address_family(address));
+            out.plain_str(address_family(address));
             true
         }
         None => false,
@@ -223,21 +223,24 @@ static RELATED_IP: Derivation = Derivation {
     write: |inputs, row, out| {
         let mut seen: [Option<&str>; 4] = [None; 4];
         let mut n = 0;
-        out.byte(b'[');
+        // Each address starts with a comma; the first becomes the opening bracket.
+        let open = out.pos();
         for i in 0..4 {
             if let Some(ip) = inputs.text(i, row) {
                 if !seen[..n].contains(&Some(ip)) {
-                    if n > 0 {
-                        out.byte(b',');
-                    }
-                    out.str(ip);
+                    out.byte(b',');
+                    inputs.write(i, row, out);
                     seen[n] = Some(ip);
                     n += 1;
                 }
             }
         }
+        if n == 0 {
+            return false;
+        }
+        out.set(open, b'[');
         out.byte(b']');
-        n > 0
+        true
     },
 };
 

@@ -92,6 +92,19 @@ impl<'a> Out<'a> {
         self.byte(b'"');
     }
 
+    /// Writes text known to need no escaping (names from the program's own tables) as a
+    /// JSON string.
+    #[inline]
+    pub fn plain_str(&mut self, s: &str) {
+        debug_assert!(!needs_escape(s.as_bytes()));
+        self.byte(b'"');
+        match s.as_bytes().first_chunk::<32>() {
+            Some(_) => self.bytes(s.as_bytes()),
+            None => self.short(s.as_bytes()),
+        }
+        self.byte(b'"');
+    }
+
     /// A value of fewer than 32 bytes through a fixed 32-byte window.
     #[inline(always)]
     fn short(&mut self, bytes: &[u8]) {
@@ -396,12 +409,24 @@ impl MemberKey {
         out.byte(b':');
         out.bytes(json);
         let len = out.pos();
-        bytes.truncate(len);
+        Self::from_bytes(&bytes[..len])
+    }
+
+    /// Bytes written as they are (a run of members rendered ahead of time).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut window = [0u8; 48];
-        if len <= window.len() {
-            window[..len].copy_from_slice(&bytes);
+        if bytes.len() <= window.len() {
+            window[..bytes.len()].copy_from_slice(bytes);
         }
-        Self { window, bytes }
+        Self {
+            window,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// The bytes it writes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// How many bytes it writes.

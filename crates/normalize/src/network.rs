@@ -1,8 +1,6 @@
 //! Facts about network traffic that several targets share: IANA protocol keywords, TCP
 //! flag names, address families and the Community ID flow hash.
 
-use std::net::IpAddr;
-
 use base64::Engine;
 use sha1::{Digest, Sha1};
 
@@ -189,6 +187,46 @@ pub fn address_family(address: &str) -> &'static str {
     }
 }
 
+/// An address in network byte order: 4 or 16 bytes of `bytes`.
+struct Address {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+/// Parses an address the decoder has validated. Dotted quads, nearly all of them, are read
+/// by hand: the standard parser's generality costs more than the hash.
+fn parse_address(text: &str) -> Option<Address> {
+    let mut bytes = [0u8; 16];
+    if text.contains(':') {
+        bytes = text.parse::<std::net::Ipv6Addr>().ok()?.octets();
+        return Some(Address { bytes, len: 16 });
+    }
+    let mut octet = 0usize;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &c in text.as_bytes() {
+        match c {
+            // No leading zeros, as the decoder's check and the standard library require.
+            b'0'..=b'9' if digits == 0 || (digits < 3 && value > 0) => {
+                value = value * 10 + u32::from(c - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && octet < 3 => {
+                bytes[octet] = u8::try_from(value).ok()?;
+                octet += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if octet != 3 || digits == 0 {
+        return None;
+    }
+    bytes[3] = u8::try_from(value).ok()?;
+    Some(Address { bytes, len: 4 })
+}
+
 /// The flow of one record, as the Community ID hashes it.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowTuple<'a> {
@@ -211,26 +249,17 @@ impl FlowTuple<'_> {
     /// - addresses of different families never belong to one packet;
     /// - an address that does not parse.
     pub fn community_id(&self) -> Option<[u8; COMMUNITY_ID_LEN]> {
-        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-        let len = match (self.src.parse().ok()?, self.dst.parse().ok()?) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                src[..4].copy_from_slice(&s.octets());
-                dst[..4].copy_from_slice(&d.octets());
-                4
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                src = s.octets();
-                dst = d.octets();
-                16
-            }
-            _ => return None,
-        };
-        let (src, dst) = (&src[..len], &dst[..len]);
         let has_ports = match self.protocol {
             1 | 58 => return None,
             6 | 17 | 132 => true,
             _ => false,
         };
+        let (src, dst) = (parse_address(self.src)?, parse_address(self.dst)?);
+        let len = src.len;
+        if dst.len != len {
+            return None;
+        }
+        let (src, dst) = (&src.bytes[..len], &dst.bytes[..len]);
         // Both directions of a flow hash alike: the smaller endpoint goes first.
         let forward = if has_ports {
             (src, self.src_port) <= (dst, self.dst_port)
@@ -242,16 +271,21 @@ impl FlowTuple<'_> {
         } else {
             (dst, src, self.dst_port, self.src_port)
         };
-        let mut hasher = Sha1::new();
-        hasher.update(0u16.to_be_bytes()); // seed
-        hasher.update(a);
-        hasher.update(b);
-        hasher.update([self.protocol, 0]);
+        // seed (0), addresses, protocol, a zero byte, ports: hashed in one call.
+        let mut message = [0u8; 2 + 16 + 16 + 2 + 4];
+        let mut n = 2;
+        message[n..n + len].copy_from_slice(a);
+        n += len;
+        message[n..n + len].copy_from_slice(b);
+        n += len;
+        message[n] = self.protocol;
+        n += 2;
         if has_ports {
-            hasher.update(pa.to_be_bytes());
-            hasher.update(pb.to_be_bytes());
+            message[n..n + 2].copy_from_slice(&pa.to_be_bytes());
+            message[n + 2..n + 4].copy_from_slice(&pb.to_be_bytes());
+            n += 4;
         }
-        let digest = hasher.finalize();
+        let digest = Sha1::digest(&message[..n]);
         let mut id = [0u8; COMMUNITY_ID_LEN];
         id[..2].copy_from_slice(b"1:");
         let written = base64::engine::general_purpose::STANDARD
@@ -298,6 +332,32 @@ mod tests {
         assert_eq!(id("fe80::1", "fe80::2", 58, 0, 0), None);
         assert_eq!(id("10.0.0.1", "2a02:cf40::", 17, 1, 2), None);
         assert!(id("10.0.0.1", "10.0.0.2", 47, 0, 0).is_some());
+    }
+
+    #[test]
+    fn dotted_quads_parse_like_the_standard_library() {
+        for text in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1..2.3",
+            "1.2.3.",
+            ".1.2.3",
+            "1234.1.1.1",
+            "",
+            "a.b.c.d",
+        ] {
+            let ours = parse_address(text).map(|a| a.bytes[..a.len].to_vec());
+            let std = text
+                .parse::<std::net::Ipv4Addr>()
+                .ok()
+                .map(|a| a.octets().to_vec());
+            assert_eq!(ours, std, "{text}");
+        }
     }
 
     #[test]

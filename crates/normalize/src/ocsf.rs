@@ -342,7 +342,7 @@ static TIME_DT: Derivation = Derivation {
     bound: |_| RFC3339_BOUND,
     write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
         Some(ms) => {
-            crate::time::write_rfc3339(out, ms);
+            inputs.write_rfc3339(out, ms);
             true
         }
         None => false,
@@ -581,7 +581,7 @@ static BOUNDARY: Derivation = Derivation {
         out.bytes(b",\"boundary_id\":");
         crate::json::Number::integer(id).write(out);
         out.bytes(b",\"boundary\":");
-        out.str(name);
+        out.plain_str(name);
         true
     },
 };

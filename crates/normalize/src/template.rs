@@ -12,7 +12,7 @@ use flowlog_model::{lookup, FieldId, FlowBatch};
 
 use crate::columns::{short_view, Column, Values};
 use crate::json::{MemberKey, Number, Object, Out, OutBuffer, Rows, NUMBER_BOUND};
-use crate::time::{write_rfc3339, RFC3339_BOUND};
+use crate::time::{DateCache, RFC3339_BOUND};
 use crate::{EncodeError, Encoder};
 
 /// One member of a document.
@@ -70,6 +70,7 @@ pub(crate) struct Derivation {
 pub(crate) struct Inputs<'a> {
     columns: Vec<Option<Column<'a>>>,
     plain: bool,
+    dates: DateCache,
 }
 
 impl<'a> Inputs<'a> {
@@ -81,6 +82,12 @@ impl<'a> Inputs<'a> {
     #[inline]
     pub fn int(&self, i: usize, row: usize) -> Option<i64> {
         self.columns[i].as_ref().and_then(|c| c.int(row))
+    }
+
+    /// Writes a time (Unix milliseconds) as a quoted RFC 3339 timestamp.
+    #[inline]
+    pub fn write_rfc3339(&self, out: &mut Out<'_>, millis: i64) {
+        self.dates.write(out, millis)
     }
 
     /// The most bytes input `i` takes as JSON in any row (0 when the batch lacks it).
@@ -185,13 +192,8 @@ impl Template {
             read: &self.read,
             plain,
         };
-        let nodes = bind_nodes(&self.nodes, &ctx);
-        let row_bound = nodes.iter().map(Bound::bound).sum::<usize>() + Object::BOUND + 1;
-        Ok(Plan {
-            nodes,
-            num_rows: records.num_rows(),
-            row_bound,
-        })
+        let members = bind_nodes(&self.nodes, &ctx);
+        Ok(Plan::new(members, records.num_rows()))
     }
 }
 
@@ -301,9 +303,10 @@ fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound
     // A derivation takes part when the batch has any of its inputs.
     let bind_inputs = |ids: &[FieldId]| {
         let columns: Vec<_> = ids.iter().map(|&id| column(id)).collect();
-        columns.iter().any(Option::is_some).then_some(Inputs {
+        columns.iter().any(Option::is_some).then(|| Inputs {
             columns,
             plain: ctx.plain,
+            dates: DateCache::default(),
         })
     };
     let mut bound = Vec::with_capacity(nodes.len());
@@ -352,6 +355,7 @@ fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound
                 inputs: Inputs {
                     columns: inputs.iter().map(|&id| column(id)).collect(),
                     plain: ctx.plain,
+                    dates: DateCache::default(),
                 },
             }),
             Node::Object { key, members } => {
@@ -374,13 +378,161 @@ fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound
     bound
 }
 
+/// One step of the program a [`Plan`] runs per row.
+///
+/// The bound tree is flattened into a list of steps so rows are written by one loop, not
+/// by recursion; members whose value never changes are folded into [`Op::Static`] runs,
+/// objects that always have such a member open and close inside them, and only objects
+/// whose every member may be absent need [`Op::Open`]/[`Op::Close`] to be left out.
+enum Op<'t, 'a> {
+    /// Bytes written as they are.
+    Static(MemberKey),
+    /// `,"key":` of an object that is left out if none of its members is written.
+    Open(&'t MemberKey),
+    /// Closes the innermost [`Op::Open`]: `}`, or rewinds to before its key.
+    Close,
+    Field {
+        key: &'t MemberKey,
+        column: Column<'a>,
+        format: Format,
+        dates: DateCache,
+    },
+    Map {
+        key: &'t MemberKey,
+        column: Column<'a>,
+        cases: &'t [(u128, &'static str)],
+        otherwise: Option<&'t MemberKey>,
+        bound: usize,
+    },
+    Derived {
+        key: &'t MemberKey,
+        derivation: &'static Derivation,
+        inputs: Inputs<'a>,
+    },
+    Members {
+        derivation: &'static Derivation,
+        inputs: Inputs<'a>,
+    },
+    Rest(Vec<(MemberKey, Column<'a>)>),
+}
+
+/// The deepest nesting of objects that may be left out.
+const MAX_OPEN: usize = 8;
+
 impl Bound<'_, '_> {
+    /// True if the member is written in every row: a literal, or an object holding one.
+    fn always_written(&self) -> bool {
+        match self {
+            Bound::Literal(_) => true,
+            Bound::Object { members, .. } => members.iter().any(Bound::always_written),
+            _ => false,
+        }
+    }
+}
+
+/// Flattens bound members into `ops`, members written in every row first so that their
+/// bytes merge into one static run. `pending` collects static bytes not yet emitted.
+///
+/// With `brace_first`, the members belong to an object that is written in every row: the
+/// first member is static, and its leading comma becomes the object's opening brace.
+fn linearize<'t, 'a>(
+    members: Vec<Bound<'t, 'a>>,
+    ops: &mut Vec<Op<'t, 'a>>,
+    pending: &mut Vec<u8>,
+    depth: usize,
+    brace_first: bool,
+) {
+    let (always, sometimes): (Vec<_>, Vec<_>) =
+        members.into_iter().partition(Bound::always_written);
+    let mut brace_at = brace_first.then_some(pending.len());
+    let mut brace = |pending: &mut Vec<u8>| {
+        if let Some(at) = brace_at.take() {
+            pending[at] = b'{';
+        }
+    };
+    for member in always.into_iter().chain(sometimes) {
+        match member {
+            Bound::Literal(member) => {
+                pending.extend_from_slice(member.bytes());
+                brace(pending);
+            }
+            Bound::Object { key, members } if members.iter().any(Bound::always_written) => {
+                pending.extend_from_slice(key.bytes());
+                brace(pending);
+                linearize(members, ops, pending, depth, true);
+                pending.push(b'}');
+            }
+            Bound::Object { key, members } => {
+                assert!(depth < MAX_OPEN, "objects nested too deeply");
+                flush(ops, pending);
+                ops.push(Op::Open(key));
+                linearize(members, ops, pending, depth + 1, false);
+                flush(ops, pending);
+                ops.push(Op::Close);
+            }
+            other => {
+                flush(ops, pending);
+                ops.push(match other {
+                    Bound::Field {
+                        key,
+                        column,
+                        format,
+                    } => Op::Field {
+                        key,
+                        column,
+                        format,
+                        dates: DateCache::default(),
+                    },
+                    Bound::Map {
+                        key,
+                        column,
+                        cases,
+                        otherwise,
+                        bound,
+                    } => Op::Map {
+                        key,
+                        column,
+                        cases,
+                        otherwise,
+                        bound,
+                    },
+                    Bound::Derived {
+                        key,
+                        derivation,
+                        inputs,
+                    } => Op::Derived {
+                        key,
+                        derivation,
+                        inputs,
+                    },
+                    Bound::Members { derivation, inputs } => Op::Members { derivation, inputs },
+                    Bound::Rest(members) => Op::Rest(members),
+                    Bound::Literal(_) | Bound::Object { .. } => unreachable!("handled above"),
+                });
+            }
+        }
+    }
+}
+
+fn flush(ops: &mut Vec<Op<'_, '_>>, pending: &mut Vec<u8>) {
+    if !pending.is_empty() {
+        ops.push(Op::Static(MemberKey::from_bytes(pending)));
+        pending.clear();
+    }
+}
+
+impl Op<'_, '_> {
+    /// The most bytes the step writes in any row.
     fn bound(&self) -> usize {
         match self {
-            Bound::Field {
+            Op::Static(bytes) => bytes.len(),
+            Op::Open(key) => key.len(),
+            Op::Close => 2,
+            Op::Field {
                 key,
                 column,
                 format,
+                ..
             } => {
                 key.len()
                     + match format {
@@ -390,93 +542,14 @@ impl Bound<'_, '_> {
                         Format::EpochMillis => NUMBER_BOUND,
                     }
             }
-            Bound::Literal(member) => member.len(),
-            Bound::Map { bound, .. } => *bound,
-            Bound::Derived {
+            Op::Map { bound, .. } => *bound,
+            Op::Derived {
                 key,
                 derivation,
                 inputs,
             } => key.len() + (derivation.bound)(inputs),
-            Bound::Object { key, members } => {
-                key.len() + Object::BOUND + members.iter().map(Bound::bound).sum::<usize>()
-            }
-            Bound::Members { derivation, inputs } => (derivation.bound)(inputs),
-            Bound::Rest(members) => members.iter().map(|(k, c)| k.len() + c.value_bound()).sum(),
-        }
-    }
-
-    #[inline]
-    fn write<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
-        match self {
-            Bound::Field {
-                key,
-                column,
-                format,
-            } => {
-                if column.is_null(row) {
-                    return;
-                }
-                key.write(out);
-                write_field::<PLAIN>(out, column, *format, row);
-            }
-            Bound::Literal(member) => member.write(out),
-            Bound::Map {
-                key,
-                column,
-                cases,
-                otherwise,
-                ..
-            } => {
-                let json = column
-                    .view(row)
-                    .and_then(|view| cases.iter().find(|(v, _)| *v == view));
-                match (json, otherwise) {
-                    (Some((_, json)), _) => {
-                        key.write(out);
-                        out.bytes(json.as_bytes());
-                    }
-                    (None, Some(member)) => member.write(out),
-                    (None, None) => {}
-                }
-            }
-            Bound::Derived {
-                key,
-                derivation,
-                inputs,
-            } => {
-                let before = out.pos();
-                key.write(out);
-                if !(derivation.write)(inputs, row, out) {
-                    out.truncate(before);
-                }
-            }
-            Bound::Object { key, members } => {
-                let before = out.pos();
-                key.write(out);
-                let object = Object::begin(out);
-                for member in members {
-                    member.write::<PLAIN>(out, row);
-                }
-                if out.pos() == before + key.len() {
-                    out.truncate(before);
-                } else {
-                    object.end(out);
-                }
-            }
-            Bound::Members { derivation, inputs } => {
-                let before = out.pos();
-                if !(derivation.write)(inputs, row, out) {
-                    out.truncate(before);
-                }
-            }
-            Bound::Rest(members) => {
-                for (key, column) in members {
-                    if !column.is_null(row) {
-                        key.write(out);
-                        column.write_value::<PLAIN>(out, row);
-                    }
-                }
-            }
+            Op::Members { derivation, inputs } => (derivation.bound)(inputs),
+            Op::Rest(members) => members.iter().map(|(k, c)| k.len() + c.value_bound()).sum(),
         }
     }
 }
@@ -486,6 +559,7 @@ fn write_field<const PLAIN: bool>(
     out: &mut Out<'_>,
     column: &Column<'_>,
     format: Format,
+    dates: &DateCache,
     row: usize,
 ) {
     match (format, column.values) {
@@ -496,7 +570,7 @@ fn write_field<const PLAIN: bool>(
             Number::integer(column.int(row).expect("not null")).write(out);
             out.byte(b'"');
         }
-        (Format::Rfc3339, Values::Time(a)) => write_rfc3339(out, a.value(row)),
+        (Format::Rfc3339, Values::Time(a)) => dates.write(out, a.value(row)),
         (Format::EpochMillis, Values::Time(a)) => Number::integer(a.value(row)).write(out),
         // A template asking for a time from a column that holds none (a table bug) still
         // writes the value rather than something made up.
@@ -504,24 +578,130 @@ fn write_field<const PLAIN: bool>(
     }
 }
 
-/// A template bound to one batch.
+/// A template bound to one batch: the program for its rows.
 struct Plan<'t, 'a> {
-    nodes: Vec<Bound<'t, 'a>>,
+    ops: Vec<Op<'t, 'a>>,
+    /// The program opens and closes the document itself (it has a static member).
+    root_static: bool,
     num_rows: usize,
     row_bound: usize,
 }
 
-impl Plan<'_, '_> {
+impl<'t, 'a> Plan<'t, 'a> {
+    fn new(members: Vec<Bound<'t, 'a>>, num_rows: usize) -> Self {
+        let mut ops = Vec::new();
+        let mut pending = Vec::new();
+        // The document is an object without a key; an empty one is still written (`{}`).
+        let root_static = members.iter().any(Bound::always_written);
+        linearize(members, &mut ops, &mut pending, 0, root_static);
+        if root_static {
+            pending.extend_from_slice(b"}\n");
+        }
+        flush(&mut ops, &mut pending);
+        let row_bound = ops.iter().map(Op::bound).sum::<usize>() + Object::BOUND + 1;
+        Self {
+            ops,
+            root_static,
+            num_rows,
+            row_bound,
+        }
+    }
+
     fn write<const PLAIN: bool>(&self, rows: &mut Rows<'_>) {
         for row in 0..self.num_rows {
             rows.row(self.row_bound, |out| {
-                let object = Object::begin(out);
-                for node in &self.nodes {
-                    node.write::<PLAIN>(out, row);
+                if self.root_static {
+                    self.write_row::<PLAIN>(out, row);
+                } else {
+                    let object = Object::begin(out);
+                    self.write_row::<PLAIN>(out, row);
+                    object.end(out);
+                    out.byte(b'\n');
                 }
-                object.end(out);
-                out.byte(b'\n');
             });
+        }
+    }
+
+    #[inline]
+    fn write_row<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
+        // Where each open object's key starts, and its key's length.
+        let mut open = [(0usize, 0usize); MAX_OPEN];
+        let mut depth = 0;
+        for op in &self.ops {
+            match op {
+                Op::Static(bytes) => bytes.write(out),
+                Op::Open(key) => {
+                    open[depth] = (out.pos(), key.len());
+                    depth += 1;
+                    key.write(out);
+                }
+                Op::Close => {
+                    depth -= 1;
+                    let (before, key_len) = open[depth];
+                    let start = before + key_len;
+                    if out.pos() == start {
+                        out.truncate(before);
+                    } else {
+                        out.set(start, b'{');
+                        out.byte(b'}');
+                    }
+                }
+                Op::Field {
+                    key,
+                    column,
+                    format,
+                    dates,
+                } => {
+                    if !column.is_null(row) {
+                        key.write(out);
+                        write_field::<PLAIN>(out, column, *format, dates, row);
+                    }
+                }
+                Op::Map {
+                    key,
+                    column,
+                    cases,
+                    otherwise,
+                    ..
+                } => {
+                    let json = column
+                        .view(row)
+                        .and_then(|view| cases.iter().find(|(v, _)| *v == view));
+                    match (json, otherwise) {
+                        (Some((_, json)), _) => {
+                            key.write(out);
+                            out.bytes(json.as_bytes());
+                        }
+                        (None, Some(member)) => member.write(out),
+                        (None, None) => {}
+                    }
+                }
+                Op::Derived {
+                    key,
+                    derivation,
+                    inputs,
+                } => {
+                    let before = out.pos();
+                    key.write(out);
+                    if !(derivation.write)(inputs, row, out) {
+                        out.truncate(before);
+                    }
+                }
+                Op::Members { derivation, inputs } => {
+                    let before = out.pos();
+                    if !(derivation.write)(inputs, row, out) {
+                        out.truncate(before);
+                    }
+                }
+                Op::Rest(members) => {
+                    for (key, column) in members {
+                        if !column.is_null(row) {
+                            key.write(out);
+                            column.write_value::<PLAIN>(out, row);
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -2,27 +2,66 @@
 //! Elasticsearch's `date` type and OCSF's `*_dt` attributes accept and Elastic's own
 //! pipeline writes.
 
+use std::cell::Cell;
+
 use crate::json::Out;
 
 /// Bytes of an RFC 3339 timestamp with milliseconds, quotes included.
 pub const RFC3339_BOUND: usize = 26;
 
 /// Writes `millis` (Unix time in milliseconds) as a quoted RFC 3339 UTC timestamp.
-#[inline]
 pub fn write_rfc3339(out: &mut Out<'_>, millis: i64) {
-    let days = millis.div_euclid(86_400_000);
-    let in_day = millis.rem_euclid(86_400_000) as u32;
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return write_wide_year(out, year, month, day, in_day);
+    DateCache::default().write(out, millis)
+}
+
+/// Writes timestamps, remembering the date of the last one: the times of a batch fall on
+/// a day or two, and the calendar arithmetic costs more than the rest.
+#[derive(Debug)]
+pub struct DateCache {
+    day: Cell<i64>,
+    /// `"YYYY-MM-DD` of `day`.
+    date: Cell<[u8; 11]>,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        Self {
+            day: Cell::new(i64::MIN),
+            date: Cell::new([0; 11]),
+        }
     }
+}
+
+impl DateCache {
+    /// Writes `millis` (Unix time in milliseconds) as a quoted RFC 3339 UTC timestamp.
+    #[inline]
+    pub fn write(&self, out: &mut Out<'_>, millis: i64) {
+        let days = millis.div_euclid(86_400_000);
+        let in_day = millis.rem_euclid(86_400_000) as u32;
+        if days != self.day.get() {
+            let (year, month, day) = civil_from_days(days);
+            if !(0..=9999).contains(&year) {
+                return write_wide_year(out, year, month, day, in_day);
+            }
+            let mut date = *b"\"0000-00-00";
+            let year = year as u32;
+            date[1..3].copy_from_slice(pair(year / 100));
+            date[3..5].copy_from_slice(pair(year % 100));
+            date[6..8].copy_from_slice(pair(month));
+            date[9..11].copy_from_slice(pair(day));
+            self.date.set(date);
+            self.day.set(days);
+        }
+        write_time_of_day(out, &self.date.get(), in_day);
+    }
+}
+
+/// The date (as [`DateCache`] keeps it) and the time of day, written together.
+#[inline(always)]
+fn write_time_of_day(out: &mut Out<'_>, date: &[u8; 11], in_day: u32) {
     let (secs, ms) = (in_day / 1000, in_day % 1000);
     let mut text = *b"\"0000-00-00T00:00:00.000Z\"";
-    let year = year as u32;
-    text[1..3].copy_from_slice(pair(year / 100));
-    text[3..5].copy_from_slice(pair(year % 100));
-    text[6..8].copy_from_slice(pair(month));
-    text[9..11].copy_from_slice(pair(day));
+    text[..11].copy_from_slice(date);
     text[12..14].copy_from_slice(pair(secs / 3600));
     text[15..17].copy_from_slice(pair(secs / 60 % 60));
     text[18..20].copy_from_slice(pair(secs % 60));
