@@ -21,7 +21,7 @@ pub const ECS_VERSION: &str = ecs_version!();
 
 /// The document.
 pub(crate) static ECS: &[Member] = &[
-    Leaf("@timestamp", Derived(&TIMESTAMP)),
+    Members(&TIMESTAMP),
     Object(
         "ecs",
         &[Leaf(
@@ -162,16 +162,20 @@ pub(crate) static ECS: &[Member] = &[
     ),
 ];
 
-/// `@timestamp`: when the flow's last packet was seen (`end`), else its first (`start`).
+/// `@timestamp`: when the flow's last packet was seen (`end`), else its first (`start`),
+/// else (a custom format without either) when flowlog read the record, as Elastic's agent
+/// would stamp it: data streams refuse documents without one.
 static TIMESTAMP: Derivation = Derivation {
     inputs: &["end", "start"],
-    bound: |_| RFC3339_BOUND,
-    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
-        Some(ms) => {
-            inputs.write_rfc3339(out, ms);
-            true
-        }
-        None => false,
+    bound: |_| 16 + RFC3339_BOUND,
+    write: |inputs, row, out| {
+        let time = inputs
+            .int(0, row)
+            .or_else(|| inputs.int(1, row))
+            .unwrap_or_else(crate::time::now_millis);
+        out.bytes(b",\"@timestamp\":");
+        inputs.write_rfc3339(out, time);
+        true
     },
 };
 

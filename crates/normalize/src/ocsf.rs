@@ -18,10 +18,11 @@
 //!   (`tgw-src-eni` ...).
 //! - `boundary_id` is `traffic-path` + 3 (1 Same VPC -> 4 ... 8 Internet Gateway -> 11),
 //!   99 Other without one.
-//! - `time` is `start` (else `end`), in milliseconds.
+//! - `time` is `start` (else `end`), in milliseconds; a custom format with neither gets the
+//!   time flowlog read the record, as OCSF requires a time.
 //! - Every field not mapped goes to `unmapped` under its own name; `"-"` never appears.
 
-use crate::json::Out;
+use crate::json::{Number, Out};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
 use crate::time::RFC3339_BOUND;
 
@@ -67,20 +68,6 @@ impl std::str::FromStr for OcsfVersion {
     }
 }
 
-/// Class, category and severity: the same in every event.
-macro_rules! constants {
-    () => {
-        [
-            Leaf("category_uid", Literal("4")),
-            Leaf("category_name", Literal("\"Network Activity\"")),
-            Leaf("class_uid", Literal("4001")),
-            Leaf("class_name", Literal("\"Network Activity\"")),
-            Leaf("severity_id", Literal("1")),
-            Leaf("severity", Literal("\"Informational\"")),
-        ]
-    };
-}
-
 /// `metadata`, for an OCSF version and its profiles.
 macro_rules! metadata {
     ($version:literal, $profiles:literal) => {
@@ -103,146 +90,92 @@ macro_rules! metadata {
     };
 }
 
-/// Everything but the header, shared by every version.
-macro_rules! body {
-    () => {
-        [
-            Members(&ACTIVITY),
-            Leaf("time", Derived(&TIME)),
-            Leaf("status_code", Field("log_status")),
-            Object("src_endpoint", SRC_ENDPOINT),
-            Object("dst_endpoint", DST_ENDPOINT),
-            Object("connection_info", CONNECTION_INFO),
-            Object(
-                "traffic",
-                &[
-                    Leaf("bytes", Field("bytes")),
-                    Leaf("packets", Field("packets")),
-                ],
-            ),
-            Object("unmapped", &[Members(&UNMAPPED_INTERFACE), Rest]),
-        ]
-    };
-}
+static OCSF_1_1_0: &[Member] = &[
+    metadata!("1.1.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+    Group(CLASS),
+    Members(&DISPOSITION),
+    Members(&TIME_WITH_DT),
+    Group(DATETIMES),
+    Group(CLOUD),
+    Group(BODY),
+    Leaf("observables", Derived(&OBSERVABLES)),
+];
 
-macro_rules! cloud_1_1 {
-    () => {
-        Object(
-            "cloud",
-            &[
-                Leaf("provider", Literal("\"AWS\"")),
-                Object("account", &[Leaf("uid", Field("account_id"))]),
-                Leaf("region", Field("region")),
-                Leaf("zone", Field("az_id")),
-            ],
-        )
-    };
-}
-
-/// The datetime profile's `*_dt` attributes.
-macro_rules! datetimes {
-    () => {
-        [
-            Leaf("time_dt", Derived(&TIME_DT)),
-            Leaf("start_time_dt", Rfc3339("start")),
-            Leaf("end_time_dt", Rfc3339("end")),
-        ]
-    };
-}
-
-static OCSF_1_1_0: &[Member] = &{
-    let [a, b, c, d, e, f] = constants!();
-    let [g, h, i, j, k, l, m, n] = body!();
-    let [o, p, q] = datetimes!();
-    [
-        metadata!("1.1.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        Members(&DISPOSITION),
-        h,
-        o,
-        p,
-        q,
-        i,
-        cloud_1_1!(),
-        j,
-        k,
-        l,
-        m,
-        Leaf("observables", Derived(&OBSERVABLES)),
-        n,
-    ]
-};
-
-static OCSF_1_8_0: &[Member] = &{
-    let [a, b, c, d, e, f] = constants!();
-    let [g, h, i, j, k, l, m, n] = body!();
-    let [o, p, q] = datetimes!();
-    [
-        metadata!("1.8.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        Members(&DISPOSITION),
-        h,
-        o,
-        p,
-        q,
-        i,
-        cloud_1_1!(),
-        j,
-        k,
-        l,
-        m,
-        Leaf("observables", Derived(&OBSERVABLES)),
-        n,
-    ]
-};
+/// 1.8.0 needs nothing 1.1.0 lacks, and refuses nothing it writes.
+static OCSF_1_8_0: &[Member] = &[
+    metadata!("1.8.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+    Group(CLASS),
+    Members(&DISPOSITION),
+    Members(&TIME_WITH_DT),
+    Group(DATETIMES),
+    Group(CLOUD),
+    Group(BODY),
+    Leaf("observables", Derived(&OBSERVABLES)),
+];
 
 /// Source version 1: `cloud.account_uid`, times in milliseconds, no `action`, no
 /// datetime profile and no observables (Security Lake wrote none).
-static OCSF_1_0_0_RC2: &[Member] = &{
-    let [a, b, c, d, e, f] = constants!();
-    let [g, h, i, j, k, l, m, n] = body!();
-    [
-        metadata!("1.0.0-rc.2", "[\"cloud\",\"security_control\"]"),
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        Members(&DISPOSITION_RC2),
-        h,
-        Leaf("start_time", EpochMillis("start")),
-        Leaf("end_time", EpochMillis("end")),
-        i,
-        Object(
-            "cloud",
-            &[
-                Leaf("provider", Literal("\"AWS\"")),
-                Leaf("account_uid", Field("account_id")),
-                Leaf("region", Field("region")),
-                Leaf("zone", Field("az_id")),
-            ],
-        ),
-        j,
-        k,
-        l,
-        m,
-        n,
-    ]
-};
+static OCSF_1_0_0_RC2: &[Member] = &[
+    metadata!("1.0.0-rc.2", "[\"cloud\",\"security_control\"]"),
+    Group(CLASS),
+    Members(&DISPOSITION_RC2),
+    Members(&TIME),
+    Leaf("start_time", EpochMillis("start")),
+    Leaf("end_time", EpochMillis("end")),
+    Object(
+        "cloud",
+        &[
+            Leaf("provider", Literal("\"AWS\"")),
+            Leaf("account_uid", Field("account_id")),
+            Leaf("region", Field("region")),
+            Leaf("zone", Field("az_id")),
+        ],
+    ),
+    Group(BODY),
+];
+
+/// Class, category, severity and activity.
+static CLASS: &[Member] = &[
+    Leaf("category_uid", Literal("4")),
+    Leaf("category_name", Literal("\"Network Activity\"")),
+    Leaf("class_uid", Literal("4001")),
+    Leaf("class_name", Literal("\"Network Activity\"")),
+    Leaf("severity_id", Literal("1")),
+    Leaf("severity", Literal("\"Informational\"")),
+    Members(&ACTIVITY),
+];
+
+/// The datetime profile's start and end.
+static DATETIMES: &[Member] = &[
+    Leaf("start_time_dt", Rfc3339("start")),
+    Leaf("end_time_dt", Rfc3339("end")),
+];
+
+static CLOUD: &[Member] = &[Object(
+    "cloud",
+    &[
+        Leaf("provider", Literal("\"AWS\"")),
+        Object("account", &[Leaf("uid", Field("account_id"))]),
+        Leaf("region", Field("region")),
+        Leaf("zone", Field("az_id")),
+    ],
+)];
+
+/// Everything the versions share after the header.
+static BODY: &[Member] = &[
+    Leaf("status_code", Field("log_status")),
+    Object("src_endpoint", SRC_ENDPOINT),
+    Object("dst_endpoint", DST_ENDPOINT),
+    Object("connection_info", CONNECTION_INFO),
+    Object(
+        "traffic",
+        &[
+            Leaf("bytes", Field("bytes")),
+            Leaf("packets", Field("packets")),
+        ],
+    ),
+    Object("unmapped", &[Members(&UNMAPPED_INTERFACE), Rest]),
+];
 
 static SRC_ENDPOINT: &[Member] = &[
     Members(&SRC_ADDRESS),
@@ -324,30 +257,37 @@ fn action(inputs: &Inputs<'_>, row: usize) -> Option<bool> {
     }
 }
 
-/// `time`: start, else end (milliseconds).
+/// `time` (milliseconds) and, with the datetime profile, `time_dt`: start, else end, else
+/// (a custom format without either) when flowlog read the record, since OCSF requires a time.
 static TIME: Derivation = Derivation {
     inputs: &["start", "end"],
-    bound: |_| 24,
-    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
-        Some(ms) => {
-            crate::json::Number::integer(ms).write(out);
-            true
-        }
-        None => false,
+    bound: |_| 32,
+    write: |inputs, row, out| {
+        out.bytes(b",\"time\":");
+        Number::integer(event_time(inputs, row)).write(out);
+        true
     },
 };
 
-static TIME_DT: Derivation = Derivation {
+static TIME_WITH_DT: Derivation = Derivation {
     inputs: &["start", "end"],
-    bound: |_| RFC3339_BOUND,
-    write: |inputs, row, out| match inputs.int(0, row).or_else(|| inputs.int(1, row)) {
-        Some(ms) => {
-            inputs.write_rfc3339(out, ms);
-            true
-        }
-        None => false,
+    bound: |_| 48 + RFC3339_BOUND,
+    write: |inputs, row, out| {
+        let time = event_time(inputs, row);
+        out.bytes(b",\"time\":");
+        Number::integer(time).write(out);
+        out.bytes(b",\"time_dt\":");
+        inputs.write_rfc3339(out, time);
+        true
     },
 };
+
+fn event_time(inputs: &Inputs<'_>, row: usize) -> i64 {
+    inputs
+        .int(0, row)
+        .or_else(|| inputs.int(1, row))
+        .unwrap_or_else(crate::time::now_millis)
+}
 
 /// The inputs of an endpoint's address and id derivations, one side at a time.
 macro_rules! side_inputs {
@@ -579,7 +519,7 @@ static BOUNDARY: Derivation = Derivation {
             _ => (99, "Other"),
         };
         out.bytes(b",\"boundary_id\":");
-        crate::json::Number::integer(id).write(out);
+        Number::integer(id).write(out);
         out.bytes(b",\"boundary\":");
         out.plain_str(name);
         true
@@ -669,7 +609,7 @@ fn observable(
     out.bytes(b"\",\"type\":\"");
     out.bytes(kind.as_bytes());
     out.bytes(b"\",\"type_id\":");
-    crate::json::Number::integer(type_id.into()).write(out);
+    Number::integer(type_id.into()).write(out);
     out.bytes(b",\"value\":");
     out.str(value);
     out.byte(b'}');

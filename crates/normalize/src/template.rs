@@ -21,6 +21,8 @@ pub(crate) enum Member {
     Leaf(&'static str, Value),
     /// `"key": {members}`, left out when none of its members is present.
     Object(&'static str, &'static [Member]),
+    /// The members of a table shared by several tables, in place.
+    Group(&'static [Member]),
     /// Members written by a function, keys and all, when one fact decides several members
     /// (OCSF's activity, action, disposition and status all follow from `action`). Unlike
     /// a [`Value::Derived`] leaf, which takes part only when the batch has one of its
@@ -207,6 +209,10 @@ fn mark(read: &mut [bool], name: &str) -> FieldId {
 fn compile(members: &[Member], read: &mut [bool]) -> Vec<Node> {
     let mut nodes = Vec::with_capacity(members.len());
     for member in members {
+        if let Member::Group(members) = member {
+            nodes.extend(compile(members, read));
+            continue;
+        }
         nodes.push(match member {
             Member::Leaf(key, value) => {
                 let field = |name, format| Node::Field {
@@ -246,6 +252,7 @@ fn compile(members: &[Member], read: &mut [bool]) -> Vec<Node> {
                 inputs: derivation.inputs.iter().map(|f| mark(read, f)).collect(),
             },
             Member::Rest => Node::Rest,
+            Member::Group(_) => unreachable!("spliced above"),
         });
     }
     nodes

@@ -9,6 +9,13 @@ use crate::json::Out;
 /// Bytes of an RFC 3339 timestamp with milliseconds, quotes included.
 pub const RFC3339_BOUND: usize = 26;
 
+/// The current time in Unix milliseconds: the time of records whose format has none.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Writes `millis` (Unix time in milliseconds) as a quoted RFC 3339 UTC timestamp.
 pub fn write_rfc3339(out: &mut Out<'_>, millis: i64) {
     DateCache::default().write(out, millis)
