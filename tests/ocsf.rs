@@ -4,9 +4,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
-use common::{elastic_fixture_formats, fixture, fixtures, transform, transform_file};
+use common::{fixture, fixture_inputs, fixtures, transform, transform_file};
 use serde_json::Value;
 
 const VERSIONS: [&str; 3] = ["1.0.0-rc.2", "1.1.0", "1.8.0"];
@@ -38,50 +37,6 @@ fn security_lake_input(version: &str) -> (String, String) {
     let header = lines.next().unwrap().replace(',', " ");
     let record = lines.next().unwrap().replace(',', " ");
     (header, record)
-}
-
-/// Every fixture input flowlog decodes, with the arguments it needs.
-fn fixture_inputs() -> Vec<(PathBuf, Vec<String>)> {
-    let mut inputs = Vec::new();
-    let mut add_dir = |dir: &str, keep: fn(&Path) -> bool| {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(fixture(dir))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| keep(p))
-            .collect();
-        files.sort();
-        inputs.extend(files.into_iter().map(|f| {
-            // CloudWatch Logs payloads carry no header line: their formats, as the
-            // conformance tests give them.
-            let format = match f.file_name().unwrap().to_str().unwrap() {
-                "valid_vpc_flow_cw_custom.json" => Some("${version} ${interface-id} ${srcaddr} ${dstaddr}"),
-                "valid_tgw_flow_cw.json" => Some("version account-id tgw-id tgw-attachment-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type tcp-flags flow-direction region"),
-                _ => None,
-            };
-            let args = format.map_or_else(Vec::new, |f| vec!["--format".to_string(), f.to_string()]);
-            (f, args)
-        }));
-    };
-    add_dir("aws-docs", |_| true);
-    add_dir("otel-collector-contrib", |p| {
-        p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("valid_")
-    });
-    add_dir("envelopes", |p| {
-        p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("firehose-http-request")
-    });
-    for (file, format) in elastic_fixture_formats() {
-        inputs.push((
-            fixture(&format!("elastic-integrations/{file}")),
-            vec!["--format".to_string(), format],
-        ));
-    }
-    inputs
 }
 
 #[test]

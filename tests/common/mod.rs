@@ -125,3 +125,47 @@ pub fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every fixture input flowlog decodes, with the arguments it needs.
+pub fn fixture_inputs() -> Vec<(PathBuf, Vec<String>)> {
+    let mut inputs = Vec::new();
+    let mut add_dir = |dir: &str, keep: fn(&Path) -> bool| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(fixture(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| keep(p))
+            .collect();
+        files.sort();
+        inputs.extend(files.into_iter().map(|f| {
+            // CloudWatch Logs payloads carry no header line: their formats, as the
+            // conformance tests give them.
+            let format = match f.file_name().unwrap().to_str().unwrap() {
+                "valid_vpc_flow_cw_custom.json" => Some("${version} ${interface-id} ${srcaddr} ${dstaddr}"),
+                "valid_tgw_flow_cw.json" => Some("version account-id tgw-id tgw-attachment-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type tcp-flags flow-direction region"),
+                _ => None,
+            };
+            let args = format.map_or_else(Vec::new, |f| vec!["--format".to_string(), f.to_string()]);
+            (f, args)
+        }));
+    };
+    add_dir("aws-docs", |_| true);
+    add_dir("otel-collector-contrib", |p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("valid_")
+    });
+    add_dir("envelopes", |p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("firehose-http-request")
+    });
+    for (file, format) in elastic_fixture_formats() {
+        inputs.push((
+            fixture(&format!("elastic-integrations/{file}")),
+            vec!["--format".to_string(), format],
+        ));
+    }
+    inputs
+}

@@ -27,6 +27,8 @@ pub(crate) static CIM: &[Member] = &[
     Leaf("dest_port", Field("dstport")),
     Leaf("transport", Derived(&TRANSPORT)),
     Leaf("protocol", Derived(&PROTOCOL)),
+    // CIM's `protocol` is the layer-3 name, so the flow log's number gets its own name.
+    Leaf("protocol_number", Field("protocol")),
     Leaf("protocol_version", Field("type")),
     Leaf("bytes", Field("bytes")),
     Leaf("packets", Field("packets")),
@@ -41,6 +43,7 @@ pub(crate) static CIM: &[Member] = &[
     ),
     Leaf("duration", Derived(&DURATION)),
     Leaf("tcp_flag", Derived(&TCP_FLAG)),
+    Leaf("tcp_flags", Field("tcp_flags")),
     Leaf("dvc", Derived(&DVC)),
     Leaf("vendor_account", Field("account_id")),
     Leaf("vendor_product", Derived(&VENDOR_PRODUCT)),

@@ -8,7 +8,9 @@
 //! - [`Target::Raw`]: the record's own fields;
 //! - [`Target::Ecs`]: Elastic Common Schema, as Elastic's `aws.vpcflow` integration writes it;
 //! - [`Target::Ocsf`]: OCSF Network Activity, as Amazon Security Lake maps flow logs;
-//! - [`Target::Cim`]: Splunk CIM Network_Traffic names, flat.
+//! - [`Target::Cim`]: Splunk CIM Network_Traffic names, flat;
+//!
+//! and [`otel`], the OpenTelemetry attributes of a record, for the OTLP sink.
 //!
 //! Each mapped target is a table of members written by one engine
 //! ([`template`]); the facts several targets share (protocol names, Community ID, RFC 3339
@@ -21,6 +23,7 @@ mod ecs;
 pub mod json;
 pub mod network;
 mod ocsf;
+pub mod otel;
 mod raw;
 mod template;
 pub mod time;
