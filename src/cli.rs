@@ -25,6 +25,8 @@ pub enum Command {
     Transform(TransformArgs),
     /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
     Fields(FieldsArgs),
+    /// Print what `--to ecs` writes: its field list, or an Elasticsearch component template.
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,4 +77,17 @@ pub struct FieldsArgs {
     /// Print CSV (the content of schemas/flow-log-fields.csv) instead of a table.
     #[arg(long)]
     pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SchemaArgs {
+    /// Every ECS field with its Elasticsearch type, as CSV (schemas/ecs-fields.csv).
+    #[arg(long)]
+    pub ecs_fields: bool,
+
+    /// An Elasticsearch component template with mappings for every ECS field
+    /// (schemas/elasticsearch/component-template.json).
+    #[arg(long)]
+    pub component_template: bool,
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod fields;
+mod schema;
 mod transform;
 
 use std::process::ExitCode;
@@ -16,5 +17,6 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Transform(args) => transform::run(args),
         cli::Command::Fields(args) => fields::run(args),
+        cli::Command::Schema(args) => schema::run(args),
     }
 }

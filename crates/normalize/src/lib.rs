@@ -25,6 +25,7 @@ pub mod network;
 mod ocsf;
 pub mod otel;
 mod raw;
+pub mod schema;
 mod template;
 pub mod time;
 
