@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
 use flowlog_model::{FlowBatch, SourceId};
-use flowlog_normalize::{Encoder, Target};
+use flowlog_normalize::{Encoder, OcsfVersion, Target};
 
 const LINES: usize = 20_000;
 
@@ -120,10 +120,17 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("decode_{name}"));
         group.throughput(Throughput::Elements(LINES as u64));
         group.bench_function("to_batches", |b| b.iter(|| decode_all(&input, None)));
-        group.bench_function("to_raw_ndjson", |b| {
-            let mut encoder = Target::Raw.encoder();
-            b.iter(|| decode_all(&input, Some(encoder.as_mut())))
-        });
+        for (target, label) in [
+            (Target::Raw, "to_raw_ndjson"),
+            (Target::Ecs, "to_ecs_ndjson"),
+            (Target::Ocsf(OcsfVersion::V1_1_0), "to_ocsf_ndjson"),
+            (Target::Cim, "to_cim_ndjson"),
+        ] {
+            group.bench_function(label, |b| {
+                let mut encoder = target.encoder();
+                b.iter(|| decode_all(&input, Some(encoder.as_mut())))
+            });
+        }
         group.finish();
     }
 }
