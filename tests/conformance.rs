@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{elastic_fixture_formats, fixture, transform, transform_file};
+use common::{days_from_civil, elastic_fixture_formats, fixture, transform, transform_file};
 use serde_json::{json, Value};
 
 fn get<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -46,14 +46,7 @@ fn epoch_seconds(ts: &str) -> i64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap();
     let (y, m, d) = (n(0..4), n(5..7), n(8..10));
     let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + hh * 3600 + mm * 60 + ss
+    days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss
 }
 
 /// Elastic keeps numbers as strings in places, and times as RFC 3339: compare as text.

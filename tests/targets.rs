@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixture_inputs, transform_file};
+use common::{days_from_civil, fixture_inputs, transform_file};
 use serde_json::Value;
 
 /// Fields a target writes as a translation rather than as the value itself.
@@ -49,12 +49,7 @@ fn rfc3339_seconds(s: &str) -> Option<f64> {
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let secs = days * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?;
+    let secs = days_from_civil(y, m, d) * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?;
     Some(secs as f64 + n(20..23)? as f64 / 1000.0)
 }
 

@@ -92,18 +92,17 @@ macro_rules! metadata {
 
 static OCSF_1_1_0: &[Member] = &[
     metadata!("1.1.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
-    Group(CLASS),
-    Members(&DISPOSITION),
-    Members(&TIME_WITH_DT),
-    Group(DATETIMES),
-    Group(CLOUD),
-    Group(BODY),
-    Leaf("observables", Derived(&OBSERVABLES)),
+    Group(SINCE_1_1_0),
 ];
 
 /// 1.8.0 needs nothing 1.1.0 lacks, and refuses nothing it writes.
 static OCSF_1_8_0: &[Member] = &[
     metadata!("1.8.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+    Group(SINCE_1_1_0),
+];
+
+/// Everything after `metadata` in 1.1.0 and later.
+static SINCE_1_1_0: &[Member] = &[
     Group(CLASS),
     Members(&DISPOSITION),
     Members(&TIME_WITH_DT),
