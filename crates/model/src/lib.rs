@@ -7,18 +7,21 @@
 //! - [`format`]: [`FlowFormat`], the ordered field list of a flow log, from header lines or
 //!   format strings (never from token counts);
 //! - [`schema`]: the canonical Arrow schema every [`FlowBatch`] has;
-//! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers.
+//! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers;
+//! - [`enrichment`]: the columns enrichment appends to a batch.
 //!
 //! It has no I/O and depends only on Arrow.
 
 pub mod batch;
 pub mod catalogue;
+pub mod enrichment;
 mod error;
 pub mod format;
 pub mod schema;
 
 pub use batch::{FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
+pub use enrichment::{enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind};
 pub use error::FormatError;
 pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};
 pub use schema::{canonical_schema, canonical_width, schema_with_extras};

@@ -1,0 +1,168 @@
+//! ASN from CSV range files, `start,end,asn,organization` per line (the layout of
+//! ip-location-db's `asn-ipv4.csv` / `asn-ipv6.csv`, and of most IP-to-ASN exports).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::address::key;
+use crate::geoip::Asn;
+use crate::EnrichError;
+
+/// Non-overlapping address ranges with their AS, sorted by start.
+#[derive(Debug, Default)]
+pub struct AsnRanges {
+    /// (first, last, AS number, index into `organizations`)
+    ranges: Vec<(u128, u128, u32, u32)>,
+    organizations: Vec<Arc<str>>,
+    /// `file name@modification date` of each file read, stamped on events.
+    pub(crate) labels: Vec<String>,
+}
+
+impl AsnRanges {
+    /// Adds the ranges of one CSV file. A line that is not `start,end,asn,org` is an
+    /// error naming the file and line: a range table with holes would answer wrongly.
+    pub fn add_file(&mut self, path: &Path) -> Result<(), EnrichError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_path(path)
+            .map_err(|e| match e.into_kind() {
+                csv::ErrorKind::Io(io) => EnrichError::io(path, io),
+                other => EnrichError::line(path, 0, format!("{other:?}")),
+            })?;
+        let mut by_name = std::collections::HashMap::<String, u32>::new();
+        for (i, org) in self.organizations.iter().enumerate() {
+            by_name.insert(org.to_string(), i as u32);
+        }
+        let mut record = csv::StringRecord::new();
+        let mut line = 0;
+        loop {
+            line += 1;
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(EnrichError::line(path, line, e.to_string())),
+            }
+            let field = |i: usize, name: &str| {
+                record.get(i).ok_or_else(|| {
+                    EnrichError::line(path, line, format!("no {name} (column {})", i + 1))
+                })
+            };
+            let ip = |i: usize, name: &str| -> Result<u128, EnrichError> {
+                let text = field(i, name)?;
+                text.parse::<IpAddr>().map(key).map_err(|_| {
+                    EnrichError::line(path, line, format!("{name} `{text}` is not an IP address"))
+                })
+            };
+            let (first, last) = (ip(0, "start")?, ip(1, "end")?);
+            let asn_text = field(2, "asn")?;
+            let asn: u32 = asn_text.trim_start_matches("AS").parse().map_err(|_| {
+                EnrichError::line(path, line, format!("asn `{asn_text}` is not a number"))
+            })?;
+            if last < first {
+                return Err(EnrichError::line(path, line, "end is before start"));
+            }
+            let org = record.get(3).unwrap_or("");
+            let org = match by_name.get(org) {
+                Some(&i) => i,
+                None => {
+                    self.organizations.push(org.into());
+                    let i = self.organizations.len() as u32 - 1;
+                    by_name.insert(org.to_string(), i);
+                    i
+                }
+            };
+            self.ranges.push((first, last, asn, org));
+        }
+        self.ranges.sort_unstable_by_key(|r| r.0);
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.labels.push(format!(
+            "{name}@{}",
+            crate::geoip::civil_date(modified / 86_400)
+        ));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn lookup(&self, ip: IpAddr) -> Option<Asn> {
+        let k = key(ip);
+        let i = self.ranges.partition_point(|r| r.0 <= k).checked_sub(1)?;
+        let (_, last, number, org) = self.ranges[i];
+        (k <= last).then(|| Asn {
+            number,
+            organization: Some(Arc::clone(&self.organizations[org as usize]))
+                .filter(|o| !o.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_from_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let v4 = dir.path().join("asn-ipv4.csv");
+        std::fs::write(
+            &v4,
+            "8.8.4.0,8.8.4.255,15169,Google LLC\n8.8.8.0,8.8.8.255,15169,Google LLC\n1.0.0.0,1.0.0.255,13335,\"Cloudflare, Inc.\"\n",
+        )
+        .unwrap();
+        let v6 = dir.path().join("asn-ipv6.csv");
+        std::fs::write(
+            &v6,
+            "2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,15169,Google LLC\n",
+        )
+        .unwrap();
+        let mut t = AsnRanges::default();
+        t.add_file(&v4).unwrap();
+        t.add_file(&v6).unwrap();
+        let get = |ip: &str| {
+            t.lookup(ip.parse().unwrap())
+                .map(|a| (a.number, a.organization.unwrap().to_string()))
+        };
+        assert_eq!(get("8.8.8.8"), Some((15169, "Google LLC".into())));
+        assert_eq!(get("1.0.0.1"), Some((13335, "Cloudflare, Inc.".into())));
+        assert_eq!(
+            get("2001:4860:4860::8888"),
+            Some((15169, "Google LLC".into()))
+        );
+        assert_eq!(get("8.8.7.1"), None);
+        assert_eq!(get("0.0.0.1"), None);
+        assert_eq!(t.labels.len(), 2);
+        assert!(t.labels[0].starts_with("asn-ipv4.csv@"));
+    }
+
+    #[test]
+    fn a_bad_line_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("asn.csv");
+        std::fs::write(
+            &p,
+            "8.8.4.0,8.8.4.255,15169,Google LLC\n8.8.8.0,nope,15169,Google LLC\n",
+        )
+        .unwrap();
+        let err = AsnRanges::default().add_file(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("asn.csv: line 2: end `nope` is not an IP address"),
+            "{err}"
+        );
+    }
+}
