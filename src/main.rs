@@ -15,7 +15,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Transform(args) => transform::run(args),
+        cli::Command::Transform(args) => transform::run(*args),
         cli::Command::Fields(args) => fields::run(args),
         cli::Command::Schema(args) => schema::run(args),
     }

@@ -15,7 +15,8 @@ use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 use flowlog_normalize::{Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{OutputShape, TransformArgs};
+use crate::cli::{EnrichArgs, OutputShape, TransformArgs};
+use flowlog_enrich::{EnrichConfig, Enricher};
 
 /// Inputs at least this large (in total) get a progress bar on a terminal.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
@@ -62,7 +63,16 @@ pub fn run(args: TransformArgs) -> ExitCode {
         OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
         OutputShape::Cim => Target::Cim,
     };
+    let enricher = match enricher(&args.enrich, args.quiet) {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("flowlog: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let mut sink = NdjsonSink {
+        enricher,
+        quiet: args.quiet,
         encoder: target.encoder(),
         stdout: io::stdout().lock(),
         dead_letters,
@@ -106,6 +116,15 @@ pub fn run(args: TransformArgs) -> ExitCode {
                 args.dead_letter.as_deref()
             )
         );
+        if let Some(enricher) = &sink.enricher {
+            let s = enricher.stats();
+            eprintln!(
+                "flowlog: enrichment: {} addresses, {:.1}% repeats within a batch, {:.1}% of the rest from the cache",
+                s.addresses,
+                100.0 * s.batch_hit_rate(),
+                100.0 * s.cache_hit_rate()
+            );
+        }
     }
     if unreadable > 0 {
         eprintln!(
@@ -115,6 +134,57 @@ pub fn run(args: TransformArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The enricher the arguments ask for, if any. A source that cannot be read is an error;
+/// no GeoIP database at all is a notice.
+fn enricher(
+    args: &EnrichArgs,
+    quiet: bool,
+) -> Result<Option<Enricher>, flowlog_enrich::EnrichError> {
+    let live = args.eni_inventory.iter().any(|p| p.as_os_str() == "ec2");
+    let mut config = EnrichConfig {
+        geoip: args.geoip.clone(),
+        asn: args.asn.clone(),
+        eni_files: args
+            .eni_inventory
+            .iter()
+            .filter(|p| p.as_os_str() != "ec2")
+            .cloned()
+            .collect(),
+        ec2: live.then(|| flowlog_enrich::Ec2Options {
+            region: args.aws_region.clone(),
+            endpoint: args.aws_endpoint.clone(),
+            ttl: std::time::Duration::from_secs(args.eni_refresh.max(1)),
+        }),
+        ip_ranges: args.aws_ip_ranges.clone(),
+        watchlists: args.watchlist.clone(),
+        ..EnrichConfig::default()
+    };
+    if config.is_empty() && args.no_geoip_search {
+        return Ok(None);
+    }
+    if !args.no_geoip_search && config.geoip.is_empty() {
+        let dirs: Vec<&Path> = flowlog_enrich::GEOIPUPDATE_DIRS
+            .iter()
+            .map(Path::new)
+            .collect();
+        for found in config.find_geoipupdate_databases(&dirs) {
+            if !quiet {
+                eprintln!("flowlog: using {} (geoipupdate directory)", found.display());
+            }
+        }
+        if config.geoip.is_empty() && !quiet && !config.is_empty() {
+            eprintln!(
+                "flowlog: notice: no GeoIP database given or found in {}; no geo fields",
+                flowlog_enrich::GEOIPUPDATE_DIRS.join(", ")
+            );
+        }
+    }
+    if config.is_empty() {
+        return Ok(None);
+    }
+    Enricher::new(&config).map(Some)
 }
 
 fn decode_input(
@@ -212,6 +282,8 @@ enum DeadLetterOut {
 
 /// Encodes batches to standard output and routes dead letters.
 struct NdjsonSink {
+    enricher: Option<Enricher>,
+    quiet: bool,
     encoder: Box<dyn Encoder + Send>,
     stdout: io::StdoutLock<'static>,
     dead_letters: DeadLetterOut,
@@ -229,6 +301,17 @@ impl NdjsonSink {
 
 impl RecordSink for NdjsonSink {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+        let batch = match &mut self.enricher {
+            Some(enricher) => {
+                for notice in enricher.maintain() {
+                    if !self.quiet {
+                        eprintln!("flowlog: {notice}");
+                    }
+                }
+                enricher.enrich(batch)
+            }
+            None => batch,
+        };
         let ndjson = self.encoder.encode(&batch)?;
         self.stdout.write_all(ndjson)?;
         Ok(())

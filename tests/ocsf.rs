@@ -5,25 +5,13 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{days_from_civil, fixture, fixture_inputs, fixtures, transform, transform_file};
+use common::{days_from_civil, fixture, fixture_inputs, transform, transform_file};
 use serde_json::Value;
 
 const VERSIONS: [&str; 3] = ["1.0.0-rc.2", "1.1.0", "1.8.0"];
 
 fn validator(version: &str) -> jsonschema::Validator {
-    let dir = fixtures().join("../ocsf/jsonschema");
-    let file = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("network_activity-{version}."))
-        })
-        .unwrap_or_else(|| panic!("no schema for {version} in {}", dir.display()));
-    let schema: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
-    jsonschema::validator_for(&schema).unwrap()
+    common::ocsf_validator(version)
 }
 
 /// Security Lake's raw sample (CSV with an underscore header) as a flow-log line and the

@@ -179,3 +179,20 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
+
+/// The JSON Schema validator of OCSF Network Activity in `version` (from ../shared/ocsf).
+pub fn ocsf_validator(version: &str) -> jsonschema::Validator {
+    let dir = fixtures().join("../ocsf/jsonschema");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("network_activity-{version}."))
+        })
+        .unwrap_or_else(|| panic!("no schema for {version} in {}", dir.display()));
+    let schema: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}

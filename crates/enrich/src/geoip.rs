@@ -105,8 +105,12 @@ impl MmdbFile {
         // only rewriting the file in place could change bytes under us, which the README
         // warns against.
         let reader = unsafe { Reader::open_mmap(path) }.map_err(mmdb)?;
-        // A truncated or corrupt file is caught now, not at the first lookup.
-        reader.verify().map_err(mmdb)?;
+        // A file cut short is caught now rather than at the first lookup. (Not with
+        // `verify`, which refuses real databases for cosmetic metadata, such as DB-IP
+        // lite's empty description.)
+        for probe in [IpAddr::from([1, 1, 1, 1]), IpAddr::from([8, 8, 8, 8])] {
+            reader.lookup(probe).map_err(mmdb)?;
+        }
         let meta = reader.metadata();
         let label = format!(
             "{}@{}",

@@ -25,6 +25,22 @@ pub(crate) static CIM: &[Member] = &[
     Leaf("dest", Field("dstaddr")),
     Leaf("dest_ip", Field("dstaddr")),
     Leaf("dest_port", Field("dstport")),
+    // Names as Splunk's `iplocation` and ASN lookups give them, per side; the instance
+    // name (ENI inventory) as the host. Other enrichment columns keep their own names.
+    Leaf("src_country", Field("src_geo_country_name")),
+    Leaf("src_region", Field("src_geo_region_name")),
+    Leaf("src_city", Field("src_geo_city_name")),
+    Leaf("src_lat", Field("src_geo_lat")),
+    Leaf("src_lon", Field("src_geo_lon")),
+    Leaf("src_asn", Field("src_as_number")),
+    Leaf("src_host", Field("src_instance_name")),
+    Leaf("dest_country", Field("dst_geo_country_name")),
+    Leaf("dest_region", Field("dst_geo_region_name")),
+    Leaf("dest_city", Field("dst_geo_city_name")),
+    Leaf("dest_lat", Field("dst_geo_lat")),
+    Leaf("dest_lon", Field("dst_geo_lon")),
+    Leaf("dest_asn", Field("dst_as_number")),
+    Leaf("dest_host", Field("dst_instance_name")),
     Leaf("transport", Derived(&TRANSPORT)),
     Leaf("protocol", Derived(&PROTOCOL)),
     // CIM's `protocol` is the layer-3 name, so the flow log's number gets its own name.

@@ -5,9 +5,10 @@
 //! through Arrow's checked accessors.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, PrimitiveArray, StringViewArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{DataType, Field, TimeUnit};
+use flowlog_model::is_json_field;
 
 use crate::json::{str_bound, Number, Out, NUMBER_BOUND};
 use crate::EncodeError;
@@ -16,6 +17,9 @@ use crate::EncodeError;
 #[derive(Clone, Copy)]
 pub(crate) enum Values<'a> {
     Text(&'a StringViewArray),
+    /// Text that is a JSON value (enrichment's tags and lists), written as it is.
+    Json(&'a StringViewArray),
+    Float64(&'a PrimitiveArray<Float64Type>),
     Int32(&'a PrimitiveArray<Int32Type>),
     Int64(&'a PrimitiveArray<Int64Type>),
     /// Milliseconds since the epoch, UTC.
@@ -31,15 +35,17 @@ pub(crate) struct Column<'a> {
 }
 
 impl<'a> Column<'a> {
-    pub fn new(name: &str, array: &'a dyn Array) -> Result<Self, EncodeError> {
+    pub fn new(field: &Field, array: &'a dyn Array) -> Result<Self, EncodeError> {
         let values = match array.data_type() {
+            DataType::Utf8View if is_json_field(field) => Values::Json(array.as_string_view()),
             DataType::Utf8View => Values::Text(array.as_string_view()),
+            DataType::Float64 => Values::Float64(array.as_primitive()),
             DataType::Int32 => Values::Int32(array.as_primitive()),
             DataType::Int64 => Values::Int64(array.as_primitive()),
             DataType::Timestamp(TimeUnit::Millisecond, _) => Values::Time(array.as_primitive()),
             other => {
                 return Err(EncodeError::UnsupportedColumn {
-                    column: name.to_string(),
+                    column: field.name().to_string(),
                     data_type: other.to_string(),
                 })
             }
@@ -67,6 +73,7 @@ impl<'a> Column<'a> {
     pub fn value_bound(&self) -> usize {
         match self.values {
             Values::Text(a) => str_bound(longest_view(a)),
+            Values::Json(a) => longest_view(a),
             _ => NUMBER_BOUND,
         }
     }
@@ -80,6 +87,8 @@ impl<'a> Column<'a> {
     pub fn write_value<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
         match self.values {
             Values::Text(a) => out.view_str::<PLAIN>(a, row),
+            Values::Json(a) => out.bytes(a.value(row).as_bytes()),
+            Values::Float64(a) => write_float(out, a.value(row)),
             Values::Int32(a) => Number::integer(a.value(row).into()).write(out),
             Values::Int64(a) => Number::integer(a.value(row)).write(out),
             Values::Time(a) => Number::epoch_seconds(a.value(row)).write(out),
@@ -103,7 +112,7 @@ impl<'a> Column<'a> {
             return None;
         }
         match self.values {
-            Values::Text(_) => None,
+            Values::Text(_) | Values::Json(_) | Values::Float64(_) => None,
             Values::Int32(a) => Some(a.value(row).into()),
             Values::Int64(a) => Some(a.value(row)),
             Values::Time(a) => Some(a.value(row)),
@@ -119,6 +128,17 @@ impl<'a> Column<'a> {
             Values::Text(a) if !self.is_null(row) => Some(a.views()[row]),
             _ => None,
         }
+    }
+}
+
+/// A float as JSON: the shortest text that reads back as the same number; not finite
+/// values (which JSON cannot carry) as `null`.
+fn write_float(out: &mut Out<'_>, value: f64) {
+    if value.is_finite() {
+        let mut buffer = ryu::Buffer::new();
+        out.bytes(buffer.format_finite(value).as_bytes());
+    } else {
+        out.bytes(b"null");
     }
 }
 

@@ -46,3 +46,16 @@ pub(crate) fn write_tcp_flags(
     out.byte(b']');
     true
 }
+
+/// The value of the first input the row has (a field, else what enrichment found).
+pub(crate) fn write_first_present(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>) -> bool {
+    (0..inputs.len()).any(|i| inputs.write(i, row, out))
+}
+
+/// The bound of [`write_first_present`].
+pub(crate) fn first_present_bound(inputs: &Inputs<'_>) -> usize {
+    (0..inputs.len())
+        .map(|i| inputs.value_bound(i))
+        .max()
+        .unwrap_or(0)
+}

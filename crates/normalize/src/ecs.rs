@@ -5,7 +5,9 @@
 //! The table below is the whole mapping; `schemas/ecs-fields.csv` and the Elasticsearch
 //! component template in `schemas/` are generated from it ([`crate::schema`]).
 
-use crate::derived::{tcp_flags_bound, write_tcp_flags, TRANSPORT};
+use crate::derived::{
+    first_present_bound, tcp_flags_bound, write_first_present, write_tcp_flags, TRANSPORT,
+};
 use crate::json::Out;
 use crate::network::{address_family, FlowTuple, COMMUNITY_ID_LEN, TCP_FLAG_NAMES};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
@@ -77,6 +79,7 @@ pub(crate) static ECS: &[Member] = &[
             Leaf("port", Field("srcport")),
             Leaf("bytes", Field("bytes")),
             Leaf("packets", Field("packets")),
+            Group(SOURCE_ENRICHED),
         ],
     ),
     Object(
@@ -85,6 +88,7 @@ pub(crate) static ECS: &[Member] = &[
             Leaf("address", Field("dstaddr")),
             Leaf("ip", Field("dstaddr")),
             Leaf("port", Field("dstport")),
+            Group(DESTINATION_ENRICHED),
         ],
     ),
     Object(
@@ -99,13 +103,25 @@ pub(crate) static ECS: &[Member] = &[
             Leaf("community_id", Derived(&COMMUNITY_ID)),
         ],
     ),
-    Object("related", &[Leaf("ip", Derived(&RELATED_IP))]),
+    Object(
+        "related",
+        &[
+            Leaf("ip", Derived(&RELATED_IP)),
+            Leaf("hosts", Derived(&RELATED_HOSTS)),
+        ],
+    ),
     Object(
         "cloud",
         &[
             Leaf("provider", Literal("\"aws\"")),
             Object("account", &[Leaf("id", Field("account_id"))]),
-            Object("instance", &[Leaf("id", Field("instance_id"))]),
+            Object(
+                "instance",
+                &[
+                    Leaf("id", Derived(&INSTANCE_ID)),
+                    Leaf("name", Field("eni_instance_name")),
+                ],
+            ),
             Leaf("region", Field("region")),
             Leaf("availability_zone", Field("az_id")),
         ],
@@ -130,6 +146,19 @@ pub(crate) static ECS: &[Member] = &[
         ],
     ),
     Object("service", &[Leaf("name", Field("ecs_service_name"))]),
+    // The recording interface's tags (its instance's over its own), as Elastic's AWS
+    // integrations carry resource tags.
+    Leaf("labels", Field("eni_tags")),
+    Object(
+        "flowlog",
+        &[Object(
+            "enrichment",
+            &[
+                Leaf("geoip_database", Field("geoip_database")),
+                Leaf("asn_database", Field("asn_database")),
+            ],
+        )],
+    ),
     Object(
         "aws",
         &[Object(
@@ -154,6 +183,20 @@ pub(crate) static ECS: &[Member] = &[
                         Leaf("id", Field("sublocation_id")),
                     ],
                 ),
+                Object(
+                    "interface",
+                    &[
+                        Leaf("instance_id", Field("eni_instance_id")),
+                        Leaf("security_groups", Field("eni_security_groups")),
+                        Leaf("subnet_id", Field("eni_subnet_id")),
+                        Leaf("vpc_id", Field("eni_vpc_id")),
+                        Leaf("type", Field("eni_type")),
+                        Leaf("requester_id", Field("eni_requester_id")),
+                        Leaf("description", Field("eni_description")),
+                    ],
+                ),
+                Object("src", SRC_AWS),
+                Object("dst", DST_AWS),
                 // vpc_id, subnet_id, type, traffic_path, the ECS-task ids, tgw_*, and every
                 // later or unknown field, under their names.
                 Rest,
@@ -161,6 +204,103 @@ pub(crate) static ECS: &[Member] = &[
         )],
     ),
 ];
+
+/// `geo` and `as` of one side, as Elastic's geoip processor writes them (its default
+/// properties plus continent code, postal code and time zone), and what the ENI inventory,
+/// ip-ranges.json and the watch lists say about the address under `aws.vpcflow.src|dst`.
+macro_rules! side_enriched {
+    ($enriched:ident, $aws:ident, $side:literal) => {
+        static $enriched: &[Member] = &[
+            Object(
+                "geo",
+                &[
+                    Leaf(
+                        "continent_code",
+                        Field(concat!($side, "_geo_continent_code")),
+                    ),
+                    Leaf(
+                        "continent_name",
+                        Field(concat!($side, "_geo_continent_name")),
+                    ),
+                    Leaf(
+                        "country_iso_code",
+                        Field(concat!($side, "_geo_country_iso_code")),
+                    ),
+                    Leaf("country_name", Field(concat!($side, "_geo_country_name"))),
+                    Leaf(
+                        "region_iso_code",
+                        Field(concat!($side, "_geo_region_iso_code")),
+                    ),
+                    Leaf("region_name", Field(concat!($side, "_geo_region_name"))),
+                    Leaf("city_name", Field(concat!($side, "_geo_city_name"))),
+                    Leaf("postal_code", Field(concat!($side, "_geo_postal_code"))),
+                    Leaf("timezone", Field(concat!($side, "_geo_timezone"))),
+                    Object(
+                        "location",
+                        &[
+                            Leaf("lat", Field(concat!($side, "_geo_lat"))),
+                            Leaf("lon", Field(concat!($side, "_geo_lon"))),
+                        ],
+                    ),
+                ],
+            ),
+            Object(
+                "as",
+                &[
+                    Leaf("number", Field(concat!($side, "_as_number"))),
+                    Object(
+                        "organization",
+                        &[Leaf("name", Field(concat!($side, "_as_organization")))],
+                    ),
+                ],
+            ),
+        ];
+        static $aws: &[Member] = &[
+            Leaf("instance_id", Field(concat!($side, "_instance_id"))),
+            Leaf("instance_name", Field(concat!($side, "_instance_name"))),
+            Leaf("interface_id", Field(concat!($side, "_interface_id"))),
+            Leaf("service", Field(concat!($side, "_aws_service"))),
+            Leaf("region", Field(concat!($side, "_aws_region"))),
+            Object(
+                "watchlist",
+                &[
+                    Leaf("entry", Field(concat!($side, "_watchlist"))),
+                    Leaf("list", Field(concat!($side, "_watchlist_name"))),
+                ],
+            ),
+        ];
+    };
+}
+side_enriched!(SOURCE_ENRICHED, SRC_AWS, "src");
+side_enriched!(DESTINATION_ENRICHED, DST_AWS, "dst");
+
+/// `cloud.instance.id`: the record's instance (version 3 on), else the one the ENI
+/// inventory attaches to the recording interface.
+static INSTANCE_ID: Derivation = Derivation {
+    inputs: &["instance_id", "eni_instance_id"],
+    bound: first_present_bound,
+    write: write_first_present,
+};
+
+/// `related.hosts`: the names of the instances at either end (ENI inventory).
+static RELATED_HOSTS: Derivation = Derivation {
+    inputs: &["src_instance_name", "dst_instance_name"],
+    bound: |inputs| 4 + inputs.value_bound(0) + inputs.value_bound(1),
+    write: |inputs, row, out| {
+        let (a, b) = (inputs.text(0, row), inputs.text(1, row));
+        let names: &[Option<&str>] = if a == b { &[a] } else { &[a, b] };
+        let mut first = true;
+        for name in names.iter().flatten() {
+            out.byte(if first { b'[' } else { b',' });
+            out.str(name);
+            first = false;
+        }
+        if !first {
+            out.byte(b']');
+        }
+        !first
+    },
+};
 
 /// `@timestamp`: when the flow's last packet was seen (`end`), else its first (`start`),
 /// else (a custom format without either) when flowlog read the record, as Elastic's agent

@@ -22,6 +22,7 @@
 //!   time flowlog read the record, as OCSF requires a time.
 //! - Every field not mapped goes to `unmapped` under its own name; `"-"` never appears.
 
+use crate::derived::{first_present_bound, write_first_present};
 use crate::json::{Number, Out};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
 use crate::time::RFC3339_BOUND;
@@ -179,16 +180,70 @@ static BODY: &[Member] = &[
 static SRC_ENDPOINT: &[Member] = &[
     Members(&SRC_ADDRESS),
     Leaf("port", Field("srcport")),
-    Leaf("svc_name", Field("pkt_src_aws_service")),
+    Leaf("svc_name", Derived(&SRC_SERVICE)),
     Members(&SRC_IDS),
+    Leaf("name", Field("src_instance_name")),
+    Object(
+        "location",
+        &[
+            Leaf("city", Field("src_geo_city_name")),
+            Leaf("country", Field("src_geo_country_iso_code")),
+            Leaf("continent", Field("src_geo_continent_name")),
+            Leaf("region", Field("src_geo_region_name")),
+            Leaf("postal_code", Field("src_geo_postal_code")),
+            Leaf("isp", Field("src_as_organization")),
+            Leaf("coordinates", Derived(&SRC_COORDINATES)),
+        ],
+    ),
 ];
+
+/// The AWS service of the packet address (version 5), else of the address by
+/// ip-ranges.json.
+static SRC_SERVICE: Derivation = Derivation {
+    inputs: &["pkt_src_aws_service", "src_aws_service"],
+    bound: first_present_bound,
+    write: write_first_present,
+};
+
+static SRC_COORDINATES: Derivation = Derivation {
+    inputs: &["src_geo_lon", "src_geo_lat"],
+    bound: |inputs| 3 + inputs.value_bound(0) + inputs.value_bound(1),
+    write: write_coordinates,
+};
 
 static DST_ENDPOINT: &[Member] = &[
     Members(&DST_ADDRESS),
     Leaf("port", Field("dstport")),
-    Leaf("svc_name", Field("pkt_dst_aws_service")),
+    Leaf("svc_name", Derived(&DST_SERVICE)),
     Members(&DST_IDS),
+    Leaf("name", Field("dst_instance_name")),
+    Object(
+        "location",
+        &[
+            Leaf("city", Field("dst_geo_city_name")),
+            Leaf("country", Field("dst_geo_country_iso_code")),
+            Leaf("continent", Field("dst_geo_continent_name")),
+            Leaf("region", Field("dst_geo_region_name")),
+            Leaf("postal_code", Field("dst_geo_postal_code")),
+            Leaf("isp", Field("dst_as_organization")),
+            Leaf("coordinates", Derived(&DST_COORDINATES)),
+        ],
+    ),
 ];
+
+/// The AWS service of the packet address (version 5), else of the address by
+/// ip-ranges.json.
+static DST_SERVICE: Derivation = Derivation {
+    inputs: &["pkt_dst_aws_service", "dst_aws_service"],
+    bound: first_present_bound,
+    write: write_first_present,
+};
+
+static DST_COORDINATES: Derivation = Derivation {
+    inputs: &["dst_geo_lon", "dst_geo_lat"],
+    bound: |inputs| 3 + inputs.value_bound(0) + inputs.value_bound(1),
+    write: write_coordinates,
+};
 
 static CONNECTION_INFO: &[Member] = &[
     Leaf("protocol_num", Field("protocol")),
@@ -288,9 +343,26 @@ fn event_time(inputs: &Inputs<'_>, row: usize) -> i64 {
         .unwrap_or_else(crate::time::now_millis)
 }
 
+/// `[longitude, latitude]`, OCSF's order (GeoJSON's).
+fn write_coordinates(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>) -> bool {
+    let before = out.pos();
+    out.byte(b'[');
+    if !inputs.write(0, row, out) {
+        out.truncate(before);
+        return false;
+    }
+    out.byte(b',');
+    if !inputs.write(1, row, out) {
+        out.truncate(before);
+        return false;
+    }
+    out.byte(b']');
+    true
+}
+
 /// The inputs of an endpoint's address and id derivations, one side at a time.
 macro_rules! side_inputs {
-    ($addr:literal, $pkt:literal, $eni:literal, $vpc:literal, $subnet:literal) => {
+    ($addr:literal, $pkt:literal, $eni:literal, $vpc:literal, $subnet:literal, $instance:literal) => {
         &[
             "flow_direction",
             "interface_id",
@@ -302,6 +374,7 @@ macro_rules! side_inputs {
             $eni,
             $vpc,
             $subnet,
+            $instance,
         ]
     };
 }
@@ -315,6 +388,8 @@ const PKT_ADDR: usize = ADDR + 1;
 const TGW_ENI: usize = ADDR + 2;
 const TGW_VPC: usize = 8;
 const TGW_SUBNET: usize = 9;
+/// The instance holding the address, by the ENI inventory.
+const ENRICHED_INSTANCE: usize = 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -327,14 +402,16 @@ const SRC_INPUTS: &[&str] = side_inputs!(
     "pkt_srcaddr",
     "tgw_src_eni",
     "tgw_src_vpc_id",
-    "tgw_src_subnet_id"
+    "tgw_src_subnet_id",
+    "src_instance_id"
 );
 const DST_INPUTS: &[&str] = side_inputs!(
     "dstaddr",
     "pkt_dstaddr",
     "tgw_dst_eni",
     "tgw_dst_vpc_id",
-    "tgw_dst_subnet_id"
+    "tgw_dst_subnet_id",
+    "dst_instance_id"
 );
 
 static SRC_ADDRESS: Derivation = Derivation {
@@ -401,6 +478,7 @@ fn ids_bound(inputs: &Inputs<'_>) -> usize {
         TGW_ENI,
         TGW_VPC,
         TGW_SUBNET,
+        ENRICHED_INSTANCE,
     ]
     .iter()
     .map(|&i| 20 + inputs.value_bound(i))
@@ -438,10 +516,18 @@ fn write_ids(inputs: &Inputs<'_>, row: usize, out: &mut Out<'_>, side: Side) -> 
         (TGW_VPC, b",\"vpc_uid\":"),
         (TGW_SUBNET, b",\"subnet_uid\":"),
     ];
+    let mut instance_written = false;
     if inputs.text(TGW_ENI, row).is_some() {
         write_members(inputs, row, out, &tgw);
     } else if interface_on(inputs, row, side, ADDR) {
         write_members(inputs, row, out, &ID_MEMBERS);
+        instance_written = inputs.text(INSTANCE_ID, row).is_some();
+    }
+    if !instance_written {
+        if let Some(instance) = inputs.text(ENRICHED_INSTANCE, row) {
+            out.bytes(b",\"instance_uid\":");
+            out.str(instance);
+        }
     }
     out.pos() > start
 }

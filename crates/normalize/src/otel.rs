@@ -14,14 +14,15 @@ use crate::columns::{Column, Values};
 use crate::network::{address_family, transport_name};
 
 /// An attribute value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AttributeValue<'a> {
     Str(&'a str),
     Int(i64),
+    Double(f64),
 }
 
 /// One record as OpenTelemetry sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OtelRecord<'a> {
     /// Unix nanoseconds of `end` (else `start`), if the record has either.
     pub time_unix_nano: Option<u64>,
@@ -74,7 +75,7 @@ impl<'a> OtelView<'a> {
             .filter(|(_, array)| array.null_count() < array.len())
             .filter_map(|(field, array)| {
                 // Every column of a FlowBatch has a type Column reads.
-                Column::new(field.name(), array.as_ref())
+                Column::new(field, array.as_ref())
                     .ok()
                     .map(|c| (field.name().as_str(), c))
             })
@@ -93,7 +94,8 @@ impl<'a> OtelView<'a> {
                 continue;
             }
             let value = match column.values {
-                Values::Text(_) => AttributeValue::Str(column.text(row).expect("not null")),
+                Values::Text(a) | Values::Json(a) => AttributeValue::Str(a.value(row)),
+                Values::Float64(a) => AttributeValue::Double(a.value(row)),
                 _ => AttributeValue::Int(column.int(row).expect("not null")),
             };
             match name {

@@ -34,7 +34,7 @@ impl Encoder for RawEncoder {
             if array.null_count() < array.len() {
                 columns.push(Member {
                     key: MemberKey::new(field.name()),
-                    column: Column::new(field.name(), array.as_ref())?,
+                    column: Column::new(field, array.as_ref())?,
                 });
                 complete = NullBuffer::union(complete.as_ref(), array.nulls());
             }

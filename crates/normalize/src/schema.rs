@@ -3,7 +3,7 @@
 //! and `schemas/elasticsearch/component-template.json` hold the output; a test checks
 //! them (`flowlog schema` prints them).
 
-use flowlog_model::{lookup, FieldKind, FIELDS};
+use flowlog_model::{enrichment_field, lookup, EnrichKind, FieldKind, FIELDS};
 use serde_json::{json, Map, Value};
 
 use crate::ecs::{ECS, ECS_VERSION};
@@ -37,6 +37,16 @@ const DERIVED_TYPES: &[(&str, &str, &str)] = &[
         "keyword",
         "tcp_flags (flag names)",
     ),
+    (
+        "cloud.instance.id",
+        "keyword",
+        "instance_id, else eni_instance_id",
+    ),
+    (
+        "related.hosts",
+        "keyword",
+        "src_instance_name dst_instance_name",
+    ),
 ];
 
 /// Where ECS gives a field a type other than its value's: addresses may be host names,
@@ -47,6 +57,8 @@ const ECS_TYPES: &[(&str, &str)] = &[
     ("data_stream.type", "constant_keyword"),
     ("data_stream.dataset", "constant_keyword"),
     ("data_stream.namespace", "constant_keyword"),
+    // Tags: keyword values under the tag's key.
+    ("labels", "object"),
 ];
 
 /// Every field `--to ecs` can write, in table order.
@@ -71,14 +83,16 @@ fn mark_read(members: &[Member], read: &mut [bool]) {
                     Source::Derived(d) => d.inputs,
                     Source::Literal(_) => &[],
                 };
-                for name in names {
-                    read[lookup(name).expect("catalogue field")] = true;
+                // Enrichment columns are not flow-log fields: Rest never writes them.
+                for id in names.iter().filter_map(|n| lookup(n)) {
+                    read[id] = true;
                 }
             }
             Member::Members(d) => d
                 .inputs
                 .iter()
-                .for_each(|n| read[lookup(n).unwrap()] = true),
+                .filter_map(|n| lookup(n))
+                .for_each(|id| read[id] = true),
             Member::Object(_, members) | Member::Group(members) => mark_read(members, read),
             Member::Rest => {}
         }
@@ -132,6 +146,19 @@ fn walk(members: &[Member], prefix: &str, read: &[bool], out: &mut Vec<EcsField>
                     from,
                 });
             }
+            // Latitude and longitude are one geo_point in Elasticsearch.
+            Member::Object(key @ "location", members) => out.push(EcsField {
+                path: join(key),
+                es_type: "geo_point",
+                from: members
+                    .iter()
+                    .filter_map(|m| match m {
+                        Member::Leaf(_, Source::Field(f)) => Some(*f),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            }),
             Member::Object(key, members) => walk(members, &join(key), read, out),
             Member::Group(members) => walk(members, prefix, read, out),
             Member::Rest => {
@@ -149,7 +176,18 @@ fn walk(members: &[Member], prefix: &str, read: &[bool], out: &mut Vec<EcsField>
 }
 
 fn field_type(name: &str) -> &'static str {
-    kind_type(FIELDS[lookup(name).expect("catalogue field")].kind)
+    match lookup(name) {
+        Some(id) => kind_type(FIELDS[id].kind),
+        None => match enrichment_field(name)
+            .expect("catalogue or enrichment field")
+            .kind
+        {
+            EnrichKind::Text | EnrichKind::Json => "keyword",
+            EnrichKind::Int => "long",
+            EnrichKind::Float => "float",
+            EnrichKind::Time => "date",
+        },
+    }
 }
 
 fn kind_type(kind: FieldKind) -> &'static str {

@@ -8,7 +8,7 @@
 //! documents never carry `null`, `"-"` or `{}`.
 
 use arrow_array::RecordBatch;
-use flowlog_model::{lookup, FieldId, FlowBatch};
+use flowlog_model::{enrichment_fields, lookup, FieldId, FlowBatch, FIELDS};
 
 use crate::columns::{short_view, Column, Values};
 use crate::json::{MemberKey, Number, Object, Out, OutBuffer, Rows, NUMBER_BOUND};
@@ -92,6 +92,11 @@ impl<'a> Inputs<'a> {
         self.dates.write(out, millis)
     }
 
+    /// How many inputs the derivation has.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
     /// The most bytes input `i` takes as JSON in any row (0 when the batch lacks it).
     pub fn value_bound(&self, i: usize) -> usize {
         self.columns[i].as_ref().map_or(0, Column::value_bound)
@@ -161,15 +166,67 @@ pub(crate) struct Template {
     read: Vec<bool>,
 }
 
+/// A column a table reads: a catalogue field (its id), or an enrichment column (the
+/// catalogue's length plus its place in the enrichment table).
 fn field_id(name: &str) -> FieldId {
-    lookup(name).unwrap_or_else(|| panic!("template names unknown field `{name}`"))
+    lookup(name)
+        .or_else(|| {
+            enrichment_fields()
+                .iter()
+                .position(|f| f.column == name)
+                .map(|i| FIELDS.len() + i)
+        })
+        .unwrap_or_else(|| panic!("template names unknown field `{name}`"))
+}
+
+/// Where a batch's columns are, by the ids of [`field_id`]: catalogue fields lead every
+/// schema, and enrichment columns, when a batch has them, close it in table order.
+struct Positions {
+    /// Schema position of the first enrichment column, if the batch has them.
+    enrichment: Option<usize>,
+    width: usize,
+}
+
+impl Positions {
+    fn new(schema: &arrow_schema::Schema) -> Self {
+        let fields = enrichment_fields();
+        let width = schema.fields().len();
+        let enrichment = width.checked_sub(fields.len()).filter(|&start| {
+            start >= FIELDS.len()
+                && schema.fields()[start..]
+                    .iter()
+                    .zip(fields)
+                    .all(|(a, b)| a.name() == b.column)
+        });
+        Self { enrichment, width }
+    }
+
+    /// The schema position of column `id`.
+    fn position(&self, id: FieldId) -> Option<usize> {
+        match id.checked_sub(FIELDS.len()) {
+            None => Some(id),
+            Some(i) => self.enrichment.map(|start| start + i),
+        }
+    }
+
+    /// The id of the column at schema `position`, if it has one (unknown fields of custom
+    /// formats have none).
+    fn id(&self, position: usize) -> Option<FieldId> {
+        match self.enrichment {
+            _ if position < FIELDS.len() => Some(position),
+            Some(start) if position >= start && position < self.width => {
+                Some(FIELDS.len() + position - start)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Template {
     /// Compiles a table. Panics on a field name the catalogue lacks (a bug in the table,
     /// caught by every test that uses it).
     pub fn new(members: &[Member]) -> Self {
-        let mut read = vec![false; flowlog_model::FIELDS.len()];
+        let mut read = vec![false; FIELDS.len() + enrichment_fields().len()];
         let nodes = compile(members, &mut read);
         Self { nodes, read }
     }
@@ -183,12 +240,13 @@ impl Template {
         let mut columns = Vec::with_capacity(records.num_columns());
         for (field, array) in schema.fields().iter().zip(records.columns()) {
             columns.push(if array.null_count() < array.len() {
-                Some(Column::new(field.name(), array.as_ref())?)
+                Some(Column::new(field, array.as_ref())?)
             } else {
                 None
             });
         }
         let ctx = BindContext {
+            positions: Positions::new(&schema),
             columns: &columns,
             schema_names: schema.fields().iter().map(|f| f.name().as_str()).collect(),
             read: &self.read,
@@ -267,6 +325,7 @@ fn literal(key: &str, json: &str) -> MemberKey {
 }
 
 struct BindContext<'c, 'a> {
+    positions: Positions,
     /// By schema position; `None` when the batch has no value in that column.
     columns: &'c [Option<Column<'a>>],
     schema_names: Vec<&'c str>,
@@ -306,7 +365,10 @@ enum Bound<'t, 'a> {
 }
 
 fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound<'t, 'a>> {
-    let column = |id: FieldId| ctx.columns.get(id).copied().flatten();
+    let column = |id: FieldId| {
+        let position = ctx.positions.position(id)?;
+        ctx.columns.get(position).copied().flatten()
+    };
     // A derivation takes part when the batch has any of its inputs.
     let bind_inputs = |ids: &[FieldId]| {
         let columns: Vec<_> = ids.iter().map(|&id| column(id)).collect();
@@ -374,7 +436,9 @@ fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound
                     .columns
                     .iter()
                     .enumerate()
-                    .filter(|(id, c)| c.is_some() && !ctx.read.get(*id).copied().unwrap_or(false))
+                    .filter(|(position, c)| {
+                        c.is_some() && !ctx.positions.id(*position).is_some_and(|id| ctx.read[id])
+                    })
                     .map(|(id, c)| (MemberKey::new(ctx.schema_names[id]), c.unwrap()))
                     .collect();
                 (!rest.is_empty()).then_some(Bound::Rest(rest))
