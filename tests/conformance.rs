@@ -62,14 +62,7 @@ fn same_value(ours: &Value, theirs: &Value) -> bool {
 
 fn check_against_elastic(file: &str, format: &str) {
     let input = fixture(&format!("elastic-integrations/{file}"));
-    let expected: Value = serde_json::from_slice(
-        &std::fs::read(fixture(&format!(
-            "elastic-integrations/{file}-expected.json"
-        )))
-        .unwrap(),
-    )
-    .unwrap();
-    let expected = expected["expected"].as_array().unwrap();
+    let expected = &common::elastic_expected(file);
     let run = transform_file(&input, &["--format", format]);
     assert!(run.success, "{}", run.stderr);
     assert!(run.dead_letters.is_empty(), "{:?}", run.dead_letters);

@@ -187,14 +187,7 @@ fn ecs_matches_elastic_except_where_listed() {
     let mut used = BTreeSet::new();
     let mut compared = 0;
     for (file, format) in elastic_fixture_formats() {
-        let expected: Value = serde_json::from_slice(
-            &std::fs::read(fixture(&format!(
-                "elastic-integrations/{file}-expected.json"
-            )))
-            .unwrap(),
-        )
-        .unwrap();
-        let expected = expected["expected"].as_array().unwrap();
+        let expected = &common::elastic_expected(file);
         let ours = ecs_documents(file, &format);
         assert_eq!(ours.len(), expected.len(), "{file}: document count");
         for (i, (ours, theirs)) in ours.iter().zip(expected).enumerate() {

@@ -111,24 +111,13 @@ fn elastic_geo_and_as_fields_compare_structurally() {
     const FINER: &[&str] = &["geo.city_name", "geo.region_name", "as.organization.name"];
     let mut compared = 0;
     for (file, format) in elastic_fixture_formats() {
-        let expected: Value = serde_json::from_slice(
-            &std::fs::read(fixture(&format!(
-                "elastic-integrations/{file}-expected.json"
-            )))
-            .unwrap(),
-        )
-        .unwrap();
+        let expected = common::elastic_expected(file);
         let run = transform_file(
             &fixture(&format!("elastic-integrations/{file}")),
             &strs(&args(&dbs, &["--to", "ecs", "--format", &format])),
         );
         assert!(run.success, "{file}: {}", run.stderr);
-        for (theirs, ours) in expected["expected"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(&run.records)
-        {
+        for (theirs, ours) in expected.iter().zip(&run.records) {
             for side in ["source", "destination"] {
                 let theirs = geo_as_types(&theirs[side]);
                 if theirs.is_empty() {
@@ -199,10 +188,7 @@ fn enriched_ocsf_validates() {
             );
             assert!(run.success, "{file}: {}", run.stderr);
             for event in &run.records {
-                let errors: Vec<String> = validator
-                    .iter_errors(event)
-                    .map(|e| format!("{e} at {}", e.instance_path()))
-                    .collect();
+                let errors = common::ocsf_errors(&validator, event);
                 assert!(
                     errors.is_empty(),
                     "{file} ({version}): {errors:#?}\n{event}"

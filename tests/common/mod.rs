@@ -196,3 +196,23 @@ pub fn ocsf_validator(version: &str) -> jsonschema::Validator {
     let schema: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
+
+/// The documents Elastic's pipeline test expects for `elastic-integrations/FILE`.
+pub fn elastic_expected(file: &str) -> Vec<Value> {
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(fixture(&format!(
+            "elastic-integrations/{file}-expected.json"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    expected["expected"].as_array().unwrap().clone()
+}
+
+/// Every way `event` breaks the OCSF schema of `validator`, with where.
+pub fn ocsf_errors(validator: &jsonschema::Validator, event: &Value) -> Vec<String> {
+    validator
+        .iter_errors(event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}

@@ -78,11 +78,7 @@ pub(crate) fn looks_like_mmdb(path: &Path) -> Result<bool, EnrichError> {
     let mut buf = Vec::with_capacity(tail as usize);
     file.read_to_end(&mut buf)
         .map_err(|e| EnrichError::io(path, e))?;
-    Ok(memchr_marker(&buf, MARKER))
-}
-
-fn memchr_marker(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    Ok(memchr::memmem::find(&buf, MARKER).is_some())
 }
 
 fn file_stamp(path: &Path) -> Result<(SystemTime, u64), EnrichError> {

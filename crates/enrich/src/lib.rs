@@ -28,7 +28,7 @@ pub mod watchlist;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
@@ -39,7 +39,7 @@ use arrow_array::{
 };
 use arrow_schema::{Schema, SchemaRef};
 use flowlog_model::enrichment::enrichment_schema_fields;
-use flowlog_model::{enrichment_fields, FlowBatch};
+use flowlog_model::{enrichment_fields, EnrichKind, FlowBatch};
 use hashbrown::HashMap;
 
 pub use address::is_public;
@@ -382,28 +382,33 @@ impl Enricher {
                 .filter(|a| a.null_count() < a.len())
                 .map(|a| a.as_string_view().clone())
         };
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(enrichment_fields().len());
-        for side in ["srcaddr", "dstaddr"] {
-            match text_column(side) {
-                Some(addresses) => self.address_columns(&addresses, &mut columns),
-                None => columns.extend(SIDE_FIELDS.iter().map(|&(_, k)| null_column(k, rows))),
+        // Each source fills the columns it knows; the rest stay null.
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; enrichment_fields().len()];
+        for (side, name) in [(Side::Src, "srcaddr"), (Side::Dst, "dstaddr")] {
+            if let Some(addresses) = text_column(name) {
+                self.address_columns(side, &addresses, &mut columns);
             }
         }
         let starts = records
             .column_by_name("start")
             .filter(|a| a.null_count() < a.len())
             .map(|a| a.as_primitive::<TimestampMillisecondType>().clone());
-        match text_column("interface_id").filter(|_| !self.inventory.is_empty()) {
-            Some(ids) => self.interface_columns(&ids, starts.as_ref(), &mut columns),
-            None => columns.extend(INTERFACE_FIELDS.iter().map(|&(_, k)| null_column(k, rows))),
+        if let Some(ids) = text_column("interface_id").filter(|_| !self.inventory.is_empty()) {
+            self.interface_columns(&ids, starts.as_ref(), &mut columns);
         }
-        for label in [&self.geo_label, &self.asn_label] {
-            columns.push(match label {
-                Some(l) => constant(l, rows),
-                None => null_column(Kind::Text, rows),
-            });
+        for (i, source) in sources().iter().enumerate() {
+            let label = match source {
+                Source::GeoDatabase => &self.geo_label,
+                Source::AsnDatabase => &self.asn_label,
+                _ => continue,
+            };
+            columns[i] = label.as_deref().map(|l| constant(l, rows));
         }
-        debug_assert_eq!(columns.len(), enrichment_fields().len());
+        let fields = enrichment_schema_fields();
+        let columns = columns
+            .into_iter()
+            .zip(fields.iter())
+            .map(|(c, f)| c.unwrap_or_else(|| new_null_array(f.data_type(), rows)));
         let schema = self.schema_for(records.schema());
         let mut all = records.columns().to_vec();
         all.extend(columns);
@@ -426,8 +431,13 @@ impl Enricher {
         out
     }
 
-    /// The per-side columns for one address column.
-    fn address_columns(&mut self, addresses: &StringViewArray, columns: &mut Vec<ArrayRef>) {
+    /// The columns of one side, from its address column.
+    fn address_columns(
+        &mut self,
+        side: Side,
+        addresses: &StringViewArray,
+        columns: &mut [Option<ArrayRef>],
+    ) {
         // Distinct addresses of the batch, and each row's index among them.
         let mut index: HashMap<&str, u32> = HashMap::with_capacity(256);
         let mut distinct: Vec<&str> = Vec::with_capacity(256);
@@ -459,8 +469,14 @@ impl Enricher {
             })
             .collect();
         let infos: Vec<Option<&AddressInfo>> = infos.iter().map(Option::as_deref).collect();
-        for &(field, kind) in SIDE_FIELDS {
-            columns.push(gather(&infos, &keys, kind, |i| side_value(i, field)));
+        for (i, source) in sources().iter().enumerate() {
+            if let Source::Address(s, field) = *source {
+                if s == side {
+                    columns[i] = gather(&infos, &keys, enrichment_fields()[i].kind, |info| {
+                        side_value(info, field)
+                    });
+                }
+            }
         }
     }
 
@@ -468,7 +484,7 @@ impl Enricher {
         &self,
         ids: &StringViewArray,
         starts: Option<&arrow_array::TimestampMillisecondArray>,
-        columns: &mut Vec<ArrayRef>,
+        columns: &mut [Option<ArrayRef>],
     ) {
         // Distinct mappings of the batch (an interface whose mapping changed during the
         // batch has two), by address of the shared mapping.
@@ -487,20 +503,56 @@ impl Enricher {
                 }))
             })
             .collect();
-        for &(field, kind) in INTERFACE_FIELDS {
-            columns.push(gather(&distinct, &keys, kind, |i| {
-                interface_value(i, field)
-            }));
+        for (i, source) in sources().iter().enumerate() {
+            if let Source::Interface(field) = *source {
+                columns[i] = gather(&distinct, &keys, enrichment_fields()[i].kind, |interface| {
+                    interface_value(interface, field)
+                });
+            }
         }
     }
 }
 
-/// Storage of an enrichment column, as far as building it goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Src,
+    Dst,
+}
+
+/// What fills an enrichment column.
 #[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Int,
-    Float,
+enum Source {
+    Address(Side, SideField),
+    Interface(InterfaceField),
+    GeoDatabase,
+    AsnDatabase,
+}
+
+/// The source of each column of the model's enrichment table, in its order: the table
+/// names the columns, this reads the names, so the two cannot drift apart.
+fn sources() -> &'static [Source] {
+    static SOURCES: OnceLock<Vec<Source>> = OnceLock::new();
+    SOURCES.get_or_init(|| {
+        enrichment_fields()
+            .iter()
+            .map(|f| {
+                let name = f.column;
+                let side = |prefix, side| {
+                    let field = SideField::named(name.strip_prefix(prefix)?)?;
+                    Some(Source::Address(side, field))
+                };
+                side("src_", Side::Src)
+                    .or_else(|| side("dst_", Side::Dst))
+                    .or_else(|| Some(Source::Interface(InterfaceField::named(name)?)))
+                    .or(match name {
+                        "geoip_database" => Some(Source::GeoDatabase),
+                        "asn_database" => Some(Source::AsnDatabase),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("no source fills enrichment column {name}"))
+            })
+            .collect()
+    })
 }
 
 /// A value of one enrichment column for one distinct address or interface.
@@ -509,30 +561,6 @@ enum Value<'a> {
     Int(i64),
     Float(f64),
 }
-
-/// The per-side fields, in the order of the model's table (after the `src_`/`dst_`).
-const SIDE_FIELDS: &[(SideField, Kind)] = &[
-    (SideField::CountryIso, Kind::Text),
-    (SideField::CountryName, Kind::Text),
-    (SideField::ContinentCode, Kind::Text),
-    (SideField::ContinentName, Kind::Text),
-    (SideField::RegionIso, Kind::Text),
-    (SideField::RegionName, Kind::Text),
-    (SideField::City, Kind::Text),
-    (SideField::Postal, Kind::Text),
-    (SideField::Lat, Kind::Float),
-    (SideField::Lon, Kind::Float),
-    (SideField::Timezone, Kind::Text),
-    (SideField::AsNumber, Kind::Int),
-    (SideField::AsOrganization, Kind::Text),
-    (SideField::AwsService, Kind::Text),
-    (SideField::AwsRegion, Kind::Text),
-    (SideField::InstanceId, Kind::Text),
-    (SideField::InstanceName, Kind::Text),
-    (SideField::InterfaceId, Kind::Text),
-    (SideField::Watch, Kind::Text),
-    (SideField::WatchList, Kind::Text),
-];
 
 #[derive(Clone, Copy)]
 enum SideField {
@@ -556,6 +584,35 @@ enum SideField {
     InterfaceId,
     Watch,
     WatchList,
+}
+
+impl SideField {
+    /// The field named `suffix` after `src_`/`dst_` in the model's table.
+    fn named(suffix: &str) -> Option<Self> {
+        Some(match suffix {
+            "geo_country_iso_code" => Self::CountryIso,
+            "geo_country_name" => Self::CountryName,
+            "geo_continent_code" => Self::ContinentCode,
+            "geo_continent_name" => Self::ContinentName,
+            "geo_region_iso_code" => Self::RegionIso,
+            "geo_region_name" => Self::RegionName,
+            "geo_city_name" => Self::City,
+            "geo_postal_code" => Self::Postal,
+            "geo_lat" => Self::Lat,
+            "geo_lon" => Self::Lon,
+            "geo_timezone" => Self::Timezone,
+            "as_number" => Self::AsNumber,
+            "as_organization" => Self::AsOrganization,
+            "aws_service" => Self::AwsService,
+            "aws_region" => Self::AwsRegion,
+            "instance_id" => Self::InstanceId,
+            "instance_name" => Self::InstanceName,
+            "interface_id" => Self::InterfaceId,
+            "watchlist" => Self::Watch,
+            "watchlist_name" => Self::WatchList,
+            _ => return None,
+        })
+    }
 }
 
 fn side_value(info: &AddressInfo, field: SideField) -> Option<Value<'_>> {
@@ -587,19 +644,6 @@ fn side_value(info: &AddressInfo, field: SideField) -> Option<Value<'_>> {
     }
 }
 
-/// The recording-interface fields, in the order of the model's table.
-const INTERFACE_FIELDS: &[(InterfaceField, Kind)] = &[
-    (InterfaceField::InstanceId, Kind::Text),
-    (InterfaceField::Name, Kind::Text),
-    (InterfaceField::Tags, Kind::Text),
-    (InterfaceField::SecurityGroups, Kind::Text),
-    (InterfaceField::Subnet, Kind::Text),
-    (InterfaceField::Vpc, Kind::Text),
-    (InterfaceField::Type, Kind::Text),
-    (InterfaceField::Requester, Kind::Text),
-    (InterfaceField::Description, Kind::Text),
-];
-
 #[derive(Clone, Copy)]
 enum InterfaceField {
     InstanceId,
@@ -611,6 +655,23 @@ enum InterfaceField {
     Type,
     Requester,
     Description,
+}
+
+impl InterfaceField {
+    fn named(column: &str) -> Option<Self> {
+        Some(match column {
+            "eni_instance_id" => Self::InstanceId,
+            "eni_instance_name" => Self::Name,
+            "eni_tags" => Self::Tags,
+            "eni_security_groups" => Self::SecurityGroups,
+            "eni_subnet_id" => Self::Subnet,
+            "eni_vpc_id" => Self::Vpc,
+            "eni_type" => Self::Type,
+            "eni_requester_id" => Self::Requester,
+            "eni_description" => Self::Description,
+            _ => return None,
+        })
+    }
 }
 
 fn interface_value(i: &Interface, field: InterfaceField) -> Option<Value<'_>> {
@@ -628,46 +689,38 @@ fn interface_value(i: &Interface, field: InterfaceField) -> Option<Value<'_>> {
     value.as_deref().map(Value::Text)
 }
 
-fn null_column(kind: Kind, rows: usize) -> ArrayRef {
-    new_null_array(&data_type(kind), rows)
-}
-
-fn data_type(kind: Kind) -> arrow_schema::DataType {
-    use arrow_schema::DataType;
-    match kind {
-        Kind::Text => DataType::Utf8View,
-        Kind::Int => DataType::Int64,
-        Kind::Float => DataType::Float64,
-    }
-}
-
 /// One column: the value of each distinct entry, spread to the rows by `keys`. Spreading
 /// copies 16-byte views, never string bytes, so a column costs the same whatever its text.
 fn gather<T>(
     distinct: &[Option<&T>],
     keys: &UInt32Array,
-    kind: Kind,
+    kind: EnrichKind,
     value: impl Fn(&T) -> Option<Value<'_>>,
-) -> ArrayRef {
+) -> Option<ArrayRef> {
     let values: Vec<Option<Value<'_>>> = distinct.iter().map(|d| d.and_then(&value)).collect();
     if values.iter().all(Option::is_none) {
-        return null_column(kind, keys.len());
+        return None;
     }
     let dictionary: ArrayRef = match kind {
-        Kind::Text => Arc::new(StringViewArray::from_iter(values.iter().map(|v| match v {
-            Some(Value::Text(s)) => Some(*s),
-            _ => None,
-        }))),
-        Kind::Int => Arc::new(Int64Array::from_iter(values.iter().map(|v| match v {
+        EnrichKind::Text | EnrichKind::Json => {
+            Arc::new(StringViewArray::from_iter(values.iter().map(|v| match v {
+                Some(Value::Text(s)) => Some(*s),
+                _ => None,
+            })))
+        }
+        EnrichKind::Int => Arc::new(Int64Array::from_iter(values.iter().map(|v| match v {
             Some(Value::Int(n)) => Some(*n),
             _ => None,
         }))),
-        Kind::Float => Arc::new(Float64Array::from_iter(values.iter().map(|v| match v {
+        EnrichKind::Float => Arc::new(Float64Array::from_iter(values.iter().map(|v| match v {
             Some(Value::Float(n)) => Some(*n),
             _ => None,
         }))),
     };
-    arrow_select::take::take(dictionary.as_ref(), keys, None).expect("keys index the dictionary")
+    Some(
+        arrow_select::take::take(dictionary.as_ref(), keys, None)
+            .expect("keys index the dictionary"),
+    )
 }
 
 /// A text column with the same value in every row.

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow_schema::{DataType, Field, Fields, TimeUnit};
+use arrow_schema::{DataType, Field, Fields};
 
 /// How an enrichment column is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +18,6 @@ pub enum EnrichKind {
     /// A JSON object or array as text (Arrow's canonical `arrow.json` extension type):
     /// written into documents as JSON, not as a string.
     Json,
-    /// Milliseconds since the epoch, UTC.
-    Time,
 }
 
 impl EnrichKind {
@@ -28,7 +26,6 @@ impl EnrichKind {
             EnrichKind::Text | EnrichKind::Json => DataType::Utf8View,
             EnrichKind::Int => DataType::Int64,
             EnrichKind::Float => DataType::Float64,
-            EnrichKind::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         }
     }
 }

@@ -177,73 +177,64 @@ static BODY: &[Member] = &[
     Object("unmapped", &[Members(&UNMAPPED_INTERFACE), Rest]),
 ];
 
-static SRC_ENDPOINT: &[Member] = &[
-    Members(&SRC_ADDRESS),
-    Leaf("port", Field("srcport")),
-    Leaf("svc_name", Derived(&SRC_SERVICE)),
-    Members(&SRC_IDS),
-    Leaf("name", Field("src_instance_name")),
-    Object(
-        "location",
-        &[
-            Leaf("city", Field("src_geo_city_name")),
-            Leaf("country", Field("src_geo_country_iso_code")),
-            Leaf("continent", Field("src_geo_continent_name")),
-            Leaf("region", Field("src_geo_region_name")),
-            Leaf("postal_code", Field("src_geo_postal_code")),
-            Leaf("isp", Field("src_as_organization")),
-            Leaf("coordinates", Derived(&SRC_COORDINATES)),
-        ],
-    ),
-];
+/// One endpoint: its address, port, service, ids, the instance holding the address, and
+/// where the address is (GeoIP/ASN enrichment).
+macro_rules! endpoint {
+    ($endpoint:ident, $address:ident, $ids:ident, $service:ident, $coordinates:ident, $side:literal) => {
+        static $endpoint: &[Member] = &[
+            Members(&$address),
+            Leaf("port", Field(concat!($side, "port"))),
+            Leaf("svc_name", Derived(&$service)),
+            Members(&$ids),
+            Leaf("name", Field(concat!($side, "_instance_name"))),
+            Object(
+                "location",
+                &[
+                    Leaf("city", Field(concat!($side, "_geo_city_name"))),
+                    Leaf("country", Field(concat!($side, "_geo_country_iso_code"))),
+                    Leaf("continent", Field(concat!($side, "_geo_continent_name"))),
+                    Leaf("region", Field(concat!($side, "_geo_region_name"))),
+                    Leaf("postal_code", Field(concat!($side, "_geo_postal_code"))),
+                    Leaf("isp", Field(concat!($side, "_as_organization"))),
+                    Leaf("coordinates", Derived(&$coordinates)),
+                ],
+            ),
+        ];
 
-/// The AWS service of the packet address (version 5), else of the address by
-/// ip-ranges.json.
-static SRC_SERVICE: Derivation = Derivation {
-    inputs: &["pkt_src_aws_service", "src_aws_service"],
-    bound: first_present_bound,
-    write: write_first_present,
-};
+        /// The AWS service of the packet address (version 5), else of the address by
+        /// ip-ranges.json.
+        static $service: Derivation = Derivation {
+            inputs: &[
+                concat!("pkt_", $side, "_aws_service"),
+                concat!($side, "_aws_service"),
+            ],
+            bound: first_present_bound,
+            write: write_first_present,
+        };
 
-static SRC_COORDINATES: Derivation = Derivation {
-    inputs: &["src_geo_lon", "src_geo_lat"],
-    bound: |inputs| 3 + inputs.value_bound(0) + inputs.value_bound(1),
-    write: write_coordinates,
-};
-
-static DST_ENDPOINT: &[Member] = &[
-    Members(&DST_ADDRESS),
-    Leaf("port", Field("dstport")),
-    Leaf("svc_name", Derived(&DST_SERVICE)),
-    Members(&DST_IDS),
-    Leaf("name", Field("dst_instance_name")),
-    Object(
-        "location",
-        &[
-            Leaf("city", Field("dst_geo_city_name")),
-            Leaf("country", Field("dst_geo_country_iso_code")),
-            Leaf("continent", Field("dst_geo_continent_name")),
-            Leaf("region", Field("dst_geo_region_name")),
-            Leaf("postal_code", Field("dst_geo_postal_code")),
-            Leaf("isp", Field("dst_as_organization")),
-            Leaf("coordinates", Derived(&DST_COORDINATES)),
-        ],
-    ),
-];
-
-/// The AWS service of the packet address (version 5), else of the address by
-/// ip-ranges.json.
-static DST_SERVICE: Derivation = Derivation {
-    inputs: &["pkt_dst_aws_service", "dst_aws_service"],
-    bound: first_present_bound,
-    write: write_first_present,
-};
-
-static DST_COORDINATES: Derivation = Derivation {
-    inputs: &["dst_geo_lon", "dst_geo_lat"],
-    bound: |inputs| 3 + inputs.value_bound(0) + inputs.value_bound(1),
-    write: write_coordinates,
-};
+        static $coordinates: Derivation = Derivation {
+            inputs: &[concat!($side, "_geo_lon"), concat!($side, "_geo_lat")],
+            bound: |inputs| 3 + inputs.value_bound(0) + inputs.value_bound(1),
+            write: write_coordinates,
+        };
+    };
+}
+endpoint!(
+    SRC_ENDPOINT,
+    SRC_ADDRESS,
+    SRC_IDS,
+    SRC_SERVICE,
+    SRC_COORDINATES,
+    "src"
+);
+endpoint!(
+    DST_ENDPOINT,
+    DST_ADDRESS,
+    DST_IDS,
+    DST_SERVICE,
+    DST_COORDINATES,
+    "dst"
+);
 
 static CONNECTION_INFO: &[Member] = &[
     Leaf("protocol_num", Field("protocol")),

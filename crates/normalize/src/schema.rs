@@ -185,7 +185,6 @@ fn field_type(name: &str) -> &'static str {
             EnrichKind::Text | EnrichKind::Json => "keyword",
             EnrichKind::Int => "long",
             EnrichKind::Float => "float",
-            EnrichKind::Time => "date",
         },
     }
 }
