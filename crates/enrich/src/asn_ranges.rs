@@ -31,10 +31,13 @@ impl AsnRanges {
                 csv::ErrorKind::Io(io) => EnrichError::io(path, io),
                 other => EnrichError::line(path, 0, format!("{other:?}")),
             })?;
-        let mut by_name = std::collections::HashMap::<String, u32>::new();
-        for (i, org) in self.organizations.iter().enumerate() {
-            by_name.insert(org.to_string(), i as u32);
-        }
+        // Organizations repeat (a large AS announces thousands of ranges): one copy each.
+        let mut by_name: hashbrown::HashMap<Arc<str>, u32> = self
+            .organizations
+            .iter()
+            .enumerate()
+            .map(|(i, org)| (Arc::clone(org), i as u32))
+            .collect();
         let mut record = csv::StringRecord::new();
         let mut line = 0;
         loop {
@@ -67,9 +70,10 @@ impl AsnRanges {
             let org = match by_name.get(org) {
                 Some(&i) => i,
                 None => {
-                    self.organizations.push(org.into());
-                    let i = self.organizations.len() as u32 - 1;
-                    by_name.insert(org.to_string(), i);
+                    let org: Arc<str> = org.into();
+                    let i = self.organizations.len() as u32;
+                    self.organizations.push(Arc::clone(&org));
+                    by_name.insert(org, i);
                     i
                 }
             };

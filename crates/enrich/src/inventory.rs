@@ -7,7 +7,9 @@
 //! record is labelled with the mapping that held at its start time; a record older than
 //! every mapping the inventory knows is not labelled at all rather than labelled wrongly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -35,7 +35,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{
     new_null_array, Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringViewArray,
-    UInt32Array,
+    UInt32Array, UInt32DictionaryArray,
 };
 use arrow_schema::{Schema, SchemaRef};
 use flowlog_model::enrichment::enrichment_schema_fields;
@@ -384,9 +384,10 @@ impl Enricher {
         };
         // Each source fills the columns it knows; the rest stay null.
         let mut columns: Vec<Option<ArrayRef>> = vec![None; enrichment_fields().len()];
+        let mut plain = batch.plain_text;
         for (side, name) in [(Side::Src, "srcaddr"), (Side::Dst, "dstaddr")] {
             if let Some(addresses) = text_column(name) {
-                self.address_columns(side, &addresses, &mut columns);
+                self.address_columns(side, &addresses, &mut columns, &mut plain);
             }
         }
         let starts = records
@@ -394,15 +395,17 @@ impl Enricher {
             .filter(|a| a.null_count() < a.len())
             .map(|a| a.as_primitive::<TimestampMillisecondType>().clone());
         if let Some(ids) = text_column("interface_id").filter(|_| !self.inventory.is_empty()) {
-            self.interface_columns(&ids, starts.as_ref(), &mut columns);
+            self.interface_columns(&ids, starts.as_ref(), &mut columns, &mut plain);
         }
+        // One set of zero keys for the constant columns, so they share their keys too.
+        let zeros = UInt32Array::from(vec![0u32; rows]);
         for (i, source) in sources().iter().enumerate() {
             let label = match source {
                 Source::GeoDatabase => &self.geo_label,
                 Source::AsnDatabase => &self.asn_label,
                 _ => continue,
             };
-            columns[i] = label.as_deref().map(|l| constant(l, rows));
+            columns[i] = label.as_deref().map(|l| constant(l, &zeros, &mut plain));
         }
         let fields = enrichment_schema_fields();
         let columns = columns
@@ -413,7 +416,11 @@ impl Enricher {
         let mut all = records.columns().to_vec();
         all.extend(columns);
         let records = RecordBatch::try_new(schema, all).expect("columns built to the schema");
-        FlowBatch { records, ..batch }
+        FlowBatch {
+            records,
+            plain_text: plain,
+            ..batch
+        }
     }
 
     fn schema_for(&mut self, input: SchemaRef) -> SchemaRef {
@@ -437,6 +444,7 @@ impl Enricher {
         side: Side,
         addresses: &StringViewArray,
         columns: &mut [Option<ArrayRef>],
+        plain: &mut bool,
     ) {
         // Distinct addresses of the batch, and each row's index among them.
         let mut index: HashMap<&str, u32> = HashMap::with_capacity(256);
@@ -472,9 +480,8 @@ impl Enricher {
         for (i, source) in sources().iter().enumerate() {
             if let Source::Address(s, field) = *source {
                 if s == side {
-                    columns[i] = gather(&infos, &keys, enrichment_fields()[i].kind, |info| {
-                        side_value(info, field)
-                    });
+                    let kind = enrichment_fields()[i].kind;
+                    columns[i] = gather(&infos, &keys, kind, plain, |info| side_value(info, field));
                 }
             }
         }
@@ -485,6 +492,7 @@ impl Enricher {
         ids: &StringViewArray,
         starts: Option<&arrow_array::TimestampMillisecondArray>,
         columns: &mut [Option<ArrayRef>],
+        plain: &mut bool,
     ) {
         // Distinct mappings of the batch (an interface whose mapping changed during the
         // batch has two), by address of the shared mapping.
@@ -505,7 +513,8 @@ impl Enricher {
             .collect();
         for (i, source) in sources().iter().enumerate() {
             if let Source::Interface(field) = *source {
-                columns[i] = gather(&distinct, &keys, enrichment_fields()[i].kind, |interface| {
+                let kind = enrichment_fields()[i].kind;
+                columns[i] = gather(&distinct, &keys, kind, plain, |interface| {
                     interface_value(interface, field)
                 });
             }
@@ -689,12 +698,14 @@ fn interface_value(i: &Interface, field: InterfaceField) -> Option<Value<'_>> {
     value.as_deref().map(Value::Text)
 }
 
-/// One column: the value of each distinct entry, spread to the rows by `keys`. Spreading
-/// copies 16-byte views, never string bytes, so a column costs the same whatever its text.
+/// One column, dictionary-encoded: the value of each distinct entry, and `keys` (shared
+/// by every column of the same lookups) for the rows. `plain` is cleared when a text value
+/// holds a byte JSON must escape (see [`FlowBatch::plain_text`]).
 fn gather<T>(
     distinct: &[Option<&T>],
     keys: &UInt32Array,
     kind: EnrichKind,
+    plain: &mut bool,
     value: impl Fn(&T) -> Option<Value<'_>>,
 ) -> Option<ArrayRef> {
     let values: Vec<Option<Value<'_>>> = distinct.iter().map(|d| d.and_then(&value)).collect();
@@ -703,10 +714,15 @@ fn gather<T>(
     }
     let dictionary: ArrayRef = match kind {
         EnrichKind::Text | EnrichKind::Json => {
-            Arc::new(StringViewArray::from_iter(values.iter().map(|v| match v {
+            let text = StringViewArray::from_iter(values.iter().map(|v| match v {
                 Some(Value::Text(s)) => Some(*s),
                 _ => None,
-            })))
+            }));
+            // JSON values are written as they are, never escaped.
+            if kind == EnrichKind::Text && *plain {
+                *plain = !text.iter().flatten().any(needs_escape);
+            }
+            Arc::new(text)
         }
         EnrichKind::Int => Arc::new(Int64Array::from_iter(values.iter().map(|v| match v {
             Some(Value::Int(n)) => Some(*n),
@@ -717,17 +733,27 @@ fn gather<T>(
             _ => None,
         }))),
     };
-    Some(
-        arrow_select::take::take(dictionary.as_ref(), keys, None)
-            .expect("keys index the dictionary"),
-    )
+    debug_assert!(keys
+        .iter()
+        .flatten()
+        .all(|k| (k as usize) < dictionary.len()));
+    // SAFETY: every key was made as an index into `distinct`, which has one value per
+    // entry in `dictionary`. (Checking costs a pass over the keys per column: 51 per batch.)
+    Some(Arc::new(unsafe {
+        UInt32DictionaryArray::new_unchecked(keys.clone(), dictionary)
+    }))
 }
 
-/// A text column with the same value in every row.
-fn constant(value: &str, rows: usize) -> ArrayRef {
-    let one = StringViewArray::from_iter_values([value]);
-    let zeros = UInt32Array::from(vec![0u32; rows]);
-    arrow_select::take::take(&one, &zeros, None).expect("index 0 exists")
+/// A text column with the same value in every row (`zeros`: a key of 0 for every row).
+fn constant(value: &str, zeros: &UInt32Array, plain: &mut bool) -> ArrayRef {
+    *plain &= !needs_escape(value);
+    let one = Arc::new(StringViewArray::from_iter_values([value]));
+    Arc::new(UInt32DictionaryArray::try_new(zeros.clone(), one).expect("key 0 exists"))
+}
+
+/// True if JSON needs `s` escaped: it holds a control character, `"` or `\`.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]

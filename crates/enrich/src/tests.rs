@@ -31,7 +31,12 @@ fn batch(lines: &str) -> FlowBatch {
 
 fn text(batch: &FlowBatch, column: &str, row: usize) -> Option<String> {
     let a = batch.records.column_by_name(column).unwrap();
-    a.is_valid(row).then(|| arrow_cast_text(a.as_ref(), row))
+    let dictionary = a
+        .as_dictionary_opt::<arrow_array::types::UInt32Type>()
+        .expect("enrichment columns are dictionary-encoded");
+    let key = dictionary.keys();
+    (key.is_valid(row) && dictionary.values().is_valid(key.value(row) as usize))
+        .then(|| arrow_cast_text(dictionary.values().as_ref(), key.value(row) as usize))
 }
 
 fn arrow_cast_text(a: &dyn Array, row: usize) -> String {
@@ -159,4 +164,30 @@ fn geoipupdate_directories_are_searched() {
     let found = config.find_geoipupdate_databases(&[Path::new("/nonexistent"), dir.path()]);
     assert_eq!(found, vec![dir.path().join("GeoLite2-City.mmdb")]);
     assert!(config.asn.is_empty());
+}
+
+/// Values from inventories and databases are not the decoder's: one that JSON must
+/// escape clears the batch's `plain_text` promise, and only such a value does.
+#[test]
+fn a_value_to_escape_clears_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let inventory = dir.path().join("enis.json");
+        let interface = serde_json::json!({"NetworkInterfaces": [{
+            "NetworkInterfaceId": "eni-1", "PrivateIpAddress": "10.0.3.17",
+            "Attachment": {"InstanceId": "i-0abc"},
+            "TagSet": [{"Key": "Name", "Value": name}]}]});
+        std::fs::write(&inventory, interface.to_string()).unwrap();
+        let config = EnrichConfig {
+            eni_files: vec![inventory],
+            ..EnrichConfig::default()
+        };
+        let mut enricher = Enricher::new(&config).unwrap();
+        let input = batch("2 123456789012 eni-1 10.0.3.17 10.0.0.1 443 49152 6 10 840 1763800000 1763800060 ACCEPT OK\n");
+        assert!(input.plain_text);
+        enricher.enrich(input).plain_text
+    };
+    assert!(run("payments-api"));
+    assert!(!run("payments \"blue\""));
+    assert!(!run("back\\slash"));
 }

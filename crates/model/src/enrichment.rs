@@ -21,12 +21,21 @@ pub enum EnrichKind {
 }
 
 impl EnrichKind {
-    pub fn data_type(self) -> DataType {
+    /// The type of the distinct values.
+    pub fn value_type(self) -> DataType {
         match self {
             EnrichKind::Text | EnrichKind::Json => DataType::Utf8View,
             EnrichKind::Int => DataType::Int64,
             EnrichKind::Float => DataType::Float64,
         }
+    }
+
+    /// The column's type. Enrichment columns are dictionary-encoded: the distinct values of
+    /// a batch and one `UInt32` key per row. Enrichment answers repeat (a batch has few
+    /// distinct peers), and every column filled from one lookup shares that lookup's keys,
+    /// so a writer can tell that a group of fields depends on the key alone.
+    pub fn data_type(self) -> DataType {
+        DataType::Dictionary(Box::new(DataType::UInt32), Box::new(self.value_type()))
     }
 }
 

@@ -5,7 +5,7 @@
 //! through Arrow's checked accessors.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType, UInt32Type};
 use arrow_array::{Array, PrimitiveArray, StringViewArray};
 use arrow_schema::{DataType, Field, TimeUnit};
 use flowlog_model::is_json_field;
@@ -26,16 +26,70 @@ pub(crate) enum Values<'a> {
     Time(&'a PrimitiveArray<TimestampMillisecondType>),
 }
 
+/// Validity bits in Arrow's layout, from bit `offset` on.
+type Validity<'a> = (&'a [u8], usize);
+
 /// One column of a batch.
 #[derive(Clone, Copy)]
 pub(crate) struct Column<'a> {
+    /// The values; for a dictionary-encoded column, the distinct values, which rows reach
+    /// through `keys`.
     pub values: Values<'a>,
-    /// Validity bits (Arrow's layout, from bit `offset` on) when the column has nulls.
-    validity: Option<(&'a [u8], usize)>,
+    /// Validity of `values`, when they hold nulls.
+    validity: Option<Validity<'a>>,
+    /// Dictionary keys: one per row, indexing `values`.
+    pub keys: Option<Keys<'a>>,
+}
+
+/// The keys of a dictionary-encoded column (enrichment columns are stored this way: the
+/// distinct values of a batch, one key per row). Columns filled from the same lookups
+/// share their keys, which is how the template engine sees that a group of members
+/// depends on the key alone and writes it once per distinct key.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    pub keys: &'a [u32],
+    validity: Option<Validity<'a>>,
+}
+
+impl Keys<'_> {
+    #[inline(always)]
+    pub fn is_null(&self, row: usize) -> bool {
+        is_unset(self.validity, row)
+    }
+
+    /// True if both are the same keys (the same buffer, not merely equal values).
+    pub fn same(&self, other: &Keys<'_>) -> bool {
+        std::ptr::eq(self.keys, other.keys)
+    }
+}
+
+#[inline(always)]
+fn is_unset(validity: Option<Validity<'_>>, row: usize) -> bool {
+    validity.is_some_and(|(bits, offset)| {
+        let i = row + offset;
+        bits[i / 8] & (1 << (i % 8)) == 0
+    })
+}
+
+fn validity(array: &dyn Array) -> Option<Validity<'_>> {
+    array
+        .nulls()
+        .filter(|n| n.null_count() > 0)
+        .map(|n| (n.validity(), n.offset()))
 }
 
 impl<'a> Column<'a> {
     pub fn new(field: &Field, array: &'a dyn Array) -> Result<Self, EncodeError> {
+        if let Some(dictionary) = array.as_dictionary_opt::<UInt32Type>() {
+            let values = Self::new(field, dictionary.values().as_ref())?;
+            return Ok(Self {
+                keys: Some(Keys {
+                    keys: dictionary.keys().values(),
+                    validity: validity(dictionary.keys()),
+                }),
+                ..values
+            });
+        }
         let values = match array.data_type() {
             DataType::Utf8View if is_json_field(field) => Values::Json(array.as_string_view()),
             DataType::Utf8View => Values::Text(array.as_string_view()),
@@ -52,21 +106,29 @@ impl<'a> Column<'a> {
         };
         Ok(Self {
             values,
-            validity: array
-                .nulls()
-                .filter(|n| n.null_count() > 0)
-                .map(|n| (n.validity(), n.offset())),
+            validity: validity(array),
+            keys: None,
         })
+    }
+
+    /// Where the value of `row` is in `values` (the row itself unless the column is
+    /// dictionary-encoded).
+    #[inline(always)]
+    pub fn index(&self, row: usize) -> usize {
+        match self.keys {
+            Some(keys) => keys.keys[row] as usize,
+            None => row,
+        }
     }
 
     /// Read from the bits directly: `NullBuffer::is_null` asserts the index and goes
     /// through the buffer's length every time, which costs more than writing a value.
     #[inline(always)]
     pub fn is_null(&self, row: usize) -> bool {
-        self.validity.is_some_and(|(bits, offset)| {
-            let i = row + offset;
-            bits[i / 8] & (1 << (i % 8)) == 0
-        })
+        match self.keys {
+            Some(keys) => keys.is_null(row) || is_unset(self.validity, self.index(row)),
+            None => is_unset(self.validity, row),
+        }
     }
 
     /// The most bytes the value of any row takes as JSON.
@@ -85,6 +147,7 @@ impl<'a> Column<'a> {
     /// registers: a copy through the stack stalls store-to-load forwarding.
     #[inline(always)]
     pub fn write_value<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
+        let row = self.index(row);
         match self.values {
             Values::Text(a) => out.view_str::<PLAIN>(a, row),
             Values::Json(a) => out.bytes(a.value(row).as_bytes()),
@@ -99,7 +162,7 @@ impl<'a> Column<'a> {
     #[inline]
     pub fn text(&self, row: usize) -> Option<&'a str> {
         match self.values {
-            Values::Text(a) if !self.is_null(row) => Some(a.value(row)),
+            Values::Text(a) if !self.is_null(row) => Some(a.value(self.index(row))),
             _ => None,
         }
     }
@@ -111,6 +174,7 @@ impl<'a> Column<'a> {
         if self.is_null(row) {
             return None;
         }
+        let row = self.index(row);
         match self.values {
             Values::Text(_) | Values::Json(_) | Values::Float64(_) => None,
             Values::Int32(a) => Some(a.value(row).into()),
@@ -125,7 +189,7 @@ impl<'a> Column<'a> {
     #[inline(always)]
     pub fn view(&self, row: usize) -> Option<u128> {
         match self.values {
-            Values::Text(a) if !self.is_null(row) => Some(a.views()[row]),
+            Values::Text(a) if !self.is_null(row) => Some(a.views()[self.index(row)]),
             _ => None,
         }
     }

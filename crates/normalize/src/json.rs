@@ -68,6 +68,11 @@ impl<'a> Out<'a> {
         self.pos = pos;
     }
 
+    /// What was written from `start` on.
+    pub fn since(&self, start: usize) -> &[u8] {
+        &self.dst[start..self.pos]
+    }
+
     /// Overwrites an earlier byte.
     #[inline(always)]
     pub fn set(&mut self, at: usize, b: u8) {

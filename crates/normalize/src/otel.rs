@@ -94,8 +94,10 @@ impl<'a> OtelView<'a> {
                 continue;
             }
             let value = match column.values {
-                Values::Text(a) | Values::Json(a) => AttributeValue::Str(a.value(row)),
-                Values::Float64(a) => AttributeValue::Double(a.value(row)),
+                Values::Text(a) | Values::Json(a) => {
+                    AttributeValue::Str(a.value(column.index(row)))
+                }
+                Values::Float64(a) => AttributeValue::Double(a.value(column.index(row))),
                 _ => AttributeValue::Int(column.int(row).expect("not null")),
             };
             match name {

@@ -31,12 +31,12 @@ impl Encoder for RawEncoder {
         let mut columns = Vec::new();
         let mut complete = None;
         for (field, array) in schema.fields().iter().zip(records.columns()) {
-            if array.null_count() < array.len() {
+            if array.logical_null_count() < array.len() {
                 columns.push(Member {
                     key: MemberKey::new(field.name()),
                     column: Column::new(field, array.as_ref())?,
                 });
-                complete = NullBuffer::union(complete.as_ref(), array.nulls());
+                complete = NullBuffer::union(complete.as_ref(), array.logical_nulls().as_ref());
             }
         }
         let row_bound = columns

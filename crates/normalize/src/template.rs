@@ -7,10 +7,12 @@
 //! is absent in a row is left out, and so is an object none of whose members is present:
 //! documents never carry `null`, `"-"` or `{}`.
 
+use std::cell::RefCell;
+
 use arrow_array::RecordBatch;
 use flowlog_model::{enrichment_fields, lookup, FieldId, FlowBatch, FIELDS};
 
-use crate::columns::{short_view, Column, Values};
+use crate::columns::{short_view, Column, Keys, Values};
 use crate::json::{MemberKey, Number, Object, Out, OutBuffer, Rows, NUMBER_BOUND};
 use crate::time::{DateCache, RFC3339_BOUND};
 use crate::{EncodeError, Encoder};
@@ -239,6 +241,8 @@ impl Template {
         let schema = records.schema();
         let mut columns = Vec::with_capacity(records.num_columns());
         for (field, array) in schema.fields().iter().zip(records.columns()) {
+            // (A dictionary column counts its keys' nulls: the enricher leaves a column out
+            // when none of its distinct values has one.)
             columns.push(if array.null_count() < array.len() {
                 Some(Column::new(field, array.as_ref())?)
             } else {
@@ -485,6 +489,63 @@ enum Op<'t, 'a> {
         inputs: Inputs<'a>,
     },
     Rest(Vec<(MemberKey, Column<'a>)>),
+    /// The next `len` ops write an object whose columns are all dictionary-encoded with
+    /// these keys: its bytes depend on the key alone, so they are written once per
+    /// distinct key and copied (from memo `slot`) for the other rows.
+    Memo {
+        slot: usize,
+        keys: Keys<'a>,
+        len: usize,
+    },
+}
+
+/// The bytes of one memoized object, per dictionary key, for one batch.
+#[derive(Default)]
+struct Memo {
+    /// Per key: where its bytes are in `bytes` (start << 32 | length), or `EMPTY`.
+    spans: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Memo {
+    const EMPTY: u64 = u64::MAX;
+
+    fn get(&self, key: usize) -> Option<&[u8]> {
+        let span = *self.spans.get(key)?;
+        (span != Self::EMPTY).then(|| &self.bytes[(span >> 32) as usize..][..span as u32 as usize])
+    }
+
+    fn put(&mut self, key: usize, bytes: &[u8]) {
+        if self.spans.len() <= key {
+            self.spans.resize(key + 1, Self::EMPTY);
+        }
+        self.spans[key] = (self.bytes.len() as u64) << 32 | bytes.len() as u64;
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+/// The keys shared by every column `members` read, if they all are dictionary-encoded
+/// with the same keys (enrichment columns filled from one lookup).
+fn shared_keys<'a>(members: &[Bound<'_, 'a>]) -> Option<Keys<'a>> {
+    fn columns<'b, 'a>(members: &'b [Bound<'_, 'a>], all: &mut Vec<&'b Column<'a>>) {
+        for member in members {
+            match member {
+                Bound::Field { column, .. } | Bound::Map { column, .. } => all.push(column),
+                Bound::Derived { inputs, .. } | Bound::Members { inputs, .. } => {
+                    all.extend(inputs.columns.iter().flatten())
+                }
+                Bound::Rest(rest) => all.extend(rest.iter().map(|(_, c)| c)),
+                Bound::Literal(_) => {}
+                Bound::Object { members, .. } => columns(members, all),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    columns(members, &mut all);
+    let first = all.first()?.keys?;
+    all.iter()
+        .all(|c| c.keys.is_some_and(|k| k.same(&first)))
+        .then_some(first)
 }
 
 /// The deepest nesting of objects that may be left out.
@@ -512,6 +573,7 @@ fn linearize<'t, 'a>(
     pending: &mut Vec<u8>,
     depth: usize,
     brace_first: bool,
+    in_memo: bool,
 ) {
     let (always, sometimes): (Vec<_>, Vec<_>) =
         members.into_iter().partition(Bound::always_written);
@@ -530,16 +592,29 @@ fn linearize<'t, 'a>(
             Bound::Object { key, members } if members.iter().any(Bound::always_written) => {
                 pending.extend_from_slice(key.bytes());
                 brace(pending);
-                linearize(members, ops, pending, depth, true);
+                linearize(members, ops, pending, depth, true, in_memo);
                 pending.push(b'}');
             }
             Bound::Object { key, members } => {
                 assert!(depth < MAX_OPEN, "objects nested too deeply");
                 flush(ops, pending);
+                let memo = (!in_memo).then(|| shared_keys(&members)).flatten();
+                let memo_at = ops.len();
+                if let Some(keys) = memo {
+                    let slot = ops
+                        .iter()
+                        .filter(|op| matches!(op, Op::Memo { .. }))
+                        .count();
+                    ops.push(Op::Memo { slot, keys, len: 0 });
+                }
                 ops.push(Op::Open(key));
-                linearize(members, ops, pending, depth + 1, false);
+                linearize(members, ops, pending, depth + 1, false, memo.is_some());
                 flush(ops, pending);
                 ops.push(Op::Close);
+                let object_len = ops.len() - memo_at - 1;
+                if let Some(Op::Memo { len, .. }) = memo.and(ops.get_mut(memo_at)) {
+                    *len = object_len;
+                }
             }
             other => {
                 flush(ops, pending);
@@ -621,6 +696,8 @@ impl Op<'_, '_> {
             } => key.len() + (derivation.bound)(inputs),
             Op::Members { derivation, inputs } => (derivation.bound)(inputs),
             Op::Rest(members) => members.iter().map(|(k, c)| k.len() + c.value_bound()).sum(),
+            // The ops it stands for are counted themselves.
+            Op::Memo { .. } => 0,
         }
     }
 }
@@ -635,14 +712,16 @@ fn write_field<const PLAIN: bool>(
 ) {
     match (format, column.values) {
         (Format::AsIs, _) => column.write_value::<PLAIN>(out, row),
-        (Format::AsText, Values::Text(a)) => out.view_str::<PLAIN>(a, row),
+        (Format::AsText, Values::Text(a)) => out.view_str::<PLAIN>(a, column.index(row)),
         (Format::AsText, _) => {
             out.byte(b'"');
             Number::integer(column.int(row).expect("not null")).write(out);
             out.byte(b'"');
         }
-        (Format::Rfc3339, Values::Time(a)) => dates.write(out, a.value(row)),
-        (Format::EpochMillis, Values::Time(a)) => Number::integer(a.value(row)).write(out),
+        (Format::Rfc3339, Values::Time(a)) => dates.write(out, a.value(column.index(row))),
+        (Format::EpochMillis, Values::Time(a)) => {
+            Number::integer(a.value(column.index(row))).write(out)
+        }
         // A template asking for a time from a column that holds none (a table bug) still
         // writes the value rather than something made up.
         (Format::Rfc3339 | Format::EpochMillis, _) => column.write_value::<PLAIN>(out, row),
@@ -652,6 +731,8 @@ fn write_field<const PLAIN: bool>(
 /// A template bound to one batch: the program for its rows.
 struct Plan<'t, 'a> {
     ops: Vec<Op<'t, 'a>>,
+    /// One per [`Op::Memo`], by slot.
+    memos: Vec<RefCell<Memo>>,
     /// The program opens and closes the document itself (it has a static member).
     root_static: bool,
     num_rows: usize,
@@ -664,14 +745,20 @@ impl<'t, 'a> Plan<'t, 'a> {
         let mut pending = Vec::new();
         // The document is an object without a key; an empty one is still written (`{}`).
         let root_static = members.iter().any(Bound::always_written);
-        linearize(members, &mut ops, &mut pending, 0, root_static);
+        linearize(members, &mut ops, &mut pending, 0, root_static, false);
         if root_static {
             pending.extend_from_slice(b"}\n");
         }
         flush(&mut ops, &mut pending);
         let row_bound = ops.iter().map(Op::bound).sum::<usize>() + Object::BOUND + 1;
+        let memos = ops
+            .iter()
+            .filter(|op| matches!(op, Op::Memo { .. }))
+            .map(|_| RefCell::default())
+            .collect();
         Self {
             ops,
+            memos,
             root_static,
             num_rows,
             row_bound,
@@ -682,10 +769,10 @@ impl<'t, 'a> Plan<'t, 'a> {
         for row in 0..self.num_rows {
             rows.row(self.row_bound, |out| {
                 if self.root_static {
-                    self.write_row::<PLAIN>(out, row);
+                    self.write_row::<PLAIN>(&self.ops, out, row);
                 } else {
                     let object = Object::begin(out);
-                    self.write_row::<PLAIN>(out, row);
+                    self.write_row::<PLAIN>(&self.ops, out, row);
                     object.end(out);
                     out.byte(b'\n');
                 }
@@ -693,13 +780,35 @@ impl<'t, 'a> Plan<'t, 'a> {
         }
     }
 
+    /// Writes `ops` (the whole program, or the object of a memo) for one row.
     #[inline]
-    fn write_row<const PLAIN: bool>(&self, out: &mut Out<'_>, row: usize) {
+    fn write_row<const PLAIN: bool>(&self, ops: &[Op<'t, 'a>], out: &mut Out<'_>, row: usize) {
         // Where each open object's key starts, and its key's length.
         let mut open = [(0usize, 0usize); MAX_OPEN];
         let mut depth = 0;
-        for op in &self.ops {
+        let mut i = 0;
+        while i < ops.len() {
+            let op = &ops[i];
+            i += 1;
             match op {
+                Op::Memo { slot, keys, len } => {
+                    let object = &ops[i..i + len];
+                    i += len;
+                    // Without a key, every column of the object is null: nothing to write.
+                    if keys.is_null(row) {
+                        continue;
+                    }
+                    let key = keys.keys[row] as usize;
+                    let mut memo = self.memos[*slot].borrow_mut();
+                    match memo.get(key) {
+                        Some(bytes) => out.bytes(bytes),
+                        None => {
+                            let start = out.pos();
+                            self.write_row::<PLAIN>(object, out, row);
+                            memo.put(key, out.since(start));
+                        }
+                    }
+                }
                 Op::Static(bytes) => bytes.write(out),
                 Op::Open(key) => {
                     open[depth] = (out.pos(), key.len());
@@ -803,5 +912,201 @@ impl Encoder for TemplateEncoder {
         }
         let written = rows.finish();
         Ok(self.buffer.written(written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::types::UInt32Type;
+    use arrow_array::{
+        new_null_array, Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch,
+        StringViewArray, UInt32Array, UInt32DictionaryArray,
+    };
+    use arrow_buffer::ScalarBuffer;
+    use arrow_schema::{Field, Schema};
+    use flowlog_model::enrichment::enrichment_schema_fields;
+    use flowlog_model::{canonical_schema, EnrichKind, SourceId};
+
+    use crate::{OcsfVersion, Target};
+
+    use super::*;
+
+    /// Six records between two peers and three interfaces, with enrichment columns as
+    /// the enricher stores them (dictionary-encoded, each side's columns sharing keys).
+    fn enriched_batch() -> FlowBatch {
+        let rows = 6;
+        let text = |v: &[Option<&str>]| Arc::new(StringViewArray::from(v.to_vec())) as ArrayRef;
+        let schema = canonical_schema();
+        let mut columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "srcaddr" => text(&[
+                    Some("8.8.8.8"),
+                    Some("1.1.1.1"),
+                    Some("8.8.8.8"),
+                    Some("10.0.0.1"),
+                    Some("8.8.8.8"),
+                    None,
+                ]),
+                "dstaddr" => text(&[Some("10.0.0.1"); 6]),
+                "interface_id" => text(&[
+                    Some("eni-1"),
+                    Some("eni-2"),
+                    Some("eni-1"),
+                    None,
+                    Some("eni-1"),
+                    Some("eni-3"),
+                ]),
+                "action" => text(&[Some("ACCEPT"); 6]),
+                "srcport" | "dstport" | "protocol" => {
+                    Arc::new(Int32Array::from(vec![Some(6); rows])) as ArrayRef
+                }
+                // (A record without an end would be stamped with the time it is written.)
+                "start" | "end" => Arc::new(
+                    arrow_array::TimestampMillisecondArray::from(vec![1_700_000_000_000; rows])
+                        .with_timezone("UTC"),
+                ),
+                _ => new_null_array(f.data_type(), rows),
+            })
+            .collect();
+        // Source side: key 0 = 8.8.8.8, 1 = 1.1.1.1 (no city); 10.0.0.1 and null: no key.
+        let src_keys = UInt32Array::from(vec![Some(0), Some(1), Some(0), None, Some(0), None]);
+        let eni_keys = UInt32Array::from(vec![Some(0), Some(1), Some(0), None, Some(0), Some(2)]);
+        let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+        for field in enrichment_schema_fields().iter() {
+            let name = field.name().as_str();
+            let values: Option<(ArrayRef, &UInt32Array)> = match name {
+                "src_geo_country_iso_code" => Some((text(&[Some("US"), Some("AU")]), &src_keys)),
+                "src_geo_city_name" => Some((text(&[Some("Mountain \"View\""), None]), &src_keys)),
+                "src_geo_lat" => Some((
+                    Arc::new(Float64Array::from(vec![Some(37.4), None])),
+                    &src_keys,
+                )),
+                "src_geo_lon" => Some((
+                    Arc::new(Float64Array::from(vec![Some(-122.1), None])),
+                    &src_keys,
+                )),
+                "src_as_number" => {
+                    Some((Arc::new(Int64Array::from(vec![15169, 13335])), &src_keys))
+                }
+                "src_as_organization" => Some((
+                    text(&[Some("Google LLC"), Some("Cloudflare, Inc.")]),
+                    &src_keys,
+                )),
+                "eni_instance_id" => Some((text(&[Some("i-1"), None, Some("i-3")]), &eni_keys)),
+                "eni_tags" => Some((
+                    text(&[Some(r#"{"team":"a"}"#), Some("{}"), None]),
+                    &eni_keys,
+                )),
+                "eni_vpc_id" => Some((
+                    text(&[Some("vpc-1"), Some("vpc-1"), Some("vpc-2")]),
+                    &eni_keys,
+                )),
+                _ => None,
+            };
+            let kind = enrichment_field(name).unwrap().kind;
+            columns.push(match values {
+                Some((values, keys)) => {
+                    Arc::new(UInt32DictionaryArray::try_new(keys.clone(), values).unwrap())
+                }
+                None => new_null_array(&kind.data_type(), rows),
+            });
+            fields.push(Arc::clone(field));
+        }
+        let records = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        FlowBatch::new(
+            records,
+            SourceId::new("t"),
+            ScalarBuffer::from(vec![1u64, 2, 3, 4, 5, 6]),
+        )
+    }
+
+    /// The same batch with every dictionary column expanded to plain values.
+    fn expanded(batch: &FlowBatch) -> FlowBatch {
+        let schema = batch.records.schema();
+        let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = schema
+            .fields()
+            .iter()
+            .zip(batch.records.columns())
+            .map(|(f, a)| match a.as_dictionary_opt::<UInt32Type>() {
+                Some(d) => {
+                    let plain =
+                        arrow_select::take::take(d.values().as_ref(), d.keys(), None).unwrap();
+                    let kind = enrichment_field(f.name()).unwrap().kind;
+                    assert_eq!(plain.data_type(), &kind.value_type());
+                    (f.as_ref().clone().with_data_type(kind.value_type()), plain)
+                }
+                None => (f.as_ref().clone(), Arc::clone(a)),
+            })
+            .unzip();
+        let records = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        FlowBatch::new(records, batch.source.clone(), batch.line_numbers.clone())
+    }
+
+    use arrow_array::cast::AsArray;
+    use flowlog_model::enrichment_field;
+
+    #[test]
+    fn memoized_objects_write_what_expanded_columns_write() {
+        let batch = enriched_batch();
+        let plain = expanded(&batch);
+        for target in [
+            Target::Ecs,
+            Target::Cim,
+            Target::Raw,
+            Target::Ocsf(OcsfVersion::V1_1_0),
+        ] {
+            let mut a = target.encoder();
+            let mut b = target.encoder();
+            let memoized = String::from_utf8(a.encode(&batch).unwrap().to_vec()).unwrap();
+            let direct = String::from_utf8(b.encode(&plain).unwrap().to_vec()).unwrap();
+            assert_eq!(memoized, direct, "{target:?}");
+            for line in memoized.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("{target:?}: {e}: {line}"));
+            }
+        }
+        // The ECS program memoizes the source's geo and as objects, and they are right.
+        let mut ecs = Target::Ecs.encoder();
+        let out = String::from_utf8(ecs.encode(&batch).unwrap().to_vec()).unwrap();
+        let docs: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(docs[0]["source"]["geo"]["city_name"], "Mountain \"View\"");
+        assert_eq!(docs[2]["source"]["as"]["number"], 15169);
+        assert_eq!(
+            docs[1]["source"]["as"]["organization"]["name"],
+            "Cloudflare, Inc."
+        );
+        assert!(docs[1]["source"]["geo"].get("city_name").is_none());
+        assert!(docs[3]["source"].get("geo").is_none());
+        assert_eq!(docs[5]["labels"], serde_json::Value::Null);
+        assert_eq!(docs[0]["labels"]["team"], "a");
+        let kinds = [EnrichKind::Text, EnrichKind::Int, EnrichKind::Float];
+        assert!(kinds
+            .iter()
+            .all(|k| matches!(k.data_type(), arrow_schema::DataType::Dictionary(..))));
+    }
+
+    #[test]
+    fn programs_memoize_only_objects_of_one_key() {
+        let batch = enriched_batch();
+        let template = Template::new(crate::ecs::ECS);
+        let plan = template.bind(&batch.records, false).unwrap();
+        // source.geo, source.as (src keys) and aws.vpcflow.interface (interface keys);
+        // objects mixing record columns and enrichment are written field by field.
+        let memos = plan
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Memo { .. }))
+            .count();
+        assert!(memos >= 3, "{memos} memoized objects");
+        let plain = expanded(&batch);
+        let plan = template.bind(&plain.records, false).unwrap();
+        assert!(!plan.ops.iter().any(|op| matches!(op, Op::Memo { .. })));
     }
 }
