@@ -397,15 +397,19 @@ impl Enricher {
         if let Some(ids) = text_column("interface_id").filter(|_| !self.inventory.is_empty()) {
             self.interface_columns(&ids, starts.as_ref(), &mut columns, &mut plain);
         }
-        // One set of zero keys for the constant columns, so they share their keys too.
-        let zeros = UInt32Array::from(vec![0u32; rows]);
+        // One set of zero keys for the constant columns, so they share their keys too;
+        // made only when a database label is there to write.
+        let mut zeros = None;
         for (i, source) in sources().iter().enumerate() {
             let label = match source {
                 Source::GeoDatabase => &self.geo_label,
                 Source::AsnDatabase => &self.asn_label,
                 _ => continue,
             };
-            columns[i] = label.as_deref().map(|l| constant(l, &zeros, &mut plain));
+            columns[i] = label.as_deref().map(|l| {
+                let zeros = zeros.get_or_insert_with(|| UInt32Array::from(vec![0u32; rows]));
+                constant(l, zeros, &mut plain)
+            });
         }
         let fields = enrichment_schema_fields();
         let columns = columns

@@ -919,6 +919,7 @@ impl Encoder for TemplateEncoder {
 mod tests {
     use std::sync::Arc;
 
+    use arrow_array::cast::AsArray;
     use arrow_array::types::UInt32Type;
     use arrow_array::{
         new_null_array, Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch,
@@ -927,7 +928,7 @@ mod tests {
     use arrow_buffer::ScalarBuffer;
     use arrow_schema::{Field, Schema};
     use flowlog_model::enrichment::enrichment_schema_fields;
-    use flowlog_model::{canonical_schema, EnrichKind, SourceId};
+    use flowlog_model::{canonical_schema, enrichment_field, EnrichKind, SourceId};
 
     use crate::{OcsfVersion, Target};
 
@@ -1045,9 +1046,6 @@ mod tests {
         let records = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         FlowBatch::new(records, batch.source.clone(), batch.line_numbers.clone())
     }
-
-    use arrow_array::cast::AsArray;
-    use flowlog_model::enrichment_field;
 
     #[test]
     fn memoized_objects_write_what_expanded_columns_write() {
