@@ -2,6 +2,8 @@
 //! ip-location-db's `asn-ipv4.csv` / `asn-ipv6.csv`, and of most IP-to-ASN exports).
 
 use std::net::IpAddr;
+
+use flowlog_model::address::parse_ip;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,11 +40,11 @@ impl AsnRanges {
             .enumerate()
             .map(|(i, org)| (Arc::clone(org), i as u32))
             .collect();
-        let mut record = csv::StringRecord::new();
+        let mut record = csv::ByteRecord::new();
         let mut line = 0;
         loop {
             line += 1;
-            match reader.read_record(&mut record) {
+            match reader.read_byte_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => return Err(EnrichError::line(path, line, e.to_string())),
@@ -54,19 +56,26 @@ impl AsnRanges {
             };
             let ip = |i: usize, name: &str| -> Result<u128, EnrichError> {
                 let text = field(i, name)?;
-                text.parse::<IpAddr>().map(key).map_err(|_| {
+                parse_ip(text).map(key).ok_or_else(|| {
+                    let text = String::from_utf8_lossy(text);
                     EnrichError::line(path, line, format!("{name} `{text}` is not an IP address"))
                 })
             };
             let (first, last) = (ip(0, "start")?, ip(1, "end")?);
             let asn_text = field(2, "asn")?;
-            let asn: u32 = asn_text.trim_start_matches("AS").parse().map_err(|_| {
-                EnrichError::line(path, line, format!("asn `{asn_text}` is not a number"))
-            })?;
+            let digits = asn_text.strip_prefix(b"AS").unwrap_or(asn_text);
+            let asn: u32 = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| {
+                    let text = String::from_utf8_lossy(asn_text);
+                    EnrichError::line(path, line, format!("asn `{text}` is not a number"))
+                })?;
             if last < first {
                 return Err(EnrichError::line(path, line, "end is before start"));
             }
-            let org = record.get(3).unwrap_or("");
+            let org = std::str::from_utf8(record.get(3).unwrap_or(b""))
+                .map_err(|_| EnrichError::line(path, line, "organization is not UTF-8"))?;
             let org = match by_name.get(org) {
                 Some(&i) => i,
                 None => {

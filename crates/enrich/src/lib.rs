@@ -469,7 +469,7 @@ impl Enricher {
         let infos: Vec<Option<Arc<AddressInfo>>> = distinct
             .iter()
             .map(|text| {
-                let ip: IpAddr = text.parse().ok()?;
+                let ip = flowlog_model::address::parse_ip(text.as_bytes())?;
                 if let Some(hit) = self.cache.get(&ip) {
                     self.stats.cache_hits += 1;
                     return hit.clone();

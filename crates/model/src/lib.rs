@@ -8,10 +8,12 @@
 //!   format strings (never from token counts);
 //! - [`schema`]: the canonical Arrow schema every [`FlowBatch`] has;
 //! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers;
-//! - [`enrichment`]: the columns enrichment appends to a batch.
+//! - [`enrichment`]: the columns enrichment appends to a batch;
+//! - [`address`]: IP addresses read from text exactly as `std::net` reads them, faster.
 //!
 //! It has no I/O and depends only on Arrow.
 
+pub mod address;
 pub mod batch;
 pub mod catalogue;
 pub mod enrichment;
