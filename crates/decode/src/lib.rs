@@ -61,6 +61,9 @@ pub struct DecodeOptions {
     pub batch_rows: usize,
     /// Told how many input bytes were read, as they are read.
     pub progress: Option<ProgressFn>,
+    /// Keep each record's line in [`FlowBatch::lines`] (text and JSON envelopes; Parquet
+    /// has no lines).
+    pub keep_lines: bool,
 }
 
 impl Default for DecodeOptions {
@@ -69,6 +72,7 @@ impl Default for DecodeOptions {
             format: None,
             batch_rows: 8192,
             progress: None,
+            keep_lines: false,
         }
     }
 }
@@ -79,6 +83,7 @@ impl std::fmt::Debug for DecodeOptions {
             .field("format", &self.format.as_ref().map(|f| f.to_string()))
             .field("batch_rows", &self.batch_rows)
             .field("progress", &self.progress.is_some())
+            .field("keep_lines", &self.keep_lines)
             .finish()
     }
 }
@@ -138,7 +143,8 @@ pub fn decode_file(
         // (A size below what was just read is a /proc-like file: streamed.)
         Envelope::Text if metadata.is_file() && metadata.len() >= n as u64 => {
             let mut lines =
-                LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows);
+                LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows)
+                    .keeping_lines(options.keep_lines);
             let map = |offset, len| map_window(&file, offset, len);
             text::decode_mapped(metadata.len(), map, &mut lines, sink)?;
             lines.flush(sink)?;
@@ -205,7 +211,8 @@ fn decode_stream(
     let mut prefix = [0u8; SNIFF_LEN];
     let n = read_prefix(&mut reader, &mut prefix).map_err(|e| DecodeError::io(source, e))?;
     let reader = Cursor::new(prefix[..n].to_vec()).chain(reader);
-    let mut lines = LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows);
+    let mut lines = LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows)
+        .keeping_lines(options.keep_lines);
     match sniff(&prefix[..n]) {
         Envelope::Gzip if gzip_depth >= MAX_GZIP_DEPTH => {
             return Err(DecodeError::TooDeep {

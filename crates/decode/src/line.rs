@@ -184,6 +184,8 @@ pub struct LineDecoder {
     /// characters (they end at them), so then no text value needs escaping in JSON.
     plain_text: bool,
     line_numbers: Vec<u64>,
+    /// Views of each row's line, when asked for ([`LineDecoder::keeping_lines`]).
+    lines: Option<Vec<u128>>,
     rows: usize,
     addresses: CheckedAddresses,
     /// Token offsets of the line being decoded (reused).
@@ -207,6 +209,7 @@ impl LineDecoder {
             blocks: Vec::new(),
             plain_text: true,
             line_numbers: Vec::with_capacity(batch_rows),
+            lines: None,
             rows: 0,
             addresses: CheckedAddresses::default(),
             spans: Vec::with_capacity(64),
@@ -215,6 +218,12 @@ impl LineDecoder {
         };
         decoder.reset_columns();
         decoder
+    }
+
+    /// Keep each record's line in [`FlowBatch::lines`].
+    pub fn keeping_lines(mut self, keep: bool) -> Self {
+        self.lines = keep.then(|| Vec::with_capacity(self.batch_rows));
+        self
     }
 
     pub fn stats(&self) -> &DecodeStats {
@@ -328,6 +337,9 @@ impl LineDecoder {
             Ok(()) => {
                 self.rows += 1;
                 self.line_numbers.push(line_no);
+                if let Some(lines) = &mut self.lines {
+                    lines.push(make_view(bytes, first as usize, last as usize, block_index));
+                }
                 Ok(())
             }
             Err(err) => {
@@ -442,7 +454,14 @@ impl LineDecoder {
         ));
         self.stats.records += self.rows as u64;
         self.rows = 0;
-        let batch = FlowBatch::new(records, self.source.clone(), numbers);
+        let mut batch = FlowBatch::new(records, self.source.clone(), numbers);
+        if let Some(lines) = &mut self.lines {
+            let views = ScalarBuffer::from(take_keeping_capacity(lines));
+            // SAFETY: each view was made by `make_view` over a token range of a UTF-8
+            // line (checked above) in the block it names, and `blocks` are those blocks.
+            let lines = unsafe { StringViewArray::new_unchecked(views, blocks.clone(), None) };
+            batch = batch.with_lines(lines);
+        }
         sink.batch(batch.with_plain_text(plain_text))
             .map_err(DecodeError::Sink)
     }

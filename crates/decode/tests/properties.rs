@@ -38,6 +38,7 @@ fn decode(
     let options = DecodeOptions {
         format,
         batch_rows,
+        keep_lines: true,
         ..DecodeOptions::default()
     };
     let result = decode_reader(bytes, SourceId::new("prop"), &options, &mut sink);
@@ -114,14 +115,18 @@ proptest! {
             text.push_str(&names.join(" "));
             text.push('\n');
         }
+        let mut rendered = Vec::new();
         for (r, row) in rows.iter().enumerate() {
+            let mut line = String::new();
             for (i, (token, _)) in row.iter().enumerate() {
                 if i > 0 {
-                    text.push_str(&seps[(r + i) % seps.len()]);
+                    line.push_str(&seps[(r + i) % seps.len()]);
                 }
-                text.push_str(token);
+                line.push_str(token);
             }
+            text.push_str(&line);
             text.push_str(if crlf { "\r\n" } else { "\n" });
+            rendered.push(line);
         }
         let format = (!header).then(|| FlowFormat::from_names(&names).unwrap());
         let (sink, result) = decode(text.as_bytes(), format, batch_rows);
@@ -133,6 +138,8 @@ proptest! {
             prop_assert!(batch.num_rows() <= batch_rows);
             for i in 0..batch.num_rows() {
                 prop_assert_eq!(batch.line_numbers[i] as usize, row + 1 + header as usize);
+                let kept = batch.lines.as_ref().expect("lines were asked for").value(i);
+                prop_assert_eq!(kept, rendered[row].as_str());
                 for (&field, (_, expected)) in fields.iter().zip(&rows[row]) {
                     let column = batch.records.column(field);
                     let got = if column.is_null(i) {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringViewArray};
 use arrow_buffer::ScalarBuffer;
 
 /// Where records came from: a file path, `-` for standard input, an S3 URI, ...
@@ -43,6 +43,11 @@ pub struct FlowBatch {
     /// quote (`"`) or a backslash, so writers may copy values into JSON without looking
     /// for bytes to escape. False (the safe default) when it does not know.
     pub plain_text: bool,
+    /// Each row's line as it was read (tokens from first to last, surrounding blanks
+    /// removed), when the decoder was asked to keep them: sinks that forward the
+    /// original text (Splunk's `aws:cloudwatchlogs:vpcflow`) need it. Views into the
+    /// same blocks as the columns, so keeping them costs a view per row, not a copy.
+    pub lines: Option<StringViewArray>,
 }
 
 impl FlowBatch {
@@ -53,12 +58,20 @@ impl FlowBatch {
             source,
             line_numbers,
             plain_text: false,
+            lines: None,
         }
     }
 
     /// Declares that no text value contains a control character, `"` or `\`.
     pub fn with_plain_text(mut self, plain_text: bool) -> Self {
         self.plain_text = plain_text;
+        self
+    }
+
+    /// Attaches the rows' original lines.
+    pub fn with_lines(mut self, lines: StringViewArray) -> Self {
+        debug_assert_eq!(lines.len(), self.num_rows());
+        self.lines = Some(lines);
         self
     }
 

@@ -9,7 +9,8 @@
 //! - [`schema`]: the canonical Arrow schema every [`FlowBatch`] has;
 //! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers;
 //! - [`enrichment`]: the columns enrichment appends to a batch;
-//! - [`address`]: IP addresses read from text exactly as `std::net` reads them, faster.
+//! - [`address`]: IP addresses read from text exactly as `std::net` reads them, faster;
+//! - [`time`]: civil dates to and from day counts.
 //!
 //! It has no I/O and depends only on Arrow.
 
@@ -20,6 +21,7 @@ pub mod enrichment;
 mod error;
 pub mod format;
 pub mod schema;
+pub mod time;
 
 pub use batch::{FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};

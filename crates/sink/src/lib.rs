@@ -1,0 +1,100 @@
+//! The delivery contract every flowlog sink follows, and the parts sinks share.
+//!
+//! - [`ack`]: a batch's acknowledgement, confirmed by every holder of a share of it
+//!   (each sink, each request); the source acts only on [`BatchStatus::Delivered`].
+//! - [`retry`]: exponential backoff with full jitter, capped per attempt, without a limit
+//!   in time, `Retry-After` honoured.
+//! - [`http`]: a keep-alive HTTPS client verified against the system roots or a CA file.
+//! - [`metrics`]: Prometheus counters per component.
+//! - [`Sink`]: what the pipeline runs: a task that takes [`SinkInput`]s from a bounded
+//!   channel (so a slow receiver holds the sources back instead of filling memory) and
+//!   confirms each batch once every record is delivered or dead-lettered.
+//!
+//! Records a receiver refuses for good go to the [`DeadLetters`] with the receiver's
+//! reason, in the decoder's dead-letter format; transient failures are retried for as
+//! long as they last.
+
+pub mod ack;
+pub mod http;
+pub mod metrics;
+pub mod retry;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use flowlog_model::{FlowBatch, SourceId};
+use tokio::sync::mpsc;
+
+pub use ack::{Ack, AckWait, BatchStatus};
+pub use flowlog_decode::DeadLetter;
+pub use http::{HttpClient, TlsOptions};
+pub use metrics::{ComponentMetrics, Metrics};
+pub use retry::{Backoff, RetryPolicy};
+
+/// The start of the deterministic ids of a source's records: the first 64 bits of the
+/// SHA-1 of the source's name (object URI, path), in hex. A record's id is this, `-`, and
+/// its line number ([`event_id`]); a redelivered object gives the same ids, so receivers
+/// that index by id (Elasticsearch `create`) or users who search by it (a HEC indexed
+/// field) see duplicates for what they are.
+pub fn event_id_prefix(source: &SourceId) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(source.as_str().as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The deterministic id of the record at `line` of `source`.
+pub fn event_id(source: &SourceId, line: u64) -> String {
+    format!("{}-{line}", event_id_prefix(source))
+}
+
+/// A boxed, sendable future (what trait methods return here instead of `async fn`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One batch for a sink, and the sink's share of its acknowledgement.
+#[derive(Debug)]
+pub struct SinkInput {
+    /// Decoded (and enriched) records; the sink encodes them as it is configured to.
+    pub batch: Arc<FlowBatch>,
+    pub ack: Ack,
+}
+
+/// Where records a receiver refused for good are written.
+pub trait DeadLetters: Send + Sync {
+    fn write(&self, letter: DeadLetter);
+}
+
+/// A sink the pipeline can run.
+pub trait Sink: Send {
+    /// The configured name (metrics, logs).
+    fn name(&self) -> &str;
+
+    /// Delivers batches until the channel closes and every batch taken is settled.
+    /// An error means the sink cannot go on (rejected credentials): the pipeline stops.
+    fn run(
+        self: Box<Self>,
+        input: mpsc::Receiver<SinkInput>,
+    ) -> BoxFuture<'static, Result<(), SinkError>>;
+
+    /// Reaches the receiver and checks what can be checked without sending records
+    /// (health, credentials); returns a line describing what was found.
+    fn check(&self) -> BoxFuture<'_, Result<String, SinkError>>;
+}
+
+/// Why a sink cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A setting is wrong (bad URL, unreadable CA file, missing token).
+    #[error("{0}")]
+    Config(String),
+    /// The receiver refused us for good (bad or disabled token): retrying cannot help.
+    #[error("{sink}: the receiver refused the request ({status}): {message}")]
+    Rejected {
+        sink: String,
+        status: u16,
+        message: String,
+    },
+    /// The receiver could not be reached or answered unexpectedly (check only).
+    #[error("{sink}: {message}")]
+    Unreachable { sink: String, message: String },
+}

@@ -1,0 +1,280 @@
+//! The sink's settings, as they appear under `[sinks.<name>]` with `type = "splunk_hec"`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowlog_normalize::{OcsfVersion, Target};
+use flowlog_sink::{RetryPolicy, SinkError, TlsOptions};
+use serde::Deserialize;
+
+/// What each event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The original flow-log line, for the Splunk Add-on for AWS (sourcetype
+    /// `aws:cloudwatchlogs:vpcflow`); enrichment travels as indexed fields.
+    #[default]
+    Line,
+    /// An ECS document.
+    Ecs,
+    /// An OCSF Network Activity event.
+    Ocsf,
+    /// Flat JSON with Splunk CIM Network_Traffic names.
+    Cim,
+}
+
+/// Which collector endpoint receives the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// `/services/collector/event`: one JSON envelope per event (time, host, source,
+    /// sourcetype, index, indexed fields).
+    #[default]
+    Event,
+    /// `/services/collector/raw`: events one per line, metadata as query parameters
+    /// (no per-event time or indexed fields; Splunk extracts the time).
+    Raw,
+}
+
+/// Which record time becomes the event's `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeField {
+    /// The start of the capture window (what the Splunk Add-on for AWS extracts).
+    #[default]
+    Start,
+    /// Its end (ECS `@timestamp`).
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    None,
+}
+
+fn default_max_bytes() -> usize {
+    // Splunk Cloud's default limit is 1 MB per request; stay under it.
+    1_000_000
+}
+fn default_batch_timeout() -> f64 {
+    1.0
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+fn default_request_timeout() -> f64 {
+    60.0
+}
+fn default_ack_poll() -> f64 {
+    10.0
+}
+fn default_ack_timeout() -> f64 {
+    300.0
+}
+fn default_backoff_initial() -> f64 {
+    0.2
+}
+fn default_backoff_max() -> f64 {
+    30.0
+}
+
+/// `[sinks.<name>]` of `type = "splunk_hec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HecConfig {
+    /// Base URL of the collector, e.g. `https://splunk.example.com:8088`.
+    pub endpoint: String,
+    /// The HEC token (use `${ENV_VAR}` rather than writing it here).
+    pub token: Option<String>,
+    /// A file holding the token (trailing white space ignored).
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub format: Format,
+    /// OCSF version for `format = "ocsf"` (default 1.1.0).
+    pub ocsf_version: Option<String>,
+    #[serde(default, rename = "endpoint_kind")]
+    pub endpoint_kind: Endpoint,
+    pub index: Option<String>,
+    /// Default: `aws:cloudwatchlogs:vpcflow` for lines, `_json` for documents.
+    pub sourcetype: Option<String>,
+    /// Default: where the record came from (file path, S3 URI).
+    pub source: Option<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub time_field: TimeField,
+    /// Most bytes of events in one request (before compression).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Seconds a partly filled request waits for more events.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_secs: f64,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Requests on the wire at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Requests accepted but not yet acknowledged, plus those on the wire: what bounds
+    /// the sink's memory (about `max_in_flight * max_bytes`).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: f64,
+    /// Use indexer acknowledgement (the token must have it enabled).
+    #[serde(default)]
+    pub indexer_acknowledgement: bool,
+    #[serde(default = "default_ack_poll")]
+    pub ack_poll_interval_secs: f64,
+    /// Seconds to wait for an acknowledgement before sending the request again.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_secs: f64,
+    #[serde(default = "default_backoff_initial")]
+    pub retry_initial_backoff_secs: f64,
+    #[serde(default = "default_backoff_max")]
+    pub retry_max_backoff_secs: f64,
+    #[serde(default)]
+    pub tls: TlsOptions,
+}
+
+impl HecConfig {
+    /// A configuration with every default, for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            token: None,
+            token_file: None,
+            format: Format::default(),
+            ocsf_version: None,
+            endpoint_kind: Endpoint::default(),
+            index: None,
+            sourcetype: None,
+            source: None,
+            host: None,
+            time_field: TimeField::default(),
+            max_bytes: default_max_bytes(),
+            batch_timeout_secs: default_batch_timeout(),
+            compression: Compression::default(),
+            concurrency: default_concurrency(),
+            max_in_flight: default_max_in_flight(),
+            request_timeout_secs: default_request_timeout(),
+            indexer_acknowledgement: false,
+            ack_poll_interval_secs: default_ack_poll(),
+            ack_timeout_secs: default_ack_timeout(),
+            retry_initial_backoff_secs: default_backoff_initial(),
+            retry_max_backoff_secs: default_backoff_max(),
+            tls: TlsOptions::default(),
+        }
+    }
+
+    /// The token, from `token` or `token_file`.
+    pub fn resolve_token(&self) -> Result<String, SinkError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(SinkError::Config(
+                    "give `token` or `token_file`, not both".into(),
+                ))
+            }
+            (Some(t), None) => t.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| SinkError::Config(format!("token_file {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+            (None, None) => {
+                return Err(SinkError::Config(
+                    "no HEC token: set `token` (e.g. \"${SPLUNK_HEC_TOKEN}\") or `token_file`"
+                        .into(),
+                ))
+            }
+        };
+        if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(SinkError::Config(
+                "the HEC token is empty or holds spaces or control characters".into(),
+            ));
+        }
+        Ok(token)
+    }
+
+    /// The document target, for JSON formats.
+    pub fn target(&self) -> Result<Option<Target>, SinkError> {
+        Ok(match self.format {
+            Format::Line => None,
+            Format::Ecs => Some(Target::Ecs),
+            Format::Cim => Some(Target::Cim),
+            Format::Ocsf => {
+                let version = match &self.ocsf_version {
+                    Some(v) => v
+                        .parse::<OcsfVersion>()
+                        .map_err(|e| SinkError::Config(format!("ocsf_version: {e}")))?,
+                    None => OcsfVersion::V1_1_0,
+                };
+                Some(Target::Ocsf(version))
+            }
+        })
+    }
+
+    pub fn sourcetype(&self) -> &str {
+        match (&self.sourcetype, self.format) {
+            (Some(s), _) => s,
+            (None, Format::Line) => "aws:cloudwatchlogs:vpcflow",
+            (None, _) => "_json",
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial: secs(self.retry_initial_backoff_secs),
+            max: secs(self.retry_max_backoff_secs),
+        }
+    }
+
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), SinkError> {
+        let url: http::Uri = self
+            .endpoint
+            .parse()
+            .map_err(|e| SinkError::Config(format!("endpoint `{}`: {e}", self.endpoint)))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(SinkError::Config(format!(
+                "endpoint `{}` is not an http:// or https:// URL",
+                self.endpoint
+            )));
+        }
+        if self.max_bytes < 1024 {
+            return Err(SinkError::Config("max_bytes must be at least 1024".into()));
+        }
+        if self.concurrency == 0 || self.max_in_flight < self.concurrency {
+            return Err(SinkError::Config(
+                "concurrency must be at least 1 and max_in_flight at least concurrency".into(),
+            ));
+        }
+        for (name, v) in [
+            ("batch_timeout_secs", self.batch_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("ack_poll_interval_secs", self.ack_poll_interval_secs),
+            ("ack_timeout_secs", self.ack_timeout_secs),
+            (
+                "retry_initial_backoff_secs",
+                self.retry_initial_backoff_secs,
+            ),
+            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(SinkError::Config(format!(
+                    "{name} must be a positive number"
+                )));
+            }
+        }
+        self.target()?;
+        self.resolve_token()?;
+        Ok(())
+    }
+}
+
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}

@@ -1,0 +1,347 @@
+//! The sink against the HEC test receiver: envelopes, acknowledgement, faults, splits,
+//! poison events and rejected tokens.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowlog_decode::{decode_reader, DecodeOptions, RecordSink, SinkError as DecodeSinkError};
+use flowlog_model::{FlowBatch, SourceId};
+use flowlog_sink::{
+    Ack, BatchStatus, DeadLetter, DeadLetters, Metrics, Sink, SinkError, SinkInput,
+};
+use flowlog_sink_splunk_hec::{Compression, Format, HecConfig, HecSink};
+use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
+use serde_json::Value;
+
+#[derive(Default)]
+struct Letters(Mutex<Vec<DeadLetter>>);
+
+impl DeadLetters for Letters {
+    fn write(&self, letter: DeadLetter) {
+        self.0.lock().unwrap().push(letter);
+    }
+}
+
+struct Batches(Vec<FlowBatch>);
+
+impl RecordSink for Batches {
+    fn batch(&mut self, batch: FlowBatch) -> Result<(), DecodeSinkError> {
+        self.0.push(batch);
+        Ok(())
+    }
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), DecodeSinkError> {
+        panic!("test input is valid: {letter:?}")
+    }
+}
+
+/// `n` version 2 records, one per line.
+fn lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "2 123456789012 eni-0a1b2c3d 10.0.{}.{} 198.51.100.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK\n",
+                i / 250 % 250,
+                i % 250,
+                i % 200,
+                1024 + i % 60000,
+                1 + i % 90,
+                100 + i
+            )
+        })
+        .collect()
+}
+
+fn batches(text: &str, rows: usize) -> Vec<FlowBatch> {
+    let mut out = Batches(Vec::new());
+    let options = DecodeOptions {
+        batch_rows: rows,
+        keep_lines: true,
+        ..DecodeOptions::default()
+    };
+    decode_reader(
+        text.as_bytes(),
+        SourceId::new("s3://bucket/key.log"),
+        &options,
+        &mut out,
+    )
+    .unwrap();
+    out.0
+}
+
+fn config(receiver: &HecReceiver) -> HecConfig {
+    let mut config = HecConfig::new(receiver.url());
+    config.token = Some("test-token".into());
+    config.batch_timeout_secs = 0.05;
+    config.retry_initial_backoff_secs = 0.005;
+    config.retry_max_backoff_secs = 0.05;
+    config.ack_poll_interval_secs = 0.02;
+    config.ack_timeout_secs = 0.5;
+    config
+}
+
+/// Runs the sink over `batches`; returns each batch's outcome and the sink's result.
+async fn run(
+    config: HecConfig,
+    batches: Vec<FlowBatch>,
+    letters: Arc<Letters>,
+) -> (Vec<BatchStatus>, Result<(), SinkError>) {
+    let metrics = Metrics::new();
+    let sink = HecSink::new(
+        "splunk",
+        config,
+        metrics.component("sink", "splunk"),
+        letters,
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let running = tokio::spawn(Box::new(sink).run(rx));
+    let mut waits = Vec::new();
+    for batch in batches {
+        let (ack, wait) = Ack::new();
+        waits.push(wait);
+        if tx
+            .send(SinkInput {
+                batch: Arc::new(batch),
+                ack,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let result = running.await.unwrap();
+    let mut statuses = Vec::new();
+    for wait in waits {
+        statuses.push(wait.wait().await);
+    }
+    (statuses, result)
+}
+
+fn ids_of(batches: &[FlowBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.line_numbers
+                .iter()
+                .map(|&l| flowlog_sink::event_id(&b.source, l))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_arrive_once_as_the_add_on_expects_them() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        ..HecOptions::default()
+    });
+    let mut config = config(&receiver);
+    config.indexer_acknowledgement = true;
+    config.index = Some("netflow".into());
+    let text = lines(500);
+    let input = batches(&text, 128);
+    let expected = ids_of(&input);
+    let letters = Arc::new(Letters::default());
+    let (statuses, result) = run(config, input, Arc::clone(&letters)).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let ids = receiver.ids();
+    assert_eq!(ids.len(), 500);
+    for id in &expected {
+        assert_eq!(ids.get(id), Some(&1), "{id}");
+    }
+    let stats = receiver.stats();
+    assert_eq!(stats.gzip_requests, stats.requests - stats.ack_polls);
+    assert_eq!(stats.channels.len(), 1);
+    let events = receiver.events();
+    let first = events
+        .iter()
+        .find(|e| e["fields"]["flowlog_id"].as_str() == Some(expected[0].as_str()))
+        .unwrap();
+    assert_eq!(first["event"], text.lines().next().unwrap());
+    assert_eq!(first["sourcetype"], "aws:cloudwatchlogs:vpcflow");
+    assert_eq!(first["source"], "s3://bucket/key.log");
+    assert_eq!(first["index"], "netflow");
+    assert_eq!(first["time"], 1700000000);
+    assert!(letters.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_faults_and_lost_acks_lose_nothing() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        failure_rate: 0.3,
+        lose_ack_rate: 0.1,
+        keep_events: false,
+        seed: 7,
+        ..HecOptions::default()
+    });
+    let mut config = config(&receiver);
+    config.indexer_acknowledgement = true;
+    config.max_bytes = 16 * 1024;
+    let input = batches(&lines(20_000), 1000);
+    let expected = ids_of(&input);
+    let (statuses, result) = run(config, input, Arc::default()).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let ids = receiver.ids();
+    let lost = receiver.lost_ack_events();
+    let stats = receiver.stats();
+    assert!(stats.failed_503 > 0 && stats.failed_429 > 0 && stats.dropped_connections > 0);
+    assert!(stats.acks_lost > 0);
+    let mut duplicates = 0;
+    for id in &expected {
+        let n = *ids.get(id).unwrap_or(&0);
+        assert!(n >= 1, "{id} never arrived");
+        if n > 1 {
+            duplicates += n - 1;
+            assert!(
+                lost.contains(id),
+                "{id} arrived {n} times without a lost ack"
+            );
+        }
+    }
+    assert_eq!(ids.len(), expected.len());
+    assert!(duplicates > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_size_requests_split_and_an_over_size_event_is_dead_lettered() {
+    let receiver = HecReceiver::start(HecOptions {
+        max_body: 4096,
+        ..HecOptions::default()
+    });
+    let mut config = config(&receiver);
+    config.compression = Compression::None;
+    config.max_bytes = 64 * 1024;
+    let mut text = lines(300);
+    // One line far longer than the receiver accepts (an unknown trailing field).
+    text.push_str("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status note\n");
+    text.push_str(&format!(
+        "2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000001 ACCEPT OK {}\n",
+        "x".repeat(8000)
+    ));
+    let input = batches(&text, 64);
+    let letters = Arc::new(Letters::default());
+    let (statuses, result) = run(config, input, Arc::clone(&letters)).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    assert_eq!(receiver.ids().len(), 300);
+    assert!(receiver.ids().values().all(|&n| n == 1));
+    assert!(receiver.stats().too_large > 0);
+    let letters = letters.0.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].line, 302);
+    assert!(letters[0].reason.contains("413"), "{}", letters[0].reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_with_the_receivers_reason() {
+    let receiver = HecReceiver::start(HecOptions {
+        poison: Some("198.51.100.77 ".into()),
+        ..HecOptions::default()
+    });
+    let config = config(&receiver);
+    let input = batches(&lines(1000), 250);
+    let expected = ids_of(&input);
+    let letters = Arc::new(Letters::default());
+    let (statuses, result) = run(config, input, Arc::clone(&letters)).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let letters = letters.0.lock().unwrap();
+    // Lines 78, 278, ... hold 198.51.100.77.
+    assert_eq!(letters.len(), 5);
+    for letter in letters.iter() {
+        assert_eq!(letter.line % 200, 78);
+        assert!(
+            letter
+                .reason
+                .contains("HEC 400 (code 6): Invalid data format"),
+            "{}",
+            letter.reason
+        );
+        assert!(letter.raw.contains("198.51.100.77 "));
+        assert_eq!(letter.source.as_str(), "s3://bucket/key.log");
+    }
+    let ids = receiver.ids();
+    assert_eq!(ids.len(), 995);
+    assert!(ids.values().all(|&n| n == 1));
+    assert!(expected.iter().filter(|id| !ids.contains_key(*id)).count() == 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_sink_and_fails_its_batches() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let mut config = config(&receiver);
+    config.token = Some("wrong".into());
+    let metrics = Metrics::new();
+    let sink = HecSink::new(
+        "splunk",
+        config.clone(),
+        metrics.component("sink", "splunk"),
+        Arc::new(Letters::default()),
+    )
+    .unwrap();
+    let err = sink.check().await.unwrap_err();
+    assert!(
+        matches!(err, SinkError::Rejected { status: 403, .. }),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("wrong"),
+        "the token leaked: {err}"
+    );
+    let (statuses, result) = run(config, batches(&lines(10), 5), Arc::default()).await;
+    assert!(matches!(result, Err(SinkError::Rejected { .. })));
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Failed));
+    assert_eq!(receiver.ids().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_go_as_json_events_and_raw_mode_sends_lines() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let mut config = config(&receiver);
+    config.format = Format::Ecs;
+    let (statuses, result) = run(config, batches(&lines(20), 8), Arc::default()).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let events = receiver.events();
+    assert_eq!(events.len(), 20);
+    for event in &events {
+        assert_eq!(event["sourcetype"], "_json");
+        assert_eq!(event["event"]["event"]["dataset"], "aws.vpcflow");
+        assert!(event["event"]["source"]["ip"].is_string());
+    }
+
+    let receiver = HecReceiver::start(HecOptions::default());
+    let mut config = self::config(&receiver);
+    config.endpoint_kind = flowlog_sink_splunk_hec::Endpoint::Raw;
+    let text = lines(20);
+    let (_, result) = run(config, batches(&text, 8), Arc::default()).await;
+    result.unwrap();
+    assert_eq!(receiver.raw_lines(), text.lines().collect::<Vec<_>>());
+    let _ = Value::Null;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_healthy_collector() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        ..HecOptions::default()
+    });
+    let config = config(&receiver);
+    let sink = HecSink::new(
+        "splunk",
+        config,
+        Metrics::new().component("sink", "splunk"),
+        Arc::new(Letters::default()),
+    )
+    .unwrap();
+    let line = sink.check().await.unwrap();
+    assert!(line.contains("healthy"), "{line}");
+    receiver.set_down(true);
+    assert!(sink.check().await.is_err());
+    let _ = Duration::ZERO;
+}

@@ -1,0 +1,468 @@
+//! A Splunk HTTP Event Collector: `/services/collector/event`, `/raw`, `/health`, `/ack`.
+//!
+//! What it checks, as Splunk does: the `Authorization: Splunk <token>` header (401 code 2
+//! missing, 401 code 3 malformed, 403 code 4 unknown); gzip bodies; concatenated JSON
+//! envelopes with only the documented keys, `event` present and not blank, `fields` flat
+//! (400 codes 6, 12, 13, 15 with `invalid-event-number`; events before it are indexed);
+//! the channel header when acknowledgement is on (400 codes 10, 11); ack ids per channel
+//! from 0, `true` once and then forgotten; `/ack` with acknowledgement off (400 code 14);
+//! bodies over `max_body` (413).
+//!
+//! Scripted faults: a share of requests failing at random (503 code 9, 429 code 26 with
+//! `Retry-After`, or the connection dropped without an answer, all before indexing); a
+//! share of ack ids lost (never `true`); events containing a poison string refused; a
+//! switch that makes the collector answer 503 to everything.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// How the collector behaves.
+#[derive(Debug, Clone)]
+pub struct HecOptions {
+    pub token: String,
+    /// Indexer acknowledgement on (the token's `useACK`).
+    pub acks: bool,
+    /// Largest accepted body, as received (compressed when gzipped).
+    pub max_body: usize,
+    /// Share of requests (0..1) that fail before indexing: 503, 429 or a dropped connection.
+    pub failure_rate: f64,
+    /// Share of ack ids (0..1) that never become `true`.
+    pub lose_ack_rate: f64,
+    /// Events whose text contains this are refused (400 code 6, `invalid-event-number`).
+    pub poison: Option<String>,
+    /// Keep every indexed envelope (small tests); ids and counts are always kept.
+    pub keep_events: bool,
+    /// Seed of the fault script.
+    pub seed: u64,
+}
+
+impl Default for HecOptions {
+    fn default() -> Self {
+        Self {
+            token: "test-token".into(),
+            acks: false,
+            max_body: 1 << 30,
+            failure_rate: 0.0,
+            lose_ack_rate: 0.0,
+            poison: None,
+            keep_events: true,
+            seed: 1,
+        }
+    }
+}
+
+/// What the collector saw.
+#[derive(Debug, Default, Clone)]
+pub struct HecStats {
+    pub requests: u64,
+    pub gzip_requests: u64,
+    pub indexed: u64,
+    pub failed_503: u64,
+    pub failed_429: u64,
+    pub dropped_connections: u64,
+    pub too_large: u64,
+    pub refused_events: u64,
+    pub auth_failures: u64,
+    pub ack_polls: u64,
+    pub acks_lost: u64,
+    pub channels: HashSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    stats: HecStats,
+    /// Indexed events by `fields.flowlog_id` (or by their text when they have none).
+    ids: HashMap<String, u32>,
+    events: Vec<Value>,
+    raw_lines: Vec<String>,
+    /// Per channel: the next ack id, and ids acknowledged-to-be.
+    channels: HashMap<String, Channel>,
+    /// Ids of the events whose request's ack was lost.
+    lost_ack_events: HashSet<String>,
+    rng: Option<fastrand::Rng>,
+}
+
+#[derive(Default)]
+struct Channel {
+    next: u64,
+    /// Ids that will answer `true` (lost ones are never added).
+    ready: HashSet<u64>,
+}
+
+/// A running collector; stopped when dropped.
+pub struct HecReceiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    down: Arc<AtomicBool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl HecReceiver {
+    /// Starts a collector on 127.0.0.1 on a free port.
+    pub fn start(options: HecOptions) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name("hec-receiver")
+            .build()
+            .expect("a runtime");
+        // Bound here (not in the runtime) so that starting works from async code too.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("bound");
+        let state = Arc::new(Mutex::new(State {
+            rng: Some(fastrand::Rng::with_seed(options.seed)),
+            ..State::default()
+        }));
+        let down = Arc::new(AtomicBool::new(false));
+        let options = Arc::new(options);
+        let (s, d) = (Arc::clone(&state), Arc::clone(&down));
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (state, down, options) = (Arc::clone(&s), Arc::clone(&d), Arc::clone(&options));
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (state, down, options) =
+                            (Arc::clone(&state), Arc::clone(&down), Arc::clone(&options));
+                        async move { handle(request, &state, &down, &options).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            state,
+            down,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// While down, every request gets 503 code 9 (server busy).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn stats(&self) -> HecStats {
+        self.state.lock().unwrap().stats.clone()
+    }
+
+    /// How many times each event id was indexed.
+    pub fn ids(&self) -> HashMap<String, u32> {
+        self.state.lock().unwrap().ids.clone()
+    }
+
+    /// Indexed envelopes (with `keep_events`).
+    pub fn events(&self) -> Vec<Value> {
+        self.state.lock().unwrap().events.clone()
+    }
+
+    /// Lines received on `/raw`.
+    pub fn raw_lines(&self) -> Vec<String> {
+        self.state.lock().unwrap().raw_lines.clone()
+    }
+
+    /// Ids of events sent in requests whose ack id was lost (and so may arrive twice).
+    pub fn lost_ack_events(&self) -> HashSet<String> {
+        self.state.lock().unwrap().lost_ack_events.clone()
+    }
+}
+
+impl Drop for HecReceiver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+type Answer = http::Response<Full<Bytes>>;
+
+fn reply(status: u16, body: Value) -> Answer {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn code(status: u16, code: u32, text: &str) -> Answer {
+    reply(status, serde_json::json!({"text": text, "code": code}))
+}
+
+/// Dropping the connection: the service fails, and hyper closes it without an answer.
+#[derive(Debug)]
+struct Drop_;
+impl std::fmt::Display for Drop_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault script")
+    }
+}
+impl std::error::Error for Drop_ {}
+
+async fn handle(
+    request: http::Request<hyper::body::Incoming>,
+    state: &Mutex<State>,
+    down: &AtomicBool,
+    options: &HecOptions,
+) -> Result<Answer, Drop_> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(Drop_),
+    };
+    let mut state = state.lock().unwrap();
+    state.stats.requests += 1;
+    if path == "/services/collector/health" {
+        return Ok(if down.load(Ordering::SeqCst) {
+            code(503, 18, "HEC is unhealthy, queues are full")
+        } else {
+            code(200, 17, "HEC is healthy")
+        });
+    }
+    if down.load(Ordering::SeqCst) {
+        state.stats.failed_503 += 1;
+        return Ok(code(503, 9, "Server is busy"));
+    }
+    // Authorization.
+    let token = match parts
+        .headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => {
+            state.stats.auth_failures += 1;
+            return Ok(code(401, 2, "Token is required"));
+        }
+        Some(v) => match v.strip_prefix("Splunk ") {
+            Some(t) => t.to_string(),
+            None => {
+                state.stats.auth_failures += 1;
+                return Ok(code(401, 3, "Invalid authorization"));
+            }
+        },
+    };
+    if token != options.token {
+        state.stats.auth_failures += 1;
+        return Ok(code(403, 4, "Invalid token"));
+    }
+    let channel = parts
+        .headers
+        .get("x-splunk-request-channel")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            parts.uri.query().and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("channel=").map(str::to_string))
+            })
+        });
+    if path == "/services/collector/ack" {
+        if !options.acks {
+            return Ok(code(400, 14, "ACK is disabled"));
+        }
+        state.stats.ack_polls += 1;
+        let Some(channel) = channel else {
+            return Ok(code(400, 10, "Data channel is missing"));
+        };
+        let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let ids: Vec<u64> = asked["acks"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        let ch = state.channels.entry(channel).or_default();
+        let mut answer = serde_json::Map::new();
+        for id in ids {
+            // `true` once, then forgotten.
+            let acked = ch.ready.remove(&id);
+            answer.insert(id.to_string(), Value::Bool(acked));
+        }
+        return Ok(reply(200, serde_json::json!({ "acks": answer })));
+    }
+    let raw = match path.as_str() {
+        "/services/collector/event" | "/services/collector/event/1.0" => false,
+        "/services/collector/raw" | "/services/collector/raw/1.0" => true,
+        _ => {
+            return Ok(code(
+                404,
+                404,
+                "The requested URL was not found on this server.",
+            ))
+        }
+    };
+    if options.acks {
+        match &channel {
+            None => return Ok(code(400, 10, "Data channel is missing")),
+            Some(c) if uuid::Uuid::parse_str(c).is_err() => {
+                return Ok(code(400, 11, "Invalid data channel"))
+            }
+            Some(c) => {
+                state.stats.channels.insert(c.clone());
+            }
+        }
+    }
+    if body.len() > options.max_body {
+        state.stats.too_large += 1;
+        return Ok(reply(413, serde_json::json!({"text": "Content too large"})));
+    }
+    // Scripted faults, before anything is indexed.
+    let roll = state.rng.as_mut().map_or(1.0, |r| r.f64());
+    if roll < options.failure_rate {
+        let third = options.failure_rate / 3.0;
+        if roll < third {
+            state.stats.failed_503 += 1;
+            return Ok(code(503, 9, "Server is busy"));
+        } else if roll < 2.0 * third {
+            state.stats.failed_429 += 1;
+            let mut answer = code(429, 26, "Too many requests; queue is full");
+            answer
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+            return Ok(answer);
+        } else {
+            state.stats.dropped_connections += 1;
+            return Err(Drop_);
+        }
+    }
+    let gzip = parts
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let body = if gzip {
+        state.stats.gzip_requests += 1;
+        let mut plain = Vec::new();
+        if flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_end(&mut plain)
+            .is_err()
+        {
+            return Ok(code(400, 6, "Invalid data format"));
+        }
+        plain
+    } else {
+        body.to_vec()
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(code(400, 5, "No data"));
+    }
+
+    let mut indexed_ids = Vec::new();
+    if raw {
+        for line in String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
+            if options.poison.as_deref().is_some_and(|p| line.contains(p)) {
+                state.stats.refused_events += 1;
+                return Ok(code(400, 6, "Invalid data format"));
+            }
+            state.raw_lines.push(line.to_string());
+            state.stats.indexed += 1;
+            *state.ids.entry(line.to_string()).or_default() += 1;
+        }
+    } else {
+        let stream = serde_json::Deserializer::from_slice(&body).into_iter::<Value>();
+        for (i, item) in stream.enumerate() {
+            let refuse = |state: &mut State, code: u32, text: &str| {
+                state.stats.refused_events += 1;
+                reply(
+                    400,
+                    serde_json::json!({"text": text, "code": code, "invalid-event-number": i}),
+                )
+            };
+            let envelope = match item {
+                Ok(Value::Object(o)) => o,
+                _ => return Ok(refuse(&mut state, 6, "Invalid data format")),
+            };
+            const KEYS: [&str; 7] = [
+                "event",
+                "time",
+                "host",
+                "source",
+                "sourcetype",
+                "index",
+                "fields",
+            ];
+            if envelope.keys().any(|k| !KEYS.contains(&k.as_str())) {
+                return Ok(refuse(&mut state, 6, "Invalid data format"));
+            }
+            match envelope.get("event") {
+                None => return Ok(refuse(&mut state, 12, "Event field is required")),
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    return Ok(refuse(&mut state, 13, "Event field cannot be blank"))
+                }
+                Some(Value::Null) => {
+                    return Ok(refuse(&mut state, 13, "Event field cannot be blank"))
+                }
+                Some(_) => {}
+            }
+            if let Some(fields) = envelope.get("fields") {
+                let flat = fields.as_object().is_some_and(|f| {
+                    f.values().all(|v| match v {
+                        Value::Object(_) => false,
+                        Value::Array(a) => a.iter().all(|x| !x.is_object() && !x.is_array()),
+                        _ => true,
+                    })
+                });
+                if !flat {
+                    return Ok(refuse(&mut state, 15, "Error in handling indexed fields"));
+                }
+            }
+            let text = Value::Object(envelope.clone()).to_string();
+            if options.poison.as_deref().is_some_and(|p| text.contains(p)) {
+                return Ok(refuse(&mut state, 6, "Invalid data format"));
+            }
+            let id = envelope
+                .get("fields")
+                .and_then(|f| f.get("flowlog_id"))
+                .and_then(Value::as_str)
+                .map_or(text, str::to_string);
+            state.stats.indexed += 1;
+            *state.ids.entry(id.clone()).or_default() += 1;
+            indexed_ids.push(id);
+            if options.keep_events {
+                state.events.push(Value::Object(envelope));
+            }
+        }
+    }
+
+    if !options.acks {
+        return Ok(code(200, 0, "Success"));
+    }
+    let channel = channel.expect("checked above");
+    let lose = state.rng.as_mut().map_or(1.0, |r| r.f64()) < options.lose_ack_rate;
+    let ch = state.channels.entry(channel).or_default();
+    let id = ch.next;
+    ch.next += 1;
+    if lose {
+        state.stats.acks_lost += 1;
+        state.lost_ack_events.extend(indexed_ids);
+    } else {
+        ch.ready.insert(id);
+    }
+    Ok(reply(
+        200,
+        serde_json::json!({"text": "Success", "code": 0, "ackId": id}),
+    ))
+}

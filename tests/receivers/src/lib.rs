@@ -1,0 +1,6 @@
+//! Test receivers that behave as `../shared/protocols.md` says, with scripted faults.
+//!
+//! Each runs an HTTP/1.1 server on 127.0.0.1 (a free port) in its own runtime, so both
+//! async unit tests and end-to-end tests of the binary can use it.
+
+pub mod hec;
