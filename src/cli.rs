@@ -23,6 +23,11 @@ pub enum Command {
     /// JSON, Firehose HTTP endpoint requests, Lambda `awslogs` events, `{"message": ...}`
     /// lines or plain text. Header lines set the format from where they stand.
     Transform(Box<TransformArgs>),
+    /// Forward flow logs from the configured sources to the configured sinks, until every
+    /// source has ended or SIGTERM/SIGINT (then drain in-flight batches and exit).
+    Run(RunArgs),
+    /// Validate a configuration, reach each source and sink, and report what was found.
+    Check(RunArgs),
     /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
     Fields(FieldsArgs),
     /// Print what `--to ecs` writes: its field list, or an Elasticsearch component template.
@@ -107,6 +112,25 @@ pub struct EnrichArgs {
     /// Do not look for GeoIP databases in geoipupdate's directories.
     #[arg(long)]
     pub no_geoip_search: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML; see the README's "Forwarding" section).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event (for log shippers).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod fields;
+mod run;
 mod schema;
 mod transform;
 
@@ -16,6 +17,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Transform(args) => transform::run(*args),
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Check(args) => run::check(args),
         cli::Command::Fields(args) => fields::run(args),
         cli::Command::Schema(args) => schema::run(args),
     }

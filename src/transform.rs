@@ -16,7 +16,7 @@ use flowlog_normalize::{Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{EnrichArgs, OutputShape, TransformArgs};
-use flowlog_enrich::{EnrichConfig, Enricher};
+use flowlog_enrich::Enricher;
 
 /// Inputs at least this large (in total) get a progress bar on a terminal.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
@@ -136,55 +136,28 @@ pub fn run(args: TransformArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The enricher the arguments ask for, if any. A source that cannot be read is an error;
-/// no GeoIP database at all is a notice.
+/// The enricher the arguments ask for, if any (the same settings as a config file's
+/// `[transform.enrich]`).
 fn enricher(
     args: &EnrichArgs,
     quiet: bool,
 ) -> Result<Option<Enricher>, flowlog_enrich::EnrichError> {
-    let live = args.eni_inventory.iter().any(|p| p.as_os_str() == "ec2");
-    let mut config = EnrichConfig {
+    let settings = flowlog_pipeline::config::Enrich {
         geoip: args.geoip.clone(),
         asn: args.asn.clone(),
-        eni_files: args
-            .eni_inventory
-            .iter()
-            .filter(|p| p.as_os_str() != "ec2")
-            .cloned()
-            .collect(),
-        ec2: live.then(|| flowlog_enrich::Ec2Options {
-            region: args.aws_region.clone(),
-            endpoint: args.aws_endpoint.clone(),
-            ttl: std::time::Duration::from_secs(args.eni_refresh.max(1)),
-        }),
-        ip_ranges: args.aws_ip_ranges.clone(),
-        watchlists: args.watchlist.clone(),
-        ..EnrichConfig::default()
+        eni_inventory: args.eni_inventory.clone(),
+        eni_refresh_secs: args.eni_refresh,
+        aws_region: args.aws_region.clone(),
+        aws_endpoint: args.aws_endpoint.clone(),
+        aws_ip_ranges: args.aws_ip_ranges.clone(),
+        watchlist: args.watchlist.clone(),
+        geoip_search: !args.no_geoip_search,
     };
-    if config.is_empty() && args.no_geoip_search {
-        return Ok(None);
-    }
-    if !args.no_geoip_search && config.geoip.is_empty() {
-        let dirs: Vec<&Path> = flowlog_enrich::GEOIPUPDATE_DIRS
-            .iter()
-            .map(Path::new)
-            .collect();
-        for found in config.find_geoipupdate_databases(&dirs) {
-            if !quiet {
-                eprintln!("flowlog: using {} (geoipupdate directory)", found.display());
-            }
+    settings.build(&mut |notice| {
+        if !quiet {
+            eprintln!("flowlog: {notice}");
         }
-        if config.geoip.is_empty() && !quiet && !config.is_empty() {
-            eprintln!(
-                "flowlog: notice: no GeoIP database given or found in {}; no geo fields",
-                flowlog_enrich::GEOIPUPDATE_DIRS.join(", ")
-            );
-        }
-    }
-    if config.is_empty() {
-        return Ok(None);
-    }
-    Enricher::new(&config).map(Some)
+    })
 }
 
 fn decode_input(

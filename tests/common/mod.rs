@@ -170,15 +170,8 @@ pub fn fixture_inputs() -> Vec<(PathBuf, Vec<String>)> {
     inputs
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`), for reading the RFC 3339 times documents carry.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
+#[allow(unused_imports)]
+pub use flowlog_model::time::days_from_civil;
 
 /// The JSON Schema validator of OCSF Network Activity in `version` (from ../shared/ocsf).
 pub fn ocsf_validator(version: &str) -> jsonschema::Validator {

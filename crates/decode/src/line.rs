@@ -253,6 +253,19 @@ impl LineDecoder {
             .collect();
     }
 
+    /// Decodes a block of whole lines of a plain-text source whose first line is
+    /// `first_line` (lines end with `\n`; the last one need not). Returns the number of
+    /// lines the block held. For callers that frame text themselves (a followed file);
+    /// call [`LineDecoder::flush`] to emit the rows decoded so far.
+    pub fn decode_lines(
+        &mut self,
+        block: Buffer,
+        first_line: u64,
+        sink: &mut dyn RecordSink,
+    ) -> Result<u64, DecodeError> {
+        self.decode_block(block, LineNumbers::From(first_line), sink)
+    }
+
     /// Decodes every line of `block` (lines end with `\n`; the last one need not). Returns
     /// the number of lines the block held.
     pub(crate) fn decode_block(

@@ -75,6 +75,17 @@ impl FlowBatch {
         self
     }
 
+    /// Rows `offset..offset + len`, sharing the buffers.
+    pub fn slice(&self, offset: usize, len: usize) -> Self {
+        Self {
+            records: self.records.slice(offset, len),
+            source: self.source.clone(),
+            line_numbers: self.line_numbers.slice(offset, len),
+            plain_text: self.plain_text,
+            lines: self.lines.as_ref().map(|l| l.slice(offset, len)),
+        }
+    }
+
     pub fn num_rows(&self) -> usize {
         self.records.num_rows()
     }

@@ -1,0 +1,169 @@
+//! Checkpoints: how far each file has been delivered, so a restart resumes without loss
+//! and re-sends at most what was not acknowledged.
+//!
+//! A file's checkpoint is the highest line such that it and every line before it were
+//! delivered or dead-lettered, plus, for plain text read from a known position, the byte
+//! offset where the next block starts and the format in force there (a header line may
+//! have set it). The file is identified by device and inode, so a replaced file starts
+//! over. All checkpoints live in one JSON file, replaced atomically (write a temporary
+//! file, fsync, rename, fsync the directory), so a crash leaves the old or the new
+//! version, never a mix.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Where one file stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    /// Device and inode of the file the numbers belong to.
+    pub dev: u64,
+    pub ino: u64,
+    /// Every line up to this one is delivered or dead-lettered.
+    pub line: u64,
+    /// Where to resume reading plain text: the byte offset of a block start at or before
+    /// `line + 1`, with the line number it starts at and the format in force there.
+    pub resume: Option<Resume>,
+    /// The whole file is delivered (read-once sources).
+    #[serde(default)]
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub offset: u64,
+    pub first_line: u64,
+    pub format: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stored {
+    version: u32,
+    files: BTreeMap<String, FileCheckpoint>,
+}
+
+/// The checkpoints of a run, shared by its sources; [`Checkpoints::save`] writes them.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    path: PathBuf,
+    inner: Arc<Mutex<(Stored, bool)>>,
+}
+
+impl Checkpoints {
+    /// Loads `<data_dir>/checkpoints.json` (none yet is an empty set).
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("checkpoints.json");
+        let stored = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored {
+                version: 1,
+                ..Stored::default()
+            },
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path,
+            inner: Arc::new(Mutex::new((stored, false))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, key: &str) -> Option<FileCheckpoint> {
+        self.inner.lock().unwrap().0.files.get(key).cloned()
+    }
+
+    pub fn set(&self, key: &str, checkpoint: FileCheckpoint) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.0.files.get(key) != Some(&checkpoint) {
+            inner.0.files.insert(key.to_string(), checkpoint);
+            inner.1 = true;
+        }
+    }
+
+    /// Writes the checkpoints if they changed since the last save.
+    pub fn save(&self) -> std::io::Result<()> {
+        let bytes = {
+            let mut inner = self.inner.lock().unwrap();
+            if !inner.1 {
+                return Ok(());
+            }
+            inner.1 = false;
+            serde_json::to_vec_pretty(&inner.0).expect("checkpoints serialize")
+        };
+        let result = write_atomically(&self.path, &bytes);
+        if result.is_err() {
+            self.inner.lock().unwrap().1 = true;
+        }
+        result
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself is durable only once the directory is.
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Device and inode of a file.
+pub fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (metadata.dev(), metadata.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        (0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_checkpoints_load_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        let cp = FileCheckpoint {
+            dev: 1,
+            ino: 2,
+            line: 41,
+            resume: Some(Resume {
+                offset: 4096,
+                first_line: 40,
+                format: "${version} ${srcaddr}".into(),
+            }),
+            done: false,
+        };
+        checkpoints.set("/var/log/a.log", cp.clone());
+        checkpoints.save().unwrap();
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+        let again = Checkpoints::open(dir.path()).unwrap();
+        assert_eq!(again.get("/var/log/a.log"), Some(cp));
+        assert_eq!(again.get("/var/log/b.log"), None);
+    }
+}

@@ -1,0 +1,527 @@
+//! The configuration file: named sources, the transform settings, named sinks.
+//!
+//! ```toml
+//! data_dir = "/var/lib/flowlog"
+//!
+//! [sources.vpc]
+//! type = "file"
+//! paths = ["/var/log/vpc/flows.log"]
+//! follow = true
+//!
+//! [transform.enrich]
+//! geoip = ["/usr/share/GeoIP/GeoLite2-City.mmdb"]
+//!
+//! [sinks.splunk]
+//! type = "splunk_hec"
+//! endpoint = "https://splunk.example.com:8088"
+//! token = "${SPLUNK_HEC_TOKEN}"
+//! ```
+//!
+//! `${NAME}` is replaced by the environment variable `NAME` before parsing (`$$` is a
+//! literal `$`); an unset variable is an error. Unknown keys are errors, reported with
+//! the line they are on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use flowlog_sink_splunk_hec::HecConfig;
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where checkpoints (and, by default, the dead letter) are kept.
+    pub data_dir: PathBuf,
+    /// Records that cannot be decoded or delivered, as NDJSON (default:
+    /// `<data_dir>/dead-letter.ndjson`).
+    pub dead_letter: Option<PathBuf>,
+    /// Seconds to wait for in-flight batches on shutdown before giving up on them (they
+    /// are then not checkpointed, and are sent again after a restart).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: f64,
+    #[serde(default)]
+    pub api: Api,
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub transform: Transform,
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+fn default_shutdown_timeout() -> f64 {
+    30.0
+}
+
+/// The metrics and health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// `host:port` serving `/metrics` (Prometheus text) and `/health`; none to turn off.
+    pub address: Option<SocketAddr>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            address: Some(SocketAddr::from(([127, 0, 0, 1], 9598))),
+        }
+    }
+}
+
+/// A source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Files, read once or followed as they grow.
+    File(FileSource),
+    /// A directory: every object put in it is read once (any envelope: gzip, Parquet,
+    /// CloudWatch Logs or Firehose JSON, text).
+    Directory(DirectorySource),
+    /// Standard input, read once (no checkpoint: it cannot be re-read).
+    Stdin(StdinSource),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    pub paths: Vec<PathBuf>,
+    /// Keep reading lines appended to the files (plain text only), and start over when a
+    /// file is replaced (rotated) or truncated.
+    #[serde(default)]
+    pub follow: bool,
+    /// Format of lines before any header line (default: the version 2 format).
+    pub format: Option<String>,
+    /// Seconds between looks for appended lines when following.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySource {
+    pub path: PathBuf,
+    pub format: Option<String>,
+    /// Seconds between looks for new objects.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSource {
+    pub format: Option<String>,
+}
+
+fn default_poll() -> f64 {
+    1.0
+}
+
+/// What happens between decoding and the sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// Most records per batch.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    #[serde(default)]
+    pub enrich: Enrich,
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Self {
+            batch_rows: default_batch_rows(),
+            enrich: Enrich::default(),
+        }
+    }
+}
+
+fn default_batch_rows() -> usize {
+    8192
+}
+
+/// Enrichment sources, as `flowlog transform`'s options (README, "Enrichment").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrich {
+    #[serde(default)]
+    pub geoip: Vec<PathBuf>,
+    #[serde(default)]
+    pub asn: Vec<PathBuf>,
+    /// Inventory files, or `"ec2"` for the live inventory.
+    #[serde(default)]
+    pub eni_inventory: Vec<PathBuf>,
+    #[serde(default = "default_eni_refresh")]
+    pub eni_refresh_secs: u64,
+    pub aws_region: Option<String>,
+    pub aws_endpoint: Option<String>,
+    pub aws_ip_ranges: Option<PathBuf>,
+    #[serde(default)]
+    pub watchlist: Vec<PathBuf>,
+    /// Look for GeoIP databases in geoipupdate's directories when `geoip` is empty.
+    #[serde(default = "yes")]
+    pub geoip_search: bool,
+}
+
+fn default_eni_refresh() -> u64 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+
+/// A sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    SplunkHec(HecConfig),
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::SplunkHec(_) => "splunk_hec",
+        }
+    }
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::File(_) => "file",
+            SourceConfig::Directory(_) => "directory",
+            SourceConfig::Stdin(_) => "stdin",
+        }
+    }
+
+    pub fn format(&self) -> Option<&str> {
+        match self {
+            SourceConfig::File(f) => f.format.as_deref(),
+            SourceConfig::Directory(d) => d.format.as_deref(),
+            SourceConfig::Stdin(s) => s.format.as_deref(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, interpolates and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let at = |line: usize, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let interpolated = interpolate(text, |name| std::env::var(name).ok())
+            .map_err(|(line, message)| at(line, message))?;
+        let config: Config = toml::from_str(&interpolated).map_err(|e| {
+            // The message alone: toml's own rendering quotes the line, which may hold an
+            // interpolated secret.
+            let line = match e.span() {
+                Some(span) => line_of(&interpolated, span.start),
+                None => guess_line(text, e.message()),
+            };
+            at(line, e.message().trim().to_string())
+        })?;
+        config.validate().map_err(|(line_hint, message)| {
+            at(
+                line_hint.map_or(0, |key| find_key_line(text, &key)),
+                message,
+            )
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what parsing alone does not: at least one source and sink, formats that
+    /// parse, sink settings that make sense. Errors carry a `[table]` to locate.
+    fn validate(&self) -> Result<(), (Option<String>, String)> {
+        if self.sources.is_empty() {
+            return Err((None, "no [sources.<name>] table: nothing to read".into()));
+        }
+        if self.sinks.is_empty() {
+            return Err((None, "no [sinks.<name>] table: nowhere to deliver".into()));
+        }
+        if self.transform.batch_rows == 0 {
+            return Err((
+                Some("batch_rows".into()),
+                "batch_rows must be at least 1".into(),
+            ));
+        }
+        for (name, source) in &self.sources {
+            let table = format!("sources.{name}");
+            if let Some(format) = source.format() {
+                flowlog_model::FlowFormat::parse(format)
+                    .map_err(|e| (Some(table.clone()), format!("[{table}] format: {e}")))?;
+            }
+            match source {
+                SourceConfig::File(f) if f.paths.is_empty() => {
+                    return Err((Some(table.clone()), format!("[{table}] paths is empty")))
+                }
+                SourceConfig::File(FileSource { poll_secs, .. })
+                | SourceConfig::Directory(DirectorySource { poll_secs, .. })
+                    if !(poll_secs.is_finite() && *poll_secs > 0.0) =>
+                {
+                    return Err((
+                        Some(table.clone()),
+                        format!("[{table}] poll_secs must be a positive number"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let stdin = self
+            .sources
+            .values()
+            .filter(|s| matches!(s, SourceConfig::Stdin(_)))
+            .count();
+        if stdin > 1 {
+            return Err((None, "only one stdin source can exist".into()));
+        }
+        for (name, sink) in &self.sinks {
+            let table = format!("sinks.{name}");
+            match sink {
+                SinkConfig::SplunkHec(hec) => hec
+                    .validate()
+                    .map_err(|e| (Some(table.clone()), format!("[{table}] {e}")))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `${NAME}` with `lookup(NAME)`; `$$` stands for `$`. Errors carry the line.
+pub fn interpolate(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut line = 1;
+    while let Some(i) = rest.find('$') {
+        line += rest[..i].matches('\n').count();
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(after) = after.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| (line, "`${` without a closing `}`".to_string()))?;
+            let name = &body[..end];
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err((
+                    line,
+                    format!("`${{{name}}}` is not an environment variable name"),
+                ));
+            }
+            let value = lookup(name)
+                .ok_or_else(|| (line, format!("environment variable {name} is not set")))?;
+            if value.contains(['\n', '\r']) {
+                return Err((
+                    line,
+                    format!("environment variable {name} holds a line break"),
+                ));
+            }
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// For errors serde reports without a position (inside tagged tables): the line of the
+/// key the message names, if it names one.
+fn guess_line(text: &str, message: &str) -> usize {
+    let key = message
+        .split('`')
+        .nth(1)
+        .filter(|k| !k.is_empty() && !k.contains(' '));
+    key.map_or(0, |k| find_key_line(text, k))
+}
+
+/// The first line assigning `key` (`key =`), or opening table `[key]`; 0 if none.
+fn find_key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+                || l.strip_prefix('[')
+                    .and_then(|r| r.strip_prefix(key))
+                    .is_some_and(|r| r.starts_with(']'))
+        })
+        .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "/tmp/flowlog"
+
+[sources.vpc]
+type = "file"
+paths = ["/var/log/vpc.log"]
+follow = true
+
+[transform.enrich]
+geoip = ["/usr/share/GeoIP/GeoLite2-City.mmdb"]
+
+[sinks.splunk]
+type = "splunk_hec"
+endpoint = "https://splunk.example.com:8088"
+token = "${FLOWLOG_TEST_TOKEN}"
+indexer_acknowledgement = true
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("flowlog.toml"))
+    }
+
+    #[test]
+    fn a_complete_config_parses() {
+        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+        let config = parse(GOOD).unwrap();
+        let SourceConfig::File(file) = &config.sources["vpc"] else {
+            panic!()
+        };
+        assert!(file.follow);
+        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"];
+        assert_eq!(hec.token.as_deref(), Some("abc-123"));
+        assert!(hec.indexer_acknowledgement);
+        assert_eq!(hec.max_bytes, 1_000_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+        let text = GOOD.replace("follow = true", "follow = true\nfolow = false");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("flowlog.toml:8: "), "{err}");
+        assert!(err.contains("folow"), "{err}");
+
+        let text = GOOD.replace("indexer_acknowledgement", "indexer_ack");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("flowlog.toml:16: "), "{err}");
+
+        let text = GOOD.replace("data_dir", "datadir");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("flowlog.toml:2: "), "{err}");
+
+        let text = GOOD.replace("\"splunk_hec\"", "\"splunk\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("splunk"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_an_interpolated_secret() {
+        std::env::set_var("FLOWLOG_TEST_SECRET", "s3cr3t-value");
+        let text = GOOD.replace(
+            "token = \"${FLOWLOG_TEST_TOKEN}\"",
+            "token = \"${FLOWLOG_TEST_SECRET}\" trailing",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(err.starts_with("flowlog.toml:15: "), "{err}");
+    }
+
+    #[test]
+    fn interpolation() {
+        let env = |name: &str| (name == "A").then(|| "x".to_string());
+        assert_eq!(interpolate("a=${A} $$ $b", env).unwrap(), "a=x $ $b");
+        assert_eq!(
+            interpolate("\n\n${B}", env).unwrap_err(),
+            (3, "environment variable B is not set".to_string())
+        );
+        assert!(interpolate("${A", env).is_err());
+        assert!(interpolate("${A-B}", env).is_err());
+    }
+
+    #[test]
+    fn semantic_errors_name_the_table() {
+        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+        let text = GOOD.replace("https://splunk.example.com:8088", "splunk:8088");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("[sinks.splunk] endpoint"), "{err}");
+        assert!(err.starts_with("flowlog.toml:12: "), "{err}");
+        let text = GOOD.replace("paths = [\"/var/log/vpc.log\"]", "paths = []");
+        assert!(parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("paths is empty"));
+    }
+}
+
+impl Enrich {
+    /// The enricher these settings ask for, if any. An unreadable source is an error; no
+    /// GeoIP database at all is a notice (told to `notice`), not an error.
+    pub fn build(
+        &self,
+        notice: &mut dyn FnMut(String),
+    ) -> Result<Option<flowlog_enrich::Enricher>, flowlog_enrich::EnrichError> {
+        let live = self.eni_inventory.iter().any(|p| p.as_os_str() == "ec2");
+        let mut config = flowlog_enrich::EnrichConfig {
+            geoip: self.geoip.clone(),
+            asn: self.asn.clone(),
+            eni_files: self
+                .eni_inventory
+                .iter()
+                .filter(|p| p.as_os_str() != "ec2")
+                .cloned()
+                .collect(),
+            ec2: live.then(|| flowlog_enrich::Ec2Options {
+                region: self.aws_region.clone(),
+                endpoint: self.aws_endpoint.clone(),
+                ttl: std::time::Duration::from_secs(self.eni_refresh_secs.max(1)),
+            }),
+            ip_ranges: self.aws_ip_ranges.clone(),
+            watchlists: self.watchlist.clone(),
+            ..flowlog_enrich::EnrichConfig::default()
+        };
+        if config.is_empty() && !self.geoip_search {
+            return Ok(None);
+        }
+        if self.geoip_search && config.geoip.is_empty() {
+            let dirs: Vec<&Path> = flowlog_enrich::GEOIPUPDATE_DIRS
+                .iter()
+                .map(Path::new)
+                .collect();
+            for found in config.find_geoipupdate_databases(&dirs) {
+                notice(format!("using {} (geoipupdate directory)", found.display()));
+            }
+            if config.geoip.is_empty() && !config.is_empty() {
+                notice(format!(
+                    "notice: no GeoIP database given or found in {}; no geo fields",
+                    flowlog_enrich::GEOIPUPDATE_DIRS.join(", ")
+                ));
+            }
+        }
+        if config.is_empty() {
+            return Ok(None);
+        }
+        flowlog_enrich::Enricher::new(&config).map(Some)
+    }
+}

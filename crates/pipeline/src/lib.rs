@@ -1,0 +1,467 @@
+//! The forwarding runtime behind `flowlog run` and `flowlog check`.
+//!
+//! This crate owns:
+//! - [`config`]: the TOML file (named sources, transform settings, named sinks; `${ENV}`
+//!   interpolation; unknown keys are errors with their line);
+//! - [`source`]: files (read once or followed), directories of objects, stdin, each on
+//!   its own thread, decoding into a bounded channel;
+//! - [`checkpoint`]: per-file delivered position, stored atomically;
+//! - [`dead_letter`]: the dead-letter file shared by decoding and the sinks;
+//! - [`api`]: `/metrics` and `/health`;
+//! - the wiring ([`run`]): sources -> enrich (one thread) -> every sink (bounded channels,
+//!   a share of each batch's acknowledgement per sink), checkpoints saved each second
+//!   after the dead letter is synced, and a shutdown that drains in-flight batches up to
+//!   a deadline and never checkpoints what was not acknowledged.
+
+pub mod api;
+pub mod checkpoint;
+pub mod config;
+pub mod dead_letter;
+pub mod source;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowlog_model::FlowFormat;
+use flowlog_sink::{Metrics, Sink, SinkError, SinkInput};
+use flowlog_sink_splunk_hec::{Format, HecSink};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::checkpoint::Checkpoints;
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::dead_letter::DeadLetterFile;
+use crate::source::{Envelope, SourceContext};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Why a run could not start or did not end well.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("enrichment: {0}")]
+    Enrich(#[from] flowlog_enrich::EnrichError),
+    #[error("sink {name}: {source}")]
+    Sink { name: String, source: SinkError },
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Batches still unacknowledged at the shutdown deadline (sent again after a restart).
+    pub abandoned: bool,
+    /// A sink stopped for good (e.g. its token was refused).
+    pub failed_sink: Option<(String, SinkError)>,
+}
+
+/// Channel capacities: a few batches between stages, enough to keep each stage busy,
+/// few enough that memory stays bounded (a batch is a few MB at most).
+const SOURCE_CHANNEL: usize = 4;
+const SINK_CHANNEL: usize = 2;
+
+/// Runs the pipeline until every source has ended (files read once, stdin) or a
+/// shutdown signal (SIGINT, SIGTERM) arrives.
+pub fn run(config: Config) -> Result<RunSummary, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("flowlog")
+        .build()
+        .map_err(|e| RunError::Io {
+            what: "cannot start the runtime",
+            path: PathBuf::new(),
+            source: e,
+        })?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> Result<RunSummary, RunError> {
+    let io = |what, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| RunError::Io { what, path, source }
+    };
+    let checkpoints =
+        Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
+    let metrics = Metrics::new();
+    let dead_letter_path = config
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("dead-letter.ndjson"));
+    let dead_letters = Arc::new(
+        DeadLetterFile::open(&dead_letter_path, metrics.component("dead_letter", "file"))
+            .map_err(io("dead letter", &dead_letter_path))?,
+    );
+    let healthy = Arc::new(AtomicBool::new(true));
+    if let Some(address) = config.api.address {
+        let listener = api::bind(address).map_err(|source| RunError::Io {
+            what: "api address",
+            path: PathBuf::from(address.to_string()),
+            source,
+        })?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| RunError::Io {
+                what: "api address",
+                path: PathBuf::from(address.to_string()),
+                source,
+            })?;
+        tokio::spawn(api::serve(listener, metrics.clone(), Arc::clone(&healthy)));
+        tracing::info!("metrics on http://{address}/metrics, health on /health");
+    }
+
+    // Sinks first: a refused setting fails the run before anything is read.
+    let mut sink_inputs = Vec::new();
+    let mut sinks: JoinSet<(String, Result<(), SinkError>)> = JoinSet::new();
+    for (name, sink_config) in &config.sinks {
+        let sink = build_sink(name, sink_config, &metrics, &dead_letters)?;
+        let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
+        sink_inputs.push(tx);
+        let name = name.clone();
+        sinks.spawn(async move { (name, sink.run(rx).await) });
+    }
+    let keep_lines = config.sinks.values().any(|s| match s {
+        SinkConfig::SplunkHec(h) => h.format == Format::Line,
+    });
+
+    let enricher = config
+        .transform
+        .enrich
+        .build(&mut |notice| tracing::info!("{notice}"))?;
+    let (tx, rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
+    let transform_metrics = metrics.component("transform", "enrich");
+    let processor = std::thread::Builder::new()
+        .name("flowlog-transform".into())
+        .spawn(move || process(rx, enricher, sink_inputs, transform_metrics))
+        .expect("a thread");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<String>();
+    let mut running = 0usize;
+    for (name, source_config) in &config.sources {
+        let format = source_config
+            .format()
+            .map(FlowFormat::parse)
+            .transpose()
+            .expect("validated with the config");
+        let ctx = SourceContext {
+            name: name.clone(),
+            tx: tx.clone(),
+            dead_letters: Arc::clone(&dead_letters),
+            checkpoints: checkpoints.clone(),
+            metrics: metrics.component("source", name),
+            stop: Arc::clone(&stop),
+            format,
+            batch_rows: config.transform.batch_rows,
+            keep_lines,
+        };
+        let source_config = source_config.clone();
+        let ended_tx = ended_tx.clone();
+        let name = name.clone();
+        std::thread::Builder::new()
+            .name(format!("source-{name}"))
+            .spawn(move || {
+                read_source(&ctx, &source_config);
+                drop(ctx);
+                let _ = ended_tx.send(name);
+            })
+            .expect("a thread");
+        running += 1;
+    }
+    drop(tx);
+    drop(ended_tx);
+
+    // Checkpoints each second; the dead letter first, since checkpoints pass its records.
+    let saver = {
+        let (checkpoints, dead_letters) = (checkpoints.clone(), Arc::clone(&dead_letters));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
+                let saved = tokio::task::spawn_blocking(move || save(&c, &d)).await;
+                if let Ok(Err(e)) = saved {
+                    tracing::error!("cannot save checkpoints: {e}");
+                }
+            }
+        })
+    };
+
+    let mut summary = RunSummary::default();
+    loop {
+        tokio::select! {
+            name = ended.recv() => match name {
+                Some(name) => {
+                    tracing::info!(source = %name, "source finished");
+                    running -= 1;
+                    if running == 0 { break; }
+                }
+                None => break,
+            },
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down: draining in-flight batches (up to {} s)", config.shutdown_timeout_secs);
+                break;
+            }
+            Some(done) = sinks.join_next() => {
+                if let Ok((name, Err(e))) = done {
+                    tracing::error!(sink = %name, "{e}");
+                    healthy.store(false, Ordering::Relaxed);
+                    summary.failed_sink = Some((name, e));
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    // Drain: sources stop at their next block and wait for their batches; the transform
+    // ends when they have; sinks end when their input is closed and settled.
+    let deadline = Duration::from_secs_f64(config.shutdown_timeout_secs.max(0.0));
+    let drain = async {
+        while running > 0 && ended.recv().await.is_some() {
+            running -= 1;
+        }
+        while let Some(done) = sinks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                summary.failed_sink.get_or_insert((name, e));
+            }
+        }
+    };
+    if tokio::time::timeout(deadline, drain).await.is_err() {
+        tracing::warn!(
+            "shutdown deadline passed with batches unacknowledged; they are not checkpointed \
+             and will be sent again after a restart"
+        );
+        summary.abandoned = true;
+        // Dropping the sinks fails every share they hold, which releases the sources.
+        sinks.abort_all();
+        while sinks.join_next().await.is_some() {}
+        while ended.recv().await.is_some() {}
+    }
+    let _ = tokio::task::spawn_blocking(move || processor.join()).await;
+    saver.abort();
+    let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
+    tokio::task::spawn_blocking(move || save(&c, &d))
+        .await
+        .expect("saving does not panic")
+        .map_err(io("checkpoints in", &config.data_dir))?;
+    Ok(summary)
+}
+
+fn save(checkpoints: &Checkpoints, dead_letters: &DeadLetterFile) -> std::io::Result<()> {
+    dead_letters.sync()?;
+    checkpoints.save()
+}
+
+fn build_sink(
+    name: &str,
+    config: &SinkConfig,
+    metrics: &Metrics,
+    dead_letters: &Arc<DeadLetterFile>,
+) -> Result<Box<dyn Sink>, RunError> {
+    let err = |source| RunError::Sink {
+        name: name.to_string(),
+        source,
+    };
+    Ok(match config {
+        SinkConfig::SplunkHec(hec) => Box::new(
+            HecSink::new(
+                name,
+                hec.clone(),
+                metrics.component("sink", name),
+                Arc::clone(dead_letters) as Arc<dyn flowlog_sink::DeadLetters>,
+            )
+            .map_err(err)?,
+        ),
+    })
+}
+
+fn read_source(ctx: &SourceContext, config: &SourceConfig) {
+    let secs = |s: f64| Duration::from_secs_f64(s);
+    match config {
+        SourceConfig::File(f) => {
+            let paths: Vec<&std::path::Path> = f.paths.iter().map(PathBuf::as_path).collect();
+            source::read_file(ctx, &paths, f.follow, secs(f.poll_secs));
+        }
+        SourceConfig::Directory(d) => source::read_directory(ctx, &d.path, secs(d.poll_secs)),
+        SourceConfig::Stdin(_) => source::read_stdin(ctx),
+    }
+}
+
+/// The transform stage: enrich each batch once, hand every sink its share.
+fn process(
+    mut input: mpsc::Receiver<Envelope>,
+    mut enricher: Option<flowlog_enrich::Enricher>,
+    sinks: Vec<mpsc::Sender<SinkInput>>,
+    metrics: flowlog_sink::ComponentMetrics,
+) {
+    while let Some(Envelope { batch, ack }) = input.blocking_recv() {
+        metrics.records_in.inc_by(batch.num_rows() as u64);
+        let batch = match &mut enricher {
+            Some(enricher) => enricher.enrich(batch),
+            None => batch,
+        };
+        let batch = Arc::new(batch);
+        for sink in &sinks {
+            let share = SinkInput {
+                batch: Arc::clone(&batch),
+                ack: ack.clone(),
+            };
+            // A sink that stopped drops its share unconfirmed: the batch fails.
+            let _ = sink.blocking_send(share);
+        }
+        metrics.records_out.inc_by(batch.num_rows() as u64);
+        ack.confirm();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("a signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One finding of `flowlog check`.
+#[derive(Debug)]
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+/// Validates a configuration and reaches everything it names, without sending records.
+pub fn check(config: &Config) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut note =
+        |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
+    match Checkpoints::open(&config.data_dir) {
+        Ok(c) => note(
+            true,
+            "data_dir".into(),
+            format!(
+                "{} (checkpoints {})",
+                config.data_dir.display(),
+                c.path().display()
+            ),
+        ),
+        Err(e) => note(
+            false,
+            "data_dir".into(),
+            format!("{}: {e}", config.data_dir.display()),
+        ),
+    }
+    let checkpoints = Checkpoints::open(&config.data_dir).ok();
+    for (name, source) in &config.sources {
+        let what = format!("source {name} ({})", source.kind());
+        match source {
+            SourceConfig::File(f) => {
+                for path in &f.paths {
+                    let state = checkpoints
+                        .as_ref()
+                        .and_then(|c| c.get(&path.to_string_lossy()))
+                        .map_or("no checkpoint".to_string(), |c| {
+                            if c.done {
+                                "delivered".to_string()
+                            } else {
+                                format!("delivered through line {}", c.line)
+                            }
+                        });
+                    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+                        Ok(m) => note(
+                            true,
+                            what.clone(),
+                            format!("{} ({} bytes, {state})", path.display(), m.len()),
+                        ),
+                        Err(e) if f.follow && e.kind() == std::io::ErrorKind::NotFound => note(
+                            true,
+                            what.clone(),
+                            format!(
+                                "{} (not there yet; will be followed once it is)",
+                                path.display()
+                            ),
+                        ),
+                        Err(e) => note(false, what.clone(), format!("{}: {e}", path.display())),
+                    }
+                }
+            }
+            SourceConfig::Directory(d) => match std::fs::read_dir(&d.path) {
+                Ok(entries) => note(
+                    true,
+                    what,
+                    format!("{} ({} entries)", d.path.display(), entries.count()),
+                ),
+                Err(e) => note(false, what, format!("{}: {e}", d.path.display())),
+            },
+            SourceConfig::Stdin(_) => note(true, what, "standard input".into()),
+        }
+    }
+    let mut notices = Vec::new();
+    match config.transform.enrich.build(&mut |n| notices.push(n)) {
+        Ok(Some(_)) => note(true, "enrichment".into(), "every source loaded".into()),
+        Ok(None) => note(true, "enrichment".into(), "none configured".into()),
+        Err(e) => note(false, "enrichment".into(), e.to_string()),
+    }
+    for n in notices {
+        note(true, "enrichment".into(), n);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let metrics = Metrics::new();
+    for (name, sink_config) in &config.sinks {
+        let what = format!("sink {name} ({})", sink_config.kind());
+        let letters: Arc<dyn flowlog_sink::DeadLetters> = Arc::new(NoDeadLetters);
+        let built = runtime.block_on(async {
+            match sink_config {
+                SinkConfig::SplunkHec(hec) => {
+                    let sink =
+                        HecSink::new(name, hec.clone(), metrics.component("sink", name), letters)?;
+                    let endpoint = hec.endpoint.clone();
+                    sink.check().await.map(|line| format!("{endpoint}: {line}"))
+                }
+            }
+        });
+        match built {
+            Ok(line) => note(true, what, line),
+            Err(e) => note(false, what, e.to_string()),
+        }
+    }
+    findings
+}
+
+/// `check` sends nothing, so nothing can be refused.
+struct NoDeadLetters;
+
+impl flowlog_sink::DeadLetters for NoDeadLetters {
+    fn write(&self, _: flowlog_sink::DeadLetter) {}
+}

@@ -1,0 +1,285 @@
+//! Files (read once or followed), directories of objects, and standard input.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use arrow_buffer::Buffer;
+use flowlog_decode::{decode_file, decode_reader, sniff, DecodeOptions, Envelope, LineDecoder};
+use flowlog_model::{FlowFormat, SourceId};
+
+use super::text::TextReader;
+use super::{Emit, Progress, SourceContext};
+use crate::checkpoint::{identity, FileCheckpoint, Resume};
+
+/// How reading one file ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Read to the end (read once), everything settled.
+    Complete,
+    /// The path now names another file, or the file shrank: read it again from the start.
+    Replaced,
+    /// Shutdown, or the pipeline is gone.
+    Stopped,
+}
+
+/// Reads files one after the other; followed files are polled in turn.
+pub fn read_file(ctx: &SourceContext, paths: &[&Path], follow: bool, poll: Duration) {
+    if !follow {
+        for path in paths {
+            if ctx.stopping() {
+                return;
+            }
+            read_once(ctx, path);
+        }
+        return;
+    }
+    // One thread follows each file (a handful per source at most).
+    std::thread::scope(|scope| {
+        for path in paths {
+            scope.spawn(move || loop {
+                match follow_file(ctx, path, poll) {
+                    Ok(Ended::Replaced) => continue,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(source = %ctx.name, "{}: {e}; retrying", path.display());
+                        if sleep_unless_stopped(ctx, poll.max(Duration::from_secs(1))) {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Reads every object put in `dir`, once each, in name order; looks again every `poll`.
+/// Names starting with `.` are left alone (objects being written, by convention).
+pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
+    loop {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                let mut paths: Vec<_> = entries
+                    .filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.path())
+                    .collect();
+                paths.sort();
+                for path in paths {
+                    if ctx.stopping() {
+                        return;
+                    }
+                    read_once(ctx, &path);
+                }
+            }
+            Err(e) => tracing::error!(source = %ctx.name, "{}: {e}", dir.display()),
+        }
+        if sleep_unless_stopped(ctx, poll) {
+            return;
+        }
+    }
+}
+
+/// Reads standard input to its end. It cannot be read again, so it has no checkpoint.
+pub fn read_stdin(ctx: &SourceContext) {
+    let mut progress = Progress::new(None, (0, 0), &FileCheckpoint::default());
+    let options = decode_options(ctx, ctx.format.clone());
+    let mut emit = Emit::new(ctx, &mut progress, 0);
+    let stdin = std::io::stdin();
+    match decode_reader(stdin.lock(), SourceId::new("-"), &options, &mut emit) {
+        Ok(stats) => {
+            ctx.metrics.bytes_in.inc_by(stats.bytes_read);
+        }
+        Err(e) if emit.gone => tracing::debug!("stdin: {e}"),
+        Err(e) => tracing::error!(source = %ctx.name, "{e}"),
+    }
+    drop(emit);
+    progress.finish(&ctx.checkpoints, true);
+}
+
+fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOptions {
+    DecodeOptions {
+        format,
+        batch_rows: ctx.batch_rows,
+        keep_lines: ctx.keep_lines,
+        ..DecodeOptions::default()
+    }
+}
+
+/// Reads one file to its end unless its checkpoint says it was delivered already.
+/// A file that cannot be read is reported and skipped; the source goes on.
+fn read_once(ctx: &SourceContext, path: &Path) {
+    if let Err(e) = open_and_read(ctx, path, None) {
+        tracing::error!(source = %ctx.name, "{}: {e}", path.display());
+    }
+}
+
+fn follow_file(ctx: &SourceContext, path: &Path, poll: Duration) -> std::io::Result<Ended> {
+    loop {
+        match File::open(path) {
+            Ok(_) => return open_and_read(ctx, path, Some(poll)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Not there yet (or between rotation steps): wait for it.
+                if sleep_unless_stopped(ctx, poll) {
+                    return Ok(Ended::Stopped);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads `path` from its checkpoint; `poll` = follow it, looking for more that often.
+fn open_and_read(
+    ctx: &SourceContext,
+    path: &Path,
+    poll: Option<Duration>,
+) -> std::io::Result<Ended> {
+    let mut file = File::open(path)?;
+    let metadata = file.metadata()?;
+    let id = identity(&metadata);
+    let key = path.to_string_lossy().into_owned();
+    let checkpoint = ctx
+        .checkpoints
+        .get(&key)
+        .filter(|c| (c.dev, c.ino) == id)
+        .filter(|c| c.resume.as_ref().is_none_or(|r| r.offset <= metadata.len()))
+        .unwrap_or_default();
+    if checkpoint.done && poll.is_none() {
+        return Ok(Ended::Complete);
+    }
+    let mut magic = [0u8; flowlog_decode::SNIFF_LEN];
+    let n = read_prefix(&mut file, &mut magic)?;
+    let text = matches!(sniff(&magic[..n]), Envelope::Text | Envelope::Empty);
+    let mut progress = Progress::new(Some(key.clone()), id, &checkpoint);
+    let ended = if text {
+        read_text(ctx, path, file, &key, &checkpoint, &mut progress, poll)?
+    } else {
+        if poll.is_some() {
+            tracing::warn!(source = %ctx.name, "{}: only plain text can be followed; reading it once", path.display());
+        }
+        let options = decode_options(ctx, ctx.format.clone());
+        let mut emit = Emit::new(ctx, &mut progress, checkpoint.line);
+        match decode_file(path, SourceId::new(key.as_str()), &options, &mut emit) {
+            Ok(stats) => {
+                ctx.metrics.bytes_in.inc_by(stats.bytes_read);
+                Ended::Complete
+            }
+            Err(_) if emit.gone => Ended::Stopped,
+            Err(e) => {
+                drop(emit);
+                progress.finish(&ctx.checkpoints, false);
+                return Err(std::io::Error::other(e.to_string()));
+            }
+        }
+    };
+    let delivered = progress.finish(&ctx.checkpoints, ended == Ended::Complete);
+    if ended == Ended::Complete && !delivered {
+        tracing::warn!(source = %ctx.name, "{}: not every batch was delivered; it will be read again from its checkpoint", path.display());
+    }
+    Ok(ended)
+}
+
+/// Plain text from the checkpoint's resume point, a block at a time, each block's last
+/// batch carrying the point after it.
+fn read_text(
+    ctx: &SourceContext,
+    path: &Path,
+    mut file: File,
+    key: &str,
+    checkpoint: &FileCheckpoint,
+    progress: &mut Progress,
+    poll: Option<Duration>,
+) -> std::io::Result<Ended> {
+    let (offset, mut next_line, format) = match &checkpoint.resume {
+        Some(Resume {
+            offset,
+            first_line,
+            format,
+        }) => (*offset, *first_line, FlowFormat::parse(format).ok()),
+        None => (0, 1, ctx.format.clone()),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let identity = identity(&file.metadata()?);
+    let mut reader = TextReader::new(file, offset);
+    let mut decoder = LineDecoder::new(
+        SourceId::new(key),
+        format.or(ctx.format.clone()),
+        ctx.batch_rows,
+    )
+    .keeping_lines(ctx.keep_lines);
+    let decode_error = |e: flowlog_decode::DecodeError| std::io::Error::other(e.to_string());
+    loop {
+        if ctx.stopping() {
+            return Ok(Ended::Stopped);
+        }
+        match reader.next_block(poll.is_none())? {
+            Some((block, end)) => {
+                ctx.metrics.bytes_in.inc_by(block.len() as u64);
+                let mut emit = Emit::new(ctx, progress, checkpoint.line);
+                emit.keep = true;
+                let lines = decoder
+                    .decode_lines(Buffer::from_vec(block), next_line, &mut emit)
+                    .map_err(decode_error)?;
+                decoder.flush(&mut emit).map_err(decode_error)?;
+                next_line += lines;
+                let resume = Resume {
+                    offset: end,
+                    first_line: next_line,
+                    format: decoder.format().to_string(),
+                };
+                if !emit.send_kept(Some(resume)) {
+                    return Ok(Ended::Stopped);
+                }
+            }
+            None => {
+                let Some(poll) = poll else {
+                    return Ok(Ended::Complete);
+                };
+                progress.poll(&ctx.checkpoints);
+                // Rotated (the path names another file) or truncated: start over.
+                match std::fs::metadata(path) {
+                    Ok(m) if crate::checkpoint::identity(&m) != identity => {
+                        return Ok(Ended::Replaced)
+                    }
+                    Ok(m) if m.len() < reader.offset() => {
+                        ctx.checkpoints.set(key, FileCheckpoint::default());
+                        return Ok(Ended::Replaced);
+                    }
+                    _ => {}
+                }
+                if sleep_unless_stopped(ctx, poll) {
+                    return Ok(Ended::Stopped);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps up to `d`, waking early on shutdown; true if stopping.
+fn sleep_unless_stopped(ctx: &SourceContext, d: Duration) -> bool {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !left.is_zero() {
+        if ctx.stopping() {
+            return true;
+        }
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+    ctx.stopping()
+}
+
+fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

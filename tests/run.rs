@@ -1,0 +1,384 @@
+//! `flowlog run` and `flowlog check` end to end: the real binary against the HEC test
+//! receiver (tests/receivers), with its scripted faults.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::tempdir;
+use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
+
+/// How many lines the large runs use: 1M for the acceptance figures
+/// (`FLOWLOG_E2E_LINES=1000000`), fewer by default to keep CI short.
+fn large_lines() -> usize {
+    std::env::var("FLOWLOG_E2E_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// `n` distinct version 2 records.
+fn write_lines(path: &Path, from: usize, n: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap(),
+    );
+    for i in from..from + n {
+        writeln!(
+            out,
+            "2 123456789012 eni-0a1b2c3d 10.{}.{}.{} 198.51.100.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK",
+            i / 62_500 % 250,
+            i / 250 % 250,
+            i % 250,
+            i % 200,
+            1024 + i % 60000,
+            1 + i % 90,
+            100 + i
+        )
+        .unwrap();
+    }
+}
+
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+/// A config with one file source and one HEC sink; `extra_sink` adds sink settings.
+fn setup(receiver: &HecReceiver, source: &str, extra_sink: &str) -> Setup {
+    let dir = tempdir();
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "{data}"
+shutdown_timeout_secs = 10
+
+[api]
+
+[sources.vpc]
+{source}
+
+[sinks.splunk]
+type = "splunk_hec"
+endpoint = "{url}"
+token = "${{FLOWLOG_TEST_HEC_TOKEN}}"
+batch_timeout_secs = 0.05
+retry_initial_backoff_secs = 0.01
+retry_max_backoff_secs = 0.2
+ack_poll_interval_secs = 0.02
+ack_timeout_secs = 1.0
+{extra_sink}
+"#,
+            data = dir.join("data").display(),
+            url = receiver.url(),
+        ),
+    )
+    .unwrap();
+    Setup { dir, config }
+}
+
+fn flowlog(args: &[&str], config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowlog"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn expected_ids(source: &Path, lines: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    let source = flowlog_model::SourceId::new(source.to_string_lossy().into_owned());
+    lines.map(|l| flowlog_sink::event_id(&source, l)).collect()
+}
+
+fn checkpoint_line(data: &Path, file: &Path) -> Option<(u64, bool)> {
+    let text = std::fs::read_to_string(data.join("checkpoints.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let cp = &json["files"][file.to_string_lossy().as_ref()];
+    Some((cp["line"].as_u64()?, cp["done"].as_bool().unwrap_or(false)))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn finish(child: Child) -> (bool, String) {
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_event_arrives_through_random_faults_and_lost_acks() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        failure_rate: 0.3,
+        lose_ack_rate: 0.1,
+        keep_events: false,
+        seed: 11,
+        ..HecOptions::default()
+    });
+    let setup = setup(
+        &receiver,
+        &format!(
+            "type = \"file\"\npaths = [\"{}\"]",
+            tempdir().join("flows.log").display()
+        ),
+        "indexer_acknowledgement = true\nmax_bytes = 200000",
+    );
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let input = PathBuf::from(
+        text.split("paths = [\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap(),
+    );
+    let n = large_lines();
+    write_lines(&input, 0, n);
+
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(ok, "{stderr}");
+
+    let ids = receiver.ids();
+    let lost = receiver.lost_ack_events();
+    let stats = receiver.stats();
+    let mut duplicates = 0u64;
+    for id in expected_ids(&input, 1..=n as u64) {
+        let count = *ids.get(&id).unwrap_or(&0);
+        assert!(count >= 1, "{id} never arrived");
+        if count > 1 {
+            assert!(
+                lost.contains(&id),
+                "{id} arrived {count} times but its ack was not lost"
+            );
+            duplicates += u64::from(count - 1);
+        }
+    }
+    assert_eq!(ids.len(), n);
+    assert!(stats.failed_503 > 0 && stats.failed_429 > 0 && stats.dropped_connections > 0);
+    eprintln!(
+        "{n} lines: {} requests, {} 503, {} 429, {} dropped, {} acks lost, {duplicates} duplicate events (all from requests whose ack was lost)",
+        stats.requests, stats.failed_503, stats.failed_429, stats.dropped_connections, stats.acks_lost
+    );
+    assert_eq!(
+        checkpoint_line(&setup.dir.join("data"), &input),
+        Some((n as u64, true))
+    );
+}
+
+#[test]
+fn kill_9_then_restart_resends_at_most_the_unacknowledged() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        keep_events: false,
+        ..HecOptions::default()
+    });
+    let input = tempdir().join("flows.log");
+    let n = large_lines().max(50_000);
+    write_lines(&input, 0, n);
+    // Small requests, one at a time: the run takes long enough to be killed midway.
+    let setup = setup(
+        &receiver,
+        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        "indexer_acknowledgement = true\nmax_bytes = 20000\nconcurrency = 1\nmax_in_flight = 2",
+    );
+    let data = setup.dir.join("data");
+    let mut child = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("a checkpoint", Duration::from_secs(120), || {
+        checkpoint_line(&data, &input).is_some_and(|(line, _)| line > 0)
+    });
+    child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
+    child.wait().unwrap();
+    let (at_kill, done) = checkpoint_line(&data, &input).unwrap();
+    assert!(
+        !done && at_kill < n as u64,
+        "killed too late to test anything"
+    );
+    let before = receiver.ids();
+
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(ok, "{stderr}");
+    let ids = receiver.ids();
+    let all = expected_ids(&input, 1..=n as u64);
+    let mut resent = 0;
+    for (i, id) in all.iter().enumerate() {
+        let line = i as u64 + 1;
+        let count = *ids.get(id).unwrap_or(&0);
+        assert!(count >= 1, "line {line} was lost");
+        if count > 1 {
+            // Only what the checkpoint did not cover is sent again.
+            assert!(
+                line > at_kill,
+                "line {line} was checkpointed (through {at_kill}) yet sent again"
+            );
+            resent += 1;
+        }
+    }
+    assert!(before.len() as u64 >= at_kill);
+    eprintln!(
+        "killed with {} of {n} indexed and {at_kill} checkpointed; {resent} sent again after the restart",
+        before.len()
+    );
+    assert!(resent as u64 <= n as u64 - at_kill);
+}
+
+#[test]
+fn over_size_and_poison_events_and_the_stream_goes_on() {
+    let receiver = HecReceiver::start(HecOptions {
+        max_body: 3000,
+        poison: Some("198.51.100.77 ".into()),
+        ..HecOptions::default()
+    });
+    let input = tempdir().join("flows.log");
+    write_lines(&input, 0, 2000);
+    let setup = setup(
+        &receiver,
+        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        "compression = \"none\"\nmax_bytes = 50000",
+    );
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(ok, "{stderr}");
+    assert!(receiver.stats().too_large > 0);
+    let ids = receiver.ids();
+    assert_eq!(ids.len(), 2000 - 10);
+    assert!(ids.values().all(|&c| c == 1));
+    let letters: Vec<serde_json::Value> =
+        std::fs::read_to_string(setup.dir.join("data/dead-letter.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(letters.len(), 10);
+    for letter in &letters {
+        assert_eq!(letter["line"].as_u64().unwrap() % 200, 78);
+        assert_eq!(letter["source"], input.to_string_lossy().as_ref());
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("sink splunk: HEC 400 (code 6): Invalid data format"),
+            "{reason}"
+        );
+        assert!(letter["raw"].as_str().unwrap().contains("198.51.100.77 "));
+    }
+}
+
+#[test]
+fn a_refused_token_stops_the_run_and_check_says_why() {
+    let receiver = HecReceiver::start(HecOptions {
+        token: "another".into(),
+        ..HecOptions::default()
+    });
+    let input = tempdir().join("flows.log");
+    write_lines(&input, 0, 100);
+    let setup = setup(
+        &receiver,
+        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        "",
+    );
+    let output = flowlog(&["check"], &setup.config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("FAIL sink splunk (splunk_hec)"), "{stdout}");
+    assert!(stdout.contains("403"), "{stdout}");
+    assert!(!stdout.contains("test-token"), "the token leaked: {stdout}");
+
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(!ok);
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(!stderr.contains("test-token"), "the token leaked: {stderr}");
+    let (line, done) = checkpoint_line(&setup.dir.join("data"), &input).unwrap_or((0, false));
+    assert_eq!(
+        (line, done),
+        (0, false),
+        "nothing was delivered, nothing may be checkpointed"
+    );
+}
+
+#[test]
+fn check_reports_each_part() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let input = tempdir().join("flows.log");
+    write_lines(&input, 0, 10);
+    let setup = setup(
+        &receiver,
+        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        "",
+    );
+    let output = flowlog(&["check"], &setup.config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok   source vpc (file)"), "{stdout}");
+    assert!(stdout.contains("ok   sink splunk (splunk_hec)"), "{stdout}");
+    assert!(stdout.contains("token accepted"), "{stdout}");
+
+    std::fs::write(
+        &setup.config,
+        std::fs::read_to_string(&setup.config).unwrap() + "\nbogus = 1\n",
+    )
+    .unwrap();
+    let output = flowlog(&["check"], &setup.config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("flowlog.toml:"), "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+}
+
+#[test]
+fn followed_files_deliver_appended_lines_and_sigterm_drains() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        ..HecOptions::default()
+    });
+    let input = tempdir().join("flows.log");
+    write_lines(&input, 0, 1000);
+    let setup = setup(
+        &receiver,
+        &format!(
+            "type = \"file\"\npaths = [\"{}\"]\nfollow = true\npoll_secs = 0.05",
+            input.display()
+        ),
+        "indexer_acknowledgement = true",
+    );
+    let child = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("the first lines", Duration::from_secs(60), || {
+        receiver.ids().len() == 1000
+    });
+    write_lines(&input, 1000, 500);
+    wait_for("the appended lines", Duration::from_secs(60), || {
+        receiver.ids().len() == 1500
+    });
+    // SIGTERM: drain, save the checkpoint, exit 0.
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, stderr) = finish(child);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        checkpoint_line(&setup.dir.join("data"), &input),
+        Some((1500, false))
+    );
+    let ids: HashMap<String, u32> = receiver.ids();
+    assert!(ids.values().all(|&c| c == 1));
+}
