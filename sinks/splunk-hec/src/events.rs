@@ -190,10 +190,11 @@ impl EventWriter {
         if self.endpoint == Endpoint::Raw {
             match (documents, lines) {
                 (Some(docs), _) => {
-                    for doc in docs.split_inclusive(|&b| b == b'\n') {
-                        out.data.extend_from_slice(doc);
-                        out.ends.push(out.data.len());
-                    }
+                    // Documents are already one per line: the block is the body.
+                    out.data.extend_from_slice(docs);
+                    let base = out.data.len() - docs.len();
+                    out.ends
+                        .extend(memchr::memchr_iter(b'\n', docs).map(|i| base + i + 1));
                 }
                 (None, Some(lines)) => {
                     for row in 0..rows {
@@ -229,8 +230,8 @@ impl EventWriter {
         head.push(b'-');
 
         let times = times(&batch.records, self.time_field);
-        let mut docs = documents.map(|d| d.split(|&b| b == b'\n'));
-        let mut field_lines = fields.as_deref().map(|f| f.split(|&b| b == b'\n'));
+        let mut docs = documents.map(lines_of);
+        let mut field_lines = fields.as_deref().map(lines_of);
         let mut itoa = itoa::Buffer::new();
         for row in 0..rows {
             let data = &mut out.data;
@@ -321,6 +322,16 @@ impl EventWriter {
             .map_err(|e| SinkError::Config(e.to_string()))?;
         Ok(Some(encoded.to_vec()))
     }
+}
+
+/// The lines of NDJSON, without their newlines (memchr: documents are long).
+fn lines_of(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', ndjson).map(move |end| {
+        let line = &ndjson[start..end];
+        start = end + 1;
+        line
+    })
 }
 
 /// Lines in the default (version 2) format, for batches that kept none (Parquet): the

@@ -21,7 +21,6 @@ pub mod config;
 mod events;
 mod response;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -318,14 +317,15 @@ impl Shared {
         if !self.gzip {
             return piece.data.clone();
         }
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(piece.data.len() / 8),
-            flate2::Compression::fast(),
-        );
-        encoder
-            .write_all(&piece.data)
-            .expect("writing to a Vec cannot fail");
-        Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
+        // libdeflate compresses a whole buffer at once several times faster than a
+        // streaming deflater; level 1, as compression is most of the sink's CPU.
+        let mut compressor = libdeflater::Compressor::new(libdeflater::CompressionLvl::fastest());
+        let mut out = vec![0; compressor.gzip_compress_bound(piece.data.len())];
+        let n = compressor
+            .gzip_compress(&piece.data, &mut out)
+            .expect("the output is as large as the bound");
+        out.truncate(n);
+        Bytes::from(out)
     }
 
     fn dead_letter(&self, piece: Piece, reason: &str) {

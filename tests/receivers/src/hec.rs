@@ -23,7 +23,25 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+/// One envelope, with only the keys HEC documents (anything else is refused).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the ignored keys are read to be checked, not used
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    time: Option<serde::de::IgnoredAny>,
+    host: Option<serde::de::IgnoredAny>,
+    source: Option<serde::de::IgnoredAny>,
+    sourcetype: Option<serde::de::IgnoredAny>,
+    index: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    fields: Option<HashMap<&'a str, &'a RawValue>>,
+}
 
 /// How the collector behaves.
 #[derive(Debug, Clone)]
@@ -382,8 +400,11 @@ async fn handle(
             *state.ids.entry(line.to_string()).or_default() += 1;
         }
     } else {
-        let stream = serde_json::Deserializer::from_slice(&body).into_iter::<Value>();
-        for (i, item) in stream.enumerate() {
+        let mut stream = serde_json::Deserializer::from_slice(&body).into_iter::<Envelope>();
+        let mut i = 0;
+        loop {
+            let start = stream.byte_offset();
+            let Some(item) = stream.next() else { break };
             let refuse = |state: &mut State, code: u32, text: &str| {
                 state.stats.refused_events += 1;
                 reply(
@@ -391,59 +412,59 @@ async fn handle(
                     serde_json::json!({"text": text, "code": code, "invalid-event-number": i}),
                 )
             };
-            let envelope = match item {
-                Ok(Value::Object(o)) => o,
-                _ => return Ok(refuse(&mut state, 6, "Invalid data format")),
-            };
-            const KEYS: [&str; 7] = [
-                "event",
-                "time",
-                "host",
-                "source",
-                "sourcetype",
-                "index",
-                "fields",
-            ];
-            if envelope.keys().any(|k| !KEYS.contains(&k.as_str())) {
+            // An object with only the documented keys (deny_unknown_fields).
+            let Ok(envelope) = item else {
                 return Ok(refuse(&mut state, 6, "Invalid data format"));
-            }
-            match envelope.get("event") {
+            };
+            let raw = &body[start..stream.byte_offset()];
+            match envelope.event.map(RawValue::get) {
                 None => return Ok(refuse(&mut state, 12, "Event field is required")),
-                Some(Value::String(s)) if s.trim().is_empty() => {
-                    return Ok(refuse(&mut state, 13, "Event field cannot be blank"))
-                }
-                Some(Value::Null) => {
-                    return Ok(refuse(&mut state, 13, "Event field cannot be blank"))
+                Some("null") => return Ok(refuse(&mut state, 13, "Event field cannot be blank")),
+                Some(text) if text.starts_with('"') => {
+                    let s: String = serde_json::from_str(text).unwrap_or_default();
+                    if s.trim().is_empty() {
+                        return Ok(refuse(&mut state, 13, "Event field cannot be blank"));
+                    }
                 }
                 Some(_) => {}
             }
-            if let Some(fields) = envelope.get("fields") {
-                let flat = fields.as_object().is_some_and(|f| {
-                    f.values().all(|v| match v {
-                        Value::Object(_) => false,
-                        Value::Array(a) => a.iter().all(|x| !x.is_object() && !x.is_array()),
+            let mut id = None;
+            if let Some(fields) = &envelope.fields {
+                let flat = fields.values().all(|v| {
+                    let text = v.get();
+                    match text.as_bytes().first() {
+                        Some(b'{') => false,
+                        Some(b'[') => {
+                            serde_json::from_str::<Vec<&RawValue>>(text).is_ok_and(|items| {
+                                items.iter().all(|x| !x.get().starts_with(['{', '[']))
+                            })
+                        }
                         _ => true,
-                    })
+                    }
                 });
                 if !flat {
                     return Ok(refuse(&mut state, 15, "Error in handling indexed fields"));
                 }
+                id = fields
+                    .get("flowlog_id")
+                    .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
             }
-            let text = Value::Object(envelope.clone()).to_string();
-            if options.poison.as_deref().is_some_and(|p| text.contains(p)) {
+            if options
+                .poison
+                .as_deref()
+                .is_some_and(|p| memchr::memmem::find(raw, p.as_bytes()).is_some())
+            {
                 return Ok(refuse(&mut state, 6, "Invalid data format"));
             }
-            let id = envelope
-                .get("fields")
-                .and_then(|f| f.get("flowlog_id"))
-                .and_then(Value::as_str)
-                .map_or(text, str::to_string);
+            let id = id.unwrap_or_else(|| String::from_utf8_lossy(raw).trim().to_string());
             state.stats.indexed += 1;
             *state.ids.entry(id.clone()).or_default() += 1;
             indexed_ids.push(id);
             if options.keep_events {
-                state.events.push(Value::Object(envelope));
+                let event: Value = serde_json::from_slice(raw).expect("parsed once already");
+                state.events.push(event);
             }
+            i += 1;
         }
     }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Throughput of `flowlog run` into the HEC test receiver (no faults, gzip on), beside
+# `flowlog transform --to <fmt>` on the same file, and peak memory while the receiver is
+# down for a while (backpressure, not buffering).
+#
+#   scripts/bench-hec.sh CORPUS [FORMAT] [DOWN_SECS]
+#
+# CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
+# line, ocsf or cim; DOWN_SECS: run the memory test with the receiver answering 503 for that
+# long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR.
+set -euo pipefail
+corpus=$(realpath "$1")
+format=${2:-ecs}
+down=${3:-0}
+target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
+cargo build --release -q -p flowlog -p flowlog-test-receivers --bins
+bin=$target/release/flowlog
+receiver_bin=$target/release/hec-receiver
+lines=$(wc -l < "$corpus")
+work=$(mktemp -d)
+trap 'rm -rf "$work"; [[ -n "${rpid:-}" ]] && kill "$rpid" 2>/dev/null || true' EXIT
+
+to=$format; [[ $to == line ]] && to=raw
+echo "== transform --to $to ($lines lines)"
+/usr/bin/time -f "transform: %e s wall, %U+%S s CPU, %M KB peak RSS" \
+    "$bin" transform --to "$to" --quiet "$corpus" > /dev/null
+
+run_once() { # $1 = receiver args, $2 = label
+    mkfifo "$work/ctl.$2"
+    "$receiver_bin" $1 < "$work/ctl.$2" > "$work/url.$2" 2> "$work/receiver.$2" &
+    rpid=$!
+    exec 9> "$work/ctl.$2"
+    while [[ ! -s "$work/url.$2" ]]; do sleep 0.1; done
+    cat > "$work/flowlog.$2.toml" <<TOML
+data_dir = "$work/data.$2"
+[api]
+[sources.corpus]
+type = "file"
+paths = ["$corpus"]
+[sinks.hec]
+type = "splunk_hec"
+endpoint = "$(cat "$work/url.$2")"
+token = "test-token"
+format = "$format"
+TOML
+    /usr/bin/time -f "run ($2): %e s wall, %U+%S s CPU, %M KB peak RSS" \
+        "$bin" run --config "$work/flowlog.$2.toml"
+    exec 9>&-
+    wait "$rpid" || true
+    tail -1 "$work/receiver.$2"
+}
+echo "== run into the HEC receiver, format $format"
+run_once "" plain
+if [[ $down != 0 ]]; then
+    echo "== the same with the receiver answering 503 for the first $down s"
+    run_once "--down-secs $down" down
+fi
