@@ -229,8 +229,17 @@ impl Config {
             // The message alone: toml's own rendering quotes the line, which may hold an
             // interpolated secret.
             let line = match e.span() {
-                Some(span) => line_of(&interpolated, span.start),
-                None => guess_line(text, e.message()),
+                // Errors inside a tagged table (a source, a sink) point at its header:
+                // the key the message names is on a line of the table.
+                Some(span) => {
+                    let rest = &interpolated[span.start..];
+                    let table = &rest[..rest[1..].find("\n[").map_or(rest.len(), |i| i + 1)];
+                    match named_key(e.message()).map(|k| find_key_line(table, k)) {
+                        Some(n) if n > 0 => line_of(&interpolated, span.start) + n - 1,
+                        _ => line_of(&interpolated, span.start),
+                    }
+                }
+                None => named_key(e.message()).map_or(0, |k| find_key_line(text, k)),
             };
             at(line, e.message().trim().to_string())
         })?;
@@ -351,14 +360,12 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// For errors serde reports without a position (inside tagged tables): the line of the
-/// key the message names, if it names one.
-fn guess_line(text: &str, message: &str) -> usize {
-    let key = message
+/// The key an error message names in backquotes (`unknown field `x``), if any.
+fn named_key(message: &str) -> Option<&str> {
+    message
         .split('`')
         .nth(1)
-        .filter(|k| !k.is_empty() && !k.contains(' '));
-    key.map_or(0, |k| find_key_line(text, k))
+        .filter(|k| !k.is_empty() && !k.contains(' '))
 }
 
 /// The first line assigning `key` (`key =`), or opening table `[key]`; 0 if none.
@@ -373,6 +380,57 @@ fn find_key_line(text: &str, key: &str) -> usize {
                     .is_some_and(|r| r.starts_with(']'))
         })
         .map_or(0, |i| i + 1)
+}
+
+impl Enrich {
+    /// The enricher these settings ask for, if any. An unreadable source is an error; no
+    /// GeoIP database at all is a notice (told to `notice`), not an error.
+    pub fn build(
+        &self,
+        notice: &mut dyn FnMut(String),
+    ) -> Result<Option<flowlog_enrich::Enricher>, flowlog_enrich::EnrichError> {
+        let live = self.eni_inventory.iter().any(|p| p.as_os_str() == "ec2");
+        let mut config = flowlog_enrich::EnrichConfig {
+            geoip: self.geoip.clone(),
+            asn: self.asn.clone(),
+            eni_files: self
+                .eni_inventory
+                .iter()
+                .filter(|p| p.as_os_str() != "ec2")
+                .cloned()
+                .collect(),
+            ec2: live.then(|| flowlog_enrich::Ec2Options {
+                region: self.aws_region.clone(),
+                endpoint: self.aws_endpoint.clone(),
+                ttl: std::time::Duration::from_secs(self.eni_refresh_secs.max(1)),
+            }),
+            ip_ranges: self.aws_ip_ranges.clone(),
+            watchlists: self.watchlist.clone(),
+            ..flowlog_enrich::EnrichConfig::default()
+        };
+        if config.is_empty() && !self.geoip_search {
+            return Ok(None);
+        }
+        if self.geoip_search && config.geoip.is_empty() {
+            let dirs: Vec<&Path> = flowlog_enrich::GEOIPUPDATE_DIRS
+                .iter()
+                .map(Path::new)
+                .collect();
+            for found in config.find_geoipupdate_databases(&dirs) {
+                notice(format!("using {} (geoipupdate directory)", found.display()));
+            }
+            if config.geoip.is_empty() && !config.is_empty() {
+                notice(format!(
+                    "notice: no GeoIP database given or found in {}; no geo fields",
+                    flowlog_enrich::GEOIPUPDATE_DIRS.join(", ")
+                ));
+            }
+        }
+        if config.is_empty() {
+            return Ok(None);
+        }
+        flowlog_enrich::Enricher::new(&config).map(Some)
+    }
 }
 
 #[cfg(test)]
@@ -472,56 +530,5 @@ indexer_acknowledgement = true
             .unwrap_err()
             .to_string()
             .contains("paths is empty"));
-    }
-}
-
-impl Enrich {
-    /// The enricher these settings ask for, if any. An unreadable source is an error; no
-    /// GeoIP database at all is a notice (told to `notice`), not an error.
-    pub fn build(
-        &self,
-        notice: &mut dyn FnMut(String),
-    ) -> Result<Option<flowlog_enrich::Enricher>, flowlog_enrich::EnrichError> {
-        let live = self.eni_inventory.iter().any(|p| p.as_os_str() == "ec2");
-        let mut config = flowlog_enrich::EnrichConfig {
-            geoip: self.geoip.clone(),
-            asn: self.asn.clone(),
-            eni_files: self
-                .eni_inventory
-                .iter()
-                .filter(|p| p.as_os_str() != "ec2")
-                .cloned()
-                .collect(),
-            ec2: live.then(|| flowlog_enrich::Ec2Options {
-                region: self.aws_region.clone(),
-                endpoint: self.aws_endpoint.clone(),
-                ttl: std::time::Duration::from_secs(self.eni_refresh_secs.max(1)),
-            }),
-            ip_ranges: self.aws_ip_ranges.clone(),
-            watchlists: self.watchlist.clone(),
-            ..flowlog_enrich::EnrichConfig::default()
-        };
-        if config.is_empty() && !self.geoip_search {
-            return Ok(None);
-        }
-        if self.geoip_search && config.geoip.is_empty() {
-            let dirs: Vec<&Path> = flowlog_enrich::GEOIPUPDATE_DIRS
-                .iter()
-                .map(Path::new)
-                .collect();
-            for found in config.find_geoipupdate_databases(&dirs) {
-                notice(format!("using {} (geoipupdate directory)", found.display()));
-            }
-            if config.geoip.is_empty() && !config.is_empty() {
-                notice(format!(
-                    "notice: no GeoIP database given or found in {}; no geo fields",
-                    flowlog_enrich::GEOIPUPDATE_DIRS.join(", ")
-                ));
-            }
-        }
-        if config.is_empty() {
-            return Ok(None);
-        }
-        flowlog_enrich::Enricher::new(&config).map(Some)
     }
 }

@@ -79,6 +79,8 @@ pub struct RunSummary {
 /// few enough that memory stays bounded (a batch is a few MB at most).
 const SOURCE_CHANNEL: usize = 4;
 const SINK_CHANNEL: usize = 2;
+/// How long threads get to notice the end once the shutdown deadline has passed.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// Runs the pipeline until every source has ended (files read once, stdin) or a
 /// shutdown signal (SIGINT, SIGTERM) arrives.
@@ -255,9 +257,15 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
         // Dropping the sinks fails every share they hold, which releases the sources.
         sinks.abort_all();
         while sinks.join_next().await.is_some() {}
-        while ended.recv().await.is_some() {}
+        // Sources see their batches fail and end; one blocked reading (stdin) is left
+        // behind, as the process is about to exit.
+        let _ = tokio::time::timeout(LINGER, async { while ended.recv().await.is_some() {} }).await;
     }
-    let _ = tokio::task::spawn_blocking(move || processor.join()).await;
+    let _ = tokio::time::timeout(
+        LINGER,
+        tokio::task::spawn_blocking(move || processor.join()),
+    )
+    .await;
     saver.abort();
     let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
     tokio::task::spawn_blocking(move || save(&c, &d))

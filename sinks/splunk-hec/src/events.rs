@@ -4,7 +4,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
-use arrow_array::{Array, RecordBatch, TimestampMillisecondArray};
+use arrow_array::{Array, RecordBatch, StringViewArray, TimestampMillisecondArray};
 use bytes::Bytes;
 use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch, SourceId};
 use flowlog_normalize::{Encoder, RawEncoder};
@@ -92,13 +92,18 @@ impl PieceBuilder {
         self.ends.is_empty()
     }
 
-    /// Whether `len` more bytes fit (a lone event always fits).
-    pub fn fits(&self, len: usize) -> bool {
-        self.is_empty() || self.data.len() + len <= self.max_bytes
+    /// Where the next event will start; events are written into [`PieceBuilder::data`].
+    pub fn data(&mut self) -> &mut Vec<u8> {
+        &mut self.data
     }
 
-    pub fn push(&mut self, event: &[u8], origin: Origin) {
-        self.data.extend_from_slice(event);
+    /// The event written since `start` overflows the piece (and is not alone in it).
+    pub fn overflows(&self, start: usize) -> bool {
+        start > 0 && self.data.len() > self.max_bytes
+    }
+
+    /// Records the event written since the last one.
+    pub fn commit(&mut self, origin: Origin) {
         self.ends.push(self.data.len());
         self.origins.push(origin);
     }
@@ -133,18 +138,83 @@ pub(crate) struct EventWriter {
     index: Option<String>,
 }
 
-/// The events of one batch: bytes, and where each ends.
-#[derive(Debug, Default)]
-pub(crate) struct BatchEvents {
-    pub data: Vec<u8>,
-    pub ends: Vec<usize>,
+/// A batch ready to be written as events, one row after the other.
+pub(crate) struct Prepared<'a> {
+    raw_endpoint: bool,
+    /// The encoder's NDJSON and the position of the next document.
+    documents: Option<(&'a [u8], usize)>,
+    /// Indexed fields, one flat object per line, and the position of the next.
+    fields: Option<(Vec<u8>, usize)>,
+    lines: Option<StringViewArray>,
+    verbatim_lines: bool,
+    head: Vec<u8>,
+    times: Option<TimestampMillisecondArray>,
+    line_numbers: arrow_buffer::ScalarBuffer<u64>,
+    itoa: itoa::Buffer,
 }
 
-impl BatchEvents {
-    pub fn event(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.data[start..self.ends[i]]
+impl Prepared<'_> {
+    /// Appends the event of `row` (rows in order, each once) to `out`.
+    pub fn write(&mut self, row: usize, out: &mut Vec<u8>) {
+        if self.raw_endpoint {
+            match (&mut self.documents, &self.lines) {
+                (Some(documents), _) => out.extend_from_slice(next_line(documents)),
+                (None, Some(lines)) => out.extend_from_slice(lines.value(row).as_bytes()),
+                (None, None) => unreachable!("lines are rebuilt when missing"),
+            }
+            out.push(b'\n');
+            return;
+        }
+        out.push(b'{');
+        let time = self
+            .times
+            .as_ref()
+            .filter(|t| t.is_valid(row))
+            .map(|t| t.value(row));
+        if let Some(ms) = time {
+            out.extend_from_slice(b"\"time\":");
+            write_seconds(out, ms, &mut self.itoa);
+            out.extend_from_slice(&self.head);
+        } else {
+            // No time: Splunk uses the time of receipt. Drop the leading comma.
+            out.extend_from_slice(&self.head[1..]);
+        }
+        out.extend_from_slice(self.itoa.format(self.line_numbers[row]).as_bytes());
+        out.push(b'"');
+        if let Some((fields, at)) = &mut self.fields {
+            let object = next_line(&mut (fields.as_slice(), *at));
+            *at += object.len() + 1;
+            // `{"k":v,...}` from the raw encoder: its members join ours.
+            if object.len() > 2 {
+                out.push(b',');
+                out.extend_from_slice(&object[1..object.len() - 1]);
+            }
+        }
+        out.extend_from_slice(b"},\"event\":");
+        match (&mut self.documents, &self.lines) {
+            (Some(documents), _) => out.extend_from_slice(next_line(documents)),
+            (None, Some(lines)) => {
+                let line = lines.value(row);
+                if self.verbatim_lines {
+                    out.push(b'"');
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'"');
+                } else {
+                    json_string(out, line);
+                }
+            }
+            (None, None) => unreachable!("lines are rebuilt when missing"),
+        }
+        out.extend_from_slice(b"}\n");
     }
+}
+
+/// The next line of NDJSON at `at` (without its newline); moves `at` past it.
+fn next_line<'a>((text, at): &mut (&'a [u8], usize)) -> &'a [u8] {
+    let start = *at;
+    let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+    *at = (end + 1).min(text.len());
+    &text[start..end]
 }
 
 impl EventWriter {
@@ -161,11 +231,9 @@ impl EventWriter {
         })
     }
 
-    /// The events of every row of `batch`, in row order.
-    pub fn write(&mut self, batch: &FlowBatch, out: &mut BatchEvents) -> Result<(), SinkError> {
-        out.data.clear();
-        out.ends.clear();
-        let rows = batch.num_rows();
+    /// Readies the events of `batch`; [`Prepared::write`] then writes them row by row
+    /// straight into a request's buffer.
+    pub fn prepare(&mut self, batch: &FlowBatch) -> Result<Prepared<'_>, SinkError> {
         let fields = match (&self.documents, self.endpoint) {
             (None, Endpoint::Event) => self.indexed_fields(batch)?,
             _ => None,
@@ -178,36 +246,11 @@ impl EventWriter {
             ),
             None => None,
         };
-        let raw_line;
-        let lines: Option<&arrow_array::StringViewArray> = match (&documents, &batch.lines) {
+        let lines = match (&documents, &batch.lines) {
             (Some(_), _) => None,
-            (None, Some(lines)) => Some(lines),
-            (None, None) => {
-                raw_line = rebuild_lines(&batch.records);
-                Some(&raw_line)
-            }
+            (None, Some(lines)) => Some(lines.clone()),
+            (None, None) => Some(rebuild_lines(&batch.records)),
         };
-        if self.endpoint == Endpoint::Raw {
-            match (documents, lines) {
-                (Some(docs), _) => {
-                    // Documents are already one per line: the block is the body.
-                    out.data.extend_from_slice(docs);
-                    let base = out.data.len() - docs.len();
-                    out.ends
-                        .extend(memchr::memchr_iter(b'\n', docs).map(|i| base + i + 1));
-                }
-                (None, Some(lines)) => {
-                    for row in 0..rows {
-                        out.data.extend_from_slice(lines.value(row).as_bytes());
-                        out.data.push(b'\n');
-                        out.ends.push(out.data.len());
-                    }
-                }
-                (None, None) => unreachable!("lines are rebuilt when missing"),
-            }
-            return Ok(());
-        }
-
         // `,"host":..,"source":..,"sourcetype":..,"index":..,"fields":{"flowlog_id":"<prefix>-`
         let mut head = Vec::with_capacity(256);
         if let Some(host) = &self.host {
@@ -228,50 +271,18 @@ impl EventWriter {
         head.extend_from_slice(b",\"fields\":{\"flowlog_id\":\"");
         head.extend_from_slice(flowlog_sink::event_id_prefix(&batch.source).as_bytes());
         head.push(b'-');
-
-        let times = times(&batch.records, self.time_field);
-        let mut docs = documents.map(lines_of);
-        let mut field_lines = fields.as_deref().map(lines_of);
-        let mut itoa = itoa::Buffer::new();
-        for row in 0..rows {
-            let data = &mut out.data;
-            data.extend_from_slice(b"{");
-            if let Some(ms) = times.filter(|t| t.is_valid(row)).map(|t| t.value(row)) {
-                data.extend_from_slice(b"\"time\":");
-                write_seconds(data, ms, &mut itoa);
-                data.extend_from_slice(&head);
-            } else {
-                // No time: Splunk uses the time of receipt. Drop the leading comma.
-                data.extend_from_slice(&head[1..]);
-            }
-            data.extend_from_slice(itoa.format(batch.line_numbers[row]).as_bytes());
-            data.push(b'"');
-            if let Some(object) = field_lines.as_mut().and_then(Iterator::next) {
-                // `{"k":v,...}` from the raw encoder: its members join ours.
-                if object.len() > 2 {
-                    data.push(b',');
-                    data.extend_from_slice(&object[1..object.len() - 1]);
-                }
-            }
-            data.extend_from_slice(b"},\"event\":");
-            match (&mut docs, lines) {
-                (Some(docs), _) => data.extend_from_slice(docs.next().unwrap_or(b"null")),
-                (None, Some(lines)) => {
-                    let line = lines.value(row);
-                    if batch.plain_text && batch.lines.is_some() {
-                        data.push(b'"');
-                        data.extend_from_slice(line.as_bytes());
-                        data.push(b'"');
-                    } else {
-                        json_string(data, line);
-                    }
-                }
-                (None, None) => unreachable!("lines are rebuilt when missing"),
-            }
-            data.extend_from_slice(b"}\n");
-            out.ends.push(data.len());
-        }
-        Ok(())
+        Ok(Prepared {
+            raw_endpoint: self.endpoint == Endpoint::Raw,
+            documents: documents.map(|d| (d, 0)),
+            fields: fields.map(|f| (f, 0)),
+            // Kept lines of a plain batch need no escaping; rebuilt ones are checked.
+            verbatim_lines: batch.plain_text && batch.lines.is_some(),
+            lines,
+            head,
+            times: times(&batch.records, self.time_field).cloned(),
+            line_numbers: batch.line_numbers.clone(),
+            itoa: itoa::Buffer::new(),
+        })
     }
 }
 
@@ -322,16 +333,6 @@ impl EventWriter {
             .map_err(|e| SinkError::Config(e.to_string()))?;
         Ok(Some(encoded.to_vec()))
     }
-}
-
-/// The lines of NDJSON, without their newlines (memchr: documents are long).
-fn lines_of(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', ndjson).map(move |end| {
-        let line = &ndjson[start..end];
-        start = end + 1;
-        line
-    })
 }
 
 /// Lines in the default (version 2) format, for batches that kept none (Parquet): the

@@ -36,7 +36,7 @@ pub use config::{Compression, Endpoint, Format, HecConfig, TimeField};
 
 use crate::acks::Acker;
 use crate::config::secs;
-use crate::events::{BatchEvents, EventWriter, Origin, Piece, PieceBuilder};
+use crate::events::{EventWriter, Origin, Piece, PieceBuilder};
 use crate::response::{classify, Outcome};
 
 /// A configured HEC sink.
@@ -154,7 +154,6 @@ impl HecSink {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let mut tasks: JoinSet<Result<(), SinkError>> = JoinSet::new();
         let mut writer = EventWriter::new(config)?;
-        let mut events = BatchEvents::default();
         let mut builder = PieceBuilder::new(config.max_bytes);
         let batch_timeout = secs(config.batch_timeout_secs);
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -190,22 +189,27 @@ impl HecSink {
                     let Some(SinkInput { batch, ack }) = message else { break };
                     let rows = batch.num_rows();
                     shared.metrics.records_in.inc_by(rows as u64);
-                    writer.write(&batch, &mut events)?;
+                    let mut events = writer.prepare(&batch)?;
                     let mut shared_here = false;
                     for row in 0..rows {
-                        let event = events.event(row);
-                        if !builder.fits(event.len()) {
+                        // Written where it will be sent from; only an event that overflows
+                        // its piece is copied, into the next one.
+                        let start = builder.data().len();
+                        events.write(row, builder.data());
+                        if builder.overflows(start) {
+                            let event = builder.data().split_off(start);
                             let permit = acquire(&in_flight, &mut tasks).await?;
                             dispatch(builder.take(), &mut tasks, permit);
                             deadline = None;
                             shared_here = false;
+                            builder.data().extend_from_slice(&event);
                         }
                         if !shared_here {
                             builder.share(&ack);
                             shared_here = true;
                         }
                         let origin = Origin { source: batch.source.clone(), line: batch.line_numbers[row] };
-                        builder.push(event, origin);
+                        builder.commit(origin);
                     }
                     // The batch's events are placed; the pieces hold its shares now.
                     ack.confirm();
@@ -314,18 +318,11 @@ impl Shared {
     }
 
     fn body(&self, piece: &Piece) -> Bytes {
-        if !self.gzip {
-            return piece.data.clone();
+        if self.gzip {
+            gzip(&piece.data)
+        } else {
+            piece.data.clone()
         }
-        // libdeflate compresses a whole buffer at once several times faster than a
-        // streaming deflater; level 1, as compression is most of the sink's CPU.
-        let mut compressor = libdeflater::Compressor::new(libdeflater::CompressionLvl::fastest());
-        let mut out = vec![0; compressor.gzip_compress_bound(piece.data.len())];
-        let n = compressor
-            .gzip_compress(&piece.data, &mut out)
-            .expect("the output is as large as the bound");
-        out.truncate(n);
-        Bytes::from(out)
     }
 
     fn dead_letter(&self, piece: Piece, reason: &str) {
@@ -452,6 +449,32 @@ async fn deliver(
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `data` gzipped. libdeflate compresses a whole buffer several times faster than a
+/// streaming deflater; level 1, since compression is most of what the sink costs. The
+/// compressor and its output buffer are kept per thread (no allocation or zeroing per
+/// request).
+fn gzip(data: &[u8]) -> Bytes {
+    thread_local! {
+        static GZIP: std::cell::RefCell<(libdeflater::Compressor, Vec<u8>)> =
+            std::cell::RefCell::new((
+                libdeflater::Compressor::new(
+                    libdeflater::CompressionLvl::new(1).expect("level 1 exists"),
+                ),
+                Vec::new(),
+            ));
+    }
+    GZIP.with_borrow_mut(|(compressor, out)| {
+        let bound = compressor.gzip_compress_bound(data.len());
+        if out.len() < bound {
+            out.resize(bound, 0);
+        }
+        let n = compressor
+            .gzip_compress(data, &mut out[..bound])
+            .expect("the output is as large as the bound");
+        Bytes::copy_from_slice(&out[..n])
+    })
 }
 
 /// Lowers the in-flight gauge when a request task ends, however it ends.
