@@ -7,14 +7,19 @@ use flowlog_pipeline::config::Config;
 
 use crate::cli::{LogFormat, RunArgs};
 
-pub fn run(args: RunArgs) -> ExitCode {
+/// Sets up logging and loads the configuration (exit status 2 if it is invalid).
+fn start(args: &RunArgs) -> Result<Config, ExitCode> {
     init_logs(args.log_format);
-    let config = match Config::load(&args.config) {
+    Config::load(&args.config).map_err(|e| {
+        eprintln!("flowlog: {e}");
+        ExitCode::from(2)
+    })
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let config = match start(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("flowlog: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match flowlog_pipeline::run(config) {
         Ok(summary) => match summary.failed_sink {
@@ -32,13 +37,9 @@ pub fn run(args: RunArgs) -> ExitCode {
 }
 
 pub fn check(args: RunArgs) -> ExitCode {
-    init_logs(args.log_format);
-    let config = match Config::load(&args.config) {
+    let config = match start(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("flowlog: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     println!(
         "config {}: ok ({} sources, {} sinks)",
@@ -68,6 +69,7 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -20,35 +20,38 @@ fn large_lines() -> usize {
         .unwrap_or(1_000_000)
 }
 
-/// `n` distinct version 2 records.
+/// Appends records `from..from + n` to `path`.
 fn write_lines(path: &Path, from: usize, n: usize) {
     use std::io::Write;
-    let mut out = std::io::BufWriter::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap(),
-    );
-    for i in from..from + n {
-        writeln!(
-            out,
-            "2 123456789012 eni-0a1b2c3d 10.{}.{}.{} 198.51.100.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK",
-            i / 62_500 % 250,
-            i / 250 % 250,
-            i % 250,
-            i % 200,
-            1024 + i % 60000,
-            1 + i % 90,
-            100 + i
-        )
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
         .unwrap();
-    }
+    file.write_all(flowlog_test_receivers::corpus::v2_lines(from, n).as_bytes())
+        .unwrap();
 }
 
 struct Setup {
     dir: PathBuf,
     config: PathBuf,
+}
+
+/// A file of `lines` records read by a file source (`source_extra` adds settings to it)
+/// and delivered by a HEC sink (`sink_extra` adds settings); returns the file too.
+fn file_setup(
+    receiver: &HecReceiver,
+    lines: usize,
+    source_extra: &str,
+    sink_extra: &str,
+) -> (Setup, PathBuf) {
+    let input = tempdir().join("flows.log");
+    write_lines(&input, 0, lines);
+    let source = format!(
+        "type = \"file\"\npaths = [\"{}\"]\n{source_extra}",
+        input.display()
+    );
+    (setup(receiver, &source, sink_extra), input)
 }
 
 /// A config with one file source and one HEC sink; `extra_sink` adds sink settings.
@@ -137,25 +140,13 @@ fn every_event_arrives_through_random_faults_and_lost_acks() {
         seed: 11,
         ..HecOptions::default()
     });
-    let setup = setup(
+    let n = large_lines();
+    let (setup, input) = file_setup(
         &receiver,
-        &format!(
-            "type = \"file\"\npaths = [\"{}\"]",
-            tempdir().join("flows.log").display()
-        ),
+        n,
+        "",
         "indexer_acknowledgement = true\nmax_bytes = 200000",
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap();
-    let input = PathBuf::from(
-        text.split("paths = [\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap(),
-    );
-    let n = large_lines();
-    write_lines(&input, 0, n);
 
     let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
     assert!(ok, "{stderr}");
@@ -194,13 +185,12 @@ fn kill_9_then_restart_resends_at_most_the_unacknowledged() {
         keep_events: false,
         ..HecOptions::default()
     });
-    let input = tempdir().join("flows.log");
     let n = 100_000;
-    write_lines(&input, 0, n);
     // Small requests, one at a time: the run takes long enough to be killed midway.
-    let setup = setup(
+    let (setup, input) = file_setup(
         &receiver,
-        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        n,
+        "",
         "indexer_acknowledgement = true\nmax_bytes = 20000\nconcurrency = 1\nmax_in_flight = 2",
     );
     let data = setup.dir.join("data");
@@ -250,11 +240,10 @@ fn over_size_and_poison_events_and_the_stream_goes_on() {
         poison: Some("198.51.100.77 ".into()),
         ..HecOptions::default()
     });
-    let input = tempdir().join("flows.log");
-    write_lines(&input, 0, 2000);
-    let setup = setup(
+    let (setup, input) = file_setup(
         &receiver,
-        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+        2000,
+        "",
         "compression = \"none\"\nmax_bytes = 50000",
     );
     let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
@@ -288,13 +277,7 @@ fn a_refused_token_stops_the_run_and_check_says_why() {
         token: "another".into(),
         ..HecOptions::default()
     });
-    let input = tempdir().join("flows.log");
-    write_lines(&input, 0, 100);
-    let setup = setup(
-        &receiver,
-        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
-        "",
-    );
+    let (setup, input) = file_setup(&receiver, 100, "", "");
     let output = flowlog(&["check"], &setup.config).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
@@ -317,13 +300,7 @@ fn a_refused_token_stops_the_run_and_check_says_why() {
 #[test]
 fn check_reports_each_part() {
     let receiver = HecReceiver::start(HecOptions::default());
-    let input = tempdir().join("flows.log");
-    write_lines(&input, 0, 10);
-    let setup = setup(
-        &receiver,
-        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
-        "",
-    );
+    let (setup, _) = file_setup(&receiver, 10, "", "");
     let output = flowlog(&["check"], &setup.config).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
@@ -349,14 +326,10 @@ fn followed_files_deliver_appended_lines_and_sigterm_drains() {
         acks: true,
         ..HecOptions::default()
     });
-    let input = tempdir().join("flows.log");
-    write_lines(&input, 0, 1000);
-    let setup = setup(
+    let (setup, input) = file_setup(
         &receiver,
-        &format!(
-            "type = \"file\"\npaths = [\"{}\"]\nfollow = true\npoll_secs = 0.05",
-            input.display()
-        ),
+        1000,
+        "follow = true\npoll_secs = 0.05",
         "indexer_acknowledgement = true",
     );
     let child = flowlog(&["run"], &setup.config).spawn().unwrap();

@@ -148,21 +148,45 @@ impl Metrics {
         }))
     }
 
-    /// The handles of one component (`kind` = source, transform or sink).
+    /// The handles of one component. `kind` is `source`, `transform`, `sink` or
+    /// `dead_letter`; only the series that mean something for the kind are exported (the
+    /// other handles count into nothing).
     pub fn component(&self, kind: &'static str, name: &str) -> ComponentMetrics {
         let labels: Labels = vec![("component_kind", kind.into()), ("component", name.into())];
         let m = &self.0;
+        let sink = kind == "sink";
+        let counter = |family: &Family<Labels, Counter>, exported: bool| {
+            if exported {
+                family.get_or_create(&labels).clone()
+            } else {
+                Counter::default()
+            }
+        };
+        let histogram = |family: &Family<Labels, Histogram, fn() -> Histogram>| {
+            if sink {
+                family.get_or_create(&labels).clone()
+            } else {
+                seconds_histogram()
+            }
+        };
         ComponentMetrics {
-            records_in: m.records_in.get_or_create(&labels).clone(),
-            records_out: m.records_out.get_or_create(&labels).clone(),
-            dead_letters: m.dead_letters.get_or_create(&labels).clone(),
-            bytes_in: m.bytes_in.get_or_create(&labels).clone(),
-            bytes_out: m.bytes_out.get_or_create(&labels).clone(),
-            retries: m.retries.get_or_create(&labels).clone(),
-            capacity_warnings: m.capacity_warnings.get_or_create(&labels).clone(),
-            in_flight: m.in_flight.get_or_create(&labels).clone(),
-            batch_seconds: m.batch_seconds.get_or_create(&labels).clone(),
-            ack_wait_seconds: m.ack_wait_seconds.get_or_create(&labels).clone(),
+            records_in: counter(&m.records_in, kind != "dead_letter"),
+            records_out: counter(&m.records_out, sink || kind == "transform"),
+            dead_letters: counter(
+                &m.dead_letters,
+                sink || kind == "source" || kind == "dead_letter",
+            ),
+            bytes_in: counter(&m.bytes_in, kind == "source"),
+            bytes_out: counter(&m.bytes_out, sink),
+            retries: counter(&m.retries, sink),
+            capacity_warnings: counter(&m.capacity_warnings, sink),
+            in_flight: if sink {
+                m.in_flight.get_or_create(&labels).clone()
+            } else {
+                Gauge::default()
+            },
+            batch_seconds: histogram(&m.batch_seconds),
+            ack_wait_seconds: histogram(&m.ack_wait_seconds),
         }
     }
 
@@ -194,5 +218,14 @@ mod tests {
         );
         assert!(text.contains("flowlog_batch_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        // A source has no retries or in-flight requests to report.
+        metrics.component("source", "files").records_in.inc();
+        let text = metrics.render();
+        assert!(text
+            .contains(r#"flowlog_records_in_total{component_kind="source",component="files"} 1"#));
+        assert!(
+            !text.contains(r#"flowlog_retries_total{component_kind="source""#),
+            "{text}"
+        );
     }
 }

@@ -36,19 +36,7 @@ impl RecordSink for Batches {
 
 /// `n` version 2 records, one per line.
 fn lines(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "2 123456789012 eni-0a1b2c3d 10.0.{}.{} 198.51.100.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK\n",
-                i / 250 % 250,
-                i % 250,
-                i % 200,
-                1024 + i % 60000,
-                1 + i % 90,
-                100 + i
-            )
-        })
-        .collect()
+    flowlog_test_receivers::corpus::v2_lines(0, n)
 }
 
 fn batches(text: &str, rows: usize) -> Vec<FlowBatch> {

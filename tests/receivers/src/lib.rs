@@ -3,4 +3,5 @@
 //! Each runs an HTTP/1.1 server on 127.0.0.1 (a free port) in its own runtime, so both
 //! async unit tests and end-to-end tests of the binary can use it.
 
+pub mod corpus;
 pub mod hec;
