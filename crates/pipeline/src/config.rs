@@ -128,6 +128,8 @@ pub struct Transform {
     pub batch_rows: usize,
     #[serde(default)]
     pub enrich: Enrich,
+    #[serde(default)]
+    pub filter: crate::filter::Filter,
 }
 
 impl Default for Transform {
@@ -135,6 +137,7 @@ impl Default for Transform {
         Self {
             batch_rows: default_batch_rows(),
             enrich: Enrich::default(),
+            filter: crate::filter::Filter::default(),
         }
     }
 }

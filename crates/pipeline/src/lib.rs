@@ -7,6 +7,7 @@
 //!   its own thread, decoding into a bounded channel;
 //! - [`checkpoint`]: per-file delivered position, stored atomically;
 //! - [`dead_letter`]: the dead-letter file shared by decoding and the sinks;
+//! - [`filter`]: which records go on to the sinks;
 //! - [`api`]: `/metrics` and `/health`;
 //! - the wiring ([`run`]): sources -> enrich (one thread) -> every sink (bounded channels,
 //!   a share of each batch's acknowledgement per sink), checkpoints saved each second
@@ -17,6 +18,7 @@ pub mod api;
 pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
+pub mod filter;
 pub mod source;
 
 use std::path::PathBuf;
@@ -150,10 +152,20 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
         .enrich
         .build(&mut |notice| tracing::info!("{notice}"))?;
     let (tx, rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
-    let transform_metrics = metrics.component("transform", "enrich");
+    let transform_metrics = metrics.component("transform", "transform");
+    let filtered = metrics.filtered("transform");
+    let filter = config.transform.filter.clone();
     let processor = std::thread::Builder::new()
         .name("flowlog-transform".into())
-        .spawn(move || process(rx, enricher, sink_inputs, transform_metrics))
+        .spawn(move || {
+            let stage = Stage {
+                filter,
+                enricher,
+                metrics: transform_metrics,
+                filtered,
+            };
+            stage.run(rx, sink_inputs)
+        })
         .expect("a thread");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -315,21 +327,37 @@ fn read_source(ctx: &SourceContext, config: &SourceConfig) {
     }
 }
 
-/// The transform stage: enrich each batch once, hand every sink its share.
-fn process(
-    mut input: mpsc::Receiver<Envelope>,
-    mut enricher: Option<flowlog_enrich::Enricher>,
-    sinks: Vec<mpsc::Sender<SinkInput>>,
+/// The transform stage: filter, enrich each batch once, hand every sink its share.
+struct Stage {
+    filter: crate::filter::Filter,
+    enricher: Option<flowlog_enrich::Enricher>,
     metrics: flowlog_sink::ComponentMetrics,
-) {
-    while let Some(Envelope { batch, ack }) = input.blocking_recv() {
+    filtered: prometheus_client::metrics::counter::Counter,
+}
+
+impl Stage {
+    fn run(mut self, mut input: mpsc::Receiver<Envelope>, sinks: Vec<mpsc::Sender<SinkInput>>) {
+        while let Some(envelope) = input.blocking_recv() {
+            self.process(envelope, &sinks);
+        }
+    }
+
+    fn process(&mut self, Envelope { batch, ack }: Envelope, sinks: &[mpsc::Sender<SinkInput>]) {
+        let metrics = &self.metrics;
         metrics.records_in.inc_by(batch.num_rows() as u64);
-        let batch = match &mut enricher {
+        let (batch, dropped) = self.filter.apply(batch);
+        self.filtered.inc_by(dropped as u64);
+        if batch.num_rows() == 0 {
+            // Nothing left to deliver: the batch is done.
+            ack.confirm();
+            return;
+        }
+        let batch = match &mut self.enricher {
             Some(enricher) => enricher.enrich(batch),
             None => batch,
         };
         let batch = Arc::new(batch);
-        for sink in &sinks {
+        for sink in sinks {
             let share = SinkInput {
                 batch: Arc::clone(&batch),
                 ack: ack.clone(),

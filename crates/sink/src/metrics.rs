@@ -27,6 +27,7 @@ struct Inner {
     registry: Registry,
     records_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
+    filtered: Family<Labels, Counter>,
     dead_letters: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
     bytes_out: Family<Labels, Counter>,
@@ -73,6 +74,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("flowlog");
         let records_in = Family::default();
         let records_out = Family::default();
+        let filtered = Family::default();
         let dead_letters = Family::default();
         let bytes_in = Family::default();
         let bytes_out = Family::default();
@@ -92,6 +94,11 @@ impl Metrics {
             "records_out",
             "Records a component passed on or had confirmed",
             records_out.clone(),
+        );
+        registry.register(
+            "records_filtered",
+            "Records the transform stage's filter left out (as configured)",
+            filtered.clone(),
         );
         registry.register(
             "dead_letters",
@@ -137,6 +144,7 @@ impl Metrics {
             registry,
             records_in,
             records_out,
+            filtered,
             dead_letters,
             bytes_in,
             bytes_out,
@@ -188,6 +196,15 @@ impl Metrics {
             batch_seconds: histogram(&m.batch_seconds),
             ack_wait_seconds: histogram(&m.ack_wait_seconds),
         }
+    }
+
+    /// Records a transform stage's filter left out.
+    pub fn filtered(&self, name: &str) -> Counter {
+        let labels: Labels = vec![
+            ("component_kind", "transform".into()),
+            ("component", name.into()),
+        ];
+        self.0.filtered.get_or_create(&labels).clone()
     }
 
     /// Everything, in the Prometheus text exposition format.

@@ -1,0 +1,143 @@
+//! The transform stage's record filter: which records go on to the sinks.
+//!
+//! Records left out are counted (`flowlog_records_filtered_total`), not dead-lettered:
+//! they were read and understood, and dropping them is what the configuration asks for.
+//! A batch filtered down to nothing is acknowledged at once.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray};
+use arrow_buffer::ScalarBuffer;
+use flowlog_model::FlowBatch;
+use serde::Deserialize;
+
+/// `[transform.filter]`: each list given keeps only records whose field is one of its
+/// values (a record without the field is kept only if the list holds `"-"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// `action`: `ACCEPT`, `REJECT`.
+    pub action: Option<Vec<String>>,
+    /// `log_status`: `OK`, `NODATA`, `SKIPDATA`.
+    pub log_status: Option<Vec<String>>,
+    /// `interface_id`: the network interfaces to keep.
+    pub interface_id: Option<Vec<String>>,
+    /// `flow_direction`: `ingress`, `egress`.
+    pub flow_direction: Option<Vec<String>>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.rules().next().is_none()
+    }
+
+    fn rules(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        [
+            ("action", &self.action),
+            ("log_status", &self.log_status),
+            ("interface_id", &self.interface_id),
+            ("flow_direction", &self.flow_direction),
+        ]
+        .into_iter()
+        .filter_map(|(column, values)| values.as_ref().map(|v| (column, v)))
+    }
+
+    /// The rows of `batch` that pass; None when all do.
+    pub fn apply(&self, batch: FlowBatch) -> (FlowBatch, usize) {
+        let rows = batch.num_rows();
+        let mut keep = vec![true; rows];
+        for (column, values) in self.rules() {
+            let keeps_absent = values.iter().any(|v| v == "-");
+            match batch.records.column_by_name(column) {
+                Some(array) => {
+                    let text = array.as_string_view();
+                    for (row, k) in keep.iter_mut().enumerate() {
+                        if *k {
+                            *k = if text.is_null(row) {
+                                keeps_absent
+                            } else {
+                                let value = text.value(row);
+                                values.iter().any(|v| v == value)
+                            };
+                        }
+                    }
+                }
+                None => keep.iter_mut().for_each(|k| *k &= keeps_absent),
+            }
+        }
+        let kept = keep.iter().filter(|&&k| k).count();
+        if kept == rows {
+            return (batch, 0);
+        }
+        let mask = BooleanArray::from(keep);
+        let records = arrow_select::filter::filter_record_batch(&batch.records, &mask)
+            .expect("the mask has one value per row");
+        let line_numbers: ScalarBuffer<u64> = batch
+            .line_numbers
+            .iter()
+            .zip(mask.values().iter())
+            .filter_map(|(&line, k)| k.then_some(line))
+            .collect();
+        let lines = batch.lines.as_ref().map(|lines| {
+            arrow_select::filter::filter(lines, &mask)
+                .expect("the mask has one value per row")
+                .as_string_view()
+                .clone()
+        });
+        let mut out = FlowBatch::new(records, batch.source.clone(), line_numbers);
+        out.plain_text = batch.plain_text;
+        out.lines = lines;
+        (out, rows - kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
+    use flowlog_model::SourceId;
+
+    struct Collect(Vec<FlowBatch>);
+    impl RecordSink for Collect {
+        fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+            self.0.push(batch);
+            Ok(())
+        }
+        fn dead_letter(&mut self, _: DeadLetter) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keeps_only_what_the_lists_name() {
+        let text = "\
+2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000001 ACCEPT OK
+2 1 eni-1 10.0.0.1 10.0.0.3 1 2 6 1 1 1700000000 1700000001 REJECT OK
+2 1 eni-2 - - - - - - - 1700000000 1700000001 - NODATA
+2 1 eni-2 10.0.0.1 10.0.0.4 1 2 6 1 1 1700000000 1700000001 REJECT OK
+";
+        let mut out = Collect(Vec::new());
+        let options = DecodeOptions {
+            keep_lines: true,
+            ..DecodeOptions::default()
+        };
+        decode_reader(text.as_bytes(), SourceId::new("t"), &options, &mut out).unwrap();
+        let batch = out.0.remove(0);
+        let filter = Filter {
+            action: Some(vec!["REJECT".into()]),
+            ..Filter::default()
+        };
+        let (kept, dropped) = filter.apply(batch.clone());
+        assert_eq!(dropped, 2);
+        assert_eq!(&kept.line_numbers[..], &[2, 4]);
+        assert!(kept.lines.as_ref().unwrap().value(1).contains("10.0.0.4"));
+        let filter = Filter {
+            log_status: Some(vec!["OK".into()]),
+            interface_id: Some(vec!["eni-1".into()]),
+            ..Filter::default()
+        };
+        let (kept, dropped) = filter.apply(batch.clone());
+        assert_eq!((&kept.line_numbers[..], dropped), (&[1, 2][..], 2));
+        let (kept, dropped) = Filter::default().apply(batch);
+        assert_eq!((kept.num_rows(), dropped), (4, 0));
+    }
+}
