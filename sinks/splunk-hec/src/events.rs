@@ -145,6 +145,9 @@ pub(crate) struct Prepared<'a> {
     documents: Option<(&'a [u8], usize)>,
     /// Indexed fields, one flat object per line, and the position of the next.
     fields: Option<(Vec<u8>, usize)>,
+    /// The recording interface's tags as `"tag_<key>":"<value>"` members: per row a
+    /// key into the members rendered once per distinct tag set.
+    tags: Option<(arrow_array::UInt32Array, Vec<Vec<u8>>)>,
     lines: Option<StringViewArray>,
     verbatim_lines: bool,
     head: Vec<u8>,
@@ -190,6 +193,16 @@ impl Prepared<'_> {
                 out.extend_from_slice(&object[1..object.len() - 1]);
             }
         }
+        if let Some((keys, members)) = &self.tags {
+            let members = keys
+                .is_valid(row)
+                .then(|| &members[keys.value(row) as usize])
+                .filter(|m| !m.is_empty());
+            if let Some(members) = members {
+                out.push(b',');
+                out.extend_from_slice(members);
+            }
+        }
         out.extend_from_slice(b"},\"event\":");
         match (&mut self.documents, &self.lines) {
             (Some(documents), _) => out.extend_from_slice(next_line(documents)),
@@ -207,6 +220,45 @@ impl Prepared<'_> {
         }
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// `eni_tags` (a JSON object per distinct tag set) as flat indexed fields: HEC refuses
+/// objects in `fields`, so `{"team":"checkout"}` becomes `"tag_team":"checkout"`, with
+/// characters Splunk does not allow in field names replaced by `_`.
+fn tag_members(records: &RecordBatch) -> Option<(arrow_array::UInt32Array, Vec<Vec<u8>>)> {
+    let column = records.column_by_name("eni_tags")?;
+    let tags = column.as_dictionary_opt::<arrow_array::types::UInt32Type>()?;
+    let values = tags.values().as_string_view_opt()?;
+    let members = (0..values.len())
+        .map(|i| {
+            let mut out = Vec::new();
+            if values.is_null(i) {
+                return out;
+            }
+            let Ok(map) =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(values.value(i))
+            else {
+                return out;
+            };
+            for (key, value) in &map {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                let key: String = key
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                if !out.is_empty() {
+                    out.push(b',');
+                }
+                json_string(&mut out, &format!("tag_{key}"));
+                out.push(b':');
+                json_string(&mut out, value);
+            }
+            out
+        })
+        .collect();
+    Some((tags.keys().clone(), members))
 }
 
 /// The next line of NDJSON at `at` (without its newline); moves `at` past it.
@@ -236,6 +288,10 @@ impl EventWriter {
     pub fn prepare(&mut self, batch: &FlowBatch) -> Result<Prepared<'_>, SinkError> {
         let fields = match (&self.documents, self.endpoint) {
             (None, Endpoint::Event) => self.indexed_fields(batch)?,
+            _ => None,
+        };
+        let tags = match (&self.documents, self.endpoint) {
+            (None, Endpoint::Event) => tag_members(&batch.records),
             _ => None,
         };
         let documents = match &mut self.documents {
@@ -274,6 +330,7 @@ impl EventWriter {
         Ok(Prepared {
             raw_endpoint: self.endpoint == Endpoint::Raw,
             documents: documents.map(|d| (d, 0)),
+            tags,
             fields: fields.map(|f| (f, 0)),
             // Kept lines of a plain batch need no escaping; rebuilt ones are checked.
             verbatim_lines: batch.plain_text && batch.lines.is_some(),
@@ -301,7 +358,7 @@ fn times(records: &RecordBatch, field: TimeField) -> Option<&TimestampMillisecon
 impl EventWriter {
     /// The enrichment columns of `batch` as one flat JSON object per line (HEC indexed
     /// fields are flat: text, numbers, arrays of text; an object would be refused with
-    /// code 15, so JSON objects such as the tag map are left out).
+    /// code 15, so the tag map is left out here and flattened by [`tag_members`]).
     fn indexed_fields(&mut self, batch: &FlowBatch) -> Result<Option<Vec<u8>>, SinkError> {
         let schema = batch.records.schema();
         let mut keep = Vec::new();

@@ -157,6 +157,51 @@ async fn lines_arrive_once_as_the_add_on_expects_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_travels_as_flat_indexed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("enis.json");
+    std::fs::write(
+        &inventory,
+        r#"{"NetworkInterfaces": [{"NetworkInterfaceId": "eni-0a1b2c3d",
+            "PrivateIpAddress": "10.0.0.5", "Attachment": {"InstanceId": "i-0abc"},
+            "Groups": [{"GroupId": "sg-1"}, {"GroupId": "sg-2"}], "SubnetId": "subnet-1",
+            "VpcId": "vpc-1", "InterfaceType": "interface",
+            "TagSet": [{"Key": "Name", "Value": "web"}, {"Key": "team name", "Value": "checkout"}]}]}"#,
+    )
+    .unwrap();
+    let mut enricher = flowlog_enrich::Enricher::new(&flowlog_enrich::EnrichConfig {
+        eni_files: vec![inventory],
+        ..flowlog_enrich::EnrichConfig::default()
+    })
+    .unwrap();
+    let input: Vec<FlowBatch> = batches(&lines(10), 10)
+        .into_iter()
+        .map(|b| enricher.enrich(b))
+        .collect();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let (statuses, result) = run(config(&receiver), input, Arc::default()).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let events = receiver.events();
+    assert_eq!(events.len(), 10);
+    for event in &events {
+        let fields = &event["fields"];
+        assert_eq!(fields["eni_instance_id"], "i-0abc", "{event}");
+        assert_eq!(
+            fields["eni_security_groups"],
+            serde_json::json!(["sg-1", "sg-2"])
+        );
+        assert_eq!(fields["tag_team_name"], "checkout", "{event}");
+        assert_eq!(fields["tag_Name"], "web");
+        assert!(fields.get("eni_tags").is_none());
+        assert!(event["event"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 123456789012 eni-0a1b2c3d "));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_faults_and_lost_acks_lose_nothing() {
     let receiver = HecReceiver::start(HecOptions {
         acks: true,
