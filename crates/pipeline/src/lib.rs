@@ -462,7 +462,20 @@ pub fn check(config: &Config) -> Vec<Finding> {
     }
     let mut notices = Vec::new();
     match config.transform.enrich.build(&mut |n| notices.push(n)) {
-        Ok(Some(_)) => note(true, "enrichment".into(), "every source loaded".into()),
+        Ok(Some(enricher)) => {
+            let databases = enricher.database_labels();
+            let databases = if databases.is_empty() {
+                "no GeoIP/ASN database".to_string()
+            } else {
+                databases.join(", ")
+            };
+            let interfaces = enricher.inventory().len();
+            note(
+                true,
+                "enrichment".into(),
+                format!("{databases}; {interfaces} interfaces in the inventory"),
+            )
+        }
         Ok(None) => note(true, "enrichment".into(), "none configured".into()),
         Err(e) => note(false, "enrichment".into(), e.to_string()),
     }
