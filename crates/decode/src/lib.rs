@@ -273,8 +273,9 @@ fn map_window(file: &File, offset: u64, len: usize) -> std::io::Result<arrow_buf
     Ok(unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
 }
 
-/// Fills `buf` as far as the input allows; returns how many bytes were read.
-fn read_prefix(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fills `buf` as far as the input allows; returns how many bytes were read (what
+/// [`sniff`] is given: [`SNIFF_LEN`] bytes, or fewer at the end of the input).
+pub fn read_prefix(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {

@@ -399,23 +399,25 @@ pub fn check(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut note =
         |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
-    match Checkpoints::open(&config.data_dir) {
-        Ok(c) => note(
-            true,
-            "data_dir".into(),
-            format!(
+    let checkpoints = match Checkpoints::open(&config.data_dir) {
+        Ok(c) => {
+            let detail = format!(
                 "{} (checkpoints {})",
                 config.data_dir.display(),
                 c.path().display()
-            ),
-        ),
-        Err(e) => note(
-            false,
-            "data_dir".into(),
-            format!("{}: {e}", config.data_dir.display()),
-        ),
-    }
-    let checkpoints = Checkpoints::open(&config.data_dir).ok();
+            );
+            note(true, "data_dir".into(), detail);
+            Some(c)
+        }
+        Err(e) => {
+            note(
+                false,
+                "data_dir".into(),
+                format!("{}: {e}", config.data_dir.display()),
+            );
+            None
+        }
+    };
     for (name, source) in &config.sources {
         let what = format!("source {name} ({})", source.kind());
         match source {

@@ -161,7 +161,7 @@ impl Prepared<'_> {
     pub fn write(&mut self, row: usize, out: &mut Vec<u8>) {
         if self.raw_endpoint {
             match (&mut self.documents, &self.lines) {
-                (Some(documents), _) => out.extend_from_slice(next_line(documents)),
+                (Some((text, at)), _) => out.extend_from_slice(next_line(text, at)),
                 (None, Some(lines)) => out.extend_from_slice(lines.value(row).as_bytes()),
                 (None, None) => unreachable!("lines are rebuilt when missing"),
             }
@@ -185,8 +185,7 @@ impl Prepared<'_> {
         out.extend_from_slice(self.itoa.format(self.line_numbers[row]).as_bytes());
         out.push(b'"');
         if let Some((fields, at)) = &mut self.fields {
-            let object = next_line(&mut (fields.as_slice(), *at));
-            *at += object.len() + 1;
+            let object = next_line(fields, at);
             // `{"k":v,...}` from the raw encoder: its members join ours.
             if object.len() > 2 {
                 out.push(b',');
@@ -205,7 +204,7 @@ impl Prepared<'_> {
         }
         out.extend_from_slice(b"},\"event\":");
         match (&mut self.documents, &self.lines) {
-            (Some(documents), _) => out.extend_from_slice(next_line(documents)),
+            (Some((text, at)), _) => out.extend_from_slice(next_line(text, at)),
             (None, Some(lines)) => {
                 let line = lines.value(row);
                 if self.verbatim_lines {
@@ -262,7 +261,7 @@ fn tag_members(records: &RecordBatch) -> Option<(arrow_array::UInt32Array, Vec<V
 }
 
 /// The next line of NDJSON at `at` (without its newline); moves `at` past it.
-fn next_line<'a>((text, at): &mut (&'a [u8], usize)) -> &'a [u8] {
+fn next_line<'a>(text: &'a [u8], at: &mut usize) -> &'a [u8] {
     let start = *at;
     let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
     *at = (end + 1).min(text.len());

@@ -1,12 +1,14 @@
 //! Files (read once or followed), directories of objects, and standard input.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
 use arrow_buffer::Buffer;
-use flowlog_decode::{decode_file, decode_reader, sniff, DecodeOptions, Envelope, LineDecoder};
+use flowlog_decode::{
+    decode_file, decode_reader, read_prefix, sniff, DecodeOptions, Envelope, LineDecoder,
+};
 use flowlog_model::{FlowFormat, SourceId};
 
 use super::text::TextReader;
@@ -271,15 +273,4 @@ fn sleep_unless_stopped(ctx: &SourceContext, d: Duration) -> bool {
         left -= s;
     }
     ctx.stopping()
-}
-
-fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
