@@ -2,13 +2,26 @@
 # The project's test command: sets up what the tests need, then runs every check.
 # CI runs exactly this (through .ci/run). Run it from anywhere inside the checkout.
 #
-# Needs: the Rust toolchain, and ../shared (fixtures, OCSF schemas) beside the checkout.
+# Needs: the Rust toolchain, ../shared (fixtures, OCSF schemas) beside the checkout, and
+# apt for nasm and the autotools if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -d ../shared/fixtures ]; then
   echo "test.sh: ../shared/fixtures is missing (the shared/ folder sits beside the checkout)" >&2
   exit 2
+fi
+
+# Sinks gzip with ISA-L, which the isal-sys crate builds from source: it needs nasm and the
+# autotools. Debian's packages, installed once if missing.
+missing=()
+for pair in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool; do
+  command -v "${pair%%:*}" > /dev/null || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (to build ISA-L)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" > /dev/null
 fi
 
 # Real enrichment data, cached between runs: DB-IP lite city (CC-BY-4.0) and ip-location-db's

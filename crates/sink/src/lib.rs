@@ -4,6 +4,7 @@
 //!   (each sink, each request); the source acts only on [`BatchStatus::Delivered`].
 //! - [`retry`]: exponential backoff with full jitter, capped per attempt, without a limit
 //!   in time, `Retry-After` honoured.
+//! - [`gzip`]: request bodies compressed in one call (ISA-L igzip or libdeflate).
 //! - [`http`]: a keep-alive HTTPS client verified against the system roots or a CA file.
 //! - [`metrics`]: Prometheus counters per component.
 //! - [`Sink`]: what the pipeline runs: a task that takes [`SinkInput`]s from a bounded
@@ -15,6 +16,7 @@
 //! long as they last.
 
 pub mod ack;
+pub mod gzip;
 pub mod http;
 pub mod metrics;
 pub mod retry;

@@ -69,6 +69,11 @@ impl Piece {
 }
 
 /// Gathers events into pieces of at most `max_bytes`.
+/// Room past `max_bytes` for the event that overflows a piece (it is written before the
+/// piece knows it is full): without it, every piece would be reallocated, and so copied,
+/// once near its end.
+const PIECE_HEADROOM: usize = 64 * 1024;
+
 pub(crate) struct PieceBuilder {
     max_bytes: usize,
     data: Vec<u8>,
@@ -81,7 +86,7 @@ impl PieceBuilder {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes,
-            data: Vec::with_capacity(max_bytes),
+            data: Vec::with_capacity(max_bytes + PIECE_HEADROOM),
             ends: Vec::new(),
             origins: Vec::new(),
             acks: Vec::new(),
@@ -114,7 +119,10 @@ impl PieceBuilder {
     }
 
     pub fn take(&mut self) -> Piece {
-        let data = std::mem::replace(&mut self.data, Vec::with_capacity(self.max_bytes));
+        let data = std::mem::replace(
+            &mut self.data,
+            Vec::with_capacity(self.max_bytes + PIECE_HEADROOM),
+        );
         Piece {
             data: Bytes::from(data),
             ends: std::mem::take(&mut self.ends),

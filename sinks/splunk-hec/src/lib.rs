@@ -319,7 +319,7 @@ impl Shared {
 
     fn body(&self, piece: &Piece) -> Bytes {
         if self.gzip {
-            gzip(&piece.data)
+            flowlog_sink::gzip::gzip(&piece.data)
         } else {
             piece.data.clone()
         }
@@ -449,32 +449,6 @@ async fn deliver(
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// `data` gzipped. libdeflate compresses a whole buffer several times faster than a
-/// streaming deflater; level 1, since compression is most of what the sink costs. The
-/// compressor and its output buffer are kept per thread (no allocation or zeroing per
-/// request).
-fn gzip(data: &[u8]) -> Bytes {
-    thread_local! {
-        static GZIP: std::cell::RefCell<(libdeflater::Compressor, Vec<u8>)> =
-            std::cell::RefCell::new((
-                libdeflater::Compressor::new(
-                    libdeflater::CompressionLvl::new(1).expect("level 1 exists"),
-                ),
-                Vec::new(),
-            ));
-    }
-    GZIP.with_borrow_mut(|(compressor, out)| {
-        let bound = compressor.gzip_compress_bound(data.len());
-        if out.len() < bound {
-            out.resize(bound, 0);
-        }
-        let n = compressor
-            .gzip_compress(data, &mut out[..bound])
-            .expect("the output is as large as the bound");
-        Bytes::copy_from_slice(&out[..n])
-    })
 }
 
 /// Lowers the in-flight gauge when a request task ends, however it ends.
