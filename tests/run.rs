@@ -355,3 +355,46 @@ fn followed_files_deliver_appended_lines_and_sigterm_drains() {
     let ids: HashMap<String, u32> = receiver.ids();
     assert!(ids.values().all(|&c| c == 1));
 }
+
+#[test]
+fn a_directory_is_read_once_per_object_and_removed_objects_leave_the_checkpoints() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let incoming = tempdir().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let (first, second) = (incoming.join("a.log"), incoming.join("b.log"));
+    write_lines(&first, 0, 300);
+    write_lines(&second, 300, 200);
+    let source = format!(
+        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
+        incoming.display()
+    );
+    let setup = setup(&receiver, &source, "");
+    let data = setup.dir.join("data");
+    let child = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("both objects delivered", Duration::from_secs(60), || {
+        checkpoint_line(&data, &first) == Some((300, true))
+            && checkpoint_line(&data, &second) == Some((200, true))
+    });
+    // A cleaned-up object's checkpoint goes at the next scan; the other one stays, so it
+    // is not read again.
+    std::fs::remove_file(&first).unwrap();
+    wait_for(
+        "the removed object forgotten",
+        Duration::from_secs(60),
+        || checkpoint_line(&data, &first).is_none(),
+    );
+    assert_eq!(checkpoint_line(&data, &second), Some((200, true)));
+    write_lines(&incoming.join("c.log"), 500, 100);
+    wait_for("a new object delivered", Duration::from_secs(60), || {
+        receiver.ids().len() == 600
+    });
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let (ok, stderr) = finish(child);
+    assert!(ok, "{stderr}");
+    let ids = receiver.ids();
+    assert_eq!(ids.len(), 600);
+    assert!(ids.values().all(|&c| c == 1), "an object was read twice");
+}

@@ -17,22 +17,46 @@ pub struct AsnRanges {
     /// (first, last, AS number, index into `organizations`)
     ranges: Vec<(u128, u128, u32, u32)>,
     organizations: Vec<Arc<str>>,
-    /// `file name@modification date` of each file read, stamped on events.
+    /// `file name@CRC-32 of its content` of each file read, stamped on events. A CSV file
+    /// says nothing of its build, and its modification time is where and when it was
+    /// copied (npm sets every file of a package to 1985-10-26): the same content gives the
+    /// same stamp on every machine.
     pub(crate) labels: Vec<String>,
+}
+
+/// A reader that keeps the CRC-32 of what has been read through it (the whole file once
+/// the CSV reader is done), so the stamp costs no second pass.
+struct Checksummed<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R> Checksummed<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Checksummed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 impl AsnRanges {
     /// Adds the ranges of one CSV file. A line that is not `start,end,asn,org` is an
     /// error naming the file and line: a range table with holes would answer wrongly.
     pub fn add_file(&mut self, path: &Path) -> Result<(), EnrichError> {
+        let file = std::fs::File::open(path).map_err(|e| EnrichError::io(path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_path(path)
-            .map_err(|e| match e.into_kind() {
-                csv::ErrorKind::Io(io) => EnrichError::io(path, io),
-                other => EnrichError::line(path, 0, format!("{other:?}")),
-            })?;
+            .from_reader(Checksummed::new(file));
         // Organizations repeat (a large AS announces thousands of ranges): one copy each.
         let mut by_name: hashbrown::HashMap<Arc<str>, u32> = self
             .organizations
@@ -93,15 +117,8 @@ impl AsnRanges {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let modified = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
-        self.labels.push(format!(
-            "{name}@{}",
-            crate::geoip::civil_date(modified / 86_400)
-        ));
+        let checksum = reader.get_ref().hasher.clone().finalize();
+        self.labels.push(format!("{name}@{checksum:08x}"));
         Ok(())
     }
 
@@ -160,7 +177,9 @@ mod tests {
         assert_eq!(get("8.8.7.1"), None);
         assert_eq!(get("0.0.0.1"), None);
         assert_eq!(t.labels.len(), 2);
-        assert!(t.labels[0].starts_with("asn-ipv4.csv@"));
+        // The stamp is the content's: the file's CRC-32, whatever its modification time.
+        let crc = crc32fast::hash(&std::fs::read(&v4).unwrap());
+        assert_eq!(t.labels[0], format!("asn-ipv4.csv@{crc:08x}"));
     }
 
     #[test]

@@ -93,6 +93,19 @@ impl Checkpoints {
         }
     }
 
+    /// Keeps only the checkpoints `keep` says yes to (by key and checkpoint).
+    pub fn retain(&self, mut keep: impl FnMut(&str, &FileCheckpoint) -> bool) {
+        let mut inner = self.inner.lock().unwrap();
+        let before = inner.0.files.len();
+        inner
+            .0
+            .files
+            .retain(|key, checkpoint| keep(key, checkpoint));
+        if inner.0.files.len() != before {
+            inner.1 = true;
+        }
+    }
+
     /// Writes the checkpoints if they changed since the last save.
     pub fn save(&self) -> std::io::Result<()> {
         let bytes = {

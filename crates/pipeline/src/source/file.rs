@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow_buffer::Buffer;
@@ -69,6 +69,7 @@ pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
                     .map(|e| e.path())
                     .collect();
                 paths.sort();
+                forget_removed(ctx, dir, &paths);
                 for path in paths {
                     if ctx.stopping() {
                         return;
@@ -82,6 +83,18 @@ pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
             return;
         }
     }
+}
+
+/// Drops the checkpoints of delivered objects that are no longer in `dir` (`present`
+/// is its listing): a drop box sees a stream of new names, and the checkpoints of the
+/// ones cleaned up would otherwise pile up forever. An object that is still there keeps
+/// its checkpoint, so it is not read again.
+fn forget_removed(ctx: &SourceContext, dir: &Path, present: &[PathBuf]) {
+    let present: std::collections::HashSet<&Path> = present.iter().map(PathBuf::as_path).collect();
+    ctx.checkpoints.retain(|key, checkpoint| {
+        let path = Path::new(key);
+        !(checkpoint.done && path.parent() == Some(dir) && !present.contains(path))
+    });
 }
 
 /// Reads standard input to its end. It cannot be read again, so it has no checkpoint.
