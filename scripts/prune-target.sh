@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Deletes this workspace's build artifacts in the shared target directory that the last
+# build did not write: the test binaries and libraries of older sources or of other
+# clones (a path dependency's artifacts are keyed by its path, so every fresh clone adds a
+# full set, about 1.5 GB). Third-party crates are left alone; they are what a warm CI run
+# reuses.
+#
+#   scripts/prune-target.sh [MINUTES]   # default 120: keep what was written since then
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+minutes=${1:-120}
+names=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        print(t["name"].replace("-", "_"))
+        print(t["name"])
+' | sort -u)
+for profile in debug release; do
+  deps="$target/$profile/deps"
+  [ -d "$deps" ] || continue
+  for name in $names; do
+    find "$deps" -maxdepth 1 -type f -mmin "+$minutes" \
+      \( -name "$name-*" -o -name "lib$name-*" \) -delete
+  done
+  [ -d "$target/$profile/incremental" ] &&
+    find "$target/$profile/incremental" -mindepth 1 -maxdepth 1 -type d -mmin "+$minutes" \
+      -exec rm -rf {} +
+done
+echo "prune-target: $(du -sh "$target" | cut -f1) in $target"
