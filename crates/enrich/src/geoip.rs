@@ -360,7 +360,7 @@ fn continent_name(code: &str) -> Option<&'static str> {
 }
 
 /// `YYYY-MM-DD` of a day count since 1970-01-01.
-pub(crate) fn civil_date(days: i64) -> String {
+fn civil_date(days: i64) -> String {
     let (year, month, day) = flowlog_model::time::civil_from_days(days);
     format!("{year:04}-{month:02}-{day:02}")
 }

@@ -139,6 +139,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The key of a file's checkpoint: its path as given (so it is also the records'
+/// source name), lossily made text. Sources and `check` look checkpoints up by this.
+pub fn key_of(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 /// Device and inode of a file.
 pub fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
     #[cfg(unix)]

@@ -425,7 +425,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
                 for path in &f.paths {
                     let state = checkpoints
                         .as_ref()
-                        .and_then(|c| c.get(&path.to_string_lossy()))
+                        .and_then(|c| c.get(&checkpoint::key_of(path)))
                         .map_or("no checkpoint".to_string(), |c| {
                             if c.done {
                                 "delivered".to_string()

@@ -13,7 +13,7 @@ use flowlog_model::{FlowFormat, SourceId};
 
 use super::text::TextReader;
 use super::{Emit, Progress, SourceContext};
-use crate::checkpoint::{identity, FileCheckpoint, Resume};
+use crate::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
 
 /// How reading one file ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
                     .map(|e| e.path())
                     .collect();
                 paths.sort();
-                forget_removed(ctx, dir, &paths);
+                forget_removed(&ctx.checkpoints, dir, &paths);
                 for path in paths {
                     if ctx.stopping() {
                         return;
@@ -89,11 +89,12 @@ pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
 /// is its listing): a drop box sees a stream of new names, and the checkpoints of the
 /// ones cleaned up would otherwise pile up forever. An object that is still there keeps
 /// its checkpoint, so it is not read again.
-fn forget_removed(ctx: &SourceContext, dir: &Path, present: &[PathBuf]) {
-    let present: std::collections::HashSet<&Path> = present.iter().map(PathBuf::as_path).collect();
-    ctx.checkpoints.retain(|key, checkpoint| {
-        let path = Path::new(key);
-        !(checkpoint.done && path.parent() == Some(dir) && !present.contains(path))
+fn forget_removed(checkpoints: &Checkpoints, dir: &Path, present: &[PathBuf]) {
+    // Compared as keys, as the checkpoints were stored: a name that is not UTF-8 then
+    // still matches its own checkpoint instead of looking removed (and being read again).
+    let present: std::collections::HashSet<String> = present.iter().map(|p| key_of(p)).collect();
+    checkpoints.retain(|key, checkpoint| {
+        !(checkpoint.done && Path::new(key).parent() == Some(dir) && !present.contains(key))
     });
 }
 
@@ -155,7 +156,7 @@ fn open_and_read(
     let mut file = File::open(path)?;
     let metadata = file.metadata()?;
     let id = identity(&metadata);
-    let key = path.to_string_lossy().into_owned();
+    let key = key_of(path);
     let checkpoint = ctx
         .checkpoints
         .get(&key)
@@ -286,4 +287,40 @@ fn sleep_unless_stopped(ctx: &SourceContext, d: Duration) -> bool {
         left -= s;
     }
     ctx.stopping()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_delivered_objects_gone_from_the_directory_are_forgotten() {
+        let data = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(data.path()).unwrap();
+        let dir = Path::new("/drop");
+        let done = FileCheckpoint {
+            done: true,
+            ..FileCheckpoint::default()
+        };
+        #[cfg(unix)]
+        let odd = {
+            use std::os::unix::ffi::OsStrExt;
+            dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9.log"))
+        };
+        #[cfg(not(unix))]
+        let odd = dir.join("odd.log");
+        for name in ["/drop/kept.log", "/drop/gone.log", "/elsewhere/gone.log"] {
+            checkpoints.set(name, done.clone());
+        }
+        checkpoints.set(&key_of(&odd), done.clone());
+        checkpoints.set("/drop/reading.log", FileCheckpoint::default());
+        forget_removed(&checkpoints, dir, &[dir.join("kept.log"), odd.clone()]);
+        assert!(checkpoints.get("/drop/kept.log").is_some());
+        // A name that is not UTF-8 still matches its own (lossy) key.
+        assert!(checkpoints.get(&key_of(&odd)).is_some());
+        assert!(checkpoints.get("/drop/gone.log").is_none());
+        // Other directories' files, and objects not yet delivered, are not this scan's.
+        assert!(checkpoints.get("/elsewhere/gone.log").is_some());
+        assert!(checkpoints.get("/drop/reading.log").is_some());
+    }
 }
