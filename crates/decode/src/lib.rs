@@ -16,7 +16,6 @@
 //! of about a megabyte, and batches hold at most [`DecodeOptions::batch_rows`] rows.
 
 mod assemble;
-mod dead_letter;
 mod error;
 mod json;
 mod line;
@@ -36,8 +35,8 @@ use std::sync::Arc;
 
 use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 
-pub use dead_letter::DeadLetter;
 pub use error::{DecodeError, SinkError};
+pub use flowlog_model::DeadLetter;
 pub use line::LineDecoder;
 pub use sniff::{sniff, Envelope, SNIFF_LEN};
 

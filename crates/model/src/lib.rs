@@ -10,13 +10,16 @@
 //! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers;
 //! - [`enrichment`]: the columns enrichment appends to a batch;
 //! - [`address`]: IP addresses read from text exactly as `std::net` reads them, faster;
-//! - [`time`]: civil dates to and from day counts.
+//! - [`time`]: civil dates to and from day counts;
+//! - [`dead_letter`]: [`DeadLetter`], a record that was not emitted or not delivered, as
+//!   the decoder and every sink write it.
 //!
-//! It has no I/O and depends only on Arrow.
+//! It has no I/O and depends only on Arrow (and serde_json, to write dead letters).
 
 pub mod address;
 pub mod batch;
 pub mod catalogue;
+pub mod dead_letter;
 pub mod enrichment;
 mod error;
 pub mod format;
@@ -25,6 +28,7 @@ pub mod time;
 
 pub use batch::{FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
+pub use dead_letter::DeadLetter;
 pub use enrichment::{enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind};
 pub use error::FormatError;
 pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};

@@ -50,6 +50,22 @@ pub enum Target {
 }
 
 impl Target {
+    /// The target a setting names: `raw`, `ecs`, `ocsf` (in `ocsf_version`, 1.1.0 when
+    /// none) or `cim`.
+    pub fn named(name: &str, ocsf_version: Option<&str>) -> Result<Target, String> {
+        let version = ocsf_version
+            .map(str::parse::<OcsfVersion>)
+            .transpose()?
+            .unwrap_or(OcsfVersion::V1_1_0);
+        match name {
+            "raw" => Ok(Target::Raw),
+            "ecs" => Ok(Target::Ecs),
+            "ocsf" => Ok(Target::Ocsf(version)),
+            "cim" => Ok(Target::Cim),
+            _ => Err(format!("unknown format `{name}` (raw, ecs, ocsf or cim)")),
+        }
+    }
+
     /// A fresh encoder for this target.
     pub fn encoder(self) -> Box<dyn Encoder + Send> {
         match self {

@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use flowlog_sink_splunk_hec::HecConfig;
 use serde::Deserialize;
+
+use crate::registry::{SinkConfig, SourceConfig};
 
 use crate::ConfigError;
 
@@ -69,54 +70,6 @@ impl Default for Api {
             address: Some(SocketAddr::from(([127, 0, 0, 1], 9598))),
         }
     }
-}
-
-/// A source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Files, read once or followed as they grow.
-    File(FileSource),
-    /// A directory: every object put in it is read once (any envelope: gzip, Parquet,
-    /// CloudWatch Logs or Firehose JSON, text).
-    Directory(DirectorySource),
-    /// Standard input, read once (no checkpoint: it cannot be re-read).
-    Stdin(StdinSource),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSource {
-    pub paths: Vec<PathBuf>,
-    /// Keep reading lines appended to the files (plain text only), and start over when a
-    /// file is replaced (rotated) or truncated.
-    #[serde(default)]
-    pub follow: bool,
-    /// Format of lines before any header line (default: the version 2 format).
-    pub format: Option<String>,
-    /// Seconds between looks for appended lines when following.
-    #[serde(default = "default_poll")]
-    pub poll_secs: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectorySource {
-    pub path: PathBuf,
-    pub format: Option<String>,
-    /// Seconds between looks for new objects.
-    #[serde(default = "default_poll")]
-    pub poll_secs: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdinSource {
-    pub format: Option<String>,
-}
-
-fn default_poll() -> f64 {
-    1.0
 }
 
 /// What happens between decoding and the sinks.
@@ -174,39 +127,6 @@ fn default_eni_refresh() -> u64 {
 }
 fn yes() -> bool {
     true
-}
-
-/// A sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    SplunkHec(HecConfig),
-}
-
-impl SinkConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::SplunkHec(_) => "splunk_hec",
-        }
-    }
-}
-
-impl SourceConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::File(_) => "file",
-            SourceConfig::Directory(_) => "directory",
-            SourceConfig::Stdin(_) => "stdin",
-        }
-    }
-
-    pub fn format(&self) -> Option<&str> {
-        match self {
-            SourceConfig::File(f) => f.format.as_deref(),
-            SourceConfig::Directory(d) => d.format.as_deref(),
-            SourceConfig::Stdin(s) => s.format.as_deref(),
-        }
-    }
 }
 
 impl Config {
@@ -272,41 +192,28 @@ impl Config {
         }
         for (name, source) in &self.sources {
             let table = format!("sources.{name}");
-            if let Some(format) = source.format() {
+            if let Some(format) = source.spec().format() {
                 flowlog_model::FlowFormat::parse(format)
                     .map_err(|e| (Some(table.clone()), format!("[{table}] format: {e}")))?;
             }
-            match source {
-                SourceConfig::File(f) if f.paths.is_empty() => {
-                    return Err((Some(table.clone()), format!("[{table}] paths is empty")))
-                }
-                SourceConfig::File(FileSource { poll_secs, .. })
-                | SourceConfig::Directory(DirectorySource { poll_secs, .. })
-                    if !(poll_secs.is_finite() && *poll_secs > 0.0) =>
-                {
-                    return Err((
-                        Some(table.clone()),
-                        format!("[{table}] poll_secs must be a positive number"),
-                    ))
-                }
-                _ => {}
-            }
+            source
+                .spec()
+                .validate()
+                .map_err(|e| (Some(table.clone()), format!("[{table}] {e}")))?;
         }
         let stdin = self
             .sources
             .values()
-            .filter(|s| matches!(s, SourceConfig::Stdin(_)))
+            .filter(|s| s.kind() == "stdin")
             .count();
         if stdin > 1 {
             return Err((None, "only one stdin source can exist".into()));
         }
         for (name, sink) in &self.sinks {
             let table = format!("sinks.{name}");
-            match sink {
-                SinkConfig::SplunkHec(hec) => hec
-                    .validate()
-                    .map_err(|e| (Some(table.clone()), format!("[{table}] {e}")))?,
-            }
+            sink.spec()
+                .validate()
+                .map_err(|e| (Some(table.clone()), format!("[{table}] {e}")))?;
         }
         Ok(())
     }
@@ -470,7 +377,9 @@ indexer_acknowledgement = true
             panic!()
         };
         assert!(file.follow);
-        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"];
+        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
+            panic!()
+        };
         assert_eq!(hec.token.as_deref(), Some("abc-123"));
         assert!(hec.indexer_acknowledgement);
         assert_eq!(hec.max_bytes, 1_000_000);

@@ -3,8 +3,9 @@
 //! This crate owns:
 //! - [`config`]: the TOML file (named sources, transform settings, named sinks; `${ENV}`
 //!   interpolation; unknown keys are errors with their line);
-//! - [`source`]: files (read once or followed), directories of objects, stdin, each on
-//!   its own thread, decoding into a bounded channel;
+//! - [`registry`]: the one list of source and sink kinds (`type = "..."`);
+//! - [`source`]: the source contract, and files (read once or followed), directories of
+//!   objects, stdin, each decoding on its own thread into a bounded channel;
 //! - [`checkpoint`]: per-file delivered position, stored atomically;
 //! - [`dead_letter`]: the dead-letter file shared by decoding and the sinks;
 //! - [`filter`]: which records go on to the sinks;
@@ -19,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 pub mod filter;
+pub mod registry;
 pub mod source;
 
 use std::path::PathBuf;
@@ -27,15 +29,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowlog_model::FlowFormat;
-use flowlog_sink::{Metrics, Sink, SinkError, SinkInput};
-use flowlog_sink_splunk_hec::{Format, HecSink};
+use flowlog_sink::{DeadLetters, Metrics, Needs, Sink, SinkContext, SinkError, SinkInput};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::checkpoint::Checkpoints;
-use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::config::Config;
 use crate::dead_letter::DeadLetterFile;
-use crate::source::{Envelope, SourceContext};
+use crate::registry::SinkConfig;
+use crate::source::{Envelope, SourceContext, Stop};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -137,15 +139,21 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
     let mut sink_inputs = Vec::new();
     let mut sinks: JoinSet<(String, Result<(), SinkError>)> = JoinSet::new();
     for (name, sink_config) in &config.sinks {
-        let sink = build_sink(name, sink_config, &metrics, &dead_letters)?;
+        let letters = Arc::clone(&dead_letters) as Arc<dyn DeadLetters>;
+        let sink =
+            build_sink(name, sink_config, &metrics, letters).map_err(|source| RunError::Sink {
+                name: name.clone(),
+                source,
+            })?;
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
         sink_inputs.push(tx);
         let name = name.clone();
         sinks.spawn(async move { (name, sink.run(rx).await) });
     }
-    let keep_lines = config.sinks.values().any(|s| match s {
-        SinkConfig::SplunkHec(h) => h.format == Format::Line,
-    });
+    let needs = config
+        .sinks
+        .values()
+        .fold(Needs::default(), |needs, s| needs.union(s.spec().needs()));
 
     let enricher = config
         .transform
@@ -168,11 +176,12 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
         })
         .expect("a thread");
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<String>();
     let mut running = 0usize;
     for (name, source_config) in &config.sources {
-        let format = source_config
+        let spec = source_config.spec();
+        let format = spec
             .format()
             .map(FlowFormat::parse)
             .transpose()
@@ -186,19 +195,15 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
             stop: Arc::clone(&stop),
             format,
             batch_rows: config.transform.batch_rows,
-            keep_lines,
+            keep_lines: needs.lines,
         };
-        let source_config = source_config.clone();
+        let source = spec.build(ctx);
         let ended_tx = ended_tx.clone();
         let name = name.clone();
-        std::thread::Builder::new()
-            .name(format!("source-{name}"))
-            .spawn(move || {
-                read_source(&ctx, &source_config);
-                drop(ctx);
-                let _ = ended_tx.send(name);
-            })
-            .expect("a thread");
+        tokio::spawn(async move {
+            source.run().await;
+            let _ = ended_tx.send(name);
+        });
         running += 1;
     }
     drop(tx);
@@ -245,7 +250,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.set();
 
     // Drain: sources stop at their next block and wait for their batches; the transform
     // ends when they have; sinks end when their input is closed and settled.
@@ -292,39 +297,18 @@ fn save(checkpoints: &Checkpoints, dead_letters: &DeadLetterFile) -> std::io::Re
     checkpoints.save()
 }
 
+/// A sink from its settings: what `run` and `check` both use.
 fn build_sink(
     name: &str,
     config: &SinkConfig,
     metrics: &Metrics,
-    dead_letters: &Arc<DeadLetterFile>,
-) -> Result<Box<dyn Sink>, RunError> {
-    let err = |source| RunError::Sink {
+    dead_letters: Arc<dyn DeadLetters>,
+) -> Result<Box<dyn Sink>, SinkError> {
+    config.spec().build(SinkContext {
         name: name.to_string(),
-        source,
-    };
-    Ok(match config {
-        SinkConfig::SplunkHec(hec) => Box::new(
-            HecSink::new(
-                name,
-                hec.clone(),
-                metrics.component("sink", name),
-                Arc::clone(dead_letters) as Arc<dyn flowlog_sink::DeadLetters>,
-            )
-            .map_err(err)?,
-        ),
+        metrics: metrics.component("sink", name),
+        dead_letters,
     })
-}
-
-fn read_source(ctx: &SourceContext, config: &SourceConfig) {
-    let secs = |s: f64| Duration::from_secs_f64(s);
-    match config {
-        SourceConfig::File(f) => {
-            let paths: Vec<&std::path::Path> = f.paths.iter().map(PathBuf::as_path).collect();
-            source::read_file(ctx, &paths, f.follow, secs(f.poll_secs));
-        }
-        SourceConfig::Directory(d) => source::read_directory(ctx, &d.path, secs(d.poll_secs)),
-        SourceConfig::Stdin(_) => source::read_stdin(ctx),
-    }
 }
 
 /// The transform stage: filter, enrich each batch once, hand every sink its share.
@@ -420,46 +404,8 @@ pub fn check(config: &Config) -> Vec<Finding> {
     };
     for (name, source) in &config.sources {
         let what = format!("source {name} ({})", source.kind());
-        match source {
-            SourceConfig::File(f) => {
-                for path in &f.paths {
-                    let state = checkpoints
-                        .as_ref()
-                        .and_then(|c| c.get(&checkpoint::key_of(path)))
-                        .map_or("no checkpoint".to_string(), |c| {
-                            if c.done {
-                                "delivered".to_string()
-                            } else {
-                                format!("delivered through line {}", c.line)
-                            }
-                        });
-                    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-                        Ok(m) => note(
-                            true,
-                            what.clone(),
-                            format!("{} ({} bytes, {state})", path.display(), m.len()),
-                        ),
-                        Err(e) if f.follow && e.kind() == std::io::ErrorKind::NotFound => note(
-                            true,
-                            what.clone(),
-                            format!(
-                                "{} (not there yet; will be followed once it is)",
-                                path.display()
-                            ),
-                        ),
-                        Err(e) => note(false, what.clone(), format!("{}: {e}", path.display())),
-                    }
-                }
-            }
-            SourceConfig::Directory(d) => match std::fs::read_dir(&d.path) {
-                Ok(entries) => note(
-                    true,
-                    what,
-                    format!("{} ({} entries)", d.path.display(), entries.count()),
-                ),
-                Err(e) => note(false, what, format!("{}: {e}", d.path.display())),
-            },
-            SourceConfig::Stdin(_) => note(true, what, "standard input".into()),
+        for (ok, detail) in source.spec().check(checkpoints.as_ref()) {
+            note(ok, what.clone(), detail);
         }
     }
     let mut notices = Vec::new();
@@ -491,18 +437,13 @@ pub fn check(config: &Config) -> Vec<Finding> {
     let metrics = Metrics::new();
     for (name, sink_config) in &config.sinks {
         let what = format!("sink {name} ({})", sink_config.kind());
-        let letters: Arc<dyn flowlog_sink::DeadLetters> = Arc::new(NoDeadLetters);
-        let built = runtime.block_on(async {
-            match sink_config {
-                SinkConfig::SplunkHec(hec) => {
-                    let sink =
-                        HecSink::new(name, hec.clone(), metrics.component("sink", name), letters)?;
-                    let endpoint = hec.endpoint.clone();
-                    sink.check().await.map(|line| format!("{endpoint}: {line}"))
-                }
-            }
+        let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
+        let checked = runtime.block_on(async {
+            build_sink(name, sink_config, &metrics, letters)?
+                .check()
+                .await
         });
-        match built {
+        match checked {
             Ok(line) => note(true, what, line),
             Err(e) => note(false, what, e.to_string()),
         }

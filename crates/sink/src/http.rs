@@ -1,16 +1,18 @@
-//! The HTTP client sinks share: keep-alive connections, HTTPS verified against the system
-//! roots (plus a CA file when given), verification off only when a user says so.
+//! The HTTP client sinks share: reqwest over rustls (aws-lc-rs), pooled keep-alive
+//! connections, HTTP/2 where the server offers it (ALPN) and HTTP/1.1 otherwise.
+//!
+//! - Certificates are verified against the system roots, plus a CA file when given, or the
+//!   CA file alone (`system_roots = false`); verification is off only when a user says so.
+//! - Proxies: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` (either case) are
+//!   honoured unless the sink names its own (`[sinks.x.proxy]`), as curl does.
+//! - Response bodies are read up to a cap: a receiver (or something pretending to be one)
+//!   cannot make the sink buffer without limit.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -20,18 +22,64 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::SinkError;
 
 /// TLS settings of one sink.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
-    /// PEM file of CA certificates trusted in addition to the system's.
+    /// PEM file of CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// Trust the system's roots too (default). `false` with a `ca_file`: trust only it
+    /// (a private PKI where the public roots have no business).
+    #[serde(default = "yes")]
+    pub system_roots: bool,
     /// Skip certificate verification. Off unless explicitly set: a sink that does not
     /// verify sends its token to whoever answers.
     #[serde(default)]
     pub insecure_skip_verify: bool,
 }
 
-/// A response read in full.
+impl Default for TlsOptions {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            system_roots: true,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Proxy settings of one sink. Without any, the environment decides (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, upper or lower case).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyOptions {
+    /// `false`: connect directly whatever the environment says.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Proxy for `http://` endpoints (replaces the environment's settings).
+    pub http: Option<String>,
+    /// Proxy for `https://` endpoints, reached with `CONNECT` (replaces the environment's).
+    pub https: Option<String>,
+    /// Hosts, domains (`.example.com`) and networks (`10.0.0.0/8`) reached directly.
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            http: None,
+            https: None,
+            no_proxy: Vec::new(),
+        }
+    }
+}
+
+/// A response read in full (up to the client's cap).
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -48,22 +96,38 @@ pub enum TransportError {
     Failed(String),
 }
 
-/// A keep-alive HTTP/1.1 client for `http://` and `https://` URLs.
+/// What a sink's client is built from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub tls: TlsOptions,
+    pub proxy: ProxyOptions,
+    /// Connect, send and read the whole response within this.
+    pub timeout: Duration,
+    /// Most bytes of a response body kept (the rest is not read); default 16 MiB.
+    pub max_response_bytes: Option<usize>,
+}
+
+/// Response bodies are small (HEC) or proportional to the request (an `_bulk` answer
+/// lists every item: a few MB for the largest requests).
+const DEFAULT_MAX_RESPONSE: usize = 16 << 20;
+
+/// A pooled HTTP/1.1 and HTTP/2 client for `http://` and `https://` URLs.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: reqwest::Client,
     timeout: Duration,
+    max_response: usize,
 }
 
 impl HttpClient {
-    /// A client whose requests time out after `timeout` (connect, send and read the
-    /// whole response).
-    pub fn new(tls: &TlsOptions, timeout: Duration) -> Result<Self, SinkError> {
+    /// A client whose requests time out after `options.timeout`.
+    pub fn new(options: &ClientOptions) -> Result<Self, SinkError> {
+        let tls = &options.tls;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| SinkError::Config(format!("TLS: {e}")))?;
-        let config = if tls.insecure_skip_verify {
+        let mut config = if tls.insecure_skip_verify {
             tracing::warn!("TLS certificate verification is disabled for this sink");
             builder
                 .dangerous()
@@ -71,53 +135,124 @@ impl HttpClient {
                 .with_no_client_auth()
         } else {
             builder
-                .with_root_certificates(roots(tls.ca_file.as_deref())?)
+                .with_root_certificates(roots(tls.ca_file.as_deref(), tls.system_roots)?)
                 .with_no_client_auth()
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        // reqwest leaves ALPN to a preconfigured TLS config: offer HTTP/2 first.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let timeout = options.timeout;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
-        Ok(Self { client, timeout })
+            .user_agent(concat!("flowlog/", env!("CARGO_PKG_VERSION")));
+        builder = with_proxies(builder, &options.proxy)?;
+        let client = builder
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {}", error_chain(&e))))?;
+        Ok(Self {
+            client,
+            timeout,
+            max_response: options.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
+        })
     }
 
-    /// Sends a request and reads the whole response.
+    /// Sends a request and reads the response (its body up to the cap).
     pub async fn send(&self, request: http::Request<Bytes>) -> Result<Response, TransportError> {
-        let request = request.map(Full::new);
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                TransportError::Timeout(self.timeout)
+            } else {
+                TransportError::Failed(error_chain(&e))
+            }
+        };
+        let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
+            .map_err(|e| TransportError::Failed(error_chain(&e)))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| TransportError::Failed(error_chain(&e)))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| TransportError::Failed(error_chain(&e)))?
-                .to_bytes();
+            let mut response = self.client.execute(request).await.map_err(failed)?;
+            let status = response.status().as_u16();
+            let headers = std::mem::take(response.headers_mut());
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(failed)? {
+                let room = self.max_response - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if chunk.len() >= room {
+                    // Dropping the response closes the connection instead of reading on.
+                    tracing::debug!(status, "response body cut at {} bytes", self.max_response);
+                    break;
+                }
+            }
             Ok(Response {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body,
+                status,
+                headers,
+                body: Bytes::from(body),
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        // reqwest's own timeout covers the body too; this one is a second guard.
+        tokio::time::timeout(self.timeout + Duration::from_secs(1), exchange)
             .await
             .map_err(|_| TransportError::Timeout(self.timeout))?
     }
 }
 
+/// The sink's own proxies, or none, or (nothing configured) the environment's.
+fn with_proxies(
+    builder: reqwest::ClientBuilder,
+    proxy: &ProxyOptions,
+) -> Result<reqwest::ClientBuilder, SinkError> {
+    if !proxy.enabled {
+        return Ok(builder.no_proxy());
+    }
+    let no_proxy = || reqwest::NoProxy::from_string(&proxy.no_proxy.join(","));
+    let mut builder = builder;
+    let bad = |which: &str, e: reqwest::Error| {
+        SinkError::Config(format!("proxy.{which}: {}", error_chain(&e)))
+    };
+    if let Some(url) = &proxy.http {
+        let p = reqwest::Proxy::http(url).map_err(|e| bad("http", e))?;
+        builder = builder.proxy(p.no_proxy(no_proxy()));
+    }
+    if let Some(url) = &proxy.https {
+        let p = reqwest::Proxy::https(url).map_err(|e| bad("https", e))?;
+        builder = builder.proxy(p.no_proxy(no_proxy()));
+    }
+    if proxy.http.is_none() && proxy.https.is_none() && !proxy.no_proxy.is_empty() {
+        return Err(SinkError::Config(
+            "proxy.no_proxy without proxy.http or proxy.https: set NO_PROXY in the environment \
+             to add to the environment's proxies"
+                .into(),
+        ));
+    }
+    Ok(builder)
+}
+
+/// Warns when `url` would carry a credential in the clear to another machine: `http://`
+/// to a host that is not loopback. (On loopback the traffic never leaves the machine.)
+pub fn warn_if_plaintext(sink: &str, url: &str) {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return;
+    };
+    if uri.scheme_str() != Some("http") {
+        return;
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        tracing::warn!(
+            sink,
+            "{url} is plain http://: the credential travels unencrypted; use https://"
+        );
+    }
+}
+
 /// An error and its causes, on one line ("client error (Connect): connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -128,14 +263,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The system's trusted roots, plus those of `ca_file`.
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, SinkError> {
+/// The system's trusted roots (unless `system` is false), plus those of `ca_file`.
+fn roots(ca_file: Option<&Path>, system: bool) -> Result<RootCertStore, SinkError> {
     let mut store = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::debug!("system certificates: {error}");
+    if !system && ca_file.is_none() {
+        return Err(SinkError::Config(
+            "tls.system_roots = false needs a tls.ca_file: nothing would be trusted".into(),
+        ));
     }
-    store.add_parsable_certificates(native.certs);
+    if system {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!("system certificates: {error}");
+        }
+        store.add_parsable_certificates(native.certs);
+    }
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect())

@@ -4,8 +4,15 @@
 //!   (each sink, each request); the source acts only on [`BatchStatus::Delivered`].
 //! - [`retry`]: exponential backoff with full jitter, capped per attempt, without a limit
 //!   in time, `Retry-After` honoured.
-//! - [`gzip`]: request bodies compressed in one call (ISA-L igzip or libdeflate).
-//! - [`http`]: a keep-alive HTTPS client verified against the system roots or a CA file.
+//! - [`request`]: what every HTTP sink shares: events cut into requests by size and time,
+//!   compressed, bounded in flight, retried, halved on 413, settled per request or per
+//!   event as the sink's [`request::Protocol`] classifies each answer.
+//! - [`gzip`]: request bodies compressed in one call (libdeflate, or ISA-L igzip with the
+//!   `isal` feature).
+//! - [`http`]: the pooled HTTP/1.1 + HTTP/2 client (reqwest), TLS verified against the
+//!   system roots and/or a CA file, proxies from the environment or the sink's settings.
+//! - [`registry`]: what a sink kind gives the pipeline ([`SinkKind`]): validation, what it
+//!   needs of batches, and a constructor that `run` and `check` share.
 //! - [`metrics`]: Prometheus counters per component.
 //! - [`Sink`]: what the pipeline runs: a task that takes [`SinkInput`]s from a bounded
 //!   channel (so a slow receiver holds the sources back instead of filling memory) and
@@ -19,6 +26,8 @@ pub mod ack;
 pub mod gzip;
 pub mod http;
 pub mod metrics;
+pub mod registry;
+pub mod request;
 pub mod retry;
 
 use std::future::Future;
@@ -29,9 +38,10 @@ use flowlog_model::{FlowBatch, SourceId};
 use tokio::sync::mpsc;
 
 pub use ack::{Ack, AckWait, BatchStatus};
-pub use flowlog_decode::DeadLetter;
-pub use http::{HttpClient, TlsOptions};
+pub use flowlog_model::DeadLetter;
+pub use http::{ClientOptions, HttpClient, ProxyOptions, TlsOptions};
 pub use metrics::{ComponentMetrics, Metrics};
+pub use registry::{Needs, SinkContext, SinkKind};
 pub use retry::{Backoff, RetryPolicy};
 
 /// The start of the deterministic ids of a source's records: the first 64 bits of the
@@ -96,6 +106,9 @@ pub enum SinkError {
         status: u16,
         message: String,
     },
+    /// The sink's own output failed (a file that cannot be written).
+    #[error("{sink}: {message}")]
+    Io { sink: String, message: String },
     /// The receiver could not be reached or answered unexpectedly (check only).
     #[error("{sink}: {message}")]
     Unreachable { sink: String, message: String },

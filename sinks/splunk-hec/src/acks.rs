@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::response::AckReply;
-use crate::Shared;
+use crate::Collector;
 
 /// The handle request tasks wait through.
 pub(crate) struct Acker {
@@ -21,7 +21,7 @@ pub(crate) struct Acker {
 
 impl Acker {
     /// Starts the poller; it stops when the last handle is dropped.
-    pub fn start(shared: Arc<Shared>, interval: Duration, timeout: Duration) -> Self {
+    pub fn start(shared: Arc<Collector>, interval: Duration, timeout: Duration) -> Self {
         // Unbounded, but never longer than the requests in flight (`max_in_flight`).
         let (register, requests) = mpsc::unbounded_channel();
         tokio::spawn(poll(shared, requests, interval, timeout));
@@ -40,7 +40,7 @@ impl Acker {
 }
 
 async fn poll(
-    shared: Arc<Shared>,
+    shared: Arc<Collector>,
     mut requests: mpsc::UnboundedReceiver<(u64, oneshot::Sender<bool>)>,
     interval: Duration,
     timeout: Duration,
@@ -67,7 +67,7 @@ async fn poll(
 }
 
 /// One `/ack` request for every pending id; answers the ones that are `true`.
-async fn ask(shared: &Shared, pending: &mut HashMap<u64, (oneshot::Sender<bool>, Instant)>) {
+async fn ask(shared: &Collector, pending: &mut HashMap<u64, (oneshot::Sender<bool>, Instant)>) {
     let ids: Vec<u64> = pending.keys().copied().collect();
     let body = serde_json::to_vec(&serde_json::json!({ "acks": ids })).expect("serializable");
     let request = shared.request(&shared.ack_url, Bytes::from(body), false);

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flowlog_normalize::{OcsfVersion, Target};
-use flowlog_sink::{RetryPolicy, SinkError, TlsOptions};
+use flowlog_sink::request::RequestSettings;
+use flowlog_sink::{ProxyOptions, RetryPolicy, SinkError, TlsOptions};
 use serde::Deserialize;
 
 /// What each event is.
@@ -139,6 +140,9 @@ pub struct HecConfig {
     pub retry_max_backoff_secs: f64,
     #[serde(default)]
     pub tls: TlsOptions,
+    /// Proxies for this sink (default: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
+    #[serde(default)]
+    pub proxy: ProxyOptions,
 }
 
 impl HecConfig {
@@ -168,6 +172,7 @@ impl HecConfig {
             retry_initial_backoff_secs: default_backoff_initial(),
             retry_max_backoff_secs: default_backoff_max(),
             tls: TlsOptions::default(),
+            proxy: ProxyOptions::default(),
         }
     }
 
@@ -229,6 +234,18 @@ impl HecConfig {
         RetryPolicy {
             initial: secs(self.retry_initial_backoff_secs),
             max: secs(self.retry_max_backoff_secs),
+        }
+    }
+
+    /// How the shared request layer cuts, compresses and bounds this sink's requests.
+    pub fn request_settings(&self) -> RequestSettings {
+        RequestSettings {
+            max_bytes: self.max_bytes,
+            batch_timeout: secs(self.batch_timeout_secs),
+            gzip: self.compression == Compression::Gzip,
+            concurrency: self.concurrency,
+            max_in_flight: self.max_in_flight,
+            retry: self.retry_policy(),
         }
     }
 

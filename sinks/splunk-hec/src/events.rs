@@ -1,136 +1,15 @@
-//! Turning batches into HEC events: envelopes for `/event`, lines for `/raw`, and the
-//! bookkeeping (where each event came from, which batches it belongs to) that splitting,
-//! dead-lettering and acknowledgement need.
+//! Turning batches into HEC events: envelopes for `/event`, lines for `/raw`, written
+//! row by row into the shared request layer's buffers.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, RecordBatch, StringViewArray, TimestampMillisecondArray};
-use bytes::Bytes;
-use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch, SourceId};
+use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch};
 use flowlog_normalize::{Encoder, RawEncoder};
-use flowlog_sink::{Ack, SinkError};
+use flowlog_sink::request::WriteRow;
+use flowlog_sink::SinkError;
 
 use crate::config::{Endpoint, HecConfig, TimeField};
-
-/// Where an event came from: what a dead letter names.
-#[derive(Debug, Clone)]
-pub(crate) struct Origin {
-    pub source: SourceId,
-    pub line: u64,
-}
-
-/// Events ready to send, back to back, with their boundaries.
-#[derive(Debug, Default)]
-pub(crate) struct Piece {
-    pub data: Bytes,
-    /// End of each event in `data` (events are contiguous).
-    pub ends: Vec<usize>,
-    pub origins: Vec<Origin>,
-    /// A share of the acknowledgement of every batch with events in this piece.
-    pub acks: Vec<Ack>,
-}
-
-impl Piece {
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Event `i`'s bytes.
-    pub fn event(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.data[start..self.ends[i]]
-    }
-
-    /// Splits after `at` events. Both halves carry shares of every acknowledgement (the
-    /// original shares move into the second).
-    pub fn split(self, at: usize) -> (Piece, Piece) {
-        let cut = if at == 0 { 0 } else { self.ends[at - 1] };
-        let first = Piece {
-            data: self.data.slice(..cut),
-            ends: self.ends[..at].to_vec(),
-            origins: self.origins[..at].to_vec(),
-            acks: self.acks.iter().map(Ack::clone).collect(),
-        };
-        let second = Piece {
-            data: self.data.slice(cut..),
-            ends: self.ends[at..].iter().map(|e| e - cut).collect(),
-            origins: self.origins[at..].to_vec(),
-            acks: self.acks,
-        };
-        (first, second)
-    }
-
-    /// Every event delivered or dead-lettered: confirm the shares.
-    pub fn confirm(self) {
-        for ack in self.acks {
-            ack.confirm();
-        }
-    }
-}
-
-/// Gathers events into pieces of at most `max_bytes`.
-/// Room past `max_bytes` for the event that overflows a piece (it is written before the
-/// piece knows it is full): without it, every piece would be reallocated, and so copied,
-/// once near its end.
-const PIECE_HEADROOM: usize = 64 * 1024;
-
-pub(crate) struct PieceBuilder {
-    max_bytes: usize,
-    data: Vec<u8>,
-    ends: Vec<usize>,
-    origins: Vec<Origin>,
-    acks: Vec<Ack>,
-}
-
-impl PieceBuilder {
-    pub fn new(max_bytes: usize) -> Self {
-        Self {
-            max_bytes,
-            data: Vec::with_capacity(max_bytes + PIECE_HEADROOM),
-            ends: Vec::new(),
-            origins: Vec::new(),
-            acks: Vec::new(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Where the next event will start; events are written into [`PieceBuilder::data`].
-    pub fn data(&mut self) -> &mut Vec<u8> {
-        &mut self.data
-    }
-
-    /// The event written since `start` overflows the piece (and is not alone in it).
-    pub fn overflows(&self, start: usize) -> bool {
-        start > 0 && self.data.len() > self.max_bytes
-    }
-
-    /// Records the event written since the last one.
-    pub fn commit(&mut self, origin: Origin) {
-        self.ends.push(self.data.len());
-        self.origins.push(origin);
-    }
-
-    /// The batch whose events are being pushed has a share in the current piece.
-    pub fn share(&mut self, ack: &Ack) {
-        self.acks.push(ack.clone());
-    }
-
-    pub fn take(&mut self) -> Piece {
-        let data = std::mem::replace(
-            &mut self.data,
-            Vec::with_capacity(self.max_bytes + PIECE_HEADROOM),
-        );
-        Piece {
-            data: Bytes::from(data),
-            ends: std::mem::take(&mut self.ends),
-            origins: std::mem::take(&mut self.origins),
-            acks: std::mem::take(&mut self.acks),
-        }
-    }
-}
 
 /// Writes the events of batches: what the sink's configuration makes of each record.
 pub(crate) struct EventWriter {
@@ -164,9 +43,8 @@ pub(crate) struct Prepared<'a> {
     itoa: itoa::Buffer,
 }
 
-impl Prepared<'_> {
-    /// Appends the event of `row` (rows in order, each once) to `out`.
-    pub fn write(&mut self, row: usize, out: &mut Vec<u8>) {
+impl WriteRow for Prepared<'_> {
+    fn write(&mut self, row: usize, out: &mut Vec<u8>) {
         if self.raw_endpoint {
             match (&mut self.documents, &self.lines) {
                 (Some((text, at)), _) => out.extend_from_slice(next_line(text, at)),
@@ -290,9 +168,9 @@ impl EventWriter {
         })
     }
 
-    /// Readies the events of `batch`; [`Prepared::write`] then writes them row by row
+    /// Readies the events of `batch`; [`WriteRow::write`] then writes them row by row
     /// straight into a request's buffer.
-    pub fn prepare(&mut self, batch: &FlowBatch) -> Result<Prepared<'_>, SinkError> {
+    fn prepare_batch(&mut self, batch: &FlowBatch) -> Result<Prepared<'_>, SinkError> {
         let fields = match (&self.documents, self.endpoint) {
             (None, Endpoint::Event) => self.indexed_fields(batch)?,
             _ => None,
@@ -347,6 +225,15 @@ impl EventWriter {
             line_numbers: batch.line_numbers.clone(),
             itoa: itoa::Buffer::new(),
         })
+    }
+}
+
+impl flowlog_sink::request::EventWriter for EventWriter {
+    fn prepare<'a>(
+        &'a mut self,
+        batch: &'a FlowBatch,
+    ) -> Result<Box<dyn WriteRow + 'a>, SinkError> {
+        Ok(Box::new(self.prepare_batch(batch)?))
     }
 }
 

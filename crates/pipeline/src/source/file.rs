@@ -1,9 +1,13 @@
-//! Files (read once or followed), directories of objects, and standard input.
+//! Local inputs: files (read once or followed), directories of objects, and standard
+//! input. Decoding is synchronous, so each runs on a thread of its own ([`threaded`]);
+//! their acknowledgement action is the checkpoint ([`Progress`]).
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use arrow_buffer::Buffer;
 use flowlog_decode::{
@@ -12,8 +16,157 @@ use flowlog_decode::{
 use flowlog_model::{FlowFormat, SourceId};
 
 use super::text::TextReader;
-use super::{Emit, Progress, SourceContext};
+use super::{threaded, Emit, Progress, Source, SourceContext, SourceKind};
 use crate::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `type = "file"`: files, read once or followed as they grow.
+pub struct FileSource {
+    pub paths: Vec<PathBuf>,
+    /// Keep reading lines appended to the files (plain text only), and start over when a
+    /// file is replaced (rotated) or truncated.
+    #[serde(default)]
+    pub follow: bool,
+    /// Format of lines before any header line (default: the version 2 format).
+    pub format: Option<String>,
+    /// Seconds between looks for appended lines when following.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+/// `type = "directory"`: every object put in a directory is read once (any envelope:
+/// gzip, Parquet, CloudWatch Logs or Firehose JSON, text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySource {
+    pub path: PathBuf,
+    pub format: Option<String>,
+    /// Seconds between looks for new objects.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+/// `type = "stdin"`: standard input, read once (no checkpoint: it cannot be re-read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSource {
+    pub format: Option<String>,
+}
+
+fn default_poll() -> f64 {
+    1.0
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn positive_poll(poll_secs: f64) -> Result<(), String> {
+    if poll_secs.is_finite() && poll_secs > 0.0 {
+        Ok(())
+    } else {
+        Err("poll_secs must be a positive number".into())
+    }
+}
+
+impl SourceKind for FileSource {
+    fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.paths.is_empty() {
+            return Err("paths is empty".into());
+        }
+        positive_poll(self.poll_secs)
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        let settings = self.clone();
+        threaded(ctx, move |ctx| {
+            let paths: Vec<&Path> = settings.paths.iter().map(PathBuf::as_path).collect();
+            read_file(ctx, &paths, settings.follow, secs(settings.poll_secs));
+        })
+    }
+
+    fn check(&self, checkpoints: Option<&Checkpoints>) -> Vec<(bool, String)> {
+        self.paths
+            .iter()
+            .map(|path| {
+                let state = checkpoints.and_then(|c| c.get(&key_of(path))).map_or(
+                    "no checkpoint".to_string(),
+                    |c| {
+                        if c.done {
+                            "delivered".to_string()
+                        } else {
+                            format!("delivered through line {}", c.line)
+                        }
+                    },
+                );
+                match File::open(path).and_then(|f| f.metadata()) {
+                    Ok(m) => (
+                        true,
+                        format!("{} ({} bytes, {state})", path.display(), m.len()),
+                    ),
+                    Err(e) if self.follow && e.kind() == std::io::ErrorKind::NotFound => (
+                        true,
+                        format!(
+                            "{} (not there yet; will be followed once it is)",
+                            path.display()
+                        ),
+                    ),
+                    Err(e) => (false, format!("{}: {e}", path.display())),
+                }
+            })
+            .collect()
+    }
+}
+
+impl SourceKind for DirectorySource {
+    fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        positive_poll(self.poll_secs)
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        let settings = self.clone();
+        threaded(ctx, move |ctx| {
+            read_directory(ctx, &settings.path, secs(settings.poll_secs))
+        })
+    }
+
+    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
+        vec![match std::fs::read_dir(&self.path) {
+            Ok(entries) => (
+                true,
+                format!("{} ({} entries)", self.path.display(), entries.count()),
+            ),
+            Err(e) => (false, format!("{}: {e}", self.path.display())),
+        }]
+    }
+}
+
+impl SourceKind for StdinSource {
+    fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        threaded(ctx, read_stdin)
+    }
+
+    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
+        vec![(true, "standard input".into())]
+    }
+}
 
 /// How reading one file ended.
 #[derive(Debug, PartialEq, Eq)]

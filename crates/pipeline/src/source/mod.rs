@@ -1,12 +1,21 @@
 //! Sources: where records come from, and what a source does once they are delivered.
 //!
-//! Decoding is synchronous, so each source runs on its own thread and hands batches to
-//! the pipeline through a bounded channel (`blocking_send`): when the sinks are slow,
-//! the channel fills and the source waits, which is the backpressure. Each batch carries
-//! an [`Ack`]; a source keeps the waiters in order and advances its checkpoint over the
-//! batches delivered without a gap ([`Progress`]).
+//! The contract: a source kind's settings implement [`SourceKind`] (validation, the
+//! `check` findings, a constructor); the built [`Source`] is a future the pipeline
+//! spawns. It sends each batch with an [`Ack`] into a bounded channel (when the sinks
+//! are slow the channel fills and the source waits: that is the backpressure), keeps the
+//! [`AckWait`]s, and acts on each outcome in its own way: a file source advances its
+//! checkpoint over the batches delivered without a gap ([`Progress`]); a queue source
+//! deletes a message; an HTTP endpoint answers its client. Waiting costs no thread per
+//! pending batch: an [`AckWait`] is a future, or is polled with `try_status`.
+//!
+//! A source may be async (it runs on the runtime and sends with [`SourceContext::submit`])
+//! or blocking ([`threaded`]: decoding files is synchronous, so it runs on a thread of its
+//! own and sends with `blocking_send`). Decoding never runs on the runtime's workers, so a
+//! large gzip object cannot stall the reactor. Every source watches [`Stop`] and ends at
+//! its next block (mid-object) once it is set.
 
-mod file;
+pub mod file;
 mod text;
 
 use std::collections::VecDeque;
@@ -15,12 +24,81 @@ use std::sync::Arc;
 
 use flowlog_decode::{DeadLetter, RecordSink, SinkError};
 use flowlog_model::{FlowBatch, FlowFormat};
-use flowlog_sink::{Ack, AckWait, BatchStatus, ComponentMetrics, DeadLetters};
-use tokio::sync::mpsc;
+use flowlog_sink::{Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetters};
+use tokio::sync::{mpsc, Notify};
 
-pub use file::{read_directory, read_file, read_stdin};
+/// A kind of source, implemented by its settings type (`[sources.<name>]`).
+pub trait SourceKind: Send + Sync {
+    /// The format of records before any header line, as configured.
+    fn format(&self) -> Option<&str> {
+        None
+    }
 
-use crate::checkpoint::{Checkpoints, FileCheckpoint, Resume};
+    /// Checks the settings without reading anything.
+    fn validate(&self) -> Result<(), String>;
+
+    /// The source, ready to run.
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source>;
+
+    /// What `flowlog check` reports: one finding (ok, detail) per input it can look at.
+    fn check(&self, checkpoints: Option<&Checkpoints>) -> Vec<(bool, String)>;
+}
+
+/// A running source: reads until its input ends or [`Stop`] is set, and resolves once
+/// every batch it sent is settled (or abandoned at shutdown).
+pub trait Source: Send {
+    fn run(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A blocking source: `work` runs on a thread of its own with the context.
+pub fn threaded(
+    ctx: SourceContext,
+    work: impl FnOnce(&SourceContext) + Send + 'static,
+) -> Box<dyn Source> {
+    struct Threaded<F>(SourceContext, F);
+    impl<F: FnOnce(&SourceContext) + Send + 'static> Source for Threaded<F> {
+        fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
+            let Threaded(ctx, work) = *self;
+            let name = format!("source-{}", ctx.name);
+            flowlog_sink::registry::on_thread(name, move || work(&ctx))
+        }
+    }
+    Box::new(Threaded(ctx, work))
+}
+
+/// The shutdown request every source watches: a flag for blocking code to poll between
+/// blocks, and a notification async code can await.
+#[derive(Debug, Default)]
+pub struct Stop {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn set(&self) {
+        self.set.store(true, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the stop is set.
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a `set` in between is not missed.
+        notified.as_mut().enable();
+        if self.is_set() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+pub use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{FileCheckpoint, Resume};
 use crate::dead_letter::DeadLetterFile;
 
 /// A decoded batch on its way to the sinks.
@@ -30,7 +108,7 @@ pub struct Envelope {
     pub ack: Ack,
 }
 
-/// What every source thread is given.
+/// What every source is given.
 pub struct SourceContext {
     pub name: String,
     pub tx: mpsc::Sender<Envelope>,
@@ -38,7 +116,7 @@ pub struct SourceContext {
     pub checkpoints: Checkpoints,
     pub metrics: ComponentMetrics,
     /// Set on shutdown: stop reading at the next block.
-    pub stop: Arc<AtomicBool>,
+    pub stop: Arc<Stop>,
     pub format: Option<FlowFormat>,
     pub batch_rows: usize,
     /// A sink forwards original lines, so batches keep them.
@@ -47,7 +125,16 @@ pub struct SourceContext {
 
 impl SourceContext {
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_set()
+    }
+
+    /// Sends a batch from async code, waiting for room (the backpressure); the waiter
+    /// for its outcome, or `None` when the pipeline is gone.
+    pub async fn submit(&self, batch: FlowBatch) -> Option<AckWait> {
+        self.metrics.records_in.inc_by(batch.num_rows() as u64);
+        let (ack, wait) = Ack::new();
+        self.tx.send(Envelope { batch, ack }).await.ok()?;
+        Some(wait)
     }
 
     /// Sends a batch; false when the pipeline is gone.

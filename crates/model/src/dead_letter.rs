@@ -1,6 +1,6 @@
-//! Records that could not be decoded, with everything needed to find and replay them.
+//! Records that could not be decoded or delivered, with everything needed to find and replay them.
 
-use flowlog_model::SourceId;
+use crate::SourceId;
 use serde::Serialize;
 
 /// One input record that was not emitted. Written as one NDJSON object per dead letter:
@@ -10,7 +10,7 @@ pub struct DeadLetter {
     /// The input it came from (file path, `-`, S3 URI...).
     #[serde(serialize_with = "source_as_str")]
     pub source: SourceId,
-    /// Its position in the source, numbered as [`flowlog_model::FlowBatch`] numbers rows.
+    /// Its position in the source, numbered as [`crate::FlowBatch`] numbers rows.
     pub line: u64,
     /// Why it was not decoded, naming the field where one is at fault.
     pub reason: String,

@@ -1,0 +1,76 @@
+//! What a kind of sink gives the pipeline.
+//!
+//! A sink crate's settings type (what `[sinks.<name>]` with its `type` parses into)
+//! implements [`SinkKind`]; the pipeline's registry maps each `type` to one of those
+//! types and knows sinks only through this trait: validation without the network, what
+//! the sink needs of batches, and one constructor that `run` and `check` both use.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::{BoxFuture, ComponentMetrics, DeadLetters, Sink, SinkError};
+
+/// What a sink needs of the batches it is given (decided once, from its settings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The original text of each record (e.g. HEC's `format = "line"`): sources keep it.
+    pub lines: bool,
+}
+
+impl Needs {
+    /// What a set of sinks needs together.
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            lines: self.lines || other.lines,
+        }
+    }
+}
+
+/// What a sink is built with.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// The configured name (`[sinks.<name>]`): metrics labels, logs, dead-letter reasons.
+    pub name: String,
+    pub metrics: ComponentMetrics,
+    /// Where records the receiver refuses for good go.
+    pub dead_letters: Arc<dyn DeadLetters>,
+}
+
+/// A kind of sink, implemented by its settings type.
+pub trait SinkKind: Send + Sync {
+    /// Checks the settings without the network (URLs, numbers, credentials present).
+    fn validate(&self) -> Result<(), SinkError>;
+
+    /// What the sink needs of batches.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+
+    /// The sink, ready to [`Sink::run`] or [`Sink::check`]. Called inside the runtime,
+    /// sending nothing.
+    fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+}
+
+/// Runs blocking work (file I/O, an fsync) on a thread of its own and resolves with its
+/// result: for sinks and sources whose work is not async, so it never stalls the
+/// runtime's workers. The thread is not joined at shutdown: a read blocked on a pipe
+/// cannot hold the process.
+pub fn on_thread<T: Send + 'static>(
+    name: String,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> BoxFuture<'static, T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let _ = tx.send(work());
+    });
+    Box::pin(async move {
+        if let Err(e) = spawned {
+            panic!("cannot start a thread: {e}");
+        }
+        match rx.await {
+            Ok(result) => result,
+            // The thread panicked (with panic = "abort" the process is gone already).
+            Err(_) => panic!("a worker thread panicked"),
+        }
+    }) as std::pin::Pin<Box<dyn Future<Output = T> + Send>>
+}

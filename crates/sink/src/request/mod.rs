@@ -1,0 +1,446 @@
+//! The request machinery every HTTP sink shares.
+//!
+//! A sink supplies two things:
+//! - an [`EventWriter`]: how a batch's rows become events (bytes written straight into
+//!   the request buffer: a HEC envelope, an `_bulk` action and document...);
+//! - a [`Protocol`]: how a body becomes a request, what an answer means for it
+//!   ([`Verdict`], per request and, where the receiver says so, per event), and what
+//!   "delivered" waits for after an accepted answer (HEC indexer acknowledgement).
+//!
+//! [`Requests::run`] does the rest: it cuts events into pieces of at most `max_bytes` (or
+//! what `batch_timeout` gathered), each holding a share of the acknowledgement of every
+//! batch it has events of; compresses each body; starts a task per piece once one of
+//! `max_in_flight` places is free (that wait is the backpressure that holds the sources);
+//! bounds requests on the wire to `concurrency`; retries transient failures with backoff
+//! (full jitter, `Retry-After` honoured); halves a piece on 413 down to one event, which
+//! is then dead-lettered; dead-letters events the receiver refuses for good with its
+//! reason; re-sends only the events an answer left undone; and stops the sink on a fatal
+//! answer (credentials refused). A piece's shares are confirmed only once every event in
+//! it is delivered or dead-lettered, so nothing unconfirmed can look delivered.
+
+mod piece;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flowlog_model::{DeadLetter, FlowBatch};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+pub use piece::{Origin, Piece, PieceBuilder};
+
+use crate::http::{HttpClient, Response};
+use crate::{Backoff, BoxFuture, ComponentMetrics, DeadLetters, RetryPolicy, SinkError, SinkInput};
+
+/// Writes a batch's rows as events.
+pub trait EventWriter: Send + 'static {
+    /// Readies `batch` (encodes documents, builds per-batch headers); the returned writer
+    /// then appends row after row to a request's buffer.
+    fn prepare<'a>(&'a mut self, batch: &'a FlowBatch)
+        -> Result<Box<dyn WriteRow + 'a>, SinkError>;
+}
+
+/// The rows of one prepared batch.
+pub trait WriteRow: Send {
+    /// Appends the event of `row` (rows in order, each once) to `out`.
+    fn write(&mut self, row: usize, out: &mut Vec<u8>);
+}
+
+/// A receiver's wire protocol.
+pub trait Protocol: Send + Sync + 'static {
+    /// The request carrying `body` (compressed when `gzip`).
+    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes>;
+
+    /// What `response` means for the request's `events` events.
+    fn classify(&self, response: &Response, events: usize) -> Verdict;
+
+    /// After an answer with a `receipt` (a HEC ack id): true once the receiver confirms
+    /// the data is safe, false when it did not in time (the piece is sent again).
+    fn confirm(&self, receipt: u64) -> BoxFuture<'_, bool> {
+        let _ = receipt;
+        Box::pin(async { true })
+    }
+}
+
+/// What an answer means for the request that got it.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Every event accepted; with a receipt, delivered once [`Protocol::confirm`] says so.
+    Delivered {
+        receipt: Option<u64>,
+        /// Accepted, but the receiver warns (near capacity): logged and counted.
+        warning: Option<String>,
+    },
+    /// Over the receiver's size limit: halve the piece.
+    TooLarge,
+    /// The whole request failed transiently: wait, then send it again.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The answer speaks of each event, in order (one verdict per event).
+    Events(Vec<EventVerdict>),
+    /// The whole request is refused for good: dead-letter every event.
+    Refused { reason: String },
+    /// The credentials or endpoint are wrong: the sink stops.
+    Fatal { status: u16, reason: String },
+}
+
+/// What an answer says of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventVerdict {
+    Delivered,
+    /// Refused transiently (throttled, shard busy): send it again after a backoff.
+    Retry,
+    /// Not looked at (the receiver stopped at an earlier event): send it again at once.
+    Unprocessed,
+    /// Refused for good: dead-letter it with this reason.
+    Refused(String),
+}
+
+/// How requests are cut, compressed and bounded.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    /// Most bytes of events in one request (before compression).
+    pub max_bytes: usize,
+    /// How long a partly filled request waits for more events.
+    pub batch_timeout: Duration,
+    pub gzip: bool,
+    /// Requests on the wire at once.
+    pub concurrency: usize,
+    /// Requests started and not yet settled (on the wire, backing off, or waiting for a
+    /// receipt): what bounds the sink's memory, about `max_in_flight * max_bytes`.
+    pub max_in_flight: usize,
+    pub retry: RetryPolicy,
+}
+
+/// One sink's request machinery.
+pub struct Requests<P> {
+    shared: Arc<Shared<P>>,
+    settings: RequestSettings,
+}
+
+struct Shared<P> {
+    name: String,
+    protocol: P,
+    client: HttpClient,
+    gzip: bool,
+    retry: RetryPolicy,
+    wire: Semaphore,
+    metrics: ComponentMetrics,
+    dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl<P: Protocol> Requests<P> {
+    pub fn new(
+        name: &str,
+        protocol: P,
+        client: HttpClient,
+        settings: RequestSettings,
+        metrics: ComponentMetrics,
+        dead_letters: Arc<dyn DeadLetters>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            protocol,
+            client,
+            gzip: settings.gzip,
+            retry: settings.retry,
+            wire: Semaphore::new(settings.concurrency.max(1)),
+            metrics,
+            dead_letters,
+        });
+        Self { shared, settings }
+    }
+
+    /// Delivers batches until `input` closes and every piece is settled. An error means
+    /// the sink cannot go on (a fatal answer); the shares it held fail.
+    pub async fn run(
+        self,
+        mut writer: impl EventWriter,
+        mut input: mpsc::Receiver<SinkInput>,
+    ) -> Result<(), SinkError> {
+        let shared = &self.shared;
+        let in_flight = Arc::new(Semaphore::new(self.settings.max_in_flight.max(1)));
+        let mut tasks: JoinSet<Result<(), SinkError>> = JoinSet::new();
+        let mut builder = PieceBuilder::new(self.settings.max_bytes);
+        let batch_timeout = self.settings.batch_timeout;
+        let mut deadline: Option<tokio::time::Instant> = None;
+
+        let dispatch = |piece: Piece, tasks: &mut JoinSet<_>, permit: OwnedSemaphorePermit| {
+            let shared = Arc::clone(shared);
+            tasks.spawn(async move { deliver(shared, piece, permit).await });
+        };
+
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    settle(done)?;
+                }
+                _ = timer => {
+                    deadline = None;
+                    if !builder.is_empty() {
+                        let permit = acquire(&in_flight, &mut tasks).await?;
+                        dispatch(builder.take(), &mut tasks, permit);
+                    }
+                }
+                message = input.recv() => {
+                    let Some(SinkInput { batch, ack }) = message else { break };
+                    let rows = batch.num_rows();
+                    shared.metrics.records_in.inc_by(rows as u64);
+                    let mut events = writer.prepare(&batch)?;
+                    let mut shared_here = false;
+                    for row in 0..rows {
+                        // Written where it will be sent from; only an event that overflows
+                        // its piece is copied, into the next one.
+                        let start = builder.data().len();
+                        events.write(row, builder.data());
+                        if builder.overflows(start) {
+                            let event = builder.data().split_off(start);
+                            // Waiting for a place here is the backpressure.
+                            let permit = acquire(&in_flight, &mut tasks).await?;
+                            dispatch(builder.take(), &mut tasks, permit);
+                            deadline = None;
+                            shared_here = false;
+                            builder.data().extend_from_slice(&event);
+                        }
+                        if !shared_here {
+                            builder.share(&ack);
+                            shared_here = true;
+                        }
+                        let origin = Origin { source: batch.source.clone(), line: batch.line_numbers[row] };
+                        builder.commit(origin);
+                    }
+                    // The batch's events are placed; the pieces hold its shares now.
+                    ack.confirm();
+                    if deadline.is_none() && !builder.is_empty() {
+                        deadline = Some(tokio::time::Instant::now() + batch_timeout);
+                    }
+                }
+            }
+        }
+        if !builder.is_empty() {
+            let permit = acquire(&in_flight, &mut tasks).await?;
+            dispatch(builder.take(), &mut tasks, permit);
+        }
+        while let Some(done) = tasks.join_next().await {
+            settle(done)?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for a free place among the requests in flight, noticing a task that failed.
+async fn acquire(
+    in_flight: &Arc<Semaphore>,
+    tasks: &mut JoinSet<Result<(), SinkError>>,
+) -> Result<OwnedSemaphorePermit, SinkError> {
+    loop {
+        tokio::select! {
+            permit = Arc::clone(in_flight).acquire_owned() => {
+                return Ok(permit.expect("the semaphore is never closed"));
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => settle(done)?,
+        }
+    }
+}
+
+fn settle(done: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Result<(), SinkError> {
+    match done {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
+
+impl<P: Protocol> Shared<P> {
+    fn body(&self, piece: &Piece) -> Bytes {
+        if self.gzip {
+            crate::gzip::gzip(&piece.data)
+        } else {
+            piece.data.clone()
+        }
+    }
+
+    fn dead_letter_event(&self, piece: &Piece, i: usize, reason: &str) {
+        let origin = &piece.origins[i];
+        let raw = piece.event(i).trim_ascii_end();
+        let reason = format!("sink {}: {reason}", self.name);
+        self.dead_letters
+            .write(DeadLetter::new(&origin.source, origin.line, reason, raw));
+    }
+
+    fn dead_letter(&self, piece: Piece, reason: &str) {
+        self.metrics.dead_letters.inc_by(piece.len() as u64);
+        for i in 0..piece.len() {
+            self.dead_letter_event(&piece, i, reason);
+        }
+        piece.confirm();
+    }
+
+    fn delivered(&self, piece: Piece, sent: usize) {
+        self.metrics.records_out.inc_by(piece.len() as u64);
+        self.metrics.bytes_out.inc_by(sent as u64);
+        piece.confirm();
+    }
+
+    /// Settles the events an answer speaks of one by one; returns what is left to send
+    /// and whether to back off first.
+    fn per_event(&self, piece: Piece, verdicts: &[EventVerdict]) -> (Piece, bool) {
+        let mut delivered = 0u64;
+        let mut backoff = false;
+        let mut keep = vec![false; piece.len()];
+        for (i, verdict) in verdicts.iter().enumerate().take(piece.len()) {
+            match verdict {
+                EventVerdict::Delivered => delivered += 1,
+                EventVerdict::Refused(reason) => {
+                    tracing::warn!(sink = %self.name, "event refused, dead-lettered: {reason}");
+                    self.metrics.dead_letters.inc();
+                    self.dead_letter_event(&piece, i, reason);
+                }
+                EventVerdict::Retry => {
+                    backoff = true;
+                    keep[i] = true;
+                }
+                EventVerdict::Unprocessed => keep[i] = true,
+            }
+        }
+        // An answer that speaks of fewer events than were sent leaves the rest undone.
+        for k in keep.iter_mut().skip(verdicts.len()) {
+            *k = true;
+        }
+        self.metrics.records_out.inc_by(delivered);
+        (piece.select(&keep), backoff)
+    }
+}
+
+/// Delivers one piece: every event ends up delivered or dead-lettered, or the task fails
+/// (fatal answer) and the piece's acknowledgement shares fail with it.
+async fn deliver<P: Protocol>(
+    shared: Arc<Shared<P>>,
+    piece: Piece,
+    _permit: OwnedSemaphorePermit,
+) -> Result<(), SinkError> {
+    let started = Instant::now();
+    shared.metrics.in_flight.inc();
+    let _in_flight = InFlight(&shared.metrics);
+    let mut backoff = Backoff::new(shared.retry);
+    let mut work = vec![piece];
+    while let Some(mut piece) = work.pop() {
+        let mut body = shared.body(&piece);
+        loop {
+            if piece.is_empty() {
+                piece.confirm();
+                break;
+            }
+            let request = shared.protocol.request(body.clone(), shared.gzip);
+            let answer = {
+                let _wire = shared.wire.acquire().await.expect("never closed");
+                shared.client.send(request).await
+            };
+            let response = match answer {
+                Ok(response) => response,
+                Err(e) => {
+                    shared.metrics.retries.inc();
+                    tracing::warn!(sink = %shared.name, "request failed, retrying: {e}");
+                    backoff.wait(None).await;
+                    continue;
+                }
+            };
+            match shared.protocol.classify(&response, piece.len()) {
+                Verdict::Delivered { receipt, warning } => {
+                    if let Some(warning) = warning {
+                        shared.metrics.capacity_warnings.inc();
+                        tracing::warn!(sink = %shared.name, "{warning}");
+                    }
+                    if let Some(receipt) = receipt {
+                        let asked = Instant::now();
+                        if !shared.protocol.confirm(receipt).await {
+                            shared.metrics.retries.inc();
+                            tracing::warn!(sink = %shared.name, receipt,
+                                "not confirmed by the receiver in time; sending the request again");
+                            continue;
+                        }
+                        shared
+                            .metrics
+                            .ack_wait_seconds
+                            .observe(asked.elapsed().as_secs_f64());
+                    }
+                    shared.delivered(piece, body.len());
+                    break;
+                }
+                Verdict::TooLarge if piece.len() == 1 => {
+                    shared.dead_letter(
+                        piece,
+                        &format!(
+                            "HTTP {}: the event is larger than the receiver accepts",
+                            response.status
+                        ),
+                    );
+                    break;
+                }
+                Verdict::TooLarge => {
+                    tracing::debug!(sink = %shared.name, events = piece.len(), "too large: splitting the request");
+                    let half = piece.len() / 2;
+                    let (first, second) = piece.split(half);
+                    work.push(second);
+                    work.push(first);
+                    break;
+                }
+                Verdict::Events(verdicts) => {
+                    let (rest, wait) = shared.per_event(piece, &verdicts);
+                    piece = rest;
+                    if piece.is_empty() {
+                        piece.confirm();
+                        break;
+                    }
+                    if wait {
+                        shared.metrics.retries.inc();
+                        backoff.wait(None).await;
+                    }
+                    body = shared.body(&piece);
+                }
+                Verdict::Refused { reason } => {
+                    tracing::warn!(sink = %shared.name, events = piece.len(),
+                        "request refused, dead-lettered: {reason}");
+                    shared.dead_letter(piece, &reason);
+                    break;
+                }
+                Verdict::Retry { reason, after } => {
+                    shared.metrics.retries.inc();
+                    tracing::debug!(sink = %shared.name, "retrying: {reason}");
+                    backoff.wait(after).await;
+                }
+                Verdict::Fatal { status, reason } => {
+                    return Err(SinkError::Rejected {
+                        sink: shared.name.clone(),
+                        status,
+                        message: reason,
+                    });
+                }
+            }
+        }
+    }
+    shared
+        .metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Lowers the in-flight gauge when a request task ends, however it ends.
+struct InFlight<'a>(&'a ComponentMetrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
