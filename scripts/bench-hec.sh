@@ -7,13 +7,15 @@
 #
 # CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
 # line, ocsf or cim; DOWN_SECS: run the memory test with the receiver answering 503 for that
-# long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR.
+# long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR, built with
+# the cargo features in $FLOWLOG_FEATURES (e.g. `isal`) when set.
 set -euo pipefail
 corpus=$(realpath "$1")
 format=${2:-ecs}
 down=${3:-0}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
-cargo build --release -q -p flowlog -p flowlog-test-receivers --bins
+cargo build --release -q -p flowlog -p flowlog-test-receivers --bins \
+    ${FLOWLOG_FEATURES:+--features "$FLOWLOG_FEATURES"}
 bin=$target/release/flowlog
 receiver_bin=$target/release/hec-receiver
 lines=$(wc -l < "$corpus")

@@ -398,3 +398,98 @@ fn a_directory_is_read_once_per_object_and_removed_objects_leave_the_checkpoints
     assert_eq!(ids.len(), 600);
     assert!(ids.values().all(|&c| c == 1), "an object was read twice");
 }
+
+#[test]
+fn sinks_go_through_the_environment_proxy_unless_no_proxy_names_the_host() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let proxy = flowlog_test_receivers::proxy::Proxy::start();
+    let host = receiver.url().trim_start_matches("http://").to_string();
+    let run = |no_proxy: &str, sink_extra: &str| {
+        let (setup, input) = file_setup(&receiver, 500, "", sink_extra);
+        let mut command = flowlog(&["run"], &setup.config);
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("HTTP_PROXY", proxy.url())
+            .env("NO_PROXY", no_proxy)
+            .env("no_proxy", no_proxy);
+        let (ok, stderr) = finish(command.spawn().unwrap());
+        assert!(ok, "{stderr}");
+        input
+    };
+
+    let through = run("", "");
+    let seen = proxy.seen();
+    assert!(!seen.is_empty(), "the proxy saw no request");
+    for request in &seen {
+        assert!(
+            request.starts_with("POST http://") && request.contains(&host),
+            "{request}"
+        );
+    }
+    let ids = receiver.ids();
+    for id in expected_ids(&through, 1..=500) {
+        assert_eq!(ids.get(&id), Some(&1), "{id}");
+    }
+
+    let direct = run("127.0.0.1", "");
+    assert_eq!(proxy.seen(), seen, "NO_PROXY should bypass the proxy");
+    let ids = receiver.ids();
+    for id in expected_ids(&direct, 1..=500) {
+        assert_eq!(ids.get(&id), Some(&1), "{id}");
+    }
+
+    // The sink's own setting wins over the environment's NO_PROXY.
+    let configured = run(
+        "127.0.0.1",
+        &format!("proxy = {{ http = \"{}\" }}", proxy.url()),
+    );
+    assert!(
+        proxy.seen().len() > seen.len(),
+        "the configured proxy was not used"
+    );
+    let ids = receiver.ids();
+    for id in expected_ids(&configured, 1..=500) {
+        assert_eq!(ids.get(&id), Some(&1), "{id}");
+    }
+}
+
+#[test]
+fn a_file_sink_beside_hec_gets_every_record_and_check_reaches_both() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let archive = tempdir().join("archive/flows.ndjson");
+    let file_sink = format!(
+        "\n[sinks.archive]\ntype = \"file\"\npath = \"{}\"\nformat = \"ocsf\"\n",
+        archive.display()
+    );
+    let (setup, input) = file_setup(&receiver, 2000, "", &file_sink);
+
+    let check = flowlog(&["check"], &setup.config).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{report}");
+    assert!(report.contains("sink archive (file)"), "{report}");
+    assert!(report.contains("sink splunk (splunk_hec)"), "{report}");
+
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&archive).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2000);
+    assert!(docs.iter().all(|d| d["class_uid"] == 4001));
+    assert_eq!(receiver.ids().len(), 2000);
+    // The checkpoint passed every line only once both sinks had them.
+    assert_eq!(
+        checkpoint_line(&setup.dir.join("data"), &input),
+        Some((2000, true))
+    );
+}

@@ -345,3 +345,55 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(tls: TlsOptions, proxy: ProxyOptions) -> Result<HttpClient, SinkError> {
+        HttpClient::new(&ClientOptions {
+            tls,
+            proxy,
+            timeout: Duration::from_secs(1),
+            max_response_bytes: None,
+        })
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        assert!(client(TlsOptions::default(), ProxyOptions::default()).is_ok());
+        let nothing_trusted = TlsOptions {
+            system_roots: false,
+            ..TlsOptions::default()
+        };
+        let err = client(nothing_trusted, ProxyOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("needs a tls.ca_file"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("flowlog-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let tls = TlsOptions {
+            ca_file: Some(empty),
+            system_roots: false,
+            ..TlsOptions::default()
+        };
+        let err = client(tls, ProxyOptions::default()).err().unwrap();
+        assert!(err.to_string().contains("no certificate"), "{err}");
+
+        let orphan = ProxyOptions {
+            no_proxy: vec!["internal".into()],
+            ..ProxyOptions::default()
+        };
+        assert!(client(TlsOptions::default(), orphan).is_err());
+        let bad = ProxyOptions {
+            https: Some("::not a url".into()),
+            ..ProxyOptions::default()
+        };
+        let err = client(TlsOptions::default(), bad).err().unwrap();
+        assert!(err.to_string().starts_with("proxy.https"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

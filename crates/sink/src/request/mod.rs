@@ -19,6 +19,8 @@
 //! it is delivered or dead-lettered, so nothing unconfirmed can look delivered.
 
 mod piece;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
