@@ -493,3 +493,62 @@ fn a_file_sink_beside_hec_gets_every_record_and_check_reaches_both() {
         Some((2000, true))
     );
 }
+
+#[test]
+fn https_through_a_connect_proxy_verified_against_a_private_ca_over_http2() {
+    let receiver = HecReceiver::start(HecOptions {
+        tls: true,
+        ..HecOptions::default()
+    });
+    let proxy = flowlog_test_receivers::proxy::Proxy::start();
+    let ca = tempdir().join("ca.pem");
+    std::fs::write(&ca, receiver.ca_pem().unwrap()).unwrap();
+    let with_proxy = |command: &mut Command| {
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "ALL_PROXY",
+            "no_proxy",
+        ] {
+            command.env_remove(var);
+        }
+        command.env("HTTPS_PROXY", proxy.url()).env("NO_PROXY", "");
+    };
+
+    // The system roots do not know the test CA: check says so and sends nothing.
+    let (untrusted, _) = file_setup(&receiver, 10, "", "");
+    let mut command = flowlog(&["check"], &untrusted.config);
+    with_proxy(&mut command);
+    let report = command.output().unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(!report.status.success(), "{text}");
+    assert!(text.contains("FAIL sink splunk"), "{text}");
+    assert!(receiver.ids().is_empty());
+
+    let trust = format!(
+        "\n[sinks.splunk.tls]\nca_file = \"{}\"\nsystem_roots = false\n",
+        ca.display()
+    );
+    let (setup, input) = file_setup(&receiver, 500, "", &trust);
+    let mut command = flowlog(&["run"], &setup.config);
+    with_proxy(&mut command);
+    let (ok, stderr) = finish(command.spawn().unwrap());
+    assert!(ok, "{stderr}");
+    let ids = receiver.ids();
+    for id in expected_ids(&input, 1..=500) {
+        assert_eq!(ids.get(&id), Some(&1), "{id}");
+    }
+    let host = receiver.url().trim_start_matches("https://").to_string();
+    let seen = proxy.seen();
+    assert!(
+        seen.iter().any(|r| *r == format!("CONNECT {host}")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|r| r.starts_with("CONNECT ")), "{seen:?}");
+    let stats = receiver.stats();
+    assert_eq!(
+        stats.http2_requests, stats.requests,
+        "ALPN should have chosen HTTP/2"
+    );
+}

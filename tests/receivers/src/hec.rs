@@ -61,6 +61,9 @@ pub struct HecOptions {
     pub keep_events: bool,
     /// Seed of the fault script.
     pub seed: u64,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate from a fresh test CA
+    /// ([`HecReceiver::ca_pem`]).
+    pub tls: bool,
 }
 
 impl Default for HecOptions {
@@ -74,6 +77,7 @@ impl Default for HecOptions {
             poison: None,
             keep_events: true,
             seed: 1,
+            tls: false,
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct HecStats {
     pub auth_failures: u64,
     pub ack_polls: u64,
     pub acks_lost: u64,
+    /// Requests that came over HTTP/2.
+    pub http2_requests: u64,
     pub channels: HashSet<String>,
 }
 
@@ -119,6 +125,7 @@ struct Channel {
 /// A running collector; stopped when dropped.
 pub struct HecReceiver {
     addr: SocketAddr,
+    ca_pem: Option<String>,
     state: Arc<Mutex<State>>,
     down: Arc<AtomicBool>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -142,6 +149,9 @@ impl HecReceiver {
             ..State::default()
         }));
         let down = Arc::new(AtomicBool::new(false));
+        let pki = options.tls.then(crate::tls::TestPki::new);
+        let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
+        let acceptor = pki.map(|p| p.acceptor);
         let options = Arc::new(options);
         let (s, d) = (Arc::clone(&state), Arc::clone(&down));
         runtime.spawn(async move {
@@ -151,30 +161,57 @@ impl HecReceiver {
                     continue;
                 };
                 let (state, down, options) = (Arc::clone(&s), Arc::clone(&d), Arc::clone(&options));
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let (state, down, options) =
                             (Arc::clone(&state), Arc::clone(&down), Arc::clone(&options));
                         async move { handle(request, &state, &down, &options).await }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    // HTTP/1.1, or HTTP/2 when the client starts with its preface.
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = match acceptor {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
                 });
             }
         });
         Self {
             addr,
+            ca_pem,
             state,
             down,
             runtime: Some(runtime),
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` with `tls`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The PEM of the CA that signed the receiver's certificate (with `tls`).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// While down, every request gets 503 code 9 (server busy).
@@ -253,6 +290,9 @@ async fn handle(
     };
     let mut state = state.lock().unwrap();
     state.stats.requests += 1;
+    if parts.version == http::Version::HTTP_2 {
+        state.stats.http2_requests += 1;
+    }
     if path == "/services/collector/health" {
         return Ok(if down.load(Ordering::SeqCst) {
             code(503, 18, "HEC is unhealthy, queues are full")

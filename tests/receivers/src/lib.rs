@@ -6,3 +6,4 @@
 pub mod corpus;
 pub mod hec;
 pub mod proxy;
+pub mod tls;

@@ -1,0 +1,57 @@
+//! A throwaway PKI for receivers that speak HTTPS: a CA and a certificate for `localhost`
+//! and `127.0.0.1` signed by it, made at start. Tests hand the CA's PEM to the sink
+//! (`tls.ca_file`), so verification runs for real, against a root the system does not
+//! know. The server offers HTTP/2 and HTTP/1.1 (ALPN).
+
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The CA (as PEM, for clients) and the server's TLS settings.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "flowlog test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let key = KeyPair::generate().expect("a server key");
+        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server params");
+        let cert = params
+            .signed_by(&key, &issuer)
+            .expect("a server certificate");
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("a server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self {
+            ca_pem: ca_cert.pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
