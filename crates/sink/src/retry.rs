@@ -42,14 +42,21 @@ impl Backoff {
         self.attempt
     }
 
-    /// The wait before the next attempt: `Retry-After` when given (capped at `max`),
-    /// otherwise a uniformly random time up to `initial * 2^attempt` (capped at `max`):
-    /// "full jitter", which spreads the retries of many senders best.
+    /// The wait before the next attempt: a uniformly random time up to
+    /// `initial * 2^attempt` (capped at `max`): "full jitter", which spreads the retries
+    /// of many senders best. A `Retry-After` lengthens it (capped at `max`) but never
+    /// shortens it: `Retry-After: 0` or a date in the past from a throttling server must
+    /// not turn into a hot retry loop.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        if let Some(after) = retry_after {
-            return after.min(self.policy.max);
+        let jittered = self.jittered();
+        match retry_after {
+            Some(after) => after.min(self.policy.max).max(jittered),
+            None => jittered,
         }
+    }
+
+    fn jittered(&self) -> Duration {
         let exp = self.attempt.saturating_sub(1).min(20);
         let ceiling = self
             .policy
@@ -116,14 +123,29 @@ mod tests {
             assert!(d <= Duration::from_millis(ceiling), "{attempt}: {d:?}");
         }
         assert_eq!(backoff.attempts(), 40);
-        assert_eq!(
-            backoff.next_delay(Some(Duration::from_secs(1))),
-            Duration::from_secs(1)
-        );
+        assert!(backoff.next_delay(Some(Duration::from_secs(1))) >= Duration::from_secs(1));
         assert_eq!(
             backoff.next_delay(Some(Duration::from_secs(600))),
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn retry_after_zero_still_backs_off() {
+        let policy = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        let mut backoff = Backoff::new(policy);
+        fastrand::seed(7);
+        // Full jitter can draw a short wait now and then, but not every time: the sum over
+        // many attempts grows like the exponential ceiling, not like zero.
+        let total: Duration = (0..20)
+            .map(|_| backoff.next_delay(Some(Duration::ZERO)))
+            .sum();
+        assert!(total >= Duration::from_secs(5), "{total:?}");
+        let past = parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(backoff.next_delay(past) >= Duration::from_millis(1));
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl WriteRow for Prepared<'_> {
             (Some((text, at)), _) => out.extend_from_slice(next_line(text, at)),
             (None, Some(lines)) => {
                 let line = lines.value(row);
-                if self.verbatim_lines {
+                // `plain_text` vouches for the tokens, not for the separators between
+                // them: a tab (or another control byte) still needs escaping.
+                if self.verbatim_lines && line.bytes().all(|b| b >= 0x20) {
                     out.push(b'"');
                     out.extend_from_slice(line.as_bytes());
                     out.push(b'"');

@@ -378,3 +378,46 @@ async fn check_reports_a_healthy_collector() {
     assert!(sink.check().await.is_err());
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tab_separated_lines_travel_as_valid_json() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let config = config(&receiver);
+    // Valid input: runs of spaces and tabs separate fields, and the line is kept as read.
+    let text: String = lines(50)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let l = if i % 2 == 0 {
+                l.replace(' ', "\t")
+            } else {
+                l.replacen(' ', " \t ", 3)
+            };
+            format!("{l}\n")
+        })
+        .collect();
+    let input = batches(&text, 16);
+    assert!(input.iter().all(|b| b.plain_text));
+    let letters = Arc::new(Letters::default());
+    let (statuses, result) = run(config, input, Arc::clone(&letters)).await;
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    assert!(
+        letters.0.lock().unwrap().is_empty(),
+        "{:?}",
+        letters.0.lock().unwrap().first()
+    );
+    let events = receiver.events();
+    assert_eq!(events.len(), 50);
+    let mut received: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let mut sent: Vec<&str> = text.lines().collect();
+    received.sort();
+    sent.sort();
+    assert_eq!(
+        received, sent,
+        "the lines arrive as they were read, tabs included"
+    );
+}
