@@ -2,6 +2,10 @@
 //! wait; one poller per channel asks `/ack` for every pending id each interval and
 //! answers `true` as it comes, `false` once an id has waited `timeout` (pending and lost
 //! ids look the same to HEC, so time is the only way to tell).
+//!
+//! A poll runs beside the poller's loop, not inside it, and has its own deadline: a
+//! connection that accepts a poll and never answers must not stop registrations, expiry
+//! or the next poll for a whole request timeout. At most one poll is out at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::response::AckReply;
@@ -20,11 +25,17 @@ pub(crate) struct Acker {
 }
 
 impl Acker {
-    /// Starts the poller; it stops when the last handle is dropped.
-    pub fn start(shared: Arc<Collector>, interval: Duration, timeout: Duration) -> Self {
+    /// Starts the poller; it stops when the last handle is dropped. A poll that has no
+    /// answer within `poll_timeout` is abandoned (and its connection with it).
+    pub fn start(
+        collector: Arc<Collector>,
+        interval: Duration,
+        timeout: Duration,
+        poll_timeout: Duration,
+    ) -> Self {
         // Unbounded, but never longer than the requests in flight (`max_in_flight`).
         let (register, requests) = mpsc::unbounded_channel();
-        tokio::spawn(poll(shared, requests, interval, timeout));
+        tokio::spawn(poll(collector, requests, interval, timeout, poll_timeout));
         Self { register }
     }
 
@@ -39,60 +50,83 @@ impl Acker {
     }
 }
 
+type Pending = HashMap<u64, (oneshot::Sender<bool>, Instant)>;
+
 async fn poll(
-    shared: Arc<Collector>,
+    collector: Arc<Collector>,
     mut requests: mpsc::UnboundedReceiver<(u64, oneshot::Sender<bool>)>,
     interval: Duration,
     timeout: Duration,
+    poll_timeout: Duration,
 ) {
-    let mut pending: HashMap<u64, (oneshot::Sender<bool>, Instant)> = HashMap::new();
+    let mut pending: Pending = HashMap::new();
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut asking: Option<JoinHandle<Vec<u64>>> = None;
     loop {
         tokio::select! {
             request = requests.recv() => match request {
                 Some((id, tx)) => {
                     pending.insert(id, (tx, Instant::now() + timeout));
                 }
-                None => return,
+                None => break,
             },
+            acked = async { asking.as_mut().expect("guarded").await }, if asking.is_some() => {
+                asking = None;
+                for id in acked.unwrap_or_default() {
+                    if let Some((tx, _)) = pending.remove(&id) {
+                        let _ = tx.send(true);
+                    }
+                }
+            }
             _ = ticks.tick(), if !pending.is_empty() => {
-                ask(&shared, &mut pending).await;
                 let now = Instant::now();
                 // Dropping an expired id's sender answers its waiter `false`.
                 pending.retain(|_, (tx, deadline)| *deadline > now && !tx.is_closed());
+                if asking.is_none() && !pending.is_empty() {
+                    let ids: Vec<u64> = pending.keys().copied().collect();
+                    let collector = Arc::clone(&collector);
+                    asking = Some(tokio::spawn(async move {
+                        ask(&collector, ids, poll_timeout).await
+                    }));
+                }
             }
         }
     }
+    if let Some(asking) = asking {
+        asking.abort();
+    }
 }
 
-/// One `/ack` request for every pending id; answers the ones that are `true`.
-async fn ask(shared: &Collector, pending: &mut HashMap<u64, (oneshot::Sender<bool>, Instant)>) {
-    let ids: Vec<u64> = pending.keys().copied().collect();
+/// One `/ack` request for `ids`; the ids the collector says are indexed.
+async fn ask(collector: &Collector, ids: Vec<u64>, poll_timeout: Duration) -> Vec<u64> {
     let body = serde_json::to_vec(&serde_json::json!({ "acks": ids })).expect("serializable");
-    let request = shared.request(&shared.ack_url, Bytes::from(body), false);
-    let response = match shared.client.send(request).await {
-        Ok(r) if r.status == 200 => r,
-        Ok(r) => {
-            tracing::warn!(sink = %shared.name, status = r.status,
+    let request = collector.request(&collector.ack_url, Bytes::from(body), false);
+    let response = match tokio::time::timeout(poll_timeout, collector.client.send(request)).await {
+        Ok(Ok(r)) if r.status == 200 => r,
+        Ok(Ok(r)) => {
+            tracing::warn!(sink = %collector.name, status = r.status,
                 "ack poll refused: {}", String::from_utf8_lossy(&r.body).trim());
-            return;
+            return Vec::new();
         }
-        Err(e) => {
-            tracing::warn!(sink = %shared.name, "ack poll failed: {e}");
-            return;
+        Ok(Err(e)) => {
+            tracing::warn!(sink = %collector.name, "ack poll failed: {e}");
+            return Vec::new();
+        }
+        Err(_) => {
+            tracing::warn!(sink = %collector.name,
+                "ack poll had no answer within {poll_timeout:?}; asking again on another connection");
+            return Vec::new();
         }
     };
     let Ok(reply) = serde_json::from_slice::<AckReply>(&response.body) else {
-        tracing::warn!(sink = %shared.name, "ack poll: unexpected answer");
-        return;
+        tracing::warn!(sink = %collector.name, "ack poll: unexpected answer");
+        return Vec::new();
     };
-    for (id, acked) in reply.acks {
-        if !acked {
-            continue;
-        }
-        if let Some((tx, _)) = id.parse().ok().and_then(|id: u64| pending.remove(&id)) {
-            let _ = tx.send(true);
-        }
-    }
+    reply
+        .acks
+        .into_iter()
+        .filter(|(_, acked)| *acked)
+        .filter_map(|(id, _)| id.parse().ok())
+        .collect()
 }

@@ -145,6 +145,9 @@ impl HecSink {
     }
 }
 
+/// The shortest deadline of an `/ack` poll (otherwise its interval).
+const MIN_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// HEC answers are a few dozen bytes; anything longer is not a collector speaking.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -216,10 +219,16 @@ impl HecSink {
     async fn deliver_all(self, input: mpsc::Receiver<SinkInput>) -> Result<(), SinkError> {
         let config = &self.config;
         let acker = config.indexer_acknowledgement.then(|| {
+            let interval = secs(config.ack_poll_interval_secs);
+            // A poll is small and quick; one without an answer for this long is stuck.
+            let poll_timeout = interval
+                .max(MIN_POLL_TIMEOUT)
+                .min(secs(config.request_timeout_secs));
             Acker::start(
                 Arc::clone(&self.collector),
-                secs(config.ack_poll_interval_secs),
+                interval,
                 secs(config.ack_timeout_secs),
+                poll_timeout,
             )
         });
         let protocol = Hec {

@@ -421,3 +421,35 @@ async fn tab_separated_lines_travel_as_valid_json() {
         "the lines arrive as they were read, tabs included"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_ack_poll_does_not_hold_the_channel() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        hang_ack_polls: 2,
+        ..HecOptions::default()
+    });
+    let mut config = config(&receiver);
+    config.indexer_acknowledgement = true;
+    // A request timeout far longer than the test's deadline: only the poll's own
+    // deadline can get the sink past the silent connection.
+    config.request_timeout_secs = 3600.0;
+    config.ack_timeout_secs = 3600.0;
+    config.max_bytes = 20_000;
+    let input = batches(&lines(2000), 256);
+    let expected = ids_of(&input);
+    let letters = Arc::new(Letters::default());
+    let (statuses, result) = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(config, input, Arc::clone(&letters)),
+    )
+    .await
+    .expect("acknowledgements stalled behind a hung /ack poll");
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    assert_eq!(receiver.stats().hung_ack_polls, 2);
+    let ids = receiver.ids();
+    for id in &expected {
+        assert_eq!(ids.get(id), Some(&1), "{id}");
+    }
+}

@@ -11,7 +11,8 @@
 //! Scripted faults: a share of requests failing at random (503 code 9, 429 code 26 with
 //! `Retry-After`, or the connection dropped without an answer, all before indexing); a
 //! share of ack ids lost (never `true`); events containing a poison string refused; a
-//! switch that makes the collector answer 503 to everything.
+//! switch that makes the collector answer 503 to everything; `/ack` polls that are never
+//! answered.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -61,6 +62,9 @@ pub struct HecOptions {
     pub keep_events: bool,
     /// Seed of the fault script.
     pub seed: u64,
+    /// The first this many `/ack` polls are never answered (the connection stays open,
+    /// silent): a collector that stopped answering one connection.
+    pub hang_ack_polls: u64,
     /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate from a fresh test CA
     /// ([`HecReceiver::ca_pem`]).
     pub tls: bool,
@@ -77,6 +81,7 @@ impl Default for HecOptions {
             poison: None,
             keep_events: true,
             seed: 1,
+            hang_ack_polls: 0,
             tls: false,
         }
     }
@@ -98,6 +103,8 @@ pub struct HecStats {
     pub acks_lost: u64,
     /// Requests that came over HTTP/2.
     pub http2_requests: u64,
+    /// `/ack` polls left unanswered (`hang_ack_polls`).
+    pub hung_ack_polls: u64,
     pub channels: HashSet<String>,
 }
 
@@ -288,6 +295,19 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(Drop_),
     };
+    if path == "/services/collector/ack" {
+        let hang = {
+            let mut state = state.lock().unwrap();
+            let hang = state.stats.hung_ack_polls < options.hang_ack_polls;
+            if hang {
+                state.stats.hung_ack_polls += 1;
+            }
+            hang
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+    }
     let mut state = state.lock().unwrap();
     state.stats.requests += 1;
     if parts.version == http::Version::HTTP_2 {
