@@ -184,6 +184,8 @@ impl Config {
         if self.sinks.is_empty() {
             return Err((None, "no [sinks.<name>] table: nowhere to deliver".into()));
         }
+        flowlog_sink::registry::seconds("shutdown_timeout_secs", self.shutdown_timeout_secs, true)
+            .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
         if self.transform.batch_rows == 0 {
             return Err((
                 Some("batch_rows".into()),
@@ -428,6 +430,32 @@ indexer_acknowledgement = true
         );
         assert!(interpolate("${A", env).is_err());
         assert!(interpolate("${A-B}", env).is_err());
+    }
+
+    #[test]
+    fn impossible_durations_are_errors_not_panics() {
+        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+        let text = GOOD.replace(
+            "data_dir = \"/tmp/flowlog\"",
+            "data_dir = \"/tmp/flowlog\"\nshutdown_timeout_secs = inf",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("flowlog.toml:3: shutdown_timeout_secs must be"),
+            "{err}"
+        );
+        let text = GOOD.replace(
+            "indexer_acknowledgement = true",
+            "indexer_acknowledgement = true\nrequest_timeout_secs = 1e300",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("[sinks.splunk] request_timeout_secs must be"),
+            "{err}"
+        );
+        let text = GOOD.replace("follow = true", "follow = true\npoll_secs = nan");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("[sources.vpc] poll_secs must be"), "{err}");
     }
 
     #[test]

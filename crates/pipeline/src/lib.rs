@@ -254,7 +254,8 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
 
     // Drain: sources stop at their next block and wait for their batches; the transform
     // ends when they have; sinks end when their input is closed and settled.
-    let deadline = Duration::from_secs_f64(config.shutdown_timeout_secs.max(0.0));
+    let deadline =
+        Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
     let drain = async {
         while running > 0 && ended.recv().await.is_some() {
             running -= 1;

@@ -51,6 +51,27 @@ pub trait SinkKind: Send + Sync {
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError>;
 }
 
+/// The longest time any setting may name: a year. Past it a number is a mistake (or
+/// `inf`), and `Duration` itself overflows soon after.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A setting in seconds, checked: finite, not negative (`allow_zero`) or positive, and at
+/// most [`MAX_SECONDS`]. The error names the setting.
+pub fn seconds(name: &str, value: f64, allow_zero: bool) -> Result<std::time::Duration, String> {
+    let low_ok = if allow_zero {
+        value >= 0.0
+    } else {
+        value > 0.0
+    };
+    if !(value.is_finite() && low_ok && value <= MAX_SECONDS) {
+        let least = if allow_zero { "0" } else { "more than 0" };
+        return Err(format!(
+            "{name} must be a number of seconds from {least} to {MAX_SECONDS} (one year), not {value}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
 /// Runs blocking work (file I/O, an fsync) on a thread of its own and resolves with its
 /// result: for sinks and sources whose work is not async, so it never stalls the
 /// runtime's workers. The thread is not joined at shutdown: a read blocked on a pipe
@@ -73,4 +94,22 @@ pub fn on_thread<T: Send + 'static>(
             Err(_) => panic!("a worker thread panicked"),
         }
     }) as std::pin::Pin<Box<dyn Future<Output = T> + Send>>
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_bounded_and_named() {
+        assert_eq!(
+            seconds("x", 1.5, false).unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert!(seconds("x", 0.0, true).is_ok());
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN, 1e300] {
+            let err = seconds("shutdown_timeout_secs", bad, bad != 0.0).unwrap_err();
+            assert!(err.starts_with("shutdown_timeout_secs must be"), "{err}");
+        }
+    }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flowlog_normalize::{OcsfVersion, Target};
+use flowlog_sink::registry::seconds;
 use flowlog_sink::request::RequestSettings;
 use flowlog_sink::{ProxyOptions, RetryPolicy, SinkError, TlsOptions};
 use serde::Deserialize;
@@ -280,11 +281,7 @@ impl HecConfig {
             ),
             ("retry_max_backoff_secs", self.retry_max_backoff_secs),
         ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(SinkError::Config(format!(
-                    "{name} must be a positive number"
-                )));
-            }
+            seconds(name, v, false).map_err(SinkError::Config)?;
         }
         self.target()?;
         self.resolve_token()?;
@@ -292,6 +289,8 @@ impl HecConfig {
     }
 }
 
+/// A validated setting in seconds as a `Duration` (saturating, so even an unvalidated
+/// value cannot panic).
 pub(crate) fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }

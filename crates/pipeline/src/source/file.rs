@@ -58,16 +58,13 @@ fn default_poll() -> f64 {
     1.0
 }
 
+/// A validated `poll_secs`.
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }
 
 fn positive_poll(poll_secs: f64) -> Result<(), String> {
-    if poll_secs.is_finite() && poll_secs > 0.0 {
-        Ok(())
-    } else {
-        Err("poll_secs must be a positive number".into())
-    }
+    flowlog_sink::registry::seconds("poll_secs", poll_secs, false).map(|_| ())
 }
 
 impl SourceKind for FileSource {
