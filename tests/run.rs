@@ -552,3 +552,52 @@ fn https_through_a_connect_proxy_verified_against_a_private_ca_over_http2() {
         "ALPN should have chosen HTTP/2"
     );
 }
+
+#[test]
+fn one_run_per_data_dir_and_a_second_signal_ends_the_drain_at_once() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let (setup, input) = file_setup(&receiver, 1000, "follow = true\npoll_secs = 0.05", "");
+    // A drain deadline far past the test's own: only the second signal can end it.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("shutdown_timeout_secs = 10", "shutdown_timeout_secs = 3600"),
+    )
+    .unwrap();
+    let mut first = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("the first lines", Duration::from_secs(60), || {
+        receiver.ids().len() == 1000
+    });
+
+    let second = flowlog(&["run"], &setup.config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(stderr.contains("held by another flowlog run"), "{stderr}");
+
+    // The collector goes down with lines in flight: the drain cannot finish.
+    receiver.set_down(true);
+    write_lines(&input, 1000, 200);
+    wait_for("requests refused", Duration::from_secs(60), || {
+        receiver.stats().failed_503 > 0
+    });
+    let pid = first.id().to_string();
+    let signal = |name: &str| Command::new("kill").args([name, &pid]).status().unwrap();
+    assert!(signal("-TERM").success());
+    // The first signal starts the drain; a later one (sent until the process is gone,
+    // since one that arrives before the drain starts is the same first signal) ends it.
+    wait_for("the run to end", Duration::from_secs(60), || {
+        if first.try_wait().unwrap().is_some() {
+            return true;
+        }
+        signal("-INT");
+        std::thread::sleep(Duration::from_millis(200));
+        false
+    });
+    let (_, stderr) = finish(first);
+    assert!(stderr.contains("second signal"), "{stderr}");
+    // Nothing unacknowledged was checkpointed.
+    assert_eq!(
+        checkpoint_line(&setup.dir.join("data"), &input),
+        Some((1000, false))
+    );
+}

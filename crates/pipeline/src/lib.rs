@@ -107,6 +107,8 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
         let path = path.to_path_buf();
         move |source| RunError::Io { what, path, source }
     };
+    let _lock = checkpoint::DataDirLock::acquire(&config.data_dir)
+        .map_err(io("cannot lock the data_dir", &config.data_dir))?;
     let checkpoints =
         Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
     let metrics = Metrics::new();
@@ -118,6 +120,11 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
         DeadLetterFile::open(&dead_letter_path, metrics.component("dead_letter", "file"))
             .map_err(io("dead letter", &dead_letter_path))?,
     );
+    let mut signals = Signals::new().map_err(|source| RunError::Io {
+        what: "cannot listen for signals",
+        path: PathBuf::new(),
+        source,
+    })?;
     let healthy = Arc::new(AtomicBool::new(true));
     if let Some(address) = config.api.address {
         let listener = api::bind(address).map_err(|source| RunError::Io {
@@ -236,7 +243,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
                 }
                 None => break,
             },
-            _ = shutdown_signal() => {
+            _ = signals.next() => {
                 tracing::info!("shutting down: draining in-flight batches (up to {} s)", config.shutdown_timeout_secs);
                 break;
             }
@@ -266,11 +273,25 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
             }
         }
     };
-    if tokio::time::timeout(deadline, drain).await.is_err() {
-        tracing::warn!(
-            "shutdown deadline passed with batches unacknowledged; they are not checkpointed \
-             and will be sent again after a restart"
-        );
+    let drained = tokio::select! {
+        drained = tokio::time::timeout(deadline, drain) => {
+            if drained.is_err() {
+                tracing::warn!(
+                    "shutdown deadline passed with batches unacknowledged; they are not \
+                     checkpointed and will be sent again after a restart"
+                );
+            }
+            drained.is_ok()
+        }
+        _ = signals.next() => {
+            tracing::warn!(
+                "second signal: stopping now; batches not yet acknowledged are not \
+                 checkpointed and will be sent again after a restart"
+            );
+            false
+        }
+    };
+    if !drained {
         summary.abandoned = true;
         // Dropping the sinks fails every share they hold, which releases the sources.
         sinks.abort_all();
@@ -355,18 +376,37 @@ impl Stage {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, listened to from the start of a run, so that a second signal
+/// during the drain is seen too.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("a signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
