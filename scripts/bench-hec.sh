@@ -8,7 +8,8 @@
 # CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
 # line, ocsf or cim; DOWN_SECS: run the memory test with the receiver answering 503 for that
 # long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR, built with
-# the cargo features in $FLOWLOG_FEATURES (e.g. `isal`) when set.
+# the cargo features in $FLOWLOG_FEATURES (e.g. `isal`) when set. $FLOWLOG_BIN names another
+# flowlog binary to measure (e.g. one built from an older commit) against the same receiver.
 set -euo pipefail
 corpus=$(realpath "$1")
 format=${2:-ecs}
@@ -16,7 +17,7 @@ down=${3:-0}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
 cargo build --release -q -p flowlog -p flowlog-test-receivers --bins \
     ${FLOWLOG_FEATURES:+--features "$FLOWLOG_FEATURES"}
-bin=$target/release/flowlog
+bin=${FLOWLOG_BIN:-$target/release/flowlog}
 receiver_bin=$target/release/hec-receiver
 lines=$(wc -l < "$corpus")
 work=$(mktemp -d)

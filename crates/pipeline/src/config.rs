@@ -100,7 +100,7 @@ fn default_batch_rows() -> usize {
 }
 
 /// Enrichment sources, as `flowlog transform`'s options (README, "Enrichment").
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enrich {
     #[serde(default)]
@@ -117,13 +117,37 @@ pub struct Enrich {
     pub aws_ip_ranges: Option<PathBuf>,
     #[serde(default)]
     pub watchlist: Vec<PathBuf>,
+    /// Seconds between looks at whether a GeoIP/ASN database file was replaced.
+    #[serde(default = "default_reload")]
+    pub reload_secs: f64,
     /// Look for GeoIP databases in geoipupdate's directories when `geoip` is empty.
     #[serde(default = "yes")]
     pub geoip_search: bool,
 }
 
+impl Default for Enrich {
+    /// What an absent `[transform.enrich]` table means (the same defaults as its keys).
+    fn default() -> Self {
+        Self {
+            geoip: Vec::new(),
+            asn: Vec::new(),
+            eni_inventory: Vec::new(),
+            eni_refresh_secs: default_eni_refresh(),
+            aws_region: None,
+            aws_endpoint: None,
+            aws_ip_ranges: None,
+            watchlist: Vec::new(),
+            reload_secs: default_reload(),
+            geoip_search: yes(),
+        }
+    }
+}
+
 fn default_eni_refresh() -> u64 {
     300
+}
+fn default_reload() -> f64 {
+    10.0
 }
 fn yes() -> bool {
     true
@@ -186,6 +210,8 @@ impl Config {
         }
         flowlog_sink::registry::seconds("shutdown_timeout_secs", self.shutdown_timeout_secs, true)
             .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
+        flowlog_sink::registry::seconds("reload_secs", self.transform.enrich.reload_secs, false)
+            .map_err(|e| (Some("reload_secs".into()), e))?;
         if self.transform.batch_rows == 0 {
             return Err((
                 Some("batch_rows".into()),
@@ -318,6 +344,7 @@ impl Enrich {
             }),
             ip_ranges: self.aws_ip_ranges.clone(),
             watchlists: self.watchlist.clone(),
+            reload_interval: std::time::Duration::try_from_secs_f64(self.reload_secs).ok(),
             ..flowlog_enrich::EnrichConfig::default()
         };
         if config.is_empty() && !self.geoip_search {

@@ -172,14 +172,17 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
     let filter = config.transform.filter.clone();
     let processor = std::thread::Builder::new()
         .name("flowlog-transform".into())
-        .spawn(move || {
-            let stage = Stage {
-                filter,
-                enricher,
-                metrics: transform_metrics,
-                filtered,
-            };
-            stage.run(rx, sink_inputs)
+        .spawn({
+            let runtime = tokio::runtime::Handle::current();
+            move || {
+                let stage = Stage {
+                    filter,
+                    enricher,
+                    metrics: transform_metrics,
+                    filtered,
+                };
+                stage.run(&runtime, rx, sink_inputs)
+            }
         })
         .expect("a thread");
 
@@ -341,10 +344,36 @@ struct Stage {
     filtered: prometheus_client::metrics::counter::Counter,
 }
 
+/// How often the stage keeps the enricher up to date while no batch arrives (live
+/// inventory snapshots, replaced database files), besides before every batch.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
 impl Stage {
-    fn run(mut self, mut input: mpsc::Receiver<Envelope>, sinks: Vec<mpsc::Sender<SinkInput>>) {
-        while let Some(envelope) = input.blocking_recv() {
-            self.process(envelope, &sinks);
+    fn run(
+        mut self,
+        runtime: &tokio::runtime::Handle,
+        mut input: mpsc::Receiver<Envelope>,
+        sinks: Vec<mpsc::Sender<SinkInput>>,
+    ) {
+        loop {
+            self.maintain();
+            // The timer is made inside `block_on`, where the runtime's clock is.
+            let next = runtime
+                .block_on(async { tokio::time::timeout(MAINTAIN_EVERY, input.recv()).await });
+            match next {
+                Ok(Some(envelope)) => self.process(envelope, &sinks),
+                Ok(None) => return,
+                Err(_idle) => {}
+            }
+        }
+    }
+
+    /// Merges inventory refreshes and reopens replaced databases, logging what changed.
+    fn maintain(&mut self) {
+        if let Some(enricher) = &mut self.enricher {
+            for notice in enricher.maintain() {
+                tracing::info!("enrichment: {notice}");
+            }
         }
     }
 

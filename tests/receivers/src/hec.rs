@@ -119,14 +119,19 @@ struct State {
     channels: HashMap<String, Channel>,
     /// Ids of the events whose request's ack was lost.
     lost_ack_events: HashSet<String>,
+    /// Events whose request's ack id was answered `true`.
+    confirmed: HashSet<String>,
+    /// Events that arrived again while no ack of theirs had been answered `true` (the
+    /// sender gave up on a late or lost ack): duplicates the contract allows.
+    excused_duplicates: HashSet<String>,
     rng: Option<fastrand::Rng>,
 }
 
 #[derive(Default)]
 struct Channel {
     next: u64,
-    /// Ids that will answer `true` (lost ones are never added).
-    ready: HashSet<u64>,
+    /// Ids that will answer `true` (lost ones are never added), with their events.
+    ready: HashMap<u64, Vec<String>>,
 }
 
 /// A running collector; stopped when dropped.
@@ -248,6 +253,13 @@ impl HecReceiver {
     /// Ids of events sent in requests whose ack id was lost (and so may arrive twice).
     pub fn lost_ack_events(&self) -> HashSet<String> {
         self.state.lock().unwrap().lost_ack_events.clone()
+    }
+
+    /// Events indexed again before any ack of theirs was answered `true`: the sender's
+    /// ack timeout ran out (a lost ack, or one slower than the timeout under load). A
+    /// duplicate outside this set would break the delivery contract.
+    pub fn excused_duplicates(&self) -> HashSet<String> {
+        self.state.lock().unwrap().excused_duplicates.clone()
     }
 }
 
@@ -372,11 +384,14 @@ async fn handle(
             .unwrap_or_default();
         let ch = state.channels.entry(channel).or_default();
         let mut answer = serde_json::Map::new();
+        let mut confirmed = Vec::new();
         for id in ids {
             // `true` once, then forgotten.
-            let acked = ch.ready.remove(&id);
-            answer.insert(id.to_string(), Value::Bool(acked));
+            let events = ch.ready.remove(&id);
+            answer.insert(id.to_string(), Value::Bool(events.is_some()));
+            confirmed.extend(events.unwrap_or_default());
         }
+        state.confirmed.extend(confirmed);
         return Ok(reply(200, serde_json::json!({ "acks": answer })));
     }
     let raw = match path.as_str() {
@@ -518,7 +533,11 @@ async fn handle(
             }
             let id = id.unwrap_or_else(|| String::from_utf8_lossy(raw).trim().to_string());
             state.stats.indexed += 1;
-            *state.ids.entry(id.clone()).or_default() += 1;
+            let count = state.ids.entry(id.clone()).or_default();
+            *count += 1;
+            if *count > 1 && options.acks && !state.confirmed.contains(&id) {
+                state.excused_duplicates.insert(id.clone());
+            }
             indexed_ids.push(id);
             if options.keep_events {
                 let event: Value = serde_json::from_slice(raw).expect("parsed once already");
@@ -540,7 +559,7 @@ async fn handle(
         state.stats.acks_lost += 1;
         state.lost_ack_events.extend(indexed_ids);
     } else {
-        ch.ready.insert(id);
+        ch.ready.insert(id, indexed_ids);
     }
     Ok(reply(
         200,

@@ -7,6 +7,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use flowlog_sink::DeadLetters;
 use serde::Deserialize;
 
 use arrow_buffer::Buffer;
@@ -334,6 +335,11 @@ fn open_and_read(
                 Ended::Complete
             }
             Err(_) if emit.gone => Ended::Stopped,
+            Err(e) if e.is_corrupt_input() && poll.is_none() => {
+                drop(emit);
+                quarantine(ctx, &key, metadata.len(), &e, &mut progress);
+                return Ok(Ended::Complete);
+            }
             Err(e) => {
                 drop(emit);
                 progress.finish(&ctx.checkpoints, false);
@@ -346,6 +352,32 @@ fn open_and_read(
         tracing::warn!(source = %ctx.name, "{}: not every batch was delivered; it will be read again from its checkpoint", path.display());
     }
     Ok(ended)
+}
+
+/// An object whose bytes cannot be decoded (corrupt gzip, unreadable Parquet) would fail
+/// the same way at every poll: once the records decoded before the fault are settled, it
+/// is written to the dead letter as a whole (line 0: the object itself, with its size and
+/// the reason) and marked done, so it is never read again. If a batch before the fault
+/// failed, it stays unmarked and is read again like any undelivered object.
+fn quarantine(
+    ctx: &SourceContext,
+    key: &str,
+    size: u64,
+    error: &flowlog_decode::DecodeError,
+    progress: &mut Progress,
+) {
+    if progress.wait_all() {
+        let reason = format!(
+            "object quarantined, not read again: {error} ({size} bytes; the records \
+             before the fault, through line {}, were delivered)",
+            progress.line()
+        );
+        tracing::warn!(source = %ctx.name, "{reason}");
+        let letter = flowlog_decode::DeadLetter::new(&SourceId::new(key), 0, reason, b"");
+        ctx.metrics.dead_letters.inc();
+        ctx.dead_letters.write(letter);
+    }
+    progress.finish(&ctx.checkpoints, true);
 }
 
 /// Plain text from the checkpoint's resume point, a block at a time, each block's last

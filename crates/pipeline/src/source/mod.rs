@@ -198,13 +198,25 @@ impl Progress {
     }
 
     /// Waits for every batch sent; true if all were delivered.
-    pub fn finish(&mut self, checkpoints: &Checkpoints, done: bool) -> bool {
+    pub fn wait_all(&mut self) -> bool {
         while let Some((line, resume, wait)) = self.pending.pop_front() {
             let status = wait.blocking_wait();
             self.settle(status, line, resume);
         }
-        self.record(checkpoints, done && !self.failed);
         !self.failed
+    }
+
+    /// Waits for every batch sent and records the checkpoint (`done`: the input is
+    /// finished, if every batch was delivered); true if all were delivered.
+    pub fn finish(&mut self, checkpoints: &Checkpoints, done: bool) -> bool {
+        let delivered = self.wait_all();
+        self.record(checkpoints, done && delivered);
+        delivered
+    }
+
+    /// Every line up to this one is delivered or dead-lettered (so far).
+    pub fn line(&self) -> u64 {
+        self.line
     }
 
     fn settle(&mut self, status: BatchStatus, line: u64, resume: Option<Resume>) {
@@ -302,5 +314,67 @@ impl RecordSink for Emit<'_> {
             self.ctx.dead_letters.write(letter);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_wakes_waiters_set_before_or_after_they_wait() {
+        let stop = Arc::new(Stop::default());
+        let waiter = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move { stop.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!stop.is_set());
+        stop.set();
+        waiter.await.unwrap();
+        // Already set: returns at once.
+        stop.wait().await;
+        assert!(stop.is_set());
+    }
+
+    #[tokio::test]
+    async fn an_async_source_submits_and_learns_the_outcome() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SourceContext {
+            name: "queue".into(),
+            tx,
+            dead_letters: Arc::new(
+                crate::dead_letter::DeadLetterFile::open(
+                    &dir.path().join("dead.ndjson"),
+                    flowlog_sink::Metrics::new().component("dead_letter", "file"),
+                )
+                .unwrap(),
+            ),
+            checkpoints: Checkpoints::open(dir.path()).unwrap(),
+            metrics: flowlog_sink::Metrics::new().component("source", "queue"),
+            stop: Arc::new(Stop::default()),
+            format: None,
+            batch_rows: 8192,
+            keep_lines: false,
+        };
+        let records = arrow_array::RecordBatch::new_empty(flowlog_model::canonical_schema());
+        let batch = FlowBatch::new(
+            records,
+            flowlog_model::SourceId::new("sqs://queue/1"),
+            Vec::<u64>::new().into(),
+        );
+        let wait = ctx.submit(batch).await.unwrap();
+        let envelope = rx.recv().await.unwrap();
+        envelope.ack.confirm();
+        assert_eq!(wait.wait().await, BatchStatus::Delivered);
+        drop(rx);
+        let records = arrow_array::RecordBatch::new_empty(flowlog_model::canonical_schema());
+        let batch = FlowBatch::new(
+            records,
+            flowlog_model::SourceId::new("x"),
+            Vec::<u64>::new().into(),
+        );
+        assert!(ctx.submit(batch).await.is_none(), "the pipeline is gone");
     }
 }
