@@ -204,24 +204,7 @@ fn enriched_ocsf_validates() {
 /// AWS SDK for Rust by `--eni-inventory ec2`, label the records of their interfaces.
 #[test]
 fn live_inventory_from_moto() {
-    let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-        "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-    );
-    let python = std::env::var("FLOWLOG_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/moto_fixture.py"
-        ))
-        .arg(&endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let (endpoint, created) = common::moto_instances();
     let (a, b) = (&created[0], &created[1]);
     // A record of now: the inventory labels records from the attachment time on.
     let now = std::time::SystemTime::now()

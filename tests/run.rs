@@ -89,6 +89,15 @@ ack_timeout_secs = 1.0
     Setup { dir, config }
 }
 
+/// A config with a directory source on `incoming` (polled every 50 ms) and a HEC sink.
+fn directory_setup(receiver: &HecReceiver, incoming: &Path) -> Setup {
+    let source = format!(
+        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
+        incoming.display()
+    );
+    setup(receiver, &source, "")
+}
+
 fn flowlog(args: &[&str], config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flowlog"));
     command
@@ -120,6 +129,16 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// SIGTERM (a drain and a last checkpoint), then [`finish`].
+fn terminate(child: Child) -> (bool, String) {
+    let status = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    finish(child)
 }
 
 fn finish(child: Child) -> (bool, String) {
@@ -343,12 +362,7 @@ fn followed_files_deliver_appended_lines_and_sigterm_drains() {
         receiver.ids().len() == 1500
     });
     // SIGTERM: drain, save the checkpoint, exit 0.
-    let status = Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (ok, stderr) = finish(child);
+    let (ok, stderr) = terminate(child);
     assert!(ok, "{stderr}");
     assert_eq!(
         checkpoint_line(&setup.dir.join("data"), &input),
@@ -369,11 +383,7 @@ fn a_directory_is_read_once_per_object_and_removed_objects_leave_the_checkpoints
     let (first, second) = (incoming.join("a.log"), incoming.join("b.log"));
     write_lines(&first, 0, 300);
     write_lines(&second, 300, 200);
-    let source = format!(
-        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
-        incoming.display()
-    );
-    let setup = setup(&receiver, &source, "");
+    let setup = directory_setup(&receiver, &incoming);
     let data = setup.dir.join("data");
     let child = flowlog(&["run"], &setup.config).spawn().unwrap();
     wait_for("both objects delivered", Duration::from_secs(60), || {
@@ -393,11 +403,7 @@ fn a_directory_is_read_once_per_object_and_removed_objects_leave_the_checkpoints
     wait_for("a new object delivered", Duration::from_secs(60), || {
         receiver.ids().len() == 600
     });
-    Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let (ok, stderr) = finish(child);
+    let (ok, stderr) = terminate(child);
     assert!(ok, "{stderr}");
     let ids = receiver.ids();
     assert_eq!(ids.len(), 600);
@@ -611,27 +617,11 @@ fn one_run_per_data_dir_and_a_second_signal_ends_the_drain_at_once() {
 /// GeoIP database replaced on disk both show in later records.
 #[test]
 fn run_refreshes_the_live_inventory_and_reopens_replaced_databases() {
-    let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-        "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-    );
     let data = std::env::var("FLOWLOG_DATA")
         .expect("FLOWLOG_DATA is not set: run ./scripts/test.sh, which fetches the databases");
     let city = Path::new(&data).join("city/package");
-    let python = std::env::var("FLOWLOG_PYTHON").unwrap_or_else(|_| "python3".into());
-    let fixture = Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/moto_fixture.py"
-        ))
-        .arg(&endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        fixture.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fixture.stderr)
-    );
-    let created: Vec<serde_json::Value> = serde_json::from_slice(&fixture.stdout).unwrap();
+    let python = common::python();
+    let (endpoint, created) = common::moto_instances();
     let instance = &created[0];
 
     // The GeoIP database starts as DB-IP's IPv6 file (no answer for an IPv4 address).
@@ -740,12 +730,7 @@ fn run_refreshes_the_live_inventory_and_reopens_replaced_databases() {
         std::thread::sleep(Duration::from_millis(300));
     };
     assert_eq!(updated["destination"]["geo"]["country_iso_code"], "US");
-    let status = Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (ok, stderr) = finish(child);
+    let (ok, stderr) = terminate(child);
     assert!(ok, "{stderr}");
 }
 
@@ -764,11 +749,7 @@ fn a_corrupt_object_is_quarantined_once_and_never_read_again() {
     std::fs::write(&broken, &whole[..whole.len() / 2]).unwrap();
     let good = incoming.join("b-good.log");
     write_lines(&good, 20_000, 100);
-    let source = format!(
-        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
-        incoming.display()
-    );
-    let setup = setup(&receiver, &source, "");
+    let setup = directory_setup(&receiver, &incoming);
     let data = setup.dir.join("data");
     let child = flowlog(&["run"], &setup.config).spawn().unwrap();
     wait_for("both objects done", Duration::from_secs(60), || {
@@ -781,11 +762,7 @@ fn a_corrupt_object_is_quarantined_once_and_never_read_again() {
     wait_for("a later object", Duration::from_secs(60), || {
         checkpoint_line(&data, &incoming.join("c-later.log")) == Some((10, true))
     });
-    Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let (ok, stderr) = finish(child);
+    let (ok, stderr) = terminate(child);
     assert!(ok, "{stderr}");
     assert!(receiver.stats().requests > polls_later);
 

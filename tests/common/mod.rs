@@ -209,3 +209,33 @@ pub fn ocsf_errors(validator: &jsonschema::Validator, event: &Value) -> Vec<Stri
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
 }
+
+/// The moto server `scripts/test.sh` started, reset and filled by
+/// `scripts/moto_fixture.py` (a VPC, a subnet, two tagged instances): its endpoint and
+/// what was created, as the script prints it.
+#[allow(dead_code)] // not every test binary uses moto
+pub fn moto_instances() -> (String, Vec<Value>) {
+    let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
+        "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
+    );
+    let out = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/moto_fixture.py"
+        ))
+        .arg(&endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (endpoint, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The Python with boto3 (the test script's venv).
+#[allow(dead_code)]
+pub fn python() -> String {
+    std::env::var("FLOWLOG_PYTHON").unwrap_or_else(|_| "python3".into())
+}

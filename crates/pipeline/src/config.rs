@@ -17,8 +17,9 @@
 //! token = "${SPLUNK_HEC_TOKEN}"
 //! ```
 //!
-//! `${NAME}` is replaced by the environment variable `NAME` before parsing (`$$` is a
-//! literal `$`); an unset variable is an error. Unknown keys are errors, reported with
+//! `${NAME}` is replaced by the environment variable `NAME` (`$$` is a literal `$`), as
+//! the TOML text allows: not in comments, escaped inside `"..."` strings (see
+//! [`interpolate`]); an unset variable is an error. Unknown keys are errors, reported with
 //! the line they are on.
 
 use std::collections::BTreeMap;
@@ -247,51 +248,162 @@ impl Config {
     }
 }
 
+/// Where in the TOML text a `${NAME}` stands, which decides how its value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Outside strings: a bare value (`port = ${PORT}`).
+    Bare,
+    /// A comment: nothing is replaced.
+    Comment,
+    /// `"..."` or `"""..."""`: the value is escaped as TOML escapes.
+    Basic { multi: bool },
+    /// `'...'` or `'''...'''`: no escapes exist, so a value that would end the string
+    /// cannot be placed.
+    Literal { multi: bool },
+}
+
 /// Replaces `${NAME}` with `lookup(NAME)`; `$$` stands for `$`. Errors carry the line.
+///
+/// Replacement follows the TOML text rather than running over it blindly: comments are
+/// left alone (a commented-out `# format = "${version} ..."` needs no variable); inside
+/// `"..."` strings the value is escaped, so a secret holding `"` or `\` arrives intact and
+/// cannot change the file's structure; inside `'...'` strings a value that would end the
+/// string is an error; outside strings only a plain scalar (a number, a word) is
+/// accepted.
 pub fn interpolate(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut context = Context::Bare;
     let mut line = 1;
-    while let Some(i) = rest.find('$') {
-        line += rest[..i].matches('\n').count();
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(after) = after.strip_prefix('$') {
-            out.push('$');
-            rest = after;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| (line, "`${` without a closing `}`".to_string()))?;
-            let name = &body[..end];
-            let valid =
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err((
-                    line,
-                    format!("`${{{name}}}` is not an environment variable name"),
-                ));
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let starts = |p: &str| rest.starts_with(p);
+        // Advances over `n` bytes, copying them.
+        let take = |n: usize, out: &mut String, rest: &mut &str| {
+            out.push_str(&rest[..n]);
+            *rest = &rest[n..];
+        };
+        match (context, c) {
+            (_, '\n') => {
+                line += 1;
+                if matches!(context, Context::Comment)
+                    || matches!(
+                        context,
+                        Context::Basic { multi: false } | Context::Literal { multi: false }
+                    )
+                {
+                    context = Context::Bare;
+                }
+                take(1, &mut out, &mut rest);
             }
-            let value = lookup(name)
-                .ok_or_else(|| (line, format!("environment variable {name} is not set")))?;
-            if value.contains(['\n', '\r']) {
-                return Err((
-                    line,
-                    format!("environment variable {name} holds a line break"),
-                ));
+            (Context::Comment, _) => take(c.len_utf8(), &mut out, &mut rest),
+            (Context::Bare, '#') => {
+                context = Context::Comment;
+                take(1, &mut out, &mut rest);
             }
-            out.push_str(&value);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
+            (Context::Bare, '"') => {
+                let multi = starts("\"\"\"");
+                context = Context::Basic { multi };
+                take(if multi { 3 } else { 1 }, &mut out, &mut rest);
+            }
+            (Context::Bare, '\'') => {
+                let multi = starts("\'\'\'");
+                context = Context::Literal { multi };
+                take(if multi { 3 } else { 1 }, &mut out, &mut rest);
+            }
+            (Context::Basic { .. }, '\\') => {
+                // An escape: the next character is part of it (`\"` does not end the string).
+                let n = 1 + rest[1..].chars().next().map_or(0, char::len_utf8);
+                if rest[1..].starts_with('\n') {
+                    line += 1;
+                }
+                take(n, &mut out, &mut rest);
+            }
+            (Context::Basic { multi }, '"') if !multi || starts("\"\"\"") => {
+                context = Context::Bare;
+                take(if multi { 3 } else { 1 }, &mut out, &mut rest);
+            }
+            (Context::Literal { multi }, '\'') if !multi || starts("\'\'\'") => {
+                context = Context::Bare;
+                take(if multi { 3 } else { 1 }, &mut out, &mut rest);
+            }
+            (_, '$') if starts("$$") => {
+                out.push('$');
+                rest = &rest[2..];
+            }
+            (_, '$') if starts("${") => {
+                let body = &rest[2..];
+                let end = body
+                    .find('}')
+                    .filter(|&e| !body[..e].contains('\n'))
+                    .ok_or_else(|| (line, "`${` without a closing `}`".to_string()))?;
+                let name = &body[..end];
+                let valid =
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err((
+                        line,
+                        format!("`${{{name}}}` is not an environment variable name"),
+                    ));
+                }
+                let value = lookup(name)
+                    .ok_or_else(|| (line, format!("environment variable {name} is not set")))?;
+                place(&mut out, context, name, &value).map_err(|message| (line, message))?;
+                rest = &body[end + 1..];
+            }
+            _ => take(c.len_utf8(), &mut out, &mut rest),
         }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// Writes `value` where `context` says; the error names the variable, never its value.
+fn place(out: &mut String, context: Context, name: &str, value: &str) -> Result<(), String> {
+    match context {
+        Context::Comment => unreachable!("comments are copied, not interpolated"),
+        Context::Basic { .. } => {
+            for c in value.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+        }
+        Context::Literal { multi } => {
+            let ends = value.contains('\'') || (!multi && value.contains(['\n', '\r']));
+            if ends
+                || value
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
+                return Err(format!(
+                    "environment variable {name} holds a quote, a line break or a control \
+                     character, which a '...' string cannot hold: use \"...\" around it"
+                ));
+            }
+            out.push_str(value);
+        }
+        Context::Bare => {
+            let scalar = !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-._:".contains(c));
+            if !scalar {
+                return Err(format!(
+                    "environment variable {name} is used outside a string and is not a plain \
+                     number or word: put \"${{{name}}}\" in quotes"
+                ));
+            }
+            out.push_str(value);
+        }
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -445,6 +557,72 @@ indexer_acknowledgement = true
         let err = parse(&text).unwrap_err().to_string();
         assert!(!err.contains("s3cr3t"), "{err}");
         assert!(err.starts_with("flowlog.toml:15: "), "{err}");
+    }
+
+    #[test]
+    fn interpolation_follows_the_toml_text() {
+        let env = |name: &str| match name {
+            "SECRET" => Some(r#"p"a\ss#word"#.to_string()),
+            "PORT" => Some("8088".to_string()),
+            "MULTI" => Some("one\ntwo".to_string()),
+            "APOSTROPHE" => Some("it's".to_string()),
+            _ => None,
+        };
+        // A comment is not interpolated, even with an unset variable in it.
+        let text =
+            "# format = \"${version} ${account-id}\"\ntoken = \"${SECRET}\"\nport = ${PORT}\n";
+        let out = interpolate(text, env).unwrap();
+        #[derive(serde::Deserialize)]
+        struct T {
+            token: String,
+            port: u16,
+        }
+        let parsed: T = toml::from_str(&out).unwrap();
+        assert_eq!(parsed.token, r#"p"a\ss#word"#, "the secret arrives intact");
+        assert_eq!(parsed.port, 8088);
+        // Escapes in the file itself are left as they are.
+        let out = interpolate("a = \"x\\\" ${PORT}\" # ${NOPE}\n", env).unwrap();
+        assert_eq!(out, "a = \"x\\\" 8088\" # ${NOPE}\n");
+        // A basic string can hold a line break (escaped); a literal one cannot.
+        let out = interpolate("a = \"${MULTI}\"", env).unwrap();
+        assert_eq!(
+            toml::from_str::<toml::Table>(&out).unwrap()["a"].as_str(),
+            Some("one\ntwo")
+        );
+        let out = interpolate("a = '${SECRET}'", env).unwrap();
+        let parsed = toml::from_str::<toml::Table>(&out).unwrap();
+        assert_eq!(parsed["a"].as_str(), Some(r#"p"a\ss#word"#));
+        let err = interpolate("\na = '${APOSTROPHE}'", env).unwrap_err();
+        assert_eq!(err.0, 2);
+        assert!(
+            err.1.contains("APOSTROPHE") && !err.1.contains("it's"),
+            "{}",
+            err.1
+        );
+        // Outside strings only plain scalars.
+        let err = interpolate("a = ${SECRET}", env).unwrap_err();
+        assert!(err.1.contains("in quotes"), "{}", err.1);
+    }
+
+    /// The configuration the README shows, commented `${...}` lines included, parses.
+    #[test]
+    fn the_readme_configuration_parses() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let section = &readme[readme
+            .find("### A complete configuration for Splunk")
+            .unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        assert!(text.contains("# format = \"${version}"), "{text}");
+        std::env::set_var("SPLUNK_HEC_TOKEN", "a\"quoted\\token");
+        let config = parse(text).unwrap();
+        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
+            panic!()
+        };
+        assert_eq!(hec.token.as_deref(), Some("a\"quoted\\token"));
+        assert_eq!(config.sinks["archive"].kind(), "file");
     }
 
     #[test]
