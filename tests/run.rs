@@ -789,3 +789,84 @@ fn a_corrupt_object_is_quarantined_once_and_never_read_again() {
         110 + checkpoint_line(&data, &broken).unwrap().0
     );
 }
+
+/// With requests failing at random, a slow batch holds the delivered prefix back while
+/// later batches are acknowledged; the checkpoint keeps those as ranges, so a restart
+/// after `kill -9` sends again little more than what was unacknowledged at the kill.
+#[test]
+fn kill_9_with_failing_requests_resends_about_the_unacknowledged_only() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        failure_rate: 0.1,
+        keep_events: false,
+        seed: 5,
+        ..HecOptions::default()
+    });
+    let n = 200_000;
+    let (setup, input) = file_setup(
+        &receiver,
+        n,
+        "",
+        "indexer_acknowledgement = true\nmax_bytes = 20000\nconcurrency = 2\nmax_in_flight = 8",
+    );
+    // Small batches: a checkpoint counts whole batches, so a batch partly indexed at the
+    // kill is sent again whole; 500 rows keeps that part small beside the bound.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replacen(
+            "[sources.vpc]",
+            "[transform]\nbatch_rows = 500\n\n[sources.vpc]",
+            1,
+        ),
+    )
+    .unwrap();
+    let data = setup.dir.join("data");
+    let mut child = flowlog(&["run"], &setup.config).spawn().unwrap();
+    wait_for("a third of the lines", Duration::from_secs(120), || {
+        receiver.ids().len() > n / 3
+    });
+    child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let before = receiver.ids();
+    let confirmed = receiver.confirmed();
+    let (at_kill, done) = checkpoint_line(&data, &input).unwrap();
+    assert!(
+        !done && (at_kill as usize) < n,
+        "killed too late to test anything"
+    );
+
+    let (ok, stderr) = finish(flowlog(&["run"], &setup.config).spawn().unwrap());
+    assert!(ok, "{stderr}");
+    let after = receiver.ids();
+    let all = expected_ids(&input, 1..=n as u64);
+    assert!(
+        all.iter().all(|id| after.contains_key(id)),
+        "a line was lost"
+    );
+    // Sent again: indexed before the kill and again after it.
+    let resent = all
+        .iter()
+        .filter(|id| before.get(*id).is_some_and(|&b| after[*id] > b))
+        .count();
+    let unacknowledged = before
+        .keys()
+        .filter(|id| !confirmed.contains_key(*id))
+        .count();
+    // Acknowledged in the last moments before the kill: the checkpoint is saved every
+    // 250 ms (allow a second more for a loaded machine).
+    let recent = confirmed
+        .values()
+        .filter(|&&at| killed.duration_since(at) < Duration::from_millis(1250))
+        .count();
+    eprintln!(
+        "killed with {} of {n} indexed ({unacknowledged} unacknowledged, {recent} acknowledged \
+         in the last 1.25 s), {at_kill} in the prefix; {resent} sent again after the restart",
+        before.len()
+    );
+    assert!(
+        resent <= unacknowledged + recent,
+        "{resent} lines sent again, more than the {unacknowledged} unacknowledged + {recent} recently acknowledged"
+    );
+}

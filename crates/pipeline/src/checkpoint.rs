@@ -63,6 +63,26 @@ pub struct FileCheckpoint {
     /// The whole file is delivered (read-once sources).
     #[serde(default)]
     pub done: bool,
+    /// Lines past `line` that are delivered too (inclusive ranges, in order): batches
+    /// acknowledged while an earlier one was not. A restart skips them, so one slow
+    /// batch does not make everything after it be sent again. At most
+    /// [`MAX_ACKED_RANGES`]; what does not fit is merely sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acked: Vec<(u64, u64)>,
+}
+
+/// How many delivered ranges past the prefix a checkpoint keeps.
+pub const MAX_ACKED_RANGES: usize = 64;
+
+impl FileCheckpoint {
+    /// Whether `line` was delivered (or dead-lettered) before.
+    pub fn covers(&self, line: u64) -> bool {
+        line <= self.line
+            || self
+                .acked
+                .iter()
+                .any(|&(first, last)| first <= line && line <= last)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +229,7 @@ mod tests {
                 format: "${version} ${srcaddr}".into(),
             }),
             done: false,
+            acked: vec![(50, 60), (70, 70)],
         };
         checkpoints.set("/var/log/a.log", cp.clone());
         checkpoints.save().unwrap();

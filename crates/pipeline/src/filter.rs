@@ -65,8 +65,16 @@ impl Filter {
             }
         }
         let kept = keep.iter().filter(|&&k| k).count();
-        if kept == rows {
-            return (batch, 0);
+        (keep_rows(batch, keep), rows - kept)
+    }
+}
+
+/// The rows of `batch` whose `keep` is true, with their line numbers and lines (the
+/// batch itself when every row is kept).
+pub(crate) fn keep_rows(batch: FlowBatch, keep: Vec<bool>) -> FlowBatch {
+    {
+        if keep.iter().all(|&k| k) {
+            return batch;
         }
         let mask = BooleanArray::from(keep);
         let records = arrow_select::filter::filter_record_batch(&batch.records, &mask)
@@ -86,7 +94,7 @@ impl Filter {
         let mut out = FlowBatch::new(records, batch.source.clone(), line_numbers);
         out.plain_text = batch.plain_text;
         out.lines = lines;
-        (out, rows - kept)
+        out
     }
 }
 

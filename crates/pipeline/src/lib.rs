@@ -83,6 +83,9 @@ pub struct RunSummary {
 /// few enough that memory stays bounded (a batch is a few MB at most).
 const SOURCE_CHANNEL: usize = 4;
 const SINK_CHANNEL: usize = 2;
+/// How often checkpoints are saved (after the dead letter is synced): what a `kill -9`
+/// can make the next run send again, beyond the batches not yet acknowledged.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// How long threads get to notice the end once the shutdown deadline has passed.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -206,6 +209,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
             format,
             batch_rows: config.transform.batch_rows,
             keep_lines: needs.lines,
+            runtime: tokio::runtime::Handle::current(),
         };
         let source = spec.build(ctx);
         let ended_tx = ended_tx.clone();
@@ -219,11 +223,11 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
     drop(tx);
     drop(ended_tx);
 
-    // Checkpoints each second; the dead letter first, since checkpoints pass its records.
+    // Checkpoints every SAVE_EVERY; the dead letter first, since checkpoints pass its records.
     let saver = {
         let (checkpoints, dead_letters) = (checkpoints.clone(), Arc::clone(&dead_letters));
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            let mut ticks = tokio::time::interval(SAVE_EVERY);
             loop {
                 ticks.tick().await;
                 let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));

@@ -119,8 +119,8 @@ struct State {
     channels: HashMap<String, Channel>,
     /// Ids of the events whose request's ack was lost.
     lost_ack_events: HashSet<String>,
-    /// Events whose request's ack id was answered `true`.
-    confirmed: HashSet<String>,
+    /// Events whose request's ack id was answered `true`, and when.
+    confirmed: HashMap<String, std::time::Instant>,
     /// Events that arrived again while no ack of theirs had been answered `true` (the
     /// sender gave up on a late or lost ack): duplicates the contract allows.
     excused_duplicates: HashSet<String>,
@@ -253,6 +253,11 @@ impl HecReceiver {
     /// Ids of events sent in requests whose ack id was lost (and so may arrive twice).
     pub fn lost_ack_events(&self) -> HashSet<String> {
         self.state.lock().unwrap().lost_ack_events.clone()
+    }
+
+    /// Events whose ack was answered `true`, with the time it was.
+    pub fn confirmed(&self) -> HashMap<String, std::time::Instant> {
+        self.state.lock().unwrap().confirmed.clone()
     }
 
     /// Events indexed again before any ack of theirs was answered `true`: the sender's
@@ -391,7 +396,10 @@ async fn handle(
             answer.insert(id.to_string(), Value::Bool(events.is_some()));
             confirmed.extend(events.unwrap_or_default());
         }
-        state.confirmed.extend(confirmed);
+        let now = std::time::Instant::now();
+        state
+            .confirmed
+            .extend(confirmed.into_iter().map(|id| (id, now)));
         return Ok(reply(200, serde_json::json!({ "acks": answer })));
     }
     let raw = match path.as_str() {
@@ -535,7 +543,7 @@ async fn handle(
             state.stats.indexed += 1;
             let count = state.ids.entry(id.clone()).or_default();
             *count += 1;
-            if *count > 1 && options.acks && !state.confirmed.contains(&id) {
+            if *count > 1 && options.acks && !state.confirmed.contains_key(&id) {
                 state.excused_duplicates.insert(id.clone());
             }
             indexed_ids.push(id);

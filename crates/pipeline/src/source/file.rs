@@ -251,9 +251,10 @@ fn forget_removed(checkpoints: &Checkpoints, dir: &Path, present: &[PathBuf]) {
 
 /// Reads standard input to its end. It cannot be read again, so it has no checkpoint.
 pub fn read_stdin(ctx: &SourceContext) {
-    let mut progress = Progress::new(None, (0, 0), &FileCheckpoint::default());
+    let start = FileCheckpoint::default();
+    let mut progress = Progress::new(None, (0, 0), &start);
     let options = decode_options(ctx, ctx.format.clone());
-    let mut emit = Emit::new(ctx, &mut progress, 0);
+    let mut emit = Emit::new(ctx, &mut progress, &start);
     let stdin = std::io::stdin();
     match decode_reader(stdin.lock(), SourceId::new("-"), &options, &mut emit) {
         Ok(stats) => {
@@ -328,7 +329,7 @@ fn open_and_read(
             tracing::warn!(source = %ctx.name, "{}: only plain text can be followed; reading it once", path.display());
         }
         let options = decode_options(ctx, ctx.format.clone());
-        let mut emit = Emit::new(ctx, &mut progress, checkpoint.line);
+        let mut emit = Emit::new(ctx, &mut progress, &checkpoint);
         match decode_file(path, SourceId::new(key.as_str()), &options, &mut emit) {
             Ok(stats) => {
                 ctx.metrics.bytes_in.inc_by(stats.bytes_read);
@@ -366,7 +367,7 @@ fn quarantine(
     error: &flowlog_decode::DecodeError,
     progress: &mut Progress,
 ) {
-    if progress.wait_all() {
+    if progress.wait_all(&ctx.checkpoints) {
         let reason = format!(
             "object quarantined, not read again: {error} ({size} bytes; the records \
              before the fault, through line {}, were delivered)",
@@ -416,7 +417,7 @@ fn read_text(
         match reader.next_block(poll.is_none())? {
             Some((block, end)) => {
                 ctx.metrics.bytes_in.inc_by(block.len() as u64);
-                let mut emit = Emit::new(ctx, progress, checkpoint.line);
+                let mut emit = Emit::new(ctx, progress, checkpoint);
                 emit.keep = true;
                 let lines = decoder
                     .decode_lines(Buffer::from_vec(block), next_line, &mut emit)

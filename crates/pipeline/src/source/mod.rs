@@ -98,7 +98,7 @@ impl Stop {
 }
 
 pub use crate::checkpoint::Checkpoints;
-use crate::checkpoint::{FileCheckpoint, Resume};
+use crate::checkpoint::{FileCheckpoint, Resume, MAX_ACKED_RANGES};
 use crate::dead_letter::DeadLetterFile;
 
 /// A decoded batch on its way to the sinks.
@@ -121,6 +121,8 @@ pub struct SourceContext {
     pub batch_rows: usize,
     /// A sink forwards original lines, so batches keep them.
     pub keep_lines: bool,
+    /// The pipeline's runtime: blocking sources wait on the channel through it.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl SourceContext {
@@ -137,33 +139,63 @@ impl SourceContext {
         Some(wait)
     }
 
-    /// Sends a batch; false when the pipeline is gone.
+    /// Sends a batch; false when the pipeline is gone. While the channel is full (the
+    /// sinks are slower), the outcomes of earlier batches are taken in every
+    /// [`ACK_POLL`], so the checkpoint keeps up with acknowledgements.
     fn send(&self, batch: FlowBatch, progress: &mut Progress, resume: Option<Resume>) -> bool {
         if batch.num_rows() == 0 {
             return true;
         }
-        let last_line = batch.line_numbers.last().copied().unwrap_or(0);
+        let first = batch.line_numbers.first().copied().unwrap_or(0);
+        let last = batch.line_numbers.last().copied().unwrap_or(0);
         self.metrics.records_in.inc_by(batch.num_rows() as u64);
         let (ack, wait) = Ack::new();
-        if self.tx.blocking_send(Envelope { batch, ack }).is_err() {
-            return false;
-        }
-        progress.push(last_line, resume, wait);
+        let room = loop {
+            let wait = async { tokio::time::timeout(ACK_POLL, self.tx.reserve()).await };
+            match self.runtime.block_on(wait) {
+                Ok(Ok(room)) => break room,
+                Ok(Err(_closed)) => return false,
+                Err(_full) => progress.poll(&self.checkpoints),
+            }
+        };
+        room.send(Envelope { batch, ack });
+        progress.pending.push_back(Sent {
+            lines: (first, last),
+            resume,
+            wait,
+            status: None,
+        });
         true
     }
 }
 
+/// How often a blocking source looks at its batches' outcomes while it waits (for room in
+/// the channel, or for the last batches of an input).
+const ACK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A batch sent, and its outcome once known.
+struct Sent {
+    /// Its first and last line.
+    lines: (u64, u64),
+    resume: Option<Resume>,
+    wait: AckWait,
+    status: Option<BatchStatus>,
+}
+
 /// The batches of one input sent and not yet settled, in order, and the checkpoint they
-/// have earned.
+/// have earned: the delivered prefix, and the delivered ranges past it.
 pub struct Progress {
     key: Option<String>,
     identity: (u64, u64),
-    pending: VecDeque<(u64, Option<Resume>, AckWait)>,
+    pending: VecDeque<Sent>,
     /// Every line up to this one is delivered or dead-lettered.
     line: u64,
     resume: Option<Resume>,
-    /// A batch failed: the checkpoint stays where it is from now on.
+    /// A batch failed: the prefix stays where it is from now on.
     failed: bool,
+    /// Delivered ranges past the prefix no longer in `pending` (from the checkpoint this
+    /// run started from, or settled after a failure).
+    beyond: Vec<(u64, u64)>,
 }
 
 impl Progress {
@@ -176,40 +208,39 @@ impl Progress {
             line: start.line,
             resume: start.resume.clone(),
             failed: false,
+            beyond: start.acked.clone(),
         }
     }
 
-    fn push(&mut self, last_line: u64, resume: Option<Resume>, wait: AckWait) {
-        self.pending.push_back((last_line, resume, wait));
-    }
-
-    /// Takes in the outcomes known so far.
+    /// Takes in the outcomes known so far (of every batch, not only the oldest).
     pub fn poll(&mut self, checkpoints: &Checkpoints) {
-        while let Some((_, _, wait)) = self.pending.front_mut() {
-            match wait.try_status() {
-                None => break,
-                Some(status) => {
-                    let (line, resume, _) = self.pending.pop_front().expect("a front");
-                    self.settle(status, line, resume);
-                }
-            }
+        for sent in self.pending.iter_mut().filter(|s| s.status.is_none()) {
+            sent.status = sent.wait.try_status();
+        }
+        while let Some(status) = self.pending.front().and_then(|s| s.status) {
+            let sent = self.pending.pop_front().expect("a front");
+            self.settle(status, sent.lines, sent.resume);
         }
         self.record(checkpoints, false);
     }
 
-    /// Waits for every batch sent; true if all were delivered.
-    pub fn wait_all(&mut self) -> bool {
-        while let Some((line, resume, wait)) = self.pending.pop_front() {
-            let status = wait.blocking_wait();
-            self.settle(status, line, resume);
+    /// Waits for every batch sent, recording progress as outcomes arrive (in any order,
+    /// so the checkpoint keeps up while the oldest batch is slow); true if all were
+    /// delivered.
+    pub fn wait_all(&mut self, checkpoints: &Checkpoints) -> bool {
+        loop {
+            self.poll(checkpoints);
+            if self.pending.is_empty() {
+                return !self.failed;
+            }
+            std::thread::sleep(ACK_POLL);
         }
-        !self.failed
     }
 
     /// Waits for every batch sent and records the checkpoint (`done`: the input is
     /// finished, if every batch was delivered); true if all were delivered.
     pub fn finish(&mut self, checkpoints: &Checkpoints, done: bool) -> bool {
-        let delivered = self.wait_all();
+        let delivered = self.wait_all(checkpoints);
         self.record(checkpoints, done && delivered);
         delivered
     }
@@ -219,16 +250,42 @@ impl Progress {
         self.line
     }
 
-    fn settle(&mut self, status: BatchStatus, line: u64, resume: Option<Resume>) {
-        if status == BatchStatus::Failed {
+    fn settle(&mut self, status: BatchStatus, lines: (u64, u64), resume: Option<Resume>) {
+        let delivered = status == BatchStatus::Delivered;
+        if !delivered {
             self.failed = true;
         }
         if !self.failed {
-            self.line = self.line.max(line);
+            self.line = self.line.max(lines.1);
             if resume.is_some() {
                 self.resume = resume;
             }
+        } else if delivered {
+            // Past a failure the prefix stops; what is delivered beyond it is remembered.
+            self.beyond.push(lines);
         }
+    }
+
+    /// The delivered ranges past the prefix, at most [`MAX_ACKED_RANGES`]. Batches sent one
+    /// after the other and all delivered make one range (the lines between them were
+    /// dead-lettered, which counts as handled).
+    fn acked(&self) -> Vec<(u64, u64)> {
+        let past = |&(_, last): &(u64, u64)| last > self.line;
+        let clip = |(first, last): (u64, u64)| (first.max(self.line + 1), last);
+        let mut ranges: Vec<(u64, u64)> =
+            self.beyond.iter().copied().filter(past).map(clip).collect();
+        let mut joins = false;
+        for sent in &self.pending {
+            let delivered = sent.status == Some(BatchStatus::Delivered) && past(&sent.lines);
+            match ranges.last_mut() {
+                Some(range) if delivered && joins => range.1 = sent.lines.1,
+                _ if delivered => ranges.push(clip(sent.lines)),
+                _ => {}
+            }
+            joins = delivered;
+        }
+        ranges.truncate(MAX_ACKED_RANGES);
+        ranges
     }
 
     fn record(&self, checkpoints: &Checkpoints, done: bool) {
@@ -241,30 +298,32 @@ impl Progress {
                     line: self.line,
                     resume: self.resume.clone(),
                     done,
+                    acked: if done { Vec::new() } else { self.acked() },
                 },
             );
         }
     }
 }
 
-/// Receives a decoder's output: rows at or below `skip_through` were delivered before a
-/// restart and are left out; the rest are sent (or kept until [`Emit::send_kept`] when
-/// `keep` is set, so the last batch of a block can carry the resume point).
+/// Receives a decoder's output: rows the checkpoint `skip` covers (its prefix and its
+/// acknowledged ranges) were delivered before a restart and are left out; the rest are
+/// sent (or kept until [`Emit::send_kept`] when `keep` is set, so the last batch of a
+/// block can carry the resume point).
 struct Emit<'a> {
     ctx: &'a SourceContext,
     progress: &'a mut Progress,
-    skip_through: u64,
+    skip: &'a FileCheckpoint,
     keep: bool,
     kept: Vec<FlowBatch>,
     gone: bool,
 }
 
 impl<'a> Emit<'a> {
-    fn new(ctx: &'a SourceContext, progress: &'a mut Progress, skip_through: u64) -> Self {
+    fn new(ctx: &'a SourceContext, progress: &'a mut Progress, skip: &'a FileCheckpoint) -> Self {
         Self {
             ctx,
             progress,
-            skip_through,
+            skip,
             keep: false,
             kept: Vec::new(),
             gone: false,
@@ -290,12 +349,20 @@ impl RecordSink for Emit<'_> {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
         let skip = batch
             .line_numbers
-            .partition_point(|&line| line <= self.skip_through);
-        let batch = if skip > 0 {
+            .partition_point(|&line| line <= self.skip.line);
+        let mut batch = if skip > 0 {
             batch.slice(skip, batch.num_rows() - skip)
         } else {
             batch
         };
+        if !self.skip.acked.is_empty() {
+            let keep = batch
+                .line_numbers
+                .iter()
+                .map(|&line| !self.skip.covers(line))
+                .collect();
+            batch = crate::filter::keep_rows(batch, keep);
+        }
         if self.keep {
             self.kept.push(batch);
             return Ok(());
@@ -309,7 +376,7 @@ impl RecordSink for Emit<'_> {
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
-        if letter.line > self.skip_through {
+        if !self.skip.covers(letter.line) {
             self.ctx.metrics.dead_letters.inc();
             self.ctx.dead_letters.write(letter);
         }
@@ -320,6 +387,51 @@ impl RecordSink for Emit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends a batch of `lines` into `progress`, returning the share to settle it with.
+    fn sent(progress: &mut Progress, lines: (u64, u64)) -> Ack {
+        let (ack, wait) = Ack::new();
+        progress.pending.push_back(Sent {
+            lines,
+            resume: None,
+            wait,
+            status: None,
+        });
+        ack
+    }
+
+    #[test]
+    fn delivered_batches_past_a_slow_one_are_checkpointed_as_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        let mut progress = Progress::new(Some("f".into()), (1, 2), &FileCheckpoint::default());
+        let slow = sent(&mut progress, (1, 10));
+        sent(&mut progress, (11, 20)).confirm();
+        sent(&mut progress, (22, 30)).confirm(); // line 21 was dead-lettered
+        let lost = sent(&mut progress, (31, 40));
+        sent(&mut progress, (41, 50)).confirm();
+        progress.poll(&checkpoints);
+        let cp = checkpoints.get("f").unwrap();
+        assert_eq!((cp.line, cp.acked.clone()), (0, vec![(11, 30), (41, 50)]));
+        assert!(cp.covers(21) && cp.covers(45) && !cp.covers(5) && !cp.covers(35));
+
+        slow.confirm();
+        drop(lost); // fails: the prefix stops at 30 for good
+        sent(&mut progress, (51, 60)).confirm();
+        progress.poll(&checkpoints);
+        let cp = checkpoints.get("f").unwrap();
+        assert_eq!((cp.line, cp.acked.clone()), (30, vec![(41, 50), (51, 60)]));
+
+        // A restart from that checkpoint keeps its ranges until the prefix passes them.
+        let mut again = Progress::new(Some("f".into()), (1, 2), &cp);
+        sent(&mut again, (31, 40)).confirm();
+        again.poll(&checkpoints);
+        let cp = checkpoints.get("f").unwrap();
+        assert_eq!((cp.line, cp.acked.clone()), (40, vec![(41, 50), (51, 60)]));
+        // Finished: done, and nothing left to skip by range.
+        assert!(again.finish(&checkpoints, true));
+        assert!(checkpoints.get("f").unwrap().acked.is_empty());
+    }
 
     #[tokio::test]
     async fn stop_wakes_waiters_set_before_or_after_they_wait() {
@@ -357,6 +469,7 @@ mod tests {
             format: None,
             batch_rows: 8192,
             keep_lines: false,
+            runtime: tokio::runtime::Handle::current(),
         };
         let records = arrow_array::RecordBatch::new_empty(flowlog_model::canonical_schema());
         let batch = FlowBatch::new(
