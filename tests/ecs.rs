@@ -236,11 +236,8 @@ fn ecs_values_have_ecs_types() {
     // Every document of every fixture: numbers where ECS says long, strings where keyword,
     // arrays where ECS expects several values, RFC 3339 times; and every field is in the
     // field list the index template is made from (the template is not dynamic).
-    let listed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/ecs-fields.csv"
-    ))
-    .unwrap();
+    let listed =
+        std::fs::read_to_string(common::manifest_dir().join("schemas/ecs-fields.csv")).unwrap();
     let listed: BTreeSet<&str> = listed
         .lines()
         .skip(1)

@@ -282,11 +282,8 @@ fn fields_command_prints_the_catalogue() {
     let csv = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         csv,
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schemas/flow-log-fields.csv"
-        ))
-        .unwrap()
+        std::fs::read_to_string(common::manifest_dir().join("schemas/flow-log-fields.csv"))
+            .unwrap()
     );
     assert_eq!(csv.lines().count(), 1 + 72);
 }

@@ -42,7 +42,7 @@ pub fn elastic_fixture_formats() -> Vec<(&'static str, String)> {
 
 /// `../shared/fixtures`, beside the checkout (as in CI).
 pub fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let dir = manifest_dir().join("../shared/fixtures");
     assert!(
         dir.is_dir(),
         "conformance fixtures not found at {} (the shared/ folder sits beside the checkout)",
@@ -219,10 +219,7 @@ pub fn moto_instances() -> (String, Vec<Value>) {
         "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
     );
     let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/moto_fixture.py"
-        ))
+        .arg(manifest_dir().join("scripts/moto_fixture.py"))
         .arg(&endpoint)
         .output()
         .unwrap();
@@ -238,4 +235,14 @@ pub fn moto_instances() -> (String, Vec<Value>) {
 #[allow(dead_code)]
 pub fn python() -> String {
     std::env::var("FLOWLOG_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The checkout the tests run in: cargo's run-time `CARGO_MANIFEST_DIR`, not the compile-time
+/// one (the shared target dir can hand this checkout a binary another checkout built, whose
+/// baked-in path may be gone).
+#[allow(dead_code)] // not every test binary reads files
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -262,7 +262,10 @@ mod tests {
     use super::*;
 
     fn schemas_file(name: &str) -> String {
-        let path = format!("{}/../../schemas/{name}", env!("CARGO_MANIFEST_DIR"));
+        // Where cargo runs the test (a shared target dir may have built it elsewhere).
+        let dir: String = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+        let path = format!("{dir}/../../schemas/{name}");
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

@@ -607,9 +607,10 @@ indexer_acknowledgement = true
     /// The configuration the README shows, commented `${...}` lines included, parses.
     #[test]
     fn the_readme_configuration_parses() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .unwrap();
+        // Where cargo runs the test (a shared target dir may have built it elsewhere).
+        let dir: String = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+        let readme = std::fs::read_to_string(format!("{dir}/../../README.md")).unwrap();
         let section = &readme[readme
             .find("### A complete configuration for Splunk")
             .unwrap()..];

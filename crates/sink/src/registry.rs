@@ -5,7 +5,6 @@
 //! types and knows sinks only through this trait: validation without the network, what
 //! the sink needs of batches, and one constructor that `run` and `check` both use.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use crate::{BoxFuture, ComponentMetrics, DeadLetters, Sink, SinkError};
@@ -93,7 +92,7 @@ pub fn on_thread<T: Send + 'static>(
             // The thread panicked (with panic = "abort" the process is gone already).
             Err(_) => panic!("a worker thread panicked"),
         }
-    }) as std::pin::Pin<Box<dyn Future<Output = T> + Send>>
+    })
 }
 
 #[cfg(test)]

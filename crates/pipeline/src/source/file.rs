@@ -20,9 +20,9 @@ use super::text::TextReader;
 use super::{threaded, Emit, Progress, Source, SourceContext, SourceKind};
 use crate::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
 
+/// `type = "file"`: files, read once or followed as they grow.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-/// `type = "file"`: files, read once or followed as they grow.
 pub struct FileSource {
     pub paths: Vec<PathBuf>,
     /// Keep reading lines appended to the files (plain text only), and start over when a

@@ -11,8 +11,9 @@
 //!
 //! A source may be async (it runs on the runtime and sends with [`SourceContext::submit`])
 //! or blocking ([`threaded`]: decoding files is synchronous, so it runs on a thread of its
-//! own and sends with `blocking_send`). Decoding never runs on the runtime's workers, so a
-//! large gzip object cannot stall the reactor. Every source watches [`Stop`] and ends at
+//! own and sends through `Emit`, which waits for room in the channel while taking in
+//! earlier batches' outcomes). Decoding never runs on the runtime's workers, so a large
+//! gzip object cannot stall the reactor. Every source watches [`Stop`] and ends at
 //! its next block (mid-object) once it is set.
 
 pub mod file;
