@@ -2,7 +2,8 @@
 # The project's test command: sets up what the tests need, then runs every check.
 # CI runs exactly this (through .ci/run). Run it from anywhere inside the checkout.
 #
-# Needs: the Rust toolchain, ../shared (fixtures, OCSF schemas) beside the checkout, and
+# Needs: the Rust toolchain (fuzzing takes its nightly when installed, else RUSTC_BOOTSTRAP=1),
+# ../shared (fixtures, OCSF schemas) beside the checkout, and
 # apt for nasm and the autotools if they are missing (only the opt-in ISA-L gzip needs them;
 # the default build does not).
 set -euo pipefail
@@ -70,3 +71,6 @@ cargo test --workspace --all-targets --locked
 echo "== the ISA-L gzip path (feature isal)"
 cargo clippy -p flowlog-sink --features isal --all-targets --locked -- -D warnings
 cargo test -p flowlog-sink --features isal --locked
+
+echo "== fuzz targets, briefly, on their corpora (scripts/fuzz.sh SECONDS for a real run)"
+./scripts/fuzz.sh "${FLOWLOG_FUZZ_SECONDS:-10}"

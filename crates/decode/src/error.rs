@@ -35,6 +35,12 @@ pub enum DecodeError {
     },
     #[error("{source_id}: envelopes nested deeper than {depth} levels")]
     TooDeep { source_id: SourceId, depth: usize },
+    #[error("{source_id}: {what} larger than {limit} bytes")]
+    TooLarge {
+        source_id: SourceId,
+        what: &'static str,
+        limit: u64,
+    },
     #[error("output failed: {0}")]
     Sink(#[source] SinkError),
 }
@@ -55,7 +61,8 @@ impl DecodeError {
             DecodeError::Parquet { .. }
             | DecodeError::ParquetColumn { .. }
             | DecodeError::ParquetFormat { .. }
-            | DecodeError::TooDeep { .. } => true,
+            | DecodeError::TooDeep { .. }
+            | DecodeError::TooLarge { .. } => true,
             DecodeError::Sink(_) => false,
         }
     }

@@ -9,7 +9,9 @@
 //! number; log events inside payloads are numbered in order across the source (1, 2, ...).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::{BufRead, BufReader, Cursor, Read};
+use std::rc::Rc;
 
 use arrow_buffer::Buffer;
 use base64::Engine;
@@ -22,6 +24,13 @@ use crate::{DecodeError, RecordSink};
 
 /// How deep envelopes may nest (Firehose record -> gzip -> CloudWatch payload is 3).
 const MAX_DEPTH: usize = 6;
+
+/// The largest JSON document read (a line, or one object of a concatenated stream), and
+/// the most a record's data may decompress to. Real envelopes are far smaller: a
+/// CloudWatch Logs batch holds at most 1 MiB of messages, a Firehose record at most
+/// 1000 KiB, a Lambda event 6 MB. Anything larger is dead-lettered, never loaded, so a
+/// few megabytes of gzip cannot make the decoder allocate gigabytes.
+pub(crate) const MAX_ENVELOPE_BYTES: usize = 16 << 20;
 
 /// The keys flowlog reads from any JSON object; the kind of envelope follows from which
 /// are present. Unknown keys are ignored.
@@ -85,25 +94,54 @@ impl<'d> JsonDecoder<'d> {
     ) -> Result<(), DecodeError> {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let mut first = Vec::new();
-        self.read_line(&mut reader, &mut first)?;
-        let one_per_line = serde_json::from_slice::<serde::de::IgnoredAny>(&first).is_ok();
+        let first_length = self.read_line(&mut reader, &mut first)?;
+        let one_per_line = first_length == first.len() as u64
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&first).is_ok();
         if one_per_line {
             let mut line = first;
+            let mut length = first_length;
             let mut line_no = 1;
             loop {
-                self.decode_json_line(&line, line_no, sink)?;
+                if length > line.len() as u64 {
+                    let reason = format!(
+                        "JSON line of {length} bytes, larger than the {} MiB an envelope can be",
+                        MAX_ENVELOPE_BYTES >> 20
+                    );
+                    self.lines
+                        .dead_letter_of(line_no, reason, &line, length, sink)?;
+                } else {
+                    self.decode_json_line(&line, line_no, sink)?;
+                }
                 line.clear();
-                if self.read_line(&mut reader, &mut line)? == 0 {
+                length = self.read_line(&mut reader, &mut line)?;
+                if length == 0 {
                     break;
                 }
                 line_no += 1;
             }
         } else {
-            let chained = Cursor::new(first).chain(reader);
-            let stream = serde_json::Deserializer::from_reader(chained).into_iter::<JsonObject>();
+            // Objects that span lines: each may be at most MAX_ENVELOPE_BYTES long.
+            let used = Rc::new(Cell::new(0));
+            let budget = Budget {
+                inner: Cursor::new(first).chain(reader),
+                used: Rc::clone(&used),
+            };
+            let stream = serde_json::Deserializer::from_reader(budget).into_iter::<JsonObject>();
             for item in stream {
                 match item {
-                    Ok(object) => self.decode_object(object, None, 0, sink)?,
+                    Ok(object) => {
+                        used.set(0);
+                        self.decode_object(object, None, 0, sink)?
+                    }
+                    Err(_) if used.get() > MAX_ENVELOPE_BYTES => {
+                        let reason = format!(
+                            "JSON envelope larger than {} MiB; the rest of the source was not read",
+                            MAX_ENVELOPE_BYTES >> 20
+                        );
+                        let line = self.take_event();
+                        self.lines.dead_letter(line, reason, b"", sink)?;
+                        break;
+                    }
                     Err(err) if err.is_io() => {
                         return Err(DecodeError::io(self.lines.source(), err.into()))
                     }
@@ -122,17 +160,20 @@ impl<'d> JsonDecoder<'d> {
         self.flush(sink)
     }
 
-    fn read_line(
-        &self,
-        reader: &mut impl BufRead,
-        buf: &mut Vec<u8>,
-    ) -> Result<usize, DecodeError> {
+    /// Reads a line into `buf`, at most [`MAX_ENVELOPE_BYTES`] of it (the rest of a longer
+    /// line is skipped); returns the line's whole length, 0 at the end of the input.
+    fn read_line(&self, reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<u64, DecodeError> {
+        let io = |e| DecodeError::io(self.lines.source(), e);
         let n = reader
             .by_ref()
-            .take(MAX_LINE_BYTES as u64)
+            .take(MAX_ENVELOPE_BYTES as u64 + 1)
             .read_until(b'\n', buf)
-            .map_err(|e| DecodeError::io(self.lines.source(), e))?;
-        Ok(n)
+            .map_err(io)?;
+        if n <= MAX_ENVELOPE_BYTES || buf.ends_with(b"\n") {
+            return Ok(n as u64);
+        }
+        buf.truncate(MAX_ENVELOPE_BYTES);
+        Ok(n as u64 + skip_line(reader).map_err(io)?)
     }
 
     fn decode_json_line(
@@ -241,7 +282,19 @@ impl<'d> JsonDecoder<'d> {
         match sniff(&bytes) {
             Envelope::Gzip => {
                 let mut plain = Vec::new();
-                match flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut plain) {
+                let limit = MAX_ENVELOPE_BYTES as u64 + 1;
+                match flate2::read::MultiGzDecoder::new(&bytes[..])
+                    .take(limit)
+                    .read_to_end(&mut plain)
+                {
+                    Ok(n) if n as u64 == limit => {
+                        let line = self.take_event();
+                        let reason = format!(
+                            "record data decompresses to more than {} MiB",
+                            MAX_ENVELOPE_BYTES >> 20
+                        );
+                        self.lines.dead_letter(line, reason, b"", sink)
+                    }
                     Ok(_) => self.decode_nested(plain, depth + 1, sink),
                     Err(err) => {
                         let line = self.take_event();
@@ -309,6 +362,11 @@ impl<'d> JsonDecoder<'d> {
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         let message = message.strip_suffix(b"\n").unwrap_or(message);
+        if message.len() > MAX_LINE_BYTES {
+            return self
+                .lines
+                .over_long_line(line, message, message.len() as u64, sink);
+        }
         if message.contains(&b'\n') {
             // A flow-log record is one line; joining this into the block would split it.
             return self.lines.dead_letter(
@@ -336,5 +394,48 @@ impl<'d> JsonDecoder<'d> {
         self.lines
             .decode_block(Buffer::from_vec(block), LineNumbers::Listed(&numbers), sink)?;
         Ok(())
+    }
+}
+
+/// Skips the rest of a line (through its newline); returns how many bytes it held before
+/// the newline.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(skipped);
+        }
+        match memchr::memchr(b'\n', available) {
+            Some(p) => {
+                reader.consume(p + 1);
+                return Ok(skipped + p as u64);
+            }
+            None => {
+                let n = available.len();
+                reader.consume(n);
+                skipped += n as u64;
+            }
+        }
+    }
+}
+
+/// Counts what a JSON object of a stream reads, and fails the read past
+/// [`MAX_ENVELOPE_BYTES`] (the caller resets `used` after each object).
+struct Budget<R> {
+    inner: R,
+    used: Rc<Cell<usize>>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.used.get() > MAX_ENVELOPE_BYTES {
+            return Err(std::io::Error::other("JSON envelope too large"));
+        }
+        let room = MAX_ENVELOPE_BYTES + 1 - self.used.get();
+        let len = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.used.set(self.used.get() + n);
+        Ok(n)
     }
 }

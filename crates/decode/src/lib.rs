@@ -39,6 +39,7 @@ pub use error::{DecodeError, SinkError};
 pub use flowlog_model::DeadLetter;
 pub use line::LineDecoder;
 pub use sniff::{sniff, Envelope, SNIFF_LEN};
+pub use text::MAX_LINE_BYTES;
 
 /// Where decoded batches and dead letters go.
 pub trait RecordSink {
@@ -118,6 +119,10 @@ impl AddAssign for DecodeStats {
 /// How many gzip layers are unwrapped before giving up.
 const MAX_GZIP_DEPTH: usize = 3;
 
+/// The largest Parquet stream (after decompression) decoded: it is spilled to a temporary
+/// file for random access. VPC flow-log Parquet objects are far smaller.
+const MAX_PARQUET_STREAM: u64 = 4 << 30;
+
 /// Decodes a file, detecting its envelope from its bytes. Parquet is read with random
 /// access, plain text through memory-mapped windows; everything else is streamed.
 pub fn decode_file(
@@ -164,7 +169,8 @@ pub fn decode_file(
 }
 
 /// Decodes a stream (standard input, an object body...), detecting its envelope from its
-/// bytes. A Parquet stream is read into memory first, as Parquet needs random access.
+/// bytes. A Parquet stream is first copied to a temporary file, as Parquet needs random
+/// access.
 pub fn decode_reader(
     reader: impl Read,
     source: SourceId,
@@ -224,19 +230,22 @@ fn decode_stream(
             return decode_stream(Box::new(plain), source, options, gzip_depth + 1, sink);
         }
         Envelope::Parquet => {
-            let mut all = Vec::new();
-            let mut reader = reader;
-            reader
-                .read_to_end(&mut all)
-                .map_err(|e| DecodeError::io(source, e))?;
+            // Parquet needs random access: the stream goes to an unnamed temporary file
+            // (never to memory: a gzip'd object can decompress to any size), at most
+            // MAX_PARQUET_STREAM bytes of it.
+            let io = |e| DecodeError::io(source, e);
+            let mut spill = tempfile::tempfile().map_err(io)?;
+            let copied =
+                std::io::copy(&mut reader.take(MAX_PARQUET_STREAM + 1), &mut spill).map_err(io)?;
+            if copied > MAX_PARQUET_STREAM {
+                return Err(DecodeError::TooLarge {
+                    source_id: source.clone(),
+                    what: "Parquet stream",
+                    limit: MAX_PARQUET_STREAM,
+                });
+            }
             let mut stats = DecodeStats::default();
-            parquet::decode_parquet(
-                bytes::Bytes::from(all),
-                source,
-                options.batch_rows,
-                &mut stats,
-                sink,
-            )?;
+            parquet::decode_parquet(spill, source, options.batch_rows, &mut stats, sink)?;
             return Ok(stats);
         }
         Envelope::Json => json::JsonDecoder::new(&mut lines).decode_stream(reader, sink)?,

@@ -13,6 +13,7 @@ use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, ScalarBuffer};
 use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
+use crate::text::MAX_LINE_BYTES;
 use crate::tokens::{self, Line};
 use crate::values::{epoch_millis_in, max_value, parse_integer_in, BadValue, CheckedAddresses};
 use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
@@ -324,6 +325,9 @@ impl LineDecoder {
             return Ok(());
         };
         let raw = &bytes[line.start..line.end];
+        if raw.len() > MAX_LINE_BYTES {
+            return self.over_long_line(line_no, raw, raw.len() as u64, sink);
+        }
         let text = &bytes[first as usize..last as usize];
         if !all_utf8 {
             if let Err(err) = std::str::from_utf8(text) {
@@ -431,9 +435,37 @@ impl LineDecoder {
         raw: &[u8],
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
+        self.dead_letter_of(line_no, reason, raw, raw.len() as u64, sink)
+    }
+
+    /// Dead-letters a line of `length` bytes, longer than [`MAX_LINE_BYTES`], whose first
+    /// bytes are `head` (for callers that frame text themselves and skipped the rest).
+    pub fn over_long_line(
+        &mut self,
+        line_no: u64,
+        head: &[u8],
+        length: u64,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        let reason = format!(
+            "line of {length} bytes, longer than the {} KiB a record can be",
+            MAX_LINE_BYTES >> 10
+        );
+        self.dead_letter_of(line_no, reason, head, length, sink)
+    }
+
+    /// A dead letter for a record of `length` bytes that starts with `head`.
+    pub(crate) fn dead_letter_of(
+        &mut self,
+        line_no: u64,
+        reason: String,
+        head: &[u8],
+        length: u64,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
         self.stats.dead_letters += 1;
-        sink.dead_letter(DeadLetter::new(&self.source, line_no, reason, raw))
-            .map_err(DecodeError::Sink)
+        let letter = DeadLetter::truncated(&self.source, line_no, reason, head, length);
+        sink.dead_letter(letter).map_err(DecodeError::Sink)
     }
 
     fn set_format(

@@ -5,167 +5,314 @@ use std::io::Read;
 use arrow_buffer::Buffer;
 
 use crate::line::{LineDecoder, LineNumbers};
-use crate::{DecodeError, RecordSink};
+use crate::{DeadLetter, DecodeError, RecordSink};
 
 /// Target size of a block: large enough to amortise per-block work, small enough that a
 /// batch's memory stays in the low megabytes.
 pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 
-/// Longest line accepted. Flow-log lines are a few hundred bytes; anything this long is
-/// not one, and is dead-lettered (truncated) instead of buffered without limit.
-pub(crate) const MAX_LINE_BYTES: usize = 16 << 20;
+/// Longest line decoded. Flow-log lines are under 2 KB; a longer "line" is not one, and
+/// is dead-lettered (its head and its length) instead of buffered: the framing below never
+/// holds more than this much of a line that has not ended.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 /// Size of the windows a plain-text file is mapped in. Each window is unmapped once the
 /// batches pointing into it are dropped, so memory stays bounded for any file size.
 pub(crate) const WINDOW_BYTES: u64 = 16 << 20;
 
-/// Decodes a plain-text file through memory-mapped windows: blocks are zero-copy slices of
-/// a window, cut after the last newline before [`BLOCK_BYTES`]; the line that straddles
-/// two windows is copied. `map(offset, len)` maps part of the file.
+/// Cuts a stream of chunks (mapped windows, blocks read from a stream) into blocks of
+/// whole lines for the decoder: zero-copy slices of a chunk, except the line that
+/// straddles two chunks, which is copied. Lines longer than [`MAX_LINE_BYTES`] are
+/// dead-lettered with their first bytes and skipped, however long they are.
+pub(crate) struct Framer {
+    next_line: u64,
+    /// The start of a line that continues in the next chunk (shorter than the limit).
+    carry: Vec<u8>,
+    /// An over-long line being skipped.
+    skipping: Option<LongLine>,
+}
+
+struct LongLine {
+    line: u64,
+    head: Vec<u8>,
+    length: u64,
+}
+
+impl Framer {
+    pub fn new(first_line: u64) -> Self {
+        Self {
+            next_line: first_line,
+            carry: Vec::new(),
+            skipping: None,
+        }
+    }
+
+    /// Frames the next chunk of the input; `last` when the input ends with it.
+    pub fn feed(
+        &mut self,
+        chunk: Buffer,
+        last: bool,
+        decoder: &mut LineDecoder,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        let bytes = chunk.as_slice();
+        let mut start = 0;
+        if let Some(long) = &mut self.skipping {
+            match memchr::memchr(b'\n', bytes) {
+                Some(p) => {
+                    long.length += p as u64;
+                    start = p + 1;
+                    self.end_long_line(decoder, sink)?;
+                }
+                None => {
+                    long.length += bytes.len() as u64;
+                    return match last {
+                        true => self.end_long_line(decoder, sink),
+                        false => Ok(()),
+                    };
+                }
+            }
+        }
+        if !self.carry.is_empty() {
+            // Finish the line the previous chunk ended in.
+            let found = memchr::memchr(b'\n', &bytes[start..]).map(|p| start + p);
+            let end = found.unwrap_or(bytes.len());
+            let length = self.carry.len() + end - start;
+            if length > MAX_LINE_BYTES {
+                let carried = std::mem::take(&mut self.carry);
+                self.start_long_line(carried, &bytes[start..end], length);
+                if found.is_none() && !last {
+                    return Ok(());
+                }
+                self.end_long_line(decoder, sink)?;
+                start = (end + 1).min(bytes.len());
+            } else if found.is_some() || last {
+                let through = (end + 1).min(bytes.len());
+                self.carry.extend_from_slice(&bytes[start..through]);
+                start = through;
+                let block = Buffer::from_vec(std::mem::take(&mut self.carry));
+                self.decode(block, decoder, sink)?;
+            } else {
+                self.carry.extend_from_slice(&bytes[start..]);
+                return Ok(());
+            }
+        }
+        while start < bytes.len() {
+            let limit = start + BLOCK_BYTES;
+            if limit >= bytes.len() {
+                let cut = match last {
+                    true => bytes.len(),
+                    false => {
+                        memchr::memrchr(b'\n', &bytes[start..]).map_or(start, |p| start + p + 1)
+                    }
+                };
+                if cut > start {
+                    self.decode(chunk.slice_with_length(start, cut - start), decoder, sink)?;
+                }
+                let tail = &bytes[cut..];
+                if tail.len() > MAX_LINE_BYTES {
+                    self.start_long_line(Vec::new(), tail, tail.len());
+                } else {
+                    self.carry.extend_from_slice(tail);
+                }
+                return Ok(());
+            }
+            match memchr::memrchr(b'\n', &bytes[start..limit]) {
+                Some(p) => {
+                    let cut = start + p + 1;
+                    self.decode(chunk.slice_with_length(start, cut - start), decoder, sink)?;
+                    start = cut;
+                }
+                // A line longer than a block, so longer than any line decoded.
+                None => match memchr::memchr(b'\n', &bytes[limit..]) {
+                    Some(p) => {
+                        let end = limit + p;
+                        self.start_long_line(Vec::new(), &bytes[start..end], end - start);
+                        self.end_long_line(decoder, sink)?;
+                        start = end + 1;
+                    }
+                    None => {
+                        let rest = &bytes[start..];
+                        self.start_long_line(Vec::new(), rest, rest.len());
+                        if last {
+                            self.end_long_line(decoder, sink)?;
+                        }
+                        return Ok(());
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// How many lines were framed so far.
+    pub fn lines(&self, first_line: u64) -> u64 {
+        self.next_line - first_line
+    }
+
+    fn decode(
+        &mut self,
+        block: Buffer,
+        decoder: &mut LineDecoder,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        self.next_line += decoder.decode_block(block, LineNumbers::From(self.next_line), sink)?;
+        Ok(())
+    }
+
+    /// Starts skipping a line whose first bytes are `carried` then `more`, `length` in all
+    /// so far; only the head a dead letter keeps is copied.
+    fn start_long_line(&mut self, mut carried: Vec<u8>, more: &[u8], length: usize) {
+        carried.truncate(DeadLetter::MAX_RAW);
+        let room = DeadLetter::MAX_RAW - carried.len();
+        carried.extend_from_slice(&more[..more.len().min(room)]);
+        self.skipping = Some(LongLine {
+            line: self.next_line,
+            head: carried,
+            length: length as u64,
+        });
+    }
+
+    fn end_long_line(
+        &mut self,
+        decoder: &mut LineDecoder,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
+        let long = self.skipping.take().expect("a line is being skipped");
+        decoder.over_long_line(long.line, &long.head, long.length, sink)?;
+        self.next_line += 1;
+        Ok(())
+    }
+}
+
+/// Decodes a plain-text file through memory-mapped windows (see [`Framer`]). `map(offset,
+/// len)` maps part of the file.
 pub(crate) fn decode_mapped(
     file_len: u64,
     mut map: impl FnMut(u64, usize) -> std::io::Result<Buffer>,
     decoder: &mut LineDecoder,
     sink: &mut dyn RecordSink,
 ) -> Result<u64, DecodeError> {
-    let mut next_line = 1;
-    let mut carry: Vec<u8> = Vec::new();
+    let mut framer = Framer::new(1);
     let mut offset = 0u64;
     while offset < file_len {
         let len = (file_len - offset).min(WINDOW_BYTES) as usize;
         let window = map(offset, len).map_err(|e| DecodeError::io(decoder.source(), e))?;
         offset += len as u64;
-        let last_window = offset == file_len;
-        let bytes = window.as_slice();
-        let mut start = 0;
-        if !carry.is_empty() {
-            // Finish the line the previous window ended in.
-            match memchr::memchr(b'\n', bytes) {
-                Some(p) => {
-                    carry.extend_from_slice(&bytes[..=p]);
-                    start = p + 1;
-                }
-                None if !last_window => {
-                    carry.extend_from_slice(bytes);
-                    continue;
-                }
-                None => {
-                    carry.extend_from_slice(bytes);
-                    start = bytes.len();
-                }
-            }
-            let block = Buffer::from_vec(std::mem::take(&mut carry));
-            next_line += decoder.decode_block(block, LineNumbers::From(next_line), sink)?;
-        }
-        let end = if last_window {
-            bytes.len()
-        } else {
-            memchr::memrchr(b'\n', &bytes[start..]).map_or(start, |p| start + p + 1)
-        };
-        carry.extend_from_slice(&bytes[end..]);
-        while start < end {
-            let limit = (start + BLOCK_BYTES).min(end);
-            let cut = if limit == end {
-                end
-            } else {
-                match memchr::memrchr(b'\n', &bytes[start..limit]) {
-                    Some(p) => start + p + 1,
-                    // A line longer than a block: the block ends with it.
-                    None => {
-                        memchr::memchr(b'\n', &bytes[limit..end]).map_or(end, |p| limit + p + 1)
-                    }
-                }
-            };
-            let block = window.slice_with_length(start, cut - start);
-            next_line += decoder.decode_block(block, LineNumbers::From(next_line), sink)?;
-            start = cut;
-        }
+        framer.feed(window, offset == file_len, decoder, sink)?;
     }
-    if !carry.is_empty() {
-        next_line +=
-            decoder.decode_block(Buffer::from_vec(carry), LineNumbers::From(next_line), sink)?;
-    }
-    Ok(next_line - 1)
+    Ok(framer.lines(1))
 }
 
-/// Reads `reader` to the end, handing the decoder blocks of whole lines. Memory stays
-/// bounded by a couple of blocks whatever the input size.
+/// Reads `reader` to the end in blocks, framed into lines (see [`Framer`]). Memory stays
+/// bounded by a couple of blocks whatever the input.
 pub(crate) fn decode_text(
     mut reader: impl Read,
     decoder: &mut LineDecoder,
     first_line: u64,
     sink: &mut dyn RecordSink,
 ) -> Result<u64, DecodeError> {
-    let mut next_line = first_line;
-    let mut carry: Vec<u8> = Vec::new();
+    let mut framer = Framer::new(first_line);
     loop {
-        let mut buf = Vec::with_capacity(BLOCK_BYTES + carry.len());
-        buf.append(&mut carry);
-        let eof = fill(&mut reader, &mut buf, BLOCK_BYTES, decoder)?;
-        let cut = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(p) => p + 1,
-                None if buf.len() >= MAX_LINE_BYTES => {
-                    next_line = skip_long_line(&mut reader, buf, next_line, decoder, sink)?;
-                    continue;
-                }
-                None => {
-                    // One line longer than a block: keep reading.
-                    carry = buf;
-                    continue;
-                }
-            }
-        };
-        carry = buf.split_off(cut);
-        if !buf.is_empty() {
-            next_line +=
-                decoder.decode_block(Buffer::from_vec(buf), LineNumbers::From(next_line), sink)?;
-        }
-        if eof {
-            return Ok(next_line - first_line);
+        let mut buf = Vec::with_capacity(BLOCK_BYTES);
+        // `read_to_end` on a `Take` stops at the limit or at the end of the input, so
+        // falling short of a block means the input has ended.
+        reader
+            .by_ref()
+            .take(BLOCK_BYTES as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| DecodeError::io(decoder.source(), e))?;
+        let last = buf.len() < BLOCK_BYTES;
+        framer.feed(Buffer::from_vec(buf), last, decoder, sink)?;
+        if last {
+            return Ok(framer.lines(first_line));
         }
     }
 }
 
-/// Reads until `buf` has grown by `want` bytes or the input ends; true at the end.
-fn fill(
-    reader: &mut impl Read,
-    buf: &mut Vec<u8>,
-    want: usize,
-    decoder: &LineDecoder,
-) -> Result<bool, DecodeError> {
-    let target = buf.len() + want;
-    // `read_to_end` on a `Take` stops at the limit or at the end of the input, so falling
-    // short of the target means the input has ended.
-    reader
-        .by_ref()
-        .take(want as u64)
-        .read_to_end(buf)
-        .map_err(|e| DecodeError::io(decoder.source(), e))?;
-    Ok(buf.len() < target)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeadLetter, SinkError};
+    use flowlog_model::{FlowBatch, SourceId};
 
-/// Dead-letters an over-long line (its first kilobytes) and skips to the next line.
-fn skip_long_line(
-    reader: &mut impl Read,
-    head: Vec<u8>,
-    line: u64,
-    decoder: &mut LineDecoder,
-    sink: &mut dyn RecordSink,
-) -> Result<u64, DecodeError> {
-    let reason = format!("line longer than {} MiB", MAX_LINE_BYTES >> 20);
-    decoder.dead_letter(line, reason, &head[..4096], sink)?;
-    // Unbuffered on purpose: a buffer would swallow what follows the line. This path is
-    // only taken for inputs that are not flow logs.
-    let mut byte = [0u8; 1];
-    loop {
-        match reader.read(&mut byte) {
-            Ok(0) => return Ok(line + 1),
-            Ok(_) if byte[0] == b'\n' => return Ok(line + 1),
-            Ok(_) => {}
-            Err(e) => return Err(DecodeError::io(decoder.source(), e)),
+    #[derive(Default, Debug, PartialEq)]
+    struct Collect {
+        lines: Vec<u64>,
+        dead: Vec<(u64, Option<u64>, usize)>,
+    }
+
+    impl RecordSink for Collect {
+        fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+            self.lines.extend(batch.line_numbers.iter());
+            Ok(())
         }
+        fn dead_letter(&mut self, l: DeadLetter) -> Result<(), SinkError> {
+            self.dead.push((l.line, l.raw_length, l.raw.len()));
+            Ok(())
+        }
+    }
+
+    /// Frames `input` fed in chunks of `size` bytes; checks that no more than a line's
+    /// limit is ever held between chunks.
+    fn frame(input: &[u8], size: usize) -> Collect {
+        let mut decoder = LineDecoder::new(SourceId::new("t"), None, 4);
+        let mut sink = Collect::default();
+        let mut framer = Framer::new(1);
+        let chunks: Vec<&[u8]> = input.chunks(size.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let buffer = Buffer::from_vec(chunk.to_vec());
+            framer.feed(buffer, last, &mut decoder, &mut sink).unwrap();
+            assert!(framer.carry.len() <= MAX_LINE_BYTES);
+            assert!(framer
+                .skipping
+                .as_ref()
+                .is_none_or(|l| l.head.len() <= DeadLetter::MAX_RAW));
+        }
+        if chunks.is_empty() {
+            let empty = Buffer::from_vec(Vec::<u8>::new());
+            framer.feed(empty, true, &mut decoder, &mut sink).unwrap();
+        }
+        decoder.flush(&mut sink).unwrap();
+        sink
+    }
+
+    #[test]
+    fn framing_does_not_depend_on_where_chunks_end() {
+        let good = b"2 123456789010 eni-1 10.0.0.1 10.0.0.2 443 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n";
+        let long = |n: usize| [vec![b'7'; n], b"\n".to_vec()].concat();
+        let mut input = Vec::new();
+        for part in [
+            &good[..],
+            &long(MAX_LINE_BYTES), // the longest line decoded (a dead letter: one field)
+            good,
+            &long(MAX_LINE_BYTES + 1), // the shortest skipped
+            good,
+            good,
+            &long(3 * BLOCK_BYTES / 2), // longer than a block
+            b"\n",
+            good,
+            &long(70_000)[..70_000], // the last line, without a newline
+        ] {
+            input.extend_from_slice(part);
+        }
+        let whole = frame(&input, input.len());
+        assert_eq!(whole.lines, [1, 3, 5, 6, 9]);
+        let max = DeadLetter::MAX_RAW;
+        let skipped = |line, len: usize| (line, Some(len as u64), max);
+        assert_eq!(
+            whole.dead,
+            [
+                (2, Some(MAX_LINE_BYTES as u64), max),
+                skipped(4, MAX_LINE_BYTES + 1),
+                skipped(7, 3 * BLOCK_BYTES / 2),
+                skipped(10, 70_000),
+            ]
+        );
+        for size in [1 << 20, 65_537, 65_535, 4096, 1000, 89, 90, 91] {
+            assert_eq!(frame(&input, size), whole, "chunks of {size}");
+        }
+        assert_eq!(frame(b"", 1), Collect::default());
     }
 }

@@ -181,7 +181,9 @@ impl Config {
                 // the key the message names is on a line of the table.
                 Some(span) => {
                     let rest = &interpolated[span.start..];
-                    let table = &rest[..rest[1..].find("\n[").map_or(rest.len(), |i| i + 1)];
+                    // (An error at the very end of the text has nothing after it.)
+                    let after = rest.get(1..).unwrap_or_default();
+                    let table = &rest[..after.find("\n[").map_or(rest.len(), |i| i + 1)];
                     match named_key(e.message()).map(|k| find_key_line(table, k)) {
                         Some(n) if n > 0 => line_of(&interpolated, span.start) + n - 1,
                         _ => line_of(&interpolated, span.start),
@@ -508,6 +510,15 @@ indexer_acknowledgement = true
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("flowlog.toml"))
+    }
+
+    #[test]
+    fn an_empty_or_truncated_file_is_an_error_not_a_panic() {
+        // Found by the config fuzz target: an error spanning the end of the text.
+        for text in ["", "\n", "[sources.vpc]\ntype = \"file\"\npaths = ["] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("flowlog.toml:"), "{err}");
+        }
     }
 
     #[test]

@@ -100,6 +100,16 @@ fn httpdate(value: &str) -> Option<std::time::SystemTime> {
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
     let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // The ranges RFC 9110's grammar allows (and a year a date can have), so that no field
+    // of a hostile header makes the arithmetic overflow.
+    let fits = (1..=31).contains(&day)
+        && (1..=9999).contains(&year)
+        && (0..24).contains(&h)
+        && (0..60).contains(&m)
+        && (0..=60).contains(&s);
+    if !fits {
+        return None;
+    }
     let days = flowlog_model::time::days_from_civil(year, month, day);
     let secs = days * 86_400 + h * 3600 + m * 60 + s;
     let secs = u64::try_from(secs).ok()?;
@@ -157,5 +167,20 @@ mod tests {
         );
         assert!(parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT").unwrap() > Duration::ZERO);
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn out_of_range_dates_are_not_dates() {
+        // Found by the hec_answer fuzz target: a time of day this large overflowed.
+        let huge = "Sun, 06 Nov 1995 08:4922222222222222223:7 GMT";
+        assert_eq!(parse_retry_after(huge), None);
+        for bad in [
+            "Sun, 06 Nov 99999999999999 08:49:37 GMT",
+            "Sun, 99999999999999 Nov 1995 08:49:37 GMT",
+            "Sun, 06 Nov 1995 -1:49:37 GMT",
+            "Sun, 06 Nov 1995 08:49:9223372036854775807 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
     }
 }

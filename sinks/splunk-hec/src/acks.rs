@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::response::AckReply;
+use crate::response::acknowledged;
 use crate::Collector;
 
 /// The handle request tasks wait through.
@@ -119,14 +119,8 @@ async fn ask(collector: &Collector, ids: Vec<u64>, poll_timeout: Duration) -> Ve
             return Vec::new();
         }
     };
-    let Ok(reply) = serde_json::from_slice::<AckReply>(&response.body) else {
+    acknowledged(&response.body).unwrap_or_else(|| {
         tracing::warn!(sink = %collector.name, "ack poll: unexpected answer");
-        return Vec::new();
-    };
-    reply
-        .acks
-        .into_iter()
-        .filter(|(_, acked)| *acked)
-        .filter_map(|(id, _)| id.parse().ok())
-        .collect()
+        Vec::new()
+    })
 }

@@ -19,13 +19,13 @@
 mod acks;
 pub mod config;
 mod events;
-mod response;
+pub mod response;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
-use flowlog_sink::request::{EventVerdict, Protocol, Requests, Verdict};
+use flowlog_sink::request::{Protocol, Requests, Verdict};
 use flowlog_sink::{
     BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext,
     SinkError, SinkInput, SinkKind,
@@ -180,29 +180,8 @@ impl Protocol for Hec {
     }
 
     fn classify(&self, response: &Response, events: usize) -> Verdict {
-        match classify(response) {
-            Outcome::Accepted { ack_id, warning } => Verdict::Delivered {
-                // Without indexer acknowledgement an ack id means nothing to wait for.
-                receipt: ack_id.filter(|_| self.acker.is_some()),
-                warning,
-            },
-            Outcome::TooLarge => Verdict::TooLarge,
-            // Events before `index` were indexed; HEC stopped at the bad one.
-            Outcome::BadEvent { index, reason } if index < events => Verdict::Events(
-                (0..events)
-                    .map(|i| match i.cmp(&index) {
-                        std::cmp::Ordering::Less => EventVerdict::Delivered,
-                        std::cmp::Ordering::Equal => EventVerdict::Refused(reason.clone()),
-                        std::cmp::Ordering::Greater => EventVerdict::Unprocessed,
-                    })
-                    .collect(),
-            ),
-            Outcome::BadEvent { reason, .. } | Outcome::Permanent { reason } => {
-                Verdict::Refused { reason }
-            }
-            Outcome::Retry { reason, after } => Verdict::Retry { reason, after },
-            Outcome::Fatal { status, reason } => Verdict::Fatal { status, reason },
-        }
+        // Without indexer acknowledgement an ack id means nothing to wait for.
+        response::verdict(response, events, self.acker.is_some())
     }
 
     fn confirm(&self, receipt: u64) -> BoxFuture<'_, bool> {

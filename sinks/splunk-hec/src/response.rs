@@ -1,8 +1,10 @@
-//! What a collector's answer means for the request that got it (`protocols.md`, HEC).
+//! What a collector's answer means for the request that got it (`protocols.md`, HEC), and
+//! which ids an `/ack` answer confirms. Public so the fuzz targets reach the parsing.
 
 use std::time::Duration;
 
 use flowlog_sink::http::Response;
+use flowlog_sink::request::{EventVerdict, Verdict};
 use flowlog_sink::retry::parse_retry_after;
 use serde::Deserialize;
 
@@ -86,10 +88,51 @@ fn describe(status: u16, reply: &Reply, body: &[u8]) -> String {
     }
 }
 
+/// What the request layer does with a request of `events` events that got `response`.
+/// An ack id is a receipt to wait for only when `acking` (indexer acknowledgement is on).
+pub fn verdict(response: &Response, events: usize, acking: bool) -> Verdict {
+    match classify(response) {
+        Outcome::Accepted { ack_id, warning } => Verdict::Delivered {
+            receipt: ack_id.filter(|_| acking),
+            warning,
+        },
+        Outcome::TooLarge => Verdict::TooLarge,
+        // Events before `index` were indexed; HEC stopped at the bad one.
+        Outcome::BadEvent { index, reason } if index < events => Verdict::Events(
+            (0..events)
+                .map(|i| match i.cmp(&index) {
+                    std::cmp::Ordering::Less => EventVerdict::Delivered,
+                    std::cmp::Ordering::Equal => EventVerdict::Refused(reason.clone()),
+                    std::cmp::Ordering::Greater => EventVerdict::Unprocessed,
+                })
+                .collect(),
+        ),
+        Outcome::BadEvent { reason, .. } | Outcome::Permanent { reason } => {
+            Verdict::Refused { reason }
+        }
+        Outcome::Retry { reason, after } => Verdict::Retry { reason, after },
+        Outcome::Fatal { status, reason } => Verdict::Fatal { status, reason },
+    }
+}
+
 /// The body of an `/ack` answer: `{"acks":{"0":true,"1":false}}`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct AckReply {
-    pub acks: std::collections::HashMap<String, bool>,
+struct AckReply {
+    acks: std::collections::HashMap<String, bool>,
+}
+
+/// The ids an `/ack` answer says are indexed; `None` when the body is not an ack answer.
+/// Keys that are not ids are ignored (a collector only answers for ids it was asked about).
+pub fn acknowledged(body: &[u8]) -> Option<Vec<u64>> {
+    let reply: AckReply = serde_json::from_slice(body).ok()?;
+    Some(
+        reply
+            .acks
+            .into_iter()
+            .filter(|(_, acked)| *acked)
+            .filter_map(|(id, _)| id.parse().ok())
+            .collect(),
+    )
 }
 
 #[cfg(test)]

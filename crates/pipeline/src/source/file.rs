@@ -16,7 +16,7 @@ use flowlog_decode::{
 };
 use flowlog_model::{FlowFormat, SourceId};
 
-use super::text::TextReader;
+use super::text::{Block, TextReader};
 use super::{threaded, Emit, Progress, Source, SourceContext, SourceKind};
 use crate::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
 
@@ -416,12 +416,20 @@ fn read_text(
         }
         match reader.next_block(poll.is_none())? {
             Some((block, end)) => {
-                ctx.metrics.bytes_in.inc_by(block.len() as u64);
                 let mut emit = Emit::new(ctx, progress, checkpoint);
                 emit.keep = true;
-                let lines = decoder
-                    .decode_lines(Buffer::from_vec(block), next_line, &mut emit)
-                    .map_err(decode_error)?;
+                let lines = match block {
+                    Block::Lines(block) => {
+                        ctx.metrics.bytes_in.inc_by(block.len() as u64);
+                        decoder.decode_lines(Buffer::from_vec(block), next_line, &mut emit)
+                    }
+                    Block::LongLine { head, length } => {
+                        ctx.metrics.bytes_in.inc_by(length);
+                        let over = decoder.over_long_line(next_line, &head, length, &mut emit);
+                        over.map(|()| 1)
+                    }
+                }
+                .map_err(decode_error)?;
                 decoder.flush(&mut emit).map_err(decode_error)?;
                 next_line += lines;
                 let resume = Resume {

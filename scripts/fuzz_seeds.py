@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed inputs into CORPORA/<target>/ (scripts/fuzz.sh calls it).
+
+Seeds come from real inputs: ../shared/fixtures (flow logs of every version, CloudWatch,
+Firehose and Lambda envelopes, gzip), the README's configuration blocks, and the HEC answers
+protocols.md lists. Names are content hashes, so seeding again adds nothing twice.
+"""
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "..", "shared", "fixtures")
+MAX = 65536  # scripts/fuzz.sh's -max_len
+
+
+def put(corpora, target, data: bytes):
+    if len(data) > MAX:
+        return
+    directory = os.path.join(corpora, target)
+    os.makedirs(directory, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def fixture_files():
+    for folder, _, files in os.walk(FIXTURES):
+        for name in sorted(files):
+            if name.endswith((".log", ".json", ".csv", ".gz")):
+                yield os.path.join(folder, name)
+    yield os.path.join(ROOT, "examples", "s3-vpc-flow-v5.log.gz")
+
+
+def main():
+    corpora = sys.argv[1]
+    for path in fixture_files():
+        with open(path, "rb") as f:
+            data = f.read()
+        # decode: a settings byte, then the input as it is and gzip'd; Lambda-wrapped too.
+        for knobs in (0x00, 0x35, 0xF0):
+            put(corpora, "decode", bytes([knobs]) + data)
+        put(corpora, "decode", b"\x12" + gzip.compress(data))
+        if data.lstrip().startswith(b"{") and b"logEvents" in data:
+            wrapped = json.dumps({"awslogs": {"data": base64.b64encode(gzip.compress(data)).decode()}})
+            put(corpora, "decode", b"\x00" + wrapped.encode())
+        # format: a format spec (or header line) then lines to decode under it.
+        if path.endswith(".log"):
+            lines = data.split(b"\n")
+            put(corpora, "format", data)
+            put(corpora, "format", b"${version} ${account-id} ${interface-id}\n" + b"\n".join(lines[1:4]))
+    # config: every TOML block of the docs, and the configurations the end-to-end tests write.
+    for doc in ("README.md", "ARCHITECTURE.md"):
+        with open(os.path.join(ROOT, doc), encoding="utf-8") as f:
+            for block in re.findall(r"```toml\n(.*?)```", f.read(), re.S):
+                put(corpora, "config", block.encode())
+    tests = os.path.join(ROOT, "tests")
+    for name in sorted(os.listdir(tests)):
+        if name.endswith(".rs"):
+            with open(os.path.join(tests, name), encoding="utf-8") as f:
+                for text in re.findall(r'r#"(.*?)"#', f.read(), re.S):
+                    if "[sources." in text or "[sinks." in text:
+                        put(corpora, "config", text.encode())
+    # hec_answer: status (little-endian, minus 100), events, acking flag, then
+    # "Retry-After value NUL body" or just the body.
+    answers = [
+        (200, b'{"text":"Success","code":0}'),
+        (200, b'{"text":"Success","code":0,"ackId":7}'),
+        (200, b'{"text":"Success","code":24}'),
+        (400, b'{"text":"Invalid data format","code":6,"invalid-event-number":3}'),
+        (400, b'{"text":"Data channel is missing","code":10}'),
+        (401, b'{"text":"Invalid authorization","code":3}'),
+        (413, b"Content-Length of 1048577 too large (maximum is 1000000)"),
+        (429, b"10\x00" + b'{"text":"Server is busy","code":9}'),
+        (503, b"Sun, 06 Nov 1994 08:49:37 GMT\x00" + b'{"text":"Server is busy","code":9}'),
+        (200, b'{"acks":{"0":true,"1":false,"2":true}}'),
+    ]
+    for status, body in answers:
+        put(corpora, "hec_answer", struct.pack("<H", status - 100) + bytes([8, 1]) + body)
+
+
+if __name__ == "__main__":
+    main()
