@@ -10,14 +10,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 minutes=${1:-120}
-names=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+names=$( (cargo metadata --no-deps --format-version 1 --offline
+  cargo metadata --no-deps --format-version 1 --offline --manifest-path fuzz/Cargo.toml) |
+  python3 -c '
 import json, sys
-for p in json.load(sys.stdin)["packages"]:
-    for t in p["targets"]:
-        print(t["name"].replace("-", "_"))
-        print(t["name"])
+for line in sys.stdin:
+    for p in json.loads(line)["packages"]:
+        for t in p["targets"]:
+            print(t["name"].replace("-", "_"))
+            print(t["name"])
 ' | sort -u)
-for profile in debug release; do
+# The fuzz targets' instrumented builds (scripts/fuzz.sh) live in $target/fuzz.
+for profile in debug release fuzz/x86_64-unknown-linux-gnu/release; do
   deps="$target/$profile/deps"
   [ -d "$deps" ] || continue
   for name in $names; do

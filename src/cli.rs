@@ -64,6 +64,12 @@ pub struct TransformArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// When standard input is a pipe, a terminal or a socket, the longest a record waits
+    /// to be written while input keeps arriving (seconds); a record is written at once when
+    /// the input goes quiet. Files are read in whole blocks.
+    #[arg(long, value_name = "SECS", default_value_t = 0.1, value_parser = flush_interval)]
+    pub flush_interval: f64,
+
     #[command(flatten)]
     pub enrich: EnrichArgs,
 }
@@ -163,4 +169,14 @@ pub struct SchemaArgs {
     /// (schemas/elasticsearch/component-template.json).
     #[arg(long)]
     pub component_template: bool,
+}
+
+/// A flush interval: seconds, from 0 (every read) up to an hour.
+fn flush_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.0..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0 to 3600"
+        )),
+    }
 }

@@ -5,11 +5,11 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flowlog_decode::{
     decode_file, decode_reader, DeadLetter, DecodeError, DecodeOptions, DecodeStats, RecordSink,
-    SinkError,
+    SinkError, Streaming,
 };
 use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 use flowlog_normalize::{Encoder, Target};
@@ -78,11 +78,12 @@ pub fn run(args: TransformArgs) -> ExitCode {
         dead_letters,
     };
 
+    let flush_interval = Duration::from_secs_f64(args.flush_interval);
     let started = Instant::now();
     let mut totals = DecodeStats::default();
     let mut unreadable = 0;
     for input in &inputs {
-        match decode_input(input, &options, &mut sink) {
+        match decode_input(input, &options, flush_interval, &mut sink) {
             Ok(stats) => totals += stats,
             Err(DecodeError::Sink(err)) if is_broken_pipe(&*err) => {
                 // The reader went away (`| head`): stop quietly, as Unix tools do.
@@ -164,10 +165,16 @@ fn enricher(
 fn decode_input(
     input: &Path,
     options: &DecodeOptions,
+    flush_interval: Duration,
     sink: &mut NdjsonSink,
 ) -> Result<DecodeStats, DecodeError> {
     if input.as_os_str() == "-" {
-        decode_reader(io::stdin().lock(), SourceId::new("-"), options, sink)
+        // A pipe or a terminal is written through as records arrive; a file in blocks.
+        let options = DecodeOptions {
+            streaming: Streaming::stdin(flush_interval),
+            ..options.clone()
+        };
+        decode_reader(io::stdin().lock(), SourceId::new("-"), &options, sink)
     } else {
         let source = SourceId::new(input.to_string_lossy().into_owned());
         decode_file(input, source, options, sink)
@@ -264,6 +271,7 @@ struct NdjsonSink {
 }
 
 impl NdjsonSink {
+    /// Writes out whatever the output and the dead-letter file hold.
     fn finish(&mut self) -> io::Result<()> {
         self.stdout.flush()?;
         if let DeadLetterOut::File(file) = &mut self.dead_letters {
@@ -303,5 +311,9 @@ impl RecordSink for NdjsonSink {
             DeadLetterOut::Discard => {}
         }
         Ok(())
+    }
+
+    fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(self.finish()?)
     }
 }

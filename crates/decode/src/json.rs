@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::line::{LineDecoder, LineNumbers};
 use crate::sniff::{sniff, Envelope};
 use crate::text::{BLOCK_BYTES, MAX_LINE_BYTES};
-use crate::{DecodeError, RecordSink};
+use crate::{DecodeError, RecordSink, Streaming};
 
 /// How deep envelopes may nest (Firehose record -> gzip -> CloudWatch payload is 3).
 const MAX_DEPTH: usize = 6;
@@ -87,9 +87,12 @@ impl<'d> JsonDecoder<'d> {
     /// Decodes a JSON stream: one object per line (NDJSON), or objects that span lines or
     /// follow each other without separators (pretty-printed payloads, Firehose's
     /// concatenated records in S3).
+    /// With `streaming`, records of `{"message"}` and other one-per-line objects are emitted
+    /// as their lines arrive (see [`Streaming`]).
     pub fn decode_stream(
         mut self,
         reader: impl Read,
+        streaming: Option<&Streaming>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
@@ -101,6 +104,7 @@ impl<'d> JsonDecoder<'d> {
             let mut line = first;
             let mut length = first_length;
             let mut line_no = 1;
+            let mut pending_since = None;
             loop {
                 if length > line.len() as u64 {
                     let reason = format!(
@@ -111,6 +115,16 @@ impl<'d> JsonDecoder<'d> {
                         .dead_letter_of(line_no, reason, &line, length, sink)?;
                 } else {
                     self.decode_json_line(&line, line_no, sink)?;
+                }
+                if let Some(streaming) = streaming {
+                    // Before a read that may wait: emit what was decoded, if it is due.
+                    pending_since.get_or_insert_with(std::time::Instant::now);
+                    if reader.buffer().is_empty() && streaming.due(pending_since) {
+                        self.flush(sink)?;
+                        self.lines.flush(sink)?;
+                        sink.idle().map_err(DecodeError::Sink)?;
+                        pending_since = None;
+                    }
                 }
                 line.clear();
                 length = self.read_line(&mut reader, &mut line)?;

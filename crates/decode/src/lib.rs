@@ -45,6 +45,11 @@ pub use text::MAX_LINE_BYTES;
 pub trait RecordSink {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError>;
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError>;
+    /// A streaming input ([`DecodeOptions::streaming`]) went quiet after what was just
+    /// emitted: write out anything held in buffers.
+    fn idle(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Called with the number of input bytes consumed, as they are consumed (progress bars).
@@ -64,6 +69,60 @@ pub struct DecodeOptions {
     /// Keep each record's line in [`FlowBatch::lines`] (text and JSON envelopes; Parquet
     /// has no lines).
     pub keep_lines: bool,
+    /// For input that arrives over time (a pipe, a terminal, a socket): emit records as
+    /// their lines arrive instead of waiting for a whole block. Without it, streams are
+    /// read a block (about 1 MiB) at a time, which is fastest for files.
+    pub streaming: Option<Streaming>,
+}
+
+/// How a stream that arrives over time is decoded promptly: read what is there, and emit
+/// what was decoded (then call [`RecordSink::idle`]) whenever nothing more is ready to be
+/// read, or once the oldest line not yet emitted has waited `flush_interval`. Partial lines
+/// wait for their end; a busy stream is still read in whole blocks.
+#[derive(Clone)]
+pub struct Streaming {
+    /// Whether more input can be read now without waiting.
+    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The longest a decoded line waits to be emitted while input keeps arriving.
+    pub flush_interval: std::time::Duration,
+}
+
+impl Streaming {
+    /// The default flush interval: a tenth of a second.
+    pub const DEFAULT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Streaming for standard input when it is not a regular file (a pipe, a terminal, a
+    /// socket); `None` for a file, which is read in whole blocks.
+    #[cfg(unix)]
+    pub fn stdin(flush_interval: std::time::Duration) -> Option<Self> {
+        use std::os::unix::fs::FileTypeExt;
+        // The metadata of fd 0 itself, whatever path (if any) it came from.
+        let kind = std::fs::metadata("/dev/stdin").ok()?.file_type();
+        if kind.is_file() || kind.is_block_device() {
+            return None;
+        }
+        let ready = || {
+            let mut fd = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no timeout; fd 0 is only inspected.
+            let n = unsafe { libc::poll(&mut fd, 1, 0) };
+            // Readable, or at its end or broken (a read then returns at once too).
+            n > 0 && fd.revents != 0
+        };
+        Some(Self {
+            ready: Arc::new(ready),
+            flush_interval,
+        })
+    }
+
+    /// Whether to emit now: nothing more is ready, or the oldest pending line (waiting
+    /// since `since`) has waited long enough.
+    pub(crate) fn due(&self, since: Option<std::time::Instant>) -> bool {
+        since.is_some_and(|t| t.elapsed() >= self.flush_interval) || !(self.ready)()
+    }
 }
 
 impl Default for DecodeOptions {
@@ -73,6 +132,7 @@ impl Default for DecodeOptions {
             batch_rows: 8192,
             progress: None,
             keep_lines: false,
+            streaming: None,
         }
     }
 }
@@ -84,6 +144,10 @@ impl std::fmt::Debug for DecodeOptions {
             .field("batch_rows", &self.batch_rows)
             .field("progress", &self.progress.is_some())
             .field("keep_lines", &self.keep_lines)
+            .field(
+                "streaming",
+                &self.streaming.as_ref().map(|s| s.flush_interval),
+            )
             .finish()
     }
 }
@@ -214,7 +278,14 @@ fn decode_stream(
     sink: &mut dyn RecordSink,
 ) -> Result<DecodeStats, DecodeError> {
     let mut prefix = [0u8; SNIFF_LEN];
-    let n = read_prefix(&mut reader, &mut prefix).map_err(|e| DecodeError::io(source, e))?;
+    let n = match &options.streaming {
+        // A first line shorter than the sniffer's window must not wait for the next one.
+        Some(streaming) if gzip_depth == 0 => {
+            read_prefix_streaming(&mut reader, &mut prefix, streaming)
+        }
+        _ => read_prefix(&mut reader, &mut prefix),
+    }
+    .map_err(|e| DecodeError::io(source, e))?;
     let reader = Cursor::new(prefix[..n].to_vec()).chain(reader);
     let mut lines = LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows)
         .keeping_lines(options.keep_lines);
@@ -248,9 +319,13 @@ fn decode_stream(
             parquet::decode_parquet(spill, source, options.batch_rows, &mut stats, sink)?;
             return Ok(stats);
         }
-        Envelope::Json => json::JsonDecoder::new(&mut lines).decode_stream(reader, sink)?,
+        Envelope::Json => {
+            let streaming = options.streaming.as_ref().filter(|_| gzip_depth == 0);
+            json::JsonDecoder::new(&mut lines).decode_stream(reader, streaming, sink)?
+        }
         Envelope::Text => {
-            text::decode_text(reader, &mut lines, 1, sink)?;
+            let streaming = options.streaming.as_ref().filter(|_| gzip_depth == 0);
+            text::decode_text(reader, &mut lines, 1, streaming, sink)?;
         }
         Envelope::Empty => {}
     }
@@ -279,6 +354,28 @@ fn map_window(file: &File, offset: u64, len: usize) -> std::io::Result<arrow_buf
     // SAFETY: `ptr` is valid for `len` bytes for as long as `map` lives, and the buffer
     // keeps `map` alive through its owner.
     Ok(unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
+}
+
+/// [`read_prefix`] for a stream that arrives over time: stops early once the bytes read
+/// hold more than white space and nothing more is ready.
+fn read_prefix_streaming(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    streaming: &Streaming,
+) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        if buf[..filled].iter().any(|b| !b.is_ascii_whitespace()) && !(streaming.ready)() {
+            break;
+        }
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Fills `buf` as far as the input allows; returns how many bytes were read (what

@@ -5,7 +5,7 @@ use std::io::Read;
 use arrow_buffer::Buffer;
 
 use crate::line::{LineDecoder, LineNumbers};
-use crate::{DeadLetter, DecodeError, RecordSink};
+use crate::{DeadLetter, DecodeError, RecordSink, Streaming};
 
 /// Target size of a block: large enough to amortise per-block work, small enough that a
 /// batch's memory stays in the low megabytes.
@@ -205,27 +205,68 @@ pub(crate) fn decode_mapped(
 }
 
 /// Reads `reader` to the end in blocks, framed into lines (see [`Framer`]). Memory stays
-/// bounded by a couple of blocks whatever the input.
+/// bounded by a couple of blocks whatever the input. With `streaming`, a block is handed on
+/// as soon as it is due rather than full, and what was decoded is emitted.
 pub(crate) fn decode_text(
     mut reader: impl Read,
     decoder: &mut LineDecoder,
     first_line: u64,
+    streaming: Option<&Streaming>,
     sink: &mut dyn RecordSink,
 ) -> Result<u64, DecodeError> {
+    let source = decoder.source().clone();
+    let io = |e| DecodeError::io(&source, e);
     let mut framer = Framer::new(first_line);
     loop {
         let mut buf = Vec::with_capacity(BLOCK_BYTES);
-        // `read_to_end` on a `Take` stops at the limit or at the end of the input, so
-        // falling short of a block means the input has ended.
-        reader
-            .by_ref()
-            .take(BLOCK_BYTES as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| DecodeError::io(decoder.source(), e))?;
-        let last = buf.len() < BLOCK_BYTES;
+        let last = match streaming {
+            // `read_to_end` on a `Take` stops at the limit or at the end of the input, so
+            // falling short of a block means the input has ended.
+            None => {
+                let read = reader
+                    .by_ref()
+                    .take(BLOCK_BYTES as u64)
+                    .read_to_end(&mut buf);
+                read.map_err(io)?;
+                buf.len() < BLOCK_BYTES
+            }
+            Some(streaming) => read_until_due(&mut reader, &mut buf, streaming).map_err(io)?,
+        };
         framer.feed(Buffer::from_vec(buf), last, decoder, sink)?;
         if last {
             return Ok(framer.lines(first_line));
+        }
+        if streaming.is_some() {
+            decoder.flush(sink)?;
+            sink.idle().map_err(DecodeError::Sink)?;
+        }
+    }
+}
+
+/// Reads into `buf` until a block is full or it is due (see [`Streaming`]); true at the
+/// end of the input.
+fn read_until_due(
+    reader: &mut impl Read,
+    buf: &mut Vec<u8>,
+    streaming: &Streaming,
+) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut since = None;
+    loop {
+        let room = (BLOCK_BYTES - buf.len()).min(chunk.len());
+        match reader.read(&mut chunk[..room]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        // Only once a line has ended is there anything to emit.
+        let whole_line = memchr::memchr(b'\n', buf).is_some();
+        if whole_line {
+            since.get_or_insert_with(std::time::Instant::now);
+        }
+        if buf.len() >= BLOCK_BYTES || (whole_line && streaming.due(since)) {
+            return Ok(false);
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use arrow_buffer::Buffer;
 use flowlog_decode::{
-    decode_file, decode_reader, read_prefix, sniff, DecodeOptions, Envelope, LineDecoder,
+    decode_file, decode_reader, read_prefix, sniff, DecodeOptions, Envelope, LineDecoder, Streaming,
 };
 use flowlog_model::{FlowFormat, SourceId};
 
@@ -253,7 +253,11 @@ fn forget_removed(checkpoints: &Checkpoints, dir: &Path, present: &[PathBuf]) {
 pub fn read_stdin(ctx: &SourceContext) {
     let start = FileCheckpoint::default();
     let mut progress = Progress::new(None, (0, 0), &start);
-    let options = decode_options(ctx, ctx.format.clone());
+    // A pipe or a terminal sends records on as their lines arrive; a file, in blocks.
+    let options = DecodeOptions {
+        streaming: Streaming::stdin(Streaming::DEFAULT_FLUSH_INTERVAL),
+        ..decode_options(ctx, ctx.format.clone())
+    };
     let mut emit = Emit::new(ctx, &mut progress, &start);
     let stdin = std::io::stdin();
     match decode_reader(stdin.lock(), SourceId::new("-"), &options, &mut emit) {
