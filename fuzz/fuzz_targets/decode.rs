@@ -3,7 +3,10 @@
 //! by the reader never changes what is decoded.
 #![no_main]
 
-use flowlog_decode::{decode_reader, DecodeOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowlog_decode::{decode_reader, DecodeOptions, Streaming};
 use flowlog_fuzz::{Collect, Trickle};
 use flowlog_model::SourceId;
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +27,45 @@ fuzz_target!(|input: &[u8]| {
     let mut whole = Collect::default();
     let whole_result = decode_reader(data, source.clone(), &options, &mut whole);
     let mut split = Collect::default();
-    let split_result = decode_reader(Trickle { data, piece }, source, &options, &mut split);
+    let split_result = decode_reader(
+        Trickle { data, piece },
+        source.clone(),
+        &options,
+        &mut split,
+    );
+
+    // Decoded as a stream that arrives over time (emitting after every line, as on an idle
+    // pipe): the same rows and dead letters, only in more, smaller batches.
+    let streaming = DecodeOptions {
+        streaming: Some(Streaming {
+            ready: Arc::new(|| false),
+            flush_interval: Duration::ZERO,
+        }),
+        ..options.clone()
+    };
+    let mut prompt = Collect::default();
+    let prompt_result = decode_reader(
+        Trickle { data, piece },
+        SourceId::new("fuzz"),
+        &streaming,
+        &mut prompt,
+    );
+    if let (Ok(a), Ok(b)) = (&whole_result, &prompt_result) {
+        assert_eq!(
+            (a.records, a.dead_letters),
+            (b.records, b.dead_letters),
+            "streaming changed the counts"
+        );
+        assert_eq!(
+            whole.line_numbers(),
+            prompt.line_numbers(),
+            "streaming changed the rows"
+        );
+        assert_eq!(
+            whole.dead_letters, prompt.dead_letters,
+            "streaming changed the dead letters"
+        );
+    }
 
     match (&whole_result, &split_result) {
         (Ok(a), Ok(b)) => {

@@ -15,6 +15,16 @@ pub struct Collect {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+impl Collect {
+    /// The line number of every row, in order, whatever the batches.
+    pub fn line_numbers(&self) -> Vec<u64> {
+        self.batches
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect()
+    }
+}
+
 impl RecordSink for Collect {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
         check(&batch);

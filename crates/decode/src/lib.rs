@@ -180,6 +180,9 @@ impl AddAssign for DecodeStats {
     }
 }
 
+/// The longest envelope magic [`sniff`] looks for (`PAR1`; gzip's is 2 bytes, UTF-8's BOM 3).
+const MAGIC_LEN: usize = 4;
+
 /// How many gzip layers are unwrapped before giving up.
 const MAX_GZIP_DEPTH: usize = 3;
 
@@ -357,7 +360,8 @@ fn map_window(file: &File, offset: u64, len: usize) -> std::io::Result<arrow_buf
 }
 
 /// [`read_prefix`] for a stream that arrives over time: stops early once the bytes read
-/// hold more than white space and nothing more is ready.
+/// hold more than white space and nothing more is ready. Never before [`MAGIC_LEN`] bytes,
+/// so that gzip and Parquet are recognised however the stream is cut.
 fn read_prefix_streaming(
     reader: &mut impl Read,
     buf: &mut [u8],
@@ -365,7 +369,8 @@ fn read_prefix_streaming(
 ) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        if buf[..filled].iter().any(|b| !b.is_ascii_whitespace()) && !(streaming.ready)() {
+        let some_text = buf[..filled].iter().any(|b| !b.is_ascii_whitespace());
+        if filled >= MAGIC_LEN && some_text && !(streaming.ready)() {
             break;
         }
         match reader.read(&mut buf[filled..]) {
