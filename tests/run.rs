@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -869,4 +870,31 @@ fn kill_9_with_failing_requests_resends_about_the_unacknowledged_only() {
         resent <= unacknowledged + recent,
         "{resent} lines sent again, more than the {unacknowledged} unacknowledged + {recent} recently acknowledged"
     );
+}
+
+#[test]
+fn a_stdin_source_on_a_pipe_delivers_each_line_while_the_pipe_stays_open() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let setup = setup(&receiver, "type = \"stdin\"", "");
+    let mut child = flowlog(&["run"], &setup.config)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for n in 1..=3u64 {
+        let line = format!(
+            "2 123456789010 eni-1 10.0.0.1 10.0.0.2 {n} 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n"
+        );
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // Generous: a record held until the end of the input never arrives while the
+        // pipe is open.
+        wait_for(&format!("record {n}"), Duration::from_secs(30), || {
+            receiver.ids().len() as u64 == n
+        });
+    }
+    drop(stdin);
+    let (ok, stderr) = finish(child);
+    assert!(ok, "{stderr}");
+    assert_eq!(receiver.ids().len(), 3);
 }
