@@ -280,13 +280,18 @@ fn decode_stream(
     gzip_depth: usize,
     sink: &mut dyn RecordSink,
 ) -> Result<DecodeStats, DecodeError> {
+    // Only the outer stream arrives over time; what a gzip layer holds is read whole.
+    let streaming = options.streaming.as_ref().filter(|_| gzip_depth == 0);
     let mut prefix = [0u8; SNIFF_LEN];
-    let n = match &options.streaming {
-        // A first line shorter than the sniffer's window must not wait for the next one.
-        Some(streaming) if gzip_depth == 0 => {
-            read_prefix_streaming(&mut reader, &mut prefix, streaming)
-        }
-        _ => read_prefix(&mut reader, &mut prefix),
+    let n = match streaming {
+        // A first line shorter than the sniffer's window must not wait for the next one,
+        // but gzip's and Parquet's magic must be whole, however the stream is cut.
+        Some(streaming) => fill_prefix(&mut reader, &mut prefix, |read| {
+            read.len() >= MAGIC_LEN
+                && read.iter().any(|b| !b.is_ascii_whitespace())
+                && !(streaming.ready)()
+        }),
+        None => read_prefix(&mut reader, &mut prefix),
     }
     .map_err(|e| DecodeError::io(source, e))?;
     let reader = Cursor::new(prefix[..n].to_vec()).chain(reader);
@@ -323,11 +328,9 @@ fn decode_stream(
             return Ok(stats);
         }
         Envelope::Json => {
-            let streaming = options.streaming.as_ref().filter(|_| gzip_depth == 0);
             json::JsonDecoder::new(&mut lines).decode_stream(reader, streaming, sink)?
         }
         Envelope::Text => {
-            let streaming = options.streaming.as_ref().filter(|_| gzip_depth == 0);
             text::decode_text(reader, &mut lines, 1, streaming, sink)?;
         }
         Envelope::Empty => {}
@@ -359,35 +362,20 @@ fn map_window(file: &File, offset: u64, len: usize) -> std::io::Result<arrow_buf
     Ok(unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
 }
 
-/// [`read_prefix`] for a stream that arrives over time: stops early once the bytes read
-/// hold more than white space and nothing more is ready. Never before [`MAGIC_LEN`] bytes,
-/// so that gzip and Parquet are recognised however the stream is cut.
-fn read_prefix_streaming(
-    reader: &mut impl Read,
-    buf: &mut [u8],
-    streaming: &Streaming,
-) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let some_text = buf[..filled].iter().any(|b| !b.is_ascii_whitespace());
-        if filled >= MAGIC_LEN && some_text && !(streaming.ready)() {
-            break;
-        }
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Fills `buf` as far as the input allows; returns how many bytes were read (what
 /// [`sniff`] is given: [`SNIFF_LEN`] bytes, or fewer at the end of the input).
 pub fn read_prefix(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    fill_prefix(reader, buf, |_| false)
+}
+
+/// [`read_prefix`] that also stops once `enough` says so of what was read so far.
+fn fill_prefix(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    enough: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<usize> {
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < buf.len() && !enough(&buf[..filled]) {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,

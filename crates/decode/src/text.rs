@@ -16,6 +16,9 @@ pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 /// holds more than this much of a line that has not ended.
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 
+/// The most a streaming read asks for at once (what a Linux pipe holds).
+const READ_BYTES: usize = 64 << 10;
+
 /// Size of the windows a plain-text file is mapped in. Each window is unmapped once the
 /// batches pointing into it are dropped, so memory stays bounded for any file size.
 pub(crate) const WINDOW_BYTES: u64 = 16 << 20;
@@ -250,22 +253,26 @@ fn read_until_due(
     buf: &mut Vec<u8>,
     streaming: &Streaming,
 ) -> std::io::Result<bool> {
-    let mut chunk = vec![0u8; 64 << 10];
     let mut since = None;
     loop {
-        let room = (BLOCK_BYTES - buf.len()).min(chunk.len());
-        match reader.read(&mut chunk[..room]) {
+        // Straight into the block: a read returns what the pipe holds (64 KiB at most on
+        // Linux), so the block grows read by read.
+        let start = buf.len();
+        buf.resize((start + READ_BYTES).min(BLOCK_BYTES), 0);
+        let read = reader.read(&mut buf[start..]);
+        buf.truncate(start + read.as_ref().map_or(0, |&n| n));
+        match read {
             Ok(0) => return Ok(true),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        // Only once a line has ended is there anything to emit.
-        let whole_line = memchr::memchr(b'\n', buf).is_some();
-        if whole_line {
-            since.get_or_insert_with(std::time::Instant::now);
+        // Only once a line has ended is there anything to emit; the bytes before this read
+        // were looked at already.
+        if since.is_none() && memchr::memchr(b'\n', &buf[start..]).is_some() {
+            since = Some(std::time::Instant::now());
         }
-        if buf.len() >= BLOCK_BYTES || (whole_line && streaming.due(since)) {
+        if buf.len() >= BLOCK_BYTES || (since.is_some() && streaming.due(since)) {
             return Ok(false);
         }
     }

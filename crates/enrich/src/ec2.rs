@@ -97,18 +97,9 @@ fn refresh_loop(options: Ec2Options, tx: mpsc::SyncSender<Result<Vec<Interface>,
 
 /// One full read of the account's interfaces and instance tags.
 pub async fn describe(client: &Client) -> Result<Vec<Interface>, EnrichError> {
-    let error = |e: &dyn std::error::Error| {
-        // The SDK's Display says only "service error"; the source chain has AWS's code and
-        // message.
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        EnrichError::Ec2(message)
-    };
+    // The SDK's Display says only "service error"; the source chain has AWS's code and
+    // message.
+    let error = |e: &dyn std::error::Error| EnrichError::Ec2(flowlog_model::error_chain(e));
     let interfaces: Vec<_> = client
         .describe_network_interfaces()
         .into_paginator()

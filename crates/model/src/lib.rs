@@ -30,6 +30,6 @@ pub use batch::{FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
 pub use dead_letter::DeadLetter;
 pub use enrichment::{enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind};
-pub use error::FormatError;
+pub use error::{error_chain, FormatError};
 pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};
 pub use schema::{canonical_schema, canonical_width, schema_with_extras};

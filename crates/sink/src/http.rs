@@ -20,6 +20,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::SinkError;
+use flowlog_model::error_chain;
 
 /// TLS settings of one sink.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -249,18 +250,6 @@ pub fn warn_if_plaintext(sink: &str, url: &str) {
             "{url} is plain http://: the credential travels unencrypted; use https://"
         );
     }
-}
-
-/// An error and its causes, on one line ("client error (Connect): connection refused").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The system's trusted roots (unless `system` is false), plus those of `ca_file`.
