@@ -55,6 +55,12 @@ pub struct TransformArgs {
     #[arg(long, value_name = "VERSION", default_value = "1.1.0")]
     pub ocsf_version: flowlog_normalize::OcsfVersion,
 
+    /// Write envelope metadata the output format has no field for (a CloudWatch Logs
+    /// event id, a Firehose request id, what a log engine added to a `{"message"}` event)
+    /// as one object under this key. What the format maps is always written.
+    #[arg(long, value_name = "KEY")]
+    pub envelope_key: Option<String>,
+
     /// Append records that cannot be decoded to this file, as NDJSON (source, line,
     /// reason, raw). Without it they are reported on standard error.
     #[arg(long, value_name = "PATH")]

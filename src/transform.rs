@@ -12,7 +12,7 @@ use flowlog_decode::{
     SinkError, Streaming,
 };
 use flowlog_model::{FlowBatch, FlowFormat, SourceId};
-use flowlog_normalize::{Encoder, Target};
+use flowlog_normalize::{EncodeOptions, Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{EnrichArgs, OutputShape, TransformArgs};
@@ -73,7 +73,9 @@ pub fn run(args: TransformArgs) -> ExitCode {
     let mut sink = NdjsonSink {
         enricher,
         quiet: args.quiet,
-        encoder: target.encoder(),
+        encoder: target.encoder_with(&EncodeOptions {
+            envelope_key: args.envelope_key.clone(),
+        }),
         stdout: io::stdout().lock(),
         dead_letters,
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use base64::Engine;
-use common::{tempdir, transform, transform_file};
+use common::{fixture, ocsf_errors, ocsf_validator, tempdir, transform, transform_file};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::json;
@@ -319,4 +319,183 @@ fn large_files_cross_block_and_window_boundaries() {
         assert_eq!(r["srcport"], n % 65536, "record {i}");
     }
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// What the CloudWatch Logs payload in the fixtures says about its records.
+const LOG_GROUP: &str = "/aws/vpc/flowlogs";
+const LOG_STREAM: &str = "eni-1235b8ca123456789";
+const OWNER: &str = "123456789010";
+
+#[test]
+fn cloudwatch_envelope_metadata_is_mapped_in_ecs_and_ocsf() {
+    // A subscription payload as it is, and the same payload inside a Firehose request.
+    let firehose = fixture("envelopes/firehose-http-request.cwl-subscription-gzip.json");
+    for (input, request_id) in [
+        (
+            fixture("otel-collector-contrib/valid_vpc_flow_cw.json"),
+            None,
+        ),
+        (firehose, Some("ed4acda5-034f-9f42-bba1-f29aea6d7d8f")),
+    ] {
+        let ecs = transform_file(&input, &["--to", "ecs", "--envelope-key", "envelope"]);
+        assert!(ecs.success && !ecs.records.is_empty(), "{}", ecs.stderr);
+        for (i, doc) in ecs.records.iter().enumerate() {
+            let cloudwatch = &doc["aws"]["cloudwatch"];
+            assert_eq!(cloudwatch["log_group"], LOG_GROUP);
+            assert_eq!(cloudwatch["log_stream"], LOG_STREAM);
+            assert_eq!(cloudwatch["event_id"], format!("eventId{}", i + 1));
+            assert_eq!(doc["cloud"]["account"]["id"], OWNER);
+            let envelope = &doc["envelope"];
+            assert_eq!(
+                envelope["subscription_filters"],
+                json!(["MyFlowLogSubscription"])
+            );
+            assert_eq!(envelope["event_time"], "2014-12-14T04:06:50.000Z");
+            // Mapped members are not repeated under the key.
+            assert!(envelope.get("log_group").is_none() && envelope.get("owner").is_none());
+            match request_id {
+                Some(id) => {
+                    assert_eq!(envelope["request_id"], id);
+                    assert_eq!(doc["event"]["ingested"], "2020-01-03T22:35:01.599Z");
+                }
+                None => assert!(doc["event"].get("ingested").is_none()),
+            }
+        }
+
+        let validator = ocsf_validator("1.1.0");
+        let ocsf = transform_file(&input, &["--to", "ocsf", "--envelope-key", "unmapped"]);
+        assert_eq!(ocsf.records.len(), ecs.records.len());
+        for event in &ocsf.records {
+            assert_eq!(ocsf_errors(&validator, event), Vec::<String>::new());
+            assert_eq!(event["metadata"]["log_name"], LOG_GROUP);
+            assert_eq!(event["cloud"]["account"]["uid"], OWNER);
+            assert_eq!(event["unmapped"]["log_stream"], LOG_STREAM);
+            if request_id.is_some() {
+                assert_eq!(event["metadata"]["logged_time"], 1578090901599u64);
+                assert_eq!(
+                    event["metadata"]["logged_time_dt"],
+                    "2020-01-03T22:35:01.599Z"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn firehose_and_engine_metadata_is_kept() {
+    // Direct VPC -> Firehose delivery: `{"message"}` records inside a request.
+    let input = fixture("envelopes/firehose-http-request.vpc-direct-message-json.json");
+    let ecs = transform_file(&input, &["--to", "ecs", "--envelope-key", "envelope"]);
+    assert_eq!(ecs.records.len(), 2, "{}", ecs.stderr);
+    for doc in &ecs.records {
+        assert_eq!(doc["event"]["ingested"], "2020-01-03T22:35:01.599Z");
+        assert_eq!(
+            doc["envelope"],
+            json!({"request_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"})
+        );
+        assert!(doc["aws"].get("cloudwatch").is_none());
+    }
+    for version in ["1.0.0-rc.2", "1.1.0", "1.8.0"] {
+        let validator = ocsf_validator(version);
+        let args = [
+            "--to",
+            "ocsf",
+            "--ocsf-version",
+            version,
+            "--envelope-key",
+            "unmapped",
+        ];
+        for event in &transform_file(&input, &args).records {
+            assert_eq!(ocsf_errors(&validator, event), Vec::<String>::new());
+            assert_eq!(event["metadata"]["logged_time"], 1578090901599u64);
+            assert_eq!(
+                event["unmapped"]["request_id"],
+                "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+            );
+        }
+    }
+
+    // Vector's events: `timestamp` is when it read the line; the rest goes under the key
+    // as it came, quotes and all. A record's own account wins over nothing else.
+    let event = json!({"message": LINE_A, "timestamp": "2024-05-01T12:00:00.123456Z",
+        "host": "ip-10-0-0-5", "source_type": "file", "file": "/var/log/a \"b\".log"});
+    let run = transform(
+        &["--to", "ecs", "--envelope-key", "vector"],
+        format!("{event}\n").as_bytes(),
+    );
+    let doc = &run.records[0];
+    assert_eq!(doc["event"]["ingested"], "2024-05-01T12:00:00.123Z");
+    assert_eq!(
+        doc["vector"],
+        json!({"host": "ip-10-0-0-5", "source_type": "file", "file": "/var/log/a \"b\".log"})
+    );
+    // Without a key, only what the target maps is written; raw writes none of it.
+    let run = transform(&["--to", "raw"], format!("{event}\n").as_bytes());
+    assert!(run.records[0].get("envelope_fields").is_none());
+    assert!(run.records[0].get("host").is_none());
+    let run = transform(
+        &["--to", "raw", "--envelope-key", "meta"],
+        format!("{event}\n").as_bytes(),
+    );
+    assert_eq!(
+        run.records[0]["meta"]["received"],
+        "2024-05-01T12:00:00.123Z"
+    );
+    assert_eq!(run.records[0]["meta"]["host"], "ip-10-0-0-5");
+}
+
+#[test]
+fn a_custom_format_without_account_takes_the_log_group_owner() {
+    let cwl = json!({"messageType": "DATA_MESSAGE", "owner": "210987654321", "logGroup": "g",
+        "logStream": "eni-9", "subscriptionFilters": ["f"],
+        "logEvents": [{"id": "e1", "timestamp": 1418530010000u64, "message": "eni-9 10.0.0.1 10.0.0.2 ACCEPT"}]});
+    let args = [
+        "--format",
+        "${interface-id} ${srcaddr} ${dstaddr} ${action}",
+    ];
+    for (to, pointer) in [("ecs", "/cloud/account/id"), ("ocsf", "/cloud/account/uid")] {
+        let mut all = args.to_vec();
+        all.extend(["--to", to]);
+        let run = transform(&all, cwl.to_string().as_bytes());
+        assert_eq!(
+            run.records[0].pointer(pointer),
+            Some(&json!("210987654321")),
+            "{to}"
+        );
+    }
+}
+
+#[test]
+fn envelope_metadata_stays_with_its_record_across_batches_and_dead_letters() {
+    // Each event's id names its source port; every 997th event is broken.
+    let events: Vec<_> = (1..=20_000u32)
+        .map(|i| {
+            let message = if i % 997 == 0 {
+                format!("2 123456789010 eni-1 10.0.0.1 10.0.0.2 {i} 443 6 x 1 1418530010 1418530070 ACCEPT OK")
+            } else {
+                format!("2 123456789010 eni-1 10.0.0.1 10.0.0.2 {i} 443 6 1 1 1418530010 1418530070 ACCEPT OK")
+            };
+            json!({"id": format!("e{i}"), "timestamp": 0, "message": message})
+        })
+        .collect();
+    let half = events.len() / 2;
+    let payload = |events: &[serde_json::Value], stream: &str| {
+        json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": stream,
+            "subscriptionFilters": [], "logEvents": events})
+        .to_string()
+    };
+    let input = format!(
+        "{}\n{}\n",
+        payload(&events[..half], "s1"),
+        payload(&events[half..], "s2")
+    );
+    let run = transform(&["--to", "ecs"], input.as_bytes());
+    assert_eq!(run.dead_letters.len(), 20_000 / 997);
+    assert_eq!(run.records.len(), 20_000 - 20_000 / 997);
+    for doc in &run.records {
+        let port = doc["source"]["port"].as_u64().unwrap();
+        assert_eq!(doc["aws"]["cloudwatch"]["event_id"], format!("e{port}"));
+        let stream = if port as usize <= half { "s1" } else { "s2" };
+        assert_eq!(doc["aws"]["cloudwatch"]["log_stream"], stream);
+    }
 }

@@ -12,11 +12,16 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use arrow_buffer::Buffer;
 use base64::Engine;
+use flowlog_model::time::parse_rfc3339;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
+use crate::envelope::{Metadata, RowMetadata};
 use crate::line::{LineDecoder, LineNumbers};
 use crate::sniff::{sniff, Envelope};
 use crate::text::{BLOCK_BYTES, MAX_LINE_BYTES};
@@ -32,26 +37,153 @@ const MAX_DEPTH: usize = 6;
 /// few megabytes of gzip cannot make the decoder allocate gigabytes.
 pub(crate) const MAX_ENVELOPE_BYTES: usize = 16 << 20;
 
-/// The keys flowlog reads from any JSON object; the kind of envelope follows from which
-/// are present. Unknown keys are ignored.
-#[derive(Deserialize)]
+/// The members flowlog reads from any JSON object; the kind of envelope follows from which
+/// are present. Of a `{"message"}` event, the members it has no name for are kept as
+/// they are (`other`); of other envelopes they are ignored.
+#[derive(Default)]
 struct JsonObject<'a> {
-    #[serde(rename = "messageType", borrow, default)]
     message_type: Option<Cow<'a, str>>,
-    #[serde(rename = "logEvents", borrow, default)]
     log_events: Option<Vec<LogEvent<'a>>>,
-    #[serde(borrow, default)]
     records: Option<Vec<FirehoseRecord<'a>>>,
-    #[serde(borrow, default)]
     awslogs: Option<AwsLogs<'a>>,
-    #[serde(borrow, default)]
     message: Option<Cow<'a, str>>,
+    owner: Option<Scalar<'a>>,
+    log_group: Option<Scalar<'a>>,
+    log_stream: Option<Scalar<'a>>,
+    subscription_filters: Option<Box<RawValue>>,
+    request_id: Option<Scalar<'a>>,
+    timestamp: Option<Box<RawValue>>,
+    other: Vec<(Cow<'a, str>, Box<RawValue>)>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonObject<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectVisitor<'a> {
+            type Value = JsonObject<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonObject<'a>, A::Error> {
+                let mut object = JsonObject::default();
+                while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
+                    match &*key {
+                        "messageType" => object.message_type = Some(map.next_value::<Text>()?.0),
+                        "logEvents" => object.log_events = map.next_value()?,
+                        "records" => object.records = map.next_value()?,
+                        "awslogs" => object.awslogs = map.next_value()?,
+                        "message" => object.message = Some(map.next_value::<Text>()?.0),
+                        "owner" => object.owner = Some(map.next_value()?),
+                        "logGroup" => object.log_group = Some(map.next_value()?),
+                        "logStream" => object.log_stream = Some(map.next_value()?),
+                        "subscriptionFilters" => {
+                            object.subscription_filters = Some(map.next_value()?)
+                        }
+                        "requestId" => object.request_id = Some(map.next_value()?),
+                        "timestamp" => object.timestamp = Some(map.next_value()?),
+                        _ => object.other.push((key, map.next_value()?)),
+                    }
+                }
+                Ok(object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Text::deserialize(deserializer).map(|t| Key(t.0))
+    }
+}
+
+/// A string, borrowed from the input when it has no escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A string or a number, read leniently: metadata of another shape is not worth losing a
+/// record over, so it reads as `Other`.
+enum Scalar<'a> {
+    Text(Cow<'a, str>),
+    Int(i64),
+    Other,
+}
+
+impl Scalar<'_> {
+    fn text(&self) -> Option<Box<str>> {
+        match self {
+            Scalar::Text(t) => Some(t.as_ref().into()),
+            Scalar::Int(n) => Some(n.to_string().into()),
+            Scalar::Other => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ScalarVisitor<'a> {
+            type Value = Scalar<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar<'a>, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Other, Scalar::Int))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Scalar<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Scalar<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
 struct LogEvent<'a> {
     #[serde(borrow)]
     message: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Scalar<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +203,8 @@ pub(crate) struct JsonDecoder<'d> {
     lines: &'d mut LineDecoder,
     block: Vec<u8>,
     numbers: Vec<u64>,
+    /// What the envelope said about each message of `block`.
+    envelopes: Vec<RowMetadata>,
     next_event: u64,
 }
 
@@ -80,6 +214,7 @@ impl<'d> JsonDecoder<'d> {
             lines,
             block: Vec::with_capacity(BLOCK_BYTES),
             numbers: Vec::new(),
+            envelopes: Vec::new(),
             next_event: 1,
         }
     }
@@ -145,7 +280,7 @@ impl<'d> JsonDecoder<'d> {
                 match item {
                     Ok(object) => {
                         used.set(0);
-                        self.decode_object(object, None, 0, sink)?
+                        self.decode_object(object, None, 0, None, sink)?
                     }
                     Err(_) if used.get() > MAX_ENVELOPE_BYTES => {
                         let reason = format!(
@@ -202,7 +337,7 @@ impl<'d> JsonDecoder<'d> {
             return Ok(());
         }
         match serde_json::from_slice::<JsonObject>(trimmed) {
-            Ok(object) => self.decode_object(object, Some(line_no), 0, sink),
+            Ok(object) => self.decode_object(object, Some(line_no), 0, None, sink),
             Err(err) => {
                 let reason = format!("not a JSON envelope: {err}");
                 self.lines.dead_letter(line_no, reason, trimmed, sink)
@@ -216,14 +351,17 @@ impl<'d> JsonDecoder<'d> {
     }
 
     /// Handles one JSON object of any supported kind. `line_no` is its physical line when
-    /// it stands on a line of its own.
+    /// it stands on a line of its own; `parent` is what enclosing envelopes said.
     fn decode_object(
         &mut self,
-        object: JsonObject<'_>,
+        mut object: JsonObject<'_>,
         line_no: Option<u64>,
         depth: usize,
+        parent: Option<&Arc<Metadata>>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
+        let envelope = envelope_of(&mut object, parent);
+        let envelope = envelope.as_ref();
         if let Some(kind) = object.message_type.as_deref() {
             // CloudWatch Logs subscription payload.
             if kind == "CONTROL_MESSAGE" {
@@ -232,27 +370,39 @@ impl<'d> JsonDecoder<'d> {
             }
             for event in object.log_events.unwrap_or_default() {
                 let line = self.take_event();
-                self.push_message(&event.message, line, sink)?;
+                let row = RowMetadata {
+                    shared: envelope.cloned(),
+                    event_id: event.id.and_then(|id| id.text()),
+                    event_time: match event.timestamp {
+                        Some(Scalar::Int(ms)) => Some(ms),
+                        _ => None,
+                    },
+                };
+                self.push_bytes(event.message.as_bytes(), line, row, sink)?;
             }
             return Ok(());
         }
         if let Some(records) = object.records {
             // Firehose HTTP endpoint request: each record's data is base64.
             for record in records {
-                self.decode_base64(&record.data, depth + 1, sink)?;
+                self.decode_base64(&record.data, depth + 1, envelope, sink)?;
             }
             return Ok(());
         }
         if let Some(awslogs) = object.awslogs {
             // Lambda subscription event: base64(gzip(CloudWatch payload)).
-            return self.decode_base64(&awslogs.data, depth + 1, sink);
+            return self.decode_base64(&awslogs.data, depth + 1, envelope, sink);
         }
         if let Some(message) = object.message {
             let line = match line_no {
                 Some(n) => n,
                 None => self.take_event(),
             };
-            return self.push_message(&message, line, sink);
+            let row = RowMetadata {
+                shared: envelope.cloned(),
+                ..RowMetadata::default()
+            };
+            return self.push_bytes(message.as_bytes(), line, row, sink);
         }
         let line = line_no.unwrap_or_else(|| self.take_event());
         self.lines.dead_letter(
@@ -267,10 +417,11 @@ impl<'d> JsonDecoder<'d> {
         &mut self,
         data: &str,
         depth: usize,
+        envelope: Option<&Arc<Metadata>>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
-            Ok(bytes) => self.decode_nested(bytes, depth, sink),
+            Ok(bytes) => self.decode_nested(bytes, depth, envelope, sink),
             Err(err) => {
                 let line = self.take_event();
                 let reason = format!("record data is not base64: {err}");
@@ -284,6 +435,7 @@ impl<'d> JsonDecoder<'d> {
         &mut self,
         bytes: Vec<u8>,
         depth: usize,
+        envelope: Option<&Arc<Metadata>>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         if depth > MAX_DEPTH {
@@ -309,7 +461,7 @@ impl<'d> JsonDecoder<'d> {
                         );
                         self.lines.dead_letter(line, reason, b"", sink)
                     }
-                    Ok(_) => self.decode_nested(plain, depth + 1, sink),
+                    Ok(_) => self.decode_nested(plain, depth + 1, envelope, sink),
                     Err(err) => {
                         let line = self.take_event();
                         self.lines.dead_letter(
@@ -325,7 +477,7 @@ impl<'d> JsonDecoder<'d> {
                 let stream = serde_json::Deserializer::from_slice(&bytes).into_iter::<JsonObject>();
                 for item in stream {
                     match item {
-                        Ok(object) => self.decode_object(object, None, depth, sink)?,
+                        Ok(object) => self.decode_object(object, None, depth, envelope, sink)?,
                         Err(err) => {
                             let line = self.take_event();
                             let offset = err.column();
@@ -343,7 +495,11 @@ impl<'d> JsonDecoder<'d> {
                         continue;
                     }
                     let n = self.take_event();
-                    self.push_bytes(line, n, sink)?;
+                    let row = RowMetadata {
+                        shared: envelope.cloned(),
+                        ..RowMetadata::default()
+                    };
+                    self.push_bytes(line, n, row, sink)?;
                 }
                 Ok(())
             }
@@ -360,19 +516,12 @@ impl<'d> JsonDecoder<'d> {
         }
     }
 
-    fn push_message(
-        &mut self,
-        message: &str,
-        line: u64,
-        sink: &mut dyn RecordSink,
-    ) -> Result<(), DecodeError> {
-        self.push_bytes(message.as_bytes(), line, sink)
-    }
-
+    /// Adds a message to the block; `envelope` is what its envelopes said about it.
     fn push_bytes(
         &mut self,
         message: &[u8],
         line: u64,
+        envelope: RowMetadata,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         let message = message.strip_suffix(b"\n").unwrap_or(message);
@@ -393,6 +542,7 @@ impl<'d> JsonDecoder<'d> {
         self.block.extend_from_slice(message);
         self.block.push(b'\n');
         self.numbers.push(line);
+        self.envelopes.push(envelope);
         if self.block.len() >= BLOCK_BYTES {
             self.flush(sink)?;
         }
@@ -405,10 +555,92 @@ impl<'d> JsonDecoder<'d> {
         }
         let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
         let numbers = std::mem::take(&mut self.numbers);
-        self.lines
-            .decode_block(Buffer::from_vec(block), LineNumbers::Listed(&numbers), sink)?;
+        let envelopes = std::mem::take(&mut self.envelopes);
+        self.lines.decode_block(
+            Buffer::from_vec(block),
+            LineNumbers::Listed(&numbers, &envelopes),
+            sink,
+        )?;
         Ok(())
     }
+}
+
+/// What `object` says about the records it carries, added to what `parent` said (its
+/// own members win); `parent` itself when it adds nothing. Takes the members it keeps.
+fn envelope_of(
+    object: &mut JsonObject<'_>,
+    parent: Option<&Arc<Metadata>>,
+) -> Option<Arc<Metadata>> {
+    let is_event = object.message.is_some()
+        && object.message_type.is_none()
+        && object.records.is_none()
+        && object.awslogs.is_none();
+    let mut other = if is_event {
+        std::mem::take(&mut object.other)
+    } else {
+        Vec::new()
+    };
+    let mut received = None;
+    if let Some(raw) = object.timestamp.take() {
+        // Firehose: Unix milliseconds; Vector and most engines: RFC 3339.
+        received = match serde_json::from_str::<Scalar>(raw.get()) {
+            Ok(Scalar::Int(ms)) => Some(ms),
+            Ok(Scalar::Text(text)) => parse_rfc3339(&text),
+            _ => None,
+        };
+        if received.is_none() && is_event {
+            other.push((Cow::Borrowed("timestamp"), raw));
+        }
+    }
+    let text = |value: &Option<Scalar<'_>>| value.as_ref().and_then(Scalar::text);
+    let own = Metadata {
+        owner: text(&object.owner),
+        log_group: text(&object.log_group),
+        log_stream: text(&object.log_stream),
+        subscription_filters: object
+            .subscription_filters
+            .take()
+            .map(|raw| raw.get().into()),
+        request_id: text(&object.request_id),
+        received,
+        fields: (!other.is_empty()).then(|| json_object(&other)),
+    };
+    if own.is_empty() {
+        return parent.cloned();
+    }
+    let mut merged = parent.map(|p| Metadata::clone(p)).unwrap_or_default();
+    macro_rules! take_own {
+        ($($field:ident),*) => {$(
+            if own.$field.is_some() {
+                merged.$field = own.$field;
+            }
+        )*};
+    }
+    take_own!(
+        owner,
+        log_group,
+        log_stream,
+        subscription_filters,
+        request_id,
+        received,
+        fields
+    );
+    Some(Arc::new(merged))
+}
+
+/// A JSON object of members given as raw JSON values.
+fn json_object(members: &[(Cow<'_, str>, Box<RawValue>)]) -> Box<str> {
+    let mut out = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key.as_ref()).expect("a string serializes"));
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    out.into()
 }
 
 /// Skips the rest of a line (through its newline); returns how many bytes it held before

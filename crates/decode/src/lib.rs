@@ -16,6 +16,7 @@
 //! of about a megabyte, and batches hold at most [`DecodeOptions::batch_rows`] rows.
 
 mod assemble;
+mod envelope;
 mod error;
 mod json;
 mod line;

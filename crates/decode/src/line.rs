@@ -13,6 +13,7 @@ use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, ScalarBuffer};
 use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
+use crate::envelope::{self, RowMetadata};
 use crate::text::MAX_LINE_BYTES;
 use crate::tokens::{self, Line};
 use crate::values::{epoch_millis_in, max_value, parse_integer_in, BadValue, CheckedAddresses};
@@ -23,15 +24,23 @@ use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
 pub(crate) enum LineNumbers<'a> {
     /// Physical lines, the first one being this number.
     From(u64),
-    /// One number per line of the block, in order (log events of an envelope).
-    Listed(&'a [u64]),
+    /// One number per line of the block, in order (log events of an envelope), and what
+    /// the envelope said about each.
+    Listed(&'a [u64], &'a [RowMetadata]),
 }
 
 impl LineNumbers<'_> {
     fn get(&self, index: usize) -> u64 {
         match self {
             LineNumbers::From(first) => first + index as u64,
-            LineNumbers::Listed(numbers) => numbers[index],
+            LineNumbers::Listed(numbers, _) => numbers[index],
+        }
+    }
+
+    fn envelope(&self, index: usize) -> Option<&RowMetadata> {
+        match self {
+            LineNumbers::From(_) => None,
+            LineNumbers::Listed(_, envelopes) => Some(&envelopes[index]),
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct LineDecoder {
     line_numbers: Vec<u64>,
     /// Views of each row's line, when asked for ([`LineDecoder::keeping_lines`]).
     lines: Option<Vec<u128>>,
+    /// Each row's envelope, when its lines came out of envelopes (else empty).
+    envelopes: Vec<RowMetadata>,
     rows: usize,
     addresses: CheckedAddresses,
     /// Token offsets of the line being decoded (reused).
@@ -211,6 +222,7 @@ impl LineDecoder {
             plain_text: true,
             line_numbers: Vec::with_capacity(batch_rows),
             lines: None,
+            envelopes: Vec::new(),
             rows: 0,
             addresses: CheckedAddresses::default(),
             spans: Vec::with_capacity(64),
@@ -296,7 +308,11 @@ impl LineDecoder {
                 self.plain_text &= plain_text;
                 (self.blocks.len() - 1) as u32
             });
+            let rows = self.rows;
             self.decode_line(bytes, &line, current, all_utf8, line_no, sink)?;
+            if let Some(envelope) = numbers.envelope(index - 1).filter(|_| self.rows > rows) {
+                self.envelopes.push(envelope.clone());
+            }
             if self.rows >= self.batch_rows {
                 self.flush(sink)?;
             }
@@ -490,9 +506,13 @@ impl LineDecoder {
             return Ok(());
         }
         let blocks = std::mem::take(&mut self.blocks);
-        let plain_text = std::mem::replace(&mut self.plain_text, true);
+        let mut plain_text = std::mem::replace(&mut self.plain_text, true);
         let arrays = self.columns.iter_mut().map(|c| c.finish(&blocks)).collect();
-        let records = self.nulls.assemble(&self.layout, arrays, self.rows);
+        let mut records = self.nulls.assemble(&self.layout, arrays, self.rows);
+        if !self.envelopes.is_empty() {
+            records = envelope::append_columns(records, &self.envelopes, &mut plain_text);
+            self.envelopes.clear();
+        }
         let numbers = ScalarBuffer::from(std::mem::replace(
             &mut self.line_numbers,
             Vec::with_capacity(self.batch_rows),

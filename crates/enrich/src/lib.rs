@@ -724,7 +724,7 @@ fn gather<T>(
             }));
             // JSON values are written as they are, never escaped.
             if kind == EnrichKind::Text && *plain {
-                *plain = !text.iter().flatten().any(needs_escape);
+                *plain = !text.iter().flatten().any(flowlog_model::needs_json_escape);
             }
             Arc::new(text)
         }
@@ -736,6 +736,7 @@ fn gather<T>(
             Some(Value::Float(n)) => Some(*n),
             _ => None,
         }))),
+        EnrichKind::Time => unreachable!("no enrichment column holds a time"),
     };
     debug_assert!(keys
         .iter()
@@ -750,15 +751,11 @@ fn gather<T>(
 
 /// A text column with the same value in every row (`zeros`: a key of 0 for every row).
 fn constant(value: &str, zeros: &UInt32Array, plain: &mut bool) -> ArrayRef {
-    *plain &= !needs_escape(value);
+    *plain &= !flowlog_model::needs_json_escape(value);
     let one = Arc::new(StringViewArray::from_iter_values([value]));
     Arc::new(UInt32DictionaryArray::try_new(zeros.clone(), one).expect("key 0 exists"))
 }
 
 /// True if JSON needs `s` escaped: it holds a control character, `"` or `\`.
-fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,12 @@ impl fmt::Display for SourceId {
     }
 }
 
+/// True if `text` holds a byte JSON must escape (a control character, `"` or `\`): what a
+/// writer of [`FlowBatch::plain_text`] batches must rule out for every text value.
+pub fn needs_json_escape(text: &str) -> bool {
+    text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// A batch of decoded flow records in the canonical schema.
 ///
 /// `line_numbers[i]` is the position of row `i` in its source: the physical line for text,

@@ -7,14 +7,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow_schema::{DataType, Field, Fields};
+use arrow_schema::{DataType, Field, Fields, TimeUnit};
 
-/// How an enrichment column is stored.
+/// How a column added to a batch (enrichment, envelope metadata) is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnrichKind {
     Text,
     Int,
     Float,
+    /// Milliseconds since the epoch, UTC.
+    Time,
     /// A JSON object or array as text (Arrow's canonical `arrow.json` extension type):
     /// written into documents as JSON, not as a string.
     Json,
@@ -27,6 +29,7 @@ impl EnrichKind {
             EnrichKind::Text | EnrichKind::Json => DataType::Utf8View,
             EnrichKind::Int => DataType::Int64,
             EnrichKind::Float => DataType::Float64,
+            EnrichKind::Time => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
         }
     }
 
@@ -122,19 +125,24 @@ pub fn enrichment_schema_fields() -> Fields {
         .get_or_init(|| {
             enrichment_fields()
                 .iter()
-                .map(|f| {
-                    let field = Field::new(f.column, f.kind.data_type(), true);
-                    Arc::new(if f.kind == EnrichKind::Json {
-                        field.with_metadata(
-                            [(JSON_EXTENSION.0.to_string(), JSON_EXTENSION.1.to_string())].into(),
-                        )
-                    } else {
-                        field
-                    })
-                })
+                .map(|f| f.arrow_field(f.kind.data_type()))
                 .collect()
         })
         .clone()
+}
+
+impl EnrichField {
+    /// The column as an Arrow field of `data_type`, marked as JSON when it holds JSON.
+    pub fn arrow_field(&self, data_type: DataType) -> Arc<Field> {
+        let field = Field::new(self.column, data_type, true);
+        Arc::new(if self.kind == EnrichKind::Json {
+            field.with_metadata(
+                [(JSON_EXTENSION.0.to_string(), JSON_EXTENSION.1.to_string())].into(),
+            )
+        } else {
+            field
+        })
+    }
 }
 
 /// True if an Arrow field holds JSON text (see [`JSON_EXTENSION`]).

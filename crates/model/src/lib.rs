@@ -9,6 +9,7 @@
 //! - [`schema`]: the canonical Arrow schema every [`FlowBatch`] has;
 //! - [`batch`]: [`FlowBatch`], a `RecordBatch` with its [`SourceId`] and line numbers;
 //! - [`enrichment`]: the columns enrichment appends to a batch;
+//! - [`envelope`]: the columns that keep what an input envelope said about a record;
 //! - [`address`]: IP addresses read from text exactly as `std::net` reads them, faster;
 //! - [`time`]: civil dates to and from day counts;
 //! - [`dead_letter`]: [`DeadLetter`], a record that was not emitted or not delivered, as
@@ -21,15 +22,17 @@ pub mod batch;
 pub mod catalogue;
 pub mod dead_letter;
 pub mod enrichment;
+pub mod envelope;
 mod error;
 pub mod format;
 pub mod schema;
 pub mod time;
 
-pub use batch::{FlowBatch, SourceId};
+pub use batch::{needs_json_escape, FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
 pub use dead_letter::DeadLetter;
 pub use enrichment::{enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind};
+pub use envelope::{envelope_field, ENVELOPE_FIELDS};
 pub use error::{error_chain, FormatError};
 pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};
 pub use schema::{canonical_schema, canonical_width, schema_with_extras};

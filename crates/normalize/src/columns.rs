@@ -167,6 +167,15 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// The JSON text of `row`, if this is a JSON column and the row has a value.
+    #[inline]
+    pub fn json(&self, row: usize) -> Option<&'a str> {
+        match self.values {
+            Values::Json(a) if !self.is_null(row) => Some(a.value(self.index(row))),
+            _ => None,
+        }
+    }
+
     /// The number (or time in milliseconds) of `row`, if this is a numeric column and the
     /// row has a value.
     #[inline]

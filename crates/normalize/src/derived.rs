@@ -59,3 +59,12 @@ pub(crate) fn first_present_bound(inputs: &Inputs<'_>) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// The account (ECS `cloud.account.id`, OCSF `cloud.account.uid`): the record's, else
+/// the account that owns the CloudWatch Logs group it came through (custom formats often
+/// leave `account-id` out).
+pub(crate) static ACCOUNT_ID: Derivation = Derivation {
+    inputs: &["account_id", "envelope_owner"],
+    bound: first_present_bound,
+    write: write_first_present,
+};

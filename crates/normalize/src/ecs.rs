@@ -6,7 +6,8 @@
 //! component template in `schemas/` are generated from it ([`crate::schema`]).
 
 use crate::derived::{
-    first_present_bound, tcp_flags_bound, write_first_present, write_tcp_flags, TRANSPORT,
+    first_present_bound, tcp_flags_bound, write_first_present, write_tcp_flags, ACCOUNT_ID,
+    TRANSPORT,
 };
 use crate::json::Out;
 use crate::network::{address_family, FlowTuple, COMMUNITY_ID_LEN, TCP_FLAG_NAMES};
@@ -69,6 +70,9 @@ pub(crate) static ECS: &[Member] = &[
             Leaf("end", Rfc3339("end")),
             Leaf("module", Literal("\"aws\"")),
             Leaf("dataset", Literal("\"aws.vpcflow\"")),
+            // When the pipeline in front of flowlog took the record (Firehose, a log
+            // engine); Elastic's own pipeline would stamp its arrival.
+            Leaf("ingested", Rfc3339("envelope_received")),
         ],
     ),
     Object(
@@ -114,7 +118,7 @@ pub(crate) static ECS: &[Member] = &[
         "cloud",
         &[
             Leaf("provider", Literal("\"aws\"")),
-            Object("account", &[Leaf("id", Field("account_id"))]),
+            Object("account", &[Leaf("id", Derived(&ACCOUNT_ID))]),
             Object(
                 "instance",
                 &[
@@ -161,47 +165,59 @@ pub(crate) static ECS: &[Member] = &[
     ),
     Object(
         "aws",
-        &[Object(
-            "vpcflow",
-            &[
-                Leaf("version", Field("version")),
-                Leaf("account_id", Field("account_id")),
-                Leaf("interface_id", Field("interface_id")),
-                Leaf("instance_id", Field("instance_id")),
-                Leaf("action", Field("action")),
-                Leaf("log_status", Field("log_status")),
-                Leaf("tcp_flags", Field("tcp_flags")),
-                Leaf("tcp_flags_array", Derived(&TCP_FLAGS_ARRAY)),
-                Leaf("pkt_srcaddr", Field("pkt_srcaddr")),
-                Leaf("pkt_dstaddr", Field("pkt_dstaddr")),
-                Leaf("pkt_src_service", Field("pkt_src_aws_service")),
-                Leaf("pkt_dst_service", Field("pkt_dst_aws_service")),
-                Object(
-                    "sublocation",
-                    &[
-                        Leaf("type", Field("sublocation_type")),
-                        Leaf("id", Field("sublocation_id")),
-                    ],
-                ),
-                Object(
-                    "interface",
-                    &[
-                        Leaf("instance_id", Field("eni_instance_id")),
-                        Leaf("security_groups", Field("eni_security_groups")),
-                        Leaf("subnet_id", Field("eni_subnet_id")),
-                        Leaf("vpc_id", Field("eni_vpc_id")),
-                        Leaf("type", Field("eni_type")),
-                        Leaf("requester_id", Field("eni_requester_id")),
-                        Leaf("description", Field("eni_description")),
-                    ],
-                ),
-                Object("src", SRC_AWS),
-                Object("dst", DST_AWS),
-                // vpc_id, subnet_id, type, traffic_path, the ECS-task ids, tgw_*, and every
-                // later or unknown field, under their names.
-                Rest,
-            ],
-        )],
+        &[
+            // Where the record came through CloudWatch Logs, as Elastic's Serverless
+            // Forwarder writes it.
+            Object(
+                "cloudwatch",
+                &[
+                    Leaf("log_group", Field("envelope_log_group")),
+                    Leaf("log_stream", Field("envelope_log_stream")),
+                    Leaf("event_id", Field("envelope_event_id")),
+                ],
+            ),
+            Object(
+                "vpcflow",
+                &[
+                    Leaf("version", Field("version")),
+                    Leaf("account_id", Field("account_id")),
+                    Leaf("interface_id", Field("interface_id")),
+                    Leaf("instance_id", Field("instance_id")),
+                    Leaf("action", Field("action")),
+                    Leaf("log_status", Field("log_status")),
+                    Leaf("tcp_flags", Field("tcp_flags")),
+                    Leaf("tcp_flags_array", Derived(&TCP_FLAGS_ARRAY)),
+                    Leaf("pkt_srcaddr", Field("pkt_srcaddr")),
+                    Leaf("pkt_dstaddr", Field("pkt_dstaddr")),
+                    Leaf("pkt_src_service", Field("pkt_src_aws_service")),
+                    Leaf("pkt_dst_service", Field("pkt_dst_aws_service")),
+                    Object(
+                        "sublocation",
+                        &[
+                            Leaf("type", Field("sublocation_type")),
+                            Leaf("id", Field("sublocation_id")),
+                        ],
+                    ),
+                    Object(
+                        "interface",
+                        &[
+                            Leaf("instance_id", Field("eni_instance_id")),
+                            Leaf("security_groups", Field("eni_security_groups")),
+                            Leaf("subnet_id", Field("eni_subnet_id")),
+                            Leaf("vpc_id", Field("eni_vpc_id")),
+                            Leaf("type", Field("eni_type")),
+                            Leaf("requester_id", Field("eni_requester_id")),
+                            Leaf("description", Field("eni_description")),
+                        ],
+                    ),
+                    Object("src", SRC_AWS),
+                    Object("dst", DST_AWS),
+                    // vpc_id, subnet_id, type, traffic_path, the ECS-task ids, tgw_*, and every
+                    // later or unknown field, under their names.
+                    Rest,
+                ],
+            ),
+        ],
     ),
 ];
 

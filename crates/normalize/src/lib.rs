@@ -20,6 +20,7 @@ mod cim;
 mod columns;
 mod derived;
 mod ecs;
+mod envelope;
 pub mod json;
 pub mod network;
 mod ocsf;
@@ -66,15 +67,32 @@ impl Target {
         }
     }
 
-    /// A fresh encoder for this target.
+    /// A fresh encoder for this target, with default options.
     pub fn encoder(self) -> Box<dyn Encoder + Send> {
+        self.encoder_with(&EncodeOptions::default())
+    }
+
+    /// A fresh encoder for this target.
+    pub fn encoder_with(self, options: &EncodeOptions) -> Box<dyn Encoder + Send> {
+        let key = options.envelope_key.as_deref();
+        let table = |members| Box::new(template::TemplateEncoder::new(members, key));
         match self {
-            Target::Raw => Box::new(RawEncoder::default()),
-            Target::Ecs => Box::new(template::TemplateEncoder::new(ecs::ECS)),
-            Target::Ocsf(version) => Box::new(template::TemplateEncoder::new(version.table())),
-            Target::Cim => Box::new(template::TemplateEncoder::new(cim::CIM)),
+            Target::Raw => Box::new(RawEncoder::new(key)),
+            Target::Ecs => table(ecs::ECS),
+            Target::Ocsf(version) => table(version.table()),
+            Target::Cim => table(cim::CIM),
         }
     }
+}
+
+/// Settings every target shares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Write envelope metadata the target has no field for (a CloudWatch Logs event id,
+    /// a Firehose request id, what a log engine added to a `{"message"}` event) as one
+    /// object under this key. Without it, that metadata is not written; what the target
+    /// maps (ECS `cloud.account.id` from the payload's `owner`...) always is.
+    pub envelope_key: Option<String>,
 }
 
 /// Writes documents for every record of a batch, one per line.

@@ -22,7 +22,7 @@
 //!   time flowlog read the record, as OCSF requires a time.
 //! - Every field not mapped goes to `unmapped` under its own name; `"-"` never appears.
 
-use crate::derived::{first_present_bound, write_first_present};
+use crate::derived::{first_present_bound, write_first_present, ACCOUNT_ID};
 use crate::json::{Number, Out};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
 use crate::time::RFC3339_BOUND;
@@ -71,7 +71,7 @@ impl std::str::FromStr for OcsfVersion {
 
 /// `metadata`, for an OCSF version and its profiles.
 macro_rules! metadata {
-    ($version:literal, $profiles:literal) => {
+    ($version:literal, $profiles:literal, $logged:expr) => {
         Object(
             "metadata",
             &[
@@ -86,19 +86,39 @@ macro_rules! metadata {
                         Leaf("version", FieldAsText("version")),
                     ],
                 ),
+                Group($logged),
             ],
         )
     };
 }
 
+/// What the envelope says about where the record was logged (1.1.0 and later): the
+/// CloudWatch Logs group, and when the pipeline in front of flowlog took the record.
+static LOGGED: &[Member] = &[
+    Leaf("log_name", Field("envelope_log_group")),
+    Leaf("logged_time", EpochMillis("envelope_received")),
+    Leaf("logged_time_dt", Rfc3339("envelope_received")),
+];
+
+/// 1.0.0-rc.2 has neither `log_name` nor the datetime profile.
+static LOGGED_RC2: &[Member] = &[Leaf("logged_time", EpochMillis("envelope_received"))];
+
 static OCSF_1_1_0: &[Member] = &[
-    metadata!("1.1.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+    metadata!(
+        "1.1.0",
+        "[\"cloud\",\"security_control\",\"datetime\"]",
+        LOGGED
+    ),
     Group(SINCE_1_1_0),
 ];
 
 /// 1.8.0 needs nothing 1.1.0 lacks, and refuses nothing it writes.
 static OCSF_1_8_0: &[Member] = &[
-    metadata!("1.8.0", "[\"cloud\",\"security_control\",\"datetime\"]"),
+    metadata!(
+        "1.8.0",
+        "[\"cloud\",\"security_control\",\"datetime\"]",
+        LOGGED
+    ),
     Group(SINCE_1_1_0),
 ];
 
@@ -116,7 +136,7 @@ static SINCE_1_1_0: &[Member] = &[
 /// Source version 1: `cloud.account_uid`, times in milliseconds, no `action`, no
 /// datetime profile and no observables (Security Lake wrote none).
 static OCSF_1_0_0_RC2: &[Member] = &[
-    metadata!("1.0.0-rc.2", "[\"cloud\",\"security_control\"]"),
+    metadata!("1.0.0-rc.2", "[\"cloud\",\"security_control\"]", LOGGED_RC2),
     Group(CLASS),
     Members(&DISPOSITION_RC2),
     Members(&TIME),
@@ -126,7 +146,7 @@ static OCSF_1_0_0_RC2: &[Member] = &[
         "cloud",
         &[
             Leaf("provider", Literal("\"AWS\"")),
-            Leaf("account_uid", Field("account_id")),
+            Leaf("account_uid", Derived(&ACCOUNT_ID)),
             Leaf("region", Field("region")),
             Leaf("zone", Field("az_id")),
         ],
@@ -155,7 +175,7 @@ static CLOUD: &[Member] = &[Object(
     "cloud",
     &[
         Leaf("provider", Literal("\"AWS\"")),
-        Object("account", &[Leaf("uid", Field("account_id"))]),
+        Object("account", &[Leaf("uid", Derived(&ACCOUNT_ID))]),
         Leaf("region", Field("region")),
         Leaf("zone", Field("az_id")),
     ],

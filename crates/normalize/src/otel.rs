@@ -8,6 +8,7 @@
 //! as the extension has it. Kept free of protobuf types so this crate stays light; the
 //! sink converts [`AttributeValue`]s to `AnyValue`s.
 
+use flowlog_model::envelope::ENVELOPE_PREFIX;
 use flowlog_model::FlowBatch;
 
 use crate::columns::{Column, Values};
@@ -19,6 +20,8 @@ pub enum AttributeValue<'a> {
     Str(&'a str),
     Int(i64),
     Double(f64),
+    /// An array of strings (`aws.log.group.names`).
+    StrArray(Vec<&'a str>),
 }
 
 /// One record as OpenTelemetry sees it.
@@ -42,8 +45,13 @@ enum Place {
 }
 
 /// Fields with a semantic-convention name (or the extension's); every other field goes to
-/// `aws.vpc.flow.<column>`.
+/// `aws.vpc.flow.<column>`, except envelope columns, of which only these are written.
 const PLACES: &[(&str, Place)] = &[
+    ("envelope_log_group", Place::Resource("aws.log.group.names")),
+    (
+        "envelope_log_stream",
+        Place::Resource("aws.log.stream.names"),
+    ),
     ("account_id", Place::Resource("cloud.account.id")),
     ("region", Place::Resource("cloud.region")),
     ("az_id", Place::Resource("cloud.availability_zone")),
@@ -89,6 +97,7 @@ impl<'a> OtelView<'a> {
         let mut attributes = Vec::new();
         let mut time = None;
         let mut start = None;
+        let mut owner = None;
         for &(name, ref column) in &self.columns {
             if column.is_null(row) {
                 continue;
@@ -101,6 +110,7 @@ impl<'a> OtelView<'a> {
                 _ => AttributeValue::Int(column.int(row).expect("not null")),
             };
             match name {
+                "envelope_owner" => owner = column.text(row),
                 "end" => time = column.int(row),
                 "start" => start = column.int(row),
                 "protocol" => {
@@ -127,10 +137,22 @@ impl<'a> OtelView<'a> {
                 (_, value) => value,
             };
             match PLACES.iter().find(|(column, _)| *column == name) {
+                // The semantic conventions make log group and stream names arrays.
+                Some((_, Place::Resource(key))) if key.ends_with(".names") => {
+                    if let AttributeValue::Str(text) = value {
+                        resource.push((key, AttributeValue::StrArray(vec![text])));
+                    }
+                }
                 Some((_, Place::Resource(key))) => resource.push((key, value)),
                 Some((_, Place::Record(key))) => attributes.push((key.to_string(), value)),
-                None if name == "end" => {}
+                None if name == "end" || name.starts_with(ENVELOPE_PREFIX) => {}
                 None => attributes.push((format!("aws.vpc.flow.{name}"), value)),
+            }
+        }
+        // The account that owns the log group, when the record does not name its own.
+        if let Some(owner) = owner {
+            if !resource.iter().any(|(key, _)| *key == "cloud.account.id") {
+                resource.push(("cloud.account.id", AttributeValue::Str(owner)));
             }
         }
         let nanos = |ms: i64| u64::try_from(ms).ok().map(|ms| ms * 1_000_000);

@@ -1,11 +1,14 @@
 //! `--to raw`: each record's fields under AWS's names in snake_case, numbers as numbers,
-//! `start`/`end` as Unix seconds, absent (`-`) fields left out, unknown fields as strings.
+//! `start`/`end` as Unix seconds, absent (`-`) fields left out, unknown fields as strings;
+//! envelope metadata only under the key the user names.
 
 use arrow_array::Array;
 use arrow_buffer::NullBuffer;
+use flowlog_model::envelope::ENVELOPE_PREFIX;
 use flowlog_model::FlowBatch;
 
 use crate::columns::Column;
+use crate::envelope::EnvelopeObject;
 use crate::json::{MemberKey, Object, OutBuffer, Rows};
 use crate::{EncodeError, Encoder};
 
@@ -13,6 +16,18 @@ use crate::{EncodeError, Encoder};
 #[derive(Debug, Default)]
 pub struct RawEncoder {
     buffer: OutBuffer,
+    /// `,"key":` of the envelope object (see [`crate::EncodeOptions::envelope_key`]).
+    envelope: Option<MemberKey>,
+}
+
+impl RawEncoder {
+    /// With `envelope_key`, envelope metadata is written as one object under that key.
+    pub fn new(envelope_key: Option<&str>) -> Self {
+        Self {
+            buffer: OutBuffer::default(),
+            envelope: envelope_key.map(MemberKey::new),
+        }
+    }
 }
 
 /// A column with its member name.
@@ -31,6 +46,9 @@ impl Encoder for RawEncoder {
         let mut columns = Vec::new();
         let mut complete = None;
         for (field, array) in schema.fields().iter().zip(records.columns()) {
+            if field.name().starts_with(ENVELOPE_PREFIX) {
+                continue;
+            }
             if array.logical_null_count() < array.len() {
                 columns.push(Member {
                     key: MemberKey::new(field.name()),
@@ -39,15 +57,21 @@ impl Encoder for RawEncoder {
                 complete = NullBuffer::union(complete.as_ref(), array.logical_nulls().as_ref());
             }
         }
+        let envelope = match &self.envelope {
+            Some(key) => EnvelopeObject::bind(key, records, |_| false)?,
+            None => None,
+        };
         let row_bound = columns
             .iter()
             .map(|m| m.key.len() + m.column.value_bound())
             .sum::<usize>()
+            + envelope.as_ref().map_or(0, EnvelopeObject::bound)
             + Object::BOUND
             + 1;
         let mut rows = self.buffer.rows();
         let batch_rows = Batch {
             columns: &columns,
+            envelope: envelope.as_ref(),
             complete: complete.as_ref(),
             num_rows: records.num_rows(),
             row_bound,
@@ -66,6 +90,7 @@ impl Encoder for RawEncoder {
 /// What one batch's rows are written from.
 struct Batch<'c, 'a> {
     columns: &'c [Member<'a>],
+    envelope: Option<&'c EnvelopeObject<'c, 'a>>,
     /// Rows where every column has a value, when some do not.
     complete: Option<&'c NullBuffer>,
     num_rows: usize,
@@ -84,6 +109,9 @@ impl Batch<'_, '_> {
                     }
                     member.key.write(out);
                     member.column.write_value::<PLAIN>(out, row);
+                }
+                if let Some(envelope) = self.envelope {
+                    envelope.write::<PLAIN>(out, row);
                 }
                 object.end(out);
                 out.byte(b'\n');

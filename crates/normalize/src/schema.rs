@@ -3,7 +3,7 @@
 //! and `schemas/elasticsearch/component-template.json` hold the output; a test checks
 //! them (`flowlog schema` prints them).
 
-use flowlog_model::{enrichment_field, lookup, EnrichKind, FieldKind, FIELDS};
+use flowlog_model::{enrichment_field, envelope_field, lookup, EnrichKind, FieldKind, FIELDS};
 use serde_json::{json, Map, Value};
 
 use crate::ecs::{ECS, ECS_VERSION};
@@ -36,6 +36,11 @@ const DERIVED_TYPES: &[(&str, &str, &str)] = &[
         "aws.vpcflow.tcp_flags_array",
         "keyword",
         "tcp_flags (flag names)",
+    ),
+    (
+        "cloud.account.id",
+        "keyword",
+        "account_id, else envelope_owner",
     ),
     (
         "cloud.instance.id",
@@ -179,12 +184,14 @@ fn field_type(name: &str) -> &'static str {
     match lookup(name) {
         Some(id) => kind_type(FIELDS[id].kind),
         None => match enrichment_field(name)
-            .expect("catalogue or enrichment field")
+            .or_else(|| envelope_field(name))
+            .expect("catalogue, enrichment or envelope field")
             .kind
         {
             EnrichKind::Text | EnrichKind::Json => "keyword",
             EnrichKind::Int => "long",
             EnrichKind::Float => "float",
+            EnrichKind::Time => "date",
         },
     }
 }
@@ -298,6 +305,9 @@ mod tests {
         assert_eq!(ty("event.start"), Some("date"));
         assert_eq!(ty("aws.vpcflow.tgw_id"), Some("keyword"));
         assert_eq!(ty("aws.vpcflow.vpc_id"), Some("keyword"));
+        assert_eq!(ty("event.ingested"), Some("date"));
+        assert_eq!(ty("aws.cloudwatch.log_group"), Some("keyword"));
+        assert_eq!(ty("cloud.account.id"), Some("keyword"));
         // Fields read for ECS names do not come back under aws.vpcflow.
         assert_eq!(ty("aws.vpcflow.srcaddr"), None);
         let paths: std::collections::BTreeSet<_> = fields.iter().map(|f| &f.path).collect();

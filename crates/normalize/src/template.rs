@@ -8,11 +8,14 @@
 //! documents never carry `null`, `"-"` or `{}`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
-use flowlog_model::{enrichment_fields, lookup, FieldId, FlowBatch, FIELDS};
+use flowlog_model::{enrichment_fields, FieldId, FlowBatch, ENVELOPE_FIELDS, FIELDS};
 
 use crate::columns::{short_view, Column, Keys, Values};
+use crate::envelope::EnvelopeObject;
 use crate::json::{MemberKey, Number, Object, Out, OutBuffer, Rows, NUMBER_BOUND};
 use crate::time::{DateCache, RFC3339_BOUND};
 use crate::{EncodeError, Encoder};
@@ -164,73 +167,96 @@ enum Node {
 /// A compiled table.
 pub(crate) struct Template {
     nodes: Vec<Node>,
-    /// Fields some member reads, which [`Member::Rest`] leaves out.
+    /// Fields some member reads, which [`Member::Rest`] and the envelope object leave out.
     read: Vec<bool>,
+    /// `,"key":` of the object for envelope metadata the table does not map, if wanted.
+    envelope: Option<MemberKey>,
 }
 
-/// A column a table reads: a catalogue field (its id), or an enrichment column (the
-/// catalogue's length plus its place in the enrichment table).
+/// The columns a table can read, by name: catalogue fields (their ids), then enrichment
+/// columns, then envelope columns (ids counted on from the catalogue's length).
+fn known_columns() -> &'static HashMap<&'static str, FieldId> {
+    static KNOWN: OnceLock<HashMap<&'static str, FieldId>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        FIELDS
+            .iter()
+            .map(|f| f.column)
+            .chain(enrichment_fields().iter().map(|f| f.column))
+            .chain(ENVELOPE_FIELDS.iter().map(|f| f.column))
+            .enumerate()
+            .map(|(id, name)| (name, id))
+            .collect()
+    })
+}
+
+/// The id of a column a table reads.
 fn field_id(name: &str) -> FieldId {
-    lookup(name)
-        .or_else(|| {
-            enrichment_fields()
-                .iter()
-                .position(|f| f.column == name)
-                .map(|i| FIELDS.len() + i)
-        })
+    *known_columns()
+        .get(name)
         .unwrap_or_else(|| panic!("template names unknown field `{name}`"))
 }
 
+/// True for the id of an envelope column (these go to the envelope object, never to
+/// [`Member::Rest`]).
+fn is_envelope(id: FieldId) -> bool {
+    id >= FIELDS.len() + enrichment_fields().len()
+}
+
 /// Where a batch's columns are, by the ids of [`field_id`]: catalogue fields lead every
-/// schema, and enrichment columns, when a batch has them, close it in table order.
+/// schema; unknown fields of custom formats, envelope and enrichment columns follow.
 struct Positions {
-    /// Schema position of the first enrichment column, if the batch has them.
-    enrichment: Option<usize>,
-    width: usize,
+    /// By id: the schema position.
+    positions: Vec<Option<usize>>,
+    /// By schema position: the id, if the column has one (unknown fields have none).
+    ids: Vec<Option<FieldId>>,
 }
 
 impl Positions {
     fn new(schema: &arrow_schema::Schema) -> Self {
-        let fields = enrichment_fields();
-        let width = schema.fields().len();
-        let enrichment = width.checked_sub(fields.len()).filter(|&start| {
-            start >= FIELDS.len()
-                && schema.fields()[start..]
-                    .iter()
-                    .zip(fields)
-                    .all(|(a, b)| a.name() == b.column)
-        });
-        Self { enrichment, width }
+        let known = known_columns();
+        let mut positions = vec![None; known.len()];
+        let ids: Vec<_> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(position, field)| {
+                let id = if position < FIELDS.len() {
+                    Some(position)
+                } else {
+                    known.get(field.name().as_str()).copied()
+                };
+                if let Some(id) = id {
+                    positions[id] = Some(position);
+                }
+                id
+            })
+            .collect();
+        Self { positions, ids }
     }
 
     /// The schema position of column `id`.
     fn position(&self, id: FieldId) -> Option<usize> {
-        match id.checked_sub(FIELDS.len()) {
-            None => Some(id),
-            Some(i) => self.enrichment.map(|start| start + i),
-        }
+        self.positions[id]
     }
 
-    /// The id of the column at schema `position`, if it has one (unknown fields of custom
-    /// formats have none).
+    /// The id of the column at schema `position`, if it has one.
     fn id(&self, position: usize) -> Option<FieldId> {
-        match self.enrichment {
-            _ if position < FIELDS.len() => Some(position),
-            Some(start) if position >= start && position < self.width => {
-                Some(FIELDS.len() + position - start)
-            }
-            _ => None,
-        }
+        self.ids[position]
     }
 }
 
 impl Template {
     /// Compiles a table. Panics on a field name the catalogue lacks (a bug in the table,
-    /// caught by every test that uses it).
-    pub fn new(members: &[Member]) -> Self {
-        let mut read = vec![false; FIELDS.len() + enrichment_fields().len()];
+    /// caught by every test that uses it). With `envelope_key`, envelope metadata the
+    /// table does not map is written under that key.
+    pub fn new(members: &[Member], envelope_key: Option<&str>) -> Self {
+        let mut read = vec![false; known_columns().len()];
         let nodes = compile(members, &mut read);
-        Self { nodes, read }
+        Self {
+            nodes,
+            read,
+            envelope: envelope_key.map(MemberKey::new),
+        }
     }
 
     fn bind<'t, 'a>(
@@ -257,7 +283,11 @@ impl Template {
             plain,
         };
         let members = bind_nodes(&self.nodes, &ctx);
-        Ok(Plan::new(members, records.num_rows()))
+        let envelope = match &self.envelope {
+            Some(key) => EnvelopeObject::bind(key, records, |name| self.read[field_id(name)])?,
+            None => None,
+        };
+        Ok(Plan::new(members, envelope, records.num_rows()))
     }
 }
 
@@ -441,7 +471,11 @@ fn bind_nodes<'t, 'a>(nodes: &'t [Node], ctx: &BindContext<'_, 'a>) -> Vec<Bound
                     .iter()
                     .enumerate()
                     .filter(|(position, c)| {
-                        c.is_some() && !ctx.positions.id(*position).is_some_and(|id| ctx.read[id])
+                        c.is_some()
+                            && !ctx
+                                .positions
+                                .id(*position)
+                                .is_some_and(|id| ctx.read[id] || is_envelope(id))
                     })
                     .map(|(id, c)| (MemberKey::new(ctx.schema_names[id]), c.unwrap()))
                     .collect();
@@ -489,6 +523,8 @@ enum Op<'t, 'a> {
         inputs: Inputs<'a>,
     },
     Rest(Vec<(MemberKey, Column<'a>)>),
+    /// The envelope object (always the document's last member).
+    Envelope(EnvelopeObject<'t, 'a>),
     /// The next `len` ops write an object whose columns are all dictionary-encoded with
     /// these keys: its bytes depend on the key alone, so they are written once per
     /// distinct key and copied (from memo `slot`) for the other rows.
@@ -696,6 +732,7 @@ impl Op<'_, '_> {
             } => key.len() + (derivation.bound)(inputs),
             Op::Members { derivation, inputs } => (derivation.bound)(inputs),
             Op::Rest(members) => members.iter().map(|(k, c)| k.len() + c.value_bound()).sum(),
+            Op::Envelope(object) => object.bound(),
             // The ops it stands for are counted themselves.
             Op::Memo { .. } => 0,
         }
@@ -740,12 +777,20 @@ struct Plan<'t, 'a> {
 }
 
 impl<'t, 'a> Plan<'t, 'a> {
-    fn new(members: Vec<Bound<'t, 'a>>, num_rows: usize) -> Self {
+    fn new(
+        members: Vec<Bound<'t, 'a>>,
+        envelope: Option<EnvelopeObject<'t, 'a>>,
+        num_rows: usize,
+    ) -> Self {
         let mut ops = Vec::new();
         let mut pending = Vec::new();
         // The document is an object without a key; an empty one is still written (`{}`).
         let root_static = members.iter().any(Bound::always_written);
         linearize(members, &mut ops, &mut pending, 0, root_static, false);
+        if let Some(envelope) = envelope {
+            flush(&mut ops, &mut pending);
+            ops.push(Op::Envelope(envelope));
+        }
         if root_static {
             pending.extend_from_slice(b"}\n");
         }
@@ -881,6 +926,7 @@ impl<'t, 'a> Plan<'t, 'a> {
                         }
                     }
                 }
+                Op::Envelope(object) => object.write::<PLAIN>(out, row),
             }
         }
     }
@@ -893,9 +939,9 @@ pub(crate) struct TemplateEncoder {
 }
 
 impl TemplateEncoder {
-    pub fn new(members: &[Member]) -> Self {
+    pub fn new(members: &[Member], envelope_key: Option<&str>) -> Self {
         Self {
-            template: Template::new(members),
+            template: Template::new(members, envelope_key),
             buffer: OutBuffer::default(),
         }
     }
@@ -1093,7 +1139,7 @@ mod tests {
     #[test]
     fn programs_memoize_only_objects_of_one_key() {
         let batch = enriched_batch();
-        let template = Template::new(crate::ecs::ECS);
+        let template = Template::new(crate::ecs::ECS, None);
         let plan = template.bind(&batch.records, false).unwrap();
         // source.geo, source.as (src keys) and aws.vpcflow.interface (interface keys);
         // objects mixing record columns and enrichment are written field by field.

@@ -22,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flowlog_normalize::Target;
+use flowlog_normalize::{EncodeOptions, Target};
 use flowlog_sink::registry::on_thread;
 use flowlog_sink::{BoxFuture, Sink, SinkContext, SinkError, SinkInput, SinkKind};
 use serde::Deserialize;
@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub format: String,
     /// OCSF version for `format = "ocsf"` (default 1.1.0).
     pub ocsf_version: Option<String>,
+    /// Envelope metadata the format has no field for, as one object under this key.
+    pub envelope_key: Option<String>,
     /// Make each batch durable (fsync) before acknowledging it.
     #[serde(default = "yes")]
     pub sync: bool,
@@ -115,7 +117,9 @@ impl FileSink {
     /// Writes every batch until the channel closes; runs on its own thread.
     fn write_all(self, mut input: mpsc::Receiver<SinkInput>) -> Result<(), SinkError> {
         let mut file = open(&self.config.path).map_err(|e| self.io_error(e))?;
-        let mut encoder = self.target.encoder();
+        let mut encoder = self.target.encoder_with(&EncodeOptions {
+            envelope_key: self.config.envelope_key.clone(),
+        });
         let metrics = &self.ctx.metrics;
         while let Some(SinkInput { batch, ack }) = input.blocking_recv() {
             let rows = batch.num_rows() as u64;
@@ -204,6 +208,7 @@ mod tests {
             path: dir.path().join("out/flows.ndjson"),
             format: "ecs".into(),
             ocsf_version: None,
+            envelope_key: None,
             sync: true,
         };
         let sink = sink(&config);
@@ -230,6 +235,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             format: "raw".into(),
             ocsf_version: None,
+            envelope_key: None,
             sync: false,
         };
         let sink = sink(&config);
@@ -254,6 +260,7 @@ mod tests {
             path: "x".into(),
             format: "xml".into(),
             ocsf_version: None,
+            envelope_key: None,
             sync: true,
         };
         assert!(config.validate().is_err());

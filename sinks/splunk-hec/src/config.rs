@@ -100,6 +100,9 @@ pub struct HecConfig {
     pub format: Format,
     /// OCSF version for `format = "ocsf"` (default 1.1.0).
     pub ocsf_version: Option<String>,
+    /// Envelope metadata the format has no field for, as one object under this key
+    /// (JSON formats).
+    pub envelope_key: Option<String>,
     #[serde(default, rename = "endpoint_kind")]
     pub endpoint_kind: Endpoint,
     pub index: Option<String>,
@@ -155,6 +158,7 @@ impl HecConfig {
             token_file: None,
             format: Format::default(),
             ocsf_version: None,
+            envelope_key: None,
             endpoint_kind: Endpoint::default(),
             index: None,
             sourcetype: None,

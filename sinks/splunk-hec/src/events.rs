@@ -5,7 +5,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, RecordBatch, StringViewArray, TimestampMillisecondArray};
 use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch};
-use flowlog_normalize::{Encoder, RawEncoder};
+use flowlog_normalize::{EncodeOptions, Encoder, RawEncoder};
 use flowlog_sink::request::WriteRow;
 use flowlog_sink::SinkError;
 
@@ -161,7 +161,11 @@ impl EventWriter {
         Ok(Self {
             endpoint: config.endpoint_kind,
             time_field: config.time_field,
-            documents: config.target()?.map(|t| t.encoder()),
+            documents: config.target()?.map(|t| {
+                t.encoder_with(&EncodeOptions {
+                    envelope_key: config.envelope_key.clone(),
+                })
+            }),
             fields: RawEncoder::default(),
             host: config.host.clone(),
             source: config.source.clone(),
