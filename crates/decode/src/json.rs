@@ -11,17 +11,19 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Cursor, Read};
+use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow_buffer::Buffer;
 use base64::Engine;
+use flowlog_model::needs_json_escape;
 use flowlog_model::time::parse_rfc3339;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::envelope::{Metadata, RowMetadata};
+use crate::envelope::{BlockMetadata, Event, Metadata, Own};
 use crate::line::{LineDecoder, LineNumbers};
 use crate::sniff::{sniff, Envelope};
 use crate::text::{BLOCK_BYTES, MAX_LINE_BYTES};
@@ -40,8 +42,10 @@ pub(crate) const MAX_ENVELOPE_BYTES: usize = 16 << 20;
 /// The members flowlog reads from any JSON object; the kind of envelope follows from which
 /// are present. Of a `{"message"}` event, the members it has no name for are kept as
 /// they are (`other`); of other envelopes they are ignored.
-#[derive(Default)]
-struct JsonObject<'a> {
+///
+/// `R` holds raw JSON values: `&RawValue` when the object is read from memory (no copy),
+/// `Box<RawValue>` when it is read from a stream.
+struct JsonObject<'a, R> {
     message_type: Option<Cow<'a, str>>,
     log_events: Option<Vec<LogEvent<'a>>>,
     records: Option<Vec<FirehoseRecord<'a>>>,
@@ -50,17 +54,17 @@ struct JsonObject<'a> {
     owner: Option<Scalar<'a>>,
     log_group: Option<Scalar<'a>>,
     log_stream: Option<Scalar<'a>>,
-    subscription_filters: Option<Box<RawValue>>,
+    subscription_filters: Option<R>,
     request_id: Option<Scalar<'a>>,
-    timestamp: Option<Box<RawValue>>,
-    other: Vec<(Cow<'a, str>, Box<RawValue>)>,
+    timestamp: Option<R>,
+    other: Vec<(Cow<'a, str>, R)>,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for JsonObject<'a> {
+impl<'de: 'a, 'a, R: Deserialize<'de>> Deserialize<'de> for JsonObject<'a, R> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectVisitor<'a> {
-            type Value = JsonObject<'a>;
+        struct ObjectVisitor<'a, R>(std::marker::PhantomData<(&'a (), R)>);
+        impl<'de: 'a, 'a, R: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<'a, R> {
+            type Value = JsonObject<'a, R>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
@@ -69,8 +73,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonObject<'a> {
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<JsonObject<'a>, A::Error> {
-                let mut object = JsonObject::default();
+            ) -> Result<JsonObject<'a, R>, A::Error> {
+                let mut object = JsonObject {
+                    message_type: None,
+                    log_events: None,
+                    records: None,
+                    awslogs: None,
+                    message: None,
+                    owner: None,
+                    log_group: None,
+                    log_stream: None,
+                    subscription_filters: None,
+                    request_id: None,
+                    timestamp: None,
+                    other: Vec::new(),
+                };
                 while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
                     match &*key {
                         "messageType" => object.message_type = Some(map.next_value::<Text>()?.0),
@@ -115,16 +132,6 @@ enum Scalar<'a> {
     Text(Cow<'a, str>),
     Int(i64),
     Other,
-}
-
-impl Scalar<'_> {
-    fn text(&self) -> Option<Box<str>> {
-        match self {
-            Scalar::Text(t) => Some(t.as_ref().into()),
-            Scalar::Int(n) => Some(n.to_string().into()),
-            Scalar::Other => None,
-        }
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
@@ -203,8 +210,13 @@ pub(crate) struct JsonDecoder<'d> {
     lines: &'d mut LineDecoder,
     block: Vec<u8>,
     numbers: Vec<u64>,
-    /// What the envelope said about each message of `block`.
-    envelopes: Vec<RowMetadata>,
+    /// What the envelopes said about each message of `block`.
+    envelopes: BlockMetadata,
+    /// The envelope made last, for `{"message"}` events that say the same as the one
+    /// before.
+    last_envelope: Option<Arc<Metadata>>,
+    /// Where the members of an event flowlog has no column for are written (reused).
+    fields: String,
     next_event: u64,
 }
 
@@ -214,7 +226,9 @@ impl<'d> JsonDecoder<'d> {
             lines,
             block: Vec::with_capacity(BLOCK_BYTES),
             numbers: Vec::new(),
-            envelopes: Vec::new(),
+            envelopes: BlockMetadata::default(),
+            last_envelope: None,
+            fields: String::new(),
             next_event: 1,
         }
     }
@@ -275,7 +289,8 @@ impl<'d> JsonDecoder<'d> {
                 inner: Cursor::new(first).chain(reader),
                 used: Rc::clone(&used),
             };
-            let stream = serde_json::Deserializer::from_reader(budget).into_iter::<JsonObject>();
+            let stream = serde_json::Deserializer::from_reader(budget)
+                .into_iter::<JsonObject<Box<RawValue>>>();
             for item in stream {
                 match item {
                     Ok(object) => {
@@ -336,7 +351,7 @@ impl<'d> JsonDecoder<'d> {
             self.lines.stats_mut().blank_lines += 1;
             return Ok(());
         }
-        match serde_json::from_slice::<JsonObject>(trimmed) {
+        match serde_json::from_slice::<JsonObject<&RawValue>>(trimmed) {
             Ok(object) => self.decode_object(object, Some(line_no), 0, None, sink),
             Err(err) => {
                 let reason = format!("not a JSON envelope: {err}");
@@ -352,15 +367,23 @@ impl<'d> JsonDecoder<'d> {
 
     /// Handles one JSON object of any supported kind. `line_no` is its physical line when
     /// it stands on a line of its own; `parent` is what enclosing envelopes said.
-    fn decode_object(
+    fn decode_object<R: Deref<Target = RawValue>>(
         &mut self,
-        mut object: JsonObject<'_>,
+        object: JsonObject<'_, R>,
         line_no: Option<u64>,
         depth: usize,
         parent: Option<&Arc<Metadata>>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
-        let envelope = envelope_of(&mut object, parent);
+        let is_event = object.message.is_some()
+            && object.message_type.is_none()
+            && object.records.is_none()
+            && object.awslogs.is_none();
+        let (own, received) = own_metadata(&object, is_event, &mut self.fields);
+        let envelope = Metadata::of(parent, &own, self.last_envelope.as_ref());
+        if envelope.is_some() && !own.is_empty() {
+            self.last_envelope.clone_from(&envelope);
+        }
         let envelope = envelope.as_ref();
         if let Some(kind) = object.message_type.as_deref() {
             // CloudWatch Logs subscription payload.
@@ -370,15 +393,20 @@ impl<'d> JsonDecoder<'d> {
             }
             for event in object.log_events.unwrap_or_default() {
                 let line = self.take_event();
-                let row = RowMetadata {
-                    shared: envelope.cloned(),
-                    event_id: event.id.and_then(|id| id.text()),
-                    event_time: match event.timestamp {
+                let id = match &event.id {
+                    Some(Scalar::Text(id)) => Some(Cow::Borrowed(id.as_ref())),
+                    Some(Scalar::Int(n)) => Some(Cow::Owned(n.to_string())),
+                    _ => None,
+                };
+                let about = Event {
+                    id: id.as_deref(),
+                    time: match event.timestamp {
                         Some(Scalar::Int(ms)) => Some(ms),
                         _ => None,
                     },
+                    received: None,
                 };
-                self.push_bytes(event.message.as_bytes(), line, row, sink)?;
+                self.push_bytes(event.message.as_bytes(), line, envelope, about, sink)?;
             }
             return Ok(());
         }
@@ -398,11 +426,11 @@ impl<'d> JsonDecoder<'d> {
                 Some(n) => n,
                 None => self.take_event(),
             };
-            let row = RowMetadata {
-                shared: envelope.cloned(),
-                ..RowMetadata::default()
+            let about = Event {
+                received,
+                ..Event::default()
             };
-            return self.push_bytes(message.as_bytes(), line, row, sink);
+            return self.push_bytes(message.as_bytes(), line, envelope, about, sink);
         }
         let line = line_no.unwrap_or_else(|| self.take_event());
         self.lines.dead_letter(
@@ -474,7 +502,8 @@ impl<'d> JsonDecoder<'d> {
                 }
             }
             Envelope::Json => {
-                let stream = serde_json::Deserializer::from_slice(&bytes).into_iter::<JsonObject>();
+                let stream = serde_json::Deserializer::from_slice(&bytes)
+                    .into_iter::<JsonObject<&RawValue>>();
                 for item in stream {
                     match item {
                         Ok(object) => self.decode_object(object, None, depth, envelope, sink)?,
@@ -495,11 +524,7 @@ impl<'d> JsonDecoder<'d> {
                         continue;
                     }
                     let n = self.take_event();
-                    let row = RowMetadata {
-                        shared: envelope.cloned(),
-                        ..RowMetadata::default()
-                    };
-                    self.push_bytes(line, n, row, sink)?;
+                    self.push_bytes(line, n, envelope, Event::default(), sink)?;
                 }
                 Ok(())
             }
@@ -521,7 +546,8 @@ impl<'d> JsonDecoder<'d> {
         &mut self,
         message: &[u8],
         line: u64,
-        envelope: RowMetadata,
+        envelope: Option<&Arc<Metadata>>,
+        event: Event<'_>,
         sink: &mut dyn RecordSink,
     ) -> Result<(), DecodeError> {
         let message = message.strip_suffix(b"\n").unwrap_or(message);
@@ -542,7 +568,7 @@ impl<'d> JsonDecoder<'d> {
         self.block.extend_from_slice(message);
         self.block.push(b'\n');
         self.numbers.push(line);
-        self.envelopes.push(envelope);
+        self.envelopes.push(envelope, event);
         if self.block.len() >= BLOCK_BYTES {
             self.flush(sink)?;
         }
@@ -555,92 +581,76 @@ impl<'d> JsonDecoder<'d> {
         }
         let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
         let numbers = std::mem::take(&mut self.numbers);
-        let envelopes = std::mem::take(&mut self.envelopes);
-        self.lines.decode_block(
+        let result = self.lines.decode_block(
             Buffer::from_vec(block),
-            LineNumbers::Listed(&numbers, &envelopes),
+            LineNumbers::Listed(&numbers, &self.envelopes),
             sink,
-        )?;
-        Ok(())
+        );
+        self.envelopes.clear();
+        result.map(|_| ())
     }
 }
 
-/// What `object` says about the records it carries, added to what `parent` said (its
-/// own members win); `parent` itself when it adds nothing. Takes the members it keeps.
-fn envelope_of(
-    object: &mut JsonObject<'_>,
-    parent: Option<&Arc<Metadata>>,
-) -> Option<Arc<Metadata>> {
-    let is_event = object.message.is_some()
-        && object.message_type.is_none()
-        && object.records.is_none()
-        && object.awslogs.is_none();
-    let mut other = if is_event {
-        std::mem::take(&mut object.other)
-    } else {
-        Vec::new()
-    };
-    let mut received = None;
-    if let Some(raw) = object.timestamp.take() {
+/// What `object` says about the records it carries, borrowed from it; and, for a
+/// `{"message"}` event (`is_event`), when the pipeline in front of flowlog took it. The
+/// members of an event flowlog has no column for are written to `fields` as a JSON object.
+fn own_metadata<'o, R: Deref<Target = RawValue>>(
+    object: &'o JsonObject<'_, R>,
+    is_event: bool,
+    fields: &'o mut String,
+) -> (Own<'o>, Option<i64>) {
+    fields.clear();
+    let mut time = None;
+    if let Some(raw) = &object.timestamp {
         // Firehose: Unix milliseconds; Vector and most engines: RFC 3339.
-        received = match serde_json::from_str::<Scalar>(raw.get()) {
-            Ok(Scalar::Int(ms)) => Some(ms),
-            Ok(Scalar::Text(text)) => parse_rfc3339(&text),
-            _ => None,
+        let text = raw.get();
+        time = match text.as_bytes().first() {
+            Some(b'"') => text
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(parse_rfc3339),
+            _ => text.parse::<i64>().ok(),
         };
-        if received.is_none() && is_event {
-            other.push((Cow::Borrowed("timestamp"), raw));
+        if time.is_none() && is_event {
+            add_member(fields, "timestamp", text);
         }
     }
-    let text = |value: &Option<Scalar<'_>>| value.as_ref().and_then(Scalar::text);
-    let own = Metadata {
+    if is_event {
+        for (key, value) in &object.other {
+            add_member(fields, key, value.get());
+        }
+    }
+    if !fields.is_empty() {
+        fields.push('}');
+    }
+    let text = |value: &'o Option<Scalar<'_>>| match value {
+        Some(Scalar::Text(t)) => Some(t.as_ref()),
+        _ => None,
+    };
+    let own = Own {
         owner: text(&object.owner),
         log_group: text(&object.log_group),
         log_stream: text(&object.log_stream),
-        subscription_filters: object
-            .subscription_filters
-            .take()
-            .map(|raw| raw.get().into()),
+        subscription_filters: object.subscription_filters.as_deref().map(RawValue::get),
         request_id: text(&object.request_id),
-        received,
-        fields: (!other.is_empty()).then(|| json_object(&other)),
+        received: if is_event { None } else { time },
+        fields: (!fields.is_empty()).then_some(fields.as_str()),
     };
-    if own.is_empty() {
-        return parent.cloned();
-    }
-    let mut merged = parent.map(|p| Metadata::clone(p)).unwrap_or_default();
-    macro_rules! take_own {
-        ($($field:ident),*) => {$(
-            if own.$field.is_some() {
-                merged.$field = own.$field;
-            }
-        )*};
-    }
-    take_own!(
-        owner,
-        log_group,
-        log_stream,
-        subscription_filters,
-        request_id,
-        received,
-        fields
-    );
-    Some(Arc::new(merged))
+    (own, if is_event { time } else { None })
 }
 
-/// A JSON object of members given as raw JSON values.
-fn json_object(members: &[(Cow<'_, str>, Box<RawValue>)]) -> Box<str> {
-    let mut out = String::from("{");
-    for (i, (key, value)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(key.as_ref()).expect("a string serializes"));
-        out.push(':');
-        out.push_str(value.get());
+/// Adds `"key":value` to the JSON object being written in `out` (opened by the first).
+fn add_member(out: &mut String, key: &str, json: &str) {
+    out.push(if out.is_empty() { '{' } else { ',' });
+    if needs_json_escape(key) {
+        out.push_str(&serde_json::to_string(key).expect("a string serializes"));
+    } else {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
     }
-    out.push('}');
-    out.into()
+    out.push(':');
+    out.push_str(json);
 }
 
 /// Skips the rest of a line (through its newline); returns how many bytes it held before

@@ -13,7 +13,7 @@ use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, ScalarBuffer};
 use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
 
 use crate::assemble::{Layout, NullColumns};
-use crate::envelope::{self, RowMetadata};
+use crate::envelope::{BlockMetadata, EnvelopeColumns};
 use crate::text::MAX_LINE_BYTES;
 use crate::tokens::{self, Line};
 use crate::values::{epoch_millis_in, max_value, parse_integer_in, BadValue, CheckedAddresses};
@@ -26,7 +26,7 @@ pub(crate) enum LineNumbers<'a> {
     From(u64),
     /// One number per line of the block, in order (log events of an envelope), and what
     /// the envelope said about each.
-    Listed(&'a [u64], &'a [RowMetadata]),
+    Listed(&'a [u64], &'a BlockMetadata),
 }
 
 impl LineNumbers<'_> {
@@ -37,10 +37,10 @@ impl LineNumbers<'_> {
         }
     }
 
-    fn envelope(&self, index: usize) -> Option<&RowMetadata> {
+    fn envelopes(&self) -> Option<&BlockMetadata> {
         match self {
             LineNumbers::From(_) => None,
-            LineNumbers::Listed(_, envelopes) => Some(&envelopes[index]),
+            LineNumbers::Listed(_, envelopes) => Some(envelopes),
         }
     }
 }
@@ -196,8 +196,8 @@ pub struct LineDecoder {
     line_numbers: Vec<u64>,
     /// Views of each row's line, when asked for ([`LineDecoder::keeping_lines`]).
     lines: Option<Vec<u128>>,
-    /// Each row's envelope, when its lines came out of envelopes (else empty).
-    envelopes: Vec<RowMetadata>,
+    /// Each row's envelope, when its lines came out of envelopes.
+    envelopes: EnvelopeColumns,
     rows: usize,
     addresses: CheckedAddresses,
     /// Token offsets of the line being decoded (reused).
@@ -222,7 +222,7 @@ impl LineDecoder {
             plain_text: true,
             line_numbers: Vec::with_capacity(batch_rows),
             lines: None,
-            envelopes: Vec::new(),
+            envelopes: EnvelopeColumns::default(),
             rows: 0,
             addresses: CheckedAddresses::default(),
             spans: Vec::with_capacity(64),
@@ -310,8 +310,8 @@ impl LineDecoder {
             });
             let rows = self.rows;
             self.decode_line(bytes, &line, current, all_utf8, line_no, sink)?;
-            if let Some(envelope) = numbers.envelope(index - 1).filter(|_| self.rows > rows) {
-                self.envelopes.push(envelope.clone());
+            if let Some(envelopes) = numbers.envelopes().filter(|_| self.rows > rows) {
+                self.envelopes.push(envelopes, index - 1);
             }
             if self.rows >= self.batch_rows {
                 self.flush(sink)?;
@@ -509,10 +509,7 @@ impl LineDecoder {
         let mut plain_text = std::mem::replace(&mut self.plain_text, true);
         let arrays = self.columns.iter_mut().map(|c| c.finish(&blocks)).collect();
         let mut records = self.nulls.assemble(&self.layout, arrays, self.rows);
-        if !self.envelopes.is_empty() {
-            records = envelope::append_columns(records, &self.envelopes, &mut plain_text);
-            self.envelopes.clear();
-        }
+        records = self.envelopes.finish(records, &mut plain_text);
         let numbers = ScalarBuffer::from(std::mem::replace(
             &mut self.line_numbers,
             Vec::with_capacity(self.batch_rows),

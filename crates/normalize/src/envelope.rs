@@ -110,10 +110,11 @@ mod tests {
 
     use arrow_array::{
         new_null_array, ArrayRef, RecordBatch, StringViewArray, TimestampMillisecondArray,
+        UInt32Array, UInt32DictionaryArray,
     };
     use arrow_buffer::ScalarBuffer;
     use arrow_schema::Schema;
-    use flowlog_model::envelope::envelope_schema_fields;
+    use flowlog_model::envelope::{envelope_schema_fields, SHARED_ENVELOPE_FIELDS};
     use flowlog_model::{canonical_schema, EnrichKind, FlowBatch, SourceId, ENVELOPE_FIELDS};
 
     use crate::otel::{AttributeValue, OtelView};
@@ -132,7 +133,7 @@ mod tests {
             })
             .collect();
         for (i, field) in ENVELOPE_FIELDS.iter().enumerate() {
-            columns.push(match field.kind {
+            let values: ArrayRef = match field.kind {
                 EnrichKind::Time => {
                     Arc::new(TimestampMillisecondArray::from(vec![time(i)]).with_timezone("UTC"))
                 }
@@ -144,6 +145,13 @@ mod tests {
                     "marker-{}",
                     field.column
                 )])),
+            };
+            columns.push(if i < SHARED_ENVELOPE_FIELDS {
+                Arc::new(
+                    UInt32DictionaryArray::try_new(UInt32Array::from(vec![0]), values).unwrap(),
+                )
+            } else {
+                values
             });
         }
         let fields: Vec<_> = canonical
