@@ -103,6 +103,10 @@ struct Stored {
 pub struct Checkpoints {
     path: PathBuf,
     inner: Arc<Mutex<(Stored, bool)>>,
+    /// Held for a whole save: two saves at once (the periodic one, which an abort cannot
+    /// stop once it runs on a blocking thread, and the final one) would share the
+    /// temporary file, and the second rename would find it gone.
+    saving: Arc<Mutex<()>>,
 }
 
 impl Checkpoints {
@@ -126,6 +130,7 @@ impl Checkpoints {
         Ok(Self {
             path,
             inner: Arc::new(Mutex::new((stored, false))),
+            saving: Arc::new(Mutex::new(())),
         })
     }
 
@@ -160,6 +165,7 @@ impl Checkpoints {
 
     /// Writes the checkpoints if they changed since the last save.
     pub fn save(&self) -> std::io::Result<()> {
+        let _saving = self.saving.lock().unwrap();
         let bytes = {
             let mut inner = self.inner.lock().unwrap();
             if !inner.1 {
@@ -214,6 +220,34 @@ pub fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saves_at_once_from_several_threads_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let checkpoints = checkpoints.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        checkpoints.set(
+                            &format!("f{t}"),
+                            FileCheckpoint {
+                                line: i,
+                                ..FileCheckpoint::default()
+                            },
+                        );
+                        checkpoints.save().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let again = Checkpoints::open(dir.path()).unwrap();
+        assert_eq!(again.get("f7").unwrap().line, 49);
+    }
 
     #[test]
     fn saved_checkpoints_load_again() {
