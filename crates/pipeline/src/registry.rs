@@ -57,6 +57,7 @@ registry! {
     /// `[sinks.<name>]`: where records are delivered.
     SinkConfig: SinkKind {
         SplunkHec(flowlog_sink_splunk_hec::HecConfig) = "splunk_hec",
+        Elasticsearch(flowlog_sink_elasticsearch::EsConfig) = "elasticsearch",
         File(flowlog_sink_file::FileConfig) = "file",
     }
 }

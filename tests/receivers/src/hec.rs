@@ -16,17 +16,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::server::{json, Answer, DropConnection, Server};
 
 /// One envelope, with only the keys HEC documents (anything else is refused).
 #[derive(Deserialize)]
@@ -136,94 +134,41 @@ struct Channel {
 
 /// A running collector; stopped when dropped.
 pub struct HecReceiver {
-    addr: SocketAddr,
-    ca_pem: Option<String>,
+    server: Server,
     state: Arc<Mutex<State>>,
     down: Arc<AtomicBool>,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl HecReceiver {
     /// Starts a collector on 127.0.0.1 on a free port.
     pub fn start(options: HecOptions) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .thread_name("hec-receiver")
-            .build()
-            .expect("a runtime");
-        // Bound here (not in the runtime) so that starting works from async code too.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("bound");
         let state = Arc::new(Mutex::new(State {
             rng: Some(fastrand::Rng::with_seed(options.seed)),
             ..State::default()
         }));
         let down = Arc::new(AtomicBool::new(false));
-        let pki = options.tls.then(crate::tls::TestPki::new);
-        let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
-        let acceptor = pki.map(|p| p.acceptor);
+        let tls = options.tls;
         let options = Arc::new(options);
         let (s, d) = (Arc::clone(&state), Arc::clone(&down));
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (state, down, options) = (Arc::clone(&s), Arc::clone(&d), Arc::clone(&options));
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let (state, down, options) =
-                            (Arc::clone(&state), Arc::clone(&down), Arc::clone(&options));
-                        async move { handle(request, &state, &down, &options).await }
-                    });
-                    // HTTP/1.1, or HTTP/2 when the client starts with its preface.
-                    let builder = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    );
-                    let _ = match acceptor {
-                        Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
-                        }
-                        None => {
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await
-                        }
-                    };
-                });
-            }
+        let server = Server::start("hec-receiver", tls, move |request| {
+            let (state, down, options) = (Arc::clone(&s), Arc::clone(&d), Arc::clone(&options));
+            async move { handle(request, &state, &down, &options).await }
         });
         Self {
-            addr,
-            ca_pem,
+            server,
             state,
             down,
-            runtime: Some(runtime),
         }
     }
 
     /// `http://127.0.0.1:<port>`, or `https://` with `tls`.
     pub fn url(&self) -> String {
-        let scheme = if self.ca_pem.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.addr)
+        self.server.url()
     }
 
     /// The PEM of the CA that signed the receiver's certificate (with `tls`).
     pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
+        self.server.ca_pem()
     }
 
     /// While down, every request gets 503 code 9 (server busy).
@@ -268,49 +213,25 @@ impl HecReceiver {
     }
 }
 
-impl Drop for HecReceiver {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-type Answer = http::Response<Full<Bytes>>;
-
 fn reply(status: u16, body: Value) -> Answer {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
+    json(status, &body)
 }
 
 fn code(status: u16, code: u32, text: &str) -> Answer {
     reply(status, serde_json::json!({"text": text, "code": code}))
 }
 
-/// Dropping the connection: the service fails, and hyper closes it without an answer.
-#[derive(Debug)]
-struct Drop_;
-impl std::fmt::Display for Drop_ {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by the fault script")
-    }
-}
-impl std::error::Error for Drop_ {}
-
 async fn handle(
     request: http::Request<hyper::body::Incoming>,
     state: &Mutex<State>,
     down: &AtomicBool,
     options: &HecOptions,
-) -> Result<Answer, Drop_> {
+) -> Result<Answer, DropConnection> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Err(Drop_),
+        Err(_) => return Err(DropConnection),
     };
     if path == "/services/collector/ack" {
         let hang = {
@@ -444,7 +365,7 @@ async fn handle(
             return Ok(answer);
         } else {
             state.stats.dropped_connections += 1;
-            return Err(Drop_);
+            return Err(DropConnection);
         }
     }
     let gzip = parts

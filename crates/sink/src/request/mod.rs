@@ -63,6 +63,13 @@ pub trait Protocol: Send + Sync + 'static {
         let _ = receipt;
         Box::pin(async { true })
     }
+
+    /// After each attempt: whether the node the request went to (`uri`) answered
+    /// usefully (false: no answer, or a whole-request failure to retry), for a protocol
+    /// that spreads requests over several nodes and skips failing ones for a while.
+    fn attempted(&self, uri: &http::Uri, healthy: bool) {
+        let _ = (uri, healthy);
+    }
 }
 
 /// What an answer means for the request that got it.
@@ -344,6 +351,7 @@ async fn deliver<P: Protocol>(
                 break;
             }
             let request = shared.protocol.request(body.clone(), shared.gzip);
+            let uri = request.uri().clone();
             let answer = {
                 let _wire = shared.wire.acquire().await.expect("never closed");
                 shared.client.send(request).await
@@ -351,13 +359,18 @@ async fn deliver<P: Protocol>(
             let response = match answer {
                 Ok(response) => response,
                 Err(e) => {
+                    shared.protocol.attempted(&uri, false);
                     shared.metrics.retries.inc();
                     tracing::warn!(sink = %shared.name, "request failed, retrying: {e}");
                     backoff.wait(None).await;
                     continue;
                 }
             };
-            match shared.protocol.classify(&response, piece.len()) {
+            let verdict = shared.protocol.classify(&response, piece.len());
+            shared
+                .protocol
+                .attempted(&uri, !matches!(verdict, Verdict::Retry { .. }));
+            match verdict {
                 Verdict::Delivered { receipt, warning } => {
                     if let Some(warning) = warning {
                         shared.metrics.capacity_warnings.inc();

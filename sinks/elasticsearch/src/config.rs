@@ -1,0 +1,403 @@
+//! The sink's settings, as they appear under `[sinks.<name>]` with
+//! `type = "elasticsearch"`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use flowlog_normalize::{EncodeOptions, Target};
+use flowlog_sink::registry::seconds;
+use flowlog_sink::request::RequestSettings;
+use flowlog_sink::{ProxyOptions, RetryPolicy, SinkError, TlsOptions};
+use serde::Deserialize;
+
+/// A data stream's name parts: `<type>-<dataset>-<namespace>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStream {
+    #[serde(rename = "type", default = "default_type")]
+    pub kind: String,
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+impl Default for DataStream {
+    fn default() -> Self {
+        Self {
+            kind: default_type(),
+            dataset: default_dataset(),
+            namespace: default_namespace(),
+        }
+    }
+}
+
+fn default_type() -> String {
+    "logs".into()
+}
+fn default_dataset() -> String {
+    "aws.vpcflow".into()
+}
+fn default_namespace() -> String {
+    "default".into()
+}
+
+impl DataStream {
+    pub fn name(&self) -> String {
+        format!("{}-{}-{}", self.kind, self.dataset, self.namespace)
+    }
+}
+
+/// Credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Auth {
+    /// An Elasticsearch API key: `id:key`, or the base64 `encoded` form Kibana shows.
+    ApiKey { api_key: String },
+    /// A user and password (HTTP Basic).
+    Basic { user: String, password: String },
+}
+
+/// Which product the cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// Found out from `GET /` (`check`, template installation).
+    #[default]
+    Auto,
+    Elasticsearch,
+    OpenSearch,
+}
+
+/// The document format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// ECS, as Elastic's `aws.vpcflow` integration writes it (its dashboards and rules
+    /// work unchanged).
+    #[default]
+    Ecs,
+    Ocsf,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    None,
+}
+
+fn default_max_bytes() -> usize {
+    // Elastic's guidance for bulk requests: a few MB, well under http.max_content_length.
+    5_000_000
+}
+fn default_batch_timeout() -> f64 {
+    1.0
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_in_flight() -> usize {
+    16
+}
+fn default_request_timeout() -> f64 {
+    60.0
+}
+fn default_backoff_initial() -> f64 {
+    0.2
+}
+fn default_backoff_max() -> f64 {
+    30.0
+}
+fn default_node_retry() -> f64 {
+    30.0
+}
+
+/// `[sinks.<name>]` of `type = "elasticsearch"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsConfig {
+    /// Nodes, used in turn; one that fails is skipped for `node_retry_secs`.
+    pub endpoints: Vec<String>,
+    /// Write into this data stream (the default: `logs-aws.vpcflow-default`, where
+    /// Elastic's AWS integration writes).
+    pub data_stream: Option<DataStream>,
+    /// Or into classic indices: `%Y`, `%m`, `%d` are replaced by the date of the
+    /// document's `@timestamp` (the flow's end), e.g. `vpcflow-%Y.%m.%d`.
+    pub index: Option<String>,
+    pub auth: Option<Auth>,
+    #[serde(default)]
+    pub format: Format,
+    /// OCSF version for `format = "ocsf"` (default 1.1.0).
+    pub ocsf_version: Option<String>,
+    /// Envelope metadata the format has no field for, as one object under this key.
+    pub envelope_key: Option<String>,
+    #[serde(default)]
+    pub flavor: Flavor,
+    /// Install a component and an index template for the target at start.
+    #[serde(default)]
+    pub install_template: bool,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Most bytes of actions and documents in one request (before compression).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_secs: f64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: f64,
+    #[serde(default = "default_backoff_initial")]
+    pub retry_initial_backoff_secs: f64,
+    #[serde(default = "default_backoff_max")]
+    pub retry_max_backoff_secs: f64,
+    /// How long a node that failed is left out of the rotation.
+    #[serde(default = "default_node_retry")]
+    pub node_retry_secs: f64,
+    #[serde(default)]
+    pub tls: TlsOptions,
+    #[serde(default)]
+    pub proxy: ProxyOptions,
+}
+
+/// Where documents go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    DataStream(String),
+    /// An index name pattern with `%Y`, `%m`, `%d`.
+    Index(String),
+}
+
+impl EsConfig {
+    /// A configuration with every default, for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoints: vec![endpoint.into()],
+            data_stream: None,
+            index: None,
+            auth: None,
+            format: Format::default(),
+            ocsf_version: None,
+            envelope_key: None,
+            flavor: Flavor::default(),
+            install_template: false,
+            compression: Compression::default(),
+            max_bytes: default_max_bytes(),
+            batch_timeout_secs: default_batch_timeout(),
+            concurrency: default_concurrency(),
+            max_in_flight: default_max_in_flight(),
+            request_timeout_secs: default_request_timeout(),
+            retry_initial_backoff_secs: default_backoff_initial(),
+            retry_max_backoff_secs: default_backoff_max(),
+            node_retry_secs: default_node_retry(),
+            tls: TlsOptions::default(),
+            proxy: ProxyOptions::default(),
+        }
+    }
+
+    pub fn destination(&self) -> Destination {
+        match (&self.index, &self.data_stream) {
+            (Some(index), _) => Destination::Index(index.clone()),
+            (None, Some(stream)) => Destination::DataStream(stream.name()),
+            (None, None) => Destination::DataStream(DataStream::default().name()),
+        }
+    }
+
+    pub fn target(&self) -> Result<Target, SinkError> {
+        let name = match self.format {
+            Format::Ecs => "ecs",
+            Format::Ocsf => "ocsf",
+            Format::Raw => "raw",
+        };
+        Target::named(name, self.ocsf_version.as_deref()).map_err(SinkError::Config)
+    }
+
+    pub fn encode_options(&self) -> EncodeOptions {
+        EncodeOptions {
+            envelope_key: self.envelope_key.clone(),
+        }
+    }
+
+    /// The `Authorization` header value, if any.
+    pub fn authorization(&self) -> Result<Option<http::HeaderValue>, SinkError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let value = match &self.auth {
+            None => return Ok(None),
+            Some(Auth::ApiKey { api_key }) => {
+                let key = api_key.trim();
+                if key.is_empty() {
+                    return Err(SinkError::Config("auth.api_key is empty".into()));
+                }
+                // `id:key` is encoded here; Kibana's `encoded` form is already base64.
+                if key.contains(':') {
+                    format!("ApiKey {}", b64.encode(key))
+                } else {
+                    format!("ApiKey {key}")
+                }
+            }
+            Some(Auth::Basic { user, password }) => {
+                format!("Basic {}", b64.encode(format!("{user}:{password}")))
+            }
+        };
+        let mut header = http::HeaderValue::try_from(value)
+            .map_err(|_| SinkError::Config("auth holds characters a header cannot carry".into()))?;
+        header.set_sensitive(true);
+        Ok(Some(header))
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial: secs(self.retry_initial_backoff_secs),
+            max: secs(self.retry_max_backoff_secs),
+        }
+    }
+
+    pub fn request_settings(&self) -> RequestSettings {
+        RequestSettings {
+            max_bytes: self.max_bytes,
+            batch_timeout: secs(self.batch_timeout_secs),
+            gzip: self.compression == Compression::Gzip,
+            concurrency: self.concurrency,
+            max_in_flight: self.max_in_flight,
+            retry: self.retry_policy(),
+        }
+    }
+
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), SinkError> {
+        if self.endpoints.is_empty() {
+            return Err(SinkError::Config("endpoints is empty".into()));
+        }
+        for endpoint in &self.endpoints {
+            let url: http::Uri = endpoint
+                .parse()
+                .map_err(|e| SinkError::Config(format!("endpoint `{endpoint}`: {e}")))?;
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+                return Err(SinkError::Config(format!(
+                    "endpoint `{endpoint}` is not an http:// or https:// URL"
+                )));
+            }
+        }
+        if self.index.is_some() && self.data_stream.is_some() {
+            return Err(SinkError::Config(
+                "give `index` or `data_stream`, not both".into(),
+            ));
+        }
+        let name = match self.destination() {
+            Destination::DataStream(name) | Destination::Index(name) => name,
+        };
+        // Elasticsearch's index name rules, for what a pattern can break here.
+        if name.is_empty()
+            || name.starts_with(['-', '_', '+'])
+            || name
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || " \"*\\<|,>/?#:".contains(c) || c.is_control())
+        {
+            return Err(SinkError::Config(format!(
+                "`{name}` is not a valid index or data stream name (lowercase, no spaces or \" * \\ < | , > / ? # :)"
+            )));
+        }
+        if self.max_bytes < 1024 {
+            return Err(SinkError::Config("max_bytes must be at least 1024".into()));
+        }
+        if self.concurrency == 0 || self.max_in_flight < self.concurrency {
+            return Err(SinkError::Config(
+                "concurrency must be at least 1 and max_in_flight at least concurrency".into(),
+            ));
+        }
+        for (name, v) in [
+            ("batch_timeout_secs", self.batch_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "retry_initial_backoff_secs",
+                self.retry_initial_backoff_secs,
+            ),
+            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
+            ("node_retry_secs", self.node_retry_secs),
+        ] {
+            seconds(name, v, false).map_err(SinkError::Config)?;
+        }
+        if self.flavor == Flavor::OpenSearch && matches!(self.auth, Some(Auth::ApiKey { .. })) {
+            return Err(SinkError::Config(
+                "OpenSearch takes no API keys: use auth = { user, password }".into(),
+            ));
+        }
+        self.target()?;
+        self.authorization()?;
+        Ok(())
+    }
+}
+
+/// A validated setting in seconds as a `Duration` (saturating).
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> EsConfig {
+        let mut config: EsConfig = serde_json::from_str(text).unwrap();
+        if config.endpoints.is_empty() {
+            config.endpoints.push("http://127.0.0.1:9200".into());
+        }
+        config
+    }
+
+    #[test]
+    fn the_default_destination_is_elastics_data_stream() {
+        let config = parse(r#"{"endpoints": ["https://es:9200"]}"#);
+        assert_eq!(
+            config.destination(),
+            Destination::DataStream("logs-aws.vpcflow-default".into())
+        );
+        let config = parse(r#"{"endpoints": [], "data_stream": {"namespace": "prod"}}"#);
+        assert_eq!(
+            config.destination(),
+            Destination::DataStream("logs-aws.vpcflow-prod".into())
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn api_keys_are_encoded_unless_they_already_are() {
+        let config = parse(r#"{"endpoints": [], "auth": {"api_key": "id:secret"}}"#);
+        assert_eq!(
+            config.authorization().unwrap().unwrap(),
+            "ApiKey aWQ6c2VjcmV0"
+        );
+        let config = parse(r#"{"endpoints": [], "auth": {"api_key": "aWQ6c2VjcmV0"}}"#);
+        assert_eq!(
+            config.authorization().unwrap().unwrap(),
+            "ApiKey aWQ6c2VjcmV0"
+        );
+        let config = parse(r#"{"endpoints": [], "auth": {"user": "u", "password": "p\"w"}}"#);
+        assert!(config.authorization().unwrap().unwrap().is_sensitive());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for (text, needle) in [
+            (r#"{"endpoints": ["es:9200"]}"#, "not an http"),
+            (r#"{"endpoints": [], "index": "VPC"}"#, "not a valid index"),
+            (
+                r#"{"endpoints": [], "index": "a", "data_stream": {}}"#,
+                "not both",
+            ),
+            (r#"{"endpoints": [], "max_bytes": 10}"#, "max_bytes"),
+            (
+                r#"{"endpoints": [], "flavor": "opensearch", "auth": {"api_key": "a:b"}}"#,
+                "OpenSearch",
+            ),
+        ] {
+            let err = parse(text).validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The HTTP server every receiver runs: 127.0.0.1 on a free port, HTTP/1.1 or HTTP/2,
+//! optionally TLS with a fresh test CA, in a runtime of its own (so async unit tests and
+//! end-to-end tests of the binary can both use it); stopped when dropped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// An answer.
+pub type Answer = http::Response<Full<Bytes>>;
+
+/// What a handler returns to drop the connection without an answer (a scripted fault):
+/// the service fails, and hyper closes the connection.
+#[derive(Debug)]
+pub struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault script")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Server {
+    /// Serves every request with `handler`.
+    pub fn start<H, F>(name: &str, tls: bool, handler: H) -> Self
+    where
+        H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Answer, DropConnection>> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name(name)
+            .build()
+            .expect("a runtime");
+        // Bound here (not in the runtime) so that starting works from async code too.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("bound");
+        let pki = tls.then(crate::tls::TestPki::new);
+        let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
+        let acceptor = pki.map(|p| p.acceptor);
+        let handler = Arc::new(handler);
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = Arc::clone(&handler);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handler(request));
+                    // HTTP/1.1, or HTTP/2 when the client starts with its preface.
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = match acceptor {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
+                });
+            }
+        });
+        Self {
+            addr,
+            ca_pem,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, or `https://` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The PEM of the CA that signed the server's certificate (with TLS).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A JSON answer.
+pub fn json(status: u16, body: &serde_json::Value) -> Answer {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
