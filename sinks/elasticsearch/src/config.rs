@@ -289,7 +289,8 @@ impl EsConfig {
             ));
         }
         let name = match self.destination() {
-            Destination::DataStream(name) | Destination::Index(name) => name,
+            Destination::DataStream(name) => name,
+            Destination::Index(pattern) => crate::bulk::dated(&pattern, 0),
         };
         // Elasticsearch's index name rules, for what a pattern can break here.
         if name.is_empty()

@@ -287,11 +287,17 @@ impl EsSink {
         match response.status {
             200 => {}
             401 | 403 => {
+                let mut message = response_text(&response);
+                if matches!(self.config.auth, Some(Auth::ApiKey { .. })) {
+                    message.push_str(
+                        " (if the cluster is OpenSearch: it takes no API keys; use auth = { user, password })",
+                    );
+                }
                 return Err(SinkError::Rejected {
                     sink: cluster.name.clone(),
                     status: response.status,
-                    message: response_text(&response),
-                })
+                    message,
+                });
             }
             status => {
                 return Err(SinkError::Unreachable {
