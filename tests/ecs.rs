@@ -302,3 +302,109 @@ fn times_past_year_9999_and_before_year_0_are_written_exactly() {
         }
     }
 }
+
+/// Fields of Elastic's `aws.vpcflow` package that flowlog's template leaves out on
+/// purpose: what Elastic Agent adds about itself, the host it runs on and the S3 object
+/// it read (flowlog writes none of them; `ecs@mappings` or the package maps them).
+const NOT_OURS: &[&str] = &[
+    "aws.s3.",
+    "cloud.machine.",
+    "cloud.project.",
+    "cloud.image.",
+    "container.",
+    "host.",
+];
+
+/// The field types of Elastic's package (`fields.yml` and friends: `- name:` entries
+/// nested by indentation, with their `type:`), groups left out.
+fn package_field_types() -> std::collections::BTreeMap<String, String> {
+    let dir = common::fixture("elastic-integrations/vpcflow-package");
+    let mut types = std::collections::BTreeMap::new();
+    for file in [
+        "fields.yml",
+        "base-fields.yml",
+        "package-fields.yml",
+        "agent.yml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        let mut current = None;
+        for line in text.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let item = line.trim_start();
+            if let Some(name) = item.strip_prefix("- name: ") {
+                while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                    stack.pop();
+                }
+                stack.push((indent, name.trim().trim_matches('\'').to_string()));
+                current = Some(
+                    stack
+                        .iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                );
+            } else if let (Some(kind), Some(path)) = (item.strip_prefix("type: "), &current) {
+                if kind != "group" {
+                    types.insert(path.clone(), kind.trim().to_string());
+                }
+            }
+        }
+    }
+    types
+}
+
+#[test]
+fn the_component_template_types_fields_as_elastics_package_does() {
+    use flowlog_sink_elasticsearch::template::{differences, field_types};
+    let ours = field_types(&flowlog_normalize::schema::component_template());
+    let theirs = package_field_types();
+    assert!(
+        theirs.len() > 40,
+        "the package's fields were read: {theirs:?}"
+    );
+    // Every field of the package flowlog writes has the package's type.
+    let ours_only: std::collections::BTreeMap<_, _> = ours
+        .iter()
+        .filter(|(path, _)| theirs.contains_key(*path))
+        .map(|(p, t)| (p.clone(), t.clone()))
+        .collect();
+    assert_eq!(
+        differences(&theirs_for(&ours_only, &theirs), &ours_only),
+        Vec::<String>::new()
+    );
+    // What the package has and flowlog's template lacks is only the agent's own fields.
+    let missing: Vec<_> = theirs
+        .keys()
+        .filter(|path| !ours.contains_key(*path))
+        .filter(|path| !NOT_OURS.iter().any(|prefix| path.starts_with(prefix)))
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    // The types the issue names.
+    for (path, kind) in [
+        ("aws.vpcflow.pkt_srcaddr", "ip"),
+        ("aws.vpcflow.pkt_dstaddr", "ip"),
+        ("aws.vpcflow.version", "keyword"),
+        ("source.ip", "ip"),
+        ("destination.ip", "ip"),
+        ("source.geo.location", "geo_point"),
+        ("destination.geo.location", "geo_point"),
+        ("source.port", "long"),
+        ("destination.port", "long"),
+        ("network.bytes", "long"),
+        ("network.packets", "long"),
+        ("source.as.number", "long"),
+    ] {
+        assert_eq!(ours.get(path).map(String::as_str), Some(kind), "{path}");
+    }
+}
+
+/// The package's types of the fields in `ours`.
+fn theirs_for(
+    ours: &std::collections::BTreeMap<String, String>,
+    theirs: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    ours.keys()
+        .map(|p| (p.clone(), theirs[p].clone()))
+        .collect()
+}

@@ -117,11 +117,20 @@ pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
 pub fn tempdir() -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
+    // The target dir outlives test runs, and process ids come round again: a directory
+    // left by an earlier run (its checkpoints, its dead letters) must never be reused.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "t{}-{}",
+        "t{}-{}-{started}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -54,14 +54,21 @@ const DERIVED_TYPES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Where ECS gives a field a type other than its value's: addresses may be host names,
-/// and data streams fix their `data_stream.*` per stream.
+/// Where ECS or Elastic's `aws.vpcflow` package gives a field a type other than its
+/// value's: addresses may be host names; data streams fix their `data_stream.*` and
+/// `event.module`/`event.dataset` per stream; the package maps these codes as keywords
+/// (a number is indexed as its text, so dashboards built on the package keep working).
 const ECS_TYPES: &[(&str, &str)] = &[
     ("source.address", "keyword"),
     ("destination.address", "keyword"),
     ("data_stream.type", "constant_keyword"),
     ("data_stream.dataset", "constant_keyword"),
     ("data_stream.namespace", "constant_keyword"),
+    ("event.module", "constant_keyword"),
+    ("event.dataset", "constant_keyword"),
+    ("aws.vpcflow.version", "keyword"),
+    ("aws.vpcflow.tcp_flags", "keyword"),
+    ("aws.vpcflow.traffic_path", "keyword"),
     // Tags: keyword values under the tag's key.
     ("labels", "object"),
 ];
@@ -169,9 +176,14 @@ fn walk(members: &[Member], prefix: &str, read: &[bool], out: &mut Vec<EcsField>
             Member::Rest => {
                 let unread = FIELDS.iter().zip(read).filter(|(_, read)| !**read);
                 for (field, _) in unread {
+                    let path = join(field.column);
+                    let es_type = ECS_TYPES
+                        .iter()
+                        .find(|(p, _)| *p == path)
+                        .map_or_else(|| kind_type(field.kind), |(_, t)| *t);
                     out.push(EcsField {
-                        path: join(field.column),
-                        es_type: kind_type(field.kind),
+                        path,
+                        es_type,
                         from: field.column.to_string(),
                     });
                 }

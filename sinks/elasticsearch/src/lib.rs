@@ -19,7 +19,7 @@
 mod bulk;
 pub mod config;
 pub mod response;
-mod template;
+pub mod template;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -307,11 +307,13 @@ impl<P: Protocol> Shared<P> {
         let mut delivered = 0u64;
         let mut backoff = false;
         let mut keep = vec![false; piece.len()];
+        let mut refused: Option<(usize, &str)> = None;
         for (i, verdict) in verdicts.iter().enumerate().take(piece.len()) {
             match verdict {
                 EventVerdict::Delivered => delivered += 1,
                 EventVerdict::Refused(reason) => {
-                    tracing::warn!(sink = %self.name, "event refused, dead-lettered: {reason}");
+                    let (count, _) = refused.get_or_insert((0, reason));
+                    *count += 1;
                     self.metrics.dead_letters.inc();
                     self.dead_letter_event(&piece, i, reason);
                 }
@@ -325,6 +327,11 @@ impl<P: Protocol> Shared<P> {
         // An answer that speaks of fewer events than were sent leaves the rest undone.
         for k in keep.iter_mut().skip(verdicts.len()) {
             *k = true;
+        }
+        // One line per answer, not per event: a mapping error can refuse every event of
+        // a request, and the dead letter has each one with its reason.
+        if let Some((count, first)) = refused {
+            tracing::warn!(sink = %self.name, "{count} event(s) refused, dead-lettered; the first: {first}");
         }
         self.metrics.records_out.inc_by(delivered);
         (piece.select(&keep), backoff)
