@@ -467,8 +467,10 @@ async fn handle(
                 &format!("index template matching [{name}] not found"),
             )),
         },
-        ("POST" | "PUT", ["_bulk"]) => bulk(&mut state, options, None, &body),
-        ("POST" | "PUT", [target, "_bulk"]) => bulk(&mut state, options, Some(target), &body),
+        ("POST" | "PUT", ["_bulk"]) => bulk(&mut state, options, None, &body, brief(&parts.uri)),
+        ("POST" | "PUT", [target, "_bulk"]) => {
+            bulk(&mut state, options, Some(target), &body, brief(&parts.uri))
+        }
         ("POST" | "GET", [_, "_refresh"]) => Ok(answer(
             options,
             200,
@@ -566,11 +568,25 @@ struct Outcome {
     result: &'static str,
 }
 
+/// True if the request's `filter_path` keeps only `errors` and the items' `status` and
+/// `error` (what shippers ask for), as Elasticsearch then answers.
+fn brief(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|kv| {
+            kv.strip_prefix("filter_path=").is_some_and(|paths| {
+                let paths: Vec<_> = paths.split(',').collect();
+                paths.contains(&"errors") && paths.contains(&"items.*.status")
+            })
+        })
+    })
+}
+
 fn bulk(
     state: &mut State,
     options: &EsOptions,
     default_target: Option<&str>,
     body: &[u8],
+    brief: bool,
 ) -> Result<Answer, DropConnection> {
     state.stats.bulk_requests += 1;
     if !body.is_empty() && !body.ends_with(b"\n") {
@@ -672,24 +688,29 @@ fn bulk(
             .to_string();
         let outcome = item(state, options, &op, &target, meta["_id"].as_str(), document);
         errors |= outcome.error.is_some();
-        let mut result =
-            json!({"_index": outcome.target, "_id": outcome.id, "status": outcome.status});
+        let mut result = if brief {
+            json!({"status": outcome.status})
+        } else {
+            json!({"_index": outcome.target, "_id": outcome.id, "status": outcome.status})
+        };
         match outcome.error {
             Some((kind, reason)) => {
                 result["error"] = json!({"type": kind, "reason": reason});
             }
-            None => {
+            None if !brief => {
                 result["result"] = json!(outcome.result);
                 result["_version"] = json!(1);
             }
+            None => {}
         }
         items.push(json!({ op: result }));
     }
-    Ok(answer(
-        options,
-        200,
-        &json!({"took": 1, "errors": errors, "items": items}),
-    ))
+    let body = if brief {
+        json!({"errors": errors, "items": items})
+    } else {
+        json!({"took": 1, "errors": errors, "items": items})
+    };
+    Ok(answer(options, 200, &body))
 }
 
 fn item(

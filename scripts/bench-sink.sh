@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# Throughput of `flowlog run` into the HEC test receiver (no faults, gzip on), beside
+# Throughput of `flowlog run` into a sink's test receiver (no faults, gzip on), beside
 # `flowlog transform --to <fmt>` on the same file, and peak memory while the receiver is
-# down for a while (backpressure, not buffering).
+# down for a while (backpressure, not buffering). CPU is flowlog's own (the receiver runs
+# in its own process).
 #
-#   scripts/bench-hec.sh CORPUS [FORMAT] [DOWN_SECS]
+#   scripts/bench-sink.sh hec|elasticsearch CORPUS [FORMAT] [DOWN_SECS]
 #
 # CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
-# line, ocsf or cim; DOWN_SECS: run the memory test with the receiver answering 503 for that
+# line (HEC), ocsf, cim (HEC) or raw (Elasticsearch); DOWN_SECS: run the memory test with the receiver answering 503 for that
 # long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR, built with
 # the cargo features in $FLOWLOG_FEATURES (e.g. `isal`) when set. $FLOWLOG_BIN names another
 # flowlog binary to measure (e.g. one built from an older commit) against the same receiver.
 set -euo pipefail
-corpus=$(realpath "$1")
-format=${2:-ecs}
-down=${3:-0}
+sink=$1
+corpus=$(realpath "$2")
+format=${3:-ecs}
+down=${4:-0}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
 cargo build --release -q -p flowlog -p flowlog-test-receivers --bins \
     ${FLOWLOG_FEATURES:+--features "$FLOWLOG_FEATURES"}
 bin=${FLOWLOG_BIN:-$target/release/flowlog}
-receiver_bin=$target/release/hec-receiver
+case $sink in
+  hec) receiver_bin=$target/release/hec-receiver ;;
+  elasticsearch) receiver_bin=$target/release/es-receiver ;;
+  *) echo "bench-sink.sh: the sink is hec or elasticsearch, not $sink" >&2; exit 2 ;;
+esac
 lines=$(wc -l < "$corpus")
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [[ -n "${rpid:-}" ]] && kill "$rpid" 2>/dev/null || true' EXIT
@@ -27,6 +33,14 @@ to=$format; [[ $to == line ]] && to=raw
 echo "== transform --to $to ($lines lines)"
 /usr/bin/time -f "transform: %e s wall, %U+%S s CPU, %M KB peak RSS" \
     "$bin" transform --to "$to" --quiet "$corpus" > /dev/null
+
+sink_settings() { # $1 = the receiver's URL
+    if [[ $sink == hec ]]; then
+        printf '[sinks.hec]\ntype = "splunk_hec"\nendpoint = "%s"\ntoken = "test-token"\nformat = "%s"\n' "$1" "$format"
+    else
+        printf '[sinks.elastic]\ntype = "elasticsearch"\nendpoints = ["%s"]\nauth = { api_key = "test-id:test-key" }\nformat = "%s"\n' "$1" "$format"
+    fi
+}
 
 run_once() { # $1 = receiver args, $2 = label
     mkfifo "$work/ctl.$2"
@@ -40,11 +54,7 @@ data_dir = "$work/data.$2"
 [sources.corpus]
 type = "file"
 paths = ["$corpus"]
-[sinks.hec]
-type = "splunk_hec"
-endpoint = "$(cat "$work/url.$2")"
-token = "test-token"
-format = "$format"
+$(sink_settings "$(cat "$work/url.$2")")
 TOML
     /usr/bin/time -f "run ($2): %e s wall, %U+%S s CPU, %M KB peak RSS" \
         "$bin" run --config "$work/flowlog.$2.toml"
@@ -52,7 +62,7 @@ TOML
     wait "$rpid" || true
     tail -1 "$work/receiver.$2"
 }
-echo "== run into the HEC receiver, format $format"
+echo "== run into the $sink receiver, format $format"
 run_once "" plain
 if [[ $down != 0 ]]; then
     echo "== the same with the receiver answering 503 for the first $down s"

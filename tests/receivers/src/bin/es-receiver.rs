@@ -1,0 +1,62 @@
+//! The Elasticsearch test receiver as a process, for measuring `flowlog run` by hand:
+//!
+//! ```sh
+//! es-receiver [--item-reject-rate P] [--failure-rate P] [--down-secs N]
+//! ```
+//! prints its URL, then a line of counts every second; stops on end of standard input.
+//! It accepts the API key `test-id:test-key`.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver};
+
+fn main() {
+    let mut options = EsOptions {
+        keep_documents: false,
+        ..EsOptions::default()
+    };
+    let mut down_secs = 0.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .expect("a number")
+        };
+        match arg.as_str() {
+            "--item-reject-rate" => options.item_reject_rate = value(),
+            "--failure-rate" => options.failure_rate = value(),
+            "--down-secs" => down_secs = value(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let receiver = EsReceiver::start(options);
+    println!("{}", receiver.url());
+    receiver.set_down(down_secs > 0.0);
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in std::io::stdin().lock().lines() {}
+        let _ = tx.send(());
+    });
+    loop {
+        let end = rx.recv_timeout(Duration::from_secs(1)).is_ok();
+        if down_secs > 0.0 && started.elapsed().as_secs_f64() >= down_secs {
+            receiver.set_down(false);
+            down_secs = 0.0;
+        }
+        let s = receiver.stats();
+        eprintln!(
+            "{:.0} s: {} stored, {} bulk requests, {} failed whole, {} items rejected",
+            started.elapsed().as_secs_f64(),
+            s.created,
+            s.bulk_requests,
+            s.failed_requests,
+            s.rejected_items
+        );
+        if end {
+            break;
+        }
+    }
+}
