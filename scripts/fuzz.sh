@@ -8,6 +8,7 @@
 #   format      the format parser and S3 header lines, then the line decoder under them
 #   config      ${NAME} interpolation and the configuration loader
 #   hec_answer  what a HEC collector answers to a send and to an /ack poll
+#   es_answer   what an Elasticsearch cluster answers to a _bulk request
 #
 # Corpora live in $FLOWLOG_FUZZ_DIR (default ~/.cache/flowlog-fuzz) and grow from run to
 # run; each run first adds seeds made from ../shared/fixtures, the README's configuration
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer)
+[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer es_answer)
 
 if ! command -v cargo-fuzz > /dev/null; then
   echo "== installing cargo-fuzz"

@@ -84,6 +84,22 @@ def main():
     ]
     for status, body in answers:
         put(corpora, "hec_answer", struct.pack("<H", status - 100) + bytes([8, 1]) + body)
+    # es_answer: status (little-endian, minus 100), documents, then
+    # "Retry-After value NUL body" or just the body.
+    bulk = [
+        (200, 2, b'{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}'),
+        (200, 3, b'{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":409,'
+                 b'"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},'
+                 b'{"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"full"}}}]}'),
+        (200, 1, b'{"errors":true,"items":[{"index":{"status":400,"error":{"type":"document_parsing_exception",'
+                 b'"reason":"[1:9] failed to parse field [source.port]"}}}]}'),
+        (401, 1, b'{"error":{"type":"security_exception","reason":"missing authentication credentials"},"status":401}'),
+        (413, 4, b""),
+        (429, 4, b"1\x00" + b'{"error":{"type":"es_rejected_execution_exception","reason":"rejected"},"status":429}'),
+        (503, 4, b"<html>bad gateway</html>"),
+    ]
+    for status, documents, body in bulk:
+        put(corpora, "es_answer", struct.pack("<H", status - 100) + bytes([documents]) + body)
 
 
 if __name__ == "__main__":
