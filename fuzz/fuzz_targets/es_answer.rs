@@ -2,33 +2,17 @@
 //! Any answer gets a verdict that fits the request it answers.
 #![no_main]
 
-use bytes::Bytes;
-use flowlog_sink::http::Response;
+use flowlog_fuzz::answer;
 use flowlog_sink::request::Verdict;
 use flowlog_sink_elasticsearch::response::verdict;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
-    if input.len() < 3 {
+    let Some((response, header)) = answer(input, 1) else {
         return;
-    }
-    let status = 100 + u16::from_le_bytes([input[0], input[1]]) % 500;
-    let events = 1 + input[2] as usize % 64;
-    let rest = &input[3..];
-    // The body, optionally after a Retry-After value and a NUL.
-    let (retry_after, body) = match rest.iter().position(|&b| b == 0) {
-        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-        None => (None, rest),
     };
-    let mut headers = http::HeaderMap::new();
-    if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
-        headers.insert(http::header::RETRY_AFTER, value);
-    }
-    let response = Response {
-        status,
-        headers,
-        body: Bytes::copy_from_slice(body),
-    };
+    let status = response.status;
+    let events = 1 + header[0] as usize % 64;
     let verdict = verdict(&response, events);
     match &verdict {
         Verdict::Events(each) => {

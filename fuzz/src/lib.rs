@@ -90,3 +90,28 @@ impl std::io::Read for Trickle<'_> {
         Ok(n)
     }
 }
+
+/// A receiver's answer made from fuzz input: two bytes of status (100 to 599), then
+/// `header` bytes the target reads itself (returned), then either "Retry-After value, NUL,
+/// body" or just the body. None when the input is too short.
+pub fn answer(input: &[u8], header: usize) -> Option<(flowlog_sink::http::Response, &[u8])> {
+    if input.len() < 2 + header {
+        return None;
+    }
+    let status = 100 + u16::from_le_bytes([input[0], input[1]]) % 500;
+    let (header, rest) = input[2..].split_at(header);
+    let (retry_after, body) = match rest.iter().position(|&b| b == 0) {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = retry_after.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+        headers.insert(http::header::RETRY_AFTER, value);
+    }
+    let response = flowlog_sink::http::Response {
+        status,
+        headers,
+        body: bytes::Bytes::copy_from_slice(body),
+    };
+    Some((response, header))
+}
