@@ -113,6 +113,15 @@ impl Metadata {
     }
 }
 
+/// The index of `envelope` in `list`, which gains it unless it is the last one already
+/// (records of one envelope come together, so comparing with the last is enough).
+fn index_of(list: &mut Vec<Arc<Metadata>>, envelope: &Arc<Metadata>) -> u32 {
+    if !list.last().is_some_and(|last| Arc::ptr_eq(last, envelope)) {
+        list.push(Arc::clone(envelope));
+    }
+    list.len() as u32 - 1
+}
+
 /// What a record's envelopes say, as a message waits in a block.
 #[derive(Debug, Default, Clone, Copy)]
 struct RowMetadata {
@@ -145,13 +154,7 @@ pub(crate) struct Event<'a> {
 impl BlockMetadata {
     /// Notes the envelope of the next message.
     pub fn push(&mut self, envelope: Option<&Arc<Metadata>>, event: Event<'_>) {
-        let shared = envelope.map(|e| match self.shared.last() {
-            Some(last) if Arc::ptr_eq(last, e) => self.shared.len() as u32 - 1,
-            _ => {
-                self.shared.push(Arc::clone(e));
-                self.shared.len() as u32 - 1
-            }
-        });
+        let shared = envelope.map(|e| index_of(&mut self.shared, e));
         let event_id = event.id.map(|id| {
             let start = self.ids.len() as u32;
             self.ids.push_str(id);
@@ -195,16 +198,9 @@ impl EnvelopeColumns {
             self.plain = true;
         }
         let row = block.rows[index];
-        let key = row.shared.map(|i| {
-            let envelope = &block.shared[i as usize];
-            match self.shared.last() {
-                Some(last) if Arc::ptr_eq(last, envelope) => self.shared.len() as u32 - 1,
-                _ => {
-                    self.shared.push(Arc::clone(envelope));
-                    self.shared.len() as u32 - 1
-                }
-            }
-        });
+        let key = row
+            .shared
+            .map(|i| index_of(&mut self.shared, &block.shared[i as usize]));
         match row.event_id {
             Some((start, len)) => {
                 let id = &block.ids[start as usize..][..len as usize];
