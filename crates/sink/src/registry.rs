@@ -71,6 +71,12 @@ pub fn seconds(name: &str, value: f64, allow_zero: bool) -> Result<std::time::Du
     Ok(std::time::Duration::from_secs_f64(value))
 }
 
+/// A setting in seconds as a `Duration`, saturating (so even an unvalidated value cannot
+/// panic; [`seconds`] is the check).
+pub fn duration(s: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(std::time::Duration::MAX)
+}
+
 /// Runs blocking work (file I/O, an fsync) on a thread of its own and resolves with its
 /// result: for sinks and sources whose work is not async, so it never stalls the
 /// runtime's workers. The thread is not joined at shutdown: a read blocked on a pipe

@@ -1,13 +1,11 @@
 //! The sink's settings, as they appear under `[sinks.<name>]` with
 //! `type = "elasticsearch"`.
 
-use std::time::Duration;
-
 use base64::Engine;
 use flowlog_normalize::{EncodeOptions, Target};
 use flowlog_sink::registry::seconds;
-use flowlog_sink::request::RequestSettings;
-use flowlog_sink::{ProxyOptions, RetryPolicy, SinkError, TlsOptions};
+use flowlog_sink::request::{defaults, RequestSettings, Tuning};
+use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;
 
 /// A data stream's name parts: `<type>-<dataset>-<namespace>`.
@@ -93,24 +91,6 @@ fn default_max_bytes() -> usize {
     // Elastic's guidance for bulk requests: a few MB, well under http.max_content_length.
     5_000_000
 }
-fn default_batch_timeout() -> f64 {
-    1.0
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_max_in_flight() -> usize {
-    16
-}
-fn default_request_timeout() -> f64 {
-    60.0
-}
-fn default_backoff_initial() -> f64 {
-    0.2
-}
-fn default_backoff_max() -> f64 {
-    30.0
-}
 fn default_node_retry() -> f64 {
     30.0
 }
@@ -144,17 +124,17 @@ pub struct EsConfig {
     /// Most bytes of actions and documents in one request (before compression).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    #[serde(default = "default_batch_timeout")]
+    #[serde(default = "defaults::batch_timeout_secs")]
     pub batch_timeout_secs: f64,
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
-    #[serde(default = "default_max_in_flight")]
+    #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: usize,
-    #[serde(default = "default_request_timeout")]
+    #[serde(default = "defaults::request_timeout_secs")]
     pub request_timeout_secs: f64,
-    #[serde(default = "default_backoff_initial")]
+    #[serde(default = "defaults::retry_initial_backoff_secs")]
     pub retry_initial_backoff_secs: f64,
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "defaults::retry_max_backoff_secs")]
     pub retry_max_backoff_secs: f64,
     /// How long a node that failed is left out of the rotation.
     #[serde(default = "default_node_retry")]
@@ -188,12 +168,12 @@ impl EsConfig {
             install_template: false,
             compression: Compression::default(),
             max_bytes: default_max_bytes(),
-            batch_timeout_secs: default_batch_timeout(),
-            concurrency: default_concurrency(),
-            max_in_flight: default_max_in_flight(),
-            request_timeout_secs: default_request_timeout(),
-            retry_initial_backoff_secs: default_backoff_initial(),
-            retry_max_backoff_secs: default_backoff_max(),
+            batch_timeout_secs: defaults::batch_timeout_secs(),
+            concurrency: defaults::concurrency(),
+            max_in_flight: defaults::max_in_flight(),
+            request_timeout_secs: defaults::request_timeout_secs(),
+            retry_initial_backoff_secs: defaults::retry_initial_backoff_secs(),
+            retry_max_backoff_secs: defaults::retry_max_backoff_secs(),
             node_retry_secs: default_node_retry(),
             tls: TlsOptions::default(),
             proxy: ProxyOptions::default(),
@@ -250,22 +230,22 @@ impl EsConfig {
         Ok(Some(header))
     }
 
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            initial: secs(self.retry_initial_backoff_secs),
-            max: secs(self.retry_max_backoff_secs),
-        }
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        RequestSettings {
+    /// The settings the request layer shares with the other HTTP sinks.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
             max_bytes: self.max_bytes,
-            batch_timeout: secs(self.batch_timeout_secs),
+            batch_timeout_secs: self.batch_timeout_secs,
             gzip: self.compression == Compression::Gzip,
             concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
-            retry: self.retry_policy(),
+            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
+            retry_max_backoff_secs: self.retry_max_backoff_secs,
         }
+    }
+
+    /// How the shared request layer cuts, compresses and bounds this sink's requests.
+    pub fn request_settings(&self) -> RequestSettings {
+        self.tuning().settings()
     }
 
     /// Checks what can be checked without the network.
@@ -303,14 +283,7 @@ impl EsConfig {
                 "`{name}` is not a valid index or data stream name (lowercase, no spaces or \" * \\ < | , > / ? # :)"
             )));
         }
-        if self.max_bytes < 1024 {
-            return Err(SinkError::Config("max_bytes must be at least 1024".into()));
-        }
-        if self.concurrency == 0 || self.max_in_flight < self.concurrency {
-            return Err(SinkError::Config(
-                "concurrency must be at least 1 and max_in_flight at least concurrency".into(),
-            ));
-        }
+        self.tuning().validate()?;
         for (name, v) in [
             ("batch_timeout_secs", self.batch_timeout_secs),
             ("request_timeout_secs", self.request_timeout_secs),
@@ -332,11 +305,6 @@ impl EsConfig {
         self.authorization()?;
         Ok(())
     }
-}
-
-/// A validated setting in seconds as a `Duration` (saturating).
-pub(crate) fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 pub use config::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, Format};
 
 use crate::bulk::BulkWriter;
-use crate::config::secs;
+use flowlog_sink::registry::duration as secs;
 
 /// A configured Elasticsearch sink.
 pub struct EsSink {

@@ -1,12 +1,11 @@
 //! The sink's settings, as they appear under `[sinks.<name>]` with `type = "splunk_hec"`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use flowlog_normalize::{OcsfVersion, Target};
 use flowlog_sink::registry::seconds;
-use flowlog_sink::request::RequestSettings;
-use flowlog_sink::{ProxyOptions, RetryPolicy, SinkError, TlsOptions};
+use flowlog_sink::request::{defaults, RequestSettings, Tuning};
+use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;
 
 /// What each event is.
@@ -61,29 +60,11 @@ fn default_max_bytes() -> usize {
     // Splunk Cloud's default limit is 1 MB per request; stay under it.
     1_000_000
 }
-fn default_batch_timeout() -> f64 {
-    1.0
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_max_in_flight() -> usize {
-    16
-}
-fn default_request_timeout() -> f64 {
-    60.0
-}
 fn default_ack_poll() -> f64 {
     10.0
 }
 fn default_ack_timeout() -> f64 {
     300.0
-}
-fn default_backoff_initial() -> f64 {
-    0.2
-}
-fn default_backoff_max() -> f64 {
-    30.0
 }
 
 /// `[sinks.<name>]` of `type = "splunk_hec"`.
@@ -117,18 +98,18 @@ pub struct HecConfig {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
     /// Seconds a partly filled request waits for more events.
-    #[serde(default = "default_batch_timeout")]
+    #[serde(default = "defaults::batch_timeout_secs")]
     pub batch_timeout_secs: f64,
     #[serde(default)]
     pub compression: Compression,
     /// Requests on the wire at once.
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
     /// Requests accepted but not yet acknowledged, plus those on the wire: what bounds
     /// the sink's memory (about `max_in_flight * max_bytes`).
-    #[serde(default = "default_max_in_flight")]
+    #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: usize,
-    #[serde(default = "default_request_timeout")]
+    #[serde(default = "defaults::request_timeout_secs")]
     pub request_timeout_secs: f64,
     /// Use indexer acknowledgement (the token must have it enabled).
     #[serde(default)]
@@ -138,9 +119,9 @@ pub struct HecConfig {
     /// Seconds to wait for an acknowledgement before sending the request again.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout_secs: f64,
-    #[serde(default = "default_backoff_initial")]
+    #[serde(default = "defaults::retry_initial_backoff_secs")]
     pub retry_initial_backoff_secs: f64,
-    #[serde(default = "default_backoff_max")]
+    #[serde(default = "defaults::retry_max_backoff_secs")]
     pub retry_max_backoff_secs: f64,
     #[serde(default)]
     pub tls: TlsOptions,
@@ -166,16 +147,16 @@ impl HecConfig {
             host: None,
             time_field: TimeField::default(),
             max_bytes: default_max_bytes(),
-            batch_timeout_secs: default_batch_timeout(),
+            batch_timeout_secs: defaults::batch_timeout_secs(),
             compression: Compression::default(),
-            concurrency: default_concurrency(),
-            max_in_flight: default_max_in_flight(),
-            request_timeout_secs: default_request_timeout(),
+            concurrency: defaults::concurrency(),
+            max_in_flight: defaults::max_in_flight(),
+            request_timeout_secs: defaults::request_timeout_secs(),
             indexer_acknowledgement: false,
             ack_poll_interval_secs: default_ack_poll(),
             ack_timeout_secs: default_ack_timeout(),
-            retry_initial_backoff_secs: default_backoff_initial(),
-            retry_max_backoff_secs: default_backoff_max(),
+            retry_initial_backoff_secs: defaults::retry_initial_backoff_secs(),
+            retry_max_backoff_secs: defaults::retry_max_backoff_secs(),
             tls: TlsOptions::default(),
             proxy: ProxyOptions::default(),
         }
@@ -235,23 +216,22 @@ impl HecConfig {
         }
     }
 
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            initial: secs(self.retry_initial_backoff_secs),
-            max: secs(self.retry_max_backoff_secs),
+    /// The settings the request layer shares with the other HTTP sinks.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            max_bytes: self.max_bytes,
+            batch_timeout_secs: self.batch_timeout_secs,
+            gzip: self.compression == Compression::Gzip,
+            concurrency: self.concurrency,
+            max_in_flight: self.max_in_flight,
+            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
+            retry_max_backoff_secs: self.retry_max_backoff_secs,
         }
     }
 
     /// How the shared request layer cuts, compresses and bounds this sink's requests.
     pub fn request_settings(&self) -> RequestSettings {
-        RequestSettings {
-            max_bytes: self.max_bytes,
-            batch_timeout: secs(self.batch_timeout_secs),
-            gzip: self.compression == Compression::Gzip,
-            concurrency: self.concurrency,
-            max_in_flight: self.max_in_flight,
-            retry: self.retry_policy(),
-        }
+        self.tuning().settings()
     }
 
     /// Checks what can be checked without the network.
@@ -266,14 +246,7 @@ impl HecConfig {
                 self.endpoint
             )));
         }
-        if self.max_bytes < 1024 {
-            return Err(SinkError::Config("max_bytes must be at least 1024".into()));
-        }
-        if self.concurrency == 0 || self.max_in_flight < self.concurrency {
-            return Err(SinkError::Config(
-                "concurrency must be at least 1 and max_in_flight at least concurrency".into(),
-            ));
-        }
+        self.tuning().validate()?;
         for (name, v) in [
             ("batch_timeout_secs", self.batch_timeout_secs),
             ("request_timeout_secs", self.request_timeout_secs),
@@ -291,10 +264,4 @@ impl HecConfig {
         self.resolve_token()?;
         Ok(())
     }
-}
-
-/// A validated setting in seconds as a `Duration` (saturating, so even an unvalidated
-/// value cannot panic).
-pub(crate) fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }

@@ -35,9 +35,9 @@ use tokio::sync::mpsc;
 pub use config::{Compression, Endpoint, Format, HecConfig, TimeField};
 
 use crate::acks::Acker;
-use crate::config::secs;
 use crate::events::EventWriter;
 use crate::response::{classify, Outcome};
+use flowlog_sink::registry::duration as secs;
 
 /// A configured HEC sink.
 pub struct HecSink {

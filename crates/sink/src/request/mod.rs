@@ -124,6 +124,75 @@ pub struct RequestSettings {
     pub retry: RetryPolicy,
 }
 
+/// What the settings of every HTTP sink share, as they are written in the configuration
+/// (seconds as numbers). A sink's settings keep these fields themselves (they reject
+/// unknown fields, which rules out flattening) and turn them into [`RequestSettings`] here.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub max_bytes: usize,
+    pub batch_timeout_secs: f64,
+    pub gzip: bool,
+    pub concurrency: usize,
+    pub max_in_flight: usize,
+    pub retry_initial_backoff_secs: f64,
+    pub retry_max_backoff_secs: f64,
+}
+
+impl Tuning {
+    /// Checks the bounds (seconds are checked with the sink's other durations).
+    pub fn validate(&self) -> Result<(), SinkError> {
+        if self.max_bytes < 1024 {
+            return Err(SinkError::Config("max_bytes must be at least 1024".into()));
+        }
+        if self.concurrency == 0 || self.max_in_flight < self.concurrency {
+            return Err(SinkError::Config(
+                "concurrency must be at least 1 and max_in_flight at least concurrency".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial: crate::registry::duration(self.retry_initial_backoff_secs),
+            max: crate::registry::duration(self.retry_max_backoff_secs),
+        }
+    }
+
+    pub fn settings(&self) -> RequestSettings {
+        RequestSettings {
+            max_bytes: self.max_bytes,
+            batch_timeout: crate::registry::duration(self.batch_timeout_secs),
+            gzip: self.gzip,
+            concurrency: self.concurrency,
+            max_in_flight: self.max_in_flight,
+            retry: self.retry_policy(),
+        }
+    }
+}
+
+/// Defaults the HTTP sinks share, for `#[serde(default = "...")]`.
+pub mod defaults {
+    pub fn batch_timeout_secs() -> f64 {
+        1.0
+    }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn max_in_flight() -> usize {
+        16
+    }
+    pub fn request_timeout_secs() -> f64 {
+        60.0
+    }
+    pub fn retry_initial_backoff_secs() -> f64 {
+        0.2
+    }
+    pub fn retry_max_backoff_secs() -> f64 {
+        30.0
+    }
+}
+
 /// One sink's request machinery.
 pub struct Requests<P> {
     shared: Arc<Shared<P>>,
