@@ -127,3 +127,35 @@ pub fn json(status: u16, body: &serde_json::Value) -> Answer {
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("a valid response")
 }
+
+/// The main loop of a receiver run as a process: prints `url`, then calls `tick` with the
+/// time since the start every second (to report counts) until standard input ends.
+/// While `down_secs` has not passed, `set_down(true)`; then once `set_down(false)`.
+pub fn run_until_stdin_ends(
+    url: &str,
+    down_secs: f64,
+    set_down: impl Fn(bool),
+    mut tick: impl FnMut(std::time::Duration),
+) {
+    use std::io::BufRead;
+    println!("{url}");
+    let mut down = down_secs > 0.0;
+    set_down(down);
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in std::io::stdin().lock().lines() {}
+        let _ = tx.send(());
+    });
+    loop {
+        let end = rx.recv_timeout(std::time::Duration::from_secs(1)).is_ok();
+        if down && started.elapsed().as_secs_f64() >= down_secs {
+            set_down(false);
+            down = false;
+        }
+        tick(started.elapsed());
+        if end {
+            break;
+        }
+    }
+}

@@ -6,10 +6,8 @@
 //! prints its URL, then a line of counts every second; stops on end of standard input.
 //! It accepts the API key `test-id:test-key`.
 
-use std::io::BufRead;
-use std::time::{Duration, Instant};
-
 use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver};
+use flowlog_test_receivers::server::run_until_stdin_ends;
 
 fn main() {
     let mut options = EsOptions {
@@ -32,31 +30,20 @@ fn main() {
         }
     }
     let receiver = EsReceiver::start(options);
-    println!("{}", receiver.url());
-    receiver.set_down(down_secs > 0.0);
-    let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for _ in std::io::stdin().lock().lines() {}
-        let _ = tx.send(());
-    });
-    loop {
-        let end = rx.recv_timeout(Duration::from_secs(1)).is_ok();
-        if down_secs > 0.0 && started.elapsed().as_secs_f64() >= down_secs {
-            receiver.set_down(false);
-            down_secs = 0.0;
-        }
-        let s = receiver.stats();
-        eprintln!(
-            "{:.0} s: {} stored, {} bulk requests, {} failed whole, {} items rejected",
-            started.elapsed().as_secs_f64(),
-            s.created,
-            s.bulk_requests,
-            s.failed_requests,
-            s.rejected_items
-        );
-        if end {
-            break;
-        }
-    }
+    run_until_stdin_ends(
+        &receiver.url(),
+        down_secs,
+        |down| receiver.set_down(down),
+        |elapsed| {
+            let s = receiver.stats();
+            eprintln!(
+                "{:.0} s: {} stored, {} bulk requests, {} failed whole, {} items rejected",
+                elapsed.as_secs_f64(),
+                s.created,
+                s.bulk_requests,
+                s.failed_requests,
+                s.rejected_items
+            );
+        },
+    );
 }

@@ -5,10 +5,8 @@
 //! ```
 //! prints its URL, then a line of counts every second; stops on end of standard input.
 
-use std::io::BufRead;
-use std::time::{Duration, Instant};
-
 use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
+use flowlog_test_receivers::server::run_until_stdin_ends;
 
 fn main() {
     let mut options = HecOptions {
@@ -32,30 +30,19 @@ fn main() {
         }
     }
     let receiver = HecReceiver::start(options);
-    println!("{}", receiver.url());
-    receiver.set_down(down_secs > 0.0);
-    let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for _ in std::io::stdin().lock().lines() {}
-        let _ = tx.send(());
-    });
-    loop {
-        let end = rx.recv_timeout(Duration::from_secs(1)).is_ok();
-        if down_secs > 0.0 && started.elapsed().as_secs_f64() >= down_secs {
-            receiver.set_down(false);
-            down_secs = 0.0;
-        }
-        let s = receiver.stats();
-        eprintln!(
-            "{:.0} s: {} indexed, {} requests, {} answered 503",
-            started.elapsed().as_secs_f64(),
-            s.indexed,
-            s.requests,
-            s.failed_503
-        );
-        if end {
-            break;
-        }
-    }
+    run_until_stdin_ends(
+        &receiver.url(),
+        down_secs,
+        |down| receiver.set_down(down),
+        |elapsed| {
+            let s = receiver.stats();
+            eprintln!(
+                "{:.0} s: {} indexed, {} requests, {} answered 503",
+                elapsed.as_secs_f64(),
+                s.indexed,
+                s.requests,
+                s.failed_503
+            );
+        },
+    );
 }
