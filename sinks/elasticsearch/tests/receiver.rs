@@ -3,54 +3,15 @@
 //! documents, refused credentials, several nodes, `check` and templates.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use flowlog_decode::{decode_reader, DecodeOptions, RecordSink, SinkError as DecodeSinkError};
-use flowlog_model::{FlowBatch, SourceId};
-use flowlog_sink::{
-    Ack, BatchStatus, DeadLetter, DeadLetters, Metrics, Sink, SinkError, SinkInput,
-};
+use flowlog_model::FlowBatch;
+use flowlog_sink::{BatchStatus, Metrics, Sink, SinkError};
 use flowlog_sink_elasticsearch::{Auth, EsConfig, EsSink, Flavor as SinkFlavor};
 use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver, Flavor};
+use flowlog_test_receivers::harness::{self, batches, run_sink, Letters};
 
 const STREAM: &str = "logs-aws.vpcflow-default";
-
-#[derive(Default)]
-struct Letters(Mutex<Vec<DeadLetter>>);
-
-impl DeadLetters for Letters {
-    fn write(&self, letter: DeadLetter) {
-        self.0.lock().unwrap().push(letter);
-    }
-}
-
-struct Batches(Vec<FlowBatch>);
-
-impl RecordSink for Batches {
-    fn batch(&mut self, batch: FlowBatch) -> Result<(), DecodeSinkError> {
-        self.0.push(batch);
-        Ok(())
-    }
-    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), DecodeSinkError> {
-        panic!("test input is valid: {letter:?}")
-    }
-}
-
-fn batches(text: &str, rows: usize) -> Vec<FlowBatch> {
-    let mut out = Batches(Vec::new());
-    let options = DecodeOptions {
-        batch_rows: rows,
-        ..DecodeOptions::default()
-    };
-    decode_reader(
-        text.as_bytes(),
-        SourceId::new("s3://bucket/key.log"),
-        &options,
-        &mut out,
-    )
-    .unwrap();
-    out.0
-}
 
 fn lines(n: usize) -> String {
     flowlog_test_receivers::corpus::v2_lines(0, n)
@@ -81,42 +42,11 @@ async fn run(
         letters,
     )
     .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let running = tokio::spawn(Box::new(sink).run(rx));
-    let mut waits = Vec::new();
-    for batch in batches {
-        let (ack, wait) = Ack::new();
-        waits.push(wait);
-        if tx
-            .send(SinkInput {
-                batch: Arc::new(batch),
-                ack,
-            })
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
-    drop(tx);
-    let result = running.await.unwrap();
-    let mut statuses = Vec::new();
-    for wait in waits {
-        statuses.push(wait.wait().await);
-    }
-    (statuses, result)
+    run_sink(Box::new(sink), batches).await
 }
 
 fn ids_of(batches: &[FlowBatch]) -> HashSet<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.line_numbers
-                .iter()
-                .map(|&l| flowlog_sink::event_id(&b.source, l))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    harness::ids_of(batches).into_iter().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

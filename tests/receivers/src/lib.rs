@@ -6,6 +6,7 @@
 
 pub mod corpus;
 pub mod elasticsearch;
+pub mod harness;
 pub mod hec;
 pub mod proxy;
 pub mod server;
