@@ -8,18 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tempdir;
+use common::{expected_ids, large_lines, tempdir};
 use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver};
 
 const STREAM: &str = "logs-aws.vpcflow-default";
-
-/// 1M (the acceptance size), or `FLOWLOG_E2E_LINES`.
-fn large_lines() -> usize {
-    std::env::var("FLOWLOG_E2E_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
 
 struct Setup {
     dir: PathBuf,
@@ -89,13 +81,6 @@ fn finish(mut child: Child, config: &Path) -> (bool, String) {
     )
 }
 
-fn expected_ids(source: &Path, n: usize) -> std::collections::HashSet<String> {
-    let source = flowlog_model::SourceId::new(source.to_string_lossy().into_owned());
-    (1..=n as u64)
-        .map(|l| flowlog_sink::event_id(&source, l))
-        .collect()
-}
-
 fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("data/dead-letter.ndjson"))
         .unwrap_or_default()
@@ -158,8 +143,7 @@ fn a_million_lines_through_faults_and_a_kill_are_stored_exactly_once() {
         assert!(letter["raw"].as_str().unwrap().contains("198.51.100.77"));
     }
     assert!(!refused.is_empty(), "the poison address is in the corpus");
-    let source = flowlog_model::SourceId::new(setup.input.to_string_lossy().into_owned());
-    for (line, id) in (1..=n as u64).map(|l| (l, flowlog_sink::event_id(&source, l))) {
+    for (line, id) in (1..).zip(expected_ids(&setup.input, 1..=n as u64)) {
         assert_eq!(
             stored.contains(&id),
             !refused.contains(&line),
@@ -168,10 +152,7 @@ fn a_million_lines_through_faults_and_a_kill_are_stored_exactly_once() {
             refused.contains(&line)
         );
     }
-    assert_eq!(
-        stored.len() + refused.len(),
-        expected_ids(&setup.input, n).len()
-    );
+    assert_eq!(stored.len() + refused.len(), n);
     // Exactly once: nothing was ever written over (a second `create` is refused).
     assert_eq!(receiver.max_writes(), 1);
     let stats = receiver.stats();

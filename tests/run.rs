@@ -9,17 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tempdir;
+use common::{expected_ids, large_lines, tempdir};
 use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
-
-/// How many lines the fault run uses: 1M (the acceptance size; about 40 s in a debug
-/// build), or `FLOWLOG_E2E_LINES`.
-fn large_lines() -> usize {
-    std::env::var("FLOWLOG_E2E_LINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
 
 /// Appends records `from..from + n` to `path`.
 fn write_lines(path: &Path, from: usize, n: usize) {
@@ -110,11 +101,6 @@ fn flowlog(args: &[&str], config: &Path) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-fn expected_ids(source: &Path, lines: std::ops::RangeInclusive<u64>) -> Vec<String> {
-    let source = flowlog_model::SourceId::new(source.to_string_lossy().into_owned());
-    lines.map(|l| flowlog_sink::event_id(&source, l)).collect()
 }
 
 fn checkpoint_line(data: &Path, file: &Path) -> Option<(u64, bool)> {

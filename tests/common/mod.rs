@@ -255,3 +255,20 @@ pub fn manifest_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
+
+/// How many lines the large end-to-end runs use: 1M (the acceptance size), or
+/// `FLOWLOG_E2E_LINES`.
+#[allow(dead_code)] // not every test binary runs them
+pub fn large_lines() -> usize {
+    std::env::var("FLOWLOG_E2E_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The deterministic ids of `lines` of the file `source`, in order.
+#[allow(dead_code)] // not every test binary delivers records
+pub fn expected_ids(source: &Path, lines: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    let source = flowlog_model::SourceId::new(source.to_string_lossy().into_owned());
+    lines.map(|l| flowlog_sink::event_id(&source, l)).collect()
+}
