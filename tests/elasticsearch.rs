@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{expected_ids, large_lines, tempdir};
-use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver};
+use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver, Flavor};
+use flowlog_test_receivers::sigv4::SigV4Key;
 
 const STREAM: &str = "logs-aws.vpcflow-default";
 
@@ -30,6 +31,9 @@ fn setup(receiver: &EsReceiver, lines: usize, sink_extra: &str) -> Setup {
             r#"
 data_dir = "{data}"
 shutdown_timeout_secs = 10
+
+# No metrics endpoint: runs of tests at the same time would want the same port.
+[api]
 
 [sources.vpc]
 type = "file"
@@ -169,7 +173,12 @@ fn a_million_lines_through_faults_and_a_kill_are_stored_exactly_once() {
 
 /// Runs `flowlog check`: whether it passed, and what it printed (stdout, then stderr).
 fn check(config: &Path) -> (bool, String) {
-    let output = flowlog(&["check"], config)
+    run_to_end(flowlog(&["check"], config))
+}
+
+/// Runs `command` to its end: whether it passed, and what it printed (stdout, then stderr).
+fn run_to_end(mut command: Command) -> (bool, String) {
+    let output = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
@@ -202,25 +211,173 @@ fn check_says_what_it_found_and_fails_on_a_read_only_user() {
     assert!(!printed.contains("viewer-password"), "{printed}");
 }
 
+/// Runs `scripts/<name>` with the test venv's Python; its standard output, once it
+/// succeeded.
+fn python_script(name: &str, args: &[String]) -> String {
+    let output = Command::new(common::python())
+        .arg(common::manifest_dir().join("scripts").join(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The receiver as Elastic's own Python client sees it (`scripts/es_client_check.py`;
 /// `scripts/test.sh` installs the client in its venv).
 #[test]
 fn elastics_python_client_talks_to_the_receiver() {
     let receiver = EsReceiver::start(EsOptions::default());
-    let output = Command::new(common::python())
-        .arg(common::manifest_dir().join("scripts/es_client_check.py"))
-        .arg(receiver.url())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = python_script("es_client_check.py", &[receiver.url()]);
     assert!(stdout.contains("wrong key: 401"), "{stdout}");
     assert_eq!(receiver.ids("client-check").len(), 1);
     assert_eq!(receiver.ids(STREAM_OF_CLIENT).len(), 1);
 }
 
 const STREAM_OF_CLIENT: &str = "logs-aws.vpcflow-client";
+
+/// The receiver as an Amazon OpenSearch Service domain (`es` in `region`) that takes
+/// requests signed by the key, with a session token (temporary credentials).
+fn amazon_opensearch(access_key_id: &str, secret: &str, region: &str) -> (SigV4Key, EsReceiver) {
+    let key = SigV4Key {
+        access_key_id: access_key_id.into(),
+        secret_access_key: secret.into(),
+        session_token: Some(format!("token-of-{access_key_id}")),
+        region: region.into(),
+        service: "es".into(),
+    };
+    let receiver = EsReceiver::start(EsOptions {
+        flavor: Flavor::OpenSearch,
+        sigv4: Some(key.clone()),
+        ..EsOptions::default()
+    });
+    (key, receiver)
+}
+
+/// The receiver's SigV4 verifier as botocore's signer sees it (`scripts/sigv4_check.py`).
+#[test]
+fn botocore_signatures_are_accepted_and_altered_ones_refused() {
+    let (key, receiver) = amazon_opensearch("ASIABOTOCORE", "botocore/secret", "us-west-2");
+    let stdout = python_script(
+        "sigv4_check.py",
+        &[
+            receiver.url(),
+            key.access_key_id,
+            key.secret_access_key,
+            key.session_token.unwrap(),
+            key.region,
+        ],
+    );
+    assert!(
+        stdout.contains("path changed after signing: 403"),
+        "{stdout}"
+    );
+    assert_eq!(receiver.ids("logs-aws.vpcflow-botocore").len(), 1);
+    assert_eq!(receiver.stats().auth_failures, 3);
+}
+
+/// Amazon OpenSearch Service: every request signed (SigV4) with credentials from the
+/// AWS default chain, here a profile's `credential_process` handing out temporary
+/// credentials, as SSO and role tooling do.
+#[test]
+fn amazon_opensearch_service_takes_signed_requests_from_the_default_chain() {
+    let (key, receiver) =
+        amazon_opensearch("ASIAFLOWLOGTEST1", "secret/with+\"quotes\"", "eu-west-1");
+    let n = 5_000;
+    let setup = setup(&receiver, n, "");
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "auth = { api_key = \"${FLOWLOG_TEST_ES_KEY}\" }",
+        "auth = { aws_sigv4 = { region = \"eu-west-1\" } }\ninstall_template = true",
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let process = |secret: &str| {
+        let json = serde_json::json!({
+            "Version": 1,
+            "AccessKeyId": key.access_key_id,
+            "SecretAccessKey": secret,
+            "SessionToken": key.session_token,
+            "Expiration": "2099-01-01T00:00:00Z",
+        });
+        let path = setup.dir.join(format!("creds-{}.json", secret.len()));
+        std::fs::write(&path, json.to_string()).unwrap();
+        format!("credential_process = cat {}\n", path.display())
+    };
+    let aws_config = setup.dir.join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile flowlog-test]\n{}\n[profile wrong-secret]\n{}",
+            process(&key.secret_access_key),
+            process("not-the-secret")
+        ),
+    )
+    .unwrap();
+    let aws = |mut command: Command, profile: &str| {
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                setup.dir.join("no-such-file"),
+            )
+            .env("AWS_PROFILE", profile)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    };
+
+    let (ok, printed) = run_to_end(aws(flowlog(&["check"], &setup.config), "flowlog-test"));
+    assert!(ok, "{printed}");
+    assert!(printed.contains("OpenSearch"), "{printed}");
+    assert!(
+        printed.contains("signed with SigV4 for `es` in eu-west-1 by temporary key ****EST1"),
+        "{printed}"
+    );
+
+    let (ok, stderr) = finish(
+        aws(flowlog(&["run"], &setup.config), "flowlog-test")
+            .spawn()
+            .unwrap(),
+        &setup.config,
+    );
+    assert!(ok, "{stderr}");
+    let stored = receiver.ids(STREAM);
+    assert_eq!(stored.len(), n);
+    assert_eq!(
+        stored,
+        expected_ids(&setup.input, 1..=n as u64)
+            .into_iter()
+            .collect()
+    );
+    let stats = receiver.stats();
+    assert!(
+        stats.gzip_requests > 0 && stats.auth_failures == 0,
+        "{stats:?}"
+    );
+    assert!(receiver
+        .index_template("flowlog-logs-aws.vpcflow-default")
+        .is_some());
+
+    // A key the domain does not know: AWS's 403, which check reports and `run` stops on.
+    let (ok, printed) = run_to_end(aws(flowlog(&["check"], &setup.config), "wrong-secret"));
+    assert!(!ok, "{printed}");
+    assert!(printed.contains("403"), "{printed}");
+    assert!(
+        printed.contains("signature we calculated does not match"),
+        "{printed}"
+    );
+    assert!(!printed.contains("not-the-secret"), "{printed}");
+}

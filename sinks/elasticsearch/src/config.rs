@@ -8,6 +8,8 @@ use flowlog_sink::request::{defaults, RequestSettings, Tuning};
 use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;
 
+pub use crate::sigv4::SigV4;
+
 /// A data stream's name parts: `<type>-<dataset>-<namespace>`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +56,9 @@ pub enum Auth {
     ApiKey { api_key: String },
     /// A user and password (HTTP Basic).
     Basic { user: String, password: String },
+    /// AWS SigV4 signatures (Amazon OpenSearch Service), credentials from the AWS
+    /// default chain.
+    AwsSigV4 { aws_sigv4: SigV4 },
 }
 
 /// Which product the cluster is.
@@ -223,6 +228,8 @@ impl EsConfig {
             Some(Auth::Basic { user, password }) => {
                 format!("Basic {}", b64.encode(format!("{user}:{password}")))
             }
+            // Signed per request (crate::sigv4).
+            Some(Auth::AwsSigV4 { .. }) => return Ok(None),
         };
         let mut header = http::HeaderValue::try_from(value)
             .map_err(|_| SinkError::Config("auth holds characters a header cannot carry".into()))?;
@@ -301,6 +308,9 @@ impl EsConfig {
                 "OpenSearch takes no API keys: use auth = { user, password }".into(),
             ));
         }
+        if let Some(Auth::AwsSigV4 { aws_sigv4 }) = &self.auth {
+            aws_sigv4.validate().map_err(SinkError::Config)?;
+        }
         self.target()?;
         self.authorization()?;
         Ok(())
@@ -351,6 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn sigv4_needs_no_settings_and_sends_no_static_header() {
+        let config = parse(r#"{"endpoints": [], "auth": {"aws_sigv4": {}}}"#);
+        config.validate().unwrap();
+        assert!(config.authorization().unwrap().is_none());
+        let Some(Auth::AwsSigV4 { aws_sigv4 }) = &config.auth else {
+            panic!("{:?}", config.auth)
+        };
+        assert_eq!(
+            (aws_sigv4.service.as_str(), aws_sigv4.region.as_deref()),
+            ("es", None)
+        );
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         for (text, needle) in [
             (r#"{"endpoints": ["es:9200"]}"#, "not an http"),
@@ -363,6 +387,10 @@ mod tests {
             (
                 r#"{"endpoints": [], "flavor": "opensearch", "auth": {"api_key": "a:b"}}"#,
                 "OpenSearch",
+            ),
+            (
+                r#"{"endpoints": [], "auth": {"aws_sigv4": {"service": "s3"}}}"#,
+                "`aoss`",
             ),
         ] {
             let err = parse(text).validate().unwrap_err().to_string();

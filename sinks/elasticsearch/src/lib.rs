@@ -19,6 +19,7 @@
 mod bulk;
 pub mod config;
 pub mod response;
+mod sigv4;
 pub mod template;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,9 +36,10 @@ use flowlog_sink::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-pub use config::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, Format};
+pub use config::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, Format, SigV4};
 
 use crate::bulk::BulkWriter;
+use crate::sigv4::Signer;
 use flowlog_sink::registry::duration as secs;
 
 /// A configured Elasticsearch sink.
@@ -62,6 +64,8 @@ pub(crate) struct Cluster {
     name: String,
     client: HttpClient,
     authorization: Option<http::HeaderValue>,
+    /// For `auth = { aws_sigv4 }`: every request is signed.
+    signer: Option<Signer>,
     nodes: Vec<Node>,
     next: AtomicUsize,
     node_retry: Duration,
@@ -123,6 +127,10 @@ impl EsSink {
             name: name.clone(),
             client,
             authorization: config.authorization()?,
+            signer: match &config.auth {
+                Some(Auth::AwsSigV4 { aws_sigv4 }) => Some(Signer::new(aws_sigv4.clone())),
+                _ => None,
+            },
             nodes,
             next: AtomicUsize::new(0),
             node_retry: secs(config.node_retry_secs),
@@ -170,6 +178,13 @@ impl Protocol for Bulk {
             request = request.header(http::header::CONTENT_ENCODING, "gzip");
         }
         request.body(body).expect("headers are valid")
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut http::Request<Bytes>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.cluster.sign(request))
     }
 
     fn classify(&self, response: &Response, events: usize) -> Verdict {
@@ -228,6 +243,13 @@ impl Cluster {
         request
     }
 
+    async fn sign(&self, request: &mut http::Request<Bytes>) -> Result<(), String> {
+        match &self.signer {
+            Some(signer) => signer.sign(request).await,
+            None => Ok(()),
+        }
+    }
+
     /// Sends a small JSON request to the first node and reads the answer.
     async fn call(
         &self,
@@ -245,7 +267,10 @@ impl Cluster {
             }
             None => Bytes::new(),
         };
-        let request = request.body(body).expect("headers are valid");
+        let mut request = request.body(body).expect("headers are valid");
+        self.sign(&mut request)
+            .await
+            .map_err(|message| SinkError::Config(format!("{}: {message}", self.name)))?;
         self.client
             .send(request)
             .await
@@ -316,7 +341,11 @@ impl EsSink {
             .get("x-elastic-product")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let opensearch = info["version"]["distribution"] == "opensearch";
+        // Amazon OpenSearch Service also runs Elasticsearch 7.10 ("legacy" domains),
+        // older than the product header; it speaks OpenSearch's subset.
+        let signed = self.cluster.signer.is_some();
+        let opensearch =
+            info["version"]["distribution"] == "opensearch" || (signed && product.is_none());
         if product.is_none() && !opensearch {
             return Err(SinkError::Unreachable {
                 sink: cluster.name.clone(),
@@ -350,6 +379,9 @@ impl EsSink {
             "{}: {product} {} (cluster `{}`)",
             self.cluster.nodes[0].base, info.version, info.cluster_name
         )];
+        if let Some(signer) = &self.cluster.signer {
+            report.push(signer.describe().await.map_err(SinkError::Config)?);
+        }
         if info.flavor == Flavor::OpenSearch
             && matches!(self.config.auth, Some(Auth::ApiKey { .. }))
         {
@@ -421,11 +453,24 @@ struct ClusterInfo {
     cluster_name: String,
 }
 
-/// An error answer's `type: reason`, else the start of its body.
+/// An error answer's `type: reason` (Elasticsearch, OpenSearch) or `message` (AWS's
+/// own answers: signatures, access policies), else the start of its body.
 fn response_text(response: &Response) -> String {
     let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     match (&value["error"]["type"], &value["error"]["reason"]) {
         (Value::String(kind), Value::String(reason)) => format!("{kind}: {reason}"),
+        _ if value["message"].is_string() || value["Message"].is_string() => {
+            let message = value["message"].as_str().or(value["Message"].as_str());
+            let message = message.unwrap_or_default();
+            // AWS appends the canonical request it expected: the first sentence says it.
+            let first = message.lines().next().unwrap_or_default();
+            first
+                .chars()
+                .take(300)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        }
         _ => {
             let body = &response.body[..response.body.len().min(200)];
             String::from_utf8_lossy(body).trim().to_string()

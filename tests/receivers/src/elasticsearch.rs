@@ -5,7 +5,9 @@
 //! What it checks, as Elasticsearch does (`protocols.md`, Elastic's bulk reference):
 //! - credentials: `Authorization: ApiKey base64(id:key)` or `Basic` (401
 //!   `security_exception` without or with wrong ones; 403 for a user who may not write);
-//!   OpenSearch takes no API keys;
+//!   OpenSearch takes no API keys; with `sigv4` set, as Amazon OpenSearch Service with
+//!   an IAM access policy: every request must carry a valid SigV4 signature over the
+//!   body as sent (403 with AWS's `message` otherwise);
 //! - bulk bodies: NDJSON, gzip'd or not, ending with a newline (else 400
 //!   `illegal_argument_exception` for the whole request), action lines `create`/`index`/
 //!   `delete` with `_index` (or the URL's target) and `_id`; larger than `max_body` as
@@ -37,6 +39,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Map, Value};
 
 use crate::server::{Answer, DropConnection, Server};
+use crate::sigv4::SigV4Key;
 
 /// Which product the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct EsOptions {
     pub basic: Option<(String, String)>,
     /// Users that may authenticate but not write (403 on writes).
     pub read_only_user: Option<(String, String)>,
+    /// Only requests signed with this key are accepted (Amazon OpenSearch Service).
+    pub sigv4: Option<SigV4Key>,
     /// Largest accepted body as received (Elasticsearch's `http.max_content_length`).
     pub max_body: usize,
     /// Share of bulk items (0..1) answered 429 `es_rejected_execution_exception`.
@@ -80,6 +85,7 @@ impl Default for EsOptions {
             api_key: Some("test-id:test-key".into()),
             basic: Some(("elastic".into(), "changeme".into())),
             read_only_user: Some(("viewer".into(), "viewer-password".into())),
+            sigv4: None,
             max_body: 100 << 20,
             item_reject_rate: 0.0,
             failure_rate: 0.0,
@@ -338,7 +344,21 @@ async fn handle(
             "cluster is down",
         ));
     }
-    let caller = match authenticate(&parts.headers, options) {
+    let signed = match &options.sigv4 {
+        // AWS answers a bad signature 403 with a `message`, not Elasticsearch's error.
+        Some(key) => match crate::sigv4::verify(&parts, &body, key) {
+            Ok(()) => Some(Caller::Writer(key.access_key_id.clone())),
+            Err(message) => {
+                state.stats.auth_failures += 1;
+                return Ok(answer(options, 403, &json!({ "message": message })));
+            }
+        },
+        None => None,
+    };
+    let caller = match signed
+        .map(Ok)
+        .unwrap_or_else(|| authenticate(&parts.headers, options))
+    {
         Ok(caller) => caller,
         Err(reason) => {
             state.stats.auth_failures += 1;
@@ -574,6 +594,7 @@ fn brief(uri: &http::Uri) -> bool {
     uri.query().is_some_and(|q| {
         q.split('&').any(|kv| {
             kv.strip_prefix("filter_path=").is_some_and(|paths| {
+                let paths = percent_encoding::percent_decode_str(paths).decode_utf8_lossy();
                 let paths: Vec<_> = paths.split(',').collect();
                 paths.contains(&"errors") && paths.contains(&"items.*.status")
             })

@@ -1,5 +1,6 @@
 //! Test receivers that behave as `../shared/protocols.md` says, with scripted faults:
-//! Splunk HEC, Elasticsearch/OpenSearch `_bulk`, a forward/CONNECT proxy.
+//! Splunk HEC, Elasticsearch/OpenSearch `_bulk` (with Amazon OpenSearch Service's SigV4),
+//! a forward/CONNECT proxy.
 //!
 //! Each runs an HTTP/1.1 server on 127.0.0.1 (a free port) in its own runtime, so both
 //! async unit tests and end-to-end tests of the binary can use it.
@@ -10,4 +11,5 @@ pub mod harness;
 pub mod hec;
 pub mod proxy;
 pub mod server;
+pub mod sigv4;
 pub mod tls;

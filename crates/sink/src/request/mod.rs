@@ -57,6 +57,17 @@ pub trait Protocol: Send + Sync + 'static {
     /// What `response` means for the request's `events` events.
     fn classify(&self, response: &Response, events: usize) -> Verdict;
 
+    /// Completes a request before it is sent, for credentials that take a wait (a
+    /// signature over the body with credentials that are fetched and refreshed). An
+    /// error is retried like a request that found no server.
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut http::Request<Bytes>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let _ = request;
+        Box::pin(async { Ok(()) })
+    }
+
     /// After an answer with a `receipt` (a HEC ack id): true once the receiver confirms
     /// the data is safe, false when it did not in time (the piece is sent again).
     fn confirm(&self, receipt: u64) -> BoxFuture<'_, bool> {
@@ -426,7 +437,13 @@ async fn deliver<P: Protocol>(
                 piece.confirm();
                 break;
             }
-            let request = shared.protocol.request(body.clone(), shared.gzip);
+            let mut request = shared.protocol.request(body.clone(), shared.gzip);
+            if let Err(e) = shared.protocol.authorize(&mut request).await {
+                shared.metrics.retries.inc();
+                tracing::warn!(sink = %shared.name, "could not authorize the request, retrying: {e}");
+                backoff.wait(None).await;
+                continue;
+            }
             let uri = request.uri().clone();
             let answer = {
                 let _wire = shared.wire.acquire().await.expect("never closed");

@@ -1,6 +1,7 @@
 //! The request layer against a receiver that answers per event (as `_bulk` does), fails
 //! whole requests, and refuses large ones: every event ends delivered exactly once or
-//! dead-lettered, and only what an answer left undone is sent again.
+//! dead-lettered, and only what an answer left undone is sent again; a request that
+//! could not be authorized yet is retried, never sent without.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ struct Seen {
     requests: u32,
     whole_failures: u32,
     too_large: u32,
+    /// Requests without the header `Words::authorize` adds.
+    unauthorized: u32,
 }
 
 /// Answers: the first request 503; a request of more than two events holding a `split…`
@@ -39,9 +42,12 @@ async fn start_receiver(seen: Arc<Mutex<Seen>>) -> String {
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let seen = Arc::clone(&seen);
                     async move {
+                        let signed = request.headers().contains_key("x-signed");
                         let body = request.into_body().collect().await.unwrap().to_bytes();
                         let text = String::from_utf8(body.to_vec()).unwrap();
-                        let (status, answer) = answer(&mut seen.lock().unwrap(), &text);
+                        let mut seen = seen.lock().unwrap();
+                        seen.unauthorized += u32::from(!signed);
+                        let (status, answer) = answer(&mut seen, &text);
                         let response = http::Response::builder()
                             .status(status)
                             .body(Full::new(Bytes::from(answer)))
@@ -92,12 +98,38 @@ fn retried(event: &str) -> String {
     format!("{event}#refused")
 }
 
-/// Speaks to the receiver above at its URL.
-struct Words(String);
+/// Speaks to the receiver above at its URL; its first `unsigned` authorizations fail
+/// (credentials not yet fetched), the others add `x-signed`.
+struct Words {
+    url: String,
+    unsigned: std::sync::atomic::AtomicU32,
+}
 
 impl Protocol for Words {
     fn request(&self, body: Bytes, _gzip: bool) -> http::Request<Bytes> {
-        http::Request::post(&self.0).body(body).unwrap()
+        http::Request::post(&self.url).body(body).unwrap()
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut http::Request<Bytes>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        use std::sync::atomic::Ordering;
+        let fail = self
+            .unsigned
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !fail {
+            let value = http::HeaderValue::from_static("yes");
+            request.headers_mut().insert("x-signed", value);
+        }
+        Box::pin(async move {
+            if fail {
+                Err("no credentials yet".to_string())
+            } else {
+                Ok(())
+            }
+        })
     }
 
     fn classify(&self, response: &Response, _events: usize) -> Verdict {
@@ -181,7 +213,10 @@ async fn per_event_answers_retry_only_what_is_undone_and_dead_letter_the_refused
     let letters = Arc::new(Letters::default());
     let requests = Requests::new(
         "words",
-        Words(url),
+        Words {
+            url,
+            unsigned: 3.into(),
+        },
         client,
         RequestSettings {
             max_bytes: 80,
@@ -214,6 +249,8 @@ async fn per_event_answers_retry_only_what_is_undone_and_dead_letter_the_refused
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.whole_failures, 1);
+    // Requests that could not be authorized were retried, never sent unsigned.
+    assert_eq!(seen.unauthorized, 0);
     assert!(seen.too_large > 0, "no request was split");
     for name in &names {
         let arrived = seen.events.get(name).copied().unwrap_or(0);
