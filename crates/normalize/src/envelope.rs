@@ -117,7 +117,7 @@ mod tests {
     use flowlog_model::envelope::{envelope_schema_fields, SHARED_ENVELOPE_FIELDS};
     use flowlog_model::{canonical_schema, EnrichKind, FlowBatch, SourceId, ENVELOPE_FIELDS};
 
-    use crate::otel::{AttributeValue, OtelView};
+    use crate::otel::{Naming, OtelView, Owned};
     use crate::{EncodeOptions, OcsfVersion, Target};
 
     /// One record whose every envelope column holds a value found nowhere else: text
@@ -209,31 +209,35 @@ mod tests {
     }
 
     #[test]
-    fn otel_puts_log_group_and_stream_on_the_resource_as_arrays() {
+    fn otel_puts_log_group_and_stream_on_the_resource() {
         let batch = batch();
-        let record = OtelView::new(&batch).record(0);
-        let resource = |key: &str| {
-            record
-                .resource
+        let resource = |naming| {
+            let collected = OtelView::new(&batch, naming).collect(0);
+            assert!(collected
+                .attributes
                 .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.clone())
+                .all(|(k, _)| !k.contains("envelope")));
+            collected
+                .resource
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>()
         };
+        let collector = resource(Naming::Collector);
+        let group = "marker-envelope_log_group";
+        assert_eq!(collector["aws.log.group.names"], Owned::Str(group.into()));
         assert_eq!(
-            resource("aws.log.group.names"),
-            Some(AttributeValue::StrArray(vec!["marker-envelope_log_group"]))
+            collector["aws.log.stream.names"],
+            Owned::Str("marker-envelope_log_stream".into())
         );
         assert_eq!(
-            resource("aws.log.stream.names"),
-            Some(AttributeValue::StrArray(vec!["marker-envelope_log_stream"]))
+            collector["cloud.account.id"],
+            Owned::Str("marker-envelope_owner".into())
         );
+        // The conventions make the names arrays.
+        let semconv = resource(Naming::Semconv);
         assert_eq!(
-            resource("cloud.account.id"),
-            Some(AttributeValue::Str("marker-envelope_owner"))
+            semconv["aws.log.group.names"],
+            Owned::StrArray(vec![group.into()])
         );
-        assert!(record
-            .attributes
-            .iter()
-            .all(|(k, _)| !k.contains("envelope")));
     }
 }

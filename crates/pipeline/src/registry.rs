@@ -58,6 +58,7 @@ registry! {
     SinkConfig: SinkKind {
         SplunkHec(flowlog_sink_splunk_hec::HecConfig) = "splunk_hec",
         Elasticsearch(flowlog_sink_elasticsearch::EsConfig) = "elasticsearch",
+        Otlp(flowlog_sink_otlp::OtlpConfig) = "otlp",
         File(flowlog_sink_file::FileConfig) = "file",
     }
 }

@@ -36,6 +36,10 @@ pub struct TlsOptions {
     /// verify sends its token to whoever answers.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// A client certificate (PEM, with its chain) for receivers that ask for one (mTLS).
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for TlsOptions {
@@ -44,6 +48,8 @@ impl Default for TlsOptions {
             ca_file: None,
             system_roots: true,
             insecure_skip_verify: false,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -81,11 +87,13 @@ impl Default for ProxyOptions {
 }
 
 /// A response read in full (up to the client's cap).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Response {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// Trailers after the body (gRPC's status), empty when none came.
+    pub trailers: http::HeaderMap,
 }
 
 /// Why a request got no response.
@@ -106,6 +114,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Most bytes of a response body kept (the rest is not read); default 16 MiB.
     pub max_response_bytes: Option<usize>,
+    /// Speak only HTTP/2, without waiting to be offered it (gRPC, also over `http://`).
+    pub http2_only: bool,
 }
 
 /// Response bodies are small (HEC) or proportional to the request (an `_bulk` answer
@@ -128,19 +138,34 @@ impl HttpClient {
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| SinkError::Config(format!("TLS: {e}")))?;
-        let mut config = if tls.insecure_skip_verify {
+        let builder = if tls.insecure_skip_verify {
             tracing::warn!("TLS certificate verification is disabled for this sink");
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-                .with_no_client_auth()
         } else {
-            builder
-                .with_root_certificates(roots(tls.ca_file.as_deref(), tls.system_roots)?)
-                .with_no_client_auth()
+            builder.with_root_certificates(roots(tls.ca_file.as_deref(), tls.system_roots)?)
+        };
+        let mut config = match (&tls.cert_file, &tls.key_file) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => {
+                let (chain, key) = client_identity(cert, key)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| SinkError::Config(format!("tls.cert_file and key_file: {e}")))?
+            }
+            _ => {
+                return Err(SinkError::Config(
+                    "tls.cert_file and tls.key_file go together".into(),
+                ))
+            }
         };
         // reqwest leaves ALPN to a preconfigured TLS config: offer HTTP/2 first.
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = if options.http2_only {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
         let timeout = options.timeout;
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
@@ -149,6 +174,9 @@ impl HttpClient {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("flowlog/", env!("CARGO_PKG_VERSION")));
+        if options.http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
         builder = with_proxies(builder, &options.proxy)?;
         let client = builder
             .build()
@@ -172,11 +200,24 @@ impl HttpClient {
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
             .map_err(|e| TransportError::Failed(error_chain(&e)))?;
         let exchange = async {
-            let mut response = self.client.execute(request).await.map_err(failed)?;
-            let status = response.status().as_u16();
-            let headers = std::mem::take(response.headers_mut());
+            use http_body_util::BodyExt;
+            let response = self.client.execute(request).await.map_err(failed)?;
+            let (parts, mut stream) = http::Response::from(response).into_parts();
+            let status = parts.status.as_u16();
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            let mut trailers = http::HeaderMap::new();
+            while let Some(frame) = stream.frame().await {
+                let frame = frame.map_err(failed)?;
+                let frame = match frame.into_trailers() {
+                    Ok(t) => {
+                        trailers = t;
+                        continue;
+                    }
+                    Err(frame) => frame,
+                };
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
                 let room = self.max_response - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if chunk.len() >= room {
@@ -187,8 +228,9 @@ impl HttpClient {
             }
             Ok(Response {
                 status,
-                headers,
+                headers: parts.headers,
                 body: Bytes::from(body),
+                trailers,
             })
         };
         // reqwest's own timeout covers the body too; this one is a second guard.
@@ -250,6 +292,32 @@ pub fn warn_if_plaintext(sink: &str, url: &str) {
             "{url} is plain http://: the credential travels unencrypted; use https://"
         );
     }
+}
+
+/// The certificate chain and key of `cert` and `key` (PEM files).
+fn client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    SinkError,
+> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| SinkError::Config(format!("tls.cert_file {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(SinkError::Config(format!(
+            "tls.cert_file {}: no certificate in it",
+            cert.display()
+        )));
+    }
+    // The key is a secret: its file is named, its content never.
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| SinkError::Config(format!("tls.key_file {}: {e}", key.display())))?;
+    Ok((chain, key))
 }
 
 /// The system's trusted roots (unless `system` is false), plus those of `ca_file`.
@@ -345,6 +413,7 @@ mod tests {
             proxy,
             timeout: Duration::from_secs(1),
             max_response_bytes: None,
+            http2_only: false,
         })
     }
 

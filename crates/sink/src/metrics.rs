@@ -29,6 +29,7 @@ struct Inner {
     records_out: Family<Labels, Counter>,
     filtered: Family<Labels, Counter>,
     dead_letters: Family<Labels, Counter>,
+    records_rejected: Family<Labels, Counter>,
     bytes_in: Family<Labels, Counter>,
     bytes_out: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
@@ -47,6 +48,9 @@ pub struct ComponentMetrics {
     pub records_out: Counter,
     /// Records written to the dead letter.
     pub dead_letters: Counter,
+    /// Records a receiver took a request for but said it dropped, without naming them
+    /// (an OTLP partial success).
+    pub records_rejected: Counter,
     /// Bytes read (sources) before decompression.
     pub bytes_in: Counter,
     /// Bytes sent (sinks), as sent (compressed).
@@ -76,6 +80,7 @@ impl Metrics {
         let records_out = Family::default();
         let filtered = Family::default();
         let dead_letters = Family::default();
+        let records_rejected = Family::default();
         let bytes_in = Family::default();
         let bytes_out = Family::default();
         let retries = Family::default();
@@ -104,6 +109,11 @@ impl Metrics {
             "dead_letters",
             "Records a component wrote to the dead letter",
             dead_letters.clone(),
+        );
+        registry.register(
+            "records_rejected",
+            "Records a receiver said it dropped without naming them (OTLP partial success)",
+            records_rejected.clone(),
         );
         registry.register(
             "bytes_in",
@@ -146,6 +156,7 @@ impl Metrics {
             records_out,
             filtered,
             dead_letters,
+            records_rejected,
             bytes_in,
             bytes_out,
             retries,
@@ -184,6 +195,7 @@ impl Metrics {
                 &m.dead_letters,
                 sink || kind == "source" || kind == "dead_letter",
             ),
+            records_rejected: counter(&m.records_rejected, sink),
             bytes_in: counter(&m.bytes_in, kind == "source"),
             bytes_out: counter(&m.bytes_out, sink),
             retries: counter(&m.retries, sink),

@@ -103,6 +103,7 @@ impl EsSink {
             proxy: config.proxy.clone(),
             timeout: secs(config.request_timeout_secs),
             max_response_bytes: Some(MAX_RESPONSE_BYTES),
+            http2_only: false,
         })?;
         let nodes = config
             .endpoints

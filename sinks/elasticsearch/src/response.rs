@@ -170,6 +170,7 @@ mod tests {
             status,
             headers: http::HeaderMap::new(),
             body: bytes::Bytes::from(body.to_string()),
+            ..Response::default()
         }
     }
 

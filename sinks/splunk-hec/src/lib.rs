@@ -100,6 +100,7 @@ impl HecSink {
             proxy: config.proxy.clone(),
             timeout: secs(config.request_timeout_secs),
             max_response_bytes: Some(MAX_RESPONSE_BYTES),
+            http2_only: false,
         })?;
         let base = config.endpoint.trim_end_matches('/').to_string();
         let channel = uuid::Uuid::new_v4().to_string();

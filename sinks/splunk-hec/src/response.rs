@@ -148,6 +148,7 @@ mod tests {
             status,
             headers,
             body: bytes::Bytes::from(body.to_string()),
+            ..Response::default()
         }
     }
 

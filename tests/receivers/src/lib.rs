@@ -1,6 +1,6 @@
 //! Test receivers that behave as `../shared/protocols.md` says, with scripted faults:
 //! Splunk HEC, Elasticsearch/OpenSearch `_bulk` (with Amazon OpenSearch Service's SigV4),
-//! a forward/CONNECT proxy.
+//! OTLP logs (gRPC and HTTP), a forward/CONNECT proxy.
 //!
 //! Each runs an HTTP/1.1 server on 127.0.0.1 (a free port) in its own runtime, so both
 //! async unit tests and end-to-end tests of the binary can use it.
@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod elasticsearch;
 pub mod harness;
 pub mod hec;
+pub mod otlp;
 pub mod proxy;
 pub mod server;
 pub mod sigv4;

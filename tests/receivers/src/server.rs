@@ -36,11 +36,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves every request with `handler`.
-    pub fn start<H, F>(name: &str, tls: bool, handler: H) -> Self
+    /// Serves every request with `handler`, whose answers have bodies of type `B`
+    /// (mostly [`Answer`]; a gRPC service's stream its own).
+    pub fn start<H, F, B>(name: &str, tls: bool, handler: H) -> Self
     where
         H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
-        F: Future<Output = Result<Answer, DropConnection>> + Send + 'static,
+        F: Future<Output = Result<http::Response<B>, DropConnection>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

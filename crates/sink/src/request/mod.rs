@@ -51,6 +51,19 @@ pub trait WriteRow: Send {
 
 /// A receiver's wire protocol.
 pub trait Protocol: Send + Sync + 'static {
+    /// The body (before compression) for the events of `piece`, when it is not their
+    /// concatenation (OTLP puts them in an export request). `None`: the concatenation.
+    fn frame(&self, piece: &Piece) -> Option<Bytes> {
+        let _ = piece;
+        None
+    }
+
+    /// The text a refused event is dead-lettered with (an encoding that is not text is
+    /// made readable here).
+    fn dead_letter_text<'a>(&self, event: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Borrowed(event.trim_ascii_end())
+    }
+
     /// The request carrying `body` (compressed when `gzip`).
     fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes>;
 
@@ -101,6 +114,9 @@ pub enum Verdict {
     },
     /// The answer speaks of each event, in order (one verdict per event).
     Events(Vec<EventVerdict>),
+    /// Accepted, but the receiver dropped `rejected` of the events for good without
+    /// saying which (an OTLP partial success): counted and logged, not retried.
+    Partial { rejected: u64, message: String },
     /// The whole request is refused for good: dead-letter every event.
     Refused { reason: String },
     /// The credentials or endpoint are wrong: the sink stops.
@@ -352,19 +368,21 @@ fn settle(done: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Result
 
 impl<P: Protocol> Shared<P> {
     fn body(&self, piece: &Piece) -> Bytes {
+        let framed = self.protocol.frame(piece);
+        let data = framed.as_ref().unwrap_or(&piece.data);
         if self.gzip {
-            crate::gzip::gzip(&piece.data)
+            crate::gzip::gzip(data)
         } else {
-            piece.data.clone()
+            data.clone()
         }
     }
 
     fn dead_letter_event(&self, piece: &Piece, i: usize, reason: &str) {
         let origin = &piece.origins[i];
-        let raw = piece.event(i).trim_ascii_end();
+        let raw = self.protocol.dead_letter_text(piece.event(i));
         let reason = format!("sink {}: {reason}", self.name);
         self.dead_letters
-            .write(DeadLetter::new(&origin.source, origin.line, reason, raw));
+            .write(DeadLetter::new(&origin.source, origin.line, reason, &raw));
     }
 
     fn dead_letter(&self, piece: Piece, reason: &str) {
@@ -483,6 +501,18 @@ async fn deliver<P: Protocol>(
                             .observe(asked.elapsed().as_secs_f64());
                     }
                     shared.delivered(piece, body.len());
+                    break;
+                }
+                Verdict::Partial { rejected, message } => {
+                    let rejected = rejected.min(piece.len() as u64);
+                    shared.metrics.records_rejected.inc_by(rejected);
+                    tracing::warn!(sink = %shared.name, "the receiver dropped {rejected} of {} records (a partial success, not retried): {message}", piece.len());
+                    shared
+                        .metrics
+                        .records_out
+                        .inc_by(piece.len() as u64 - rejected);
+                    shared.metrics.bytes_out.inc_by(body.len() as u64);
+                    piece.confirm();
                     break;
                 }
                 Verdict::TooLarge if piece.len() == 1 => {

@@ -1,0 +1,261 @@
+//! The OpenTelemetry sink: flow records as OTLP log records, over gRPC
+//! (`LogsService/Export`) or HTTP (`/v1/logs`, protobuf or JSON).
+//!
+//! Records look as the Collector's own VPC flow decoding writes them
+//! (`flowlog_normalize::otel`), plus what only flowlog adds (enrichment, community id, the
+//! record's deterministic id as `flowlog.id`), each encoded once by the official
+//! `opentelemetry-proto` types ([`records`]). A request puts consecutive records of one
+//! resource under one `ResourceLogs` ([`export`]).
+//!
+//! gRPC goes over the HTTP client every sink shares (HTTP/2, TLS, proxies, timeouts):
+//! a unary call is one length-prefixed message in a POST and a `grpc-status` trailer in
+//! the answer, so the shared request layer's batching, gzip, retries and halving serve
+//! both transports. Answers are read as the OTLP specification says ([`response`]).
+//!
+//! `check` sends an empty export, which the specification makes valid, to prove the
+//! endpoint, the transport and the headers.
+
+pub mod config;
+pub mod export;
+pub mod records;
+pub mod response;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowlog_sink::http::{warn_if_plaintext, Response};
+use flowlog_sink::registry::duration as secs;
+use flowlog_sink::request::{Piece, Protocol as RequestProtocol, Requests, Verdict};
+use flowlog_sink::{
+    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Sink, SinkContext,
+    SinkError, SinkInput, SinkKind,
+};
+use tokio::sync::mpsc;
+
+pub use config::{Attributes, Compression, OtlpConfig, Protocol};
+
+use crate::export::Exporter;
+use crate::records::{Encoding, RecordWriter};
+
+/// A configured OTLP sink.
+pub struct OtlpSink {
+    name: String,
+    config: OtlpConfig,
+    metrics: ComponentMetrics,
+    dead_letters: Arc<dyn DeadLetters>,
+    client: HttpClient,
+    export: Arc<Export>,
+}
+
+impl SinkKind for OtlpConfig {
+    fn validate(&self) -> Result<(), SinkError> {
+        OtlpConfig::validate(self)
+    }
+
+    fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(Box::new(OtlpSink::new(
+            &ctx.name,
+            self.clone(),
+            ctx.metrics,
+            ctx.dead_letters,
+        )?))
+    }
+}
+
+/// Export answers are small; a partial success carries one message.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+impl OtlpSink {
+    pub fn new(
+        name: &str,
+        config: OtlpConfig,
+        metrics: ComponentMetrics,
+        dead_letters: Arc<dyn DeadLetters>,
+    ) -> Result<Self, SinkError> {
+        config.validate()?;
+        if !config.headers.is_empty() {
+            warn_if_plaintext(name, &config.endpoint);
+        }
+        let client = HttpClient::new(&ClientOptions {
+            tls: config.tls.clone(),
+            proxy: config.proxy.clone(),
+            timeout: secs(config.request_timeout_secs),
+            max_response_bytes: Some(MAX_RESPONSE_BYTES),
+            http2_only: config.protocol == config::Protocol::Grpc,
+        })?;
+        let export = Arc::new(Export::new(&config)?);
+        Ok(Self {
+            name: name.to_string(),
+            config,
+            metrics,
+            dead_letters,
+            client,
+            export,
+        })
+    }
+}
+
+impl Sink for OtlpSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(
+        self: Box<Self>,
+        input: mpsc::Receiver<SinkInput>,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        Box::pin(async move {
+            let writer = RecordWriter::new(self.config.naming(), self.export.encoding);
+            let requests = Requests::new(
+                &self.name,
+                SharedExport(Arc::clone(&self.export)),
+                self.client.clone(),
+                self.config.request_settings(),
+                self.metrics.clone(),
+                Arc::clone(&self.dead_letters),
+            );
+            requests.run(writer, input).await
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<String, SinkError>> {
+        Box::pin(self.check_endpoint())
+    }
+}
+
+/// How requests are made and answers read, for one configuration.
+struct Export {
+    url: String,
+    headers: http::HeaderMap,
+    grpc: bool,
+    encoding: Encoding,
+    exporter: Exporter,
+    /// `grpc-timeout`, so the server gives up when the client does.
+    grpc_timeout: String,
+}
+
+impl Export {
+    fn new(config: &OtlpConfig) -> Result<Self, SinkError> {
+        let encoding = match config.protocol {
+            config::Protocol::HttpJson => Encoding::Json,
+            _ => Encoding::Protobuf,
+        };
+        Ok(Self {
+            url: config.url(),
+            headers: config.header_map()?,
+            grpc: config.protocol == config::Protocol::Grpc,
+            encoding,
+            exporter: Exporter::new(encoding),
+            grpc_timeout: format!("{}m", (config.request_timeout_secs * 1000.0).ceil() as u64),
+        })
+    }
+
+    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(&self.url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value.clone());
+        }
+        let body = if self.grpc {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers")
+                .header("grpc-timeout", &self.grpc_timeout);
+            if gzip {
+                request = request.header("grpc-encoding", "gzip");
+            }
+            // One message: compressed flag, length (big-endian), the message.
+            let mut framed = Vec::with_capacity(body.len() + 5);
+            framed.push(u8::from(gzip));
+            framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&body);
+            Bytes::from(framed)
+        } else {
+            let content_type = match self.encoding {
+                Encoding::Protobuf => "application/x-protobuf",
+                Encoding::Json => "application/json",
+            };
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+            if gzip {
+                request = request.header(http::header::CONTENT_ENCODING, "gzip");
+            }
+            body
+        };
+        request.body(body).expect("headers are valid")
+    }
+
+    fn verdict(&self, response: &Response) -> Verdict {
+        if self.grpc {
+            response::grpc_verdict(response)
+        } else {
+            response::http_verdict(response, self.encoding)
+        }
+    }
+}
+
+/// [`Export`] on the shared request layer.
+struct SharedExport(Arc<Export>);
+
+impl RequestProtocol for SharedExport {
+    fn frame(&self, piece: &Piece) -> Option<Bytes> {
+        let events = (0..piece.len()).map(|i| piece.event(i));
+        Some(Bytes::from(self.0.exporter.body(events, piece.data.len())))
+    }
+
+    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
+        self.0.request(body, gzip)
+    }
+
+    fn classify(&self, response: &Response, _events: usize) -> Verdict {
+        self.0.verdict(response)
+    }
+
+    fn dead_letter_text<'a>(&self, event: &'a [u8]) -> Cow<'a, [u8]> {
+        Cow::Owned(records::event_text(event, self.0.encoding))
+    }
+}
+
+impl OtlpSink {
+    /// Sends an empty export request.
+    async fn check_endpoint(&self) -> Result<String, SinkError> {
+        let body = Bytes::from(self.export.exporter.body(std::iter::empty(), 0));
+        let request = self.export.request(body, false);
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(|e| SinkError::Unreachable {
+                sink: self.name.clone(),
+                message: format!("{}: {e}", self.export.url),
+            })?;
+        let transport = match self.config.protocol {
+            config::Protocol::Grpc => "gRPC",
+            config::Protocol::HttpProtobuf => "HTTP/protobuf",
+            config::Protocol::HttpJson => "HTTP/JSON",
+        };
+        match self.export.verdict(&response) {
+            Verdict::Delivered { .. } | Verdict::Partial { .. } => Ok(format!(
+                "{}: an empty {transport} export accepted (attributes: {:?}, compression: {:?})",
+                self.export.url, self.config.attributes, self.config.compression
+            )),
+            Verdict::Fatal { status, reason } => Err(SinkError::Rejected {
+                sink: self.name.clone(),
+                status,
+                message: reason,
+            }),
+            Verdict::TooLarge => Err(SinkError::Unreachable {
+                sink: self.name.clone(),
+                message: "an empty export was refused as too large".into(),
+            }),
+            Verdict::Retry { reason, .. } | Verdict::Refused { reason } => {
+                Err(SinkError::Unreachable {
+                    sink: self.name.clone(),
+                    message: format!("{}: {reason}", self.export.url),
+                })
+            }
+            Verdict::Events(_) => unreachable!("OTLP answers are per request"),
+        }
+    }
+}
