@@ -4,10 +4,12 @@
 # down for a while (backpressure, not buffering). CPU is flowlog's own (the receiver runs
 # in its own process).
 #
-#   scripts/bench-sink.sh hec|elasticsearch CORPUS [FORMAT] [DOWN_SECS]
+#   scripts/bench-sink.sh hec|elasticsearch|otlp CORPUS [FORMAT] [DOWN_SECS]
 #
 # CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
-# line (HEC), ocsf, cim (HEC) or raw (Elasticsearch); DOWN_SECS: run the memory test with the receiver answering 503 for that
+# line (HEC), ocsf, cim (HEC) or raw (Elasticsearch); for otlp the protocol: grpc (default),
+# http/protobuf or http/json (transform then runs --to ecs, the reference); DOWN_SECS: run the
+# memory test with the receiver answering 503 (OTLP: UNAVAILABLE) for that
 # long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR, built with
 # the cargo features in $FLOWLOG_FEATURES (e.g. `isal`) when set. $FLOWLOG_BIN names another
 # flowlog binary to measure (e.g. one built from an older commit) against the same receiver.
@@ -15,6 +17,7 @@ set -euo pipefail
 sink=$1
 corpus=$(realpath "$2")
 format=${3:-ecs}
+[[ $sink == otlp && $format == ecs ]] && format=grpc
 down=${4:-0}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
 cargo build --release -q -p flowlog -p flowlog-test-receivers --bins \
@@ -23,13 +26,14 @@ bin=${FLOWLOG_BIN:-$target/release/flowlog}
 case $sink in
   hec) receiver_bin=$target/release/hec-receiver ;;
   elasticsearch) receiver_bin=$target/release/es-receiver ;;
-  *) echo "bench-sink.sh: the sink is hec or elasticsearch, not $sink" >&2; exit 2 ;;
+  otlp) receiver_bin=$target/release/otlp-receiver ;;
+  *) echo "bench-sink.sh: the sink is hec, elasticsearch or otlp, not $sink" >&2; exit 2 ;;
 esac
 lines=$(wc -l < "$corpus")
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [[ -n "${rpid:-}" ]] && kill "$rpid" 2>/dev/null || true' EXIT
 
-to=$format; [[ $to == line ]] && to=raw
+to=$format; [[ $to == line ]] && to=raw; [[ $sink == otlp ]] && to=ecs
 echo "== transform --to $to ($lines lines)"
 /usr/bin/time -f "transform: %e s wall, %U+%S s CPU, %M KB peak RSS" \
     "$bin" transform --to "$to" --quiet "$corpus" > /dev/null
@@ -37,6 +41,8 @@ echo "== transform --to $to ($lines lines)"
 sink_settings() { # $1 = the receiver's URL
     if [[ $sink == hec ]]; then
         printf '[sinks.hec]\ntype = "splunk_hec"\nendpoint = "%s"\ntoken = "test-token"\nformat = "%s"\n' "$1" "$format"
+    elif [[ $sink == otlp ]]; then
+        printf '[sinks.otel]\ntype = "otlp"\nendpoint = "%s"\nprotocol = "%s"\n' "$1" "$format"
     else
         printf '[sinks.elastic]\ntype = "elasticsearch"\nendpoints = ["%s"]\nauth = { api_key = "test-id:test-key" }\nformat = "%s"\n' "$1" "$format"
     fi

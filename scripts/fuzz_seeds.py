@@ -100,6 +100,29 @@ def main():
     ]
     for status, documents, body in bulk:
         put(corpora, "es_answer", struct.pack("<H", status - 100) + bytes([documents]) + body)
+    # otlp_answer: status (little-endian, minus 100), the transport (0 gRPC, 1 HTTP/protobuf,
+    # 2 HTTP/JSON), then "Retry-After value NUL body" or just the body; for gRPC the body
+    # is "grpc-status NUL grpc-message NUL grpc-status-details-bin NUL message".
+    retry_info = (  # google.rpc.Status{code 8, details [Any{RetryInfo{retry_delay 1.5 s}}]}
+        b"CAgSBGZ1bGwaNgoodHlwZS5nb29nbGVhcGlzLmNvbS9nb29nbGUucnBjLlJldHJ5SW5mbxIKCggIARCAyrXuAQ=="
+    )
+    otlp = [
+        (200, 0, b"0\x00\x00\x00" + b"\x00\x00\x00\x00\x00"),
+        (200, 0, b"0\x00\x00\x00" + b"\x00\x00\x00\x00\x08\x12\x06\x08\x02\x12\x02no"),
+        (200, 0, b"8\x00resource%20exhausted\x00" + retry_info + b"\x00"),
+        (200, 0, b"11\x00Error, decoded message length too large\x00\x00"),
+        (200, 0, b"16\x00bad key\x00\x00"),
+        (503, 0, b""),
+        (200, 1, b"\x12\x06\x08\x03\x12\x02no"),
+        (200, 2, b'{"partialSuccess":{"rejectedLogRecords":"3","errorMessage":"dropped"}}'),
+        (400, 2, b'{"code":3,"message":"unmarshal"}'),
+        (429, 1, b"2\x00"),
+        (413, 1, b""),
+    ]
+    for status, transport, body in otlp:
+        if transport == 0:
+            body = b"\x00" + body  # no Retry-After: the trailers follow
+        put(corpora, "otlp_answer", struct.pack("<H", status - 100) + bytes([transport]) + body)
 
 
 if __name__ == "__main__":

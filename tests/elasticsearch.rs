@@ -4,42 +4,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use common::{expected_ids, large_lines, tempdir};
+use common::runs::{self, dead_letters, finish, run_setup, run_to_end, wait_for, RunSetup};
+use common::{expected_ids, large_lines};
 use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver, Flavor};
 use flowlog_test_receivers::sigv4::SigV4Key;
 
 const STREAM: &str = "logs-aws.vpcflow-default";
 
-struct Setup {
-    dir: PathBuf,
-    config: PathBuf,
-    input: PathBuf,
-}
-
-fn setup(receiver: &EsReceiver, lines: usize, sink_extra: &str) -> Setup {
-    let dir = tempdir();
-    let input = dir.join("flows.log");
-    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, lines)).unwrap();
-    let config = dir.join("flowlog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-data_dir = "{data}"
-shutdown_timeout_secs = 10
-
-# No metrics endpoint: runs of tests at the same time would want the same port.
-[api]
-
-[sources.vpc]
-type = "file"
-paths = ["{input}"]
-
-[sinks.elastic]
+/// The ES sink's section, with `extra` settings.
+fn es_sink(receiver: &EsReceiver, extra: &str) -> String {
+    format!(
+        r#"[sinks.elastic]
 type = "elasticsearch"
 endpoints = ["{url}"]
 auth = {{ api_key = "${{FLOWLOG_TEST_ES_KEY}}" }}
@@ -47,50 +25,19 @@ batch_timeout_secs = 0.05
 request_timeout_secs = 5
 retry_initial_backoff_secs = 0.01
 retry_max_backoff_secs = 0.2
-{sink_extra}
-"#,
-            data = dir.join("data").display(),
-            input = input.display(),
-            url = receiver.url(),
-        ),
+{extra}"#,
+        url = receiver.url(),
     )
-    .unwrap();
-    Setup { dir, config, input }
+}
+
+fn setup(receiver: &EsReceiver, lines: usize, sink_extra: &str) -> RunSetup {
+    run_setup(lines, &es_sink(receiver, sink_extra))
 }
 
 fn flowlog(args: &[&str], config: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flowlog"));
+    let mut command = runs::flowlog(args, config);
+    command.env("FLOWLOG_TEST_ES_KEY", "test-id:test-key");
     command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("FLOWLOG_TEST_ES_KEY", "test-id:test-key")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        // A file, not a pipe: nobody reads a pipe while the run goes on, and a full one
-        // would block the process on its next log line.
-        .stderr(std::fs::File::create(stderr_file(config)).unwrap());
-    command
-}
-
-fn stderr_file(config: &Path) -> PathBuf {
-    config.with_extension("stderr")
-}
-
-fn finish(mut child: Child, config: &Path) -> (bool, String) {
-    let status = child.wait().unwrap();
-    (
-        status.success(),
-        std::fs::read_to_string(stderr_file(config)).unwrap_or_default(),
-    )
-}
-
-fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("data/dead-letter.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -107,20 +54,11 @@ fn a_million_lines_through_faults_and_a_kill_are_stored_exactly_once() {
     let n = large_lines();
     let setup = setup(&receiver, n, "max_bytes = 500000");
     let mut child = flowlog(&["run"], &setup.config).spawn().unwrap();
-    // Waits for a third of the records, failing if none arrives for a minute.
-    let (mut last, mut since) = (0, Instant::now());
-    while receiver.count(STREAM) < n / 3 {
-        let count = receiver.count(STREAM);
-        if count != last {
-            (last, since) = (count, Instant::now());
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(60),
-            "no record arrived for a minute, {count} stored: {:?}",
-            receiver.stats()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        || receiver.count(STREAM),
+        n / 3,
+        || format!("{:?}", receiver.stats()),
+    );
     child.kill().unwrap(); // SIGKILL: no drain, no final checkpoint
     child.wait().unwrap();
     let at_kill = receiver.count(STREAM);
@@ -174,21 +112,6 @@ fn a_million_lines_through_faults_and_a_kill_are_stored_exactly_once() {
 /// Runs `flowlog check`: whether it passed, and what it printed (stdout, then stderr).
 fn check(config: &Path) -> (bool, String) {
     run_to_end(flowlog(&["check"], config))
-}
-
-/// Runs `command` to its end: whether it passed, and what it printed (stdout, then stderr).
-fn run_to_end(mut command: Command) -> (bool, String) {
-    let output = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), printed)
 }
 
 #[test]

@@ -49,20 +49,8 @@ fn file_setup(
 /// A config with one file source and one HEC sink; `extra_sink` adds sink settings.
 fn setup(receiver: &HecReceiver, source: &str, extra_sink: &str) -> Setup {
     let dir = tempdir();
-    let config = dir.join("flowlog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-data_dir = "{data}"
-shutdown_timeout_secs = 10
-
-[api]
-
-[sources.vpc]
-{source}
-
-[sinks.splunk]
+    let sink = format!(
+        r#"[sinks.splunk]
 type = "splunk_hec"
 endpoint = "{url}"
 token = "${{FLOWLOG_TEST_HEC_TOKEN}}"
@@ -73,11 +61,9 @@ ack_poll_interval_secs = 0.02
 ack_timeout_secs = 1.0
 {extra_sink}
 "#,
-            data = dir.join("data").display(),
-            url = receiver.url(),
-        ),
-    )
-    .unwrap();
+        url = receiver.url(),
+    );
+    let config = common::runs::write_config(&dir, source, &sink);
     Setup { dir, config }
 }
 

@@ -112,6 +112,7 @@ pub fn answer(input: &[u8], header: usize) -> Option<(flowlog_sink::http::Respon
         status,
         headers,
         body: bytes::Bytes::copy_from_slice(body),
+        ..Default::default()
     };
     Some((response, header))
 }

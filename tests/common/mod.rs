@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod runs;
+
 /// Elastic's pipeline picks a layout by counting tokens; flowlog never does. These are the
 /// layouts Elastic assumes for its test files, given to flowlog as `--format`.
 pub const ELASTIC_V3_TCP_FLAGS: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";

@@ -236,10 +236,20 @@ impl OtlpSink {
             config::Protocol::HttpJson => "HTTP/JSON",
         };
         match self.export.verdict(&response) {
-            Verdict::Delivered { .. } | Verdict::Partial { .. } => Ok(format!(
-                "{}: an empty {transport} export accepted (attributes: {:?}, compression: {:?})",
-                self.export.url, self.config.attributes, self.config.compression
-            )),
+            Verdict::Delivered { .. } | Verdict::Partial { .. } => {
+                let attributes = match self.config.attributes {
+                    Attributes::Collector => "collector",
+                    Attributes::Semconv => "semconv",
+                };
+                let compression = match self.config.compression {
+                    Compression::Gzip => "gzip",
+                    Compression::None => "none",
+                };
+                Ok(format!(
+                    "{}: an empty {transport} export accepted (attributes = \"{attributes}\", compression = \"{compression}\")",
+                    self.export.url
+                ))
+            }
             Verdict::Fatal { status, reason } => Err(SinkError::Rejected {
                 sink: self.name.clone(),
                 status,

@@ -42,6 +42,14 @@ fn sink(config: OtlpConfig, letters: &Arc<Letters>, metrics: &Metrics) -> Box<dy
     )
 }
 
+/// What `check` says (its error as text).
+async fn check(config: &OtlpConfig) -> Result<String, String> {
+    let letters = Arc::new(Letters::default());
+    let metrics = Metrics::new();
+    let sink = sink(config.clone(), &letters, &metrics);
+    sink.check().await.map_err(|e| e.to_string())
+}
+
 async fn run(
     config: OtlpConfig,
     batches: Vec<FlowBatch>,
@@ -164,12 +172,7 @@ async fn refused_credentials_stop_the_sink_and_check_finds_them_first() {
             .headers
             .insert("x-api-key".into(), "wrong\"key".into());
         let letters = Arc::new(Letters::default());
-        let metrics = Metrics::new();
-        let err = sink(config.clone(), &letters, &metrics)
-            .check()
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = check(&config).await.unwrap_err();
         assert!(err.contains("x-api-key"), "{protocol:?}: {err}");
         assert!(!err.contains("wrong\"key"), "{err}");
         let (statuses, result, _) = run(config.clone(), batches(&lines(10), 10), &letters).await;
@@ -180,14 +183,67 @@ async fn refused_credentials_stop_the_sink_and_check_finds_them_first() {
         assert!(statuses.iter().all(|s| *s == BatchStatus::Failed));
 
         config.headers.insert("x-api-key".into(), "right".into());
-        let said = sink(config.clone(), &letters, &metrics)
-            .check()
-            .await
-            .unwrap();
+        let said = check(&config).await.unwrap();
         assert!(said.contains("empty"), "{said}");
         assert_eq!(receiver.stats().empty, 1);
         let (_, result, _) = run(config, batches(&lines(10), 10), &letters).await;
         result.unwrap();
         assert_eq!(receiver.ids().len(), 10);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_client_certificate_over_each_protocol() {
+    let dir = std::env::temp_dir().join(format!("flowlog-otlp-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for protocol in PROTOCOLS {
+        let receiver = OtlpReceiver::start(OtlpOptions {
+            mutual_tls: true,
+            ..OtlpOptions::default()
+        });
+        assert!(receiver.url().starts_with("https://"));
+        let ca = dir.join("ca.pem");
+        let (cert_pem, key_pem) = receiver.client_identity().unwrap();
+        let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+        std::fs::write(&ca, receiver.ca_pem().unwrap()).unwrap();
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let mut config = config(&receiver, protocol);
+        config.tls.ca_file = Some(ca);
+        config.tls.system_roots = false;
+        let letters = Arc::new(Letters::default());
+        let metrics = Metrics::new();
+
+        // Without a client certificate the handshake fails, and check says so.
+        let err = check(&config).await.unwrap_err();
+        assert!(err.contains("127.0.0.1"), "{protocol:?}: {err}");
+
+        config.tls.cert_file = Some(cert);
+        config.tls.key_file = Some(key.clone());
+        sink(config.clone(), &letters, &metrics)
+            .check()
+            .await
+            .unwrap();
+        let (_, result, _) = run(config.clone(), batches(&lines(100), 50), &letters).await;
+        result.unwrap();
+        assert_eq!(receiver.ids().len(), 100, "{protocol:?}");
+
+        // A key file that is not a key is a configuration error naming the file only.
+        std::fs::write(&key, "not a key").unwrap();
+        let err = match OtlpSink::new(
+            "otel",
+            config,
+            metrics.component("sink", "otel"),
+            Arc::clone(&letters) as _,
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a bad key file was accepted"),
+        };
+        assert!(
+            err.contains("tls.key_file") && err.contains("client.key"),
+            "{err}"
+        );
+        assert!(!err.contains("not a key"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

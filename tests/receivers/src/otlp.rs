@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,9 @@ pub struct OtlpOptions {
     /// Keep every accepted request (small tests).
     pub keep_requests: bool,
     pub seed: u64,
+    /// HTTPS with a test CA, demanding a client certificate (mTLS) when `mutual_tls`.
+    pub tls: bool,
+    pub mutual_tls: bool,
 }
 
 impl Default for OtlpOptions {
@@ -72,6 +76,8 @@ impl Default for OtlpOptions {
             required_header: None,
             keep_requests: true,
             seed: 1,
+            tls: false,
+            mutual_tls: false,
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct OtlpStats {
 
 #[derive(Default)]
 struct State {
+    /// While set, every export is answered UNAVAILABLE (503).
+    down: Arc<AtomicBool>,
     stats: OtlpStats,
     /// How many times each `flowlog.id` was accepted.
     ids: HashMap<String, u32>,
@@ -125,6 +133,8 @@ enum Fault {
 pub struct OtlpReceiver {
     server: Server,
     state: Arc<Mutex<State>>,
+    /// With mTLS: the client certificate and key (PEM) the server accepts.
+    client: Option<(String, String)>,
 }
 
 impl OtlpReceiver {
@@ -141,7 +151,13 @@ impl OtlpReceiver {
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(options.max_message);
         let shared = Arc::clone(&state);
-        let server = Server::start("otlp-receiver", false, move |request| {
+        let pki = match (options.tls, options.mutual_tls) {
+            (_, true) => Some(crate::tls::TestPki::with_client_auth()),
+            (true, false) => Some(crate::tls::TestPki::new()),
+            _ => None,
+        };
+        let client = pki.as_ref().and_then(|p| p.client.clone());
+        let server = Server::start_with("otlp-receiver", pki, move |request| {
             let state = Arc::clone(&shared);
             let options = Arc::clone(&options);
             let mut grpc = grpc.clone();
@@ -165,6 +181,11 @@ impl OtlpReceiver {
                     .get(http::header::CONTENT_TYPE)
                     .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
                 if is_grpc {
+                    let gzip = request
+                        .headers()
+                        .get("grpc-encoding")
+                        .is_some_and(|v| v == "gzip");
+                    state.lock().unwrap().stats.gzip_requests += u64::from(gzip);
                     let response = grpc.call(request).await.expect("infallible");
                     return Ok(response.map(|b| b.boxed_unsync()));
                 }
@@ -172,12 +193,35 @@ impl OtlpReceiver {
                 Ok(answer.map(|b| b.map_err(|e| match e {}).boxed_unsync()))
             }
         });
-        Self { server, state }
+        Self {
+            server,
+            state,
+            client,
+        }
     }
 
-    /// `http://127.0.0.1:<port>`: gRPC and HTTP (`/v1/logs`) both.
+    /// `http(s)://127.0.0.1:<port>`: gRPC and HTTP (`/v1/logs`) both.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The PEM of the CA that signed the server's certificate (with TLS).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.server.ca_pem()
+    }
+
+    /// The client certificate and key (PEM) the server accepts (with mTLS).
+    pub fn client_identity(&self) -> Option<&(String, String)> {
+        self.client.as_ref()
+    }
+
+    /// Answers every export UNAVAILABLE (503) while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .down
+            .store(down, Ordering::SeqCst);
     }
 
     pub fn stats(&self) -> OtlpStats {
@@ -261,6 +305,10 @@ fn accept(
     } else {
         Fault::None
     };
+    if state.down.load(Ordering::SeqCst) {
+        state.stats.unavailable += 1;
+        return Err(Refusal::Unavailable);
+    }
     match fault {
         Fault::Unavailable => {
             state.stats.unavailable += 1;
@@ -283,8 +331,17 @@ fn accept(
         return Ok(ExportLogsServiceResponse::default());
     }
     if let Some(poison) = &options.poison {
-        let text = format!("{request:?}");
-        if text.contains(poison.as_str()) {
+        let poisoned = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .flat_map(|r| &r.attributes)
+            .any(|kv| {
+                matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(any_value::Value::StringValue(s)) if s.contains(poison.as_str()))
+            });
+        if poisoned {
             state.stats.invalid += 1;
             return Err(Refusal::Invalid(format!(
                 "a record holds `{poison}`, which this receiver refuses"

@@ -45,6 +45,17 @@ impl Server {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        Self::start_with(name, tls.then(crate::tls::TestPki::new), handler)
+    }
+
+    /// [`Server::start`] with the given PKI (TLS, maybe demanding client certificates).
+    pub fn start_with<H, F, B>(name: &str, pki: Option<crate::tls::TestPki>, handler: H) -> Self
+    where
+        H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<http::Response<B>, DropConnection>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -55,7 +66,6 @@ impl Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("bound");
-        let pki = tls.then(crate::tls::TestPki::new);
         let ca_pem = pki.as_ref().map(|p| p.ca_pem.clone());
         let acceptor = pki.map(|p| p.acceptor);
         let handler = Arc::new(handler);
@@ -131,17 +141,18 @@ pub fn json(status: u16, body: &serde_json::Value) -> Answer {
         .expect("a valid response")
 }
 
-/// The main loop of a receiver run as a process: prints `url`, then calls `tick` with the
-/// time since the start every second (to report counts) until standard input ends.
-/// While `down_secs` has not passed, `set_down(true)`; then once `set_down(false)`.
+/// The main loop of a receiver run as a process: prints `url`, then every second the time
+/// since the start and what `report` says (the receiver's counts), until standard input
+/// ends. For the first `--down-secs` seconds, `set_down(true)`; then once `set_down(false)`.
 pub fn run_until_stdin_ends(
     url: &str,
-    down_secs: f64,
+    args: &Args,
     set_down: impl Fn(bool),
-    mut tick: impl FnMut(std::time::Duration),
+    report: impl Fn() -> String,
 ) {
     use std::io::BufRead;
     println!("{url}");
+    let down_secs = args.number("--down-secs", 0.0);
     let mut down = down_secs > 0.0;
     set_down(down);
     let started = std::time::Instant::now();
@@ -156,9 +167,47 @@ pub fn run_until_stdin_ends(
             set_down(false);
             down = false;
         }
-        tick(started.elapsed());
+        eprintln!("{:.0} s: {}", started.elapsed().as_secs_f64(), report());
         if end {
             break;
         }
+    }
+}
+
+/// A receiver process's command line: switches (`--acks`) and `--name NUMBER` options.
+pub struct Args {
+    switches: Vec<String>,
+    numbers: std::collections::HashMap<String, f64>,
+}
+
+impl Args {
+    /// Reads the process's arguments; anything not in `switches` or `numbers` is an error.
+    pub fn parse(switches: &[&str], numbers: &[&str]) -> Self {
+        let mut parsed = Self {
+            switches: Vec::new(),
+            numbers: std::collections::HashMap::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            if switches.contains(&arg.as_str()) {
+                parsed.switches.push(arg);
+            } else if numbers.contains(&arg.as_str()) {
+                let value = args.next().and_then(|v| v.parse::<f64>().ok());
+                let value = value.unwrap_or_else(|| panic!("{arg} takes a number"));
+                parsed.numbers.insert(arg, value);
+            } else {
+                panic!("unknown argument {arg}; known: {switches:?} {numbers:?}");
+            }
+        }
+        parsed
+    }
+
+    pub fn switch(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
+    }
+
+    /// The value of `--name`, else `default`.
+    pub fn number(&self, name: &str, default: f64) -> f64 {
+        self.numbers.get(name).copied().unwrap_or(default)
     }
 }

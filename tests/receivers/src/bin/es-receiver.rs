@@ -10,7 +10,7 @@
 
 use flowlog_test_receivers::elasticsearch::Flavor;
 use flowlog_test_receivers::elasticsearch::{EsOptions, EsReceiver};
-use flowlog_test_receivers::server::run_until_stdin_ends;
+use flowlog_test_receivers::server::{run_until_stdin_ends, Args};
 use flowlog_test_receivers::sigv4::SigV4Key;
 
 fn main() {
@@ -18,46 +18,27 @@ fn main() {
         keep_documents: false,
         ..EsOptions::default()
     };
-    let mut down_secs = 0.0;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .expect("a number")
-        };
-        match arg.as_str() {
-            "--item-reject-rate" => options.item_reject_rate = value(),
-            "--failure-rate" => options.failure_rate = value(),
-            "--down-secs" => down_secs = value(),
-            "--sigv4" => {
-                options.flavor = Flavor::OpenSearch;
-                options.sigv4 = Some(SigV4Key {
-                    access_key_id: "AKIDFLOWLOGTEST".into(),
-                    secret_access_key: "flowlog-test-secret".into(),
-                    session_token: None,
-                    region: "us-east-1".into(),
-                    service: "es".into(),
-                });
-            }
-            other => panic!("unknown argument {other}"),
-        }
+    let args = Args::parse(
+        &["--sigv4"],
+        &["--down-secs", "--item-reject-rate", "--failure-rate"],
+    );
+    options.item_reject_rate = args.number("--item-reject-rate", options.item_reject_rate);
+    options.failure_rate = args.number("--failure-rate", options.failure_rate);
+    if args.switch("--sigv4") {
+        options.flavor = Flavor::OpenSearch;
+        options.sigv4 = Some(SigV4Key {
+            access_key_id: "AKIDFLOWLOGTEST".into(),
+            secret_access_key: "flowlog-test-secret".into(),
+            session_token: None,
+            region: "us-east-1".into(),
+            service: "es".into(),
+        });
     }
     let receiver = EsReceiver::start(options);
     run_until_stdin_ends(
         &receiver.url(),
-        down_secs,
+        &args,
         |down| receiver.set_down(down),
-        |elapsed| {
-            let s = receiver.stats();
-            eprintln!(
-                "{:.0} s: {} stored, {} bulk requests, {} failed whole, {} items rejected",
-                elapsed.as_secs_f64(),
-                s.created,
-                s.bulk_requests,
-                s.failed_requests,
-                s.rejected_items
-            );
-        },
+        || format!("{:?}", receiver.stats()),
     );
 }
