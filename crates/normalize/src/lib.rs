@@ -22,6 +22,7 @@ mod derived;
 mod ecs;
 mod envelope;
 pub mod json;
+pub mod lines;
 pub mod network;
 mod ocsf;
 pub mod otel;

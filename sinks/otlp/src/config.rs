@@ -42,6 +42,17 @@ pub enum Attributes {
     Semconv,
 }
 
+/// What a record's body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Body {
+    /// Nothing, as the Collector writes it: everything is in the attributes.
+    #[default]
+    Empty,
+    /// The flow-log line the record came from (rebuilt in the default format for Parquet).
+    Line,
+}
+
 fn default_max_bytes() -> usize {
     // Under the 4 MiB that gRPC servers (the Collector's included) accept by default,
     // compressed or not.
@@ -63,6 +74,8 @@ pub struct OtlpConfig {
     pub compression: Compression,
     #[serde(default)]
     pub attributes: Attributes,
+    #[serde(default)]
+    pub body: Body,
     /// Most bytes of records in one request (before compression).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
@@ -96,6 +109,7 @@ impl OtlpConfig {
             headers: BTreeMap::new(),
             compression: Compression::default(),
             attributes: Attributes::default(),
+            body: Body::default(),
             max_bytes: default_max_bytes(),
             batch_timeout_secs: defaults::batch_timeout_secs(),
             concurrency: defaults::concurrency(),

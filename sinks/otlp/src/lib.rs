@@ -28,12 +28,12 @@ use flowlog_sink::http::{warn_if_plaintext, Response};
 use flowlog_sink::registry::duration as secs;
 use flowlog_sink::request::{Piece, Protocol as RequestProtocol, Requests, Verdict};
 use flowlog_sink::{
-    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Sink, SinkContext,
+    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext,
     SinkError, SinkInput, SinkKind,
 };
 use tokio::sync::mpsc;
 
-pub use config::{Attributes, Compression, OtlpConfig, Protocol};
+pub use config::{Attributes, Body, Compression, OtlpConfig, Protocol};
 
 use crate::export::Exporter;
 use crate::records::{Encoding, RecordWriter};
@@ -51,6 +51,12 @@ pub struct OtlpSink {
 impl SinkKind for OtlpConfig {
     fn validate(&self) -> Result<(), SinkError> {
         OtlpConfig::validate(self)
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            lines: self.body == Body::Line,
+        }
     }
 
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
@@ -106,7 +112,11 @@ impl Sink for OtlpSink {
         input: mpsc::Receiver<SinkInput>,
     ) -> BoxFuture<'static, Result<(), SinkError>> {
         Box::pin(async move {
-            let writer = RecordWriter::new(self.config.naming(), self.export.encoding);
+            let writer = RecordWriter::new(
+                self.config.naming(),
+                self.export.encoding,
+                self.config.body == Body::Line,
+            );
             let requests = Requests::new(
                 &self.name,
                 SharedExport(Arc::clone(&self.export)),

@@ -33,6 +33,8 @@ pub enum Encoding {
 pub struct RecordWriter {
     naming: Naming,
     encoding: Encoding,
+    /// The body is the record's line (else empty).
+    body_line: bool,
     scratch: Scratch,
 }
 
@@ -46,10 +48,11 @@ struct Scratch {
 }
 
 impl RecordWriter {
-    pub fn new(naming: Naming, encoding: Encoding) -> Self {
+    pub fn new(naming: Naming, encoding: Encoding, body_line: bool) -> Self {
         Self {
             naming,
             encoding,
+            body_line,
             scratch: Scratch::default(),
         }
     }
@@ -69,6 +72,9 @@ impl EventWriter for RecordWriter {
             batch,
             id_prefix: flowlog_sink::event_id_prefix(&batch.source),
             id: String::new(),
+            lines: self
+                .body_line
+                .then(|| flowlog_normalize::lines::lines_of(batch)),
             encoding: self.encoding,
             observed,
             scratch: &mut self.scratch,
@@ -83,6 +89,8 @@ struct Rows<'a> {
     /// of the row at hand.
     id_prefix: String,
     id: String,
+    /// With `body = "line"`: each row's line.
+    lines: Option<arrow_array::StringViewArray>,
     encoding: Encoding,
     /// When the batch was taken: every record's `observed_time_unix_nano`.
     observed: u64,
@@ -105,8 +113,11 @@ impl WriteRow for Rows<'_> {
         s.resource.attributes.truncate(s.resource_attributes);
         s.record.time_unix_nano = self.view.time_unix_nano(row).unwrap_or(0);
         s.record.observed_time_unix_nano = self.observed;
-        // An empty body, as the Collector writes it.
-        s.record.body.get_or_insert_with(AnyValue::default);
+        // An empty body, as the Collector writes it, or the line.
+        let body = s.record.body.get_or_insert_with(AnyValue::default);
+        if let Some(lines) = &self.lines {
+            set_string(body, lines.value(row));
+        }
 
         let start = out.len();
         out.extend_from_slice(&[0; 4]);

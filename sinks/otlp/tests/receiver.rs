@@ -247,3 +247,44 @@ async fn mutual_tls_with_a_client_certificate_over_each_protocol() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_can_be_the_line_the_record_came_from() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let receiver = OtlpReceiver::start(OtlpOptions::default());
+    let mut config = config(&receiver, Protocol::Grpc);
+    config.body = flowlog_sink_otlp::Body::Line;
+    let text = lines(50);
+    let letters = Arc::new(Letters::default());
+    let (_, result, _) = run(config, batches(&text, 20), &letters).await;
+    result.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut seen = 0;
+    for request in receiver.requests() {
+        for record in request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+        {
+            let id = record
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "flowlog.id")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            let line: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+            let body = record.body.as_ref().and_then(|b| b.value.as_ref());
+            assert_eq!(
+                body,
+                Some(&Value::StringValue(lines[line - 1].to_string())),
+                "{id}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 50);
+}

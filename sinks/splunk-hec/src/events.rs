@@ -193,11 +193,10 @@ impl EventWriter {
             ),
             None => None,
         };
-        let lines = match (&documents, &batch.lines) {
-            (Some(_), _) => None,
-            (None, Some(lines)) => Some(lines.clone()),
-            (None, None) => Some(rebuild_lines(&batch.records)),
-        };
+        // The kept lines, or (Parquet) lines rebuilt in the default format.
+        let lines = documents
+            .is_none()
+            .then(|| flowlog_normalize::lines::lines_of(batch));
         // `,"host":..,"source":..,"sourcetype":..,"index":..,"fields":{"flowlog_id":"<prefix>-`
         let mut head = Vec::with_capacity(256);
         if let Some(host) = &self.host {
@@ -290,55 +289,6 @@ impl EventWriter {
             .map_err(|e| SinkError::Config(e.to_string()))?;
         Ok(Some(encoded.to_vec()))
     }
-}
-
-/// Lines in the default (version 2) format, for batches that kept none (Parquet): the
-/// format the Splunk Add-on for AWS parses, `-` for absent values.
-fn rebuild_lines(records: &RecordBatch) -> arrow_array::StringViewArray {
-    let v2 = flowlog_model::FlowFormat::default_v2();
-    let columns: Vec<Option<&dyn Array>> = v2
-        .fields()
-        .iter()
-        .map(|f| match f {
-            flowlog_model::FormatField::Known(id) => records
-                .column_by_name(flowlog_model::FIELDS[*id].column)
-                .map(|c| c.as_ref()),
-            flowlog_model::FormatField::Unknown(_) => None,
-        })
-        .collect();
-    let mut lines = arrow_array::builder::StringViewBuilder::with_capacity(records.num_rows());
-    let mut line = String::new();
-    for row in 0..records.num_rows() {
-        line.clear();
-        for (i, column) in columns.iter().enumerate() {
-            if i > 0 {
-                line.push(' ');
-            }
-            match column.filter(|c| c.is_valid(row)) {
-                None => line.push('-'),
-                Some(c) => push_value(&mut line, c, row),
-            }
-        }
-        lines.append_value(&line);
-    }
-    lines.finish()
-}
-
-fn push_value(line: &mut String, column: &dyn Array, row: usize) {
-    use arrow_array::types::{Int32Type, Int64Type};
-    use arrow_schema::DataType;
-    use std::fmt::Write;
-    let _ = match column.data_type() {
-        DataType::Utf8View => write!(line, "{}", column.as_string_view().value(row)),
-        DataType::Int32 => write!(line, "{}", column.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => write!(line, "{}", column.as_primitive::<Int64Type>().value(row)),
-        DataType::Timestamp(_, _) => write!(
-            line,
-            "{}",
-            column.as_primitive::<TimestampMillisecondType>().value(row) / 1000
-        ),
-        _ => write!(line, "-"),
-    };
 }
 
 /// Epoch milliseconds as seconds with up to three decimals.
