@@ -49,20 +49,7 @@ fn file_setup(
 /// A config with one file source and one HEC sink; `extra_sink` adds sink settings.
 fn setup(receiver: &HecReceiver, source: &str, extra_sink: &str) -> Setup {
     let dir = tempdir();
-    let sink = format!(
-        r#"[sinks.splunk]
-type = "splunk_hec"
-endpoint = "{url}"
-token = "${{FLOWLOG_TEST_HEC_TOKEN}}"
-batch_timeout_secs = 0.05
-retry_initial_backoff_secs = 0.01
-retry_max_backoff_secs = 0.2
-ack_poll_interval_secs = 0.02
-ack_timeout_secs = 1.0
-{extra_sink}
-"#,
-        url = receiver.url(),
-    );
+    let sink = common::runs::hec_sink(&receiver.url(), extra_sink);
     let config = common::runs::write_config(&dir, source, &sink);
     Setup { dir, config }
 }

@@ -51,6 +51,24 @@ shutdown_timeout_secs = 10
     config
 }
 
+/// A HEC sink section for the test receiver at `url` (token from
+/// `FLOWLOG_TEST_HEC_TOKEN`), quick to retry; `extra` adds settings.
+pub fn hec_sink(url: &str, extra: &str) -> String {
+    format!(
+        r#"[sinks.splunk]
+type = "splunk_hec"
+endpoint = "{url}"
+token = "${{FLOWLOG_TEST_HEC_TOKEN}}"
+batch_timeout_secs = 0.05
+retry_initial_backoff_secs = 0.01
+retry_max_backoff_secs = 0.2
+ack_poll_interval_secs = 0.02
+ack_timeout_secs = 1.0
+{extra}
+"#
+    )
+}
+
 /// `flowlog ARGS --config CONFIG`, warnings logged to [`stderr_file`].
 pub fn flowlog(args: &[&str], config: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flowlog"));

@@ -50,6 +50,7 @@ registry! {
         File(FileSource) = "file",
         Directory(DirectorySource) = "directory",
         Stdin(StdinSource) = "stdin",
+        Firehose(crate::source::firehose::FirehoseSource) = "firehose",
     }
 }
 

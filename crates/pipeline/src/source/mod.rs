@@ -17,6 +17,7 @@
 //! its next block (mid-object) once it is set.
 
 pub mod file;
+pub mod firehose;
 mod text;
 
 use std::collections::VecDeque;
