@@ -6,6 +6,11 @@
 # reuses.
 #
 #   scripts/prune-target.sh [MINUTES]   # default 120: keep what was written since then
+#
+# Third-party artifacts accumulate too (a new set whenever a dependency's features or
+# version change), and nothing says which are still used: when the directory outgrows
+# $FLOWLOG_TARGET_CAP_GB (default 40), the debug profile is deleted whole, and the next
+# build is a cold one (about 15 minutes here) instead of the disk filling up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
@@ -32,4 +37,10 @@ for profile in debug release fuzz/x86_64-unknown-linux-gnu/release; do
     find "$target/$profile/incremental" -mindepth 1 -maxdepth 1 -type d -mmin "+$minutes" \
       -exec rm -rf {} +
 done
+cap_gb=${FLOWLOG_TARGET_CAP_GB:-40}
+size_gb=$(( $(du -sk "$target" | cut -f1) / 1048576 ))
+if [ "$size_gb" -gt "$cap_gb" ] && [ -d "$target/debug" ]; then
+  echo "prune-target: $size_gb GB is over the cap of $cap_gb GB: deleting $target/debug"
+  rm -rf "$target/debug"
+fi
 echo "prune-target: $(du -sh "$target" | cut -f1) in $target"
