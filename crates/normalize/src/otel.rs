@@ -72,7 +72,7 @@ enum Role {
     Direction,
     /// The protocol number, as its IANA keyword.
     Protocol,
-    /// The record's time.
+    /// The record's time (kept apart from the attributes' columns).
     End,
     /// The account owning the log group: `cloud.account.id` when the record has none.
     Owner,
@@ -186,6 +186,8 @@ const PKT_DST: usize = 3;
 pub struct OtelView<'a> {
     naming: Naming,
     slots: Vec<(Role, Column<'a>)>,
+    /// `end`: the record's time.
+    end: Option<Column<'a>>,
     /// The four address columns, by `SRC`..`PKT_DST`.
     addresses: [Option<Column<'a>>; 4],
     /// The community id's inputs: protocol, source and destination port.
@@ -200,6 +202,7 @@ impl<'a> OtelView<'a> {
         let mut addresses = [None; 4];
         let mut tuple = [None; 3];
         let mut has_type = false;
+        let mut end = None;
         let mut slots = Vec::new();
         for (field, array) in records.schema_ref().fields().iter().zip(records.columns()) {
             if array.null_count() == array.len() {
@@ -219,6 +222,7 @@ impl<'a> OtelView<'a> {
             }
             match role(name, naming) {
                 Role::Address(i) => addresses[i] = Some(column),
+                Role::End => end = Some(column),
                 Role::Skip => {}
                 role => slots.push((role, column)),
             }
@@ -226,6 +230,7 @@ impl<'a> OtelView<'a> {
         Self {
             naming,
             slots,
+            end,
             addresses,
             tuple,
             has_type,
@@ -234,10 +239,9 @@ impl<'a> OtelView<'a> {
 
     /// The time of row `row` (its `end`) in Unix nanoseconds, if it has one.
     pub fn time_unix_nano(&self, row: usize) -> Option<u64> {
-        self.slots
-            .iter()
-            .find(|(role, _)| matches!(role, Role::End))
-            .and_then(|(_, column)| column.int(row))
+        self.end
+            .as_ref()
+            .and_then(|column| column.int(row))
             .and_then(|ms| u64::try_from(ms).ok())
             .map(|ms| ms * 1_000_000)
     }
