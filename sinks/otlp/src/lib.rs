@@ -45,7 +45,7 @@ pub struct OtlpSink {
     metrics: ComponentMetrics,
     dead_letters: Arc<dyn DeadLetters>,
     client: HttpClient,
-    export: Arc<Export>,
+    export: Export,
 }
 
 impl SinkKind for OtlpConfig {
@@ -90,7 +90,7 @@ impl OtlpSink {
             max_response_bytes: Some(MAX_RESPONSE_BYTES),
             http2_only: config.protocol == config::Protocol::Grpc,
         })?;
-        let export = Arc::new(Export::new(&config)?);
+        let export = Export::new(&config)?;
         Ok(Self {
             name: name.to_string(),
             config,
@@ -111,19 +111,20 @@ impl Sink for OtlpSink {
         self: Box<Self>,
         input: mpsc::Receiver<SinkInput>,
     ) -> BoxFuture<'static, Result<(), SinkError>> {
+        let this = *self;
         Box::pin(async move {
             let writer = RecordWriter::new(
-                self.config.naming(),
-                self.export.encoding,
-                self.config.body == Body::Line,
+                this.config.naming(),
+                this.export.encoding,
+                this.config.body == Body::Line,
             );
             let requests = Requests::new(
-                &self.name,
-                SharedExport(Arc::clone(&self.export)),
-                self.client.clone(),
-                self.config.request_settings(),
-                self.metrics.clone(),
-                Arc::clone(&self.dead_letters),
+                &this.name,
+                this.export,
+                this.client,
+                this.config.request_settings(),
+                this.metrics,
+                this.dead_letters,
             );
             requests.run(writer, input).await
         })
@@ -159,6 +160,14 @@ impl Export {
             exporter: Exporter::new(encoding),
             grpc_timeout: format!("{}m", (config.request_timeout_secs * 1000.0).ceil() as u64),
         })
+    }
+}
+
+/// [`Export`] on the shared request layer.
+impl RequestProtocol for Export {
+    fn frame(&self, piece: &Piece) -> Option<Bytes> {
+        let events = (0..piece.len()).map(|i| piece.event(i));
+        Some(Bytes::from(self.exporter.body(events, piece.data.len())))
     }
 
     fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
@@ -196,34 +205,16 @@ impl Export {
         request.body(body).expect("headers are valid")
     }
 
-    fn verdict(&self, response: &Response) -> Verdict {
+    fn classify(&self, response: &Response, _events: usize) -> Verdict {
         if self.grpc {
             response::grpc_verdict(response)
         } else {
             response::http_verdict(response, self.encoding)
         }
     }
-}
-
-/// [`Export`] on the shared request layer.
-struct SharedExport(Arc<Export>);
-
-impl RequestProtocol for SharedExport {
-    fn frame(&self, piece: &Piece) -> Option<Bytes> {
-        let events = (0..piece.len()).map(|i| piece.event(i));
-        Some(Bytes::from(self.0.exporter.body(events, piece.data.len())))
-    }
-
-    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
-        self.0.request(body, gzip)
-    }
-
-    fn classify(&self, response: &Response, _events: usize) -> Verdict {
-        self.0.verdict(response)
-    }
 
     fn dead_letter_text<'a>(&self, event: &'a [u8]) -> Cow<'a, [u8]> {
-        Cow::Owned(records::event_text(event, self.0.encoding))
+        Cow::Owned(records::event_text(event, self.encoding))
     }
 }
 
@@ -245,7 +236,7 @@ impl OtlpSink {
             config::Protocol::HttpProtobuf => "HTTP/protobuf",
             config::Protocol::HttpJson => "HTTP/JSON",
         };
-        match self.export.verdict(&response) {
+        match self.export.classify(&response, 0) {
             Verdict::Delivered { .. } | Verdict::Partial { .. } => {
                 let attributes = match self.config.attributes {
                     Attributes::Collector => "collector",
