@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use flowlog_decode::{decode_reader, DecodeOptions, RecordSink, SinkError as DecodeSinkError};
-use flowlog_model::{DeadLetter, FlowBatch, FlowFormat, SourceId};
+use flowlog_decode::DecodeOptions;
+use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 use flowlog_sink::{BatchStatus, Metrics};
 use flowlog_sink_otlp::{OtlpConfig, OtlpSink};
-use flowlog_test_receivers::harness::{run_sink, Letters};
+use flowlog_test_receivers::harness::{self, run_sink, Letters};
 use flowlog_test_receivers::otlp::{OtlpOptions, OtlpReceiver};
 use serde_json::Value;
 
@@ -93,18 +93,6 @@ fn dir() -> PathBuf {
         .join("../../../shared/fixtures/otel-collector-contrib")
 }
 
-struct Batches(Vec<FlowBatch>);
-
-impl RecordSink for Batches {
-    fn batch(&mut self, batch: FlowBatch) -> Result<(), DecodeSinkError> {
-        self.0.push(batch);
-        Ok(())
-    }
-    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), DecodeSinkError> {
-        panic!("fixture input is valid: {letter:?}")
-    }
-}
-
 fn decode(input: &str, format: Option<&str>) -> Vec<FlowBatch> {
     let path = dir().join(input);
     let bytes = std::fs::read(&path).unwrap();
@@ -112,15 +100,7 @@ fn decode(input: &str, format: Option<&str>) -> Vec<FlowBatch> {
         format: format.map(|f| FlowFormat::parse(f).unwrap()),
         ..DecodeOptions::default()
     };
-    let mut out = Batches(Vec::new());
-    decode_reader(
-        &bytes[..],
-        SourceId::new(path.display().to_string()),
-        &options,
-        &mut out,
-    )
-    .unwrap();
-    out.0
+    harness::decode(&bytes, SourceId::new(path.display().to_string()), &options)
 }
 
 /// What arrived, as OTLP/JSON (the form of the Collector's expected YAML).

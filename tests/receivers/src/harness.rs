@@ -32,19 +32,22 @@ impl RecordSink for Batches {
 /// `text` decoded (lines kept) into batches of at most `rows`, as from
 /// `s3://bucket/key.log`.
 pub fn batches(text: &str, rows: usize) -> Vec<FlowBatch> {
-    let mut out = Batches(Vec::new());
     let options = DecodeOptions {
         batch_rows: rows,
         keep_lines: true,
         ..DecodeOptions::default()
     };
-    decode_reader(
+    decode(
         text.as_bytes(),
         SourceId::new("s3://bucket/key.log"),
         &options,
-        &mut out,
     )
-    .unwrap();
+}
+
+/// `bytes` (valid input: a dead letter fails the test) decoded into batches.
+pub fn decode(bytes: &[u8], source: SourceId, options: &DecodeOptions) -> Vec<FlowBatch> {
+    let mut out = Batches(Vec::new());
+    decode_reader(bytes, source, options, &mut out).unwrap();
     out.0
 }
 
