@@ -149,7 +149,7 @@ impl HttpClient {
         let mut config = match (&tls.cert_file, &tls.key_file) {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
-                let (chain, key) = client_identity(cert, key)?;
+                let (chain, key) = pem_identity(cert, key).map_err(SinkError::Config)?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| SinkError::Config(format!("tls.cert_file and key_file: {e}")))?
@@ -271,6 +271,19 @@ fn with_proxies(
     Ok(builder)
 }
 
+/// A sink's `endpoint` setting, checked: an `http://` or `https://` URL with a host.
+pub fn http_endpoint(endpoint: &str) -> Result<http::Uri, SinkError> {
+    let url: http::Uri = endpoint
+        .parse()
+        .map_err(|e| SinkError::Config(format!("endpoint `{endpoint}`: {e}")))?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        return Err(SinkError::Config(format!(
+            "endpoint `{endpoint}` is not an http:// or https:// URL"
+        )));
+    }
+    Ok(url)
+}
+
 /// Warns when `url` would carry a credential in the clear to another machine: `http://`
 /// to a host that is not loopback. (On loopback the traffic never leaves the machine.)
 pub fn warn_if_plaintext(sink: &str, url: &str) {
@@ -294,8 +307,9 @@ pub fn warn_if_plaintext(sink: &str, url: &str) {
     }
 }
 
-/// The certificate chain and key of `cert` and `key` (PEM files).
-fn client_identity(
+/// A certificate chain and its key from PEM files (`tls.cert_file`, `tls.key_file`): a
+/// sink's client certificate, or a source's server certificate.
+pub fn pem_identity(
     cert: &Path,
     key: &Path,
 ) -> Result<
@@ -303,20 +317,20 @@ fn client_identity(
         Vec<CertificateDer<'static>>,
         rustls_pki_types::PrivateKeyDer<'static>,
     ),
-    SinkError,
+    String,
 > {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| SinkError::Config(format!("tls.cert_file {}: {e}", cert.display())))?;
+        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
     if chain.is_empty() {
-        return Err(SinkError::Config(format!(
+        return Err(format!(
             "tls.cert_file {}: no certificate in it",
             cert.display()
-        )));
+        ));
     }
     // The key is a secret: its file is named, its content never.
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| SinkError::Config(format!("tls.key_file {}: {e}", key.display())))?;
+        .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
     Ok((chain, key))
 }
 

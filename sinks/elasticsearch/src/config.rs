@@ -245,6 +245,7 @@ impl EsConfig {
             gzip: self.compression == Compression::Gzip,
             concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
+            request_timeout_secs: self.request_timeout_secs,
             retry_initial_backoff_secs: self.retry_initial_backoff_secs,
             retry_max_backoff_secs: self.retry_max_backoff_secs,
         }
@@ -261,14 +262,7 @@ impl EsConfig {
             return Err(SinkError::Config("endpoints is empty".into()));
         }
         for endpoint in &self.endpoints {
-            let url: http::Uri = endpoint
-                .parse()
-                .map_err(|e| SinkError::Config(format!("endpoint `{endpoint}`: {e}")))?;
-            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-                return Err(SinkError::Config(format!(
-                    "endpoint `{endpoint}` is not an http:// or https:// URL"
-                )));
-            }
+            flowlog_sink::http::http_endpoint(endpoint)?;
         }
         if self.index.is_some() && self.data_stream.is_some() {
             return Err(SinkError::Config(
@@ -291,18 +285,7 @@ impl EsConfig {
             )));
         }
         self.tuning().validate()?;
-        for (name, v) in [
-            ("batch_timeout_secs", self.batch_timeout_secs),
-            ("request_timeout_secs", self.request_timeout_secs),
-            (
-                "retry_initial_backoff_secs",
-                self.retry_initial_backoff_secs,
-            ),
-            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
-            ("node_retry_secs", self.node_retry_secs),
-        ] {
-            seconds(name, v, false).map_err(SinkError::Config)?;
-        }
+        seconds("node_retry_secs", self.node_retry_secs, false).map_err(SinkError::Config)?;
         if self.flavor == Flavor::OpenSearch && matches!(self.auth, Some(Auth::ApiKey { .. })) {
             return Err(SinkError::Config(
                 "OpenSearch takes no API keys: use auth = { user, password }".into(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use flowlog_normalize::otel::Naming;
-use flowlog_sink::registry::seconds;
+use flowlog_sink::http::http_endpoint;
 use flowlog_sink::request::{defaults, RequestSettings, Tuning};
 use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;
@@ -173,6 +173,7 @@ impl OtlpConfig {
             gzip: self.compression == Compression::Gzip,
             concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
+            request_timeout_secs: self.request_timeout_secs,
             retry_initial_backoff_secs: self.retry_initial_backoff_secs,
             retry_max_backoff_secs: self.retry_max_backoff_secs,
         }
@@ -184,16 +185,7 @@ impl OtlpConfig {
 
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), SinkError> {
-        let url: http::Uri = self
-            .endpoint
-            .parse()
-            .map_err(|e| SinkError::Config(format!("endpoint `{}`: {e}", self.endpoint)))?;
-        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-            return Err(SinkError::Config(format!(
-                "endpoint `{}` is not an http:// or https:// URL",
-                self.endpoint
-            )));
-        }
+        let url = http_endpoint(&self.endpoint)?;
         if self.protocol == Protocol::Grpc && !matches!(url.path(), "" | "/") {
             return Err(SinkError::Config(format!(
                 "endpoint `{}`: a gRPC endpoint has no path (the method's is fixed)",
@@ -201,17 +193,6 @@ impl OtlpConfig {
             )));
         }
         self.tuning().validate()?;
-        for (name, v) in [
-            ("batch_timeout_secs", self.batch_timeout_secs),
-            ("request_timeout_secs", self.request_timeout_secs),
-            (
-                "retry_initial_backoff_secs",
-                self.retry_initial_backoff_secs,
-            ),
-            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
-        ] {
-            seconds(name, v, false).map_err(SinkError::Config)?;
-        }
         self.header_map()?;
         Ok(())
     }

@@ -224,6 +224,7 @@ impl HecConfig {
             gzip: self.compression == Compression::Gzip,
             concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
+            request_timeout_secs: self.request_timeout_secs,
             retry_initial_backoff_secs: self.retry_initial_backoff_secs,
             retry_max_backoff_secs: self.retry_max_backoff_secs,
         }
@@ -236,27 +237,11 @@ impl HecConfig {
 
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), SinkError> {
-        let url: http::Uri = self
-            .endpoint
-            .parse()
-            .map_err(|e| SinkError::Config(format!("endpoint `{}`: {e}", self.endpoint)))?;
-        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-            return Err(SinkError::Config(format!(
-                "endpoint `{}` is not an http:// or https:// URL",
-                self.endpoint
-            )));
-        }
+        flowlog_sink::http::http_endpoint(&self.endpoint)?;
         self.tuning().validate()?;
         for (name, v) in [
-            ("batch_timeout_secs", self.batch_timeout_secs),
-            ("request_timeout_secs", self.request_timeout_secs),
             ("ack_poll_interval_secs", self.ack_poll_interval_secs),
             ("ack_timeout_secs", self.ack_timeout_secs),
-            (
-                "retry_initial_backoff_secs",
-                self.retry_initial_backoff_secs,
-            ),
-            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
         ] {
             seconds(name, v, false).map_err(SinkError::Config)?;
         }

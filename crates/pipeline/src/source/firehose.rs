@@ -133,14 +133,7 @@ impl SourceKind for FirehoseSource {
 
 /// The server's TLS settings from the PEM files.
 fn acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(&tls.cert_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("tls.cert_file {}: {e}", tls.cert_file.display()))?;
-    // The key is a secret: its file is named, its content never.
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("tls.key_file {}: {e}", tls.key_file.display()))?;
+    let (chain, key) = flowlog_sink::http::pem_identity(&tls.cert_file, &tls.key_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -161,13 +161,25 @@ pub struct Tuning {
     pub gzip: bool,
     pub concurrency: usize,
     pub max_in_flight: usize,
+    pub request_timeout_secs: f64,
     pub retry_initial_backoff_secs: f64,
     pub retry_max_backoff_secs: f64,
 }
 
 impl Tuning {
-    /// Checks the bounds (seconds are checked with the sink's other durations).
+    /// Checks the bounds and durations (a sink checks its other durations itself).
     pub fn validate(&self) -> Result<(), SinkError> {
+        for (name, v) in [
+            ("batch_timeout_secs", self.batch_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "retry_initial_backoff_secs",
+                self.retry_initial_backoff_secs,
+            ),
+            ("retry_max_backoff_secs", self.retry_max_backoff_secs),
+        ] {
+            crate::registry::seconds(name, v, false).map_err(SinkError::Config)?;
+        }
         if self.max_bytes < 1024 {
             return Err(SinkError::Config("max_bytes must be at least 1024".into()));
         }
