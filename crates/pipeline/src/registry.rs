@@ -51,6 +51,7 @@ registry! {
         Directory(DirectorySource) = "directory",
         Stdin(StdinSource) = "stdin",
         Firehose(crate::source::firehose::FirehoseSource) = "firehose",
+        Sqs(crate::source::sqs::SqsSource) = "sqs",
     }
 }
 

@@ -37,6 +37,7 @@ struct Inner {
     in_flight: Family<Labels, Gauge>,
     batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     ack_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    messages: Family<Labels, Counter>,
 }
 
 /// One component's handles.
@@ -65,6 +66,24 @@ pub struct ComponentMetrics {
     pub batch_seconds: Histogram,
     /// Time from a request's acceptance to its indexer acknowledgement.
     pub ack_wait_seconds: Histogram,
+    /// Queue messages a source settled, by outcome (sources that read a queue).
+    pub messages: Messages,
+}
+
+/// A source's count of queue messages by outcome (`deleted`, `ignored`, ...).
+#[derive(Clone, Debug)]
+pub struct Messages {
+    family: Family<Labels, Counter>,
+    labels: Labels,
+}
+
+impl Messages {
+    /// Counts one message settled with `outcome`.
+    pub fn inc(&self, outcome: &'static str) {
+        let mut labels = self.labels.clone();
+        labels.push(("outcome", outcome.into()));
+        self.family.get_or_create(&labels).inc();
+    }
 }
 
 impl Default for Metrics {
@@ -86,6 +105,7 @@ impl Metrics {
         let retries = Family::default();
         let capacity_warnings = Family::default();
         let in_flight = Family::default();
+        let messages = Family::default();
         let batch_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_histogram);
         let ack_wait_seconds =
@@ -150,6 +170,11 @@ impl Metrics {
             "Time from acceptance to indexer acknowledgement",
             ack_wait_seconds.clone(),
         );
+        registry.register(
+            "messages",
+            "Queue messages a source settled, by outcome",
+            messages.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             records_in,
@@ -164,6 +189,7 @@ impl Metrics {
             in_flight,
             batch_seconds,
             ack_wait_seconds,
+            messages,
         }))
     }
 
@@ -207,6 +233,15 @@ impl Metrics {
             },
             batch_seconds: histogram(&m.batch_seconds),
             ack_wait_seconds: histogram(&m.ack_wait_seconds),
+            messages: Messages {
+                // Only sources settle messages; others count into a family never exported.
+                family: if kind == "source" {
+                    m.messages.clone()
+                } else {
+                    Family::default()
+                },
+                labels,
+            },
         }
     }
 
@@ -256,5 +291,9 @@ mod tests {
             !text.contains(r#"flowlog_retries_total{component_kind="source""#),
             "{text}"
         );
+        metrics.component("source", "queue").messages.inc("deleted");
+        assert!(metrics.render().contains(
+            r#"flowlog_messages_total{component_kind="source",component="queue",outcome="deleted"} 1"#
+        ));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod file;
 pub mod firehose;
+pub mod sqs;
 mod text;
 
 use std::collections::VecDeque;

@@ -1,0 +1,737 @@
+//! `type = "sqs"`: S3 objects announced by event notifications on an SQS queue (the way
+//! flow logs delivered to S3 reach a sidecar).
+//!
+//! The queue is the lease. A message received is invisible to every other consumer for
+//! `visibility_timeout_secs`; while its objects are read and delivered, a heartbeat extends
+//! that every half timeout, so a slow sink does not make the message reappear and its
+//! objects duplicate. The message is deleted (in batches of up to ten) only once every
+//! record of every object it names is delivered by every sink or dead-lettered. If the
+//! process dies, the message simply reappears and is read again, with the same event ids:
+//! records are identified by the object's bucket, key and version (or ETag) and their
+//! line. Any number of processes can read one queue without coordinating.
+//!
+//! Objects are streamed from S3 and decoded as they arrive (gzip text, or Parquet spilled
+//! to a temporary file), off the runtime's workers. A message that cannot be read is
+//! left to reappear; one received `max_receive_count` times is given up (dead-lettered
+//! with its body, and deleted) unless the queue has a redrive policy, which then moves it
+//! to the queue's own dead-letter queue. A body that is not a notification is
+//! dead-lettered and deleted; S3's test event and events with nothing to read (removals)
+//! are counted and deleted.
+
+mod notification;
+mod object;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
+use flowlog_model::{error_chain, DeadLetter, SourceId};
+use flowlog_sink::{BatchStatus, BoxFuture, DeadLetters};
+use serde::Deserialize;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+pub use notification::{Notice, ObjectRef};
+
+use super::{Checkpoints, Source, SourceContext, SourceKind};
+
+fn default_visibility() -> u32 {
+    300
+}
+fn default_wait() -> u32 {
+    20
+}
+fn default_max_receive_count() -> u32 {
+    5
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_read_timeout() -> u64 {
+    60
+}
+
+/// The longest SQS allows a message to stay invisible.
+const MAX_VISIBILITY: u32 = 12 * 60 * 60;
+/// The most messages one ReceiveMessage returns, and entries one DeleteMessageBatch takes.
+const SQS_BATCH: usize = 10;
+
+/// `[sources.<name>]` of `type = "sqs"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsSource {
+    /// The queue S3 (or SNS, or EventBridge) sends notifications to.
+    pub queue_url: String,
+    /// Otherwise the region in the queue's URL, or the AWS environment's.
+    pub region: Option<String>,
+    /// A profile of the shared AWS config files (otherwise `AWS_PROFILE` or the default).
+    pub profile: Option<String>,
+    /// Another endpoint for SQS and S3 (VPC endpoints, moto, LocalStack); `AWS_ENDPOINT_URL`
+    /// works too.
+    pub endpoint_url: Option<String>,
+    /// Address buckets as `<endpoint>/<bucket>` (S3-compatible stores, moto).
+    #[serde(default)]
+    pub s3_force_path_style: bool,
+    /// How long a received message stays invisible; extended every half of it while its
+    /// objects are delivered.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_secs: u32,
+    /// Long polling: how long a ReceiveMessage waits for messages (at most 20).
+    #[serde(default = "default_wait")]
+    pub wait_time_secs: u32,
+    /// A message received this many times and still not delivered is given up
+    /// (dead-lettered with its body, and deleted); 0 never gives up. Ignored when the
+    /// queue has a redrive policy: SQS moves the message to its dead-letter queue then.
+    #[serde(default = "default_max_receive_count")]
+    pub max_receive_count: u32,
+    /// Messages processed at once.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Only objects whose key contains this (a prefix such as `AWSLogs/` or a part such as
+    /// `vpcflowlogs/`); messages naming only other objects are deleted unread.
+    pub key_filter: Option<String>,
+    /// The format of lines in objects without a header line.
+    pub format: Option<String>,
+    /// An object whose body sends nothing for this long is abandoned (the message is read
+    /// again later): a half-open connection must not hold a worker forever.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+}
+
+impl SourceKind for SqsSource {
+    fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let url = http::Uri::try_from(self.queue_url.as_str())
+            .map_err(|e| format!("queue_url {:?}: {e}", self.queue_url))?;
+        if !matches!(url.scheme_str(), Some("https" | "http")) || url.path().len() < 2 {
+            return Err(format!(
+                "queue_url {:?} is not a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+                self.queue_url
+            ));
+        }
+        if !(2..=MAX_VISIBILITY).contains(&self.visibility_timeout_secs) {
+            return Err(format!(
+                "visibility_timeout_secs must be from 2 to {MAX_VISIBILITY} (SQS's limit)"
+            ));
+        }
+        if self.wait_time_secs > 20 {
+            return Err("wait_time_secs must be at most 20 (SQS's limit)".into());
+        }
+        if !(1..=1000).contains(&self.workers) {
+            return Err("workers must be from 1 to 1000".into());
+        }
+        if self.read_timeout_secs == 0 {
+            return Err("read_timeout_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        Box::new(Queue {
+            settings: self.clone(),
+            ctx,
+        })
+    }
+
+    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(check(self)),
+            Err(e) => vec![(false, format!("cannot start a runtime: {e}"))],
+        }
+    }
+}
+
+/// The SQS and S3 clients, from the AWS default chain and the settings.
+struct Clients {
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    async fn load(settings: &SqsSource) -> Self {
+        let config = sdk_config(settings).await;
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(settings.s3_force_path_style)
+            .build();
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        }
+    }
+}
+
+async fn sdk_config(settings: &SqsSource) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = settings
+        .region
+        .clone()
+        .or_else(|| region_of(&settings.queue_url))
+    {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// The region in an AWS queue URL (`https://sqs.<region>.amazonaws.com/...`).
+fn region_of(queue_url: &str) -> Option<String> {
+    let host = http::Uri::try_from(queue_url).ok()?.host()?.to_string();
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("sqs"), Some(region)) if host.contains(".amazonaws.com") => Some(region.into()),
+        _ => None,
+    }
+}
+
+/// The queue's name, the last part of its URL.
+fn queue_name(queue_url: &str) -> &str {
+    queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or(queue_url)
+}
+
+struct Queue {
+    settings: SqsSource,
+    ctx: SourceContext,
+}
+
+impl Source for Queue {
+    fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(run(*self))
+    }
+}
+
+/// What every message's worker shares.
+struct Shared {
+    settings: SqsSource,
+    ctx: SourceContext,
+    clients: Clients,
+    /// A message received this many times and still failing is given up; `None` when the
+    /// queue's redrive policy moves it, or when configured never to give up.
+    give_up_after: Option<u32>,
+    /// Receipt handles of messages to delete.
+    deletes: mpsc::UnboundedSender<String>,
+}
+
+impl Shared {
+    fn visibility(&self) -> Duration {
+        Duration::from_secs(self.settings.visibility_timeout_secs.into())
+    }
+}
+
+async fn run(queue: Queue) {
+    let Queue { settings, ctx } = queue;
+    let clients = Clients::load(&settings).await;
+    let redrive = queue_attributes(&clients.sqs, &settings.queue_url)
+        .await
+        .map(|a| a.redrive_policy);
+    let give_up_after = match redrive {
+        Ok(Some(policy)) => {
+            tracing::info!(source = %ctx.name, "the queue has a redrive policy ({policy}): messages that keep failing are left to it");
+            None
+        }
+        Ok(None) => Some(settings.max_receive_count).filter(|&n| n > 0),
+        Err(e) => {
+            tracing::warn!(source = %ctx.name, "cannot read the queue's attributes ({e}); assuming no redrive policy");
+            Some(settings.max_receive_count).filter(|&n| n > 0)
+        }
+    };
+    let (deletes, to_delete) = mpsc::unbounded_channel();
+    let deleter = tokio::spawn(delete_messages(
+        clients.sqs.clone(),
+        settings.queue_url.clone(),
+        ctx.name.clone(),
+        to_delete,
+    ));
+    tracing::info!(source = %ctx.name, queue = %settings.queue_url, "reading S3 notifications");
+    let shared = Arc::new(Shared {
+        settings,
+        ctx,
+        clients,
+        give_up_after,
+        deletes,
+    });
+    receive(Arc::clone(&shared)).await;
+    // Every worker is done; the last deletions go out before the source ends.
+    drop(shared);
+    let _ = deleter.await;
+}
+
+/// Receives messages while workers are free, until the stop.
+async fn receive(shared: Arc<Shared>) {
+    let settings = &shared.settings;
+    let stop = Arc::clone(&shared.ctx.stop);
+    let workers = Arc::new(Semaphore::new(settings.workers));
+    let mut tasks = JoinSet::new();
+    let mut backoff = Duration::from_secs(1);
+    // A long poll that is not answered well after its wait is a dead connection.
+    let answer_within = Duration::from_secs(u64::from(settings.wait_time_secs) + 15);
+    loop {
+        let first = tokio::select! {
+            permit = Arc::clone(&workers).acquire_owned() => permit.expect("never closed"),
+            _ = stop.wait() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < SQS_BATCH {
+            match Arc::clone(&workers).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let request = shared
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&settings.queue_url)
+            .max_number_of_messages(permits.len() as i32)
+            .wait_time_seconds(settings.wait_time_secs as i32)
+            .visibility_timeout(settings.visibility_timeout_secs as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let received = tokio::select! {
+            received = tokio::time::timeout(answer_within, request) => received,
+            _ = stop.wait() => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let error = match received {
+            Ok(Ok(output)) => {
+                backoff = Duration::from_secs(1);
+                for message in output.messages.unwrap_or_default() {
+                    let permit = permits.pop().expect("no more messages than permits");
+                    tasks.spawn(settle(Arc::clone(&shared), message, permit));
+                }
+                continue;
+            }
+            Ok(Err(e)) => error_chain(&e),
+            Err(_) => format!("no answer in {} s", answer_within.as_secs()),
+        };
+        tracing::warn!(source = %shared.ctx.name, "receiving from {}: {error}; retrying in {} s", settings.queue_url, backoff.as_secs());
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+    // Workers notice the stop between blocks and settle what they sent.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// How reading a message's objects ended.
+enum Outcome {
+    /// Every record delivered or dead-lettered.
+    Delivered,
+    /// Not (yet): the message is read again later.
+    Failed(String),
+    /// The process is stopping before the message was done.
+    Stopped,
+}
+
+/// Reads one message's objects, and deletes the message or leaves it to reappear.
+async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePermit) {
+    let name = &shared.ctx.name;
+    let metrics = &shared.ctx.metrics.messages;
+    let Some(receipt) = message.receipt_handle.clone() else {
+        return;
+    };
+    let id = message.message_id.clone().unwrap_or_default();
+    let body = message.body.as_deref().unwrap_or_default();
+    let notice = match notification::parse(body) {
+        Ok(notice) => notice,
+        Err(reason) => {
+            tracing::warn!(source = %name, message = %id, "{reason}: dead-lettered and deleted");
+            dead_letter_message(&shared, &id, &reason, body);
+            metrics.inc("not_a_notification");
+            let _ = shared.deletes.send(receipt);
+            return;
+        }
+    };
+    if notice.test {
+        tracing::debug!(source = %name, message = %id, "S3 test event deleted");
+        metrics.inc("test_event");
+        let _ = shared.deletes.send(receipt);
+        return;
+    }
+    for kind in &notice.ignored {
+        tracing::debug!(source = %name, message = %id, "{kind}: nothing to read");
+    }
+    let filter = shared.settings.key_filter.as_deref();
+    let objects: Vec<ObjectRef> = notice
+        .objects
+        .into_iter()
+        .filter(|o| filter.is_none_or(|f| o.key.contains(f)))
+        .collect();
+    if objects.is_empty() {
+        metrics.inc("nothing_to_read");
+        let _ = shared.deletes.send(receipt);
+        return;
+    }
+    let work = deliver(&shared, &objects);
+    match heartbeat(&shared, &receipt, work).await {
+        Outcome::Delivered => {
+            metrics.inc("delivered");
+            let _ = shared.deletes.send(receipt);
+        }
+        Outcome::Stopped => {
+            // Handed back at once, so the next process need not wait out the timeout.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                change_visibility(&shared, &receipt, 0),
+            )
+            .await;
+        }
+        Outcome::Failed(reason) => {
+            let receives = receive_count(&message);
+            match shared.give_up_after {
+                Some(max) if receives >= max => {
+                    let reason = format!("given up after {receives} receives: {reason}");
+                    tracing::error!(source = %name, message = %id, "{reason}; the message is dead-lettered and deleted");
+                    dead_letter_message(&shared, &id, &reason, body);
+                    metrics.inc("given_up");
+                    let _ = shared.deletes.send(receipt);
+                }
+                _ => {
+                    tracing::warn!(source = %name, message = %id, "{reason}; the message will be read again after its visibility timeout (receive {receives})");
+                    metrics.inc("failed");
+                }
+            }
+        }
+    }
+}
+
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Reads each object and waits until every record is delivered.
+async fn deliver(shared: &Arc<Shared>, objects: &[ObjectRef]) -> Outcome {
+    let mut waits = Vec::new();
+    for object in objects {
+        match object::read(shared, object).await {
+            Ok(sent) => waits.extend(sent),
+            Err(object::Unread::Stopped) => return Outcome::Stopped,
+            Err(object::Unread::Failed(reason)) => return Outcome::Failed(reason),
+        }
+    }
+    for wait in waits {
+        if wait.wait().await != BatchStatus::Delivered {
+            if shared.ctx.stopping() {
+                return Outcome::Stopped;
+            }
+            return Outcome::Failed("a sink did not deliver the records".into());
+        }
+    }
+    Outcome::Delivered
+}
+
+/// Runs `work` while keeping the message invisible: its visibility is extended every half
+/// timeout, before it expires.
+async fn heartbeat<T>(shared: &Shared, receipt: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let period = shared.visibility() / 2;
+    let mut next = tokio::time::Instant::now() + period;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let timeout = shared.settings.visibility_timeout_secs;
+        match tokio::time::timeout(period / 2, change_visibility(shared, receipt, timeout)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(source = %shared.ctx.name, "extending a message's visibility: {e}; it may be delivered again")
+            }
+            Err(_) => {
+                tracing::warn!(source = %shared.ctx.name, "extending a message's visibility: no answer; it may be delivered again")
+            }
+        }
+        next += period;
+    }
+}
+
+async fn change_visibility(shared: &Shared, receipt: &str, secs: u32) -> Result<(), String> {
+    shared
+        .clients
+        .sqs
+        .change_message_visibility()
+        .queue_url(&shared.settings.queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(secs as i32)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| error_chain(&e))
+}
+
+/// A message that is not read: its body goes to the dead letter.
+fn dead_letter_message(shared: &Shared, id: &str, reason: &str, body: &str) {
+    let source = SourceId::new(format!(
+        "sqs://{}/{id}",
+        queue_name(&shared.settings.queue_url)
+    ));
+    shared.ctx.metrics.dead_letters.inc();
+    shared
+        .ctx
+        .dead_letters
+        .write(DeadLetter::new(&source, 0, reason, body.as_bytes()));
+}
+
+/// Deletes the messages whose receipt handles arrive, up to ten per request: those that
+/// arrive within a moment of each other go together.
+async fn delete_messages(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    name: String,
+    mut receipts: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(first) = receipts.recv().await {
+        let mut batch = vec![first];
+        let linger = tokio::time::sleep(Duration::from_millis(50));
+        tokio::pin!(linger);
+        while batch.len() < SQS_BATCH {
+            tokio::select! {
+                receipt = receipts.recv() => match receipt {
+                    Some(receipt) => batch.push(receipt),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        delete_batch(&sqs, &queue_url, &name, batch).await;
+    }
+}
+
+/// One DeleteMessageBatch, with each entry's result checked; entries that failed for a
+/// reason that may pass are tried again, twice.
+async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, name: &str, batch: Vec<String>) {
+    let mut left: Vec<(String, String)> = batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, receipt)| (i.to_string(), receipt))
+        .collect();
+    let mut last_error = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        let entries = left
+            .iter()
+            .map(|(id, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt)
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        let sent = sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send();
+        match tokio::time::timeout(Duration::from_secs(30), sent).await {
+            Ok(Ok(output)) => {
+                let mut retry = Vec::new();
+                for failed in output.failed {
+                    last_error = format!("{}: {}", failed.code, failed.message.unwrap_or_default());
+                    if failed.sender_fault {
+                        // E.g. an expired receipt handle: the message was received again
+                        // (its records will come again, with the same ids).
+                        tracing::warn!(source = %name, "a message could not be deleted ({last_error}); it will be read again");
+                    } else {
+                        retry.push(failed.id);
+                    }
+                }
+                left.retain(|(id, _)| retry.contains(id));
+                if left.is_empty() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => last_error = error_chain(&e),
+            Err(_) => last_error = "no answer in 30 s".into(),
+        }
+    }
+    tracing::error!(source = %name, "{} messages could not be deleted ({last_error}); they will be read again, with the same event ids", left.len());
+}
+
+/// What GetQueueAttributes says that matters here.
+struct QueueAttributes {
+    visibility_timeout: Option<String>,
+    redrive_policy: Option<String>,
+    waiting: Option<String>,
+    in_flight: Option<String>,
+}
+
+async fn queue_attributes(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<QueueAttributes, String> {
+    let request = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::All)
+        .send();
+    let output = tokio::time::timeout(Duration::from_secs(30), request)
+        .await
+        .map_err(|_| "no answer in 30 s".to_string())?
+        .map_err(|e| error_chain(&e))?;
+    let mut attributes = output.attributes.unwrap_or_default();
+    let mut take = |name| attributes.remove(&name);
+    Ok(QueueAttributes {
+        visibility_timeout: take(QueueAttributeName::VisibilityTimeout),
+        redrive_policy: take(QueueAttributeName::RedrivePolicy),
+        waiting: take(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: take(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    })
+}
+
+/// `flowlog check`: the queue can be read, and an object it names can be.
+async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
+    let clients = Clients::load(settings).await;
+    let url = &settings.queue_url;
+    let mut findings = Vec::new();
+    match queue_attributes(&clients.sqs, url).await {
+        Ok(a) => {
+            let unknown = || "?".to_string();
+            let redrive = match &a.redrive_policy {
+                Some(policy) => format!("redrive policy {policy} (messages that keep failing go there)"),
+                None if settings.max_receive_count > 0 => format!(
+                    "no redrive policy (flowlog gives up on a message after {} receives)",
+                    settings.max_receive_count
+                ),
+                None => "no redrive policy (flowlog never gives up on a message)".into(),
+            };
+            findings.push((
+                true,
+                format!(
+                    "{url}: about {} messages waiting, {} in flight; the queue's visibility timeout is {} s, flowlog's {} s (extended every {} s); {redrive}",
+                    a.waiting.unwrap_or_else(unknown),
+                    a.in_flight.unwrap_or_else(unknown),
+                    a.visibility_timeout.unwrap_or_else(unknown),
+                    settings.visibility_timeout_secs,
+                    settings.visibility_timeout_secs / 2,
+                ),
+            ));
+        }
+        Err(e) => {
+            findings.push((
+                false,
+                format!("{url}: {e} (flowlog needs sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage)"),
+            ));
+            return findings;
+        }
+    }
+    findings.push(sample_object(settings, &clients).await);
+    findings
+}
+
+/// Looks at one waiting message (without hiding it) and reads the first byte of the first
+/// object it names, which proves s3:GetObject.
+async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String) {
+    let peek = clients
+        .sqs
+        .receive_message()
+        .queue_url(&settings.queue_url)
+        .max_number_of_messages(1)
+        .visibility_timeout(0)
+        .wait_time_seconds(0)
+        .send();
+    let messages = match tokio::time::timeout(Duration::from_secs(30), peek).await {
+        Ok(Ok(output)) => output.messages.unwrap_or_default(),
+        Ok(Err(e)) => return (false, format!("sqs:ReceiveMessage: {}", error_chain(&e))),
+        Err(_) => return (false, "sqs:ReceiveMessage: no answer in 30 s".into()),
+    };
+    let Some(body) = messages.first().and_then(|m| m.body.as_deref()) else {
+        return (
+            true,
+            "no message visible now, so s3:GetObject was not tried".into(),
+        );
+    };
+    let object = match notification::parse(body) {
+        Ok(notice) => match notice.objects.into_iter().next() {
+            Some(object) => object,
+            None => {
+                return (
+                    true,
+                    "the message visible names no object to read; s3:GetObject was not tried"
+                        .into(),
+                )
+            }
+        },
+        Err(e) => {
+            return (
+                false,
+                format!("a message on the queue is not an S3 notification ({e}); it would be dead-lettered"),
+            )
+        }
+    };
+    let uri = format!("s3://{}/{}", object.bucket, object.key);
+    let read = clients
+        .s3
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_version_id(object.version_id.clone())
+        .range("bytes=0-0")
+        .send();
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(Ok(_)) => (true, format!("s3:GetObject on {uri}: readable")),
+        Ok(Err(e)) => (false, format!("s3:GetObject on {uri}: {}", error_chain(&e))),
+        Err(_) => (false, format!("s3:GetObject on {uri}: no answer in 30 s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> SqsSource {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let url = "queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/flows\"";
+        let ok = settings(url);
+        ok.validate().unwrap();
+        assert_eq!(
+            (ok.visibility_timeout_secs, ok.max_receive_count, ok.workers),
+            (300, 5, 4)
+        );
+        for (extra, needle) in [
+            ("visibility_timeout_secs = 1", "visibility_timeout_secs"),
+            ("visibility_timeout_secs = 50000", "visibility_timeout_secs"),
+            ("wait_time_secs = 21", "wait_time_secs"),
+            ("workers = 0", "workers"),
+        ] {
+            let err = settings(&format!("{url}\n{extra}")).validate().unwrap_err();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        let err = settings("queue_url = \"flows\"").validate().unwrap_err();
+        assert!(err.contains("not a queue URL"), "{err}");
+    }
+
+    #[test]
+    fn the_region_and_name_come_from_the_queue_url() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/flows";
+        assert_eq!(region_of(url).as_deref(), Some("eu-west-1"));
+        assert_eq!(queue_name(url), "flows");
+        assert_eq!(region_of("http://127.0.0.1:5000/123456789012/flows"), None);
+    }
+}
