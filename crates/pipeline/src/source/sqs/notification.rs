@@ -167,6 +167,8 @@ struct EventBridgeDetail {
 struct EventBridgeObject {
     key: String,
     size: Option<u64>,
+    // moto spells it as S3's own notifications do.
+    #[serde(alias = "eTag")]
     etag: Option<String>,
     #[serde(rename = "version-id")]
     version_id: Option<String>,
@@ -174,7 +176,8 @@ struct EventBridgeObject {
 
 /// EventBridge's `Object Created` (and Security Lake's notification, which has no
 /// `detail-type`). Whether its key is URL-encoded is not documented: it is form-decoded
-/// when it holds `%XX` or `+`, and the key as written is kept to try next.
+/// when it holds `%XX` or `+`, and the key as written is kept to try next. An unversioned
+/// bucket's object has the version id `null`, which names nothing more than no version.
 fn eventbridge(event: EventBridgeEvent, detail_type: Option<String>) -> Notice {
     if let Some(kind) = detail_type.filter(|kind| kind != "Object Created") {
         return Notice {
@@ -192,7 +195,7 @@ fn eventbridge(event: EventBridgeEvent, detail_type: Option<String>) -> Notice {
             bucket: event.detail.bucket.name,
             key,
             raw_key,
-            version_id: object.version_id.filter(|v| !v.is_empty()),
+            version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
             etag: object.etag.filter(|e| !e.is_empty()),
             size: object.size,
         }],
@@ -347,6 +350,14 @@ mod tests {
         let notice = parse(&event.to_string()).unwrap();
         assert_eq!(notice.objects[0].key, "day=01/a b.log");
         assert_eq!(notice.objects[0].raw_key.as_deref(), Some("day%3D01/a+b.log"));
+        // An unversioned bucket's `null` version is no version; moto's `eTag` is the ETag.
+        event["detail"]["object"]["version-id"] = "null".into();
+        let object = event["detail"]["object"].as_object_mut().unwrap();
+        let etag = object.remove("etag").unwrap();
+        object.insert("eTag".into(), etag);
+        let notice = parse(&event.to_string()).unwrap();
+        assert_eq!(notice.objects[0].version_id, None);
+        assert_eq!(notice.objects[0].etag.as_deref(), Some("b1946ac92492d2347c6235b4d2611184"));
         event["detail-type"] = "Object Deleted".into();
         assert_eq!(parse(&event.to_string()).unwrap().ignored, ["Object Deleted"]);
     }
