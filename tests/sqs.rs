@@ -604,3 +604,41 @@ fn every_fixture_body_shape_is_handled_and_the_queue_ends_empty() {
         .any(|d| d["raw"].as_str().unwrap().contains("hello world")));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `flowlog check`: the queue's state and policy, and one object read to prove
+/// s3:GetObject; a queue that does not exist fails with SQS's answer.
+#[test]
+fn check_reports_the_queue_and_reads_a_sample_object() {
+    let moto = Moto::setup("check");
+    let dir = tempdir();
+    let one = objects(&dir, moto.bucket("direct"), 1, 10);
+    moto.put(&one);
+    let config = write_config(&dir, &moto.source(""), "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"");
+    let check = |config: &Path| {
+        runs::run_to_end({
+            let mut command = runs::flowlog(&["check"], config);
+            command
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "check-secret-not-printed")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+            command
+        })
+    };
+    let (ok, printed) = check(&config);
+    assert!(ok, "{printed}");
+    assert!(printed.contains("messages waiting"), "{printed}");
+    assert!(printed.contains("no redrive policy (flowlog gives up on a message after 5 receives)"), "{printed}");
+    // Past the test events, the object's notification is found and its object read.
+    let uri = format!("s3://{}/{}", one[0].bucket, one[0].key);
+    assert!(printed.contains(&format!("s3:GetObject on {uri}: readable")), "{printed}");
+    let missing = Moto {
+        queue_url: moto.queue_url.replace("/check-", "/missing-"),
+        ..moto
+    };
+    let config = write_config(&dir, &missing.source(""), "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"");
+    let (ok, printed) = check(&config);
+    assert!(!ok, "{printed}");
+    assert!(printed.contains(&missing.queue_url), "{printed}");
+    assert!(!printed.contains("check-secret-not-printed"), "{printed}");
+    std::fs::remove_dir_all(dir).ok();
+}

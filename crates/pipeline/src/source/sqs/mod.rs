@@ -641,14 +641,14 @@ async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
     findings
 }
 
-/// Looks at one waiting message (without hiding it) and reads the first byte of the first
-/// object it names, which proves s3:GetObject.
+/// Looks at up to ten waiting messages (without hiding them) and reads the first byte of
+/// the first object one names, which proves s3:GetObject.
 async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String) {
     let peek = clients
         .sqs
         .receive_message()
         .queue_url(&settings.queue_url)
-        .max_number_of_messages(1)
+        .max_number_of_messages(SQS_BATCH as i32)
         .visibility_timeout(0)
         .wait_time_seconds(0)
         .send();
@@ -657,29 +657,29 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String
         Ok(Err(e)) => return (false, format!("sqs:ReceiveMessage: {}", error_chain(&e))),
         Err(_) => return (false, "sqs:ReceiveMessage: no answer in 30 s".into()),
     };
-    let Some(body) = messages.first().and_then(|m| m.body.as_deref()) else {
+    if messages.is_empty() {
         return (
             true,
             "no message visible now, so s3:GetObject was not tried".into(),
         );
-    };
-    let object = match notification::parse(body) {
-        Ok(notice) => match notice.objects.into_iter().next() {
-            Some(object) => object,
-            None => {
+    }
+    let mut objects = Vec::new();
+    for body in messages.iter().filter_map(|m| m.body.as_deref()) {
+        match notification::parse(body) {
+            Ok(notice) => objects.extend(notice.objects),
+            Err(e) => {
                 return (
-                    true,
-                    "the message visible names no object to read; s3:GetObject was not tried"
-                        .into(),
+                    false,
+                    format!("a message on the queue is not an S3 notification ({e}); it would be dead-lettered"),
                 )
             }
-        },
-        Err(e) => {
-            return (
-                false,
-                format!("a message on the queue is not an S3 notification ({e}); it would be dead-lettered"),
-            )
         }
+    }
+    let Some(object) = objects.into_iter().next() else {
+        return (
+            true,
+            "the messages visible name no object to read; s3:GetObject was not tried".into(),
+        );
     };
     let uri = format!("s3://{}/{}", object.bucket, object.key);
     let read = clients
