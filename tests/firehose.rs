@@ -271,3 +271,95 @@ fn rss_kb(child: &Child) -> u64 {
 fn peak_rss_kb(child: &Child) -> u64 {
     status_field(child, "VmHWM:")
 }
+
+/// Over HTTPS (the server's certificate from PEM files), a request is delivered as over
+/// HTTP; a client that sends its headers and then stalls is answered 408 once
+/// `body_timeout_secs` passes, and the slot it held serves the next request.
+#[test]
+fn https_requests_are_served_and_a_stalled_body_gets_408() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let pki = flowlog_test_receivers::tls::TestPki::new();
+    let dir = tempdir();
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&cert, &pki.server.0).unwrap();
+    std::fs::write(&key, &pki.server.1).unwrap();
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\nmax_requests = 1\nbody_timeout_secs = 1",
+        cert.display(),
+        key.display()
+    );
+    let (endpoint, _config) = start(&receiver, &tls);
+    let address = endpoint.address;
+
+    // HTTPS, verified against the CA, through Python's ssl (the test venv's interpreter).
+    let body = body_of("tls-1", &flowlog_test_receivers::corpus::v2_lines(0, 10));
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, &body).unwrap();
+    let client = format!(
+        r#"
+import http.client, ssl, sys
+context = ssl.create_default_context(cafile="{ca}")
+connection = http.client.HTTPSConnection("localhost", {port}, context=context, timeout=30)
+connection.request("POST", "/", body=open("{body}", "rb").read(), headers={{
+    "Content-Type": "application/json", "X-Amz-Firehose-Request-Id": "tls-1",
+    "X-Amz-Firehose-Access-Key": sys.argv[1]}})
+answer = connection.getresponse()
+print(answer.status, answer.read().decode())
+"#,
+        ca = ca.display(),
+        port = address.port(),
+        body = body_file.display()
+    );
+    let out = std::process::Command::new(common::python())
+        .args(["-c", &client, KEY])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.starts_with("200 "),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("\"requestId\":\"tls-1\""), "{printed}");
+    let ids = receiver.ids();
+    assert!(ids_for("tls-1", 10).iter().all(|id| ids.contains_key(id)));
+
+    // Headers, ten bytes of a longer body, then nothing: 408 after a second, over TLS.
+    let stalled = std::process::Command::new(common::python())
+        .args([
+            "-c",
+            &format!(
+                r#"
+import socket, ssl, sys
+context = ssl.create_default_context(cafile="{ca}")
+s = context.wrap_socket(socket.create_connection(("localhost", {port})), server_hostname="localhost")
+s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nX-Amz-Firehose-Request-Id: slow\r\nX-Amz-Firehose-Access-Key: " + sys.argv[1].encode() + b"\r\n\r\n0123456789")
+s.settimeout(30)
+print(s.recv(4096).decode().split("\r\n")[0])
+"#,
+                ca = ca.display(),
+                port = address.port()
+            ),
+            KEY,
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&stalled.stdout);
+    assert!(
+        printed.starts_with("HTTP/1.1 408"),
+        "{printed}{}",
+        String::from_utf8_lossy(&stalled.stderr)
+    );
+    // The one request slot is free again.
+    let out = std::process::Command::new(common::python())
+        .args(["-c", &client.replace("tls-1", "tls-2"), KEY])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("200 "));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -94,8 +94,7 @@ impl Moto {
     /// Messages (visible, in flight).
     fn depth(&self) -> (u64, u64) {
         let out: Value =
-            serde_json::from_str(&script(&["depth", &self.endpoint, &self.queue_url], ""))
-                .unwrap();
+            serde_json::from_str(&script(&["depth", &self.endpoint, &self.queue_url], "")).unwrap();
         (
             out["visible"].as_u64().unwrap(),
             out["in_flight"].as_u64().unwrap(),
@@ -173,7 +172,10 @@ fn parquet(first: usize, rows: usize) -> Vec<u8> {
         ("version", int(&|_| 2)),
         ("account_id", text(&|_| "123456789012".into())),
         ("interface_id", text(&|_| "eni-0a1b2c3d".into())),
-        ("srcaddr", text(&|i| format!("10.2.{}.{}", i / 250 % 250, i % 250))),
+        (
+            "srcaddr",
+            text(&|i| format!("10.2.{}.{}", i / 250 % 250, i % 250)),
+        ),
         ("dstaddr", text(&|_| "198.51.100.7".into())),
         ("srcport", int(&|i| (1024 + i % 60000) as i32)),
         ("dstport", int(&|_| 443)),
@@ -199,7 +201,8 @@ fn objects(dir: &Path, bucket: &str, n: usize, lines: usize) -> Vec<Object> {
     (0..n)
         .map(|i| {
             let first = i * lines;
-            let stem = format!("AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/01/{bucket}_{i}");
+            let stem =
+                format!("AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/12/01/{bucket}_{i}");
             let (key, bytes, numbers): (String, Vec<u8>, Vec<u64>) = match i % 4 {
                 0 => (
                     format!("{stem}.log"),
@@ -274,9 +277,17 @@ fn wait_until(limit: Duration, done: impl Fn() -> bool, state: impl Fn() -> Stri
 fn assert_exactly_once(ids: &HashMap<String, u32>, expected: &HashSet<String>) {
     let twice: Vec<_> = ids.iter().filter(|(_, &n)| n > 1).take(5).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-    let missing: Vec<_> = expected.iter().filter(|id| !ids.contains_key(*id)).take(5).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !ids.contains_key(*id))
+        .take(5)
+        .collect();
     assert!(missing.is_empty(), "never delivered: {missing:?}");
-    assert_eq!(ids.len(), expected.len(), "ids that were not expected arrived");
+    assert_eq!(
+        ids.len(),
+        expected.len(),
+        "ids that were not expected arrived"
+    );
 }
 
 /// Acceptance 1: 100 objects (v2/v5 text, gzip, Parquet) announced directly, through SNS,
@@ -331,12 +342,23 @@ fn a_hundred_objects_arrive_exactly_once_and_every_message_is_deleted() {
     wait_until(
         Duration::from_secs(120),
         || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || format!("{} ids, queue {:?}: {}", receiver.ids().len(), moto.depth(), log(&config)),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                receiver.ids().len(),
+                moto.depth(),
+                log(&config)
+            )
+        },
     );
     drop(run);
     assert_exactly_once(&receiver.ids(), &expected);
     // The test events (direct and through SNS) were deleted quietly, nothing dead-lettered.
-    assert!(runs::dead_letters(&dir).is_empty(), "{:?}", runs::dead_letters(&dir));
+    assert!(
+        runs::dead_letters(&dir).is_empty(),
+        "{:?}",
+        runs::dead_letters(&dir)
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -395,7 +417,14 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
     wait_until(
         Duration::from_secs(60),
         || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || format!("{} ids, queue {:?}: {}", receiver.ids().len(), moto.depth(), log(&config)),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                receiver.ids().len(),
+                moto.depth(),
+                log(&config)
+            )
+        },
     );
     assert_exactly_once(&receiver.ids(), &expected);
 
@@ -412,13 +441,20 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
     let mut run = start(&config);
     let since = Instant::now();
     while receiver.ids().len() < before + 5_000 {
-        assert!(since.elapsed() < Duration::from_secs(60), "{}", log(&config));
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "{}",
+            log(&config)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     unsafe { libc::kill(run.0.id() as i32, libc::SIGKILL) };
     let _ = run.0.wait();
     let at_kill = receiver.ids().len() - before;
-    assert!(at_kill < second_ids.len(), "the kill came too late to test anything");
+    assert!(
+        at_kill < second_ids.len(),
+        "the kill came too late to test anything"
+    );
     // The messages being read come back after their visibility timeout.
     let _run = start(&config);
     let second_ids_len = second_ids.len();
@@ -429,13 +465,23 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
             let ids = receiver.ids();
             expected.iter().all(|id| ids.contains_key(id)) && moto.depth() == (0, 0)
         },
-        || format!("{} ids, queue {:?}: {}", receiver.ids().len(), moto.depth(), log(&config)),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                receiver.ids().len(),
+                moto.depth(),
+                log(&config)
+            )
+        },
     );
     let ids = receiver.ids();
     assert!(ids.keys().all(|id| expected.contains(id)));
     let again = ids.values().filter(|&&n| n > 1).count();
     eprintln!("kill -9 after {at_kill} of {} records: {again} delivered again after the restart (same ids)", second_ids_len);
-    assert!(again <= at_kill, "only records delivered before the kill may come again");
+    assert!(
+        again <= at_kill,
+        "only records delivered before the kill may come again"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -474,7 +520,14 @@ fn two_processes_share_one_queue_without_delivering_an_object_twice() {
     wait_until(
         Duration::from_secs(120),
         || total() >= expected.len() && moto.depth() == (0, 0),
-        || format!("{} ids, queue {:?}: {}", total(), moto.depth(), log(&runs[0].0)),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                total(),
+                moto.depth(),
+                log(&runs[0].0)
+            )
+        },
     );
     drop(runs);
     let (a, b) = (receivers[0].ids(), receivers[1].ids());
@@ -494,7 +547,10 @@ fn two_processes_share_one_queue_without_delivering_an_object_twice() {
         objects_each(&a),
         objects_each(&b)
     );
-    assert!(!a.is_empty() && !b.is_empty(), "one process did all the work");
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "one process did all the work"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -507,9 +563,8 @@ fn every_fixture_body_shape_is_handled_and_the_queue_ends_empty() {
     let moto = Moto::setup("shapes");
     let dir = tempdir();
     let receiver = HecReceiver::start(HecOptions::default());
-    let read = |name: &str| {
-        std::fs::read_to_string(fixture(&format!("s3-notifications/{name}"))).unwrap()
-    };
+    let read =
+        |name: &str| std::fs::read_to_string(fixture(&format!("s3-notifications/{name}"))).unwrap();
     // The real flow-log notifications: their objects put where they say, in the quiet bucket.
     let real: Vec<Value> =
         serde_json::from_str(&read("real_vpcflow_s3_objectcreated_bodies.json")).unwrap();
@@ -519,7 +574,11 @@ fn every_fixture_body_shape_is_handled_and_the_queue_ends_empty() {
     // A third, corrupt object (gzip cut off mid-stream) announced like the first one.
     let mut copy = real[0].clone();
     let key = &mut copy["Records"][0]["s3"]["object"]["key"];
-    *key = key.as_str().unwrap().replace(".log.gz", "_corrupt.log.gz").into();
+    *key = key
+        .as_str()
+        .unwrap()
+        .replace(".log.gz", "_corrupt.log.gz")
+        .into();
     let mut corrupt = String::new();
     for (i, body) in real.iter().chain([&copy]).enumerate() {
         let mut body = body.clone();
@@ -581,7 +640,14 @@ fn every_fixture_body_shape_is_handled_and_the_queue_ends_empty() {
     wait_until(
         Duration::from_secs(60),
         || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || format!("{} ids, queue {:?}: {}", receiver.ids().len(), moto.depth(), log(&config)),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                receiver.ids().len(),
+                moto.depth(),
+                log(&config)
+            )
+        },
     );
     drop(run);
     // What the corrupt object held before its cut arrived too, once.
@@ -613,7 +679,11 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     let dir = tempdir();
     let one = objects(&dir, moto.bucket("direct"), 1, 10);
     moto.put(&one);
-    let config = write_config(&dir, &moto.source(""), "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"");
+    let config = write_config(
+        &dir,
+        &moto.source(""),
+        "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"",
+    );
     let check = |config: &Path| {
         runs::run_to_end({
             let mut command = runs::flowlog(&["check"], config);
@@ -627,15 +697,25 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     let (ok, printed) = check(&config);
     assert!(ok, "{printed}");
     assert!(printed.contains("messages waiting"), "{printed}");
-    assert!(printed.contains("no redrive policy (flowlog gives up on a message after 5 receives)"), "{printed}");
+    assert!(
+        printed.contains("no redrive policy (flowlog gives up on a message after 5 receives)"),
+        "{printed}"
+    );
     // Past the test events, the object's notification is found and its object read.
     let uri = format!("s3://{}/{}", one[0].bucket, one[0].key);
-    assert!(printed.contains(&format!("s3:GetObject on {uri}: readable")), "{printed}");
+    assert!(
+        printed.contains(&format!("s3:GetObject on {uri}: readable")),
+        "{printed}"
+    );
     let missing = Moto {
         queue_url: moto.queue_url.replace("/check-", "/missing-"),
         ..moto
     };
-    let config = write_config(&dir, &missing.source(""), "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"");
+    let config = write_config(
+        &dir,
+        &missing.source(""),
+        "[sinks.out]\ntype = \"file\"\npath = \"/dev/null\"",
+    );
     let (ok, printed) = check(&config);
     assert!(!ok, "{printed}");
     assert!(printed.contains(&missing.queue_url), "{printed}");

@@ -15,6 +15,8 @@ pub struct TestPki {
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// With client authentication: a client certificate and its key (PEM).
     pub client: Option<(String, String)>,
+    /// The server's certificate and key (PEM), for a server under test to serve.
+    pub server: (String, String),
 }
 
 impl TestPki {
@@ -84,6 +86,7 @@ impl TestPki {
             ca_pem: ca_cert.pem(),
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             client,
+            server: (cert.pem(), key.serialize_pem()),
         }
     }
 }

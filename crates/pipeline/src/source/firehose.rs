@@ -40,6 +40,9 @@ fn default_max_body() -> usize {
 fn default_max_bytes_in_flight() -> usize {
     256 << 20
 }
+fn default_body_timeout() -> u64 {
+    30
+}
 
 /// `[sources.<name>]` of `type = "firehose"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +65,10 @@ pub struct FirehoseSource {
     /// Bytes of request bodies taken in at once; more are answered 503.
     #[serde(default = "default_max_bytes_in_flight")]
     pub max_bytes_in_flight: usize,
+    /// A request whose body has not all arrived this long after its headers is answered
+    /// 408: a client that stalls must not hold one of `max_requests` for ever.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
 }
 
 /// The server's certificate (PEM, with its chain) and key.
@@ -81,8 +88,10 @@ impl SourceKind for FirehoseSource {
         if self.access_key.trim().is_empty() {
             return Err("access_key is empty: Firehose sends one; set it here".into());
         }
-        if self.max_requests == 0 || self.max_body_bytes == 0 {
-            return Err("max_requests and max_body_bytes must be at least 1".into());
+        if self.max_requests == 0 || self.max_body_bytes == 0 || self.body_timeout_secs == 0 {
+            return Err(
+                "max_requests, max_body_bytes and body_timeout_secs must be at least 1".into(),
+            );
         }
         if self.max_bytes_in_flight < self.max_body_bytes {
             return Err("max_bytes_in_flight must be at least max_body_bytes".into());
@@ -312,7 +321,14 @@ async fn take_in(
     let Ok(_bytes) = shared.kib.try_acquire_many(kib(length.unwrap_or(max_body))) else {
         return refuse(503, "the endpoint is busy; retry later", body);
     };
-    let body = match Limited::new(body, max_body).collect().await {
+    let timeout = std::time::Duration::from_secs(shared.settings.body_timeout_secs);
+    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, max_body).collect()).await
+    else {
+        let message = "the request body did not arrive in time";
+        tracing::warn!(source = %shared.ctx.name, "{message} ({} s)", timeout.as_secs());
+        return Err(Box::new((answer(408, request_id, Some(message)), None)));
+    };
+    let body = match collected {
         Ok(body) => body.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             let message = "the request is larger than max_body_bytes";

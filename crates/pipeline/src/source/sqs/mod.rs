@@ -199,7 +199,11 @@ fn region_of(queue_url: &str) -> Option<String> {
 
 /// The queue's name, the last part of its URL.
 fn queue_name(queue_url: &str) -> &str {
-    queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or(queue_url)
+    queue_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(queue_url)
 }
 
 struct Queue {
@@ -442,7 +446,11 @@ async fn deliver(shared: &Arc<Shared>, objects: &[ObjectRef]) -> Outcome {
 
 /// Runs `work` while keeping the message invisible: its visibility is extended every half
 /// timeout, before it expires.
-async fn heartbeat<T>(shared: &Shared, receipt: &str, work: impl std::future::Future<Output = T>) -> T {
+async fn heartbeat<T>(
+    shared: &Shared,
+    receipt: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     tokio::pin!(work);
     let period = shared.visibility() / 2;
     let mut next = tokio::time::Instant::now() + period;
@@ -610,7 +618,9 @@ async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
         Ok(a) => {
             let unknown = || "?".to_string();
             let redrive = match &a.redrive_policy {
-                Some(policy) => format!("redrive policy {policy} (messages that keep failing go there)"),
+                Some(policy) => {
+                    format!("redrive policy {policy} (messages that keep failing go there)")
+                }
                 None if settings.max_receive_count > 0 => format!(
                     "no redrive policy (flowlog gives up on a message after {} receives)",
                     settings.max_receive_count

@@ -261,7 +261,10 @@ mod tests {
         // The escaped key is decoded; Powertools' own `urlDecodedKey` is not needed.
         let notice = parse(&fixture("powertools_s3EventDecodedKey.json")).unwrap();
         assert_eq!(notice.objects[0].key, "Happy Face.jpg");
-        for name in ["powertools_s3Event.json", "vector_s3_objectcreated_put.json"] {
+        for name in [
+            "powertools_s3Event.json",
+            "vector_s3_objectcreated_put.json",
+        ] {
             let notice = parse(&fixture(name)).unwrap();
             assert_eq!(notice.objects.len(), 1, "{name}");
             assert!(notice.objects[0].etag.is_some(), "{name}");
@@ -342,14 +345,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(notice.objects[0].bucket, "aws-security-data-lake-us-west-2");
-        assert!(notice.objects[0].key.ends_with("eventDay=20230916/test.gz.parquet"));
+        assert!(notice.objects[0]
+            .key
+            .ends_with("eventDay=20230916/test.gz.parquet"));
         // An encoded EventBridge key is decoded, and kept as written to try second.
         let mut event: Value =
             serde_json::from_str(&fixture("aws_doc_eventbridge_object_created.json")).unwrap();
         event["detail"]["object"]["key"] = "day%3D01/a+b.log".into();
         let notice = parse(&event.to_string()).unwrap();
         assert_eq!(notice.objects[0].key, "day=01/a b.log");
-        assert_eq!(notice.objects[0].raw_key.as_deref(), Some("day%3D01/a+b.log"));
+        assert_eq!(
+            notice.objects[0].raw_key.as_deref(),
+            Some("day%3D01/a+b.log")
+        );
         // An unversioned bucket's `null` version is no version; moto's `eTag` is the ETag.
         event["detail"]["object"]["version-id"] = "null".into();
         let object = event["detail"]["object"].as_object_mut().unwrap();
@@ -357,9 +365,15 @@ mod tests {
         object.insert("eTag".into(), etag);
         let notice = parse(&event.to_string()).unwrap();
         assert_eq!(notice.objects[0].version_id, None);
-        assert_eq!(notice.objects[0].etag.as_deref(), Some("b1946ac92492d2347c6235b4d2611184"));
+        assert_eq!(
+            notice.objects[0].etag.as_deref(),
+            Some("b1946ac92492d2347c6235b4d2611184")
+        );
         event["detail-type"] = "Object Deleted".into();
-        assert_eq!(parse(&event.to_string()).unwrap().ignored, ["Object Deleted"]);
+        assert_eq!(
+            parse(&event.to_string()).unwrap().ignored,
+            ["Object Deleted"]
+        );
     }
 
     #[test]

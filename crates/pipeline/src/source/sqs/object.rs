@@ -78,7 +78,8 @@ fn is_missing(
 
 fn dead_letter(ctx: &SourceContext, source: &SourceId, reason: String) {
     ctx.metrics.dead_letters.inc();
-    ctx.dead_letters.write(DeadLetter::new(source, 0, reason, b""));
+    ctx.dead_letters
+        .write(DeadLetter::new(source, 0, reason, b""));
 }
 
 /// Decodes the body as it arrives (on a blocking thread).
@@ -154,7 +155,9 @@ impl Read for BodyReader {
                     self.bytes_in.inc_by(chunk.len() as u64);
                     self.chunk = chunk;
                 }
-                Ok(Some(Err(e))) => return Err(self.fail(format!("reading the object: {}", error_chain(&e)))),
+                Ok(Some(Err(e))) => {
+                    return Err(self.fail(format!("reading the object: {}", error_chain(&e))))
+                }
                 Err(_) => {
                     let secs = self.timeout.as_secs();
                     return Err(self.fail(format!("the object's body sent nothing for {secs} s")));
