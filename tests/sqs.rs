@@ -722,3 +722,91 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     assert!(!printed.contains("check-secret-not-printed"), "{printed}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// An S3 that takes the GetObject, sends the headers and a little of the body, then
+/// nothing (a half-open connection): the object is abandoned after `read_timeout_secs`,
+/// the message comes back, and on its `max_receive_count`-th receive it is given up:
+/// dead-lettered with its body and the reason, and deleted. No worker is held for ever.
+#[test]
+fn a_stalled_object_body_is_abandoned_and_the_message_given_up() {
+    let moto = Moto::setup("stall");
+    let dir = tempdir();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s3 = format!("http://{}", stall.local_addr().unwrap());
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in stall.incoming() {
+            let mut stream = stream.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                if std::io::Read::read(&mut stream, &mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let line = corpus::v2_line(0);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nETag: \"e\"\r\n\r\n{line}\n"
+            );
+            held.push(stream); // never answered further, never closed
+        }
+    });
+    let body = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": moto.bucket("quiet")}, "object": {"key": "AWSLogs/stalled.log", "eTag": "e"}}}]})
+    .to_string();
+    moto.send(std::slice::from_ref(&body));
+    // SQS at moto, S3 at the stalling server: the SDK's per-service endpoint variables.
+    let source = format!(
+        r#"type = "sqs"
+queue_url = "{}"
+region = "us-east-1"
+s3_force_path_style = true
+wait_time_secs = 1
+visibility_timeout_secs = 2
+max_receive_count = 2
+read_timeout_secs = 1"#,
+        moto.queue_url
+    );
+    let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
+    let _run = Flowlog(
+        runs::flowlog(&["run"], &config)
+            .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_SQS", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL_S3", &s3)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        || {
+            runs::dead_letters(&dir)
+                .iter()
+                .any(|d| d["raw"] == body.as_str())
+                && moto.depth() == (0, 0)
+        },
+        || format!("queue {:?}: {}", moto.depth(), log(&config)),
+    );
+    let dead = runs::dead_letters(&dir);
+    let reason = dead[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("given up after 2 receives") && reason.contains("sent nothing for 1 s"),
+        "{reason}"
+    );
+    assert!(dead[0]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("sqs://stall-"));
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(receiver.ids().is_empty(), "a partial block is never sent");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -26,8 +26,8 @@ pub enum Unread {
 }
 
 /// Reads `object`; the waiters of the batches sent. An object that is gone, or that
-/// cannot be decoded (a corrupt gzip stream, not Parquet), is dead-lettered and counts
-/// as read: reading it again would not help.
+/// cannot be decoded (a corrupt gzip stream, not Parquet: `is_corrupt_input`), is
+/// dead-lettered and counts as read: reading it again would not help.
 pub async fn read(shared: &Arc<Shared>, object: &ObjectRef) -> Result<Vec<AckWait>, Unread> {
     let source = SourceId::new(object.identity());
     let mut response = get(shared, object, &object.key).await;
@@ -113,12 +113,18 @@ fn decode(shared: &Shared, source: SourceId, body: ByteStream) -> Result<Vec<Ack
     if let Some(failure) = transport.borrow_mut().take() {
         return Err(Unread::Failed(format!("{source}: {failure}")));
     }
-    if let Err(e) = decoded {
-        // The object itself is at fault: what decoded before the fault is delivered.
-        tracing::warn!(source = %ctx.name, "{e}; dead-lettered");
-        dead_letter(ctx, &source, e.to_string());
+    match decoded {
+        Ok(_) => Ok(sent.waits),
+        // The object itself is at fault (reading it again gives the same error): what
+        // decoded before the fault is delivered, the object dead-lettered.
+        Err(e) if e.is_corrupt_input() => {
+            tracing::warn!(source = %ctx.name, "{e}; dead-lettered");
+            dead_letter(ctx, &source, e.to_string());
+            Ok(sent.waits)
+        }
+        // This machine's fault (a spill file that cannot be written): read again later.
+        Err(e) => Err(Unread::Failed(e.to_string())),
     }
-    Ok(sent.waits)
 }
 
 /// A GetObject body as a blocking reader. A failure of the transfer (not of the data) is
