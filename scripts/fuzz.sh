@@ -10,6 +10,7 @@
 #   hec_answer  what a HEC collector answers to a send and to an /ack poll
 #   es_answer   what an Elasticsearch cluster answers to a _bulk request
 #   otlp_answer what an OTLP receiver answers over gRPC (status trailers, RetryInfo) and HTTP
+#   s3_notification  an SQS message body: S3, SNS, EventBridge, Security Lake notifications
 #
 # Corpora live in $FLOWLOG_FUZZ_DIR (default ~/.cache/flowlog-fuzz) and grow from run to
 # run; each run first adds seeds made from ../shared/fixtures, the README's configuration
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer es_answer otlp_answer)
+[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer es_answer otlp_answer s3_notification)
 
 if ! command -v cargo-fuzz > /dev/null; then
   echo "== installing cargo-fuzz"

@@ -51,6 +51,11 @@ def main():
         if data.lstrip().startswith(b"{") and b"logEvents" in data:
             wrapped = json.dumps({"awslogs": {"data": base64.b64encode(gzip.compress(data)).decode()}})
             put(corpora, "decode", b"\x00" + wrapped.encode())
+        # s3_notification: the notification bodies, bare and in an SNS envelope.
+        if "s3-notifications" in path:
+            put(corpora, "s3_notification", data)
+            sns = {"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": data.decode()}
+            put(corpora, "s3_notification", json.dumps(sns).encode())
         # format: a format spec (or header line) then lines to decode under it.
         if path.endswith(".log"):
             lines = data.split(b"\n")

@@ -11,6 +11,8 @@ usage:
   sqs_fixture.py put ENDPOINT           stdin: [{"bucket","key","file"}]; prints the ETags
   sqs_fixture.py send ENDPOINT URL      stdin: a JSON list of message bodies
   sqs_fixture.py depth ENDPOINT URL     prints {"visible": n, "in_flight": n}
+  sqs_fixture.py receive ENDPOINT URL N receives every message N times, leaving it visible
+                                        (as consumers that crashed would have)
 """
 import json
 import sys
@@ -77,7 +79,14 @@ def depth(endpoint, url):
                       "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"])}))
 
 
+def receive(endpoint, url, times):
+    sqs = client("sqs", endpoint)
+    for _ in range(times):
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+
+
 if __name__ == "__main__":
     command, endpoint = sys.argv[1], sys.argv[2]
     {"setup": lambda: setup(endpoint, sys.argv[3]), "put": lambda: put(endpoint),
-     "send": lambda: send(endpoint, sys.argv[3]), "depth": lambda: depth(endpoint, sys.argv[3])}[command]()
+     "send": lambda: send(endpoint, sys.argv[3]), "depth": lambda: depth(endpoint, sys.argv[3]),
+     "receive": lambda: receive(endpoint, sys.argv[3], int(sys.argv[4]))}[command]()

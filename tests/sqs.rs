@@ -810,3 +810,40 @@ read_timeout_secs = 1"#,
     assert!(receiver.ids().is_empty(), "a partial block is never sent");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A message already received more than `max_receive_count` times (consumers that
+/// crashed on it) is given up when it comes again, before its object is read.
+#[test]
+fn a_message_received_too_often_is_given_up_before_it_is_read() {
+    let moto = Moto::setup("crashloop");
+    let dir = tempdir();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let one = objects(&dir, moto.bucket("direct"), 1, 10);
+    moto.put(&one);
+    script(&["receive", &moto.endpoint, &moto.queue_url, "3"], "");
+    let config = write_config(
+        &dir,
+        &moto.source("max_receive_count = 2"),
+        &runs::hec_sink(&receiver.url(), ""),
+    );
+    let _run = start(&config);
+    wait_until(
+        Duration::from_secs(30),
+        || moto.depth() == (0, 0),
+        || format!("queue {:?}: {}", moto.depth(), log(&config)),
+    );
+    let dead = runs::dead_letters(&dir);
+    // The test event too was received three times, but names nothing to read.
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let reason = dead[0]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "received 4 times (more than 2) without being delivered"
+    );
+    assert!(dead[0]["raw"]
+        .as_str()
+        .unwrap()
+        .contains("ObjectCreated:Put"));
+    assert!(receiver.ids().is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-pub use notification::{Notice, ObjectRef};
+pub use notification::{parse as parse_notification, Notice, ObjectRef};
 
 use super::{Checkpoints, Source, SourceContext, SourceKind};
 
@@ -312,7 +312,15 @@ async fn receive(shared: Arc<Shared>) {
         let error = match received {
             Ok(Ok(output)) => {
                 backoff = Duration::from_secs(1);
-                for message in output.messages.unwrap_or_default() {
+                let messages = output.messages.unwrap_or_default();
+                if messages.is_empty() && settings.wait_time_secs == 0 {
+                    // Short polling an empty queue: not in a tight loop.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait() => break,
+                    }
+                }
+                for message in messages {
                     let permit = permits.pop().expect("no more messages than permits");
                     tasks.spawn(settle(Arc::clone(&shared), message, permit));
                 }
@@ -381,6 +389,19 @@ async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePe
         let _ = shared.deletes.send(receipt);
         return;
     }
+    // Received more often than allowed: the earlier attempts ended without an outcome (a
+    // crash, a kill), which reading it once more may repeat.
+    let receives = receive_count(&message);
+    if let Some(max) = shared.give_up_after.filter(|&max| receives > max) {
+        give_up(
+            &shared,
+            &id,
+            receipt,
+            body,
+            format!("received {receives} times (more than {max}) without being delivered"),
+        );
+        return;
+    }
     let work = deliver(&shared, &objects);
     match heartbeat(&shared, &receipt, work).await {
         Outcome::Delivered => {
@@ -395,23 +416,31 @@ async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePe
             )
             .await;
         }
-        Outcome::Failed(reason) => {
-            let receives = receive_count(&message);
-            match shared.give_up_after {
-                Some(max) if receives >= max => {
-                    let reason = format!("given up after {receives} receives: {reason}");
-                    tracing::error!(source = %name, message = %id, "{reason}; the message is dead-lettered and deleted");
-                    dead_letter_message(&shared, &id, &reason, body);
-                    metrics.inc("given_up");
-                    let _ = shared.deletes.send(receipt);
-                }
-                _ => {
-                    tracing::warn!(source = %name, message = %id, "{reason}; the message will be read again after its visibility timeout (receive {receives})");
-                    metrics.inc("failed");
-                }
+        Outcome::Failed(reason) => match shared.give_up_after {
+            Some(max) if receives >= max => {
+                give_up(
+                    &shared,
+                    &id,
+                    receipt,
+                    body,
+                    format!("given up after {receives} receives: {reason}"),
+                );
             }
-        }
+            _ => {
+                tracing::warn!(source = %name, message = %id, "{reason}; the message will be read again after its visibility timeout (receive {receives})");
+                metrics.inc("failed");
+            }
+        },
     }
+}
+
+/// A message that keeps failing, without a redrive policy to move it: dead-lettered with
+/// its body and why, then deleted.
+fn give_up(shared: &Shared, id: &str, receipt: String, body: &str, reason: String) {
+    tracing::error!(source = %shared.ctx.name, message = %id, "{reason}; the message is dead-lettered and deleted");
+    dead_letter_message(shared, id, &reason, body);
+    shared.ctx.metrics.messages.inc("given_up");
+    let _ = shared.deletes.send(receipt);
 }
 
 fn receive_count(message: &Message) -> u32 {
