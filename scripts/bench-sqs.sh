@@ -2,7 +2,7 @@
 # The SQS source draining a backlog: CORPUS cut into OBJECTS gzip'd objects (each with the
 # v2 header line, as AWS writes them) put into moto S3, which announces each on an SQS
 # queue; then 1 and 2 `flowlog run` processes on that queue (SQS is the lease: no
-# coordination) into a file sink writing ECS to /dev/null. Reports the wall time until the
+# coordination) into a file sink writing ECS (to a file deleted after each run). Reports the wall time until the
 # queue is empty and every process's CPU (user+sys) and peak RSS.
 #
 #   scripts/bench-sqs.sh CORPUS [OBJECTS] [WORKERS]
@@ -24,7 +24,7 @@ py=$venv/bin/python
 work=$(mktemp -d)
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -70,9 +70,9 @@ region = "us-east-1"
 s3_force_path_style = true
 wait_time_secs = 1
 workers = $workers
-[sinks.null]
+[sinks.out]
 type = "file"
-path = "/dev/null"
+path = "$work/out.$processes.$i.ndjson"
 format = "ecs"
 TOML
         AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
@@ -86,13 +86,17 @@ TOML
         sleep 0.2
     done
     end=$(date +%s.%N)
-    for p in "${pids_run[@]}"; do kill -TERM "$p"; done
+    # SIGTERM to flowlog itself (its parent, time, would die of it and leave flowlog be).
+    for p in "${pids_run[@]}"; do pkill -TERM -P "$p"; done
     for p in "${pids_run[@]}"; do wait "$p" || true; done
+    written=$(cat "$work"/out.*.ndjson | wc -l)
+    rm -f "$work"/out.*.ndjson
     wall=$(awk -v a="$start" -v b="$end" "BEGIN {printf \"%.1f\", b - a}")
-    echo "== $processes process(es), $workers workers each: queue drained in ${wall} s wall"
+    echo "== $processes process(es), $workers workers each: queue drained in ${wall} s wall, $written records written"
     for i in $(seq 1 "$processes"); do
-        read -r user sys rss < "$work/time.$processes.$i"
+        # (a first line says how the process ended when that was a signal or an error)
+        read -r user sys rss < <(tail -1 "$work/time.$processes.$i")
         echo "   process $i: ${user}+${sys} s CPU, $((rss / 1024)) MB peak RSS"
     done
-    awk -v lines="$lines" '{cpu += $1 + $2} END {printf "   all: %.2f s CPU = %.0fk records/s per core\n", cpu, lines / cpu / 1000}' "$work"/time."$processes".*
+    tail -q -n 1 "$work"/time."$processes".* | awk -v lines="$lines" '{cpu += $1 + $2} END {printf "   all: %.2f s CPU = %.0fk records/s per core\n", cpu, lines / cpu / 1000}'
 done
