@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 pub use notification::{parse as parse_notification, Notice, ObjectRef};
 
 use super::{Checkpoints, Source, SourceContext, SourceKind};
+use crate::dead_letter::DeadLetterFile;
 
 fn default_visibility() -> u32 {
     300
@@ -257,6 +258,7 @@ async fn run(queue: Queue) {
         clients.sqs.clone(),
         settings.queue_url.clone(),
         ctx.name.clone(),
+        Arc::clone(&ctx.dead_letters),
         to_delete,
     ));
     tracing::info!(source = %ctx.name, queue = %settings.queue_url, "reading S3 notifications");
@@ -530,11 +532,14 @@ fn dead_letter_message(shared: &Shared, id: &str, reason: &str, body: &str) {
 }
 
 /// Deletes the messages whose receipt handles arrive, up to ten per request: those that
-/// arrive within a moment of each other go together.
+/// arrive within a moment of each other go together. A deletion is a message's
+/// checkpoint: what was dead-lettered on its way (by the source or a sink) is made durable
+/// first, and if that fails the messages are left to come back.
 async fn delete_messages(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     name: String,
+    dead_letters: Arc<DeadLetterFile>,
     mut receipts: mpsc::UnboundedReceiver<String>,
 ) {
     while let Some(first) = receipts.recv().await {
@@ -550,7 +555,14 @@ async fn delete_messages(
                 _ = &mut linger => break,
             }
         }
-        delete_batch(&sqs, &queue_url, &name, batch).await;
+        let letters = Arc::clone(&dead_letters);
+        match tokio::task::spawn_blocking(move || letters.sync()).await {
+            Ok(Ok(())) => delete_batch(&sqs, &queue_url, &name, batch).await,
+            Ok(Err(e)) => {
+                tracing::error!(source = %name, "the dead-letter file cannot be synced ({e}): {} messages are not deleted and will be read again", batch.len())
+            }
+            Err(e) => tracing::error!(source = %name, "syncing the dead-letter file: {e}"),
+        }
     }
 }
 
