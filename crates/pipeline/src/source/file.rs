@@ -7,7 +7,6 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flowlog_sink::DeadLetters;
 use serde::Deserialize;
 
 use arrow_buffer::Buffer;
@@ -379,8 +378,7 @@ fn quarantine(
         );
         tracing::warn!(source = %ctx.name, "{reason}");
         let letter = flowlog_decode::DeadLetter::new(&SourceId::new(key), 0, reason, b"");
-        ctx.metrics.dead_letters.inc();
-        ctx.dead_letters.write(letter);
+        ctx.dead_letter(letter);
     }
     progress.finish(&ctx.checkpoints, true);
 }

@@ -133,6 +133,12 @@ impl SourceContext {
         self.stop.is_set()
     }
 
+    /// Writes a dead letter and counts it against this source.
+    pub fn dead_letter(&self, letter: DeadLetter) {
+        self.metrics.dead_letters.inc();
+        self.dead_letters.write(letter);
+    }
+
     /// Sends a batch from async code, waiting for room (the backpressure); the waiter
     /// for its outcome, or `None` when the pipeline is gone.
     pub async fn submit(&self, batch: FlowBatch) -> Option<AckWait> {
@@ -380,8 +386,7 @@ impl RecordSink for Emit<'_> {
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
         if !self.skip.covers(letter.line) {
-            self.ctx.metrics.dead_letters.inc();
-            self.ctx.dead_letters.write(letter);
+            self.ctx.dead_letter(letter);
         }
         Ok(())
     }

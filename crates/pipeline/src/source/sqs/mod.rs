@@ -29,7 +29,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
 use flowlog_model::{error_chain, DeadLetter, SourceId};
-use flowlog_sink::{BatchStatus, BoxFuture, DeadLetters};
+use flowlog_sink::{BatchStatus, BoxFuture};
 use serde::Deserialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -365,9 +365,7 @@ async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePe
         Ok(notice) => notice,
         Err(reason) => {
             tracing::warn!(source = %name, message = %id, "{reason}: dead-lettered and deleted");
-            dead_letter_message(&shared, &id, &reason, body);
-            metrics.inc("not_a_notification");
-            let _ = shared.deletes.send(receipt);
+            discard(&shared, &id, receipt, body, &reason, "not_a_notification");
             return;
         }
     };
@@ -440,9 +438,7 @@ async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePe
 /// its body and why, then deleted.
 fn give_up(shared: &Shared, id: &str, receipt: String, body: &str, reason: String) {
     tracing::error!(source = %shared.ctx.name, message = %id, "{reason}; the message is dead-lettered and deleted");
-    dead_letter_message(shared, id, &reason, body);
-    shared.ctx.metrics.messages.inc("given_up");
-    let _ = shared.deletes.send(receipt);
+    discard(shared, id, receipt, body, &reason, "given_up");
 }
 
 fn receive_count(message: &Message) -> u32 {
@@ -518,17 +514,25 @@ async fn change_visibility(shared: &Shared, receipt: &str, secs: u32) -> Result<
         .map_err(|e| error_chain(&e))
 }
 
-/// A message that is not read: its body goes to the dead letter.
-fn dead_letter_message(shared: &Shared, id: &str, reason: &str, body: &str) {
+/// A message not read (further): its body goes to the dead letter with why, it is counted
+/// under `outcome`, and deleted.
+fn discard(
+    shared: &Shared,
+    id: &str,
+    receipt: String,
+    body: &str,
+    reason: &str,
+    outcome: &'static str,
+) {
     let source = SourceId::new(format!(
         "sqs://{}/{id}",
         queue_name(&shared.settings.queue_url)
     ));
-    shared.ctx.metrics.dead_letters.inc();
     shared
         .ctx
-        .dead_letters
-        .write(DeadLetter::new(&source, 0, reason, body.as_bytes()));
+        .dead_letter(DeadLetter::new(&source, 0, reason, body.as_bytes()));
+    shared.ctx.metrics.messages.inc(outcome);
+    let _ = shared.deletes.send(receipt);
 }
 
 /// Deletes the messages whose receipt handles arrive, up to ten per request: those that

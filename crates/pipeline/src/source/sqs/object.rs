@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Buf, Bytes};
 use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
 use flowlog_model::{error_chain, FlowBatch, SourceId};
-use flowlog_sink::{AckWait, DeadLetters};
+use flowlog_sink::AckWait;
 
 use super::{ObjectRef, Shared};
 use crate::source::{SourceContext, Stop};
@@ -76,10 +76,9 @@ fn is_missing(
     e.as_service_error().is_some_and(|e| e.is_no_such_key())
 }
 
+/// A whole object dead-lettered (line 0, no text: it is the object that failed).
 fn dead_letter(ctx: &SourceContext, source: &SourceId, reason: String) {
-    ctx.metrics.dead_letters.inc();
-    ctx.dead_letters
-        .write(DeadLetter::new(source, 0, reason, b""));
+    ctx.dead_letter(DeadLetter::new(source, 0, reason, b""));
 }
 
 /// Decodes the body as it arrives (on a blocking thread).
@@ -203,8 +202,7 @@ impl RecordSink for Submit<'_> {
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
-        self.ctx.metrics.dead_letters.inc();
-        self.ctx.dead_letters.write(letter);
+        self.ctx.dead_letter(letter);
         Ok(())
     }
 }
