@@ -369,6 +369,7 @@ async fn decode(shared: &Shared, request_id: &str, body: Bytes) -> Result<Vec<Fl
     struct Collect<'a> {
         batches: Vec<FlowBatch>,
         dead_letters: &'a dyn DeadLetters,
+        counted: prometheus_client::metrics::counter::Counter,
     }
     impl RecordSink for Collect<'_> {
         fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
@@ -376,6 +377,7 @@ async fn decode(shared: &Shared, request_id: &str, body: Bytes) -> Result<Vec<Fl
             Ok(())
         }
         fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
+            self.counted.inc();
             self.dead_letters.write(letter);
             Ok(())
         }
@@ -387,12 +389,14 @@ async fn decode(shared: &Shared, request_id: &str, body: Bytes) -> Result<Vec<Fl
         ..DecodeOptions::default()
     };
     let dead_letters = Arc::clone(&shared.ctx.dead_letters);
+    let counted = shared.ctx.metrics.dead_letters.clone();
     let source = SourceId::new(format!("firehose:{request_id}"));
     // Decoding is synchronous: off the runtime's workers.
     tokio::task::spawn_blocking(move || {
         let mut collect = Collect {
             batches: Vec::new(),
             dead_letters: dead_letters.as_ref(),
+            counted,
         };
         decode_reader(&body[..], source, &options, &mut collect)
             .map(|_| collect.batches)
