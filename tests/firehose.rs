@@ -315,26 +315,26 @@ print(answer.status, answer.read().decode())
         port = address.port(),
         body = body_file.display()
     );
-    let out = std::process::Command::new(common::python())
-        .args(["-c", &client, KEY])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.starts_with("200 "),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // What a Python script given the access key prints, and its errors.
+    let python = |script: &str| {
+        let out = std::process::Command::new(common::python())
+            .args(["-c", script, KEY])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (printed, errors) = python(&client);
+    assert!(printed.starts_with("200 "), "{printed}{errors}");
     assert!(printed.contains("\"requestId\":\"tls-1\""), "{printed}");
     let ids = receiver.ids();
     assert!(ids_for("tls-1", 10).iter().all(|id| ids.contains_key(id)));
 
     // Headers, ten bytes of a longer body, then nothing: 408 after a second, over TLS.
-    let stalled = std::process::Command::new(common::python())
-        .args([
-            "-c",
-            &format!(
-                r#"
+    let (printed, errors) = python(&format!(
+        r#"
 import socket, ssl, sys
 context = ssl.create_default_context(cafile="{ca}")
 s = context.wrap_socket(socket.create_connection(("localhost", {port})), server_hostname="localhost")
@@ -342,24 +342,12 @@ s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nX-Amz-Firehose
 s.settimeout(30)
 print(s.recv(4096).decode().split("\r\n")[0])
 "#,
-                ca = ca.display(),
-                port = address.port()
-            ),
-            KEY,
-        ])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&stalled.stdout);
-    assert!(
-        printed.starts_with("HTTP/1.1 408"),
-        "{printed}{}",
-        String::from_utf8_lossy(&stalled.stderr)
-    );
+        ca = ca.display(),
+        port = address.port()
+    ));
+    assert!(printed.starts_with("HTTP/1.1 408"), "{printed}{errors}");
     // The one request slot is free again.
-    let out = std::process::Command::new(common::python())
-        .args(["-c", &client.replace("tls-1", "tls-2"), KEY])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("200 "));
+    let (printed, errors) = python(&client.replace("tls-1", "tls-2"));
+    assert!(printed.starts_with("200 "), "{printed}{errors}");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -134,6 +134,15 @@ fn ids_of(object: &Object, etag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The ids of every record of `objects`, put with `etags`.
+fn ids_of_all(objects: &[Object], etags: &[String]) -> HashSet<String> {
+    objects
+        .iter()
+        .zip(etags)
+        .flat_map(|(o, etag)| ids_of(o, etag))
+        .collect()
+}
+
 const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
 const V5_HEADER: &str = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status flow-direction traffic-path";
 
@@ -251,17 +260,20 @@ impl Drop for Flowlog {
     }
 }
 
+/// `flowlog ARGS` with moto's test credentials (and the HEC receiver's token).
+fn flowlog(args: &[&str], config: &Path) -> Command {
+    let mut command = runs::flowlog(args, config);
+    command
+        .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
 fn start(config: &Path) -> Flowlog {
-    Flowlog(
-        runs::flowlog(&["run"], config)
-            .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .spawn()
-            .unwrap(),
-    )
+    Flowlog(flowlog(&["run"], config).spawn().unwrap())
 }
 
 /// Waits until `done()`, failing after `limit` with what `state()` says.
@@ -271,6 +283,29 @@ fn wait_until(limit: Duration, done: impl Fn() -> bool, state: impl Fn() -> Stri
         assert!(since.elapsed() < limit, "gave up waiting: {}", state());
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits until `delivered()` reaches `target` and the queue is empty (every message
+/// deleted), failing after `limit` with the state and the run's log.
+fn wait_drained(
+    moto: &Moto,
+    delivered: impl Fn() -> usize,
+    target: usize,
+    config: &Path,
+    limit: Duration,
+) {
+    wait_until(
+        limit,
+        || delivered() >= target && moto.depth() == (0, 0),
+        || {
+            format!(
+                "{} ids, queue {:?}: {}",
+                delivered(),
+                moto.depth(),
+                log(config)
+            )
+        },
+    );
 }
 
 /// Every expected id arrived once, and nothing else.
@@ -326,11 +361,7 @@ fn a_hundred_objects_arrive_exactly_once_and_every_message_is_deleted() {
     moto.send(&bodies);
     all.extend(quiet);
     etags.extend(quiet_etags);
-    let expected: HashSet<String> = all
-        .iter()
-        .zip(&etags)
-        .flat_map(|(o, etag)| ids_of(o, etag))
-        .collect();
+    let expected: HashSet<String> = ids_of_all(&all, &etags);
     assert_eq!(expected.len(), 100 * 300);
 
     let config = write_config(
@@ -339,17 +370,12 @@ fn a_hundred_objects_arrive_exactly_once_and_every_message_is_deleted() {
         &runs::hec_sink(&receiver.url(), ""),
     );
     let run = start(&config);
-    wait_until(
+    wait_drained(
+        &moto,
+        || receiver.ids().len(),
+        expected.len(),
+        &config,
         Duration::from_secs(120),
-        || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || {
-            format!(
-                "{} ids, queue {:?}: {}",
-                receiver.ids().len(),
-                moto.depth(),
-                log(&config)
-            )
-        },
     );
     drop(run);
     assert_exactly_once(&receiver.ids(), &expected);
@@ -390,11 +416,7 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
     receiver.set_down(true);
     let first = objects(&dir, moto.bucket("direct"), 8, 200);
     let etags = moto.put(&first);
-    let mut expected: HashSet<String> = first
-        .iter()
-        .zip(&etags)
-        .flat_map(|(o, e)| ids_of(o, e))
-        .collect();
+    let mut expected: HashSet<String> = ids_of_all(&first, &etags);
     let config = write_config(
         &dir,
         &moto.source("visibility_timeout_secs = 4\nworkers = 8"),
@@ -414,17 +436,12 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
         assert!(receiver.ids().is_empty());
     }
     receiver.set_down(false);
-    wait_until(
+    wait_drained(
+        &moto,
+        || receiver.ids().len(),
+        expected.len(),
+        &config,
         Duration::from_secs(60),
-        || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || {
-            format!(
-                "{} ids, queue {:?}: {}",
-                receiver.ids().len(),
-                moto.depth(),
-                log(&config)
-            )
-        },
     );
     assert_exactly_once(&receiver.ids(), &expected);
 
@@ -432,11 +449,7 @@ fn the_heartbeat_holds_messages_while_the_sink_is_down_and_a_kill_loses_nothing(
     drop(run);
     let second = objects(&dir, moto.bucket("sns"), 40, 5_000);
     let etags = moto.put(&second);
-    let second_ids: HashSet<String> = second
-        .iter()
-        .zip(&etags)
-        .flat_map(|(o, e)| ids_of(o, e))
-        .collect();
+    let second_ids: HashSet<String> = ids_of_all(&second, &etags);
     let before = receiver.ids().len();
     let mut run = start(&config);
     let since = Instant::now();
@@ -518,23 +531,14 @@ fn two_processes_share_one_queue_without_delivering_an_object_twice() {
         .collect();
     let all = objects(&dir, moto.bucket("direct"), 100, 200);
     let etags = moto.put(&all);
-    let expected: HashSet<String> = all
-        .iter()
-        .zip(&etags)
-        .flat_map(|(o, e)| ids_of(o, e))
-        .collect();
+    let expected: HashSet<String> = ids_of_all(&all, &etags);
     let total = || receivers.iter().map(|r| r.ids().len()).sum::<usize>();
-    wait_until(
+    wait_drained(
+        &moto,
+        total,
+        expected.len(),
+        &runs[0].0,
         Duration::from_secs(120),
-        || total() >= expected.len() && moto.depth() == (0, 0),
-        || {
-            format!(
-                "{} ids, queue {:?}: {}",
-                total(),
-                moto.depth(),
-                log(&runs[0].0)
-            )
-        },
     );
     drop(runs);
     let (a, b) = (receivers[0].ids(), receivers[1].ids());
@@ -644,17 +648,12 @@ fn every_fixture_body_shape_is_handled_and_the_queue_ends_empty() {
         &runs::hec_sink(&receiver.url(), ""),
     );
     let run = start(&config);
-    wait_until(
+    wait_drained(
+        &moto,
+        || receiver.ids().len(),
+        expected.len(),
+        &config,
         Duration::from_secs(60),
-        || receiver.ids().len() >= expected.len() && moto.depth() == (0, 0),
-        || {
-            format!(
-                "{} ids, queue {:?}: {}",
-                receiver.ids().len(),
-                moto.depth(),
-                log(&config)
-            )
-        },
     );
     drop(run);
     // What the corrupt object held before its cut arrived too, once.
@@ -693,11 +692,8 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     );
     let check = |config: &Path| {
         runs::run_to_end({
-            let mut command = runs::flowlog(&["check"], config);
-            command
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "check-secret-not-printed")
-                .env("AWS_EC2_METADATA_DISABLED", "true");
+            let mut command = flowlog(&["check"], config);
+            command.env("AWS_SECRET_ACCESS_KEY", "check-secret-not-printed");
             command
         })
     };
@@ -783,11 +779,7 @@ read_timeout_secs = 1"#,
     );
     let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
     let _run = Flowlog(
-        runs::flowlog(&["run"], &config)
-            .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        flowlog(&["run"], &config)
             .env("AWS_ENDPOINT_URL_SQS", &moto.endpoint)
             .env("AWS_ENDPOINT_URL_S3", &s3)
             .spawn()
