@@ -106,7 +106,7 @@ def main():
     for status, documents, body in bulk:
         put(corpora, "es_answer", struct.pack("<H", status - 100) + bytes([documents]) + body)
     # otlp_answer: status (little-endian, minus 100), the transport (0 gRPC, 1 HTTP/protobuf,
-    # 2 HTTP/JSON), then "Retry-After value NUL body" or just the body; for gRPC the body
+    # 2 HTTP/JSON), the number of records sent, then "Retry-After value NUL body" or just the body; for gRPC the body
     # is "grpc-status NUL grpc-message NUL grpc-status-details-bin NUL message".
     retry_info = (  # google.rpc.Status{code 8, details [Any{RetryInfo{retry_delay 1.5 s}}]}
         b"CAgSBGZ1bGwaNgoodHlwZS5nb29nbGVhcGlzLmNvbS9nb29nbGUucnBjLlJldHJ5SW5mbxIKCggIARCAyrXuAQ=="
@@ -120,6 +120,8 @@ def main():
         (503, 0, b""),
         (200, 1, b"\x12\x06\x08\x03\x12\x02no"),
         (200, 2, b'{"partialSuccess":{"rejectedLogRecords":"3","errorMessage":"dropped"}}'),
+        (200, 2, b'{"partialSuccess":{"rejectedLogRecords":5,"errorMessage":"dropped"}}'),
+        (200, 2, b'{"partialSuccess":{"rejectedLogRecords":"999999"}}'),
         (400, 2, b'{"code":3,"message":"unmarshal"}'),
         (429, 1, b"2\x00"),
         (413, 1, b""),
@@ -127,7 +129,7 @@ def main():
     for status, transport, body in otlp:
         if transport == 0:
             body = b"\x00" + body  # no Retry-After: the trailers follow
-        put(corpora, "otlp_answer", struct.pack("<H", status - 100) + bytes([transport]) + body)
+        put(corpora, "otlp_answer", struct.pack("<H", status - 100) + bytes([transport, 10]) + body)
 
 
 if __name__ == "__main__":

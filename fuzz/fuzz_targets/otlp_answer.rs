@@ -11,10 +11,12 @@ use flowlog_sink_otlp::response::{grpc_verdict, http_verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
-    let Some((mut response, header)) = answer(input, 1) else {
+    let Some((mut response, header)) = answer(input, 2) else {
         return;
     };
     let status = response.status;
+    // How many records the export held.
+    let events = header[1] as usize;
     let verdict = match header[0] % 3 {
         0 => {
             // The body holds the trailers' values, then the message.
@@ -27,14 +29,15 @@ fuzz_target!(|input: &[u8]| {
                 }
             }
             response.body = body.slice_ref(parts.next().unwrap_or_default());
-            grpc_verdict(&response)
+            grpc_verdict(&response, events)
         }
-        1 => http_verdict(&response, Encoding::Protobuf),
-        _ => http_verdict(&response, Encoding::Json),
+        1 => http_verdict(&response, Encoding::Protobuf, events),
+        _ => http_verdict(&response, Encoding::Json, events),
     };
     assert!(!matches!(verdict, Verdict::Events(_)), "OTLP answers are per request");
     if let Verdict::Partial { rejected, .. } = verdict {
         assert!(rejected > 0, "a partial success rejects something");
+        assert!(rejected <= events as u64, "never more than were sent");
     }
     if status == 401 || status == 403 {
         assert!(matches!(verdict, Verdict::Fatal { .. }), "{status}: {verdict:?}");

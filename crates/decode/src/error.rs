@@ -41,6 +41,10 @@ pub enum DecodeError {
         what: &'static str,
         limit: u64,
     },
+    /// A body that should be one request of a known shape (a Firehose HTTP endpoint
+    /// request) is not.
+    #[error("{source_id}: not a Firehose request: {reason}")]
+    NotARequest { source_id: SourceId, reason: String },
     #[error("output failed: {0}")]
     Sink(#[source] SinkError),
 }
@@ -62,7 +66,8 @@ impl DecodeError {
             | DecodeError::ParquetColumn { .. }
             | DecodeError::ParquetFormat { .. }
             | DecodeError::TooDeep { .. }
-            | DecodeError::TooLarge { .. } => true,
+            | DecodeError::TooLarge { .. }
+            | DecodeError::NotARequest { .. } => true,
             DecodeError::Sink(_) => false,
         }
     }

@@ -37,7 +37,7 @@ const MAX_DEPTH: usize = 6;
 /// CloudWatch Logs batch holds at most 1 MiB of messages, a Firehose record at most
 /// 1000 KiB, a Lambda event 6 MB. Anything larger is dead-lettered, never loaded, so a
 /// few megabytes of gzip cannot make the decoder allocate gigabytes.
-pub(crate) const MAX_ENVELOPE_BYTES: usize = 16 << 20;
+pub const MAX_ENVELOPE_BYTES: usize = 16 << 20;
 
 /// The members flowlog reads from any JSON object; the kind of envelope follows from which
 /// are present. Of a `{"message"}` event, the members it has no name for are kept as
@@ -218,11 +218,14 @@ pub(crate) struct JsonDecoder<'d> {
     /// Where the members of an event flowlog has no column for are written (reused).
     fields: String,
     next_event: u64,
+    /// What decompressing record data may still produce (`DecodeOptions::max_inflated_bytes`).
+    inflation_left: Option<u64>,
 }
 
 impl<'d> JsonDecoder<'d> {
-    pub fn new(lines: &'d mut LineDecoder) -> Self {
+    pub fn new(lines: &'d mut LineDecoder, max_inflated_bytes: Option<u64>) -> Self {
         Self {
+            inflation_left: max_inflated_bytes,
             lines,
             block: Vec::with_capacity(BLOCK_BYTES),
             numbers: Vec::new(),
@@ -321,6 +324,30 @@ impl<'d> JsonDecoder<'d> {
                 }
             }
         }
+        self.flush(sink)
+    }
+
+    /// Decodes one Firehose HTTP endpoint request held in memory (see
+    /// [`crate::decode_firehose_request`]): the whole body is parsed and checked before
+    /// any record is decoded.
+    pub fn decode_request(mut self, body: &[u8], sink: &mut dyn RecordSink) -> Result<(), DecodeError> {
+        let not_a_request = |reason: String| DecodeError::NotARequest {
+            source_id: self.lines.source().clone(),
+            reason,
+        };
+        let object = match serde_json::from_slice::<JsonObject<&RawValue>>(body) {
+            Ok(object) => object,
+            Err(e) => return Err(not_a_request(format!("the body is not a JSON object with records: {e}"))),
+        };
+        if object.records.is_none() {
+            return Err(not_a_request("the body has no `records` array".into()));
+        }
+        if object.message_type.is_some() || object.awslogs.is_some() || object.message.is_some() {
+            return Err(not_a_request(
+                "the body holds `records` beside members of another envelope".into(),
+            ));
+        }
+        self.decode_object(object, None, 0, None, sink)?;
         self.flush(sink)
     }
 
@@ -477,10 +504,23 @@ impl<'d> JsonDecoder<'d> {
             Envelope::Gzip => {
                 let mut plain = Vec::new();
                 let limit = MAX_ENVELOPE_BYTES as u64 + 1;
-                match flate2::read::MultiGzDecoder::new(&bytes[..])
+                // The source's budget, when it has one and it is the tighter bound.
+                let (limit, budget) = match self.inflation_left {
+                    Some(left) if left < limit => (left + 1, true),
+                    _ => (limit, false),
+                };
+                let inflated = flate2::read::MultiGzDecoder::new(&bytes[..])
                     .take(limit)
-                    .read_to_end(&mut plain)
-                {
+                    .read_to_end(&mut plain);
+                if let Some(left) = &mut self.inflation_left {
+                    *left = left.saturating_sub(plain.len() as u64);
+                }
+                match inflated {
+                    Ok(n) if n as u64 == limit && budget => Err(DecodeError::TooLarge {
+                        source_id: self.lines.source().clone(),
+                        what: "data decompressed from the records",
+                        limit: limit - 1,
+                    }),
                     Ok(n) if n as u64 == limit => {
                         let line = self.take_event();
                         let reason = format!(

@@ -40,6 +40,7 @@ pub use error::{DecodeError, SinkError};
 pub use flowlog_model::DeadLetter;
 pub use line::LineDecoder;
 pub use sniff::{sniff, Envelope, SNIFF_LEN};
+pub use json::MAX_ENVELOPE_BYTES;
 pub use text::MAX_LINE_BYTES;
 
 /// Where decoded batches and dead letters go.
@@ -74,6 +75,12 @@ pub struct DecodeOptions {
     /// their lines arrive instead of waiting for a whole block. Without it, streams are
     /// read a block (about 1 MiB) at a time, which is fastest for files.
     pub streaming: Option<Streaming>,
+    /// The most bytes that decompressing record data inside JSON envelopes (gzip'd
+    /// CloudWatch Logs payloads in Firehose records) may produce for the whole source;
+    /// past it the source fails with [`DecodeError::TooLarge`]. Each record is also held to
+    /// [`MAX_ENVELOPE_BYTES`]. `None`: no bound beyond the per-record one (a file is as
+    /// large as it is; a network request is not).
+    pub max_inflated_bytes: Option<u64>,
 }
 
 /// How a stream that arrives over time is decoded promptly: read what is there, and emit
@@ -134,6 +141,7 @@ impl Default for DecodeOptions {
             progress: None,
             keep_lines: false,
             streaming: None,
+            max_inflated_bytes: None,
         }
     }
 }
@@ -149,6 +157,7 @@ impl std::fmt::Debug for DecodeOptions {
                 "streaming",
                 &self.streaming.as_ref().map(|s| s.flush_interval),
             )
+            .field("max_inflated_bytes", &self.max_inflated_bytes)
             .finish()
     }
 }
@@ -256,6 +265,32 @@ pub fn decode_reader(
     Ok(stats)
 }
 
+/// Decodes the body of an Amazon Data Firehose HTTP endpoint request (after its
+/// `Content-Encoding` is undone): `{"requestId", "timestamp", "records": [{"data"}]}`,
+/// each record's data base64 of a CloudWatch Logs payload (gzip'd), a `{"message"}`
+/// event, or lines.
+///
+/// The body is checked whole before any record is emitted: a body that is not such a
+/// request is [`DecodeError::NotARequest`] and nothing is emitted, so the caller can
+/// refuse it and let Firehose retry or back it up, instead of acknowledging a part. The
+/// body may be as large as the caller accepts (Firehose sends up to 64 MiB); records
+/// inside it that cannot be decoded are dead letters, as anywhere else.
+pub fn decode_firehose_request(
+    body: &[u8],
+    source: SourceId,
+    options: &DecodeOptions,
+    sink: &mut dyn RecordSink,
+) -> Result<DecodeStats, DecodeError> {
+    let mut lines = LineDecoder::new(source.clone(), options.format.clone(), options.batch_rows)
+        .keeping_lines(options.keep_lines);
+    json::JsonDecoder::new(&mut lines, options.max_inflated_bytes).decode_request(body, sink)?;
+    lines.flush(sink)?;
+    Ok(DecodeStats {
+        bytes_read: body.len() as u64,
+        ..*lines.stats()
+    })
+}
+
 /// Counts the bytes read through it and reports them to the progress callback.
 struct Metered<R> {
     inner: R,
@@ -329,7 +364,8 @@ fn decode_stream(
             return Ok(stats);
         }
         Envelope::Json => {
-            json::JsonDecoder::new(&mut lines).decode_stream(reader, streaming, sink)?
+            json::JsonDecoder::new(&mut lines, options.max_inflated_bytes)
+                .decode_stream(reader, streaming, sink)?
         }
         Envelope::Text => {
             text::decode_text(reader, &mut lines, 1, streaming, sink)?;

@@ -103,6 +103,14 @@ pub enum TransportError {
     Timeout(Duration),
     #[error("{0}")]
     Failed(String),
+    /// The endpoint answered with a redirect. It is not followed: a `POST` that becomes a
+    /// `GET` delivers nothing, and one sent on to another server carries the sink's
+    /// records (and, for custom headers, its secrets) where nobody configured them to go.
+    #[error(
+        "answered {status} redirecting to {location}: redirects are not followed; set the \
+         endpoint to the address that answers requests itself"
+    )]
+    Redirected { status: u16, location: String },
 }
 
 /// What a sink's client is built from.
@@ -172,6 +180,7 @@ impl HttpClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("flowlog/", env!("CARGO_PKG_VERSION")));
         if options.http2_only {
@@ -202,6 +211,17 @@ impl HttpClient {
         let exchange = async {
             use http_body_util::BodyExt;
             let response = self.client.execute(request).await.map_err(failed)?;
+            if response.status().is_redirection() {
+                let location = response
+                    .headers()
+                    .get(http::header::LOCATION)
+                    .map(|l| String::from_utf8_lossy(&l.as_bytes()[..l.len().min(512)]).into_owned())
+                    .unwrap_or_else(|| "nowhere (no Location header)".into());
+                return Err(TransportError::Redirected {
+                    status: response.status().as_u16(),
+                    location,
+                });
+            }
             let (parts, mut stream) = http::Response::from(response).into_parts();
             let status = parts.status.as_u16();
             let mut body = Vec::new();

@@ -34,6 +34,7 @@ struct Inner {
     bytes_out: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     capacity_warnings: Family<Labels, Counter>,
+    protocol_errors: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     ack_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
@@ -60,6 +61,9 @@ pub struct ComponentMetrics {
     pub retries: Counter,
     /// Successes that came with a capacity warning (HEC codes 24 and 25).
     pub capacity_warnings: Counter,
+    /// Answers that cannot be taken as they are (a redirect, an answer that does not
+    /// account for what was sent): the request is sent again, never counted delivered.
+    pub protocol_errors: Counter,
     /// Requests (sinks) or batches (sources) sent and not yet answered.
     pub in_flight: Gauge,
     /// Time from a request's first attempt to its last answer.
@@ -104,6 +108,7 @@ impl Metrics {
         let bytes_out = Family::default();
         let retries = Family::default();
         let capacity_warnings = Family::default();
+        let protocol_errors = Family::default();
         let in_flight = Family::default();
         let messages = Family::default();
         let batch_seconds =
@@ -156,6 +161,12 @@ impl Metrics {
             capacity_warnings.clone(),
         );
         registry.register(
+            "protocol_errors",
+            "Answers a sink could not take as they were (redirects, answers that do not \
+             account for what was sent); the request was sent again",
+            protocol_errors.clone(),
+        );
+        registry.register(
             "in_flight",
             "Requests or batches sent and not yet answered",
             in_flight.clone(),
@@ -186,6 +197,7 @@ impl Metrics {
             bytes_out,
             retries,
             capacity_warnings,
+            protocol_errors,
             in_flight,
             batch_seconds,
             ack_wait_seconds,
@@ -226,6 +238,7 @@ impl Metrics {
             bytes_out: counter(&m.bytes_out, sink),
             retries: counter(&m.retries, sink),
             capacity_warnings: counter(&m.capacity_warnings, sink),
+            protocol_errors: counter(&m.protocol_errors, sink),
             in_flight: if sink {
                 m.in_flight.get_or_create(&labels).clone()
             } else {

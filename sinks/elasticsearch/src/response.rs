@@ -7,11 +7,12 @@ use flowlog_sink::retry::parse_retry_after;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The parts of a bulk answer read. Items are read only when `errors` is true.
+/// The parts of a bulk answer read. Items are read only when `errors` is true; an answer
+/// without `errors` says nothing of the documents (it is not read as `false`).
 #[derive(Deserialize)]
 struct BulkAnswer<'a> {
     #[serde(default)]
-    errors: bool,
+    errors: Option<bool>,
     #[serde(borrow, default)]
     items: Option<&'a RawValue>,
 }
@@ -101,17 +102,28 @@ fn items(body: &[u8], events: usize) -> Verdict {
         Ok(answer) => answer,
         Err(e) => {
             // Nothing says what was stored; ids make sending again safe.
-            return Verdict::Retry {
+            return Verdict::Invalid {
                 reason: format!("the bulk answer is not JSON ({e})"),
-                after: None,
             };
         }
     };
-    if !answer.errors {
-        return Verdict::Delivered {
-            receipt: None,
-            warning: None,
-        };
+    match answer.errors {
+        Some(false) => {
+            return Verdict::Delivered {
+                receipt: None,
+                warning: None,
+            }
+        }
+        Some(true) => {}
+        None => {
+            return Verdict::Invalid {
+                reason: format!(
+                    "the bulk answer has no `errors` member: it says nothing of the {events} \
+                     documents sent ({})",
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
+                ),
+            }
+        }
     }
     let parsed = answer
         .items
@@ -119,18 +131,16 @@ fn items(body: &[u8], events: usize) -> Verdict {
     let items = match parsed {
         Some(Ok(items)) if items.len() == events => items,
         Some(Ok(items)) => {
-            return Verdict::Retry {
+            return Verdict::Invalid {
                 reason: format!(
                     "the bulk answer lists {} items for {events} documents",
                     items.len()
                 ),
-                after: None,
             }
         }
         _ => {
-            return Verdict::Retry {
+            return Verdict::Invalid {
                 reason: "the bulk answer has errors but no readable items".into(),
-                after: None,
             }
         }
     };
@@ -240,11 +250,18 @@ mod tests {
         let short = r#"{"errors":true,"items":[{"create":{"status":201}}]}"#;
         assert!(matches!(
             verdict(&response(200, short), 2),
-            Verdict::Retry { .. }
+            Verdict::Invalid { .. }
         ));
         assert!(matches!(
             verdict(&response(200, "not json"), 2),
-            Verdict::Retry { .. }
+            Verdict::Invalid { .. }
         ));
+        // No `errors` member is not `errors: false`: nothing says what was stored.
+        for body in ["{}", r#"{"took":1}"#, r#"{"items":[]}"#, r#"{"errors":null}"#] {
+            assert!(
+                matches!(verdict(&response(200, body), 3), Verdict::Invalid { .. }),
+                "{body}"
+            );
+        }
     }
 }

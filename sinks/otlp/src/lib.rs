@@ -205,11 +205,11 @@ impl RequestProtocol for Export {
         request.body(body).expect("headers are valid")
     }
 
-    fn classify(&self, response: &Response, _events: usize) -> Verdict {
+    fn classify(&self, response: &Response, events: usize) -> Verdict {
         if self.grpc {
-            response::grpc_verdict(response)
+            response::grpc_verdict(response, events)
         } else {
-            response::http_verdict(response, self.encoding)
+            response::http_verdict(response, self.encoding, events)
         }
     }
 
@@ -260,7 +260,9 @@ impl OtlpSink {
                 sink: self.name.clone(),
                 message: "an empty export was refused as too large".into(),
             }),
-            Verdict::Retry { reason, .. } | Verdict::Refused { reason } => {
+            Verdict::Retry { reason, .. }
+            | Verdict::Refused { reason }
+            | Verdict::Invalid { reason } => {
                 Err(SinkError::Unreachable {
                     sink: self.name.clone(),
                     message: format!("{}: {reason}", self.export.url),

@@ -40,8 +40,8 @@ mod code {
     pub const UNKNOWN: u32 = 2;
 }
 
-/// The verdict on a gRPC answer.
-pub fn grpc_verdict(response: &Response) -> Verdict {
+/// The verdict on a gRPC answer to an export of `events` records.
+pub fn grpc_verdict(response: &Response, events: usize) -> Verdict {
     // A proxy or load balancer in front may answer in HTTP: the gRPC mapping of those.
     if response.status != 200 {
         let status = match response.status {
@@ -70,10 +70,10 @@ pub fn grpc_verdict(response: &Response) -> Verdict {
         };
     };
     if status == code::OK {
-        return match unframe(&response.body) {
-            Some(message) => delivered(ExportLogsServiceResponse::decode(message).ok()),
-            None => delivered(None),
-        };
+        let answer = unframe(&response.body)
+            .and_then(|message| ExportLogsServiceResponse::decode(message).ok())
+            .map(Answer::from);
+        return delivered(answer, events);
     }
     let message = header("grpc-message")
         .map(|m| {
@@ -115,13 +115,27 @@ fn by_code(status: u32, reason: String, after: Option<Duration>, http_status: u1
     }
 }
 
-/// The verdict on an OTLP/HTTP answer whose body is in `encoding`.
-pub fn http_verdict(response: &Response, encoding: Encoding) -> Verdict {
+/// The verdict on an OTLP/HTTP answer, whose body is in `encoding`, to an export of
+/// `events` records.
+pub fn http_verdict(response: &Response, encoding: Encoding, events: usize) -> Verdict {
     match response.status {
-        200..=299 => delivered(match encoding_of(response, encoding) {
-            Encoding::Protobuf => ExportLogsServiceResponse::decode(&response.body[..]).ok(),
-            Encoding::Json => serde_json::from_slice(&response.body).ok(),
-        }),
+        200..=299 => match encoding_of(response, encoding) {
+            Encoding::Protobuf => delivered(
+                ExportLogsServiceResponse::decode(&response.body[..])
+                    .ok()
+                    .map(Answer::from),
+                events,
+            ),
+            Encoding::Json if response.body.trim_ascii().is_empty() => delivered(None, events),
+            Encoding::Json => match serde_json::from_slice::<JsonAnswer>(&response.body) {
+                Ok(answer) => match answer.read() {
+                    Ok(answer) => delivered(Some(answer), events),
+                    Err(reason) => Verdict::Invalid { reason },
+                },
+                // Not an ExportLogsServiceResponse: the status still says accepted.
+                Err(_) => delivered(None, events),
+            },
+        },
         413 => Verdict::TooLarge,
         429 | 502 | 503 | 504 => Verdict::Retry {
             reason: format!(
@@ -141,19 +155,85 @@ pub fn http_verdict(response: &Response, encoding: Encoding) -> Verdict {
     }
 }
 
-fn delivered(answer: Option<ExportLogsServiceResponse>) -> Verdict {
-    match answer.and_then(|a| a.partial_success) {
-        Some(partial) if partial.rejected_log_records > 0 => Verdict::Partial {
-            rejected: partial.rejected_log_records as u64,
+/// What a success answer says: its partial success, if any.
+#[derive(Debug, Default)]
+struct Answer {
+    rejected: i64,
+    message: String,
+}
+
+impl From<ExportLogsServiceResponse> for Answer {
+    fn from(response: ExportLogsServiceResponse) -> Self {
+        let partial = response.partial_success.unwrap_or_default();
+        Self {
+            rejected: partial.rejected_log_records,
             message: partial.error_message,
+        }
+    }
+}
+
+/// An `ExportLogsServiceResponse` in OTLP/JSON. The protobuf JSON mapping writes 64-bit
+/// integers as strings (`"rejectedLogRecords": "5"`), and receivers also send numbers;
+/// field names may be lowerCamelCase or as in the proto.
+#[derive(serde::Deserialize)]
+struct JsonAnswer {
+    #[serde(default, rename = "partialSuccess", alias = "partial_success")]
+    partial_success: Option<JsonPartial>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonPartial {
+    #[serde(default, rename = "rejectedLogRecords", alias = "rejected_log_records")]
+    rejected: Option<serde_json::Value>,
+    #[serde(default, rename = "errorMessage", alias = "error_message")]
+    message: Option<String>,
+}
+
+impl JsonAnswer {
+    fn read(self) -> Result<Answer, String> {
+        let Some(partial) = self.partial_success else {
+            return Ok(Answer::default());
+        };
+        let rejected = match &partial.rejected {
+            None | Some(serde_json::Value::Null) => Some(0),
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        let rejected = rejected.ok_or_else(|| {
+            format!(
+                "partialSuccess.rejectedLogRecords is not an integer: {}",
+                partial.rejected.as_ref().map(|v| v.to_string()).unwrap_or_default()
+            )
+        })?;
+        Ok(Answer {
+            rejected,
+            message: partial.message.unwrap_or_default(),
+        })
+    }
+}
+
+/// The verdict on a success answer to an export of `events` records.
+fn delivered(answer: Option<Answer>, events: usize) -> Verdict {
+    let answer = answer.unwrap_or_default();
+    match answer.rejected {
+        rejected if rejected < 0 || rejected as u64 > events as u64 => Verdict::Invalid {
+            reason: format!(
+                "the receiver says it rejected {rejected} records of an export of {events}: {}",
+                answer.message
+            ),
         },
-        Some(partial) if !partial.error_message.is_empty() => Verdict::Delivered {
+        0 if !answer.message.is_empty() => Verdict::Delivered {
             receipt: None,
-            warning: Some(format!("the receiver warns: {}", partial.error_message)),
+            warning: Some(format!("the receiver warns: {}", answer.message)),
         },
-        _ => Verdict::Delivered {
+        0 => Verdict::Delivered {
             receipt: None,
             warning: None,
+        },
+        rejected => Verdict::Partial {
+            rejected: rejected as u64,
+            message: answer.message,
         },
     }
 }

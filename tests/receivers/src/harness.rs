@@ -94,3 +94,35 @@ pub async fn run_sink(
     }
     (statuses, result)
 }
+
+/// Runs `sink` over `batches` for `period`, then stops it (as a shutdown deadline would):
+/// each batch's outcome by then (one the sink never confirmed is `Failed`).
+pub async fn run_sink_for(
+    sink: Box<dyn Sink>,
+    batches: Vec<FlowBatch>,
+    period: std::time::Duration,
+) -> Vec<BatchStatus> {
+    let (tx, rx) = tokio::sync::mpsc::channel(batches.len().max(1));
+    let running = tokio::spawn(sink.run(rx));
+    let mut waits = Vec::new();
+    for batch in batches {
+        let (ack, wait) = Ack::new();
+        waits.push(wait);
+        let input = SinkInput {
+            batch: Arc::new(batch),
+            ack,
+        };
+        if tx.send(input).await.is_err() {
+            break;
+        }
+    }
+    tokio::time::sleep(period).await;
+    running.abort();
+    let _ = running.await;
+    drop(tx);
+    let mut statuses = Vec::new();
+    for wait in waits {
+        statuses.push(wait.wait().await);
+    }
+    statuses
+}

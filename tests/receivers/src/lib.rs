@@ -1,6 +1,7 @@
 //! Test receivers that behave as `../shared/protocols.md` says, with scripted faults:
 //! Splunk HEC, Elasticsearch/OpenSearch `_bulk` (with Amazon OpenSearch Service's SigV4),
-//! OTLP logs (gRPC and HTTP), a forward/CONNECT proxy.
+//! OTLP logs (gRPC and HTTP), a forward/CONNECT proxy, and a scripted peer that answers as
+//! a test says (redirects, answers that account for nothing).
 //!
 //! Each runs an HTTP/1.1 server on 127.0.0.1 (a free port) in its own runtime, so both
 //! async unit tests and end-to-end tests of the binary can use it.
@@ -11,6 +12,7 @@ pub mod harness;
 pub mod hec;
 pub mod otlp;
 pub mod proxy;
+pub mod scripted;
 pub mod server;
 pub mod sigv4;
 pub mod tls;

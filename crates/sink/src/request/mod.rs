@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 
 pub use piece::{Origin, Piece, PieceBuilder};
 
-use crate::http::{HttpClient, Response};
+use crate::http::{HttpClient, Response, TransportError};
 use crate::{Backoff, BoxFuture, ComponentMetrics, DeadLetters, RetryPolicy, SinkError, SinkInput};
 
 /// Writes a batch's rows as events.
@@ -117,6 +117,11 @@ pub enum Verdict {
     /// Accepted, but the receiver dropped `rejected` of the events for good without
     /// saying which (an OTLP partial success): counted and logged, not retried.
     Partial { rejected: u64, message: String },
+    /// The answer cannot be right (it does not say what became of the events, or says
+    /// more were refused than were sent): nothing is counted delivered, the request is
+    /// sent again after a backoff, and the answer is logged and counted as a protocol
+    /// error.
+    Invalid { reason: String },
     /// The whole request is refused for good: dead-letter every event.
     Refused { reason: String },
     /// The credentials or endpoint are wrong: the sink stops.
@@ -481,6 +486,13 @@ async fn deliver<P: Protocol>(
             };
             let response = match answer {
                 Ok(response) => response,
+                Err(e @ TransportError::Redirected { .. }) => {
+                    shared.protocol.attempted(&uri, false);
+                    shared.metrics.protocol_errors.inc();
+                    tracing::error!(sink = %shared.name, "{uri} {e}; retrying");
+                    backoff.wait(None).await;
+                    continue;
+                }
                 Err(e) => {
                     shared.protocol.attempted(&uri, false);
                     shared.metrics.retries.inc();
@@ -492,7 +504,10 @@ async fn deliver<P: Protocol>(
             let verdict = shared.protocol.classify(&response, piece.len());
             shared
                 .protocol
-                .attempted(&uri, !matches!(verdict, Verdict::Retry { .. }));
+                .attempted(
+                    &uri,
+                    !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),
+                );
             match verdict {
                 Verdict::Delivered { receipt, warning } => {
                     if let Some(warning) = warning {
@@ -563,6 +578,12 @@ async fn deliver<P: Protocol>(
                         "request refused, dead-lettered: {reason}");
                     shared.dead_letter(piece, &reason);
                     break;
+                }
+                Verdict::Invalid { reason } => {
+                    shared.metrics.protocol_errors.inc();
+                    tracing::warn!(sink = %shared.name, events = piece.len(),
+                        "an answer that cannot be right, sending the request again: {reason}");
+                    backoff.wait(None).await;
                 }
                 Verdict::Retry { reason, after } => {
                     shared.metrics.retries.inc();
