@@ -28,7 +28,9 @@ fn sink_settings(url: &str, ca: Option<&std::path::Path>) -> Vec<(&'static str, 
     vec![
         (
             "splunk_hec",
-            format!("type = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"{SECRET}\"\n{quick}{tls}"),
+            format!(
+                "type = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"{SECRET}\"\n{quick}{tls}"
+            ),
         ),
         (
             "elasticsearch",
@@ -98,7 +100,12 @@ async fn try_sink(label: String, settings: String) -> Case {
         .check()
         .await
         .map_err(|e| e.to_string());
-    let statuses = run_sink_for(build(&settings, &metrics), batches(&v2_lines(0, 30), 10), RUN_FOR).await;
+    let statuses = run_sink_for(
+        build(&settings, &metrics),
+        batches(&v2_lines(0, 30), 10),
+        RUN_FOR,
+    )
+    .await;
     Case {
         label,
         check,
@@ -114,9 +121,17 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
     // The server a redirect points away to: it takes anything, as a real receiver would.
     let elsewhere = |seen: &Seen| {
         if seen.path.ends_with("LogsService/Export") {
-            answer(200, &[("content-type", "application/grpc"), ("grpc-status", "0")], "")
+            answer(
+                200,
+                &[("content-type", "application/grpc"), ("grpc-status", "0")],
+                "",
+            )
         } else {
-            answer(200, &[("content-type", "application/json")], r#"{"text":"Success","code":0,"errors":false,"items":[]}"#)
+            answer(
+                200,
+                &[("content-type", "application/json")],
+                r#"{"text":"Success","code":0,"errors":false,"items":[]}"#,
+            )
         }
     };
     let mut cases = tokio::task::JoinSet::new();
@@ -160,14 +175,17 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
         let label = &case.label;
         let check = case.check.expect_err(label);
         assert!(check.contains("redirect"), "{label}: {check}");
-        assert!(check.contains("/moved/here"), "{label}: the Location is named: {check}");
+        assert!(
+            check.contains("/moved/here"),
+            "{label}: the Location is named: {check}"
+        );
         assert!(
             case.statuses.iter().all(|s| *s == BatchStatus::Failed),
             "{label}: {:?}",
             case.statuses
         );
         assert_eq!(case.records_out, 0, "{label}");
-        assert!(true, "{label}");
+        assert!(case.protocol_errors > 0, "{label}");
     }
     assert_eq!(n, 2 * 5 * 2 * 4);
     for (redirector, other) in &peers {
@@ -194,11 +212,18 @@ async fn an_elasticsearch_answer_that_accounts_for_nothing_is_not_delivery() {
         });
         let settings = &sink_settings(&peer.url(), None)[1].1;
         let metrics = Metrics::new();
-        let statuses =
-            run_sink_for(build(settings, &metrics), batches(&v2_lines(0, 30), 10), RUN_FOR).await;
-        assert!(statuses.iter().all(|s| *s == BatchStatus::Failed), "{body}: {statuses:?}");
+        let statuses = run_sink_for(
+            build(settings, &metrics),
+            batches(&v2_lines(0, 30), 10),
+            RUN_FOR,
+        )
+        .await;
+        assert!(
+            statuses.iter().all(|s| *s == BatchStatus::Failed),
+            "{body}: {statuses:?}"
+        );
         assert_eq!(counter(&metrics, "records_out"), 0, "{body}");
-        assert!(true, "{body}");
+        assert!(counter(&metrics, "protocol_errors") > 0, "{body}");
         assert!(peer.seen().len() > 1, "{body}: sent again");
     }
 }
@@ -218,11 +243,20 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
     // One request of 30 records (batch timeout gathers them) of which "5" were dropped.
     for rejected in [r#""5""#, "5"] {
         let peer = partial(rejected);
-        let settings = sink_settings(&peer.url(), None)[2].1.replace("batch_timeout_secs = 0.05", "batch_timeout_secs = 0.5");
+        let settings = sink_settings(&peer.url(), None)[2]
+            .1
+            .replace("batch_timeout_secs = 0.05", "batch_timeout_secs = 0.5");
         let metrics = Metrics::new();
-        let statuses =
-            run_sink_for(build(&settings, &metrics), batches(&v2_lines(0, 30), 10), RUN_FOR).await;
-        assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered), "{rejected}: {statuses:?}");
+        let statuses = run_sink_for(
+            build(&settings, &metrics),
+            batches(&v2_lines(0, 30), 10),
+            RUN_FOR,
+        )
+        .await;
+        assert!(
+            statuses.iter().all(|s| *s == BatchStatus::Delivered),
+            "{rejected}: {statuses:?}"
+        );
         assert_eq!(peer.seen().len(), 1, "{rejected}");
         assert_eq!(counter(&metrics, "records_rejected"), 5, "{rejected}");
         assert_eq!(counter(&metrics, "records_out"), 25, "{rejected}");
@@ -231,17 +265,29 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
         let peer = partial(rejected);
         let settings = &sink_settings(&peer.url(), None)[2].1;
         let metrics = Metrics::new();
-        let statuses =
-            run_sink_for(build(settings, &metrics), batches(&v2_lines(0, 30), 10), RUN_FOR).await;
-        assert!(statuses.iter().all(|s| *s == BatchStatus::Failed), "{rejected}: {statuses:?}");
-        assert_eq!(counter(&metrics, "records_rejected"), 0, "{rejected}: never clamped");
+        let statuses = run_sink_for(
+            build(settings, &metrics),
+            batches(&v2_lines(0, 30), 10),
+            RUN_FOR,
+        )
+        .await;
+        assert!(
+            statuses.iter().all(|s| *s == BatchStatus::Failed),
+            "{rejected}: {statuses:?}"
+        );
+        assert_eq!(
+            counter(&metrics, "records_rejected"),
+            0,
+            "{rejected}: never clamped"
+        );
         assert_eq!(counter(&metrics, "records_out"), 0, "{rejected}");
-        assert!(true, "{rejected}");
+        assert!(counter(&metrics, "protocol_errors") > 0, "{rejected}");
     }
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("peers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
