@@ -330,14 +330,22 @@ impl<'d> JsonDecoder<'d> {
     /// Decodes one Firehose HTTP endpoint request held in memory (see
     /// [`crate::decode_firehose_request`]): the whole body is parsed and checked before
     /// any record is decoded.
-    pub fn decode_request(mut self, body: &[u8], sink: &mut dyn RecordSink) -> Result<(), DecodeError> {
+    pub fn decode_request(
+        mut self,
+        body: &[u8],
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DecodeError> {
         let not_a_request = |reason: String| DecodeError::NotARequest {
             source_id: self.lines.source().clone(),
             reason,
         };
         let object = match serde_json::from_slice::<JsonObject<&RawValue>>(body) {
             Ok(object) => object,
-            Err(e) => return Err(not_a_request(format!("the body is not a JSON object with records: {e}"))),
+            Err(e) => {
+                return Err(not_a_request(format!(
+                    "the body is not a JSON object with records: {e}"
+                )))
+            }
         };
         if object.records.is_none() {
             return Err(not_a_request("the body has no `records` array".into()));

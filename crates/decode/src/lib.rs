@@ -38,9 +38,9 @@ use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 
 pub use error::{DecodeError, SinkError};
 pub use flowlog_model::DeadLetter;
+pub use json::MAX_ENVELOPE_BYTES;
 pub use line::LineDecoder;
 pub use sniff::{sniff, Envelope, SNIFF_LEN};
-pub use json::MAX_ENVELOPE_BYTES;
 pub use text::MAX_LINE_BYTES;
 
 /// Where decoded batches and dead letters go.
@@ -363,10 +363,8 @@ fn decode_stream(
             parquet::decode_parquet(spill, source, options.batch_rows, &mut stats, sink)?;
             return Ok(stats);
         }
-        Envelope::Json => {
-            json::JsonDecoder::new(&mut lines, options.max_inflated_bytes)
-                .decode_stream(reader, streaming, sink)?
-        }
+        Envelope::Json => json::JsonDecoder::new(&mut lines, options.max_inflated_bytes)
+            .decode_stream(reader, streaming, sink)?,
         Envelope::Text => {
             text::decode_text(reader, &mut lines, 1, streaming, sink)?;
         }

@@ -11,37 +11,49 @@ use hyper_util::rt::TokioIo;
 
 use flowlog_sink::Metrics;
 
-/// Serves until the runtime stops. `healthy` turns false when a sink has failed.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, healthy: Arc<AtomicBool>) {
-    serve_from(|| listener.accept(), metrics, healthy).await
+use crate::dead_letter::DeadLetterFile;
+
+/// What `/health` reports.
+#[derive(Default)]
+pub struct Health {
+    /// A sink has stopped for good.
+    failed: AtomicBool,
+    /// Full, it refuses dead letters, so nothing they would cover is acknowledged.
+    dead_letters: Option<Arc<DeadLetterFile>>,
 }
 
-/// How long to wait after a failed accept (EMFILE, ENFILE, ENOBUFS...): retrying at once
-/// would spin a core while the condition lasts.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+impl Health {
+    pub fn new(dead_letters: Arc<DeadLetterFile>) -> Self {
+        Self {
+            failed: AtomicBool::new(false),
+            dead_letters: Some(dead_letters),
+        }
+    }
 
-async fn serve_from<F, A>(mut accept: F, metrics: Metrics, healthy: Arc<AtomicBool>)
-where
-    F: FnMut() -> A,
-    A: std::future::Future<Output = std::io::Result<(tokio::net::TcpStream, SocketAddr)>>,
-{
-    let mut failing = false;
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The status code and JSON body of `/health`.
+    fn report(&self) -> (u16, String) {
+        if self.failed.load(Ordering::Relaxed) {
+            return (503, r#"{"status":"failed"}"#.into());
+        }
+        if self.dead_letters.as_ref().is_some_and(|d| d.is_full()) {
+            let body = r#"{"status":"blocked","reason":"the dead-letter store is full: nothing it would hold is acknowledged until its rotated files are moved away"}"#;
+            return (503, body.into());
+        }
+        (200, r#"{"status":"ok"}"#.into())
+    }
+}
+
+/// Serves until the runtime stops.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>) {
+    let mut accept = || listener.accept();
     loop {
-        let stream = match accept().await {
-            Ok((stream, _)) => {
-                failing = false;
-                stream
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!("metrics endpoint: cannot accept a connection: {e}");
-                    failing = true;
-                }
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let (metrics, healthy) = (metrics.clone(), Arc::clone(&healthy));
+        let (stream, _) =
+            crate::listen::next_connection(&mut accept, "metrics endpoint", |_| {}).await;
+        let (metrics, health) = (metrics.clone(), Arc::clone(&health));
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                 let answer = match request.uri().path() {
@@ -50,10 +62,10 @@ where
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         metrics.render(),
                     ),
-                    "/health" if healthy.load(Ordering::Relaxed) => {
-                        response(200, "application/json", r#"{"status":"ok"}"#.into())
+                    "/health" => {
+                        let (status, body) = health.report();
+                        response(status, "application/json", body)
                     }
-                    "/health" => response(503, "application/json", r#"{"status":"failed"}"#.into()),
                     _ => response(404, "text/plain", "not found\n".into()),
                 };
                 async move { Ok::<_, std::convert::Infallible>(answer) }
@@ -78,30 +90,4 @@ pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_accept_backs_off_instead_of_spinning() {
-        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = Arc::clone(&calls);
-        let accept = move || {
-            let n = counted.fetch_add(1, Ordering::Relaxed);
-            // Without a wait between failures this loop never yields: stop it here.
-            assert!(n < 1000, "accept retried {n} times without waiting");
-            std::future::ready(Err(std::io::Error::from_raw_os_error(24))) // EMFILE
-        };
-        let server = tokio::spawn(serve_from(
-            accept,
-            Metrics::new(),
-            Arc::new(AtomicBool::new(true)),
-        ));
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let n = calls.load(Ordering::Relaxed);
-        assert!((5..=12).contains(&n), "{n} accepts in one (virtual) second");
-        server.abort();
-    }
 }

@@ -38,9 +38,10 @@ use crate::ConfigError;
 pub struct Config {
     /// Where checkpoints (and, by default, the dead letter) are kept.
     pub data_dir: PathBuf,
-    /// Records that cannot be decoded or delivered, as NDJSON (default:
-    /// `<data_dir>/dead-letter.ndjson`).
-    pub dead_letter: Option<PathBuf>,
+    /// Records that cannot be decoded or delivered, as NDJSON: a path, or a table with
+    /// the path and the store's bounds (default: `<data_dir>/dead-letter.ndjson`, 1 GiB,
+    /// rotated every 64 MiB).
+    pub dead_letter: Option<DeadLetterSettings>,
     /// Seconds to wait for in-flight batches on shutdown before giving up on them (they
     /// are then not checkpointed, and are sent again after a restart).
     #[serde(default = "default_shutdown_timeout")]
@@ -51,6 +52,44 @@ pub struct Config {
     #[serde(default)]
     pub transform: Transform,
     pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// `dead_letter = "path"`, or `[dead_letter]` with `path`, `max_bytes`, `rotate_bytes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DeadLetterSettings {
+    Path(PathBuf),
+    Table(DeadLetterTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterTable {
+    pub path: Option<PathBuf>,
+    /// The file and its rotated files together hold at most this; past it nothing more is
+    /// acknowledged (requests 503, messages left on the queue, checkpoints held).
+    pub max_bytes: Option<u64>,
+    /// The file is rotated (`<path>.1`, `.2`, ...) once it holds this much.
+    pub rotate_bytes: Option<u64>,
+}
+
+impl Config {
+    /// Where the dead letter is kept, and its bounds.
+    pub fn dead_letter_store(&self) -> (PathBuf, crate::dead_letter::DeadLetterLimits) {
+        let default_path = || self.data_dir.join("dead-letter.ndjson");
+        let defaults = crate::dead_letter::DeadLetterLimits::default();
+        match &self.dead_letter {
+            None => (default_path(), defaults),
+            Some(DeadLetterSettings::Path(path)) => (path.clone(), defaults),
+            Some(DeadLetterSettings::Table(table)) => (
+                table.path.clone().unwrap_or_else(default_path),
+                crate::dead_letter::DeadLetterLimits {
+                    max_bytes: table.max_bytes.unwrap_or(defaults.max_bytes),
+                    rotate_bytes: table.rotate_bytes.unwrap_or(defaults.rotate_bytes),
+                },
+            ),
+        }
+    }
 }
 
 fn default_shutdown_timeout() -> f64 {
@@ -215,6 +254,15 @@ impl Config {
             .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
         flowlog_sink::registry::seconds("reload_secs", self.transform.enrich.reload_secs, false)
             .map_err(|e| (Some("reload_secs".into()), e))?;
+        let (_, limits) = self.dead_letter_store();
+        if limits.rotate_bytes < 4096 || limits.max_bytes < limits.rotate_bytes {
+            return Err((
+                Some("dead_letter".into()),
+                "dead_letter: rotate_bytes must be at least 4096 and max_bytes at least \
+                 rotate_bytes"
+                    .into(),
+            ));
+        }
         if self.transform.batch_rows == 0 {
             return Err((
                 Some("batch_rows".into()),

@@ -1,32 +1,100 @@
-//! The dead-letter file: records a source could not decode and records a sink's receiver
+//! The dead-letter store: records a source could not decode and records a sink's receiver
 //! refused for good, one NDJSON object each (`source`, `line`, `reason`, `raw`).
 //!
 //! A dead-lettered record counts as handled, so the file is flushed and synced before
-//! any checkpoint that passes it is written ([`DeadLetterFile::sync`]).
+//! any acknowledgement that covers it (a checkpoint, a Firehose `200`, an SQS delete):
+//! [`DeadLetterFile::sync`].
+//!
+//! The store is bounded, because undecodable input is cheap to send and each record of it
+//! costs a dead letter: the file being written is rotated past `rotate_bytes` (renamed to
+//! `<path>.1`, `<path>.2`, ..., numbers only growing, nothing overwritten), and once the
+//! file and its rotated files together hold `max_bytes`, writes are refused
+//! ([`DeadLetterError::Full`]): whatever the refused letter stands for is not acknowledged
+//! (a request is answered 503, a message is left on its queue, a checkpoint stays), so
+//! nothing is dropped and the disk does not fill. Moving or removing rotated files frees
+//! room; the store notices within a second.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use flowlog_sink::{ComponentMetrics, DeadLetter, DeadLetters};
+use flowlog_sink::{ComponentMetrics, DeadLetter, DeadLetterError, DeadLetters};
+use prometheus_client::metrics::gauge::Gauge;
+
+/// How large the store may grow, and where its file is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterLimits {
+    /// The file and its rotated files together, at most.
+    pub max_bytes: u64,
+    /// The file being written is rotated once it holds this much.
+    pub rotate_bytes: u64,
+}
+
+impl Default for DeadLetterLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            rotate_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How often a full store looks again at what its rotated files hold.
+const RESCAN: Duration = Duration::from_secs(1);
 
 pub struct DeadLetterFile {
     path: PathBuf,
-    out: Mutex<BufWriter<File>>,
+    limits: DeadLetterLimits,
+    state: Mutex<State>,
+    full: AtomicBool,
     metrics: ComponentMetrics,
+    stored: Gauge,
+}
+
+struct State {
+    out: BufWriter<File>,
+    /// Bytes in the file being written.
+    active: u64,
+    /// Bytes in the rotated files, as last counted.
+    rotated: u64,
+    /// The number the next rotated file gets.
+    next: u64,
+    /// Written since the last sync.
+    dirty: bool,
+    scanned: Instant,
 }
 
 impl DeadLetterFile {
-    pub fn open(path: &Path, metrics: ComponentMetrics) -> std::io::Result<Self> {
+    pub fn open(
+        path: &Path,
+        limits: DeadLetterLimits,
+        metrics: ComponentMetrics,
+        stored: Gauge,
+    ) -> std::io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let active = file.metadata()?.len();
+        let (rotated, last) = rotated_files(path)?;
+        stored.set((active + rotated) as i64);
         Ok(Self {
             path: path.to_path_buf(),
-            out: Mutex::new(BufWriter::new(file)),
+            limits,
+            state: Mutex::new(State {
+                out: BufWriter::new(file),
+                active,
+                rotated,
+                next: last + 1,
+                dirty: false,
+                scanned: Instant::now(),
+            }),
+            full: AtomicBool::new(false),
             metrics,
+            stored,
         })
     }
 
@@ -34,28 +102,203 @@ impl DeadLetterFile {
         &self.path
     }
 
-    /// Makes everything written so far durable.
+    /// Whether the last write found the store at its cap (what `/health` reports).
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Makes everything written so far durable (nothing to do when nothing was written
+    /// since the last time).
     pub fn sync(&self) -> std::io::Result<()> {
-        let mut out = self.out.lock().unwrap();
-        out.flush()?;
-        out.get_ref().sync_data()
+        let mut state = self.state.lock().unwrap();
+        if state.dirty {
+            state.out.flush()?;
+            state.out.get_ref().sync_data()?;
+            state.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, error: std::io::Error) -> DeadLetterError {
+        DeadLetterError::Io {
+            path: self.path.display().to_string(),
+            error,
+        }
+    }
+
+    /// Makes room for `len` more bytes: rotates the file when it is due, and refuses
+    /// when the store would pass its cap.
+    fn room(&self, state: &mut State, len: u64) -> Result<(), DeadLetterError> {
+        let cap = self.limits.max_bytes;
+        if state.active + state.rotated + len > cap && state.scanned.elapsed() >= RESCAN {
+            // Rotated files may have been moved away since they were counted.
+            state.rotated = rotated_files(&self.path).map_err(|e| self.io_error(e))?.0;
+            state.scanned = Instant::now();
+        }
+        if state.active + state.rotated + len > cap {
+            return Err(DeadLetterError::Full {
+                path: self.path.display().to_string(),
+                stored: state.active + state.rotated,
+                cap,
+            });
+        }
+        if state.active > 0 && state.active + len > self.limits.rotate_bytes {
+            self.rotate(state).map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// The file becomes `<path>.<next>` (synced first, so what was acknowledged stays
+    /// durable under its new name) and a new file is started.
+    fn rotate(&self, state: &mut State) -> std::io::Result<()> {
+        state.out.flush()?;
+        state.out.get_ref().sync_data()?;
+        let rotated = numbered(&self.path, state.next);
+        std::fs::rename(&self.path, &rotated)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        state.out = BufWriter::new(file);
+        state.rotated += state.active;
+        state.active = 0;
+        state.next += 1;
+        state.dirty = false;
+        tracing::info!("dead letter rotated to {}", rotated.display());
+        Ok(())
     }
 }
 
 impl DeadLetters for DeadLetterFile {
-    fn write(&self, letter: DeadLetter) {
-        self.metrics.dead_letters.inc();
+    fn write(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
         let mut line = letter.to_json();
         line.push('\n');
-        let mut out = self.out.lock().unwrap();
-        if let Err(e) = out.write_all(line.as_bytes()) {
-            // Nowhere else to put it: say so loudly, with the record's place.
-            tracing::error!(
-                "cannot write to the dead letter {}: {e}; lost: {} line {}",
-                self.path.display(),
-                letter.source,
-                letter.line
-            );
+        let mut state = self.state.lock().unwrap();
+        if let Err(e) = self.room(&mut state, line.len() as u64) {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::error!("{e}; what it would hold is not acknowledged until then");
+            }
+            return Err(e);
         }
+        if self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!("the dead-letter store has room again");
+        }
+        state
+            .out
+            .write_all(line.as_bytes())
+            .map_err(|e| self.io_error(e))?;
+        state.active += line.len() as u64;
+        state.dirty = true;
+        self.metrics.dead_letters.inc();
+        self.stored.set((state.active + state.rotated) as i64);
+        Ok(())
+    }
+}
+
+/// `<path>.<n>`.
+fn numbered(path: &Path, n: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The bytes held by the rotated files beside `path` (`<name>.<n>`), and the largest `n`.
+fn rotated_files(path: &Path) -> std::io::Result<(u64, u64)> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok((0, 0));
+    };
+    let prefix = format!("{name}.");
+    let (mut bytes, mut last) = (0, 0);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(n) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        // A file removed between the listing and here holds nothing.
+        bytes += entry.metadata().map_or(0, |m| m.len());
+        last = last.max(n);
+    }
+    Ok((bytes, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(i: u64) -> DeadLetter {
+        DeadLetter::new(
+            &flowlog_model::SourceId::new("s3://b/k"),
+            i,
+            "bad".to_string(),
+            &[b'x'; 100],
+        )
+    }
+
+    fn store(dir: &Path, limits: DeadLetterLimits) -> DeadLetterFile {
+        let metrics = flowlog_sink::Metrics::new();
+        DeadLetterFile::open(
+            &dir.join("dead.ndjson"),
+            limits,
+            metrics.component("dead_letter", "file"),
+            Gauge::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_store_rotates_refuses_past_its_cap_and_takes_again_once_files_are_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = letter(1).to_json().len() as u64 + 1;
+        let limits = DeadLetterLimits {
+            // Ten letters, with room for the digits of two-digit line numbers.
+            max_bytes: 10 * line + 20,
+            rotate_bytes: 3 * line,
+        };
+        let store = store(dir.path(), limits);
+        for i in 0..10 {
+            store.write(letter(i)).unwrap();
+        }
+        assert!(!store.is_full());
+        let err = store.write(letter(10)).unwrap_err();
+        assert!(matches!(err, DeadLetterError::Full { .. }), "{err}");
+        assert!(err.to_string().contains("dead.ndjson"), "{err}");
+        assert!(store.is_full());
+        store.sync().unwrap();
+        // Rotated at three letters a file, numbered from 1, nothing lost or overwritten.
+        let mut held = 0;
+        for n in 1..=3 {
+            let text = std::fs::read_to_string(numbered(&store.path, n)).unwrap();
+            held += text.lines().count();
+        }
+        held += std::fs::read_to_string(&store.path)
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(held, 10);
+        assert!(!numbered(&store.path, 4).exists());
+
+        // An operator moves the first rotated file away: within a second there is room.
+        std::fs::rename(numbered(&store.path, 1), dir.path().join("shipped")).unwrap();
+        std::thread::sleep(RESCAN);
+        store.write(letter(10)).unwrap();
+        assert!(!store.is_full());
+        // A restart counts what is there and goes on numbering after the last file.
+        drop(store);
+        let again = self::store(dir.path(), limits);
+        again.write(letter(11)).unwrap();
+        again.write(letter(12)).unwrap();
+        assert!(numbered(&again.path, 4).exists());
     }
 }

@@ -20,11 +20,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod dead_letter;
 pub mod filter;
+mod listen;
 pub mod registry;
 pub mod source;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,20 +115,22 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
     let checkpoints =
         Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
     let metrics = Metrics::new();
-    let dead_letter_path = config
-        .dead_letter
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("dead-letter.ndjson"));
+    let (dead_letter_path, limits) = config.dead_letter_store();
     let dead_letters = Arc::new(
-        DeadLetterFile::open(&dead_letter_path, metrics.component("dead_letter", "file"))
-            .map_err(io("dead letter", &dead_letter_path))?,
+        DeadLetterFile::open(
+            &dead_letter_path,
+            limits,
+            metrics.component("dead_letter", "file"),
+            metrics.dead_letter_store(limits.max_bytes),
+        )
+        .map_err(io("dead letter", &dead_letter_path))?,
     );
     let mut signals = Signals::new().map_err(|source| RunError::Io {
         what: "cannot listen for signals",
         path: PathBuf::new(),
         source,
     })?;
-    let healthy = Arc::new(AtomicBool::new(true));
+    let health = Arc::new(api::Health::new(Arc::clone(&dead_letters)));
     if let Some(address) = config.api.address {
         let listener = api::bind(address).map_err(|source| RunError::Io {
             what: "api address",
@@ -141,7 +143,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
                 path: PathBuf::from(address.to_string()),
                 source,
             })?;
-        tokio::spawn(api::serve(listener, metrics.clone(), Arc::clone(&healthy)));
+        tokio::spawn(api::serve(listener, metrics.clone(), Arc::clone(&health)));
         tracing::info!("metrics on http://{address}/metrics, health on /health");
     }
 
@@ -257,7 +259,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
             Some(done) = sinks.join_next() => {
                 if let Ok((name, Err(e))) = done {
                     tracing::error!(sink = %name, "{e}");
-                    healthy.store(false, Ordering::Relaxed);
+                    health.set_failed();
                     summary.failed_sink = Some((name, e));
                     break;
                 }
@@ -529,5 +531,7 @@ pub fn check(config: &Config) -> Vec<Finding> {
 struct NoDeadLetters;
 
 impl flowlog_sink::DeadLetters for NoDeadLetters {
-    fn write(&self, _: flowlog_sink::DeadLetter) {}
+    fn write(&self, _: flowlog_sink::DeadLetter) -> Result<(), flowlog_sink::DeadLetterError> {
+        Ok(())
+    }
 }

@@ -215,7 +215,9 @@ impl HttpClient {
                 let location = response
                     .headers()
                     .get(http::header::LOCATION)
-                    .map(|l| String::from_utf8_lossy(&l.as_bytes()[..l.len().min(512)]).into_owned())
+                    .map(|l| {
+                        String::from_utf8_lossy(&l.as_bytes()[..l.len().min(512)]).into_owned()
+                    })
                     .unwrap_or_else(|| "nowhere (no Location header)".into());
                 return Err(TransportError::Redirected {
                     status: response.status().as_u16(),

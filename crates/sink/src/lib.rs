@@ -71,9 +71,29 @@ pub struct SinkInput {
     pub ack: Ack,
 }
 
-/// Where records a receiver refused for good are written.
+/// Where records that cannot be decoded or delivered are kept.
 pub trait DeadLetters: Send + Sync {
-    fn write(&self, letter: DeadLetter);
+    /// Keeps `letter`. An error means it was not kept: what it stands for is then not
+    /// handled, and nothing that covers it may be acknowledged.
+    fn write(&self, letter: DeadLetter) -> Result<(), DeadLetterError>;
+}
+
+/// Why a dead letter was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The store holds its cap: nothing more is written (or acknowledged) until files are
+    /// moved away.
+    #[error(
+        "the dead-letter store {path} is full ({stored} of its {cap} bytes): move or remove \
+         its rotated files ({path}.N) to go on"
+    )]
+    Full { path: String, stored: u64, cap: u64 },
+    #[error("cannot write to the dead letter {path}: {error}")]
+    Io {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
 }
 
 /// A sink the pipeline can run.

@@ -39,6 +39,8 @@ struct Inner {
     batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     ack_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     messages: Family<Labels, Counter>,
+    dead_letter_bytes: Gauge,
+    dead_letter_capacity: Gauge,
 }
 
 /// One component's handles.
@@ -181,6 +183,18 @@ impl Metrics {
             "Time from acceptance to indexer acknowledgement",
             ack_wait_seconds.clone(),
         );
+        let dead_letter_bytes = Gauge::default();
+        let dead_letter_capacity = Gauge::default();
+        registry.register(
+            "dead_letter_bytes",
+            "Bytes the dead-letter store holds (its file and the rotated ones)",
+            dead_letter_bytes.clone(),
+        );
+        registry.register(
+            "dead_letter_capacity_bytes",
+            "What the dead-letter store may hold; past it nothing more is acknowledged",
+            dead_letter_capacity.clone(),
+        );
         registry.register(
             "messages",
             "Queue messages a source settled, by outcome",
@@ -202,6 +216,8 @@ impl Metrics {
             batch_seconds,
             ack_wait_seconds,
             messages,
+            dead_letter_bytes,
+            dead_letter_capacity,
         }))
     }
 
@@ -256,6 +272,14 @@ impl Metrics {
                 labels,
             },
         }
+    }
+
+    /// The dead-letter store's gauge of bytes held, its capacity set to `cap`.
+    pub fn dead_letter_store(&self, cap: u64) -> Gauge {
+        self.0
+            .dead_letter_capacity
+            .set(cap.min(i64::MAX as u64) as i64);
+        self.0.dead_letter_bytes.clone()
     }
 
     /// Records a transform stage's filter left out.

@@ -257,7 +257,12 @@ mod tests {
             Verdict::Invalid { .. }
         ));
         // No `errors` member is not `errors: false`: nothing says what was stored.
-        for body in ["{}", r#"{"took":1}"#, r#"{"items":[]}"#, r#"{"errors":null}"#] {
+        for body in [
+            "{}",
+            r#"{"took":1}"#,
+            r#"{"items":[]}"#,
+            r#"{"errors":null}"#,
+        ] {
             assert!(
                 matches!(verdict(&response(200, body), 3), Verdict::Invalid { .. }),
                 "{body}"

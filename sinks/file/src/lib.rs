@@ -170,7 +170,9 @@ mod tests {
 
     struct Nowhere;
     impl DeadLetters for Nowhere {
-        fn write(&self, _: DeadLetter) {}
+        fn write(&self, _: DeadLetter) -> Result<(), flowlog_sink::DeadLetterError> {
+            Ok(())
+        }
     }
 
     fn batch(text: &str) -> FlowBatch {

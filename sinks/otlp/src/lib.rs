@@ -262,12 +262,10 @@ impl OtlpSink {
             }),
             Verdict::Retry { reason, .. }
             | Verdict::Refused { reason }
-            | Verdict::Invalid { reason } => {
-                Err(SinkError::Unreachable {
-                    sink: self.name.clone(),
-                    message: format!("{}: {reason}", self.export.url),
-                })
-            }
+            | Verdict::Invalid { reason } => Err(SinkError::Unreachable {
+                sink: self.name.clone(),
+                message: format!("{}: {reason}", self.export.url),
+            }),
             Verdict::Events(_) => unreachable!("OTLP answers are per request"),
         }
     }

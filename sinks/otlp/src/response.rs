@@ -203,7 +203,11 @@ impl JsonAnswer {
         let rejected = rejected.ok_or_else(|| {
             format!(
                 "partialSuccess.rejectedLogRecords is not an integer: {}",
-                partial.rejected.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                partial
+                    .rejected
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
             )
         })?;
         Ok(Answer {

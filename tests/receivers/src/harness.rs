@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 
 use flowlog_decode::{decode_reader, DecodeOptions, RecordSink, SinkError as DecodeSinkError};
 use flowlog_model::{DeadLetter, FlowBatch, SourceId};
-use flowlog_sink::{Ack, BatchStatus, DeadLetters, Sink, SinkError, SinkInput};
+use flowlog_sink::{Ack, BatchStatus, DeadLetterError, DeadLetters, Sink, SinkError, SinkInput};
 
 /// The dead letters a sink wrote.
 #[derive(Default)]
 pub struct Letters(pub Mutex<Vec<DeadLetter>>);
 
 impl DeadLetters for Letters {
-    fn write(&self, letter: DeadLetter) {
+    fn write(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
         self.0.lock().unwrap().push(letter);
+        Ok(())
     }
 }
 

@@ -370,6 +370,7 @@ fn quarantine(
     error: &flowlog_decode::DecodeError,
     progress: &mut Progress,
 ) {
+    let mut kept = true;
     if progress.wait_all(&ctx.checkpoints) {
         let reason = format!(
             "object quarantined, not read again: {error} ({size} bytes; the records \
@@ -378,9 +379,13 @@ fn quarantine(
         );
         tracing::warn!(source = %ctx.name, "{reason}");
         let letter = flowlog_decode::DeadLetter::new(&SourceId::new(key), 0, reason, b"");
-        ctx.dead_letter(letter);
+        if let Err(e) = ctx.dead_letter(letter) {
+            // Not marked done: it is read (and quarantined) again at a later poll.
+            tracing::error!(source = %ctx.name, "{key}: {e}");
+            kept = false;
+        }
     }
-    progress.finish(&ctx.checkpoints, true);
+    progress.finish(&ctx.checkpoints, kept);
 }
 
 /// Plain text from the checkpoint's resume point, a block at a time, each block's last

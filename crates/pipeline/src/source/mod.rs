@@ -15,6 +15,11 @@
 //! earlier batches' outcomes). Decoding never runs on the runtime's workers, so a large
 //! gzip object cannot stall the reactor. Every source watches [`Stop`] and ends at
 //! its next block (mid-object) once it is set.
+//!
+//! Dead letters count as handled, so no acknowledgement may run ahead of them: a source
+//! acknowledges (answers, deletes, checkpoints) only after [`SourceContext::durable`], and
+//! a dead letter the store refuses ([`SourceContext::dead_letter`] fails when it is full)
+//! stops what it belongs to from being acknowledged at all.
 
 pub mod file;
 pub mod firehose;
@@ -27,7 +32,9 @@ use std::sync::Arc;
 
 use flowlog_decode::{DeadLetter, RecordSink, SinkError};
 use flowlog_model::{FlowBatch, FlowFormat};
-use flowlog_sink::{Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetters};
+use flowlog_sink::{
+    Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetterError, DeadLetters,
+};
 use tokio::sync::{mpsc, Notify};
 
 /// A kind of source, implemented by its settings type (`[sources.<name>]`).
@@ -133,10 +140,21 @@ impl SourceContext {
         self.stop.is_set()
     }
 
-    /// Writes a dead letter and counts it against this source.
-    pub fn dead_letter(&self, letter: DeadLetter) {
+    /// Writes a dead letter and counts it against this source. An error means it was not
+    /// kept (the store is full, or failing): the record is not handled, and nothing that
+    /// covers it may be acknowledged.
+    pub fn dead_letter(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        self.dead_letters.write(letter)?;
         self.metrics.dead_letters.inc();
-        self.dead_letters.write(letter);
+        Ok(())
+    }
+
+    /// Makes the dead letters written so far durable. Every acknowledgement a source gives
+    /// (a Firehose `200`, an SQS delete, a checkpoint) comes after this, since the records
+    /// it covers include the ones dead-lettered: a `kill -9` right after the
+    /// acknowledgement must not lose them.
+    pub fn durable(&self) -> std::io::Result<()> {
+        self.dead_letters.sync()
     }
 
     /// Sends a batch from async code, waiting for room (the backpressure); the waiter
@@ -386,7 +404,8 @@ impl RecordSink for Emit<'_> {
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
         if !self.skip.covers(letter.line) {
-            self.ctx.dead_letter(letter);
+            // Not kept: decoding stops here, so the checkpoint cannot pass this line.
+            self.ctx.dead_letter(letter)?;
         }
         Ok(())
     }
@@ -467,7 +486,9 @@ mod tests {
             dead_letters: Arc::new(
                 crate::dead_letter::DeadLetterFile::open(
                     &dir.path().join("dead.ndjson"),
+                    crate::dead_letter::DeadLetterLimits::default(),
                     flowlog_sink::Metrics::new().component("dead_letter", "file"),
+                    Default::default(),
                 )
                 .unwrap(),
             ),

@@ -33,7 +33,10 @@ use tokio::task::JoinSet;
 pub use piece::{Origin, Piece, PieceBuilder};
 
 use crate::http::{HttpClient, Response, TransportError};
-use crate::{Backoff, BoxFuture, ComponentMetrics, DeadLetters, RetryPolicy, SinkError, SinkInput};
+use crate::{
+    Backoff, BoxFuture, ComponentMetrics, DeadLetterError, DeadLetters, RetryPolicy, SinkError,
+    SinkInput,
+};
 
 /// Writes a batch's rows as events.
 pub trait EventWriter: Send + 'static {
@@ -394,20 +397,25 @@ impl<P: Protocol> Shared<P> {
         }
     }
 
-    fn dead_letter_event(&self, piece: &Piece, i: usize, reason: &str) {
+    fn dead_letter_event(
+        &self,
+        piece: &Piece,
+        i: usize,
+        reason: &str,
+    ) -> Result<(), DeadLetterError> {
         let origin = &piece.origins[i];
         let raw = self.protocol.dead_letter_text(piece.event(i));
         let reason = format!("sink {}: {reason}", self.name);
         self.dead_letters
-            .write(DeadLetter::new(&origin.source, origin.line, reason, &raw));
+            .write(DeadLetter::new(&origin.source, origin.line, reason, &raw))?;
+        self.metrics.dead_letters.inc();
+        Ok(())
     }
 
-    fn dead_letter(&self, piece: Piece, reason: &str) {
-        self.metrics.dead_letters.inc_by(piece.len() as u64);
-        for i in 0..piece.len() {
-            self.dead_letter_event(&piece, i, reason);
-        }
-        piece.confirm();
+    /// Dead-letters every event of `piece`, which is then settled; an error means the
+    /// dead letter could not keep them (the piece is sent again after a backoff).
+    fn dead_letter(&self, piece: &Piece, reason: &str) -> Result<(), DeadLetterError> {
+        (0..piece.len()).try_for_each(|i| self.dead_letter_event(piece, i, reason))
     }
 
     fn delivered(&self, piece: Piece, sent: usize) {
@@ -426,12 +434,18 @@ impl<P: Protocol> Shared<P> {
         for (i, verdict) in verdicts.iter().enumerate().take(piece.len()) {
             match verdict {
                 EventVerdict::Delivered => delivered += 1,
-                EventVerdict::Refused(reason) => {
-                    let (count, _) = refused.get_or_insert((0, reason));
-                    *count += 1;
-                    self.metrics.dead_letters.inc();
-                    self.dead_letter_event(&piece, i, reason);
-                }
+                EventVerdict::Refused(reason) => match self.dead_letter_event(&piece, i, reason) {
+                    Ok(()) => {
+                        let (count, _) = refused.get_or_insert((0, reason));
+                        *count += 1;
+                    }
+                    Err(e) => {
+                        // Not kept, so not handled: sent again (and refused again) later.
+                        tracing::error!(sink = %self.name, "{e}");
+                        backoff = true;
+                        keep[i] = true;
+                    }
+                },
                 EventVerdict::Retry => {
                     backoff = true;
                     keep[i] = true;
@@ -502,12 +516,10 @@ async fn deliver<P: Protocol>(
                 }
             };
             let verdict = shared.protocol.classify(&response, piece.len());
-            shared
-                .protocol
-                .attempted(
-                    &uri,
-                    !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),
-                );
+            shared.protocol.attempted(
+                &uri,
+                !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),
+            );
             match verdict {
                 Verdict::Delivered { receipt, warning } => {
                     if let Some(warning) = warning {
@@ -543,14 +555,20 @@ async fn deliver<P: Protocol>(
                     break;
                 }
                 Verdict::TooLarge if piece.len() == 1 => {
-                    shared.dead_letter(
-                        piece,
-                        &format!(
-                            "HTTP {}: the event is larger than the receiver accepts",
-                            response.status
-                        ),
+                    let reason = format!(
+                        "HTTP {}: the event is larger than the receiver accepts",
+                        response.status
                     );
-                    break;
+                    match shared.dead_letter(&piece, &reason) {
+                        Ok(()) => {
+                            piece.confirm();
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(sink = %shared.name, "{e}; sending the event again later");
+                            backoff.wait(None).await;
+                        }
+                    }
                 }
                 Verdict::TooLarge => {
                     tracing::debug!(sink = %shared.name, events = piece.len(), "too large: splitting the request");
@@ -574,10 +592,19 @@ async fn deliver<P: Protocol>(
                     body = shared.body(&piece);
                 }
                 Verdict::Refused { reason } => {
-                    tracing::warn!(sink = %shared.name, events = piece.len(),
-                        "request refused, dead-lettered: {reason}");
-                    shared.dead_letter(piece, &reason);
-                    break;
+                    let events = piece.len();
+                    match shared.dead_letter(&piece, &reason) {
+                        Ok(()) => {
+                            tracing::warn!(sink = %shared.name, events,
+                                "request refused, dead-lettered: {reason}");
+                            piece.confirm();
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(sink = %shared.name, "request refused: {reason}; {e}; sending it again later");
+                            backoff.wait(None).await;
+                        }
+                    }
                 }
                 Verdict::Invalid { reason } => {
                     shared.metrics.protocol_errors.inc();

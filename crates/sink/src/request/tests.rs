@@ -176,12 +176,26 @@ impl EventWriter for Lines {
     }
 }
 
+/// A dead letter that refuses its first `full` writes, as a store at its cap does until
+/// files are moved away.
 #[derive(Default)]
-struct Letters(Mutex<Vec<DeadLetter>>);
+struct Letters(Mutex<Vec<DeadLetter>>, std::sync::atomic::AtomicU32);
 
 impl DeadLetters for Letters {
-    fn write(&self, letter: DeadLetter) {
+    fn write(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        use std::sync::atomic::Ordering;
+        let full = self
+            .1
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if full.is_ok() {
+            return Err(DeadLetterError::Full {
+                path: "letters".into(),
+                stored: 1,
+                cap: 1,
+            });
+        }
         self.0.lock().unwrap().push(letter);
+        Ok(())
     }
 }
 
@@ -210,7 +224,9 @@ async fn per_event_answers_retry_only_what_is_undone_and_dead_letter_the_refused
     })
     .unwrap();
     let metrics = Metrics::new();
-    let letters = Arc::new(Letters::default());
+    // The first refused events find the dead letter full: they are not settled, but sent
+    // again (and refused again) until it keeps them.
+    let letters = Arc::new(Letters(Mutex::default(), 3.into()));
     let requests = Requests::new(
         "words",
         Words {
@@ -263,6 +279,7 @@ async fn per_event_answers_retry_only_what_is_undone_and_dead_letter_the_refused
             );
         }
     }
+    assert_eq!(letters.1.load(std::sync::atomic::Ordering::SeqCst), 0);
     let letters = letters.0.lock().unwrap();
     let mut refused: Vec<&str> = letters.iter().map(|l| l.raw.as_str()).collect();
     refused.sort();

@@ -10,25 +10,36 @@
 //! their place in the request (`firehose:<request id>` and the record's number), so a
 //! retried request carries the same event ids as the first attempt.
 //!
-//! Memory is bounded: at most `max_requests` requests and `max_bytes_in_flight` bytes of
-//! bodies are taken in at once; beyond that the answer is `503` at once, so Firehose
-//! backs off instead of this process buffering.
+//! Every input and connection is bounded (`request.rs`, `connections.rs`): at most
+//! `max_requests` requests and `max_bytes_in_flight` bytes of bodies are taken in at once
+//! (beyond that the answer is `503` at once, so Firehose backs off instead of this process
+//! buffering); what a request decompresses to is bounded; headers must arrive within
+//! `header_timeout_secs` (which also closes idle keep-alive connections) and bodies within
+//! `body_timeout_secs`; at most `max_connections` connections are open (kept under the
+//! process's descriptor limit), the oldest idle one giving way to a new one.
+//!
+//! Shutdown: the listener is closed, idle connections are closed, requests being
+//! answered finish (their batches are delivered during the pipeline's drain) or are
+//! refused with 503 if they have not been decoded yet; then the source ends.
+
+mod connections;
+mod request;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
-use flowlog_model::{FlowBatch, SourceId};
-use flowlog_sink::{BatchStatus, BoxFuture, DeadLetters};
-use http_body_util::{BodyExt, Full, Limited};
+use flowlog_sink::BoxFuture;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use self::connections::{Connections, Slot};
+use self::request::Shared;
 use super::{Checkpoints, Source, SourceContext, SourceKind};
+use crate::listen::Throttled;
 
 fn default_max_requests() -> usize {
     8
@@ -38,10 +49,20 @@ fn default_max_body() -> usize {
     64 << 20
 }
 fn default_max_bytes_in_flight() -> usize {
-    256 << 20
+    // Two of Firehose's largest requests at once (or many of its usual 1 to 5 MiB ones).
+    128 << 20
+}
+fn default_max_inflated_bytes() -> u64 {
+    1 << 30
 }
 fn default_body_timeout() -> u64 {
     30
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    512
 }
 
 /// `[sources.<name>]` of `type = "firehose"`.
@@ -59,9 +80,15 @@ pub struct FirehoseSource {
     /// Requests taken in at once; more are answered 503.
     #[serde(default = "default_max_requests")]
     pub max_requests: usize,
-    /// Largest request body (as received); larger is 413.
+    /// Largest request body, as received and after its `Content-Encoding` is undone;
+    /// larger is 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// The most one request's records may decompress to (gzip'd CloudWatch Logs
+    /// payloads); it is also held to 64 times the request's size (at least 64 MiB).
+    /// Past it the request is 413.
+    #[serde(default = "default_max_inflated_bytes")]
+    pub max_inflated_bytes: u64,
     /// Bytes of request bodies taken in at once; more are answered 503.
     #[serde(default = "default_max_bytes_in_flight")]
     pub max_bytes_in_flight: usize,
@@ -69,6 +96,14 @@ pub struct FirehoseSource {
     /// 408: a client that stalls must not hold one of `max_requests` for ever.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
+    /// A connection that does not send a request's headers within this long (an idle
+    /// keep-alive connection, or a slow client) is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Connections open at once (lowered to fit the process's descriptor limit); at the
+    /// cap the oldest idle connection is closed for a new one.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// The server's certificate (PEM, with its chain) and key.
@@ -88,10 +123,20 @@ impl SourceKind for FirehoseSource {
         if self.access_key.trim().is_empty() {
             return Err("access_key is empty: Firehose sends one; set it here".into());
         }
-        if self.max_requests == 0 || self.max_body_bytes == 0 || self.body_timeout_secs == 0 {
+        if self.max_requests == 0
+            || self.max_body_bytes == 0
+            || self.body_timeout_secs == 0
+            || self.header_timeout_secs == 0
+            || self.max_connections == 0
+        {
             return Err(
-                "max_requests, max_body_bytes and body_timeout_secs must be at least 1".into(),
+                "max_requests, max_body_bytes, body_timeout_secs, header_timeout_secs \
+                 and max_connections must be at least 1"
+                    .into(),
             );
+        }
+        if self.max_inflated_bytes < self.max_body_bytes as u64 {
+            return Err("max_inflated_bytes must be at least max_body_bytes".into());
         }
         if self.max_bytes_in_flight < self.max_body_bytes {
             return Err("max_bytes_in_flight must be at least max_body_bytes".into());
@@ -150,7 +195,9 @@ fn acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("tls: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only, which is what Firehose speaks: one request at a time per connection,
+    // so the connection bounds are request bounds too.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -159,19 +206,32 @@ struct Endpoint {
     ctx: SourceContext,
 }
 
-/// What every request's handler shares.
-struct Shared {
-    settings: FirehoseSource,
-    ctx: SourceContext,
-    requests: Arc<Semaphore>,
-    /// Bytes of bodies taken in, in KiB (a semaphore counts in `u32`).
-    kib: Semaphore,
-}
-
 impl Source for Endpoint {
     fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(serve(*self))
     }
+}
+
+/// Descriptors kept free for everything but connections (files, the sinks' connections,
+/// the runtime).
+const RESERVED_DESCRIPTORS: usize = 128;
+
+/// `max_connections`, lowered so that connections alone cannot exhaust the process's
+/// descriptors (which would make accept fail for everyone).
+fn connection_cap(configured: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the one struct it is given.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !known || limit.rlim_cur == libc::RLIM_INFINITY {
+        return configured;
+    }
+    let room = (limit.rlim_cur as usize)
+        .saturating_sub(RESERVED_DESCRIPTORS)
+        .max(16);
+    configured.min(room)
 }
 
 async fn serve(endpoint: Endpoint) {
@@ -191,219 +251,115 @@ async fn serve(endpoint: Endpoint) {
             return;
         }
     };
+    let connections = Connections::new(connection_cap(settings.max_connections));
+    if connections.max() < settings.max_connections {
+        tracing::warn!(source = %name, "max_connections lowered to {} to stay under the descriptor limit (ulimit -n)", connections.max());
+    }
     tracing::info!(source = %name, address = %settings.address, "Firehose endpoint listening");
     let shared = Arc::new(Shared {
         requests: Arc::new(Semaphore::new(settings.max_requests)),
-        kib: Semaphore::new(kib(settings.max_bytes_in_flight) as usize),
+        kib: Arc::new(Semaphore::new(
+            u32::try_from(settings.max_bytes_in_flight.div_ceil(1024)).unwrap_or(u32::MAX) as usize,
+        )),
+        unauthorized: Throttled::new(Duration::from_secs(60)),
+        refused: Throttled::new(Duration::from_secs(10)),
         settings,
         ctx,
     });
+    let full = Throttled::new(Duration::from_secs(10));
+    let mut open = tokio::task::JoinSet::new();
+    let mut accept = || listener.accept();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shared.ctx.stop.wait() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let shared = Arc::clone(&shared);
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
-            });
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let _ = match tls {
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => {
-                        builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
-                    }
-                    Err(_) => return,
-                },
-                None => {
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                }
-            };
+        let next = crate::listen::next_connection(&mut accept, &name, |e| {
+            // Out of descriptors: an idle connection gives its own back.
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                connections.evict_idle();
+            }
         });
+        let (stream, _) = tokio::select! {
+            accepted = next => accepted,
+            _ = shared.ctx.stop.wait() => break,
+            // Connections that ended are reaped as they go.
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+        };
+        let Some(slot) = connections.admit() else {
+            full.warn(&name, || {
+                format!(
+                    "{} connections are open, each answering a request: a new one was closed",
+                    connections.max()
+                )
+            });
+            continue;
+        };
+        open.spawn(connection(Arc::clone(&shared), stream, slot, tls.clone()));
     }
-    // Requests taken in are answered before the source ends (each holds a permit).
-    let all = shared.settings.max_requests as u32;
-    let _ = shared.requests.acquire_many(all).await;
+    // Stop accepting; connections close as soon as they are idle (now, for most), and the
+    // requests being answered finish.
+    drop(listener);
+    while open.join_next().await.is_some() {}
 }
 
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
-}
-
-type Answer = http::Response<Full<Bytes>>;
-
-/// Firehose's answer: the request id, a timestamp, and on failure the reason.
-fn answer(status: u16, request_id: &str, error: Option<&str>) -> Answer {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    let mut body = serde_json::json!({"requestId": request_id, "timestamp": timestamp});
-    if let Some(error) = error {
-        body["errorMessage"] = error.into();
+/// Serves one connection until the client closes it, it times out, its slot is needed
+/// while it is idle, or the source stops (then after the request being answered).
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    slot: Slot,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let header_timeout = Duration::from_secs(shared.settings.header_timeout_secs);
+    match tls {
+        Some(tls) => {
+            // The handshake is bounded like the headers that follow it.
+            if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                serve_on(shared, slot, stream).await
+            }
+        }
+        None => serve_on(shared, slot, stream).await,
     }
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
 }
 
-async fn handle(shared: &Shared, request: http::Request<hyper::body::Incoming>) -> Answer {
-    let (parts, body) = request.into_parts();
-    match take_in(shared, &parts, body).await {
-        Ok(answer) => answer,
-        Err(refusal) => {
-            let (answer, body) = *refusal;
-            // Read (not kept) what the client is still sending, so that the answer reaches
-            // it instead of a reset connection; up to twice the body limit.
-            if let Some(mut body) = body {
-                let mut left = 2 * shared.settings.max_body_bytes;
-                while let Some(Ok(frame)) = body.frame().await {
-                    let n = frame.data_ref().map_or(0, |d| d.len());
-                    if n >= left {
-                        break;
-                    }
-                    left -= n;
+async fn serve_on<I>(shared: Arc<Shared>, slot: Slot, stream: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = Duration::from_secs(shared.settings.header_timeout_secs);
+    let state = slot.state();
+    let service = service_fn({
+        let shared = Arc::clone(&shared);
+        move |request| {
+            let shared = Arc::clone(&shared);
+            let busy = state.busy();
+            async move {
+                let answer = request::handle(shared, request).await;
+                drop(busy);
+                Ok::<_, std::convert::Infallible>(answer)
+            }
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = slot.evicted(), if !stopping => {
+                if !slot.state().is_busy() {
+                    return;
                 }
             }
-            answer
+            _ = shared.ctx.stop.wait(), if !stopping => {
+                // Idle: closed now; answering: closed after the answer.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
-}
-
-/// An answer refusing a request, with its body when it was not read.
-type Refusal = Box<(Answer, Option<hyper::body::Incoming>)>;
-
-async fn take_in(
-    shared: &Shared,
-    parts: &http::request::Parts,
-    body: hyper::body::Incoming,
-) -> Result<Answer, Refusal> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let request_id = header("x-amz-firehose-request-id").unwrap_or_default();
-    let refuse = |status: u16, message: &str, body: hyper::body::Incoming| {
-        Err(Box::new((
-            answer(status, request_id, Some(message)),
-            Some(body),
-        )))
-    };
-    if parts.method != http::Method::POST {
-        return refuse(405, "only POST", body);
-    }
-    let key = header("x-amz-firehose-access-key").unwrap_or_default();
-    let expected = shared.settings.access_key.as_bytes();
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(key.as_bytes(), expected)) {
-        tracing::warn!(source = %shared.ctx.name, "a request with a wrong access key was refused");
-        return refuse(401, "wrong access key", body);
-    }
-    if request_id.is_empty() {
-        return refuse(400, "no X-Amz-Firehose-Request-Id", body);
-    }
-    let max_body = shared.settings.max_body_bytes;
-    let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-    if length.is_some_and(|l| l > max_body) {
-        return refuse(413, "the request is larger than max_body_bytes", body);
-    }
-    // Taken in only while there is room: otherwise Firehose is told to back off.
-    let Ok(_request) = Arc::clone(&shared.requests).try_acquire_owned() else {
-        return refuse(503, "the endpoint is busy; retry later", body);
-    };
-    let Ok(_bytes) = shared.kib.try_acquire_many(kib(length.unwrap_or(max_body))) else {
-        return refuse(503, "the endpoint is busy; retry later", body);
-    };
-    let timeout = std::time::Duration::from_secs(shared.settings.body_timeout_secs);
-    let Ok(collected) = tokio::time::timeout(timeout, Limited::new(body, max_body).collect()).await
-    else {
-        let message = "the request body did not arrive in time";
-        tracing::warn!(source = %shared.ctx.name, "{message} ({} s)", timeout.as_secs());
-        return Err(Box::new((answer(408, request_id, Some(message)), None)));
-    };
-    let body = match collected {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            let message = "the request is larger than max_body_bytes";
-            return Err(Box::new((answer(413, request_id, Some(message)), None)));
-        }
-        Err(_) => {
-            let message = "the request body could not be read";
-            return Err(Box::new((answer(400, request_id, Some(message)), None)));
-        }
-    };
-    shared.ctx.metrics.bytes_in.inc_by(body.len() as u64);
-    let batches = match decode(shared, request_id, body).await {
-        Ok(batches) => batches,
-        Err(e) => return Ok(answer(400, request_id, Some(&e))),
-    };
-    let mut waits = Vec::with_capacity(batches.len());
-    for batch in batches {
-        match shared.ctx.submit(batch).await {
-            Some(wait) => waits.push(wait),
-            None => return Ok(answer(503, request_id, Some("shutting down"))),
-        }
-    }
-    for wait in waits {
-        if wait.wait().await != BatchStatus::Delivered {
-            return Ok(answer(
-                500,
-                request_id,
-                Some("a destination could not take the records; retry later"),
-            ));
-        }
-    }
-    Ok(answer(200, request_id, None))
-}
-
-/// The request's records as batches, with `firehose:<request id>` as their source; what
-/// cannot be decoded goes to the dead letter.
-async fn decode(shared: &Shared, request_id: &str, body: Bytes) -> Result<Vec<FlowBatch>, String> {
-    struct Collect<'a> {
-        batches: Vec<FlowBatch>,
-        dead_letters: &'a dyn DeadLetters,
-        counted: prometheus_client::metrics::counter::Counter,
-    }
-    impl RecordSink for Collect<'_> {
-        fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
-            self.batches.push(batch);
-            Ok(())
-        }
-        fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
-            self.counted.inc();
-            self.dead_letters.write(letter);
-            Ok(())
-        }
-    }
-    let options = DecodeOptions {
-        format: shared.ctx.format.clone(),
-        batch_rows: shared.ctx.batch_rows,
-        keep_lines: shared.ctx.keep_lines,
-        ..DecodeOptions::default()
-    };
-    let dead_letters = Arc::clone(&shared.ctx.dead_letters);
-    let counted = shared.ctx.metrics.dead_letters.clone();
-    let source = SourceId::new(format!("firehose:{request_id}"));
-    // Decoding is synchronous: off the runtime's workers.
-    tokio::task::spawn_blocking(move || {
-        let mut collect = Collect {
-            batches: Vec::new(),
-            dead_letters: dead_letters.as_ref(),
-            counted,
-        };
-        decode_reader(&body[..], source, &options, &mut collect)
-            .map(|_| collect.batches)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]

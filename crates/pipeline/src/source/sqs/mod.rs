@@ -515,7 +515,7 @@ async fn change_visibility(shared: &Shared, receipt: &str, secs: u32) -> Result<
 }
 
 /// A message not read (further): its body goes to the dead letter with why, it is counted
-/// under `outcome`, and deleted.
+/// under `outcome`, and deleted (left on the queue if the dead letter cannot keep it).
 fn discard(
     shared: &Shared,
     id: &str,
@@ -528,9 +528,12 @@ fn discard(
         "sqs://{}/{id}",
         queue_name(&shared.settings.queue_url)
     ));
-    shared
-        .ctx
-        .dead_letter(DeadLetter::new(&source, 0, reason, body.as_bytes()));
+    let letter = DeadLetter::new(&source, 0, reason, body.as_bytes());
+    if let Err(e) = shared.ctx.dead_letter(letter) {
+        // Not kept, so not deleted: the message comes back once its visibility ends.
+        tracing::error!(source = %shared.ctx.name, message = id, "{e}");
+        return;
+    }
     shared.ctx.metrics.messages.inc(outcome);
     let _ = shared.deletes.send(receipt);
 }

@@ -41,7 +41,7 @@ pub async fn read(shared: &Arc<Shared>, object: &ObjectRef) -> Result<Vec<AckWai
         Err(e) if is_missing(&e) => {
             let reason = format!("the object is gone: {}", error_chain(&e));
             tracing::warn!(source = %shared.ctx.name, object = %source, "{reason}; dead-lettered");
-            dead_letter(&shared.ctx, &source, reason);
+            dead_letter(&shared.ctx, &source, reason)?;
             return Ok(Vec::new());
         }
         Err(e) => return Err(Unread::Failed(format!("{source}: {}", error_chain(&e)))),
@@ -73,12 +73,19 @@ async fn get(
 fn is_missing(
     e: &aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
 ) -> bool {
-    e.as_service_error().is_some_and(|e| e.is_no_such_key())
+    // A version that does not exist (NoSuchVersion, which the SDK does not model) is as
+    // gone as a key that does not.
+    e.as_service_error().is_some_and(|e| {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        e.is_no_such_key() || e.code() == Some("NoSuchVersion")
+    })
 }
 
-/// A whole object dead-lettered (line 0, no text: it is the object that failed).
-fn dead_letter(ctx: &SourceContext, source: &SourceId, reason: String) {
-    ctx.dead_letter(DeadLetter::new(source, 0, reason, b""));
+/// A whole object dead-lettered (line 0, no text: it is the object that failed); when the
+/// dead letter cannot keep it, the object counts as not read (its message comes back).
+fn dead_letter(ctx: &SourceContext, source: &SourceId, reason: String) -> Result<(), Unread> {
+    ctx.dead_letter(DeadLetter::new(source, 0, reason, b""))
+        .map_err(|e| Unread::Failed(format!("{source}: {e}")))
 }
 
 /// Decodes the body as it arrives (on a blocking thread).
@@ -118,7 +125,7 @@ fn decode(shared: &Shared, source: SourceId, body: ByteStream) -> Result<Vec<Ack
         // decoded before the fault is delivered, the object dead-lettered.
         Err(e) if e.is_corrupt_input() => {
             tracing::warn!(source = %ctx.name, "{e}; dead-lettered");
-            dead_letter(ctx, &source, e.to_string());
+            dead_letter(ctx, &source, e.to_string())?;
             Ok(sent.waits)
         }
         // This machine's fault (a spill file that cannot be written): read again later.
@@ -202,7 +209,7 @@ impl RecordSink for Submit<'_> {
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
-        self.ctx.dead_letter(letter);
-        Ok(())
+        // Not kept: decoding stops, and the message is not deleted.
+        Ok(self.ctx.dead_letter(letter)?)
     }
 }
