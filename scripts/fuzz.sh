@@ -11,6 +11,8 @@
 #   es_answer   what an Elasticsearch cluster answers to a _bulk request
 #   otlp_answer what an OTLP receiver answers over gRPC (status trailers, RetryInfo) and HTTP
 #   s3_notification  an SQS message body: S3, SNS, EventBridge, Security Lake notifications
+#   firehose_request the Firehose endpoint's request path: Content-Encoding and body through
+#               the handler's unpacking, bounds and decoding
 #
 # Corpora live in $FLOWLOG_FUZZ_DIR (default ~/.cache/flowlog-fuzz) and grow from run to
 # run; each run first adds seeds made from ../shared/fixtures, the README's configuration
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer es_answer otlp_answer s3_notification)
+[ ${#targets[@]} -gt 0 ] || targets=(decode format config hec_answer es_answer otlp_answer s3_notification firehose_request)
 
 if ! command -v cargo-fuzz > /dev/null; then
   echo "== installing cargo-fuzz"

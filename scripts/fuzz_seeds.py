@@ -51,6 +51,13 @@ def main():
         if data.lstrip().startswith(b"{") and b"logEvents" in data:
             wrapped = json.dumps({"awslogs": {"data": base64.b64encode(gzip.compress(data)).decode()}})
             put(corpora, "decode", b"\x00" + wrapped.encode())
+        # firehose_request: "Content-Encoding values (;-separated) NL body", each Firehose
+        # request fixture as sent and gzip'd.
+        if "firehose-http-request" in path:
+            put(corpora, "firehose_request", b"\n" + data)
+            put(corpora, "firehose_request", b"gzip\n" + gzip.compress(data))
+            put(corpora, "firehose_request", b"identity;gzip\n" + gzip.compress(data))
+            put(corpora, "firehose_request", b"br\n" + data)
         # s3_notification: the notification bodies, bare and in an SNS envelope.
         if "s3-notifications" in path:
             put(corpora, "s3_notification", data)

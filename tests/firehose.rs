@@ -7,105 +7,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Child;
 use std::time::Duration;
 
 use base64::Engine;
-use common::runs::{self, write_config};
+use common::firehose::{body_of, ids_for, post, start, KEY};
 use common::{fixture, tempdir};
 use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
 use serde_json::Value;
-
-const KEY: &str = "fh-key-with-\"quote";
-
-struct Endpoint {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `flowlog run` with a Firehose source on a free port into `receiver`.
-fn start(receiver: &HecReceiver, source_extra: &str) -> (Endpoint, std::path::PathBuf) {
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let dir = tempdir();
-    let source = format!(
-        "type = \"firehose\"\naddress = \"{address}\"\naccess_key = \"${{FLOWLOG_TEST_FH_KEY}}\"\n{source_extra}"
-    );
-    let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
-    let child = runs::flowlog(&["run"], &config)
-        .env("FLOWLOG_TEST_HEC_TOKEN", "test-token")
-        .env("FLOWLOG_TEST_FH_KEY", KEY)
-        .spawn()
-        .unwrap();
-    // Killed and waited for when dropped, on every path.
-    let endpoint = Endpoint { child, address };
-    for _ in 0..500 {
-        if TcpStream::connect(address).is_ok() {
-            return (endpoint, config);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "the endpoint did not start: {}",
-        std::fs::read_to_string(runs::stderr_file(&config)).unwrap_or_default()
-    );
-}
-
-/// A Firehose request: its status and answer (`None` when none came within `timeout`).
-fn post(
-    address: SocketAddr,
-    key: &str,
-    request_id: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: {request_id}\r\nX-Amz-Firehose-Access-Key: {key}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server that refuses early may close before reading the whole body.
-    let _ = stream.write_all(body);
-    let mut answer = Vec::new();
-    if stream.read_to_end(&mut answer).is_err() && answer.is_empty() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let json = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    Some((status, serde_json::from_str(json).unwrap_or(Value::Null)))
-}
-
-/// A request body of `lines` as `{"message"}` records (direct VPC -> Firehose delivery).
-fn body_of(request_id: &str, lines: &str) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<Value> = lines
-        .lines()
-        .map(|l| serde_json::json!({"data": b64.encode(format!("{}\n", serde_json::json!({"message": l})))}))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({"requestId": request_id, "timestamp": 1_700_000_000_000u64, "records": records}))
-        .unwrap()
-}
-
-fn ids_for(request_id: &str, lines: usize) -> Vec<String> {
-    let source = flowlog_model::SourceId::new(format!("firehose:{request_id}"));
-    (1..=lines as u64)
-        .map(|l| flowlog_sink::event_id(&source, l))
-        .collect()
-}
 
 fn fixture_body(name: &str) -> (String, Vec<u8>) {
     let bytes = std::fs::read(fixture(&format!("envelopes/{name}"))).unwrap();
@@ -118,7 +26,7 @@ const SECOND: Duration = Duration::from_secs(10);
 #[test]
 fn requests_are_answered_once_delivered_and_a_retry_carries_the_same_ids() {
     let receiver = HecReceiver::start(HecOptions::default());
-    let (endpoint, config) = start(&receiver, "");
+    let endpoint = start(&receiver, "");
     let address = endpoint.address;
 
     // A CloudWatch Logs subscription through Firehose (gzip'd payload in a record).
@@ -184,8 +92,7 @@ fn requests_are_answered_once_delivered_and_a_retry_carries_the_same_ids() {
         .contains("access key"));
     assert_eq!(receiver.ids().len(), before);
 
-    drop(endpoint);
-    let log = std::fs::read_to_string(runs::stderr_file(&config)).unwrap_or_default();
+    let log = endpoint.log();
     assert!(!log.contains(KEY), "{log}");
 }
 
@@ -193,7 +100,7 @@ fn requests_are_answered_once_delivered_and_a_retry_carries_the_same_ids() {
 fn over_size_requests_are_refused_for_good_and_a_down_sink_gets_503s_with_memory_bounded() {
     let receiver = HecReceiver::start(HecOptions::default());
     let limits = "max_requests = 2\nmax_body_bytes = 4000000\nmax_bytes_in_flight = 8000000";
-    let (endpoint, _config) = start(&receiver, limits);
+    let endpoint = start(&receiver, limits);
     let address = endpoint.address;
     let text = flowlog_test_receivers::corpus::v2_lines(0, 12_000);
     let body = body_of("big-0", &text);
@@ -208,7 +115,7 @@ fn over_size_requests_are_refused_for_good_and_a_down_sink_gets_503s_with_memory
     // The sink is down: requests are held (no answer before Firehose's timeout) up to the
     // limits, and the others are answered 503 at once.
     receiver.set_down(true);
-    let rss_before = rss_kb(&endpoint.child);
+    let rss_before = endpoint.rss_kb();
     let handles: Vec<_> = (0..24)
         .map(|i| {
             let request_id = format!("big-{i}");
@@ -226,7 +133,7 @@ fn over_size_requests_are_refused_for_good_and_a_down_sink_gets_503s_with_memory
     let held = answers.iter().filter(|a| a.is_none()).count();
     assert!(held <= 2, "{held} requests held beyond max_requests");
     assert!(refused >= 20, "{refused} answered 503: {answers:?}");
-    let peak = peak_rss_kb(&endpoint.child);
+    let peak = endpoint.peak_rss_kb();
     eprintln!("sink down, 24 requests of {} bytes: {refused} answered 503, {held} held; RSS {rss_before} kB before, peak {peak} kB", body.len());
     assert!(peak < 400_000, "peak RSS {peak} kB");
 
@@ -253,25 +160,6 @@ fn over_size_requests_are_refused_for_good_and_a_down_sink_gets_503s_with_memory
     assert_eq!(ids.len(), 24 * 12_000);
 }
 
-fn status_field(child: &Child, field: &str) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kb(child: &Child) -> u64 {
-    status_field(child, "VmRSS:")
-}
-
-fn peak_rss_kb(child: &Child) -> u64 {
-    status_field(child, "VmHWM:")
-}
-
 /// Over HTTPS (the server's certificate from PEM files), a request is delivered as over
 /// HTTP; a client that sends its headers and then stalls is answered 408 once
 /// `body_timeout_secs` passes, and the slot it held serves the next request.
@@ -293,7 +181,7 @@ fn https_requests_are_served_and_a_stalled_body_gets_408() {
         cert.display(),
         key.display()
     );
-    let (endpoint, _config) = start(&receiver, &tls);
+    let endpoint = start(&receiver, &tls);
     let address = endpoint.address;
 
     // HTTPS, verified against the CA, through Python's ssl (the test venv's interpreter).

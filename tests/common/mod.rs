@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod firehose;
 pub mod runs;
 
 /// Elastic's pipeline picks a layout by counting tokens; flowlog never does. These are the

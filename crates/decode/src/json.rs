@@ -517,9 +517,11 @@ impl<'d> JsonDecoder<'d> {
                     Some(left) if left < limit => (left + 1, true),
                     _ => (limit, false),
                 };
-                let inflated = flate2::read::MultiGzDecoder::new(&bytes[..])
-                    .take(limit)
-                    .read_to_end(&mut plain);
+                let inflated = read_bounded(
+                    flate2::read::MultiGzDecoder::new(&bytes[..]),
+                    limit,
+                    &mut plain,
+                );
                 if let Some(left) = &mut self.inflation_left {
                     *left = left.saturating_sub(plain.len() as u64);
                 }
@@ -699,6 +701,30 @@ fn add_member(out: &mut String, key: &str, json: &str) {
     }
     out.push(':');
     out.push_str(json);
+}
+
+/// Reads `reader` into `out` up to `limit` bytes; returns how many were read. The buffer
+/// grows to at most `limit` (`read_to_end` doubles it: a bomb stopped at the limit would
+/// cost twice the limit in memory).
+fn read_bounded(reader: impl Read, limit: u64, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut reader = reader.take(limit as u64);
+    let mut chunk = vec![0u8; 64 << 10];
+    let start = out.len();
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(out.len() - start),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if out.capacity() - out.len() < n {
+            let read = out.len() - start;
+            let grow = out.capacity().max(n).min(limit - read).max(n);
+            out.reserve_exact(grow);
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Skips the rest of a line (through its newline); returns how many bytes it held before

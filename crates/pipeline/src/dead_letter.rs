@@ -45,6 +45,9 @@ impl Default for DeadLetterLimits {
 /// How often a full store looks again at what its rotated files hold.
 const RESCAN: Duration = Duration::from_secs(1);
 
+/// What a store must have free to count as not full.
+const ROOM: u64 = 16 << 10;
+
 pub struct DeadLetterFile {
     path: PathBuf,
     limits: DeadLetterLimits,
@@ -102,8 +105,26 @@ impl DeadLetterFile {
         &self.path
     }
 
-    /// Whether the last write found the store at its cap (what `/health` reports).
+    /// Whether the store is at its cap (what `/health` reports, and what a source asks
+    /// before taking in more). A full store looks again, at most once a second, at what
+    /// its rotated files hold, so that moving them away is noticed without a write.
     pub fn is_full(&self) -> bool {
+        if !self.full.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut state = self.state.lock().unwrap();
+        if state.scanned.elapsed() >= RESCAN {
+            if let Ok((rotated, _)) = rotated_files(&self.path) {
+                state.rotated = rotated;
+            }
+            state.scanned = Instant::now();
+            // Room for a dead letter of any size (its raw text is at most 4 KiB).
+            if state.active + state.rotated + ROOM < self.limits.max_bytes {
+                self.full.store(false, Ordering::Relaxed);
+                self.stored.set((state.active + state.rotated) as i64);
+                tracing::info!("the dead-letter store has room again");
+            }
+        }
         self.full.load(Ordering::Relaxed)
     }
 

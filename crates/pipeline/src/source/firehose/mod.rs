@@ -25,6 +25,8 @@
 mod connections;
 mod request;
 
+pub use request::offline_answer;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -212,6 +214,9 @@ impl Source for Endpoint {
     }
 }
 
+/// Idle connections closed each time accept runs out of descriptors.
+const EVICT_ON_EMFILE: usize = 16;
+
 /// Descriptors kept free for everything but connections (files, the sinks' connections,
 /// the runtime).
 const RESERVED_DESCRIPTORS: usize = 128;
@@ -261,6 +266,9 @@ async fn serve(endpoint: Endpoint) {
         kib: Arc::new(Semaphore::new(
             u32::try_from(settings.max_bytes_in_flight.div_ceil(1024)).unwrap_or(u32::MAX) as usize,
         )),
+        decoding: Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
         unauthorized: Throttled::new(Duration::from_secs(60)),
         refused: Throttled::new(Duration::from_secs(10)),
         settings,
@@ -273,7 +281,12 @@ async fn serve(endpoint: Endpoint) {
         let next = crate::listen::next_connection(&mut accept, &name, |e| {
             // Out of descriptors: an idle connection gives its own back.
             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                connections.evict_idle();
+                // Several at a time: the limit may have been lowered under what is open.
+                for _ in 0..EVICT_ON_EMFILE {
+                    if !connections.evict_idle() {
+                        break;
+                    }
+                }
             }
         });
         let (stream, _) = tokio::select! {

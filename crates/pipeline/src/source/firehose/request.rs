@@ -39,6 +39,9 @@ pub(super) struct Shared {
     /// Bytes of bodies (as received, and inflated) held, in KiB: a semaphore counts in
     /// `u32`.
     pub kib: Arc<Semaphore>,
+    /// Requests being decoded: one per core. More at once would not decode faster, and
+    /// each holds what its records inflate to.
+    pub decoding: Arc<Semaphore>,
     /// Refusals of requests that were not taken in (wrong key, no request id...): one
     /// line a minute, so that traffic without the key cannot flood the log.
     pub unauthorized: Throttled,
@@ -157,9 +160,9 @@ enum Encoding {
     Gzip,
 }
 
-fn encoding(parts: &http::request::Parts) -> Result<Encoding, String> {
+fn encoding(headers: &http::HeaderMap) -> Result<Encoding, String> {
     let mut encoding = Encoding::Identity;
-    for value in parts.headers.get_all(http::header::CONTENT_ENCODING) {
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
         let value = value
             .to_str()
             .map_err(|_| "Content-Encoding is not text".to_string())?;
@@ -204,7 +207,7 @@ async fn take_in(
     if request_id.is_empty() {
         return Err(Refusal::unread(400, "no X-Amz-Firehose-Request-Id", body));
     }
-    let encoding = match encoding(parts) {
+    let encoding = match encoding(&parts.headers) {
         Ok(encoding) => encoding,
         Err(message) => return Err(Refusal::unread(415, message, body)),
     };
@@ -299,59 +302,69 @@ async fn decode(
     encoding: Encoding,
     held: OwnedSemaphorePermit,
 ) -> Result<Vec<AckWait>, Refusal> {
-    let options = DecodeOptions {
-        format: shared.ctx.format.clone(),
-        batch_rows: shared.ctx.batch_rows,
-        keep_lines: shared.ctx.keep_lines,
-        max_inflated_bytes: Some(inflation_budget(
-            body.len(),
-            shared.settings.max_inflated_bytes,
-        )),
-        ..DecodeOptions::default()
+    let options = options(&shared.ctx, &shared.settings, body.len());
+    let Ok(core) = Arc::clone(&shared.decoding).acquire_owned().await else {
+        return Err(Refusal::new(503, "shutting down; retry later"));
     };
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
+        let _core = core;
         let shared = &*shared;
         let mut held = held;
-        let plain = match encoding {
-            Encoding::Identity => body,
-            Encoding::Gzip => inflate(shared, &body, &mut held)?,
+        // Each step of the inflated body is held in the in-flight budget before it is made.
+        let reserve = |kib: u32| match Arc::clone(&shared.kib).try_acquire_many_owned(kib) {
+            Ok(more) => {
+                held.merge(more);
+                true
+            }
+            Err(_) => false,
         };
+        let plain = unpack(body, encoding, shared.settings.max_body_bytes, reserve)?;
         let mut submit = Submit {
             shared,
             waits: Vec::new(),
             refusal: None,
         };
-        match decode_firehose_request(&plain, source, &options, &mut submit) {
-            Ok(_) => Ok(submit.waits),
-            Err(DecodeError::Sink(_)) => Err(submit
+        match decode_request(&plain, source, &options, &mut submit) {
+            Ok(()) => Ok(submit.waits),
+            Err(None) => Err(submit
                 .refusal
                 .unwrap_or_else(|| Refusal::new(503, "shutting down; retry later"))),
-            Err(e @ DecodeError::TooLarge { .. }) => Err(Refusal::new(413, e.to_string())),
-            Err(e) => Err(Refusal::new(400, e.to_string())),
+            Err(Some(refusal)) => Err(refusal),
         }
     })
     .await
     .unwrap_or_else(|e| Err(Refusal::new(500, format!("decoding stopped: {e}"))))
 }
 
-/// The body, gzip undone, at most `max_body_bytes` of it; what it grows to is held in
-/// `held` (the in-flight budget) as it grows.
-fn inflate(
-    shared: &Shared,
-    body: &[u8],
-    held: &mut OwnedSemaphorePermit,
+fn options(ctx: &SourceContext, settings: &FirehoseSource, body_len: usize) -> DecodeOptions {
+    DecodeOptions {
+        format: ctx.format.clone(),
+        batch_rows: ctx.batch_rows,
+        keep_lines: ctx.keep_lines,
+        max_inflated_bytes: Some(inflation_budget(body_len, settings.max_inflated_bytes)),
+        ..DecodeOptions::default()
+    }
+}
+
+/// The body with its encoding undone (at most `max` bytes of it); `reserve` is asked for
+/// room (in KiB) before each step of inflating, and a `false` is a 503.
+fn unpack(
+    body: Bytes,
+    encoding: Encoding,
+    max: usize,
+    mut reserve: impl FnMut(u32) -> bool,
 ) -> Result<Bytes, Refusal> {
     const STEP: usize = 1 << 20;
-    let max = shared.settings.max_body_bytes;
+    if encoding == Encoding::Identity {
+        return Ok(body);
+    }
     let mut plain = Vec::new();
-    let mut gunzip = flate2::read::MultiGzDecoder::new(body);
+    let mut gunzip = flate2::read::MultiGzDecoder::new(&body[..]);
     loop {
-        // Each step is held in the in-flight budget before it is inflated.
-        let Ok(more) = Arc::clone(&shared.kib).try_acquire_many_owned(kib(STEP)) else {
+        if !reserve(kib(STEP)) {
             return Err(Refusal::new(503, BUSY));
-        };
-        held.merge(more);
+        }
         let room = (max + 1 - plain.len()).min(STEP) as u64;
         match (&mut gunzip).take(room).read_to_end(&mut plain) {
             Ok(0) => return Ok(Bytes::from(plain)),
@@ -361,12 +374,67 @@ fn inflate(
             }
             Ok(_) => {}
             Err(e) => {
-                return Err(Refusal::new(
-                    400,
-                    format!("the gzip body cannot be read: {e}"),
-                ))
+                let message = format!("the gzip body cannot be read: {e}");
+                return Err(Refusal::new(400, message));
             }
         }
+    }
+}
+
+/// Decodes a request's body into `sink`. `Err(None)`: the sink stopped it (and knows why).
+fn decode_request(
+    plain: &[u8],
+    source: SourceId,
+    options: &DecodeOptions,
+    sink: &mut dyn RecordSink,
+) -> Result<(), Option<Refusal>> {
+    match decode_firehose_request(plain, source, options, sink) {
+        Ok(_) => Ok(()),
+        Err(DecodeError::Sink(_)) => Err(None),
+        Err(e @ DecodeError::TooLarge { .. }) => Err(Some(Refusal::new(413, e.to_string()))),
+        Err(e) => Err(Some(Refusal::new(400, e.to_string()))),
+    }
+}
+
+/// The status the endpoint answers a request it has taken in with `headers` and `body`,
+/// up to the delivery of its records, which go to `sink`: the checks, decoding and
+/// bounds of the real handler, without a server or a pipeline (for the fuzz target).
+#[doc(hidden)]
+pub fn offline_answer(
+    settings: &FirehoseSource,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    format: Option<flowlog_model::FlowFormat>,
+    sink: &mut dyn RecordSink,
+) -> u16 {
+    let encoding = match encoding(headers) {
+        Ok(encoding) => encoding,
+        Err(_) => return 415,
+    };
+    if body.len() > settings.max_body_bytes {
+        return 413;
+    }
+    let mut held = 0u64;
+    let budget = u64::from(kib(settings.max_bytes_in_flight));
+    let reserve = |kib: u32| {
+        held += u64::from(kib);
+        held <= budget
+    };
+    let received = body.len();
+    let body = Bytes::copy_from_slice(body);
+    let plain = match unpack(body, encoding, settings.max_body_bytes, reserve) {
+        Ok(plain) => plain,
+        Err(refusal) => return refusal.status,
+    };
+    let options = DecodeOptions {
+        format,
+        max_inflated_bytes: Some(inflation_budget(received, settings.max_inflated_bytes)),
+        ..DecodeOptions::default()
+    };
+    match decode_request(&plain, SourceId::new("firehose:fuzz"), &options, sink) {
+        Ok(()) => 200,
+        Err(None) => 503,
+        Err(Some(refusal)) => refusal.status,
     }
 }
 
