@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::firehose::{
-    body_of, ids_for, parse_answer, post, post_with, request_of, start, start_with, Endpoint, KEY,
+    body_of, head, ids_for, parse_answer, post, post_with, request_of, start, start_with, Endpoint,
+    KEY,
 };
 use flowlog_test_receivers::corpus::v2_lines;
 use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
@@ -375,4 +376,256 @@ fn a_full_dead_letter_store_stops_acknowledgements_until_it_has_room() {
     }
     assert!(accepted, "the store never took again");
     assert_eq!(health().0, 200);
+}
+
+/// Opens `n` connections that send the start of a request's headers and then a byte now
+/// and then (slowloris); they hold their slots as long as the server lets them.
+fn slowloris(address: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|_| {
+            let mut stream = TcpStream::connect(address).ok()?;
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .ok()?;
+            Some(stream)
+        })
+        .collect()
+}
+
+fn trickle(streams: &mut [TcpStream]) {
+    for stream in streams {
+        let _ = stream.write_all(b"a");
+    }
+}
+
+/// Valid requests sent one after the other while `between` runs before each: their
+/// statuses and the longest wait for an answer.
+fn valid_requests(
+    address: std::net::SocketAddr,
+    tag: &str,
+    n: usize,
+    mut between: impl FnMut(),
+) -> (Vec<u16>, Duration) {
+    let mut statuses = Vec::new();
+    let mut longest = Duration::ZERO;
+    for i in 0..n {
+        between();
+        let id = format!("{tag}-{i}");
+        let started = Instant::now();
+        let answer = post(address, KEY, &id, &body_of(&id, &v2_lines(0, 20)), MINUTE);
+        longest = longest.max(started.elapsed());
+        statuses.push(answer.map_or(0, |a| a.0));
+    }
+    (statuses, longest)
+}
+
+fn open_descriptors(endpoint: &Endpoint) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", endpoint.child.id())).map_or(0, |d| d.count())
+}
+
+/// Without the key: 500 slowloris connections (headers never finished; a header timeout
+/// longer than the test, so that the connection cap is what holds), then the process's
+/// descriptor limit lowered under what it has open (accept fails with EMFILE). Valid
+/// requests are answered all along, and the process does not spin.
+#[test]
+fn slowloris_and_descriptor_exhaustion_leave_valid_requests_answered_and_cpu_idle() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let endpoint = start(
+        &receiver,
+        "header_timeout_secs = 120\nmax_connections = 400",
+    );
+    let address = endpoint.address;
+
+    let mut slow = slowloris(address, 500);
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu, started) = (endpoint.cpu_seconds(), Instant::now());
+    let (statuses, longest) = valid_requests(address, "slowloris", 10, || {
+        trickle(&mut slow);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (cpu, wall) = (
+        endpoint.cpu_seconds() - cpu,
+        started.elapsed().as_secs_f64(),
+    );
+    eprintln!(
+        "500 slowloris connections (cap 400): valid requests {statuses:?}, the slowest answered in {:.3} s; \
+         flowlog used {cpu:.2} s of CPU in {wall:.1} s; {} descriptors open",
+        longest.as_secs_f64(),
+        open_descriptors(&endpoint)
+    );
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(cpu < wall / 2.0, "{cpu} s of CPU in {wall} s");
+
+    // Descriptors: the limit goes under what is open, so accept fails with EMFILE until
+    // idle connections give theirs back; more slowloris keep coming.
+    let open = open_descriptors(&endpoint);
+    let limit = open - 150;
+    let prlimit = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", endpoint.child.id()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(prlimit.success());
+    let (cpu, started) = (endpoint.cpu_seconds(), Instant::now());
+    let (statuses, longest) = valid_requests(address, "emfile", 10, || {
+        slow.extend(slowloris(address, 30));
+        trickle(&mut slow);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (cpu, wall) = (
+        endpoint.cpu_seconds() - cpu,
+        started.elapsed().as_secs_f64(),
+    );
+    let log = endpoint.log();
+    eprintln!(
+        "descriptor limit lowered from above {open} to {limit} open: valid requests {statuses:?}, the slowest \
+         answered in {:.3} s; flowlog used {cpu:.2} s of CPU in {wall:.1} s; {} descriptors open; \
+         accept failures logged: {}",
+        longest.as_secs_f64(),
+        open_descriptors(&endpoint),
+        log.matches("cannot accept a connection").count()
+    );
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(cpu < wall / 2.0, "{cpu} s of CPU in {wall} s");
+    assert!(log.contains("Too many open files"), "{log}");
+    let ids = receiver.ids();
+    assert!(ids_for("emfile-9", 20)
+        .iter()
+        .all(|id| ids.contains_key(id)));
+}
+
+/// A keep-alive request on `stream`: the status (0 when the connection is closed).
+fn keep_alive_request(stream: &mut TcpStream, address: std::net::SocketAddr, id: &str) -> u16 {
+    let body = body_of(id, &v2_lines(0, 5));
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nX-Amz-Firehose-Request-Id: {id}\r\nX-Amz-Firehose-Access-Key: {KEY}\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+        return 0;
+    }
+    // The head, then as much body as it says.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => answer.push(byte[0]),
+            _ => return 0,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    if stream.read_exact(&mut body).is_err() {
+        return 0;
+    }
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// SIGTERM with idle keep-alive connections (and one that never finishes its headers)
+/// open: the process exits well within `shutdown_timeout_secs` (10 s here), closes the idle
+/// connections instead of taking more requests on them, and everything answered 200 was
+/// delivered.
+#[test]
+fn sigterm_with_idle_connections_exits_within_the_shutdown_timeout() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let mut endpoint = start(&receiver, "");
+    let address = endpoint.address;
+    let mut idle: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream.set_read_timeout(Some(MINUTE)).unwrap();
+            assert_eq!(
+                keep_alive_request(&mut stream, address, &format!("ka-{i}")),
+                200
+            );
+            stream
+        })
+        .collect();
+    let _slow = slowloris(address, 1);
+
+    let started = Instant::now();
+    // SAFETY: signalling a child process this test started.
+    assert_eq!(
+        unsafe { libc::kill(endpoint.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    // A request on a kept-alive connection during the drain is not taken.
+    std::thread::sleep(Duration::from_millis(100));
+    let late = keep_alive_request(&mut idle[0], address, "late");
+    let status = loop {
+        if let Some(status) = endpoint.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < MINUTE, "no exit after a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let log = endpoint.log();
+    eprintln!(
+        "SIGTERM with 20 idle connections and a slowloris one: exited ({status}) after {:.2} s; a request on an idle connection during the drain got {late}",
+        took.as_secs_f64()
+    );
+    assert!(status.success(), "{log}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_ne!(late, 200);
+    assert!(!log.contains("unacknowledged"), "{log}");
+    let ids = receiver.ids();
+    for i in 0..20 {
+        assert!(ids_for(&format!("ka-{i}"), 5)
+            .iter()
+            .all(|id| ids.contains_key(id)));
+    }
+}
+
+/// A refusal that the headers decide is sent before the body is read: a client that asks
+/// (`Expect: 100-continue`) sends no body at all, and one that sends its headers and waits
+/// is answered too. A flood of refused requests makes a line or two of log, not one each.
+#[test]
+fn refusals_come_from_the_headers_and_do_not_flood_the_log() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    let endpoint = start(&receiver, "");
+    let address = endpoint.address;
+    for (key, length, expect, expected) in [
+        ("wrong", 100_000_000, true, 401),
+        ("wrong", 100_000_000, false, 401),
+        (KEY, 100_000_000, true, 413),
+        (KEY, 100_000_000, false, 413),
+    ] {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(MINUTE)).unwrap();
+        let headers: &[&str] = if expect {
+            &["Expect: 100-continue"]
+        } else {
+            &[]
+        };
+        stream
+            .write_all(&head(address, key, "r-1", headers, length))
+            .unwrap();
+        // No body is sent: the answer comes from the headers.
+        let mut answer = vec![0u8; 4096];
+        let n = stream.read(&mut answer).unwrap();
+        let (status, json) = parse_answer(&answer[..n]).unwrap();
+        assert_eq!(status, expected, "{key} {expect}: {json}");
+    }
+
+    for i in 0..1000 {
+        let id = format!("flood-{i}");
+        let answer = post(address, "wrong", &id, b"{}", MINUTE).unwrap();
+        assert_eq!(answer.0, 401);
+    }
+    let log = endpoint.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("wrong access key"))
+        .count();
+    eprintln!("1,004 refused requests: {lines} log lines about them");
+    assert!(lines <= 3, "{log}");
+    assert!(log.contains("more like it") || lines <= 2, "{log}");
 }

@@ -50,9 +50,11 @@ impl Health {
 /// Serves until the runtime stops.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>) {
     let mut accept = || listener.accept();
+    let failures = crate::listen::Throttled::new(std::time::Duration::from_secs(10));
     loop {
         let (stream, _) =
-            crate::listen::next_connection(&mut accept, "metrics endpoint", |_| {}).await;
+            crate::listen::next_connection(&mut accept, "metrics endpoint", &failures, |_| {})
+                .await;
         let (metrics, health) = (metrics.clone(), Arc::clone(&health));
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {

@@ -12,32 +12,26 @@ use tokio::net::TcpStream;
 /// would spin a core while the condition lasts.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The next connection from `accept`. A failed accept is logged once per streak of
-/// failures (as `what`), handed to `on_error` (which may free a descriptor), and retried
-/// after [`ACCEPT_BACKOFF`].
+/// The next connection from `accept`. A failed accept is logged (through `failures`, so
+/// a condition that comes and goes does not flood the log), handed to `on_error` (which
+/// may free a descriptor), and retried after [`ACCEPT_BACKOFF`].
 pub async fn next_connection<F, A>(
     accept: &mut F,
     what: &str,
+    failures: &Throttled,
     mut on_error: impl FnMut(&std::io::Error),
 ) -> (TcpStream, SocketAddr)
 where
     F: FnMut() -> A,
     A: std::future::Future<Output = std::io::Result<(TcpStream, SocketAddr)>>,
 {
-    let mut failing = false;
     loop {
         match accept().await {
-            Ok(accepted) => {
-                if failing {
-                    tracing::info!("{what}: accepting connections again");
-                }
-                return accepted;
-            }
+            Ok(accepted) => return accepted,
             Err(e) => {
-                if !failing {
-                    tracing::warn!("{what}: cannot accept a connection: {e}; retrying every {ACCEPT_BACKOFF:?}");
-                    failing = true;
-                }
+                failures.warn(what, || {
+                    format!("cannot accept a connection: {e}; retrying every {ACCEPT_BACKOFF:?}")
+                });
                 on_error(&e);
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
@@ -102,9 +96,14 @@ mod tests {
         let errors = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&errors);
         let server = tokio::spawn(async move {
-            next_connection(&mut accept, "test", |_| {
-                seen.fetch_add(1, Ordering::Relaxed);
-            })
+            next_connection(
+                &mut accept,
+                "test",
+                &Throttled::new(Duration::from_secs(10)),
+                |_| {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                },
+            )
             .await
         });
         tokio::time::sleep(Duration::from_secs(1)).await;

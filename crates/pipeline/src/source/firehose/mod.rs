@@ -275,10 +275,11 @@ async fn serve(endpoint: Endpoint) {
         ctx,
     });
     let full = Throttled::new(Duration::from_secs(10));
+    let accept_failures = Throttled::new(Duration::from_secs(10));
     let mut open = tokio::task::JoinSet::new();
     let mut accept = || listener.accept();
     loop {
-        let next = crate::listen::next_connection(&mut accept, &name, |e| {
+        let next = crate::listen::next_connection(&mut accept, &name, &accept_failures, |e| {
             // Out of descriptors: an idle connection gives its own back.
             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                 // Several at a time: the limit may have been lowered under what is open.
@@ -367,7 +368,11 @@ where
                 }
             }
             _ = shared.ctx.stop.wait(), if !stopping => {
-                // Idle: closed now; answering: closed after the answer.
+                // Idle (or still sending headers): closed now; answering: closed after
+                // the answer.
+                if !slot.state().is_busy() {
+                    return;
+                }
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
