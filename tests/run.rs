@@ -857,3 +857,34 @@ fn a_stdin_source_on_a_pipe_delivers_each_line_while_the_pipe_stays_open() {
     assert!(ok, "{stderr}");
     assert_eq!(receiver.ids().len(), 3);
 }
+
+/// A checkpoint covers the dead letters of the lines it passes: they are durable before
+/// it is written, so a kill -9 the moment an object is checkpointed loses none of them.
+#[test]
+fn dead_letters_are_durable_before_the_checkpoint_that_covers_them() {
+    let receiver = HecReceiver::start(HecOptions::default());
+    for round in 0..3 {
+        let incoming = tempdir();
+        let setup = directory_setup(&receiver, &incoming);
+        let data = setup.dir.join("data");
+        let object = incoming.join(format!("flows-{round}.log"));
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(&flowlog_test_receivers::corpus::v2_line(i));
+            text.push('\n');
+            text.push_str(&format!("undecodable line {i}\n"));
+        }
+        std::fs::write(&object, text).unwrap();
+        let mut child = flowlog(&["run"], &setup.config).spawn().unwrap();
+        wait_for("the object's checkpoint", Duration::from_secs(60), || {
+            checkpoint_line(&data, &object).is_some_and(|(_, done)| done)
+        });
+        child.kill().unwrap(); // SIGKILL at once: nothing more is written
+        child.wait().unwrap();
+        let letters = common::runs::dead_letters(&setup.dir);
+        assert_eq!(letters.len(), 2000, "round {round}");
+        assert!(letters
+            .iter()
+            .all(|l| l["raw"].as_str().unwrap().starts_with("undecodable line")));
+    }
+}

@@ -846,3 +846,278 @@ fn a_message_received_too_often_is_given_up_before_it_is_read() {
     assert!(receiver.ids().is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// An SQS endpoint in front of moto that holds, without ever answering, the requests of
+/// the actions it is told to hang (by `X-Amz-Target`, the JSON protocol's action), as
+/// many times as it is told; everything else is passed to moto.
+struct HangingSqs {
+    url: String,
+    hung: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl HangingSqs {
+    fn start(moto: &str, hang: &[(&str, usize)]) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = moto.trim_start_matches("http://").to_string();
+        let left: HashMap<String, usize> = hang
+            .iter()
+            .map(|(action, n)| (format!("AmazonSQS.{action}"), *n))
+            .collect();
+        let left = Arc::new(std::sync::Mutex::new(left));
+        let hung = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let (counts, budget) = (Arc::clone(&hung), Arc::clone(&left));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let (upstream, counts, budget) =
+                    (upstream.clone(), Arc::clone(&counts), Arc::clone(&budget));
+                std::thread::spawn(move || relay(client, &upstream, &counts, &budget));
+            }
+        });
+        Self { url, hung }
+    }
+
+    /// How many requests of each action were held.
+    fn hung(&self) -> HashMap<String, usize> {
+        self.hung.lock().unwrap().clone()
+    }
+}
+
+/// Serves one client connection: each request is held for good or passed to moto.
+fn relay(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    hung: &std::sync::Mutex<HashMap<String, usize>>,
+    left: &std::sync::Mutex<HashMap<String, usize>>,
+) {
+    use std::io::Read;
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            match client.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let header = |name: &str| {
+            text.lines().find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0u8; length];
+        if client.read_exact(&mut body).is_err() {
+            return;
+        }
+        let action = header("x-amz-target").unwrap_or_default();
+        let hang = left
+            .lock()
+            .unwrap()
+            .get_mut(&action)
+            .filter(|n| **n > 0)
+            .map(|n| *n -= 1)
+            .is_some();
+        if hang {
+            *hung.lock().unwrap().entry(action).or_default() += 1;
+            // Half-open: the request was taken, nothing ever comes back.
+            std::thread::sleep(Duration::from_secs(3600));
+            return;
+        }
+        // One request per connection upstream, so its end is the answer's end.
+        let head = text
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+            return;
+        };
+        let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+        if server.write_all(request.as_bytes()).is_err() || server.write_all(&body).is_err() {
+            return;
+        }
+        let mut answer = Vec::new();
+        let _ = server.read_to_end(&mut answer);
+        // The client is told to close too: its next request comes on a new connection.
+        let answer =
+            String::from_utf8_lossy(&answer).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+        let _ = client.write_all(answer.as_bytes());
+        return;
+    }
+}
+
+/// SQS itself half-open: a ReceiveMessage, every ChangeMessageVisibility and the first
+/// DeleteMessageBatches are taken and never answered. Each call gives up after its own
+/// timeout, the message comes back when its visibility ends, and in the end every record
+/// is delivered (with the same ids however often it was read) and every message deleted.
+#[test]
+fn sqs_calls_that_are_never_answered_time_out_and_nothing_is_lost() {
+    let moto = Moto::setup("halfopen");
+    let dir = tempdir();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let sqs = HangingSqs::start(
+        &moto.endpoint,
+        &[
+            ("ReceiveMessage", 1),
+            ("ChangeMessageVisibility", 1000),
+            ("DeleteMessageBatch", 2),
+        ],
+    );
+    let objects = objects(&dir, moto.bucket("direct"), 4, 200);
+    let etags = moto.put(&objects);
+    let expected = ids_of_all(&objects, &etags);
+    // The sink is down long enough that the heartbeat is needed, and it finds no answer.
+    receiver.set_down(true);
+    let source = format!(
+        r#"type = "sqs"
+queue_url = "{}"
+region = "us-east-1"
+s3_force_path_style = true
+wait_time_secs = 1
+visibility_timeout_secs = 2"#,
+        moto.queue_url
+    );
+    let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
+    let _run = Flowlog(
+        flowlog(&["run"], &config)
+            .env("AWS_ENDPOINT_URL_SQS", &sqs.url)
+            .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(
+        Duration::from_secs(90),
+        || log(&config).contains("extending a message's visibility: no answer"),
+        || log(&config),
+    );
+    receiver.set_down(false);
+    let delivered = || {
+        let ids = receiver.ids();
+        expected.iter().filter(|id| ids.contains_key(*id)).count()
+    };
+    wait_drained(
+        &moto,
+        delivered,
+        expected.len(),
+        &config,
+        Duration::from_secs(120),
+    );
+    let hung = sqs.hung();
+    let log = log(&config);
+    eprintln!("held without an answer: {hung:?}");
+    assert_eq!(hung.get("AmazonSQS.ReceiveMessage"), Some(&1), "{hung:?}");
+    assert!(hung
+        .get("AmazonSQS.ChangeMessageVisibility")
+        .is_some_and(|&n| n > 0));
+    assert_eq!(
+        hung.get("AmazonSQS.DeleteMessageBatch"),
+        Some(&2),
+        "{hung:?}"
+    );
+    assert!(log.contains("no answer in 16 s"), "{log}");
+    assert!(log.contains("deleting"), "{log}");
+    // Nothing but the expected ids arrived (a message read twice sends the same ids).
+    let ids = receiver.ids();
+    assert!(ids.keys().all(|id| expected.contains(id)));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Objects that cannot be read as announced: an object that is a gzip bomb (2 GiB of
+/// zeros, no line end) is dead-lettered at the line limit and its message deleted, with
+/// memory bounded; a notification naming a version that does not exist (NoSuchVersion)
+/// is handled as a missing key: dead-lettered, deleted, not retried.
+#[test]
+fn a_gzip_bomb_object_and_a_missing_version_are_dead_lettered_and_deleted() {
+    let moto = Moto::setup("bomb");
+    let dir = tempdir();
+    let receiver = HecReceiver::start(HecOptions::default());
+    let member = {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0u8; 64 << 20]).unwrap();
+        encoder.finish().unwrap()
+    };
+    let bomb = dir.join("bomb");
+    std::fs::write(&bomb, member.repeat(32)).unwrap();
+    let valid = objects(&dir, moto.bucket("direct"), 1, 50);
+    let mut all = vec![Object {
+        bucket: moto.bucket("direct").into(),
+        key: "AWSLogs/bomb.log.gz".into(),
+        file: bomb,
+        lines: Vec::new(),
+    }];
+    let etags = moto.put(&valid);
+    all.extend(valid);
+    moto.put(&all[..1]);
+    // A version of an object in the quiet bucket that was never written.
+    let missing = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": moto.bucket("quiet")},
+               "object": {"key": "AWSLogs/versioned.log", "versionId": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"}}}]})
+    .to_string();
+    script(
+        &["put", &moto.endpoint],
+        &json!([{"bucket": moto.bucket("quiet"), "key": "AWSLogs/versioned.log", "file": all[1].file}]).to_string(),
+    );
+    moto.send(std::slice::from_ref(&missing));
+    let config = write_config(&dir, &moto.source(""), &runs::hec_sink(&receiver.url(), ""));
+    let run = start(&config);
+    let expected = ids_of_all(&all[1..], &etags);
+    let delivered = || {
+        let ids = receiver.ids();
+        expected.iter().filter(|id| ids.contains_key(*id)).count()
+    };
+    wait_drained(
+        &moto,
+        delivered,
+        expected.len(),
+        &config,
+        Duration::from_secs(180),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        || runs::dead_letters(&dir).len() >= 2,
+        || format!("{:?}", runs::dead_letters(&dir)),
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", run.0.id())).unwrap();
+    let peak: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let dead = runs::dead_letters(&dir);
+    eprintln!(
+        "a 2 GiB gzip bomb object ({} bytes) read through SQS: peak RSS {peak} kB; {} dead letters",
+        member.len() * 32,
+        dead.len()
+    );
+    assert!(peak < 256_000, "{peak} kB");
+    let bomb_letters: Vec<_> = dead
+        .iter()
+        .filter(|d| d["source"].as_str().unwrap().contains("bomb.log.gz"))
+        .collect();
+    assert!(!bomb_letters.is_empty(), "{} dead letters", dead.len());
+    assert!(bomb_letters
+        .iter()
+        .all(|d| d["raw"].as_str().unwrap().len() <= 4096));
+    let gone = dead
+        .iter()
+        .find(|d| d["source"].as_str().unwrap().contains("versioned.log"))
+        .expect("the missing version is dead-lettered");
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the object is gone"),
+        "{gone}"
+    );
+    assert!(
+        gone["reason"].as_str().unwrap().contains("NoSuchVersion"),
+        "{gone}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -257,6 +257,7 @@ async fn run(queue: Queue) {
     let deleter = tokio::spawn(delete_messages(
         clients.sqs.clone(),
         settings.queue_url.clone(),
+        delete_timeout(settings.visibility_timeout_secs),
         ctx.name.clone(),
         Arc::clone(&ctx.dead_letters),
         to_delete,
@@ -545,6 +546,7 @@ fn discard(
 async fn delete_messages(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    timeout: Duration,
     name: String,
     dead_letters: Arc<DeadLetterFile>,
     mut receipts: mpsc::UnboundedReceiver<String>,
@@ -564,7 +566,7 @@ async fn delete_messages(
         }
         let letters = Arc::clone(&dead_letters);
         match tokio::task::spawn_blocking(move || letters.sync()).await {
-            Ok(Ok(())) => delete_batch(&sqs, &queue_url, &name, batch).await,
+            Ok(Ok(())) => delete_batch(&sqs, &queue_url, timeout, &name, batch).await,
             Ok(Err(e)) => {
                 tracing::error!(source = %name, "the dead-letter file cannot be synced ({e}): {} messages are not deleted and will be read again", batch.len())
             }
@@ -573,9 +575,22 @@ async fn delete_messages(
     }
 }
 
+/// How long a DeleteMessageBatch may go unanswered: at most 30 s, and no longer than the
+/// visibility timeout, past which the receipt handles have expired anyway (the messages
+/// come back and are read again, with the same event ids).
+fn delete_timeout(visibility_timeout_secs: u32) -> Duration {
+    Duration::from_secs(u64::from(visibility_timeout_secs).min(30))
+}
+
 /// One DeleteMessageBatch, with each entry's result checked; entries that failed for a
-/// reason that may pass are tried again, twice.
-async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, name: &str, batch: Vec<String>) {
+/// reason that may pass (or got no answer within `timeout`) are tried again, twice.
+async fn delete_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    timeout: Duration,
+    name: &str,
+    batch: Vec<String>,
+) {
     let mut left: Vec<(String, String)> = batch
         .into_iter()
         .enumerate()
@@ -601,7 +616,7 @@ async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, name: &str, ba
             .queue_url(queue_url)
             .set_entries(Some(entries))
             .send();
-        match tokio::time::timeout(Duration::from_secs(30), sent).await {
+        match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(output)) => {
                 let mut retry = Vec::new();
                 for failed in output.failed {
@@ -620,7 +635,10 @@ async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, name: &str, ba
                 }
             }
             Ok(Err(e)) => last_error = error_chain(&e),
-            Err(_) => last_error = "no answer in 30 s".into(),
+            Err(_) => {
+                last_error = format!("no answer in {} s", timeout.as_secs());
+                tracing::warn!(source = %name, "deleting {} messages: {last_error}; trying again", left.len());
+            }
         }
     }
     tracing::error!(source = %name, "{} messages could not be deleted ({last_error}); they will be read again, with the same event ids", left.len());
