@@ -892,62 +892,58 @@ fn relay(
     left: &std::sync::Mutex<HashMap<String, usize>>,
 ) {
     use std::io::Read;
-    loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8];
-        while !head.ends_with(b"\r\n\r\n") {
-            match client.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
         }
-        let text = String::from_utf8_lossy(&head).to_string();
-        let header = |name: &str| {
-            text.lines().find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-        };
-        let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
-        let mut body = vec![0u8; length];
-        if client.read_exact(&mut body).is_err() {
-            return;
-        }
-        let action = header("x-amz-target").unwrap_or_default();
-        let hang = left
-            .lock()
-            .unwrap()
-            .get_mut(&action)
-            .filter(|n| **n > 0)
-            .map(|n| *n -= 1)
-            .is_some();
-        if hang {
-            *hung.lock().unwrap().entry(action).or_default() += 1;
-            // Half-open: the request was taken, nothing ever comes back.
-            std::thread::sleep(Duration::from_secs(3600));
-            return;
-        }
-        // One request per connection upstream, so its end is the answer's end.
-        let head = text
-            .lines()
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-            .collect::<Vec<_>>()
-            .join("\r\n");
-        let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
-            return;
-        };
-        let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
-        if server.write_all(request.as_bytes()).is_err() || server.write_all(&body).is_err() {
-            return;
-        }
-        let mut answer = Vec::new();
-        let _ = server.read_to_end(&mut answer);
-        // The client is told to close too: its next request comes on a new connection.
-        let answer =
-            String::from_utf8_lossy(&answer).replacen("\r\n", "\r\nConnection: close\r\n", 1);
-        let _ = client.write_all(answer.as_bytes());
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let header = |name: &str| {
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0u8; length];
+    if client.read_exact(&mut body).is_err() {
         return;
     }
+    let action = header("x-amz-target").unwrap_or_default();
+    let hang = left
+        .lock()
+        .unwrap()
+        .get_mut(&action)
+        .filter(|n| **n > 0)
+        .map(|n| *n -= 1)
+        .is_some();
+    if hang {
+        *hung.lock().unwrap().entry(action).or_default() += 1;
+        // Half-open: the request was taken, nothing ever comes back.
+        std::thread::sleep(Duration::from_secs(3600));
+        return;
+    }
+    // One request per connection upstream, so its end is the answer's end.
+    let head = text
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+    if server.write_all(request.as_bytes()).is_err() || server.write_all(&body).is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = server.read_to_end(&mut answer);
+    // The client is told to close too: its next request comes on a new connection.
+    let answer = String::from_utf8_lossy(&answer).replacen("\r\n", "\r\nConnection: close\r\n", 1);
+    let _ = client.write_all(answer.as_bytes());
 }
 
 /// SQS itself half-open: a ReceiveMessage, every ChangeMessageVisibility and the first
