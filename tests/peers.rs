@@ -85,33 +85,44 @@ fn carries_secret(seen: &Seen) -> bool {
         .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(SECRET))
 }
 
+/// Runs a sink made of `settings` over 30 records for [`RUN_FOR`]: each batch's outcome,
+/// and the sink's metrics.
+async fn run_for(settings: &str) -> (Vec<BatchStatus>, Metrics) {
+    let metrics = Metrics::new();
+    let sink = build(settings, &metrics);
+    let statuses = run_sink_for(sink, batches(&v2_lines(0, 30), 10), RUN_FOR).await;
+    (statuses, metrics)
+}
+
+/// Nothing was counted delivered, and the answers were counted as protocol errors.
+fn assert_nothing_delivered(statuses: &[BatchStatus], metrics: &Metrics, label: &str) {
+    assert!(
+        statuses.iter().all(|s| *s == BatchStatus::Failed),
+        "{label}: {statuses:?}"
+    );
+    assert_eq!(counter(metrics, "records_out"), 0, "{label}");
+    assert!(counter(metrics, "protocol_errors") > 0, "{label}");
+}
+
 /// What happened to one sink pointed at one redirecting endpoint.
 struct Case {
     label: String,
     check: Result<String, String>,
     statuses: Vec<BatchStatus>,
-    records_out: u64,
-    protocol_errors: u64,
+    metrics: Metrics,
 }
 
 async fn try_sink(label: String, settings: String) -> Case {
-    let metrics = Metrics::new();
-    let check = build(&settings, &metrics)
+    let check = build(&settings, &Metrics::new())
         .check()
         .await
         .map_err(|e| e.to_string());
-    let statuses = run_sink_for(
-        build(&settings, &metrics),
-        batches(&v2_lines(0, 30), 10),
-        RUN_FOR,
-    )
-    .await;
+    let (statuses, metrics) = run_for(&settings).await;
     Case {
         label,
         check,
         statuses,
-        records_out: counter(&metrics, "records_out"),
-        protocol_errors: counter(&metrics, "protocol_errors"),
+        metrics,
     }
 }
 
@@ -179,13 +190,7 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
             check.contains("/moved/here"),
             "{label}: the Location is named: {check}"
         );
-        assert!(
-            case.statuses.iter().all(|s| *s == BatchStatus::Failed),
-            "{label}: {:?}",
-            case.statuses
-        );
-        assert_eq!(case.records_out, 0, "{label}");
-        assert!(case.protocol_errors > 0, "{label}");
+        assert_nothing_delivered(&case.statuses, &case.metrics, label);
     }
     assert_eq!(n, 2 * 5 * 2 * 4);
     for (redirector, other) in &peers {
@@ -211,19 +216,8 @@ async fn an_elasticsearch_answer_that_accounts_for_nothing_is_not_delivery() {
             answer(200, &[("content-type", "application/json")], body)
         });
         let settings = &sink_settings(&peer.url(), None)[1].1;
-        let metrics = Metrics::new();
-        let statuses = run_sink_for(
-            build(settings, &metrics),
-            batches(&v2_lines(0, 30), 10),
-            RUN_FOR,
-        )
-        .await;
-        assert!(
-            statuses.iter().all(|s| *s == BatchStatus::Failed),
-            "{body}: {statuses:?}"
-        );
-        assert_eq!(counter(&metrics, "records_out"), 0, "{body}");
-        assert!(counter(&metrics, "protocol_errors") > 0, "{body}");
+        let (statuses, metrics) = run_for(settings).await;
+        assert_nothing_delivered(&statuses, &metrics, body);
         assert!(peer.seen().len() > 1, "{body}: sent again");
     }
 }
@@ -246,13 +240,7 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
         let settings = sink_settings(&peer.url(), None)[2]
             .1
             .replace("batch_timeout_secs = 0.05", "batch_timeout_secs = 0.5");
-        let metrics = Metrics::new();
-        let statuses = run_sink_for(
-            build(&settings, &metrics),
-            batches(&v2_lines(0, 30), 10),
-            RUN_FOR,
-        )
-        .await;
+        let (statuses, metrics) = run_for(&settings).await;
         assert!(
             statuses.iter().all(|s| *s == BatchStatus::Delivered),
             "{rejected}: {statuses:?}"
@@ -264,24 +252,13 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
     for rejected in [r#""999999""#, "999999", r#""-1""#, r#""many""#] {
         let peer = partial(rejected);
         let settings = &sink_settings(&peer.url(), None)[2].1;
-        let metrics = Metrics::new();
-        let statuses = run_sink_for(
-            build(settings, &metrics),
-            batches(&v2_lines(0, 30), 10),
-            RUN_FOR,
-        )
-        .await;
-        assert!(
-            statuses.iter().all(|s| *s == BatchStatus::Failed),
-            "{rejected}: {statuses:?}"
-        );
+        let (statuses, metrics) = run_for(settings).await;
+        assert_nothing_delivered(&statuses, &metrics, rejected);
         assert_eq!(
             counter(&metrics, "records_rejected"),
             0,
             "{rejected}: never clamped"
         );
-        assert_eq!(counter(&metrics, "records_out"), 0, "{rejected}");
-        assert!(counter(&metrics, "protocol_errors") > 0, "{rejected}");
     }
 }
 
