@@ -99,7 +99,7 @@ fn requests_are_answered_once_delivered_and_a_retry_carries_the_same_ids() {
 #[test]
 fn over_size_requests_are_refused_for_good_and_a_down_sink_gets_503s_with_memory_bounded() {
     let receiver = HecReceiver::start(HecOptions::default());
-    let limits = "max_requests = 2\nmax_body_bytes = 4000000\nmax_bytes_in_flight = 8000000";
+    let limits = "max_requests = 2\nmax_body_bytes = 4000000\nmax_bytes_in_flight = 9100000";
     let endpoint = start(&receiver, limits);
     let address = endpoint.address;
     let text = flowlog_test_receivers::corpus::v2_lines(0, 12_000);
@@ -177,7 +177,7 @@ fn https_requests_are_served_and_a_stalled_body_gets_408() {
     std::fs::write(&key, &pki.server.1).unwrap();
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let tls = format!(
-        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\nmax_requests = 1\nbody_timeout_secs = 1",
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\nmax_requests = 1\nbody_timeout_secs = 1\nmax_connections = 20\nheader_timeout_secs = 60",
         cert.display(),
         key.display()
     );
@@ -234,8 +234,22 @@ print(s.recv(4096).decode().split("\r\n")[0])
         port = address.port()
     ));
     assert!(printed.starts_with("HTTP/1.1 408"), "{printed}{errors}");
-    // The one request slot is free again.
+    // Fifty connections that never begin their TLS handshake, past the cap of twenty
+    // (and a header timeout longer than the test): each gives way to the next, and the
+    // one request slot is free again for a client that does speak.
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", endpoint.child.id()))
+            .unwrap()
+            .count()
+    };
+    let before = descriptors();
+    let silent: Vec<_> = (0..50)
+        .map(|_| std::net::TcpStream::connect(address).unwrap())
+        .collect();
     let (printed, errors) = python(&client.replace("tls-1", "tls-2"));
+    let during = descriptors();
+    assert!(during <= before + 21, "{before} descriptors, then {during}");
+    drop(silent);
     assert!(printed.starts_with("200 "), "{printed}{errors}");
     std::fs::remove_dir_all(dir).ok();
 }

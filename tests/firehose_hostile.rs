@@ -213,6 +213,7 @@ fn bombs_and_floods_of_undecodable_lines_stay_within_bounds() {
     // A record: 8 GiB inflated. It is dead-lettered at the decoder's per-record limit.
     let record = serde_json::json!({"data": b64(&bomb)});
     let body = request_of("record-bomb", vec![record]);
+    // Refused whole (413, which Firehose backs up to S3): a dead letter could not keep it.
     let started = Instant::now();
     let (status, answer) = post(address, KEY, "record-bomb", &body, MINUTE).unwrap();
     eprintln!(
@@ -221,7 +222,7 @@ fn bombs_and_floods_of_undecodable_lines_stay_within_bounds() {
         started.elapsed().as_secs_f64(),
         endpoint.peak_rss_kb()
     );
-    assert!(matches!(status, 200 | 413), "{answer}");
+    assert_eq!(status, 413, "{answer}");
     check_valid("record bomb");
 
     // Eight at once: requests of about 460 KB whose records each inflate past 16 MiB.
@@ -567,9 +568,13 @@ fn sigterm_with_idle_connections_exits_within_the_shutdown_timeout() {
     );
     assert!(status.success(), "{log}");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert_ne!(late, 200);
     assert!(!log.contains("unacknowledged"), "{log}");
     let ids = receiver.ids();
+    // Taken before the stop reached the connection (a slow signal), it was answered only
+    // once delivered; otherwise the connection was closed.
+    if late == 200 {
+        assert!(ids_for("late", 5).iter().all(|id| ids.contains_key(id)));
+    }
     for i in 0..20 {
         assert!(ids_for(&format!("ka-{i}"), 5)
             .iter()

@@ -148,7 +148,10 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
     let mut cases = tokio::task::JoinSet::new();
     let mut peers = Vec::new();
     for tls in [false, true] {
-        let other = Arc::new(ScriptedPeer::start(tls, elsewhere));
+        // One CA for both: the sink would trust the other server, so a followed redirect
+        // would reach it (and show there).
+        let pki = tls.then(flowlog_test_receivers::tls::TestPki::new);
+        let other = Arc::new(ScriptedPeer::start_with(pki.clone(), elsewhere));
         for status in [301u16, 302, 303, 307, 308] {
             for same_host in [true, false] {
                 let location = if same_host {
@@ -156,7 +159,7 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
                 } else {
                     format!("{}/moved/here", other.url())
                 };
-                let redirector = ScriptedPeer::start(tls, {
+                let redirector = ScriptedPeer::start_with(pki.clone(), {
                     let location = location.clone();
                     move |seen: &Seen| {
                         if seen.path.starts_with("/moved") {

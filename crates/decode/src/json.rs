@@ -39,6 +39,10 @@ const MAX_DEPTH: usize = 6;
 /// few megabytes of gzip cannot make the decoder allocate gigabytes.
 pub const MAX_ENVELOPE_BYTES: usize = 16 << 20;
 
+/// The most members of a `{"message"}` event flowlog has no column for that are kept (in
+/// the envelope's `fields`); the rest are left out.
+const MAX_OTHER_MEMBERS: usize = 64;
+
 /// The members flowlog reads from any JSON object; the kind of envelope follows from which
 /// are present. Of a `{"message"}` event, the members it has no name for are kept as
 /// they are (`other`); of other envelopes they are ignored.
@@ -103,7 +107,13 @@ impl<'de: 'a, 'a, R: Deserialize<'de>> Deserialize<'de> for JsonObject<'a, R> {
                         }
                         "requestId" => object.request_id = Some(map.next_value()?),
                         "timestamp" => object.timestamp = Some(map.next_value()?),
-                        _ => object.other.push((key, map.next_value()?)),
+                        _ if object.other.len() < MAX_OTHER_MEMBERS => {
+                            object.other.push((key, map.next_value()?))
+                        }
+                        // Kept members cost memory per member, whatever their size.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(object)
@@ -193,6 +203,17 @@ struct LogEvent<'a> {
     timestamp: Option<Scalar<'a>>,
 }
 
+/// A Firehose HTTP endpoint request, as [`JsonDecoder::decode_request`] reads it.
+#[derive(Deserialize)]
+struct FirehoseRequest<'a> {
+    #[serde(borrow, rename = "requestId", default)]
+    request_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    records: Vec<FirehoseRecord<'a>>,
+}
+
 #[derive(Deserialize)]
 struct FirehoseRecord<'a> {
     #[serde(borrow)]
@@ -220,12 +241,18 @@ pub(crate) struct JsonDecoder<'d> {
     next_event: u64,
     /// What decompressing record data may still produce (`DecodeOptions::max_inflated_bytes`).
     inflation_left: Option<u64>,
+    /// A record whose data a dead letter could not keep whole (not base64, not gzip, too
+    /// large once inflated) fails the source instead: a Firehose request is then refused,
+    /// and Firehose keeps the record (it retries, then backs it up to S3), where a dead
+    /// letter would have kept at most its head.
+    whole_records: bool,
 }
 
 impl<'d> JsonDecoder<'d> {
     pub fn new(lines: &'d mut LineDecoder, max_inflated_bytes: Option<u64>) -> Self {
         Self {
             inflation_left: max_inflated_bytes,
+            whole_records: false,
             lines,
             block: Vec::with_capacity(BLOCK_BYTES),
             numbers: Vec::new(),
@@ -339,22 +366,29 @@ impl<'d> JsonDecoder<'d> {
             source_id: self.lines.source().clone(),
             reason,
         };
-        let object = match serde_json::from_slice::<JsonObject<&RawValue>>(body) {
-            Ok(object) => object,
+        self.whole_records = true;
+        // Only what a request has is read: other members are skipped, not kept.
+        let request = match serde_json::from_slice::<FirehoseRequest>(body) {
+            Ok(request) => request,
             Err(e) => {
-                return Err(not_a_request(format!(
-                    "the body is not a JSON object with records: {e}"
-                )))
+                let reason = format!("the body is not a JSON object with records: {e}");
+                return Err(not_a_request(reason));
             }
         };
-        if object.records.is_none() {
-            return Err(not_a_request("the body has no `records` array".into()));
-        }
-        if object.message_type.is_some() || object.awslogs.is_some() || object.message.is_some() {
-            return Err(not_a_request(
-                "the body holds `records` beside members of another envelope".into(),
-            ));
-        }
+        let object = JsonObject {
+            message_type: None,
+            log_events: None,
+            records: Some(request.records),
+            awslogs: None,
+            message: None,
+            owner: None,
+            log_group: None,
+            log_stream: None,
+            subscription_filters: None,
+            request_id: request.request_id,
+            timestamp: request.timestamp,
+            other: Vec::new(),
+        };
         self.decode_object(object, None, 0, None, sink)?;
         self.flush(sink)
     }
@@ -392,6 +426,14 @@ impl<'d> JsonDecoder<'d> {
                 let reason = format!("not a JSON envelope: {err}");
                 self.lines.dead_letter(line_no, reason, trimmed, sink)
             }
+        }
+    }
+
+    /// The error of a record that is not kept whole (see `whole_records`).
+    fn unkept(&self, record: u64, reason: String) -> DecodeError {
+        DecodeError::NotARequest {
+            source_id: self.lines.source().clone(),
+            reason: format!("record {record}: {reason}"),
         }
     }
 
@@ -488,6 +530,9 @@ impl<'d> JsonDecoder<'d> {
             Err(err) => {
                 let line = self.take_event();
                 let reason = format!("record data is not base64: {err}");
+                if self.whole_records {
+                    return Err(self.unkept(line, reason));
+                }
                 self.lines.dead_letter(line, reason, data.as_bytes(), sink)
             }
         }
@@ -531,6 +576,13 @@ impl<'d> JsonDecoder<'d> {
                         what: "data decompressed from the records",
                         limit: limit - 1,
                     }),
+                    Ok(n) if n as u64 == limit && self.whole_records => {
+                        Err(DecodeError::TooLarge {
+                            source_id: self.lines.source().clone(),
+                            what: "a record's data, decompressed,",
+                            limit: limit - 1,
+                        })
+                    }
                     Ok(n) if n as u64 == limit => {
                         let line = self.take_event();
                         let reason = format!(
@@ -542,26 +594,29 @@ impl<'d> JsonDecoder<'d> {
                     Ok(_) => self.decode_nested(plain, depth + 1, envelope, sink),
                     Err(err) => {
                         let line = self.take_event();
-                        self.lines.dead_letter(
-                            line,
-                            format!("record data is not valid gzip: {err}"),
-                            b"",
-                            sink,
-                        )
+                        let reason = format!("record data is not valid gzip: {err}");
+                        if self.whole_records {
+                            return Err(self.unkept(line, reason));
+                        }
+                        self.lines.dead_letter(line, reason, b"", sink)
                     }
                 }
             }
             Envelope::Json => {
-                let stream = serde_json::Deserializer::from_slice(&bytes)
+                let mut stream = serde_json::Deserializer::from_slice(&bytes)
                     .into_iter::<JsonObject<&RawValue>>();
-                for item in stream {
+                while let Some(item) = stream.next() {
                     match item {
                         Ok(object) => self.decode_object(object, None, depth, envelope, sink)?,
                         Err(err) => {
                             let line = self.take_event();
-                            let offset = err.column();
                             let reason = format!("record is not a JSON envelope: {err}");
-                            let raw = &bytes[..bytes.len().min(offset.max(1) + 4096)];
+                            if self.whole_records {
+                                return Err(self.unkept(line, reason));
+                            }
+                            // From where the object that failed began.
+                            let offset = stream.byte_offset().min(bytes.len());
+                            let raw = &bytes[offset..bytes.len().min(offset + 4096)];
                             return self.lines.dead_letter(line, reason, raw, sink);
                         }
                     }

@@ -72,7 +72,11 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: 
                 };
                 async move { Ok::<_, std::convert::Infallible>(answer) }
             });
+            // hyper's header timeout needs a timer; without one a client that never
+            // finishes its headers would hold its descriptor for good.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

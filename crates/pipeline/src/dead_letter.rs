@@ -169,25 +169,48 @@ impl DeadLetterFile {
         Ok(())
     }
 
-    /// The file becomes `<path>.<next>` (synced first, so what was acknowledged stays
-    /// durable under its new name) and a new file is started.
+    /// The file becomes `<path>.<n>` (synced first, so what was acknowledged stays
+    /// durable under its new name) and a new file is started. A failure at any step
+    /// leaves the state true to what is on disk: the new file is made (under a name of its
+    /// own) before anything is renamed, a rotated file is never renamed onto (`n` skips
+    /// names that exist), and once the old file is renamed the counts follow at once.
     fn rotate(&self, state: &mut State) -> std::io::Result<()> {
         state.out.flush()?;
         state.out.get_ref().sync_data()?;
-        let rotated = numbered(&self.path, state.next);
-        std::fs::rename(&self.path, &rotated)?;
-        let file = OpenOptions::new()
+        let mut fresh_name = self.path.as_os_str().to_owned();
+        fresh_name.push(".new");
+        let fresh = OpenOptions::new()
             .create(true)
-            .append(true)
-            .open(&self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
+            .write(true)
+            .truncate(true)
+            .open(&fresh_name)?;
+        while numbered(&self.path, state.next).exists() {
+            state.next += 1;
         }
-        state.out = BufWriter::new(file);
+        let rotated = numbered(&self.path, state.next);
+        if let Err(e) = std::fs::rename(&self.path, &rotated) {
+            let _ = std::fs::remove_file(&fresh_name);
+            return Err(e);
+        }
+        state.next += 1;
         state.rotated += state.active;
         state.active = 0;
-        state.next += 1;
         state.dirty = false;
+        // From here on letters go to the new file, whatever its name: the same directory
+        // makes a failing rename unlikely, and the letters are not lost if it fails.
+        state.out = BufWriter::new(fresh);
+        if let Err(e) = std::fs::rename(&fresh_name, &self.path) {
+            tracing::error!(
+                "dead letter: {} could not be renamed to {}: {e}",
+                PathBuf::from(&fresh_name).display(),
+                self.path.display()
+            );
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::warn!("dead letter: syncing {} after rotation: {e}", dir.display());
+            }
+        }
         tracing::info!("dead letter rotated to {}", rotated.display());
         Ok(())
     }

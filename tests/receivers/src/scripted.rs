@@ -28,9 +28,17 @@ pub struct ScriptedPeer {
 impl ScriptedPeer {
     /// Answers each request with what `answer` makes of it (after reading its body).
     pub fn start(tls: bool, answer: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_with(tls.then(crate::tls::TestPki::new), answer)
+    }
+
+    /// [`ScriptedPeer::start`] with the given PKI (several peers may share one CA).
+    pub fn start_with(
+        pki: Option<crate::tls::TestPki>,
+        answer: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer = Arc::new(answer);
-        let server = Server::start("scripted-peer", tls, {
+        let server = Server::start_with("scripted-peer", pki, {
             let seen = Arc::clone(&seen);
             move |request: http::Request<hyper::body::Incoming>| {
                 let seen = Arc::clone(&seen);

@@ -10,6 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The CA (as PEM, for clients) and the server's TLS settings.
+#[derive(Clone)]
 pub struct TestPki {
     pub ca_pem: String,
     pub acceptor: tokio_rustls::TlsAcceptor,

@@ -51,8 +51,9 @@ fn default_max_body() -> usize {
     64 << 20
 }
 fn default_max_bytes_in_flight() -> usize {
-    // Two of Firehose's largest requests at once (or many of its usual 1 to 5 MiB ones).
-    128 << 20
+    // One of Firehose's largest requests gzip'd and inflated, or many of its usual 1 to
+    // 5 MiB ones.
+    136 << 20
 }
 fn default_max_inflated_bytes() -> u64 {
     1 << 30
@@ -140,8 +141,12 @@ impl SourceKind for FirehoseSource {
         if self.max_inflated_bytes < self.max_body_bytes as u64 {
             return Err("max_inflated_bytes must be at least max_body_bytes".into());
         }
-        if self.max_bytes_in_flight < self.max_body_bytes {
-            return Err("max_bytes_in_flight must be at least max_body_bytes".into());
+        // A gzip'd request of the largest size and its inflated body must fit together,
+        // or it would be answered 503 for ever.
+        if self.max_bytes_in_flight < 2 * self.max_body_bytes + (1 << 20) {
+            return Err(
+                "max_bytes_in_flight must be at least twice max_body_bytes and 1 MiB".into(),
+            );
         }
         Ok(())
     }
@@ -324,10 +329,18 @@ async fn connection(
     let header_timeout = Duration::from_secs(shared.settings.header_timeout_secs);
     match tls {
         Some(tls) => {
-            // The handshake is bounded like the headers that follow it.
-            if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                serve_on(shared, slot, stream).await
-            }
+            // The handshake is bounded like the headers that follow it, and gives way
+            // like an idle connection (to a newcomer at the cap, or to a shutdown).
+            let handshake = tokio::time::timeout(header_timeout, tls.accept(stream));
+            let stream = tokio::select! {
+                shaken = handshake => match shaken {
+                    Ok(Ok(stream)) => stream,
+                    _ => return,
+                },
+                _ = slot.evicted() => return,
+                _ = shared.ctx.stop.wait() => return,
+            };
+            serve_on(shared, slot, stream).await
         }
         None => serve_on(shared, slot, stream).await,
     }

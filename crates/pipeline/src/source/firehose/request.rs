@@ -256,6 +256,10 @@ async fn take_in(
         Err(_) => return Err(Refusal::new(400, "the request body could not be read")),
     };
     shared.ctx.metrics.bytes_in.inc_by(body.len() as u64);
+    // A body of unknown length held `max_body_bytes`: only what arrived stays held.
+    let mut held = held;
+    let excess = held.num_permits().saturating_sub(kib(body.len()) as usize);
+    drop(held.split(excess));
 
     let source = SourceId::new(format!("firehose:{request_id}"));
     let waits = decode(shared, source, body, encoding, held).await?;
@@ -414,7 +418,8 @@ pub fn offline_answer(
     if body.len() > settings.max_body_bytes {
         return 413;
     }
-    let mut held = 0u64;
+    // The body as received is held first, as the handler holds it.
+    let mut held = u64::from(kib(body.len()));
     let budget = u64::from(kib(settings.max_bytes_in_flight));
     let reserve = |kib: u32| {
         held += u64::from(kib);
