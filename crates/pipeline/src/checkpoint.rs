@@ -165,16 +165,23 @@ impl Checkpoints {
 
     /// Writes the checkpoints if they changed since the last save.
     pub fn save(&self) -> std::io::Result<()> {
+        self.save_after(|| Ok(()))
+    }
+
+    /// Writes the checkpoints if they changed since the last save, as they were before
+    /// `first` ran (the dead letter's sync): what the saved checkpoints cover is then
+    /// durable, even for checkpoints that moved on while `first` ran.
+    pub fn save_after(&self, first: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
         let _saving = self.saving.lock().unwrap();
         let bytes = {
             let mut inner = self.inner.lock().unwrap();
             if !inner.1 {
-                return Ok(());
+                return first();
             }
             inner.1 = false;
             serde_json::to_vec_pretty(&inner.0).expect("checkpoints serialize")
         };
-        let result = write_atomically(&self.path, &bytes);
+        let result = first().and_then(|()| write_atomically(&self.path, &bytes));
         if result.is_err() {
             self.inner.lock().unwrap().1 = true;
         }

@@ -324,8 +324,7 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
 }
 
 fn save(checkpoints: &Checkpoints, dead_letters: &DeadLetterFile) -> std::io::Result<()> {
-    dead_letters.sync()?;
-    checkpoints.save()
+    checkpoints.save_after(|| dead_letters.sync())
 }
 
 /// A sink from its settings: what `run` and `check` both use.

@@ -29,6 +29,9 @@ pub(crate) enum Outcome {
         /// Codes 24/25: accepted, but the indexer is near capacity.
         warning: Option<String>,
     },
+    /// A success status whose body is not HEC's (no `code`): nothing says the events were
+    /// taken (a proxy's page, an empty answer), so they are sent again.
+    Invalid { reason: String },
     /// 413: split the request.
     TooLarge,
     /// Events before `index` were indexed; event `index` is refused for good.
@@ -58,9 +61,12 @@ pub(crate) fn classify(response: &Response) -> Outcome {
                 ack_id: reply.ack_id,
                 warning: Some(reason),
             },
-            _ => Outcome::Accepted {
+            Some(_) => Outcome::Accepted {
                 ack_id: reply.ack_id,
                 warning: None,
+            },
+            None => Outcome::Invalid {
+                reason: format!("HTTP {} without HEC's `code`: {reason}", response.status),
             },
         },
         413 => Outcome::TooLarge,
@@ -96,6 +102,7 @@ pub fn verdict(response: &Response, events: usize, acking: bool) -> Verdict {
             receipt: ack_id.filter(|_| acking),
             warning,
         },
+        Outcome::Invalid { reason } => Verdict::Invalid { reason },
         Outcome::TooLarge => Verdict::TooLarge,
         // Events before `index` were indexed; HEC stopped at the bad one.
         Outcome::BadEvent { index, reason } if index < events => Verdict::Events(
