@@ -237,17 +237,12 @@ print(s.recv(4096).decode().split("\r\n")[0])
     // Fifty connections that never begin their TLS handshake, past the cap of twenty
     // (and a header timeout longer than the test): each gives way to the next, and the
     // one request slot is free again for a client that does speak.
-    let descriptors = || {
-        std::fs::read_dir(format!("/proc/{}/fd", endpoint.child.id()))
-            .unwrap()
-            .count()
-    };
-    let before = descriptors();
+    let before = endpoint.open_descriptors();
     let silent: Vec<_> = (0..50)
         .map(|_| std::net::TcpStream::connect(address).unwrap())
         .collect();
     let (printed, errors) = python(&client.replace("tls-1", "tls-2"));
-    let during = descriptors();
+    let during = endpoint.open_descriptors();
     assert!(during <= before + 21, "{before} descriptors, then {during}");
     drop(silent);
     assert!(printed.starts_with("200 "), "{printed}{errors}");

@@ -413,10 +413,6 @@ fn valid_requests(
     (statuses, longest)
 }
 
-fn open_descriptors(endpoint: &Endpoint) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", endpoint.child.id())).map_or(0, |d| d.count())
-}
-
 /// Without the key: 500 slowloris connections (headers never finished; a header timeout
 /// longer than the test, so that the connection cap is what holds), then the process's
 /// descriptor limit lowered under what it has open (accept fails with EMFILE). Valid
@@ -445,14 +441,14 @@ fn slowloris_and_descriptor_exhaustion_leave_valid_requests_answered_and_cpu_idl
         "500 slowloris connections (cap 400): valid requests {statuses:?}, the slowest answered in {:.3} s; \
          flowlog used {cpu:.2} s of CPU in {wall:.1} s; {} descriptors open",
         longest.as_secs_f64(),
-        open_descriptors(&endpoint)
+        endpoint.open_descriptors()
     );
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert!(cpu < wall / 2.0, "{cpu} s of CPU in {wall} s");
 
     // Descriptors: the limit goes under what is open, so accept fails with EMFILE until
     // idle connections give theirs back; more slowloris keep coming.
-    let open = open_descriptors(&endpoint);
+    let open = endpoint.open_descriptors();
     let limit = open - 150;
     let prlimit = std::process::Command::new("prlimit")
         .arg(format!("--pid={}", endpoint.child.id()))
@@ -476,7 +472,7 @@ fn slowloris_and_descriptor_exhaustion_leave_valid_requests_answered_and_cpu_idl
          answered in {:.3} s; flowlog used {cpu:.2} s of CPU in {wall:.1} s; {} descriptors open; \
          accept failures logged: {}",
         longest.as_secs_f64(),
-        open_descriptors(&endpoint),
+        endpoint.open_descriptors(),
         log.matches("cannot accept a connection").count()
     );
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");

@@ -271,3 +271,16 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A HEC success status whose body is not HEC's (no `code`: a proxy's page, `{}`) says
+/// nothing of the events: sent again, never counted delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hec_answer_without_its_code_is_not_delivery() {
+    for body in ["{}", "<html>ok</html>", ""] {
+        let peer = ScriptedPeer::start(false, move |_: &Seen| answer(200, &[], body));
+        let settings = &sink_settings(&peer.url(), None)[0].1;
+        let (statuses, metrics) = run_for(settings).await;
+        assert_nothing_delivered(&statuses, &metrics, body);
+        assert!(peer.seen().len() > 1, "{body}: sent again");
+    }
+}

@@ -103,15 +103,21 @@ impl Moto {
 
     /// The source's settings (`extra` adds some).
     fn source(&self, extra: &str) -> String {
+        self.split_source(&format!("endpoint_url = \"{}\"\n{extra}", self.endpoint))
+    }
+
+    /// The source's settings without an endpoint: SQS and S3 are then found through the
+    /// SDK's per-service variables ([`start_split`]), so that one of them can be a server
+    /// of the test's own.
+    fn split_source(&self, extra: &str) -> String {
         format!(
             r#"type = "sqs"
 queue_url = "{}"
-endpoint_url = "{}"
 region = "us-east-1"
 s3_force_path_style = true
 wait_time_secs = 1
 {extra}"#,
-            self.queue_url, self.endpoint
+            self.queue_url
         )
     }
 }
@@ -274,6 +280,22 @@ fn flowlog(args: &[&str], config: &Path) -> Command {
 
 fn start(config: &Path) -> Flowlog {
     Flowlog(flowlog(&["run"], config).spawn().unwrap())
+}
+
+/// `flowlog run` with SQS at `sqs` and S3 at `s3` (the SDK's per-service endpoint
+/// variables; the source has no `endpoint_url`).
+fn start_split(config: &Path, sqs: &str, s3: &str) -> Flowlog {
+    let mut command = flowlog(&["run"], config);
+    command
+        .env("AWS_ENDPOINT_URL_SQS", sqs)
+        .env("AWS_ENDPOINT_URL_S3", s3);
+    Flowlog(command.spawn().unwrap())
+}
+
+/// How many of `expected` the receiver has.
+fn delivered_of(receiver: &HecReceiver, expected: &HashSet<String>) -> usize {
+    let ids = receiver.ids();
+    expected.iter().filter(|id| ids.contains_key(*id)).count()
 }
 
 /// Waits until `done()`, failing after `limit` with what `state()` says.
@@ -766,25 +788,10 @@ fn a_stalled_object_body_is_abandoned_and_the_message_given_up() {
     .to_string();
     moto.send(std::slice::from_ref(&body));
     // SQS at moto, S3 at the stalling server: the SDK's per-service endpoint variables.
-    let source = format!(
-        r#"type = "sqs"
-queue_url = "{}"
-region = "us-east-1"
-s3_force_path_style = true
-wait_time_secs = 1
-visibility_timeout_secs = 2
-max_receive_count = 2
-read_timeout_secs = 1"#,
-        moto.queue_url
-    );
+    let source = moto
+        .split_source("visibility_timeout_secs = 2\nmax_receive_count = 2\nread_timeout_secs = 1");
     let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
-    let _run = Flowlog(
-        flowlog(&["run"], &config)
-            .env("AWS_ENDPOINT_URL_SQS", &moto.endpoint)
-            .env("AWS_ENDPOINT_URL_S3", &s3)
-            .spawn()
-            .unwrap(),
-    );
+    let _run = start_split(&config, &moto.endpoint, &s3);
     wait_until(
         Duration::from_secs(60),
         || {
@@ -968,33 +975,16 @@ fn sqs_calls_that_are_never_answered_time_out_and_nothing_is_lost() {
     let expected = ids_of_all(&objects, &etags);
     // The sink is down long enough that the heartbeat is needed, and it finds no answer.
     receiver.set_down(true);
-    let source = format!(
-        r#"type = "sqs"
-queue_url = "{}"
-region = "us-east-1"
-s3_force_path_style = true
-wait_time_secs = 1
-visibility_timeout_secs = 2"#,
-        moto.queue_url
-    );
+    let source = moto.split_source("visibility_timeout_secs = 2");
     let config = write_config(&dir, &source, &runs::hec_sink(&receiver.url(), ""));
-    let _run = Flowlog(
-        flowlog(&["run"], &config)
-            .env("AWS_ENDPOINT_URL_SQS", &sqs.url)
-            .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-            .spawn()
-            .unwrap(),
-    );
+    let _run = start_split(&config, &sqs.url, &moto.endpoint);
     wait_until(
         Duration::from_secs(90),
         || log(&config).contains("extending a message's visibility: no answer"),
         || log(&config),
     );
     receiver.set_down(false);
-    let delivered = || {
-        let ids = receiver.ids();
-        expected.iter().filter(|id| ids.contains_key(*id)).count()
-    };
+    let delivered = || delivered_of(&receiver, &expected);
     wait_drained(
         &moto,
         delivered,
@@ -1062,10 +1052,7 @@ fn a_gzip_bomb_object_and_a_missing_version_are_dead_lettered_and_deleted() {
     let config = write_config(&dir, &moto.source(""), &runs::hec_sink(&receiver.url(), ""));
     let run = start(&config);
     let expected = ids_of_all(&all[1..], &etags);
-    let delivered = || {
-        let ids = receiver.ids();
-        expected.iter().filter(|id| ids.contains_key(*id)).count()
-    };
+    let delivered = || delivered_of(&receiver, &expected);
     wait_drained(
         &moto,
         delivered,

@@ -60,6 +60,11 @@ impl Endpoint {
         (ticks(11) + ticks(12)) / hz
     }
 
+    /// Descriptors the process has open.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
     pub fn rss_kb(&self) -> u64 {
         self.status_field("VmRSS:")
     }

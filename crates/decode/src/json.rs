@@ -64,6 +64,26 @@ struct JsonObject<'a, R> {
     other: Vec<(Cow<'a, str>, R)>,
 }
 
+impl<R> JsonObject<'_, R> {
+    /// An object with no members.
+    fn empty() -> Self {
+        Self {
+            message_type: None,
+            log_events: None,
+            records: None,
+            awslogs: None,
+            message: None,
+            owner: None,
+            log_group: None,
+            log_stream: None,
+            subscription_filters: None,
+            request_id: None,
+            timestamp: None,
+            other: Vec::new(),
+        }
+    }
+}
+
 impl<'de: 'a, 'a, R: Deserialize<'de>> Deserialize<'de> for JsonObject<'a, R> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectVisitor<'a, R>(std::marker::PhantomData<(&'a (), R)>);
@@ -78,20 +98,7 @@ impl<'de: 'a, 'a, R: Deserialize<'de>> Deserialize<'de> for JsonObject<'a, R> {
                 self,
                 mut map: A,
             ) -> Result<JsonObject<'a, R>, A::Error> {
-                let mut object = JsonObject {
-                    message_type: None,
-                    log_events: None,
-                    records: None,
-                    awslogs: None,
-                    message: None,
-                    owner: None,
-                    log_group: None,
-                    log_stream: None,
-                    subscription_filters: None,
-                    request_id: None,
-                    timestamp: None,
-                    other: Vec::new(),
-                };
+                let mut object = JsonObject::empty();
                 while let Some(Key(key)) = map.next_key::<Key<'a>>()? {
                     match &*key {
                         "messageType" => object.message_type = Some(map.next_value::<Text>()?.0),
@@ -376,18 +383,10 @@ impl<'d> JsonDecoder<'d> {
             }
         };
         let object = JsonObject {
-            message_type: None,
-            log_events: None,
             records: Some(request.records),
-            awslogs: None,
-            message: None,
-            owner: None,
-            log_group: None,
-            log_stream: None,
-            subscription_filters: None,
             request_id: request.request_id,
             timestamp: request.timestamp,
-            other: Vec::new(),
+            ..JsonObject::empty()
         };
         self.decode_object(object, None, 0, None, sink)?;
         self.flush(sink)

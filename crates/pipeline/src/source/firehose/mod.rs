@@ -269,7 +269,7 @@ async fn serve(endpoint: Endpoint) {
     let shared = Arc::new(Shared {
         requests: Arc::new(Semaphore::new(settings.max_requests)),
         kib: Arc::new(Semaphore::new(
-            u32::try_from(settings.max_bytes_in_flight.div_ceil(1024)).unwrap_or(u32::MAX) as usize,
+            request::kib(settings.max_bytes_in_flight) as usize
         )),
         decoding: Arc::new(Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),

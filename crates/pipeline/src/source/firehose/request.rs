@@ -181,7 +181,8 @@ fn encoding(headers: &http::HeaderMap) -> Result<Encoding, String> {
     Ok(encoding)
 }
 
-fn kib(bytes: usize) -> u32 {
+/// `bytes` in KiB, rounded up (what the in-flight semaphore counts).
+pub(super) fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
