@@ -82,6 +82,9 @@ echo "== tests (unit, property, conformance, end-to-end)"
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp"
 cargo test --workspace --all-targets --locked
 
+echo "== the smallest build (local sources, HEC and file sinks, no AWS SDK), and a smoke test"
+./scripts/smoke-minimal.sh
+
 echo "== the ISA-L gzip path (feature isal)"
 cargo clippy -p flowlog-sink --features isal --all-targets --locked -- -D warnings
 cargo test -p flowlog-sink --features isal --locked

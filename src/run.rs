@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use flowlog_pipeline::config::Config;
+use flowlog_registry::Config;
 
 use crate::cli::{LogFormat, RunArgs};
 

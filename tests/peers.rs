@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowlog_pipeline::registry::SinkConfig;
+use flowlog_registry::{Configured, SinkConfig};
 use flowlog_sink::{BatchStatus, Metrics, Sink, SinkContext};
 use flowlog_test_receivers::corpus::v2_lines;
 use flowlog_test_receivers::harness::{batches, run_sink_for, Letters};

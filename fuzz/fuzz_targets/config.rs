@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use flowlog_pipeline::config::{interpolate, Config};
+use flowlog_pipeline::config::interpolate;
+use flowlog_registry::Config;
 use flowlog_pipeline::ConfigError;
 use libfuzzer_sys::fuzz_target;
 

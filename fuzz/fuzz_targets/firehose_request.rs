@@ -7,7 +7,7 @@
 
 use flowlog_decode::{DeadLetter, RecordSink, SinkError};
 use flowlog_model::FlowBatch;
-use flowlog_pipeline::source::firehose::{offline_answer, FirehoseSource};
+use flowlog_source_firehose::{offline_answer, FirehoseSource};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Default)]

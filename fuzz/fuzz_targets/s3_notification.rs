@@ -2,7 +2,7 @@
 //! as objects to fetch, nothing to read, or a reason to dead-letter it; never a panic.
 #![no_main]
 
-use flowlog_pipeline::source::sqs::parse_notification;
+use flowlog_source_sqs::parse_notification;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, StringViewArray};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch, StringViewArray};
 use arrow_buffer::ScalarBuffer;
 
 /// Where records came from: a file path, `-` for standard input, an S3 URI, ...
@@ -57,6 +58,33 @@ pub struct FlowBatch {
 }
 
 impl FlowBatch {
+    /// The rows whose `keep` is true, with their line numbers and lines (the batch itself
+    /// when every row is kept).
+    pub fn keep_rows(self, keep: Vec<bool>) -> FlowBatch {
+        if keep.iter().all(|&k| k) {
+            return self;
+        }
+        let mask = BooleanArray::from(keep);
+        let records = arrow_select::filter::filter_record_batch(&self.records, &mask)
+            .expect("the mask has one value per row");
+        let line_numbers: ScalarBuffer<u64> = self
+            .line_numbers
+            .iter()
+            .zip(mask.values().iter())
+            .filter_map(|(&line, k)| k.then_some(line))
+            .collect();
+        let lines = self.lines.as_ref().map(|lines| {
+            arrow_select::filter::filter(lines, &mask)
+                .expect("the mask has one value per row")
+                .as_string_view()
+                .clone()
+        });
+        let mut out = FlowBatch::new(records, self.source.clone(), line_numbers);
+        out.plain_text = self.plain_text;
+        out.lines = lines;
+        out
+    }
+
     pub fn new(records: RecordBatch, source: SourceId, line_numbers: ScalarBuffer<u64>) -> Self {
         debug_assert_eq!(records.num_rows(), line_numbers.len());
         Self {

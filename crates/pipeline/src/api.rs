@@ -9,9 +9,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use flowlog_sink::Metrics;
+use flowlog_component::Metrics;
 
-use crate::dead_letter::DeadLetterFile;
+use flowlog_source::dead_letter::DeadLetterFile;
 
 /// What `/health` reports.
 #[derive(Default)]
@@ -50,11 +50,15 @@ impl Health {
 /// Serves until the runtime stops.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>) {
     let mut accept = || listener.accept();
-    let failures = crate::listen::Throttled::new(std::time::Duration::from_secs(10));
+    let failures = flowlog_component::listen::Throttled::new(std::time::Duration::from_secs(10));
     loop {
-        let (stream, _) =
-            crate::listen::next_connection(&mut accept, "metrics endpoint", &failures, |_| {})
-                .await;
+        let (stream, _) = flowlog_component::listen::next_connection(
+            &mut accept,
+            "metrics endpoint",
+            &failures,
+            |_| {},
+        )
+        .await;
         let (metrics, health) = (metrics.clone(), Arc::clone(&health));
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {

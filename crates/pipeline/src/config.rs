@@ -28,14 +28,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::registry::{SinkConfig, SourceConfig};
+use flowlog_sink::SinkKind;
+use flowlog_source::dead_letter::DeadLetterLimits;
+use flowlog_source::SourceKind;
 
-use crate::ConfigError;
+use crate::{ConfigError, Configured};
 
-/// The whole file.
+/// The whole file; `S` and `K` are the registry's enums of source and sink settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Config<S, K> {
     /// Where checkpoints (and, by default, the dead letter) are kept.
     pub data_dir: PathBuf,
     /// Records that cannot be decoded or delivered, as NDJSON: a path, or a table with
@@ -48,10 +50,10 @@ pub struct Config {
     pub shutdown_timeout_secs: f64,
     #[serde(default)]
     pub api: Api,
-    pub sources: BTreeMap<String, SourceConfig>,
+    pub sources: BTreeMap<String, S>,
     #[serde(default)]
     pub transform: Transform,
-    pub sinks: BTreeMap<String, SinkConfig>,
+    pub sinks: BTreeMap<String, K>,
 }
 
 /// `dead_letter = "path"`, or `[dead_letter]` with `path`, `max_bytes`, `rotate_bytes`.
@@ -73,17 +75,17 @@ pub struct DeadLetterTable {
     pub rotate_bytes: Option<u64>,
 }
 
-impl Config {
+impl<S, K> Config<S, K> {
     /// Where the dead letter is kept, and its bounds.
-    pub fn dead_letter_store(&self) -> (PathBuf, crate::dead_letter::DeadLetterLimits) {
+    pub fn dead_letter_store(&self) -> (PathBuf, DeadLetterLimits) {
         let default_path = || self.data_dir.join("dead-letter.ndjson");
-        let defaults = crate::dead_letter::DeadLetterLimits::default();
+        let defaults = DeadLetterLimits::default();
         match &self.dead_letter {
             None => (default_path(), defaults),
             Some(DeadLetterSettings::Path(path)) => (path.clone(), defaults),
             Some(DeadLetterSettings::Table(table)) => (
                 table.path.clone().unwrap_or_else(default_path),
-                crate::dead_letter::DeadLetterLimits {
+                DeadLetterLimits {
                     max_bytes: table.max_bytes.unwrap_or(defaults.max_bytes),
                     rotate_bytes: table.rotate_bytes.unwrap_or(defaults.rotate_bytes),
                 },
@@ -193,7 +195,11 @@ fn yes() -> bool {
     true
 }
 
-impl Config {
+impl<S, K> Config<S, K>
+where
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
+{
     /// Reads, interpolates and parses a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -212,7 +218,7 @@ impl Config {
         };
         let interpolated = interpolate(text, |name| std::env::var(name).ok())
             .map_err(|(line, message)| at(line, message))?;
-        let config: Config = toml::from_str(&interpolated).map_err(|e| {
+        let config: Self = toml::from_str(&interpolated).map_err(|e| {
             // The message alone: toml's own rendering quotes the line, which may hold an
             // interpolated secret.
             let line = match e.span() {
@@ -250,10 +256,18 @@ impl Config {
         if self.sinks.is_empty() {
             return Err((None, "no [sinks.<name>] table: nowhere to deliver".into()));
         }
-        flowlog_sink::registry::seconds("shutdown_timeout_secs", self.shutdown_timeout_secs, true)
-            .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
-        flowlog_sink::registry::seconds("reload_secs", self.transform.enrich.reload_secs, false)
-            .map_err(|e| (Some("reload_secs".into()), e))?;
+        flowlog_component::duration::seconds(
+            "shutdown_timeout_secs",
+            self.shutdown_timeout_secs,
+            true,
+        )
+        .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
+        flowlog_component::duration::seconds(
+            "reload_secs",
+            self.transform.enrich.reload_secs,
+            false,
+        )
+        .map_err(|e| (Some("reload_secs".into()), e))?;
         let (_, limits) = self.dead_letter_store();
         if limits.rotate_bytes < 4096 || limits.max_bytes < limits.rotate_bytes {
             return Err((
@@ -538,86 +552,6 @@ impl Enrich {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-data_dir = "/tmp/flowlog"
-
-[sources.vpc]
-type = "file"
-paths = ["/var/log/vpc.log"]
-follow = true
-
-[transform.enrich]
-geoip = ["/usr/share/GeoIP/GeoLite2-City.mmdb"]
-
-[sinks.splunk]
-type = "splunk_hec"
-endpoint = "https://splunk.example.com:8088"
-token = "${FLOWLOG_TEST_TOKEN}"
-indexer_acknowledgement = true
-"#;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("flowlog.toml"))
-    }
-
-    #[test]
-    fn an_empty_or_truncated_file_is_an_error_not_a_panic() {
-        // Found by the config fuzz target: an error spanning the end of the text.
-        for text in ["", "\n", "[sources.vpc]\ntype = \"file\"\npaths = ["] {
-            let err = parse(text).unwrap_err().to_string();
-            assert!(err.starts_with("flowlog.toml:"), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_complete_config_parses() {
-        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
-        let config = parse(GOOD).unwrap();
-        let SourceConfig::File(file) = &config.sources["vpc"] else {
-            panic!()
-        };
-        assert!(file.follow);
-        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
-            panic!()
-        };
-        assert_eq!(hec.token.as_deref(), Some("abc-123"));
-        assert!(hec.indexer_acknowledgement);
-        assert_eq!(hec.max_bytes, 1_000_000);
-    }
-
-    #[test]
-    fn unknown_keys_are_errors_with_their_line() {
-        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
-        let text = GOOD.replace("follow = true", "follow = true\nfolow = false");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("flowlog.toml:8: "), "{err}");
-        assert!(err.contains("folow"), "{err}");
-
-        let text = GOOD.replace("indexer_acknowledgement", "indexer_ack");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("flowlog.toml:16: "), "{err}");
-
-        let text = GOOD.replace("data_dir", "datadir");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("flowlog.toml:2: "), "{err}");
-
-        let text = GOOD.replace("\"splunk_hec\"", "\"splunk\"");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("splunk"), "{err}");
-    }
-
-    #[test]
-    fn errors_never_quote_an_interpolated_secret() {
-        std::env::set_var("FLOWLOG_TEST_SECRET", "s3cr3t-value");
-        let text = GOOD.replace(
-            "token = \"${FLOWLOG_TEST_TOKEN}\"",
-            "token = \"${FLOWLOG_TEST_SECRET}\" trailing",
-        );
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(!err.contains("s3cr3t"), "{err}");
-        assert!(err.starts_with("flowlog.toml:15: "), "{err}");
-    }
-
     #[test]
     fn interpolation_follows_the_toml_text() {
         let env = |name: &str| match name {
@@ -663,28 +597,6 @@ indexer_acknowledgement = true
         assert!(err.1.contains("in quotes"), "{}", err.1);
     }
 
-    /// The configuration the README shows, commented `${...}` lines included, parses.
-    #[test]
-    fn the_readme_configuration_parses() {
-        // Where cargo runs the test (a shared target dir may have built it elsewhere).
-        let dir: String = std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-        let readme = std::fs::read_to_string(format!("{dir}/../../README.md")).unwrap();
-        let section = &readme[readme
-            .find("### A complete configuration for Splunk")
-            .unwrap()..];
-        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
-        let text = &section[start..start + section[start..].find("```").unwrap()];
-        assert!(text.contains("# format = \"${version}"), "{text}");
-        std::env::set_var("SPLUNK_HEC_TOKEN", "a\"quoted\\token");
-        let config = parse(text).unwrap();
-        let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
-            panic!()
-        };
-        assert_eq!(hec.token.as_deref(), Some("a\"quoted\\token"));
-        assert_eq!(config.sinks["archive"].kind(), "file");
-    }
-
     #[test]
     fn interpolation() {
         let env = |name: &str| (name == "A").then(|| "x".to_string());
@@ -695,45 +607,5 @@ indexer_acknowledgement = true
         );
         assert!(interpolate("${A", env).is_err());
         assert!(interpolate("${A-B}", env).is_err());
-    }
-
-    #[test]
-    fn impossible_durations_are_errors_not_panics() {
-        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
-        let text = GOOD.replace(
-            "data_dir = \"/tmp/flowlog\"",
-            "data_dir = \"/tmp/flowlog\"\nshutdown_timeout_secs = inf",
-        );
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(
-            err.starts_with("flowlog.toml:3: shutdown_timeout_secs must be"),
-            "{err}"
-        );
-        let text = GOOD.replace(
-            "indexer_acknowledgement = true",
-            "indexer_acknowledgement = true\nrequest_timeout_secs = 1e300",
-        );
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(
-            err.contains("[sinks.splunk] request_timeout_secs must be"),
-            "{err}"
-        );
-        let text = GOOD.replace("follow = true", "follow = true\npoll_secs = nan");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("[sources.vpc] poll_secs must be"), "{err}");
-    }
-
-    #[test]
-    fn semantic_errors_name_the_table() {
-        std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
-        let text = GOOD.replace("https://splunk.example.com:8088", "splunk:8088");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("[sinks.splunk] endpoint"), "{err}");
-        assert!(err.starts_with("flowlog.toml:12: "), "{err}");
-        let text = GOOD.replace("paths = [\"/var/log/vpc.log\"]", "paths = []");
-        assert!(parse(&text)
-            .unwrap_err()
-            .to_string()
-            .contains("paths is empty"));
     }
 }

@@ -5,8 +5,7 @@
 //! A batch filtered down to nothing is acknowledged at once.
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, BooleanArray};
-use arrow_buffer::ScalarBuffer;
+use arrow_array::Array;
 use flowlog_model::FlowBatch;
 use serde::Deserialize;
 
@@ -65,36 +64,7 @@ impl Filter {
             }
         }
         let kept = keep.iter().filter(|&&k| k).count();
-        (keep_rows(batch, keep), rows - kept)
-    }
-}
-
-/// The rows of `batch` whose `keep` is true, with their line numbers and lines (the
-/// batch itself when every row is kept).
-pub(crate) fn keep_rows(batch: FlowBatch, keep: Vec<bool>) -> FlowBatch {
-    {
-        if keep.iter().all(|&k| k) {
-            return batch;
-        }
-        let mask = BooleanArray::from(keep);
-        let records = arrow_select::filter::filter_record_batch(&batch.records, &mask)
-            .expect("the mask has one value per row");
-        let line_numbers: ScalarBuffer<u64> = batch
-            .line_numbers
-            .iter()
-            .zip(mask.values().iter())
-            .filter_map(|(&line, k)| k.then_some(line))
-            .collect();
-        let lines = batch.lines.as_ref().map(|lines| {
-            arrow_select::filter::filter(lines, &mask)
-                .expect("the mask has one value per row")
-                .as_string_view()
-                .clone()
-        });
-        let mut out = FlowBatch::new(records, batch.source.clone(), line_numbers);
-        out.plain_text = batch.plain_text;
-        out.lines = lines;
-        out
+        (batch.keep_rows(keep), rows - kept)
     }
 }
 

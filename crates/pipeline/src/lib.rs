@@ -1,13 +1,13 @@
 //! The forwarding runtime behind `flowlog run` and `flowlog check`.
 //!
+//! It knows sources and sinks only through their contracts (`flowlog-source`'s
+//! `SourceKind`, `flowlog-sink`'s `SinkKind`); which kinds exist is the registry's
+//! business (`flowlog-registry`), which gives [`Config`](config::Config) its two enums.
+//!
 //! This crate owns:
 //! - [`config`]: the TOML file (named sources, transform settings, named sinks; `${ENV}`
-//!   interpolation; unknown keys are errors with their line);
-//! - [`registry`]: the one list of source and sink kinds (`type = "..."`);
-//! - [`source`]: the source contract, and files (read once or followed), directories of
-//!   objects, stdin, each decoding on its own thread into a bounded channel;
-//! - [`checkpoint`]: per-file delivered position, stored atomically;
-//! - [`dead_letter`]: the dead-letter file shared by decoding and the sinks;
+//!   interpolation; unknown keys are errors with their line), generic over the registry's
+//!   enums ([`Configured`]);
 //! - [`filter`]: which records go on to the sinks;
 //! - [`api`]: `/metrics` and `/health`;
 //! - the wiring ([`run`]): sources -> enrich (one thread) -> every sink (bounded channels,
@@ -16,28 +16,33 @@
 //!   a deadline and never checkpoints what was not acknowledged.
 
 pub mod api;
-pub mod checkpoint;
 pub mod config;
-pub mod dead_letter;
 pub mod filter;
-mod listen;
-pub mod registry;
-pub mod source;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowlog_component::{DeadLetters, Metrics, Stop};
 use flowlog_model::FlowFormat;
-use flowlog_sink::{DeadLetters, Metrics, Needs, Sink, SinkContext, SinkError, SinkInput};
+use flowlog_sink::{Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind};
+use flowlog_source::checkpoint::{Checkpoints, DataDirLock};
+use flowlog_source::dead_letter::DeadLetterFile;
+use flowlog_source::{Envelope, SourceContext, SourceKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::Checkpoints;
 use crate::config::Config;
-use crate::dead_letter::DeadLetterFile;
-use crate::registry::SinkConfig;
-use crate::source::{Envelope, SourceContext, Stop};
+
+/// A registry's enum of settings (`[sources.<name>]` or `[sinks.<name>]`, tagged by
+/// `type`): the kind it was configured as, and its settings as the contract `K` the
+/// pipeline runs them by (`dyn SourceKind`, `dyn SinkKind`).
+pub trait Configured<K: ?Sized>: Send + Sync {
+    /// The `type` it was configured with.
+    fn kind(&self) -> &'static str;
+    /// The settings, as the pipeline uses them.
+    fn spec(&self) -> &K;
+}
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +96,11 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Runs the pipeline until every source has ended (files read once, stdin) or a
 /// shutdown signal (SIGINT, SIGTERM) arrives.
-pub fn run(config: Config) -> Result<RunSummary, RunError> {
+pub fn run<S, K>(config: Config<S, K>) -> Result<RunSummary, RunError>
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -105,12 +114,16 @@ pub fn run(config: Config) -> Result<RunSummary, RunError> {
     runtime.block_on(run_async(config))
 }
 
-async fn run_async(config: Config) -> Result<RunSummary, RunError> {
+async fn run_async<S, K>(config: Config<S, K>) -> Result<RunSummary, RunError>
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
     let io = |what, path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| RunError::Io { what, path, source }
     };
-    let _lock = checkpoint::DataDirLock::acquire(&config.data_dir)
+    let _lock = DataDirLock::acquire(&config.data_dir)
         .map_err(io("cannot lock the data_dir", &config.data_dir))?;
     let checkpoints =
         Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
@@ -152,11 +165,12 @@ async fn run_async(config: Config) -> Result<RunSummary, RunError> {
     let mut sinks: JoinSet<(String, Result<(), SinkError>)> = JoinSet::new();
     for (name, sink_config) in &config.sinks {
         let letters = Arc::clone(&dead_letters) as Arc<dyn DeadLetters>;
-        let sink =
-            build_sink(name, sink_config, &metrics, letters).map_err(|source| RunError::Sink {
+        let sink = build_sink(name, sink_config.spec(), &metrics, letters).map_err(|source| {
+            RunError::Sink {
                 name: name.clone(),
                 source,
-            })?;
+            }
+        })?;
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
         sink_inputs.push(tx);
         let name = name.clone();
@@ -330,11 +344,11 @@ fn save(checkpoints: &Checkpoints, dead_letters: &DeadLetterFile) -> std::io::Re
 /// A sink from its settings: what `run` and `check` both use.
 fn build_sink(
     name: &str,
-    config: &SinkConfig,
+    config: &dyn SinkKind,
     metrics: &Metrics,
     dead_letters: Arc<dyn DeadLetters>,
 ) -> Result<Box<dyn Sink>, SinkError> {
-    config.spec().build(SinkContext {
+    config.build(SinkContext {
         name: name.to_string(),
         metrics: metrics.component("sink", name),
         dead_letters,
@@ -345,7 +359,7 @@ fn build_sink(
 struct Stage {
     filter: crate::filter::Filter,
     enricher: Option<flowlog_enrich::Enricher>,
-    metrics: flowlog_sink::ComponentMetrics,
+    metrics: flowlog_component::ComponentMetrics,
     filtered: prometheus_client::metrics::counter::Counter,
 }
 
@@ -454,7 +468,11 @@ pub struct Finding {
 }
 
 /// Validates a configuration and reaches everything it names, without sending records.
-pub fn check(config: &Config) -> Vec<Finding> {
+pub fn check<S, K>(config: &Config<S, K>) -> Vec<Finding>
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
     let mut findings = Vec::new();
     let mut note =
         |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
@@ -477,10 +495,17 @@ pub fn check(config: &Config) -> Vec<Finding> {
             None
         }
     };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     for (name, source) in &config.sources {
         let what = format!("source {name} ({})", source.kind());
-        for (ok, detail) in source.spec().check(checkpoints.as_ref()) {
-            note(ok, what.clone(), detail);
+        for finding in runtime.block_on(source.spec().check(checkpoints.as_ref())) {
+            match finding {
+                Ok(detail) => note(true, what.clone(), detail),
+                Err(e) => note(false, what.clone(), e.to_string()),
+            }
         }
     }
     let mut notices = Vec::new();
@@ -505,16 +530,12 @@ pub fn check(config: &Config) -> Vec<Finding> {
     for n in notices {
         note(true, "enrichment".into(), n);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
     let metrics = Metrics::new();
     for (name, sink_config) in &config.sinks {
         let what = format!("sink {name} ({})", sink_config.kind());
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         let checked = runtime.block_on(async {
-            build_sink(name, sink_config, &metrics, letters)?
+            build_sink(name, sink_config.spec(), &metrics, letters)?
                 .check()
                 .await
         });
@@ -529,8 +550,11 @@ pub fn check(config: &Config) -> Vec<Finding> {
 /// `check` sends nothing, so nothing can be refused.
 struct NoDeadLetters;
 
-impl flowlog_sink::DeadLetters for NoDeadLetters {
-    fn write(&self, _: flowlog_sink::DeadLetter) -> Result<(), flowlog_sink::DeadLetterError> {
+impl DeadLetters for NoDeadLetters {
+    fn write(
+        &self,
+        _: flowlog_component::DeadLetter,
+    ) -> Result<(), flowlog_component::DeadLetterError> {
         Ok(())
     }
 }

@@ -157,7 +157,8 @@ impl HttpClient {
         let mut config = match (&tls.cert_file, &tls.key_file) {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
-                let (chain, key) = pem_identity(cert, key).map_err(SinkError::Config)?;
+                let (chain, key) =
+                    flowlog_component::tls::pem_identity(cert, key).map_err(SinkError::Config)?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| SinkError::Config(format!("tls.cert_file and key_file: {e}")))?
@@ -327,33 +328,6 @@ pub fn warn_if_plaintext(sink: &str, url: &str) {
             "{url} is plain http://: the credential travels unencrypted; use https://"
         );
     }
-}
-
-/// A certificate chain and its key from PEM files (`tls.cert_file`, `tls.key_file`): a
-/// sink's client certificate, or a source's server certificate.
-pub fn pem_identity(
-    cert: &Path,
-    key: &Path,
-) -> Result<
-    (
-        Vec<CertificateDer<'static>>,
-        rustls_pki_types::PrivateKeyDer<'static>,
-    ),
-    String,
-> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "tls.cert_file {}: no certificate in it",
-            cert.display()
-        ));
-    }
-    // The key is a secret: its file is named, its content never.
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
-    Ok((chain, key))
 }
 
 /// The system's trusted roots (unless `system` is false), plus those of `ca_file`.

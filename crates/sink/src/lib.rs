@@ -1,7 +1,8 @@
 //! The delivery contract every flowlog sink follows, and the parts sinks share.
 //!
-//! - [`ack`]: a batch's acknowledgement, confirmed by every holder of a share of it
-//!   (each sink, each request); the source acts only on [`BatchStatus::Delivered`].
+//! Acknowledgements, metrics and dead letters are `flowlog-component`'s, which sources
+//! share; this crate is what only sinks need.
+//!
 //! - [`retry`]: exponential backoff with full jitter, capped per attempt, without a limit
 //!   in time, `Retry-After` honoured.
 //! - [`request`]: what every HTTP sink shares: events cut into requests by size and time,
@@ -13,7 +14,6 @@
 //!   system roots and/or a CA file, proxies from the environment or the sink's settings.
 //! - [`registry`]: what a sink kind gives the pipeline ([`SinkKind`]): validation, what it
 //!   needs of batches, and a constructor that `run` and `check` share.
-//! - [`metrics`]: Prometheus counters per component.
 //! - [`Sink`]: what the pipeline runs: a task that takes [`SinkInput`]s from a bounded
 //!   channel (so a slow receiver holds the sources back instead of filling memory) and
 //!   confirms each batch once every record is delivered or dead-lettered.
@@ -22,25 +22,24 @@
 //! reason, in the decoder's dead-letter format; transient failures are retried for as
 //! long as they last.
 
-pub mod ack;
 pub mod gzip;
 pub mod http;
-pub mod metrics;
 pub mod registry;
 pub mod request;
 pub mod retry;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use flowlog_model::{FlowBatch, SourceId};
 use tokio::sync::mpsc;
 
-pub use ack::{Ack, AckWait, BatchStatus};
+// The parts of the component core a sink's contract is made of, re-exported so that a sink
+// crate depends on this crate alone.
+pub use flowlog_component::{
+    Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetterError, DeadLetters, Metrics,
+};
 pub use flowlog_model::DeadLetter;
 pub use http::{ClientOptions, HttpClient, ProxyOptions, TlsOptions};
-pub use metrics::{ComponentMetrics, Metrics};
 pub use registry::{Needs, SinkContext, SinkKind};
 pub use retry::{Backoff, RetryPolicy};
 
@@ -60,40 +59,12 @@ pub fn event_id(source: &SourceId, line: u64) -> String {
     format!("{}-{line}", event_id_prefix(source))
 }
 
-/// A boxed, sendable future (what trait methods return here instead of `async fn`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// One batch for a sink, and the sink's share of its acknowledgement.
 #[derive(Debug)]
 pub struct SinkInput {
     /// Decoded (and enriched) records; the sink encodes them as it is configured to.
     pub batch: Arc<FlowBatch>,
     pub ack: Ack,
-}
-
-/// Where records that cannot be decoded or delivered are kept.
-pub trait DeadLetters: Send + Sync {
-    /// Keeps `letter`. An error means it was not kept: what it stands for is then not
-    /// handled, and nothing that covers it may be acknowledged.
-    fn write(&self, letter: DeadLetter) -> Result<(), DeadLetterError>;
-}
-
-/// Why a dead letter was not kept.
-#[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
-    /// The store holds its cap: nothing more is written (or acknowledged) until files are
-    /// moved away.
-    #[error(
-        "the dead-letter store {path} is full ({stored} of its {cap} bytes): move or remove \
-         its rotated files ({path}.N) to go on"
-    )]
-    Full { path: String, stored: u64, cap: u64 },
-    #[error("cannot write to the dead letter {path}: {error}")]
-    Io {
-        path: String,
-        #[source]
-        error: std::io::Error,
-    },
 }
 
 /// A sink the pipeline can run.

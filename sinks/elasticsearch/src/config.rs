@@ -2,8 +2,8 @@
 //! `type = "elasticsearch"`.
 
 use base64::Engine;
+use flowlog_component::duration::seconds;
 use flowlog_normalize::{EncodeOptions, Target};
-use flowlog_sink::registry::seconds;
 use flowlog_sink::request::{defaults, RequestSettings, Tuning};
 use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;

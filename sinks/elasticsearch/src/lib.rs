@@ -40,7 +40,7 @@ pub use config::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, F
 
 use crate::bulk::BulkWriter;
 use crate::sigv4::Signer;
-use flowlog_sink::registry::duration as secs;
+use flowlog_component::duration::duration as secs;
 
 /// A configured Elasticsearch sink.
 pub struct EsSink {

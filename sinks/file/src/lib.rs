@@ -22,8 +22,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use flowlog_component::thread::on_thread;
 use flowlog_normalize::{EncodeOptions, Target};
-use flowlog_sink::registry::on_thread;
 use flowlog_sink::{BoxFuture, Sink, SinkContext, SinkError, SinkInput, SinkKind};
 use serde::Deserialize;
 use tokio::sync::mpsc;

@@ -24,8 +24,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowlog_component::duration::duration as secs;
 use flowlog_sink::http::{warn_if_plaintext, Response};
-use flowlog_sink::registry::duration as secs;
 use flowlog_sink::request::{Piece, Protocol as RequestProtocol, Requests, Verdict};
 use flowlog_sink::{
     BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext,

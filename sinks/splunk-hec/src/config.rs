@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use flowlog_component::duration::seconds;
 use flowlog_normalize::{OcsfVersion, Target};
-use flowlog_sink::registry::seconds;
 use flowlog_sink::request::{defaults, RequestSettings, Tuning};
 use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
 use serde::Deserialize;

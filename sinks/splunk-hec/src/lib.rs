@@ -37,7 +37,7 @@ pub use config::{Compression, Endpoint, Format, HecConfig, TimeField};
 use crate::acks::Acker;
 use crate::events::EventWriter;
 use crate::response::{classify, Outcome};
-use flowlog_sink::registry::duration as secs;
+use flowlog_component::duration::duration as secs;
 
 /// A configured HEC sink.
 pub struct HecSink {
@@ -173,6 +173,8 @@ impl Sink for HecSink {
 struct Hec {
     collector: Arc<Collector>,
     acker: Option<Acker>,
+    /// Successes that came with a capacity warning (codes 24 and 25): HEC's own series.
+    capacity_warnings: prometheus_client::metrics::counter::Counter,
 }
 
 impl Protocol for Hec {
@@ -182,7 +184,14 @@ impl Protocol for Hec {
 
     fn classify(&self, response: &Response, events: usize) -> Verdict {
         // Without indexer acknowledgement an ack id means nothing to wait for.
-        response::verdict(response, events, self.acker.is_some())
+        let verdict = response::verdict(response, events, self.acker.is_some());
+        if let Verdict::Delivered {
+            warning: Some(_), ..
+        } = verdict
+        {
+            self.capacity_warnings.inc();
+        }
+        verdict
     }
 
     fn confirm(&self, receipt: u64) -> BoxFuture<'_, bool> {
@@ -214,6 +223,10 @@ impl HecSink {
         let protocol = Hec {
             collector: Arc::clone(&self.collector),
             acker,
+            capacity_warnings: self.metrics.counter(
+                "capacity_warnings",
+                "Successes that carried a capacity warning (HEC codes 24 and 25)",
+            ),
         };
         let writer = EventWriter::new(config)?;
         let requests = Requests::new(

@@ -105,7 +105,8 @@ pub enum Verdict {
     /// Every event accepted; with a receipt, delivered once [`Protocol::confirm`] says so.
     Delivered {
         receipt: Option<u64>,
-        /// Accepted, but the receiver warns (near capacity): logged and counted.
+        /// Accepted, but the receiver warns (near capacity): logged here, counted by the
+        /// protocol that knows what its warnings are.
         warning: Option<String>,
     },
     /// Over the receiver's size limit: halve the piece.
@@ -186,7 +187,7 @@ impl Tuning {
             ),
             ("retry_max_backoff_secs", self.retry_max_backoff_secs),
         ] {
-            crate::registry::seconds(name, v, false).map_err(SinkError::Config)?;
+            flowlog_component::duration::seconds(name, v, false).map_err(SinkError::Config)?;
         }
         if self.max_bytes < 1024 {
             return Err(SinkError::Config("max_bytes must be at least 1024".into()));
@@ -201,15 +202,15 @@ impl Tuning {
 
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
-            initial: crate::registry::duration(self.retry_initial_backoff_secs),
-            max: crate::registry::duration(self.retry_max_backoff_secs),
+            initial: flowlog_component::duration::duration(self.retry_initial_backoff_secs),
+            max: flowlog_component::duration::duration(self.retry_max_backoff_secs),
         }
     }
 
     pub fn settings(&self) -> RequestSettings {
         RequestSettings {
             max_bytes: self.max_bytes,
-            batch_timeout: crate::registry::duration(self.batch_timeout_secs),
+            batch_timeout: flowlog_component::duration::duration(self.batch_timeout_secs),
             gzip: self.gzip,
             concurrency: self.concurrency,
             max_in_flight: self.max_in_flight,
@@ -523,7 +524,7 @@ async fn deliver<P: Protocol>(
             match verdict {
                 Verdict::Delivered { receipt, warning } => {
                     if let Some(warning) = warning {
-                        shared.metrics.capacity_warnings.inc();
+                        // (Counted by the protocol, whose warnings they are.)
                         tracing::warn!(sink = %shared.name, "{warning}");
                     }
                     if let Some(receipt) = receipt {

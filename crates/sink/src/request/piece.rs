@@ -152,7 +152,7 @@ impl PieceBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AckWait, BatchStatus};
+    use flowlog_component::{AckWait, BatchStatus};
 
     fn piece(events: &[&str]) -> (Piece, AckWait) {
         let (ack, wait) = Ack::new();

@@ -14,7 +14,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use super::*;
-use crate::{Ack, BatchStatus, ClientOptions, Metrics};
+use crate::ClientOptions;
+use flowlog_component::{Ack, BatchStatus, Metrics};
 
 /// What the receiver saw: how often each event arrived, and the requests.
 #[derive(Default)]

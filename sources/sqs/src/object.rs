@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Buf, Bytes};
+use flowlog_component::{AckWait, Stop};
 use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
 use flowlog_model::{error_chain, FlowBatch, SourceId};
-use flowlog_sink::AckWait;
+use flowlog_source::SourceContext;
 
-use super::{ObjectRef, Shared};
-use crate::source::{SourceContext, Stop};
+use crate::queue::Shared;
+use crate::ObjectRef;
 
 /// Why an object was not read to its end.
 pub enum Unread {
@@ -142,7 +143,7 @@ struct BodyReader {
     timeout: Duration,
     stop: Arc<Stop>,
     failure: Rc<RefCell<Option<String>>>,
-    bytes_in: prometheus_client::metrics::counter::Counter,
+    bytes_in: flowlog_component::metrics::Counter,
 }
 
 impl BodyReader {

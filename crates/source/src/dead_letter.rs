@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use flowlog_sink::{ComponentMetrics, DeadLetter, DeadLetterError, DeadLetters};
+use flowlog_component::{ComponentMetrics, DeadLetter, DeadLetterError, DeadLetters};
 use prometheus_client::metrics::gauge::Gauge;
 
 /// How large the store may grow, and where its file is rotated.
@@ -291,7 +291,7 @@ mod tests {
     }
 
     fn store(dir: &Path, limits: DeadLetterLimits) -> DeadLetterFile {
-        let metrics = flowlog_sink::Metrics::new();
+        let metrics = flowlog_component::Metrics::new();
         DeadLetterFile::open(
             &dir.join("dead.ndjson"),
             limits,

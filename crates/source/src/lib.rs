@@ -1,4 +1,11 @@
-//! Sources: where records come from, and what a source does once they are delivered.
+//! The source contract: where records come from, and what a source does once they are
+//! delivered. The twin of `flowlog-sink`; each kind of source is a crate under `sources/`.
+//!
+//! This crate owns the contract ([`SourceKind`], [`Source`], [`SourceContext`]), what a
+//! source acknowledges with ([`checkpoint`]: per-input delivered positions, stored
+//! atomically; [`Progress`]: the checkpoint a run of batches has earned) and where its
+//! records that cannot be decoded go ([`dead_letter`]: the bounded dead-letter store the
+//! sinks share).
 //!
 //! The contract: a source kind's settings implement [`SourceKind`] (validation, the
 //! `check` findings, a constructor); the built [`Source`] is a future the pipeline
@@ -21,21 +28,18 @@
 //! a dead letter the store refuses ([`SourceContext::dead_letter`] fails when it is full)
 //! stops what it belongs to from being acknowledged at all.
 
-pub mod file;
-pub mod firehose;
-pub mod sqs;
-mod text;
+pub mod checkpoint;
+pub mod dead_letter;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use flowlog_component::{
+    Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetterError, DeadLetters, Stop,
+};
 use flowlog_decode::{DeadLetter, RecordSink, SinkError};
 use flowlog_model::{FlowBatch, FlowFormat};
-use flowlog_sink::{
-    Ack, AckWait, BatchStatus, BoxFuture, ComponentMetrics, DeadLetterError, DeadLetters,
-};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 /// A kind of source, implemented by its settings type (`[sources.<name>]`).
 pub trait SourceKind: Send + Sync {
@@ -45,13 +49,28 @@ pub trait SourceKind: Send + Sync {
     }
 
     /// Checks the settings without reading anything.
-    fn validate(&self) -> Result<(), String>;
+    fn validate(&self) -> Result<(), SourceError>;
 
     /// The source, ready to run.
     fn build(&self, ctx: SourceContext) -> Box<dyn Source>;
 
-    /// What `flowlog check` reports: one finding (ok, detail) per input it can look at.
-    fn check(&self, checkpoints: Option<&Checkpoints>) -> Vec<(bool, String)>;
+    /// What `flowlog check` reports: one finding per input it can look at (what was found,
+    /// or why it cannot be used). Reads and changes nothing.
+    fn check<'a>(&'a self, checkpoints: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings>;
+}
+
+/// What a source's `check` found, one entry per input.
+pub type Findings = Vec<Result<String, SourceError>>;
+
+/// Why a source cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A setting is wrong (an empty list, an impossible number, a missing key).
+    #[error("{0}")]
+    Config(String),
+    /// What the source reads from cannot be reached or read (check).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A running source: reads until its input ends or [`Stop`] is set, and resolves once
@@ -70,41 +89,10 @@ pub fn threaded(
         fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
             let Threaded(ctx, work) = *self;
             let name = format!("source-{}", ctx.name);
-            flowlog_sink::registry::on_thread(name, move || work(&ctx))
+            flowlog_component::thread::on_thread(name, move || work(&ctx))
         }
     }
     Box::new(Threaded(ctx, work))
-}
-
-/// The shutdown request every source watches: a flag for blocking code to poll between
-/// blocks, and a notification async code can await.
-#[derive(Debug, Default)]
-pub struct Stop {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl Stop {
-    pub fn set(&self) {
-        self.set.store(true, Ordering::Relaxed);
-        self.notify.notify_waiters();
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::Relaxed)
-    }
-
-    /// Resolves once the stop is set.
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        // Registered before the flag is read, so a `set` in between is not missed.
-        notified.as_mut().enable();
-        if self.is_set() {
-            return;
-        }
-        notified.await;
-    }
 }
 
 pub use crate::checkpoint::Checkpoints;
@@ -336,7 +324,7 @@ impl Progress {
 /// acknowledged ranges) were delivered before a restart and are left out; the rest are
 /// sent (or kept until [`Emit::send_kept`] when `keep` is set, so the last batch of a
 /// block can carry the resume point).
-struct Emit<'a> {
+pub struct Emit<'a> {
     ctx: &'a SourceContext,
     progress: &'a mut Progress,
     skip: &'a FileCheckpoint,
@@ -346,7 +334,11 @@ struct Emit<'a> {
 }
 
 impl<'a> Emit<'a> {
-    fn new(ctx: &'a SourceContext, progress: &'a mut Progress, skip: &'a FileCheckpoint) -> Self {
+    pub fn new(
+        ctx: &'a SourceContext,
+        progress: &'a mut Progress,
+        skip: &'a FileCheckpoint,
+    ) -> Self {
         Self {
             ctx,
             progress,
@@ -357,8 +349,19 @@ impl<'a> Emit<'a> {
         }
     }
 
+    /// Keeps batches from now on until [`Emit::send_kept`] (so that the last batch of a
+    /// block can carry the resume point).
+    pub fn hold(&mut self) {
+        self.keep = true;
+    }
+
+    /// The pipeline has stopped taking batches.
+    pub fn gone(&self) -> bool {
+        self.gone
+    }
+
     /// Sends the kept batches, the last one with `resume`.
-    fn send_kept(&mut self, resume: Option<Resume>) -> bool {
+    pub fn send_kept(&mut self, resume: Option<Resume>) -> bool {
         let kept = std::mem::take(&mut self.kept);
         let n = kept.len();
         for (i, batch) in kept.into_iter().enumerate() {
@@ -388,7 +391,7 @@ impl RecordSink for Emit<'_> {
                 .iter()
                 .map(|&line| !self.skip.covers(line))
                 .collect();
-            batch = crate::filter::keep_rows(batch, keep);
+            batch = batch.keep_rows(keep);
         }
         if self.keep {
             self.kept.push(batch);
@@ -461,22 +464,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stop_wakes_waiters_set_before_or_after_they_wait() {
-        let stop = Arc::new(Stop::default());
-        let waiter = tokio::spawn({
-            let stop = Arc::clone(&stop);
-            async move { stop.wait().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!stop.is_set());
-        stop.set();
-        waiter.await.unwrap();
-        // Already set: returns at once.
-        stop.wait().await;
-        assert!(stop.is_set());
-    }
-
-    #[tokio::test]
     async fn an_async_source_submits_and_learns_the_outcome() {
         let (tx, mut rx) = mpsc::channel(1);
         let dir = tempfile::tempdir().unwrap();
@@ -487,13 +474,13 @@ mod tests {
                 crate::dead_letter::DeadLetterFile::open(
                     &dir.path().join("dead.ndjson"),
                     crate::dead_letter::DeadLetterLimits::default(),
-                    flowlog_sink::Metrics::new().component("dead_letter", "file"),
+                    flowlog_component::Metrics::new().component("dead_letter", "file"),
                     Default::default(),
                 )
                 .unwrap(),
             ),
             checkpoints: Checkpoints::open(dir.path()).unwrap(),
-            metrics: flowlog_sink::Metrics::new().component("source", "queue"),
+            metrics: flowlog_component::Metrics::new().component("source", "queue"),
             stop: Arc::new(Stop::default()),
             format: None,
             batch_rows: 8192,

@@ -1,25 +1,4 @@
-//! `type = "sqs"`: S3 objects announced by event notifications on an SQS queue (the way
-//! flow logs delivered to S3 reach a sidecar).
-//!
-//! The queue is the lease. A message received is invisible to every other consumer for
-//! `visibility_timeout_secs`; while its objects are read and delivered, a heartbeat extends
-//! that every half timeout, so a slow sink does not make the message reappear and its
-//! objects duplicate. The message is deleted (in batches of up to ten) only once every
-//! record of every object it names is delivered by every sink or dead-lettered. If the
-//! process dies, the message simply reappears and is read again, with the same event ids:
-//! records are identified by the object's bucket, key and version (or ETag) and their
-//! line. Any number of processes can read one queue without coordinating.
-//!
-//! Objects are streamed from S3 and decoded as they arrive (gzip text, or Parquet spilled
-//! to a temporary file), off the runtime's workers. A message that cannot be read is
-//! left to reappear; one received `max_receive_count` times is given up (dead-lettered
-//! with its body, and deleted) unless the queue has a redrive policy, which then moves it
-//! to the queue's own dead-letter queue. A body that is not a notification is
-//! dead-lettered and deleted; S3's test event and events with nothing to read (removals)
-//! are counted and deleted.
-
-mod notification;
-mod object;
+//! The queue source itself: receiving, reading the objects, deleting once delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,16 +7,17 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
+use flowlog_component::{BatchStatus, BoxFuture, LabelledCounter};
 use flowlog_model::{error_chain, DeadLetter, SourceId};
-use flowlog_sink::{BatchStatus, BoxFuture};
 use serde::Deserialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-pub use notification::{parse as parse_notification, Notice, ObjectRef};
+use crate::notification::{self, ObjectRef};
+use crate::object;
 
-use super::{Checkpoints, Source, SourceContext, SourceKind};
-use crate::dead_letter::DeadLetterFile;
+use flowlog_source::dead_letter::DeadLetterFile;
+use flowlog_source::{Checkpoints, Findings, Source, SourceContext, SourceError, SourceKind};
 
 fn default_visibility() -> u32 {
     300
@@ -107,7 +87,25 @@ impl SourceKind for SqsSource {
         self.format.as_deref()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SourceError> {
+        self.settings_hold().map_err(SourceError::Config)
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        Box::new(Queue {
+            settings: self.clone(),
+            ctx,
+        })
+    }
+
+    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+        Box::pin(check(self))
+    }
+}
+
+impl SqsSource {
+    /// The settings are usable (a queue URL, SQS's own limits).
+    fn settings_hold(&self) -> Result<(), String> {
         let url = http::Uri::try_from(self.queue_url.as_str())
             .map_err(|e| format!("queue_url {:?}: {e}", self.queue_url))?;
         if !matches!(url.scheme_str(), Some("https" | "http")) || url.path().len() < 2 {
@@ -132,29 +130,12 @@ impl SourceKind for SqsSource {
         }
         Ok(())
     }
-
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        Box::new(Queue {
-            settings: self.clone(),
-            ctx,
-        })
-    }
-
-    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(check(self)),
-            Err(e) => vec![(false, format!("cannot start a runtime: {e}"))],
-        }
-    }
 }
 
 /// The SQS and S3 clients, from the AWS default chain and the settings.
-struct Clients {
+pub(crate) struct Clients {
     sqs: aws_sdk_sqs::Client,
-    s3: aws_sdk_s3::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -219,15 +200,17 @@ impl Source for Queue {
 }
 
 /// What every message's worker shares.
-struct Shared {
-    settings: SqsSource,
-    ctx: SourceContext,
-    clients: Clients,
+pub(crate) struct Shared {
+    pub(crate) settings: SqsSource,
+    pub(crate) ctx: SourceContext,
+    pub(crate) clients: Clients,
     /// A message received this many times and still failing is given up; `None` when the
     /// queue's redrive policy moves it, or when configured never to give up.
     give_up_after: Option<u32>,
     /// Receipt handles of messages to delete.
     deletes: mpsc::UnboundedSender<String>,
+    /// Messages settled, by outcome: this kind's own series.
+    messages: LabelledCounter,
 }
 
 impl Shared {
@@ -263,12 +246,18 @@ async fn run(queue: Queue) {
         to_delete,
     ));
     tracing::info!(source = %ctx.name, queue = %settings.queue_url, "reading S3 notifications");
+    let messages = ctx.metrics.counter_by(
+        "messages",
+        "Queue messages a source settled, by outcome",
+        "outcome",
+    );
     let shared = Arc::new(Shared {
         settings,
         ctx,
         clients,
         give_up_after,
         deletes,
+        messages,
     });
     receive(Arc::clone(&shared)).await;
     // Every worker is done; the last deletions go out before the source ends.
@@ -356,7 +345,7 @@ enum Outcome {
 /// Reads one message's objects, and deletes the message or leaves it to reappear.
 async fn settle(shared: Arc<Shared>, message: Message, _worker: OwnedSemaphorePermit) {
     let name = &shared.ctx.name;
-    let metrics = &shared.ctx.metrics.messages;
+    let metrics = &shared.messages;
     let Some(receipt) = message.receipt_handle.clone() else {
         return;
     };
@@ -535,7 +524,7 @@ fn discard(
         tracing::error!(source = %shared.ctx.name, message = id, "{e}");
         return;
     }
-    shared.ctx.metrics.messages.inc(outcome);
+    shared.messages.inc(outcome);
     let _ = shared.deletes.send(receipt);
 }
 
@@ -676,7 +665,7 @@ async fn queue_attributes(
 }
 
 /// `flowlog check`: the queue can be read, and an object it names can be.
-async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
+async fn check(settings: &SqsSource) -> Findings {
     let clients = Clients::load(settings).await;
     let url = &settings.queue_url;
     let mut findings = Vec::new();
@@ -693,9 +682,7 @@ async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
                 ),
                 None => "no redrive policy (flowlog never gives up on a message)".into(),
             };
-            findings.push((
-                true,
-                format!(
+            findings.push(Ok(format!(
                     "{url}: about {} messages waiting, {} in flight; the queue's visibility timeout is {} s, flowlog's {} s (extended every {} s); {redrive}",
                     a.waiting.unwrap_or_else(unknown),
                     a.in_flight.unwrap_or_else(unknown),
@@ -706,10 +693,7 @@ async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
             ));
         }
         Err(e) => {
-            findings.push((
-                false,
-                format!("{url}: {e} (flowlog needs sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage)"),
-            ));
+            findings.push(Err(SourceError::Unavailable(format!("{url}: {e} (flowlog needs sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage)"))));
             return findings;
         }
     }
@@ -719,7 +703,7 @@ async fn check(settings: &SqsSource) -> Vec<(bool, String)> {
 
 /// Looks at up to ten waiting messages (without hiding them) and reads the first byte of
 /// the first object one names, which proves s3:GetObject.
-async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String) {
+async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String, SourceError> {
     let peek = clients
         .sqs
         .receive_message()
@@ -730,30 +714,34 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String
         .send();
     let messages = match tokio::time::timeout(Duration::from_secs(30), peek).await {
         Ok(Ok(output)) => output.messages.unwrap_or_default(),
-        Ok(Err(e)) => return (false, format!("sqs:ReceiveMessage: {}", error_chain(&e))),
-        Err(_) => return (false, "sqs:ReceiveMessage: no answer in 30 s".into()),
+        Ok(Err(e)) => {
+            return Err(SourceError::Unavailable(format!(
+                "sqs:ReceiveMessage: {}",
+                error_chain(&e)
+            )))
+        }
+        Err(_) => {
+            return Err(SourceError::Unavailable(
+                "sqs:ReceiveMessage: no answer in 30 s".into(),
+            ))
+        }
     };
     if messages.is_empty() {
-        return (
-            true,
-            "no message visible now, so s3:GetObject was not tried".into(),
-        );
+        return Ok("no message visible now, so s3:GetObject was not tried".into());
     }
     let mut objects = Vec::new();
     for body in messages.iter().filter_map(|m| m.body.as_deref()) {
         match notification::parse(body) {
             Ok(notice) => objects.extend(notice.objects),
             Err(e) => {
-                return (
-                    false,
-                    format!("a message on the queue is not an S3 notification ({e}); it would be dead-lettered"),
-                )
+                return Err(SourceError::Unavailable(format!(
+                "a message on the queue is not an S3 notification ({e}); it would be dead-lettered"
+            )))
             }
         }
     }
     let Some(object) = objects.into_iter().next() else {
-        return (
-            true,
+        return Ok(
             "the messages visible name no object to read; s3:GetObject was not tried".into(),
         );
     };
@@ -767,9 +755,14 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> (bool, String
         .range("bytes=0-0")
         .send();
     match tokio::time::timeout(Duration::from_secs(30), read).await {
-        Ok(Ok(_)) => (true, format!("s3:GetObject on {uri}: readable")),
-        Ok(Err(e)) => (false, format!("s3:GetObject on {uri}: {}", error_chain(&e))),
-        Err(_) => (false, format!("s3:GetObject on {uri}: no answer in 30 s")),
+        Ok(Ok(_)) => Ok(format!("s3:GetObject on {uri}: readable")),
+        Ok(Err(e)) => Err(SourceError::Unavailable(format!(
+            "s3:GetObject on {uri}: {}",
+            error_chain(&e)
+        ))),
+        Err(_) => Err(SourceError::Unavailable(format!(
+            "s3:GetObject on {uri}: no answer in 30 s"
+        ))),
     }
 }
 
@@ -796,10 +789,16 @@ mod tests {
             ("wait_time_secs = 21", "wait_time_secs"),
             ("workers = 0", "workers"),
         ] {
-            let err = settings(&format!("{url}\n{extra}")).validate().unwrap_err();
+            let err = settings(&format!("{url}\n{extra}"))
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{extra}: {err}");
         }
-        let err = settings("queue_url = \"flows\"").validate().unwrap_err();
+        let err = settings("queue_url = \"flows\"")
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a queue URL"), "{err}");
     }
 

@@ -1,14 +1,19 @@
 //! Counters every component reports, in Prometheus form, labelled by component name.
 //!
 //! One [`Metrics`] per process holds the registry; each source, stage and sink takes a
-//! [`ComponentMetrics`] (cheap handles onto the shared families) under its own name.
+//! [`ComponentMetrics`] (cheap handles onto the shared families) under its own name. The
+//! series every component has are fields of it; a series only one kind has (HEC's
+//! capacity warnings, a queue source's messages) is registered by that kind through
+//! [`ComponentMetrics::counter`] or [`ComponentMetrics::counter_by`], so it is exported
+//! only when such a component runs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -24,7 +29,10 @@ fn seconds_histogram() -> Histogram {
 pub struct Metrics(Arc<Inner>);
 
 struct Inner {
-    registry: Registry,
+    /// Behind a lock because components register their own series as they are built.
+    registry: Mutex<Registry>,
+    /// Series registered by components, by name (two components of a kind share one).
+    own: Mutex<HashMap<&'static str, Family<Labels, Counter>>>,
     records_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
     filtered: Family<Labels, Counter>,
@@ -33,12 +41,10 @@ struct Inner {
     bytes_in: Family<Labels, Counter>,
     bytes_out: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
-    capacity_warnings: Family<Labels, Counter>,
     protocol_errors: Family<Labels, Counter>,
     in_flight: Family<Labels, Gauge>,
     batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     ack_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
-    messages: Family<Labels, Counter>,
     dead_letter_bytes: Gauge,
     dead_letter_capacity: Gauge,
 }
@@ -61,8 +67,6 @@ pub struct ComponentMetrics {
     pub bytes_out: Counter,
     /// Attempts that failed transiently and were retried.
     pub retries: Counter,
-    /// Successes that came with a capacity warning (HEC codes 24 and 25).
-    pub capacity_warnings: Counter,
     /// Answers that cannot be taken as they are (a redirect, an answer that does not
     /// account for what was sent): the request is sent again, never counted delivered.
     pub protocol_errors: Counter,
@@ -72,22 +76,56 @@ pub struct ComponentMetrics {
     pub batch_seconds: Histogram,
     /// Time from a request's acceptance to its indexer acknowledgement.
     pub ack_wait_seconds: Histogram,
-    /// Queue messages a source settled, by outcome (sources that read a queue).
-    pub messages: Messages,
-}
-
-/// A source's count of queue messages by outcome (`deleted`, `ignored`, ...).
-#[derive(Clone, Debug)]
-pub struct Messages {
-    family: Family<Labels, Counter>,
+    /// Where this component's own series are registered, and its labels.
+    metrics: Metrics,
     labels: Labels,
 }
 
-impl Messages {
-    /// Counts one message settled with `outcome`.
-    pub fn inc(&self, outcome: &'static str) {
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl ComponentMetrics {
+    /// A counter only this kind of component has (`flowlog_<name>_total`), under this
+    /// component's labels.
+    pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
+        self.metrics
+            .own_family(name, help)
+            .get_or_create(&self.labels)
+            .clone()
+    }
+
+    /// A counter only this kind of component has, with one more label (`label`) whose
+    /// value each count names: a queue source's messages by outcome.
+    pub fn counter_by(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+    ) -> LabelledCounter {
+        LabelledCounter {
+            family: self.metrics.own_family(name, help),
+            labels: self.labels.clone(),
+            label,
+        }
+    }
+}
+
+/// A component's counter with one label more (see [`ComponentMetrics::counter_by`]).
+#[derive(Clone, Debug)]
+pub struct LabelledCounter {
+    family: Family<Labels, Counter>,
+    labels: Labels,
+    label: &'static str,
+}
+
+impl LabelledCounter {
+    /// Counts one under `value` (e.g. the outcome `deleted`).
+    pub fn inc(&self, value: &'static str) {
         let mut labels = self.labels.clone();
-        labels.push(("outcome", outcome.into()));
+        labels.push((self.label, value.into()));
         self.family.get_or_create(&labels).inc();
     }
 }
@@ -109,10 +147,8 @@ impl Metrics {
         let bytes_in = Family::default();
         let bytes_out = Family::default();
         let retries = Family::default();
-        let capacity_warnings = Family::default();
         let protocol_errors = Family::default();
         let in_flight = Family::default();
-        let messages = Family::default();
         let batch_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_histogram);
         let ack_wait_seconds =
@@ -158,11 +194,6 @@ impl Metrics {
             retries.clone(),
         );
         registry.register(
-            "capacity_warnings",
-            "Successes that carried a capacity warning",
-            capacity_warnings.clone(),
-        );
-        registry.register(
             "protocol_errors",
             "Answers a sink could not take as they were (redirects, answers that do not \
              account for what was sent); the request was sent again",
@@ -195,13 +226,9 @@ impl Metrics {
             "What the dead-letter store may hold; past it nothing more is acknowledged",
             dead_letter_capacity.clone(),
         );
-        registry.register(
-            "messages",
-            "Queue messages a source settled, by outcome",
-            messages.clone(),
-        );
         Self(Arc::new(Inner {
-            registry,
+            registry: Mutex::new(registry),
+            own: Mutex::default(),
             records_in,
             records_out,
             filtered,
@@ -210,12 +237,10 @@ impl Metrics {
             bytes_in,
             bytes_out,
             retries,
-            capacity_warnings,
             protocol_errors,
             in_flight,
             batch_seconds,
             ack_wait_seconds,
-            messages,
             dead_letter_bytes,
             dead_letter_capacity,
         }))
@@ -253,7 +278,6 @@ impl Metrics {
             bytes_in: counter(&m.bytes_in, kind == "source"),
             bytes_out: counter(&m.bytes_out, sink),
             retries: counter(&m.retries, sink),
-            capacity_warnings: counter(&m.capacity_warnings, sink),
             protocol_errors: counter(&m.protocol_errors, sink),
             in_flight: if sink {
                 m.in_flight.get_or_create(&labels).clone()
@@ -262,16 +286,25 @@ impl Metrics {
             },
             batch_seconds: histogram(&m.batch_seconds),
             ack_wait_seconds: histogram(&m.ack_wait_seconds),
-            messages: Messages {
-                // Only sources settle messages; others count into a family never exported.
-                family: if kind == "source" {
-                    m.messages.clone()
-                } else {
-                    Family::default()
-                },
-                labels,
-            },
+            metrics: self.clone(),
+            labels,
         }
+    }
+
+    /// The family `name` (registered the first time a component asks for it).
+    fn own_family(&self, name: &'static str, help: &'static str) -> Family<Labels, Counter> {
+        let mut own = self.0.own.lock().expect("not poisoned");
+        own.entry(name)
+            .or_insert_with(|| {
+                let family = Family::default();
+                self.0
+                    .registry
+                    .lock()
+                    .expect("not poisoned")
+                    .register(name, help, family.clone());
+                family
+            })
+            .clone()
     }
 
     /// The dead-letter store's gauge of bytes held, its capacity set to `cap`.
@@ -294,7 +327,8 @@ impl Metrics {
     /// Everything, in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        encode(&mut out, &self.0.registry).expect("writing to a String cannot fail");
+        encode(&mut out, &self.0.registry.lock().expect("not poisoned"))
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -328,9 +362,18 @@ mod tests {
             !text.contains(r#"flowlog_retries_total{component_kind="source""#),
             "{text}"
         );
-        metrics.component("source", "queue").messages.inc("deleted");
-        assert!(metrics.render().contains(
+        let messages = |name| {
+            metrics
+                .component("source", name)
+                .counter_by("messages", "Queue messages", "outcome")
+        };
+        assert!(!metrics.render().contains("flowlog_messages"));
+        messages("queue").inc("deleted");
+        messages("other").inc("deleted");
+        let text = metrics.render();
+        assert!(text.contains(
             r#"flowlog_messages_total{component_kind="source",component="queue",outcome="deleted"} 1"#
         ));
+        assert_eq!(text.matches("# TYPE flowlog_messages").count(), 1, "{text}");
     }
 }

@@ -32,16 +32,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowlog_sink::BoxFuture;
+use flowlog_component::listen::{next_connection, Throttled};
+use flowlog_component::BoxFuture;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use self::connections::{Connections, Slot};
-use self::request::Shared;
-use super::{Checkpoints, Source, SourceContext, SourceKind};
-use crate::listen::Throttled;
+use flowlog_source::{Checkpoints, Findings, Source, SourceContext, SourceError, SourceKind};
+
+use crate::connections::{Connections, Slot};
+use crate::request::Shared;
 
 fn default_max_requests() -> usize {
     8
@@ -122,7 +123,48 @@ impl SourceKind for FirehoseSource {
         self.format.as_deref()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SourceError> {
+        self.limits_hold().map_err(SourceError::Config)
+    }
+
+    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+        Box::new(Endpoint {
+            settings: self.clone(),
+            ctx,
+        })
+    }
+
+    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut findings = vec![match &self.tls {
+            Some(tls) => match acceptor(tls) {
+                Ok(_) => Ok(format!(
+                    "{scheme}://{} (certificate {})",
+                    self.address,
+                    tls.cert_file.display()
+                )),
+                Err(e) => Err(SourceError::Config(e)),
+            },
+            None => Ok(format!(
+                "{scheme}://{} (plain HTTP: TLS must end at a load balancer in front)",
+                self.address
+            )),
+        }];
+        // Whether the address can be listened on (it is free now, or flowlog runs there).
+        if let Err(e) = std::net::TcpListener::bind(self.address) {
+            let hint = "(is something, or flowlog itself, listening there already?)";
+            findings.push(Err(SourceError::Unavailable(format!(
+                "cannot listen on {}: {e} {hint}",
+                self.address
+            ))));
+        }
+        Box::pin(std::future::ready(findings))
+    }
+}
+
+impl FirehoseSource {
+    /// The limits agree with each other (and a key is set).
+    fn limits_hold(&self) -> Result<(), String> {
         if self.access_key.trim().is_empty() {
             return Err("access_key is empty: Firehose sends one; set it here".into());
         }
@@ -150,51 +192,11 @@ impl SourceKind for FirehoseSource {
         }
         Ok(())
     }
-
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        Box::new(Endpoint {
-            settings: self.clone(),
-            ctx,
-        })
-    }
-
-    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut findings = vec![match &self.tls {
-            Some(tls) => match acceptor(tls) {
-                Ok(_) => (
-                    true,
-                    format!(
-                        "{scheme}://{} (certificate {})",
-                        self.address,
-                        tls.cert_file.display()
-                    ),
-                ),
-                Err(e) => (false, e),
-            },
-            None => (
-                true,
-                format!(
-                    "{scheme}://{} (plain HTTP: TLS must end at a load balancer in front)",
-                    self.address
-                ),
-            ),
-        }];
-        // Whether the address can be listened on (it is free now, or flowlog runs there).
-        if let Err(e) = std::net::TcpListener::bind(self.address) {
-            let hint = "(is something, or flowlog itself, listening there already?)";
-            findings.push((
-                false,
-                format!("cannot listen on {}: {e} {hint}", self.address),
-            ));
-        }
-        findings
-    }
 }
 
 /// The server's TLS settings from the PEM files.
 fn acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let (chain, key) = flowlog_sink::http::pem_identity(&tls.cert_file, &tls.key_file)?;
+    let (chain, key) = flowlog_component::tls::pem_identity(&tls.cert_file, &tls.key_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -284,7 +286,7 @@ async fn serve(endpoint: Endpoint) {
     let mut open = tokio::task::JoinSet::new();
     let mut accept = || listener.accept();
     loop {
-        let next = crate::listen::next_connection(&mut accept, &name, &accept_failures, |e| {
+        let next = next_connection(&mut accept, &name, &accept_failures, |e| {
             // Out of descriptors: an idle connection gives its own back.
             if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                 // Several at a time: the limit may have been lowered under what is open.
@@ -416,7 +418,7 @@ mod tests {
                 "max_bytes_in_flight",
             ),
         ] {
-            let err = settings(text).validate().unwrap_err();
+            let err = settings(text).validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }

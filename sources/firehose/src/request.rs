@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flowlog_component::listen::Throttled;
+use flowlog_component::{AckWait, BatchStatus};
 use flowlog_decode::{decode_firehose_request, DeadLetter, DecodeError, DecodeOptions, RecordSink};
 use flowlog_model::{FlowBatch, SourceId};
-use flowlog_sink::{AckWait, BatchStatus};
+use flowlog_source::SourceContext;
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::FirehoseSource;
-use crate::listen::Throttled;
-use crate::source::SourceContext;
+use crate::FirehoseSource;
 
 /// What every request's handler shares.
 pub(super) struct Shared {

@@ -2,6 +2,8 @@
 //! input. Decoding is synchronous, so each runs on a thread of its own ([`threaded`]);
 //! their acknowledgement action is the checkpoint ([`Progress`]).
 
+mod text;
+
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,13 @@ use flowlog_decode::{
 };
 use flowlog_model::{FlowFormat, SourceId};
 
-use super::text::{Block, TextReader};
-use super::{threaded, Emit, Progress, Source, SourceContext, SourceKind};
-use crate::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
+use flowlog_component::BoxFuture;
+use flowlog_source::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
+use flowlog_source::{
+    threaded, Emit, Findings, Progress, Source, SourceContext, SourceError, SourceKind,
+};
+
+use crate::text::{Block, TextReader};
 
 /// `type = "file"`: files, read once or followed as they grow.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,8 +69,10 @@ fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }
 
-fn positive_poll(poll_secs: f64) -> Result<(), String> {
-    flowlog_sink::registry::seconds("poll_secs", poll_secs, false).map(|_| ())
+fn positive_poll(poll_secs: f64) -> Result<(), SourceError> {
+    flowlog_component::duration::seconds("poll_secs", poll_secs, false)
+        .map(|_| ())
+        .map_err(SourceError::Config)
 }
 
 impl SourceKind for FileSource {
@@ -72,9 +80,9 @@ impl SourceKind for FileSource {
         self.format.as_deref()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SourceError> {
         if self.paths.is_empty() {
-            return Err("paths is empty".into());
+            return Err(SourceError::Config("paths is empty".into()));
         }
         positive_poll(self.poll_secs)
     }
@@ -87,8 +95,9 @@ impl SourceKind for FileSource {
         })
     }
 
-    fn check(&self, checkpoints: Option<&Checkpoints>) -> Vec<(bool, String)> {
-        self.paths
+    fn check<'a>(&'a self, checkpoints: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+        let findings = self
+            .paths
             .iter()
             .map(|path| {
                 let state = checkpoints.and_then(|c| c.get(&key_of(path))).map_or(
@@ -102,21 +111,18 @@ impl SourceKind for FileSource {
                     },
                 );
                 match File::open(path).and_then(|f| f.metadata()) {
-                    Ok(m) => (
-                        true,
-                        format!("{} ({} bytes, {state})", path.display(), m.len()),
-                    ),
-                    Err(e) if self.follow && e.kind() == std::io::ErrorKind::NotFound => (
-                        true,
-                        format!(
+                    Ok(m) => Ok(format!("{} ({} bytes, {state})", path.display(), m.len())),
+                    Err(e) if self.follow && e.kind() == std::io::ErrorKind::NotFound => {
+                        Ok(format!(
                             "{} (not there yet; will be followed once it is)",
                             path.display()
-                        ),
-                    ),
-                    Err(e) => (false, format!("{}: {e}", path.display())),
+                        ))
+                    }
+                    Err(e) => Err(SourceError::Unavailable(format!("{}: {e}", path.display()))),
                 }
             })
-            .collect()
+            .collect();
+        Box::pin(std::future::ready(findings))
     }
 }
 
@@ -125,7 +131,7 @@ impl SourceKind for DirectorySource {
         self.format.as_deref()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SourceError> {
         positive_poll(self.poll_secs)
     }
 
@@ -136,14 +142,19 @@ impl SourceKind for DirectorySource {
         })
     }
 
-    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
-        vec![match std::fs::read_dir(&self.path) {
-            Ok(entries) => (
-                true,
-                format!("{} ({} entries)", self.path.display(), entries.count()),
-            ),
-            Err(e) => (false, format!("{}: {e}", self.path.display())),
-        }]
+    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+        let finding = match std::fs::read_dir(&self.path) {
+            Ok(entries) => Ok(format!(
+                "{} ({} entries)",
+                self.path.display(),
+                entries.count()
+            )),
+            Err(e) => Err(SourceError::Unavailable(format!(
+                "{}: {e}",
+                self.path.display()
+            ))),
+        };
+        Box::pin(std::future::ready(vec![finding]))
     }
 }
 
@@ -152,7 +163,7 @@ impl SourceKind for StdinSource {
         self.format.as_deref()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SourceError> {
         Ok(())
     }
 
@@ -160,8 +171,8 @@ impl SourceKind for StdinSource {
         threaded(ctx, read_stdin)
     }
 
-    fn check(&self, _: Option<&Checkpoints>) -> Vec<(bool, String)> {
-        vec![(true, "standard input".into())]
+    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+        Box::pin(std::future::ready(vec![Ok("standard input".into())]))
     }
 }
 
@@ -263,7 +274,7 @@ pub fn read_stdin(ctx: &SourceContext) {
         Ok(stats) => {
             ctx.metrics.bytes_in.inc_by(stats.bytes_read);
         }
-        Err(e) if emit.gone => tracing::debug!("stdin: {e}"),
+        Err(e) if emit.gone() => tracing::debug!("stdin: {e}"),
         Err(e) => tracing::error!(source = %ctx.name, "{e}"),
     }
     drop(emit);
@@ -338,7 +349,7 @@ fn open_and_read(
                 ctx.metrics.bytes_in.inc_by(stats.bytes_read);
                 Ended::Complete
             }
-            Err(_) if emit.gone => Ended::Stopped,
+            Err(_) if emit.gone() => Ended::Stopped,
             Err(e) if e.is_corrupt_input() && poll.is_none() => {
                 drop(emit);
                 quarantine(ctx, &key, metadata.len(), &e, &mut progress);
@@ -424,7 +435,7 @@ fn read_text(
         match reader.next_block(poll.is_none())? {
             Some((block, end)) => {
                 let mut emit = Emit::new(ctx, progress, checkpoint);
-                emit.keep = true;
+                emit.hold();
                 let lines = match block {
                     Block::Lines(block) => {
                         ctx.metrics.bytes_in.inc_by(block.len() as u64);
@@ -455,7 +466,7 @@ fn read_text(
                 progress.poll(&ctx.checkpoints);
                 // Rotated (the path names another file) or truncated: start over.
                 match std::fs::metadata(path) {
-                    Ok(m) if crate::checkpoint::identity(&m) != identity => {
+                    Ok(m) if flowlog_source::checkpoint::identity(&m) != identity => {
                         return Ok(Ended::Replaced)
                     }
                     Ok(m) if m.len() < reader.offset() => {

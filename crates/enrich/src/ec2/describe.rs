@@ -1,69 +1,22 @@
-//! The live ENI inventory: DescribeNetworkInterfaces and DescribeInstances through the AWS
-//! SDK for Rust, refreshed on a TTL by a background thread.
-//!
-//! Credentials and region come from the SDK's default chain (environment, profile, SSO,
-//! instance or task role); `AWS_ENDPOINT_URL_EC2` or [`Ec2Options::endpoint`] points it
-//! elsewhere (a VPC endpoint, or moto server in tests).
+//! DescribeNetworkInterfaces and DescribeInstances through the AWS SDK, on a thread of
+//! their own with a runtime of their own.
 
 use std::sync::mpsc;
-use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
 
+use super::Ec2Options;
 use crate::inventory::{
     join, Interface, RawAssociation, RawAttachment, RawGroup, RawInstance, RawInterface, RawIpv6,
     RawPrivateIp, RawTag,
 };
 use crate::EnrichError;
 
-/// Where and how often to read the inventory.
-#[derive(Debug, Clone)]
-pub struct Ec2Options {
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    /// Time between refreshes.
-    pub ttl: Duration,
-}
-
-impl Default for Ec2Options {
-    fn default() -> Self {
-        Self {
-            region: None,
-            endpoint: None,
-            ttl: Duration::from_secs(300),
-        }
-    }
-}
-
-/// A running refresher: snapshots arrive on [`Ec2Refresher::try_next`].
-pub struct Ec2Refresher {
-    snapshots: mpsc::Receiver<Result<Vec<Interface>, EnrichError>>,
-}
-
-impl Ec2Refresher {
-    /// Starts the refresher and waits for the first snapshot, which is returned (an error
-    /// there, such as missing credentials, is returned too: better to stop at start than
-    /// run unlabelled). Later failures arrive as errors and the last good inventory stays.
-    pub fn start(options: Ec2Options) -> Result<(Self, Vec<Interface>), EnrichError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("flowlog-ec2-inventory".into())
-            .spawn(move || refresh_loop(options, tx))
-            .map_err(|e| EnrichError::Ec2(format!("cannot start the refresh thread: {e}")))?;
-        let first = rx
-            .recv()
-            .map_err(|_| EnrichError::Ec2("the refresh thread stopped".into()))??;
-        Ok((Self { snapshots: rx }, first))
-    }
-
-    /// The newest snapshot, if one arrived since the last call.
-    pub fn try_next(&self) -> Option<Result<Vec<Interface>, EnrichError>> {
-        self.snapshots.try_recv().ok()
-    }
-}
-
-fn refresh_loop(options: Ec2Options, tx: mpsc::SyncSender<Result<Vec<Interface>, EnrichError>>) {
+pub(super) fn refresh_loop(
+    options: Ec2Options,
+    tx: mpsc::SyncSender<Result<Vec<Interface>, EnrichError>>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

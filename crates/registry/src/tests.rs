@@ -1,0 +1,150 @@
+//! The configuration file with every kind this build has: what parses, and where errors
+//! point.
+
+use std::path::Path;
+
+use flowlog_pipeline::{ConfigError, Configured};
+
+use super::*;
+
+const GOOD: &str = r#"
+data_dir = "/tmp/flowlog"
+
+[sources.vpc]
+type = "file"
+paths = ["/var/log/vpc.log"]
+follow = true
+
+[transform.enrich]
+geoip = ["/usr/share/GeoIP/GeoLite2-City.mmdb"]
+
+[sinks.splunk]
+type = "splunk_hec"
+endpoint = "https://splunk.example.com:8088"
+token = "${FLOWLOG_TEST_TOKEN}"
+indexer_acknowledgement = true
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("flowlog.toml"))
+}
+
+#[test]
+fn an_empty_or_truncated_file_is_an_error_not_a_panic() {
+    // Found by the config fuzz target: an error spanning the end of the text.
+    for text in ["", "\n", "[sources.vpc]\ntype = \"file\"\npaths = ["] {
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("flowlog.toml:"), "{err}");
+    }
+}
+
+#[test]
+fn a_complete_config_parses() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let config = parse(GOOD).unwrap();
+    let SourceConfig::File(file) = &config.sources["vpc"] else {
+        panic!()
+    };
+    assert!(file.follow);
+    let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
+        panic!()
+    };
+    assert_eq!(hec.token.as_deref(), Some("abc-123"));
+    assert!(hec.indexer_acknowledgement);
+    assert_eq!(hec.max_bytes, 1_000_000);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_line() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let text = GOOD.replace("follow = true", "follow = true\nfolow = false");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:8: "), "{err}");
+    assert!(err.contains("folow"), "{err}");
+
+    let text = GOOD.replace("indexer_acknowledgement", "indexer_ack");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:16: "), "{err}");
+
+    let text = GOOD.replace("data_dir", "datadir");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:2: "), "{err}");
+
+    let text = GOOD.replace("\"splunk_hec\"", "\"splunk\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("splunk"), "{err}");
+}
+
+#[test]
+fn errors_never_quote_an_interpolated_secret() {
+    std::env::set_var("FLOWLOG_TEST_SECRET", "s3cr3t-value");
+    let text = GOOD.replace(
+        "token = \"${FLOWLOG_TEST_TOKEN}\"",
+        "token = \"${FLOWLOG_TEST_SECRET}\" trailing",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(!err.contains("s3cr3t"), "{err}");
+    assert!(err.starts_with("flowlog.toml:15: "), "{err}");
+}
+
+/// The configuration the README shows, commented `${...}` lines included, parses.
+#[test]
+fn the_readme_configuration_parses() {
+    // Where cargo runs the test (a shared target dir may have built it elsewhere).
+    let dir: String =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let readme = std::fs::read_to_string(format!("{dir}/../../README.md")).unwrap();
+    let section = &readme[readme
+        .find("### A complete configuration for Splunk")
+        .unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(text.contains("# format = \"${version}"), "{text}");
+    std::env::set_var("SPLUNK_HEC_TOKEN", "a\"quoted\\token");
+    let config = parse(text).unwrap();
+    let SinkConfig::SplunkHec(hec) = &config.sinks["splunk"] else {
+        panic!()
+    };
+    assert_eq!(hec.token.as_deref(), Some("a\"quoted\\token"));
+    assert_eq!(config.sinks["archive"].kind(), "file");
+}
+
+#[test]
+fn impossible_durations_are_errors_not_panics() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let text = GOOD.replace(
+        "data_dir = \"/tmp/flowlog\"",
+        "data_dir = \"/tmp/flowlog\"\nshutdown_timeout_secs = inf",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("flowlog.toml:3: shutdown_timeout_secs must be"),
+        "{err}"
+    );
+    let text = GOOD.replace(
+        "indexer_acknowledgement = true",
+        "indexer_acknowledgement = true\nrequest_timeout_secs = 1e300",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("[sinks.splunk] request_timeout_secs must be"),
+        "{err}"
+    );
+    let text = GOOD.replace("follow = true", "follow = true\npoll_secs = nan");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("[sources.vpc] poll_secs must be"), "{err}");
+}
+
+#[test]
+fn semantic_errors_name_the_table() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let text = GOOD.replace("https://splunk.example.com:8088", "splunk:8088");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("[sinks.splunk] endpoint"), "{err}");
+    assert!(err.starts_with("flowlog.toml:12: "), "{err}");
+    let text = GOOD.replace("paths = [\"/var/log/vpc.log\"]", "paths = []");
+    assert!(parse(&text)
+        .unwrap_err()
+        .to_string()
+        .contains("paths is empty"));
+}
