@@ -15,8 +15,9 @@ for package in flowlog-pipeline flowlog-source flowlog-sink flowlog-component; d
   fi
 done
 if cargo tree --locked -p flowlog -e normal --prefix none --no-default-features \
-    --features "$features" | grep -q '^aws-'; then
-  echo "smoke: the build with only $features has an AWS crate in it" >&2
+    --features "$features" | grep -v '^aws-lc-' | grep -q '^aws-'; then
+  # (aws-lc is the TLS library's cryptography, not AWS's SDK.)
+  echo "smoke: the build with only $features has an AWS SDK crate in it" >&2
   exit 1
 fi
 

@@ -12,6 +12,8 @@
 //!   `isal` feature).
 //! - [`http`]: the pooled HTTP/1.1 + HTTP/2 client (reqwest), TLS verified against the
 //!   system roots and/or a CA file, proxies from the environment or the sink's settings.
+//! - [`settings`]: the request-tuning settings every HTTP sink has, defined once
+//!   ([`http_sink_settings!`]).
 //! - [`registry`]: what a sink kind gives the pipeline ([`SinkKind`]): validation, what it
 //!   needs of batches, and a constructor that `run` and `check` share.
 //! - [`Sink`]: what the pipeline runs: a task that takes [`SinkInput`]s from a bounded
@@ -27,6 +29,7 @@ pub mod http;
 pub mod registry;
 pub mod request;
 pub mod retry;
+pub mod settings;
 
 use std::sync::Arc;
 

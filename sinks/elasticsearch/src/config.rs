@@ -4,8 +4,8 @@
 use base64::Engine;
 use flowlog_component::duration::seconds;
 use flowlog_normalize::{EncodeOptions, Target};
-use flowlog_sink::request::{defaults, RequestSettings, Tuning};
-use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
+pub use flowlog_sink::settings::Compression;
+use flowlog_sink::SinkError;
 use serde::Deserialize;
 
 pub use crate::sigv4::SigV4;
@@ -84,14 +84,6 @@ pub enum Format {
     Raw,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    None,
-}
-
 fn default_max_bytes() -> usize {
     // Elastic's guidance for bulk requests: a few MB, well under http.max_content_length.
     5_000_000
@@ -100,6 +92,7 @@ fn default_node_retry() -> f64 {
     30.0
 }
 
+flowlog_sink::http_sink_settings! {
 /// `[sinks.<name>]` of `type = "elasticsearch"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,30 +117,11 @@ pub struct EsConfig {
     /// Install a component and an index template for the target at start.
     #[serde(default)]
     pub install_template: bool,
-    #[serde(default)]
-    pub compression: Compression,
-    /// Most bytes of actions and documents in one request (before compression).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    #[serde(default = "defaults::batch_timeout_secs")]
-    pub batch_timeout_secs: f64,
-    #[serde(default = "defaults::concurrency")]
-    pub concurrency: usize,
-    #[serde(default = "defaults::max_in_flight")]
-    pub max_in_flight: usize,
-    #[serde(default = "defaults::request_timeout_secs")]
-    pub request_timeout_secs: f64,
-    #[serde(default = "defaults::retry_initial_backoff_secs")]
-    pub retry_initial_backoff_secs: f64,
-    #[serde(default = "defaults::retry_max_backoff_secs")]
-    pub retry_max_backoff_secs: f64,
     /// How long a node that failed is left out of the rotation.
     #[serde(default = "default_node_retry")]
     pub node_retry_secs: f64,
-    #[serde(default)]
-    pub tls: TlsOptions,
-    #[serde(default)]
-    pub proxy: ProxyOptions,
+}
+max_bytes = "default_max_bytes";
 }
 
 /// Where documents go.
@@ -161,28 +135,7 @@ pub enum Destination {
 impl EsConfig {
     /// A configuration with every default, for `endpoint`.
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoints: vec![endpoint.into()],
-            data_stream: None,
-            index: None,
-            auth: None,
-            format: Format::default(),
-            ocsf_version: None,
-            envelope_key: None,
-            flavor: Flavor::default(),
-            install_template: false,
-            compression: Compression::default(),
-            max_bytes: default_max_bytes(),
-            batch_timeout_secs: defaults::batch_timeout_secs(),
-            concurrency: defaults::concurrency(),
-            max_in_flight: defaults::max_in_flight(),
-            request_timeout_secs: defaults::request_timeout_secs(),
-            retry_initial_backoff_secs: defaults::retry_initial_backoff_secs(),
-            retry_max_backoff_secs: defaults::retry_max_backoff_secs(),
-            node_retry_secs: default_node_retry(),
-            tls: TlsOptions::default(),
-            proxy: ProxyOptions::default(),
-        }
+        flowlog_sink::settings::with_defaults(serde_json::json!({ "endpoints": [endpoint.into()] }))
     }
 
     pub fn destination(&self) -> Destination {
@@ -235,25 +188,6 @@ impl EsConfig {
             .map_err(|_| SinkError::Config("auth holds characters a header cannot carry".into()))?;
         header.set_sensitive(true);
         Ok(Some(header))
-    }
-
-    /// The settings the request layer shares with the other HTTP sinks.
-    pub fn tuning(&self) -> Tuning {
-        Tuning {
-            max_bytes: self.max_bytes,
-            batch_timeout_secs: self.batch_timeout_secs,
-            gzip: self.compression == Compression::Gzip,
-            concurrency: self.concurrency,
-            max_in_flight: self.max_in_flight,
-            request_timeout_secs: self.request_timeout_secs,
-            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
-            retry_max_backoff_secs: self.retry_max_backoff_secs,
-        }
-    }
-
-    /// How the shared request layer cuts, compresses and bounds this sink's requests.
-    pub fn request_settings(&self) -> RequestSettings {
-        self.tuning().settings()
     }
 
     /// Checks what can be checked without the network.

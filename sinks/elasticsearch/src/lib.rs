@@ -30,8 +30,8 @@ use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
 use flowlog_sink::request::{Protocol, Requests, Verdict};
 use flowlog_sink::{
-    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Sink, SinkContext,
-    SinkError, SinkInput, SinkKind,
+    BoxFuture, ComponentMetrics, DeadLetters, HttpClient, Sink, SinkContext, SinkError, SinkInput,
+    SinkKind,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -98,13 +98,7 @@ impl EsSink {
     ) -> Result<Self, SinkError> {
         config.validate()?;
         let name = name.to_string();
-        let client = HttpClient::new(&ClientOptions {
-            tls: config.tls.clone(),
-            proxy: config.proxy.clone(),
-            timeout: secs(config.request_timeout_secs),
-            max_response_bytes: Some(MAX_RESPONSE_BYTES),
-            http2_only: false,
-        })?;
+        let client = config.http_client(MAX_RESPONSE_BYTES, false)?;
         let nodes = config
             .endpoints
             .iter()

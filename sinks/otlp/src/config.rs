@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use flowlog_normalize::otel::Naming;
 use flowlog_sink::http::http_endpoint;
-use flowlog_sink::request::{defaults, RequestSettings, Tuning};
-use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
+pub use flowlog_sink::settings::Compression;
+use flowlog_sink::SinkError;
 use serde::Deserialize;
 
 /// How requests travel.
@@ -21,14 +21,6 @@ pub enum Protocol {
     /// `POST /v1/logs`, OTLP/JSON body.
     #[serde(rename = "http/json")]
     HttpJson,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    None,
 }
 
 /// Which attribute names records carry.
@@ -59,6 +51,7 @@ fn default_max_bytes() -> usize {
     3_000_000
 }
 
+flowlog_sink::http_sink_settings! {
 /// `[sinks.<name>]` of `type = "otlp"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,30 +64,11 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
-    pub compression: Compression,
-    #[serde(default)]
     pub attributes: Attributes,
     #[serde(default)]
     pub body: Body,
-    /// Most bytes of records in one request (before compression).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    #[serde(default = "defaults::batch_timeout_secs")]
-    pub batch_timeout_secs: f64,
-    #[serde(default = "defaults::concurrency")]
-    pub concurrency: usize,
-    #[serde(default = "defaults::max_in_flight")]
-    pub max_in_flight: usize,
-    #[serde(default = "defaults::request_timeout_secs")]
-    pub request_timeout_secs: f64,
-    #[serde(default = "defaults::retry_initial_backoff_secs")]
-    pub retry_initial_backoff_secs: f64,
-    #[serde(default = "defaults::retry_max_backoff_secs")]
-    pub retry_max_backoff_secs: f64,
-    #[serde(default)]
-    pub tls: TlsOptions,
-    #[serde(default)]
-    pub proxy: ProxyOptions,
+}
+max_bytes = "default_max_bytes";
 }
 
 /// The gRPC method every OTLP logs receiver serves.
@@ -103,23 +77,7 @@ pub const GRPC_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/
 impl OtlpConfig {
     /// A configuration with every default, for `endpoint`.
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            protocol: Protocol::default(),
-            headers: BTreeMap::new(),
-            compression: Compression::default(),
-            attributes: Attributes::default(),
-            body: Body::default(),
-            max_bytes: default_max_bytes(),
-            batch_timeout_secs: defaults::batch_timeout_secs(),
-            concurrency: defaults::concurrency(),
-            max_in_flight: defaults::max_in_flight(),
-            request_timeout_secs: defaults::request_timeout_secs(),
-            retry_initial_backoff_secs: defaults::retry_initial_backoff_secs(),
-            retry_max_backoff_secs: defaults::retry_max_backoff_secs(),
-            tls: TlsOptions::default(),
-            proxy: ProxyOptions::default(),
-        }
+        flowlog_sink::settings::with_defaults(serde_json::json!({ "endpoint": endpoint.into() }))
     }
 
     pub fn naming(&self) -> Naming {
@@ -164,23 +122,6 @@ impl OtlpConfig {
             map.insert(name, value);
         }
         Ok(map)
-    }
-
-    pub fn tuning(&self) -> Tuning {
-        Tuning {
-            max_bytes: self.max_bytes,
-            batch_timeout_secs: self.batch_timeout_secs,
-            gzip: self.compression == Compression::Gzip,
-            concurrency: self.concurrency,
-            max_in_flight: self.max_in_flight,
-            request_timeout_secs: self.request_timeout_secs,
-            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
-            retry_max_backoff_secs: self.retry_max_backoff_secs,
-        }
-    }
-
-    pub fn request_settings(&self) -> RequestSettings {
-        self.tuning().settings()
     }
 
     /// Checks what can be checked without the network.

@@ -24,12 +24,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowlog_component::duration::duration as secs;
 use flowlog_sink::http::{warn_if_plaintext, Response};
 use flowlog_sink::request::{Piece, Protocol as RequestProtocol, Requests, Verdict};
 use flowlog_sink::{
-    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext,
-    SinkError, SinkInput, SinkKind,
+    BoxFuture, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext, SinkError,
+    SinkInput, SinkKind,
 };
 use tokio::sync::mpsc;
 
@@ -83,13 +82,10 @@ impl OtlpSink {
         if !config.headers.is_empty() {
             warn_if_plaintext(name, &config.endpoint);
         }
-        let client = HttpClient::new(&ClientOptions {
-            tls: config.tls.clone(),
-            proxy: config.proxy.clone(),
-            timeout: secs(config.request_timeout_secs),
-            max_response_bytes: Some(MAX_RESPONSE_BYTES),
-            http2_only: config.protocol == config::Protocol::Grpc,
-        })?;
+        let client = config.http_client(
+            MAX_RESPONSE_BYTES,
+            config.protocol == config::Protocol::Grpc,
+        )?;
         let export = Export::new(&config)?;
         Ok(Self {
             name: name.to_string(),

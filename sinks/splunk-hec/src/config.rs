@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use flowlog_component::duration::seconds;
 use flowlog_normalize::{OcsfVersion, Target};
-use flowlog_sink::request::{defaults, RequestSettings, Tuning};
-use flowlog_sink::{ProxyOptions, SinkError, TlsOptions};
+pub use flowlog_sink::settings::Compression;
+use flowlog_sink::SinkError;
 use serde::Deserialize;
 
 /// What each event is.
@@ -48,14 +48,6 @@ pub enum TimeField {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    None,
-}
-
 fn default_max_bytes() -> usize {
     // Splunk Cloud's default limit is 1 MB per request; stay under it.
     1_000_000
@@ -67,6 +59,7 @@ fn default_ack_timeout() -> f64 {
     300.0
 }
 
+flowlog_sink::http_sink_settings! {
 /// `[sinks.<name>]` of `type = "splunk_hec"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,23 +87,6 @@ pub struct HecConfig {
     pub host: Option<String>,
     #[serde(default)]
     pub time_field: TimeField,
-    /// Most bytes of events in one request (before compression).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    /// Seconds a partly filled request waits for more events.
-    #[serde(default = "defaults::batch_timeout_secs")]
-    pub batch_timeout_secs: f64,
-    #[serde(default)]
-    pub compression: Compression,
-    /// Requests on the wire at once.
-    #[serde(default = "defaults::concurrency")]
-    pub concurrency: usize,
-    /// Requests accepted but not yet acknowledged, plus those on the wire: what bounds
-    /// the sink's memory (about `max_in_flight * max_bytes`).
-    #[serde(default = "defaults::max_in_flight")]
-    pub max_in_flight: usize,
-    #[serde(default = "defaults::request_timeout_secs")]
-    pub request_timeout_secs: f64,
     /// Use indexer acknowledgement (the token must have it enabled).
     #[serde(default)]
     pub indexer_acknowledgement: bool,
@@ -119,47 +95,14 @@ pub struct HecConfig {
     /// Seconds to wait for an acknowledgement before sending the request again.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout_secs: f64,
-    #[serde(default = "defaults::retry_initial_backoff_secs")]
-    pub retry_initial_backoff_secs: f64,
-    #[serde(default = "defaults::retry_max_backoff_secs")]
-    pub retry_max_backoff_secs: f64,
-    #[serde(default)]
-    pub tls: TlsOptions,
-    /// Proxies for this sink (default: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
-    #[serde(default)]
-    pub proxy: ProxyOptions,
+}
+max_bytes = "default_max_bytes";
 }
 
 impl HecConfig {
     /// A configuration with every default, for `endpoint`.
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            token: None,
-            token_file: None,
-            format: Format::default(),
-            ocsf_version: None,
-            envelope_key: None,
-            endpoint_kind: Endpoint::default(),
-            index: None,
-            sourcetype: None,
-            source: None,
-            host: None,
-            time_field: TimeField::default(),
-            max_bytes: default_max_bytes(),
-            batch_timeout_secs: defaults::batch_timeout_secs(),
-            compression: Compression::default(),
-            concurrency: defaults::concurrency(),
-            max_in_flight: defaults::max_in_flight(),
-            request_timeout_secs: defaults::request_timeout_secs(),
-            indexer_acknowledgement: false,
-            ack_poll_interval_secs: default_ack_poll(),
-            ack_timeout_secs: default_ack_timeout(),
-            retry_initial_backoff_secs: defaults::retry_initial_backoff_secs(),
-            retry_max_backoff_secs: defaults::retry_max_backoff_secs(),
-            tls: TlsOptions::default(),
-            proxy: ProxyOptions::default(),
-        }
+        flowlog_sink::settings::with_defaults(serde_json::json!({ "endpoint": endpoint.into() }))
     }
 
     /// The token, from `token` or `token_file`.
@@ -214,25 +157,6 @@ impl HecConfig {
             (None, Format::Line) => "aws:cloudwatchlogs:vpcflow",
             (None, _) => "_json",
         }
-    }
-
-    /// The settings the request layer shares with the other HTTP sinks.
-    pub fn tuning(&self) -> Tuning {
-        Tuning {
-            max_bytes: self.max_bytes,
-            batch_timeout_secs: self.batch_timeout_secs,
-            gzip: self.compression == Compression::Gzip,
-            concurrency: self.concurrency,
-            max_in_flight: self.max_in_flight,
-            request_timeout_secs: self.request_timeout_secs,
-            retry_initial_backoff_secs: self.retry_initial_backoff_secs,
-            retry_max_backoff_secs: self.retry_max_backoff_secs,
-        }
-    }
-
-    /// How the shared request layer cuts, compresses and bounds this sink's requests.
-    pub fn request_settings(&self) -> RequestSettings {
-        self.tuning().settings()
     }
 
     /// Checks what can be checked without the network.

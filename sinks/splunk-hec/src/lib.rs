@@ -27,8 +27,8 @@ use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
 use flowlog_sink::request::{Protocol, Requests, Verdict};
 use flowlog_sink::{
-    BoxFuture, ClientOptions, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext,
-    SinkError, SinkInput, SinkKind,
+    BoxFuture, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext, SinkError,
+    SinkInput, SinkKind,
 };
 use tokio::sync::mpsc;
 
@@ -95,13 +95,7 @@ impl HecSink {
             .map_err(|_| SinkError::Config("the HEC token is not a valid header value".into()))?;
         authorization.set_sensitive(true);
         warn_if_plaintext(&name, &config.endpoint);
-        let client = HttpClient::new(&ClientOptions {
-            tls: config.tls.clone(),
-            proxy: config.proxy.clone(),
-            timeout: secs(config.request_timeout_secs),
-            max_response_bytes: Some(MAX_RESPONSE_BYTES),
-            http2_only: false,
-        })?;
+        let client = config.http_client(MAX_RESPONSE_BYTES, false)?;
         let base = config.endpoint.trim_end_matches('/').to_string();
         let channel = uuid::Uuid::new_v4().to_string();
         let send_url = match config.endpoint_kind {
