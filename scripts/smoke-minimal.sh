@@ -21,7 +21,7 @@ if cargo tree --locked -p flowlog -e normal --prefix none --no-default-features 
   exit 1
 fi
 
-cargo build --locked --no-default-features --features "$features"
+cargo build --locked -p flowlog --no-default-features --features "$features"
 bin="${CARGO_TARGET_DIR:-target}/debug/flowlog"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
