@@ -6,7 +6,7 @@
 
 use flowlog_fuzz::answer;
 use flowlog_sink::request::Verdict;
-use flowlog_sink_otlp::records::Encoding;
+use flowlog_sink_otlp::encoder::Encoding;
 use flowlog_sink_otlp::response::{grpc_verdict, http_verdict};
 use libfuzzer_sys::fuzz_target;
 

@@ -16,9 +16,9 @@
 //! `check` asks `GET /` (product, version), whether the credentials are accepted and
 //! may write to the target, and compares the installed template with flowlog's.
 
-mod bulk;
-pub mod config;
+mod encoder;
 pub mod response;
+pub mod settings;
 mod sigv4;
 pub mod template;
 
@@ -36,9 +36,9 @@ use flowlog_sink::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-pub use config::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, Format, SigV4};
+pub use settings::{Auth, Compression, DataStream, Destination, EsConfig, Flavor, Format, SigV4};
 
-use crate::bulk::BulkWriter;
+use crate::encoder::BulkWriter;
 use crate::sigv4::Signer;
 use flowlog_component::duration::duration as secs;
 

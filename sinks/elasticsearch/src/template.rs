@@ -9,7 +9,7 @@ use flowlog_normalize::schema::component_template;
 use flowlog_sink::SinkError;
 use serde_json::{json, Map, Value};
 
-use crate::config::{Destination, EsConfig, Flavor, Format};
+use crate::settings::{Destination, EsConfig, Flavor, Format};
 use crate::Cluster;
 
 /// The component template holding flowlog's ECS mappings.

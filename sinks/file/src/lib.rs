@@ -16,49 +16,20 @@
 //!
 //! This is also the smallest complete sink, and the one ARCHITECTURE.md's "adding a sink"
 //! recipe follows: a settings type implementing [`SinkKind`], a [`Sink`] built from it,
-//! and one registration line in the pipeline.
+//! and one line and one feature in the registry.
+
+mod settings;
+
+pub use settings::FileConfig;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flowlog_component::thread::on_thread;
 use flowlog_normalize::{EncodeOptions, Target};
 use flowlog_sink::{BoxFuture, Sink, SinkContext, SinkError, SinkInput, SinkKind};
-use serde::Deserialize;
 use tokio::sync::mpsc;
-
-/// `[sinks.<name>]` of `type = "file"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// The file records are appended to (created, with its directory, if missing).
-    pub path: PathBuf,
-    /// `raw`, `ecs`, `ocsf` or `cim`.
-    #[serde(default = "default_format")]
-    pub format: String,
-    /// OCSF version for `format = "ocsf"` (default 1.1.0).
-    pub ocsf_version: Option<String>,
-    /// Envelope metadata the format has no field for, as one object under this key.
-    pub envelope_key: Option<String>,
-    /// Make each batch durable (fsync) before acknowledging it.
-    #[serde(default = "yes")]
-    pub sync: bool,
-}
-
-fn default_format() -> String {
-    "raw".into()
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl FileConfig {
-    fn target(&self) -> Result<Target, SinkError> {
-        Target::named(&self.format, self.ocsf_version.as_deref()).map_err(SinkError::Config)
-    }
-}
 
 impl SinkKind for FileConfig {
     fn validate(&self) -> Result<(), SinkError> {

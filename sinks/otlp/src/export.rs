@@ -3,7 +3,7 @@
 //! Collector groups them), each with one `ScopeLogs` naming flowlog.
 //!
 //! The records and resources were encoded by the official message types when the batch
-//! was taken ([`crate::records`]); here they are placed in their containers as the
+//! was taken ([`crate::encoder`]); here they are placed in their containers as the
 //! encodings define (protobuf: length-delimited fields 1 and 2 of each container, which
 //! is how an embedded message is written; JSON: the members `resourceLogs`, `resource`,
 //! `scopeLogs`, `scope`, `logRecords`), without decoding them again.
@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
-use crate::records::{split_event, Encoding};
+use crate::encoder::{split_event, Encoding};
 
 /// The scope every record is under: flowlog, and the format the Collector marks.
 pub fn scope() -> InstrumentationScope {
@@ -47,7 +47,7 @@ impl Exporter {
         Self { encoding, scope }
     }
 
-    /// The request body for `events` (each as [`crate::records`] writes them).
+    /// The request body for `events` (each as [`crate::encoder`] writes them).
     pub fn body<'a>(&self, events: impl Iterator<Item = &'a [u8]>, size_hint: usize) -> Vec<u8> {
         let mut groups: Vec<(&[u8], Vec<&[u8]>)> = Vec::new();
         for event in events {

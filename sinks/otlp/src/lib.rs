@@ -15,10 +15,10 @@
 //! `check` sends an empty export, which the specification makes valid, to prove the
 //! endpoint, the transport and the headers.
 
-pub mod config;
+pub mod encoder;
 pub mod export;
-pub mod records;
 pub mod response;
+pub mod settings;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -32,10 +32,10 @@ use flowlog_sink::{
 };
 use tokio::sync::mpsc;
 
-pub use config::{Attributes, Body, Compression, OtlpConfig, Protocol};
+pub use settings::{Attributes, Body, Compression, OtlpConfig, Protocol};
 
+use crate::encoder::{Encoding, RecordWriter};
 use crate::export::Exporter;
-use crate::records::{Encoding, RecordWriter};
 
 /// A configured OTLP sink.
 pub struct OtlpSink {
@@ -84,7 +84,7 @@ impl OtlpSink {
         }
         let client = config.http_client(
             MAX_RESPONSE_BYTES,
-            config.protocol == config::Protocol::Grpc,
+            config.protocol == settings::Protocol::Grpc,
         )?;
         let export = Export::new(&config)?;
         Ok(Self {
@@ -145,13 +145,13 @@ struct Export {
 impl Export {
     fn new(config: &OtlpConfig) -> Result<Self, SinkError> {
         let encoding = match config.protocol {
-            config::Protocol::HttpJson => Encoding::Json,
+            settings::Protocol::HttpJson => Encoding::Json,
             _ => Encoding::Protobuf,
         };
         Ok(Self {
             url: config.url(),
             headers: config.header_map()?,
-            grpc: config.protocol == config::Protocol::Grpc,
+            grpc: config.protocol == settings::Protocol::Grpc,
             encoding,
             exporter: Exporter::new(encoding),
             grpc_timeout: format!("{}m", (config.request_timeout_secs * 1000.0).ceil() as u64),
@@ -210,7 +210,7 @@ impl RequestProtocol for Export {
     }
 
     fn dead_letter_text<'a>(&self, event: &'a [u8]) -> Cow<'a, [u8]> {
-        Cow::Owned(records::event_text(event, self.encoding))
+        Cow::Owned(encoder::event_text(event, self.encoding))
     }
 }
 
@@ -228,9 +228,9 @@ impl OtlpSink {
                 message: format!("{}: {e}", self.export.url),
             })?;
         let transport = match self.config.protocol {
-            config::Protocol::Grpc => "gRPC",
-            config::Protocol::HttpProtobuf => "HTTP/protobuf",
-            config::Protocol::HttpJson => "HTTP/JSON",
+            settings::Protocol::Grpc => "gRPC",
+            settings::Protocol::HttpProtobuf => "HTTP/protobuf",
+            settings::Protocol::HttpJson => "HTTP/JSON",
         };
         match self.export.classify(&response, 0) {
             Verdict::Delivered { .. } | Verdict::Partial { .. } => {

@@ -20,7 +20,7 @@ use flowlog_sink::retry::parse_retry_after;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
 
-use crate::records::Encoding;
+use crate::encoder::Encoding;
 
 /// gRPC status codes (`google.rpc.Code`).
 mod code {

@@ -17,9 +17,9 @@
 //! `ack_timeout_secs` is sent again (a possible duplicate, which its `flowlog_id` shows).
 
 mod acks;
-pub mod config;
-mod events;
+mod encoder;
 pub mod response;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -32,10 +32,10 @@ use flowlog_sink::{
 };
 use tokio::sync::mpsc;
 
-pub use config::{Compression, Endpoint, Format, HecConfig, TimeField};
+pub use settings::{Compression, Endpoint, Format, HecConfig, TimeField};
 
 use crate::acks::Acker;
-use crate::events::EventWriter;
+use crate::encoder::EventWriter;
 use crate::response::{classify, Outcome};
 use flowlog_component::duration::duration as secs;
 

@@ -2,14 +2,16 @@
 //! input. Decoding is synchronous, so each runs on a thread of its own ([`threaded`]);
 //! their acknowledgement action is the checkpoint ([`Progress`]).
 
+mod settings;
 mod text;
+
+use settings::{positive_poll, secs};
+pub use settings::{DirectorySource, FileSource, StdinSource};
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use arrow_buffer::Buffer;
 use flowlog_decode::{
@@ -24,56 +26,6 @@ use flowlog_source::{
 };
 
 use crate::text::{Block, TextReader};
-
-/// `type = "file"`: files, read once or followed as they grow.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSource {
-    pub paths: Vec<PathBuf>,
-    /// Keep reading lines appended to the files (plain text only), and start over when a
-    /// file is replaced (rotated) or truncated.
-    #[serde(default)]
-    pub follow: bool,
-    /// Format of lines before any header line (default: the version 2 format).
-    pub format: Option<String>,
-    /// Seconds between looks for appended lines when following.
-    #[serde(default = "default_poll")]
-    pub poll_secs: f64,
-}
-
-/// `type = "directory"`: every object put in a directory is read once (any envelope:
-/// gzip, Parquet, CloudWatch Logs or Firehose JSON, text).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectorySource {
-    pub path: PathBuf,
-    pub format: Option<String>,
-    /// Seconds between looks for new objects.
-    #[serde(default = "default_poll")]
-    pub poll_secs: f64,
-}
-
-/// `type = "stdin"`: standard input, read once (no checkpoint: it cannot be re-read).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdinSource {
-    pub format: Option<String>,
-}
-
-fn default_poll() -> f64 {
-    1.0
-}
-
-/// A validated `poll_secs`.
-fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
-}
-
-fn positive_poll(poll_secs: f64) -> Result<(), SourceError> {
-    flowlog_component::duration::seconds("poll_secs", poll_secs, false)
-        .map(|_| ())
-        .map_err(SourceError::Config)
-}
 
 impl SourceKind for FileSource {
     fn format(&self) -> Option<&str> {

@@ -28,7 +28,9 @@ pub mod notification;
 mod object;
 #[cfg(feature = "client")]
 mod queue;
+#[cfg(feature = "client")]
+mod settings;
 
 pub use notification::{parse as parse_notification, Notice, ObjectRef};
 #[cfg(feature = "client")]
-pub use queue::SqsSource;
+pub use settings::SqsSource;

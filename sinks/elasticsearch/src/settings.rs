@@ -205,7 +205,7 @@ impl EsConfig {
         }
         let name = match self.destination() {
             Destination::DataStream(name) => name,
-            Destination::Index(pattern) => crate::bulk::dated(&pattern, 0),
+            Destination::Index(pattern) => crate::encoder::dated(&pattern, 0),
         };
         // Elasticsearch's index name rules, for what a pattern can break here.
         if name.is_empty()

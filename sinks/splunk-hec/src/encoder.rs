@@ -9,7 +9,7 @@ use flowlog_normalize::{EncodeOptions, Encoder, RawEncoder};
 use flowlog_sink::request::WriteRow;
 use flowlog_sink::SinkError;
 
-use crate::config::{Endpoint, HecConfig, TimeField};
+use crate::settings::{Endpoint, HecConfig, TimeField};
 
 /// Writes the events of batches: what the sink's configuration makes of each record.
 pub(crate) struct EventWriter {

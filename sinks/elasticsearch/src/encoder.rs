@@ -10,7 +10,7 @@ use flowlog_normalize::Encoder;
 use flowlog_sink::request::{EventWriter, WriteRow};
 use flowlog_sink::{event_id_prefix, SinkError};
 
-use crate::config::{Destination, EsConfig};
+use crate::settings::{Destination, EsConfig};
 
 /// Writes actions and documents.
 pub(crate) struct BulkWriter {

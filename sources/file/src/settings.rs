@@ -1,0 +1,58 @@
+//! The sources' settings, as they appear under `[sources.<name>]` with `type = "file"`,
+//! `"directory"` or `"stdin"`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flowlog_source::SourceError;
+use serde::Deserialize;
+
+/// `type = "file"`: files, read once or followed as they grow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    pub paths: Vec<PathBuf>,
+    /// Keep reading lines appended to the files (plain text only), and start over when a
+    /// file is replaced (rotated) or truncated.
+    #[serde(default)]
+    pub follow: bool,
+    /// Format of lines before any header line (default: the version 2 format).
+    pub format: Option<String>,
+    /// Seconds between looks for appended lines when following.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+/// `type = "directory"`: every object put in a directory is read once (any envelope:
+/// gzip, Parquet, CloudWatch Logs or Firehose JSON, text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySource {
+    pub path: PathBuf,
+    pub format: Option<String>,
+    /// Seconds between looks for new objects.
+    #[serde(default = "default_poll")]
+    pub poll_secs: f64,
+}
+
+/// `type = "stdin"`: standard input, read once (no checkpoint: it cannot be re-read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSource {
+    pub format: Option<String>,
+}
+
+fn default_poll() -> f64 {
+    1.0
+}
+
+/// A validated `poll_secs`.
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+pub(crate) fn positive_poll(poll_secs: f64) -> Result<(), SourceError> {
+    flowlog_component::duration::seconds("poll_secs", poll_secs, false)
+        .map(|_| ())
+        .map_err(SourceError::Config)
+}
