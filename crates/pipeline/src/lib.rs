@@ -119,94 +119,215 @@ where
     S: Configured<dyn SourceKind>,
     K: Configured<dyn SinkKind>,
 {
-    let io = |what, path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |source| RunError::Io { what, path, source }
-    };
     let _lock = DataDirLock::acquire(&config.data_dir)
         .map_err(io("cannot lock the data_dir", &config.data_dir))?;
-    let checkpoints =
-        Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
-    let metrics = Metrics::new();
-    let (dead_letter_path, limits) = config.dead_letter_store();
-    let dead_letters = Arc::new(
-        DeadLetterFile::open(
-            &dead_letter_path,
-            limits,
-            metrics.component("dead_letter", "file"),
-            metrics.dead_letter_store(limits.max_bytes),
-        )
-        .map_err(io("dead letter", &dead_letter_path))?,
-    );
+    let state = State::open(&config)?;
     let mut signals = Signals::new().map_err(|source| RunError::Io {
         what: "cannot listen for signals",
         path: PathBuf::new(),
         source,
     })?;
-    let health = Arc::new(api::Health::new(Arc::clone(&dead_letters)));
-    if let Some(address) = config.api.address {
-        let listener = api::bind(address).map_err(|source| RunError::Io {
-            what: "api address",
-            path: PathBuf::from(address.to_string()),
-            source,
-        })?;
-        let listener =
-            tokio::net::TcpListener::from_std(listener).map_err(|source| RunError::Io {
-                what: "api address",
-                path: PathBuf::from(address.to_string()),
-                source,
-            })?;
-        tokio::spawn(api::serve(listener, metrics.clone(), Arc::clone(&health)));
-        tracing::info!("metrics on http://{address}/metrics, health on /health");
-    }
-
+    serve_api(config.api.address, &state)?;
     // Sinks first: a refused setting fails the run before anything is read.
-    let mut sink_inputs = Vec::new();
-    let mut sinks: JoinSet<(String, Result<(), SinkError>)> = JoinSet::new();
+    let (sink_inputs, mut sinks) = start_sinks(&config, &state)?;
+    let (batches, transform) = start_transform(&config, &state, sink_inputs)?;
+    let stop = Arc::new(Stop::default());
+    let mut sources = start_sources(&config, &state, batches, &stop);
+    let saver = save_every(SAVE_EVERY, &state);
+
+    let mut summary = RunSummary::default();
+    run_until_done(
+        &mut sources,
+        &mut sinks,
+        &mut signals,
+        &state,
+        &config,
+        &mut summary,
+    )
+    .await;
+    stop.set();
+    let deadline =
+        Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
+    if !drain(
+        &mut sources,
+        &mut sinks,
+        &mut signals,
+        deadline,
+        &mut summary,
+    )
+    .await
+    {
+        summary.abandoned = true;
+        abandon(&mut sources, &mut sinks).await;
+    }
+    let _ = tokio::time::timeout(
+        LINGER,
+        tokio::task::spawn_blocking(move || transform.join()),
+    )
+    .await;
+    saver.abort();
+    let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
+    tokio::task::spawn_blocking(move || save(&c, &d))
+        .await
+        .expect("saving does not panic")
+        .map_err(io("checkpoints in", &config.data_dir))?;
+    Ok(summary)
+}
+
+/// An I/O error of `what` at `path`, for `map_err`.
+fn io(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { what, path, source }
+}
+
+/// What a run's parts share: where progress and dead letters are kept, the metrics, and
+/// what `/health` reports.
+struct State {
+    checkpoints: Checkpoints,
+    metrics: Metrics,
+    dead_letters: Arc<DeadLetterFile>,
+    health: Arc<api::Health>,
+}
+
+impl State {
+    fn open<S, K>(config: &Config<S, K>) -> Result<Self, RunError> {
+        let checkpoints =
+            Checkpoints::open(&config.data_dir).map_err(io("checkpoints in", &config.data_dir))?;
+        let metrics = Metrics::new();
+        let (dead_letter_path, limits) = config.dead_letter_store();
+        let dead_letters = Arc::new(
+            DeadLetterFile::open(
+                &dead_letter_path,
+                limits,
+                metrics.component("dead_letter", "file"),
+                metrics.dead_letter_store(limits.max_bytes),
+            )
+            .map_err(io("dead letter", &dead_letter_path))?,
+        );
+        let health = Arc::new(api::Health::new(Arc::clone(&dead_letters)));
+        Ok(Self {
+            checkpoints,
+            metrics,
+            dead_letters,
+            health,
+        })
+    }
+}
+
+/// `/metrics` and `/health` on `address`, if one is configured.
+fn serve_api(address: Option<std::net::SocketAddr>, state: &State) -> Result<(), RunError> {
+    let Some(address) = address else {
+        return Ok(());
+    };
+    let unusable = |source| RunError::Io {
+        what: "api address",
+        path: PathBuf::from(address.to_string()),
+        source,
+    };
+    let listener = api::bind(address).map_err(unusable)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(unusable)?;
+    tokio::spawn(api::serve(
+        listener,
+        state.metrics.clone(),
+        Arc::clone(&state.health),
+    ));
+    tracing::info!("metrics on http://{address}/metrics, health on /health");
+    Ok(())
+}
+
+/// Every sink's task (each ends with its name and how it ended), and the channels they
+/// take batches from.
+type Sinks = JoinSet<(String, Result<(), SinkError>)>;
+
+fn start_sinks<S, K>(
+    config: &Config<S, K>,
+    state: &State,
+) -> Result<(Vec<mpsc::Sender<SinkInput>>, Sinks), RunError>
+where
+    K: Configured<dyn SinkKind>,
+{
+    let mut inputs = Vec::new();
+    let mut sinks = Sinks::new();
     for (name, sink_config) in &config.sinks {
-        let letters = Arc::clone(&dead_letters) as Arc<dyn DeadLetters>;
-        let sink = build_sink(name, sink_config.spec(), &metrics, letters).map_err(|source| {
-            RunError::Sink {
-                name: name.clone(),
-                source,
-            }
-        })?;
+        let letters = Arc::clone(&state.dead_letters) as Arc<dyn DeadLetters>;
+        let sink =
+            build_sink(name, sink_config.spec(), &state.metrics, letters).map_err(|source| {
+                RunError::Sink {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
-        sink_inputs.push(tx);
+        inputs.push(tx);
         let name = name.clone();
         sinks.spawn(async move { (name, sink.run(rx).await) });
     }
-    let needs = config
-        .sinks
-        .values()
-        .fold(Needs::default(), |needs, s| needs.union(s.spec().needs()));
+    Ok((inputs, sinks))
+}
 
+/// The transform stage on a thread of its own (enrichment is blocking work), and the
+/// channel sources send it batches through.
+fn start_transform<S, K>(
+    config: &Config<S, K>,
+    state: &State,
+    sink_inputs: Vec<mpsc::Sender<SinkInput>>,
+) -> Result<(mpsc::Sender<Envelope>, std::thread::JoinHandle<()>), RunError> {
     let enricher = config
         .transform
         .enrich
         .build(&mut |notice| tracing::info!("{notice}"))?;
     let (tx, rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
-    let transform_metrics = metrics.component("transform", "transform");
-    let filtered = metrics.filtered("transform");
-    let filter = config.transform.filter.clone();
-    let processor = std::thread::Builder::new()
+    let stage = Stage {
+        filter: config.transform.filter.clone(),
+        enricher,
+        metrics: state.metrics.component("transform", "transform"),
+        filtered: state.metrics.filtered("transform"),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
         .name("flowlog-transform".into())
-        .spawn({
-            let runtime = tokio::runtime::Handle::current();
-            move || {
-                let stage = Stage {
-                    filter,
-                    enricher,
-                    metrics: transform_metrics,
-                    filtered,
-                };
-                stage.run(&runtime, rx, sink_inputs)
-            }
-        })
-        .expect("a thread");
+        .spawn(move || stage.run(&runtime, rx, sink_inputs))
+        .map_err(|source| RunError::Io {
+            what: "cannot start the transform thread",
+            path: PathBuf::new(),
+            source,
+        })?;
+    Ok((tx, thread))
+}
 
-    let stop = Arc::new(Stop::default());
-    let (ended_tx, mut ended) = mpsc::unbounded_channel::<String>();
+/// The running sources: how many have not ended, and where they say they have.
+struct Sources {
+    running: usize,
+    ended: mpsc::UnboundedReceiver<String>,
+}
+
+impl Sources {
+    /// Waits for the next source to end (`None` once none is left to).
+    async fn next_ended(&mut self) -> Option<String> {
+        if self.running == 0 {
+            return None;
+        }
+        let name = self.ended.recv().await?;
+        self.running -= 1;
+        Some(name)
+    }
+}
+
+fn start_sources<S, K>(
+    config: &Config<S, K>,
+    state: &State,
+    batches: mpsc::Sender<Envelope>,
+    stop: &Arc<Stop>,
+) -> Sources
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
+    let needs = config
+        .sinks
+        .values()
+        .fold(Needs::default(), |needs, s| needs.union(s.spec().needs()));
+    let (ended_tx, ended) = mpsc::unbounded_channel::<String>();
     let mut running = 0usize;
     for (name, source_config) in &config.sources {
         let spec = source_config.spec();
@@ -217,11 +338,11 @@ where
             .expect("validated with the config");
         let ctx = SourceContext {
             name: name.clone(),
-            tx: tx.clone(),
-            dead_letters: Arc::clone(&dead_letters),
-            checkpoints: checkpoints.clone(),
-            metrics: metrics.component("source", name),
-            stop: Arc::clone(&stop),
+            tx: batches.clone(),
+            dead_letters: Arc::clone(&state.dead_letters),
+            checkpoints: state.checkpoints.clone(),
+            metrics: state.metrics.component("source", name),
+            stop: Arc::clone(stop),
             format,
             batch_rows: config.transform.batch_rows,
             keep_lines: needs.lines,
@@ -236,68 +357,81 @@ where
         });
         running += 1;
     }
-    drop(tx);
-    drop(ended_tx);
+    Sources { running, ended }
+}
 
-    // Checkpoints every SAVE_EVERY; the dead letter first, since checkpoints pass its records.
-    let saver = {
-        let (checkpoints, dead_letters) = (checkpoints.clone(), Arc::clone(&dead_letters));
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(SAVE_EVERY);
-            loop {
-                ticks.tick().await;
-                let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
-                let saved = tokio::task::spawn_blocking(move || save(&c, &d)).await;
-                if let Ok(Err(e)) = saved {
-                    tracing::error!("cannot save checkpoints: {e}");
-                }
+/// Saves checkpoints every `every`, the dead letter first, since checkpoints pass its
+/// records.
+fn save_every(every: Duration, state: &State) -> tokio::task::JoinHandle<()> {
+    let (checkpoints, dead_letters) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
+            let saved = tokio::task::spawn_blocking(move || save(&c, &d)).await;
+            if let Ok(Err(e)) = saved {
+                tracing::error!("cannot save checkpoints: {e}");
             }
-        })
-    };
+        }
+    })
+}
 
-    let mut summary = RunSummary::default();
+/// Runs until every source has ended, a signal arrives, or a sink stops for good (which
+/// `summary` and `/health` then tell).
+async fn run_until_done<S, K>(
+    sources: &mut Sources,
+    sinks: &mut Sinks,
+    signals: &mut Signals,
+    state: &State,
+    config: &Config<S, K>,
+    summary: &mut RunSummary,
+) {
     loop {
         tokio::select! {
-            name = ended.recv() => match name {
+            name = sources.next_ended() => match name {
                 Some(name) => {
                     tracing::info!(source = %name, "source finished");
-                    running -= 1;
-                    if running == 0 { break; }
+                    if sources.running == 0 { return; }
                 }
-                None => break,
+                None => return,
             },
             _ = signals.next() => {
                 tracing::info!("shutting down: draining in-flight batches (up to {} s)", config.shutdown_timeout_secs);
-                break;
+                return;
             }
             Some(done) = sinks.join_next() => {
                 if let Ok((name, Err(e))) = done {
                     tracing::error!(sink = %name, "{e}");
-                    health.set_failed();
+                    state.health.set_failed();
                     summary.failed_sink = Some((name, e));
-                    break;
+                    return;
                 }
             }
         }
     }
-    stop.set();
+}
 
-    // Drain: sources stop at their next block and wait for their batches; the transform
-    // ends when they have; sinks end when their input is closed and settled.
-    let deadline =
-        Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
-    let drain = async {
-        while running > 0 && ended.recv().await.is_some() {
-            running -= 1;
-        }
+/// Once the stop is set: sources stop at their next block and wait for their batches; the
+/// transform ends when they have; sinks end when their input is closed and settled. True
+/// if everything settled within `deadline` (and no second signal came).
+async fn drain(
+    sources: &mut Sources,
+    sinks: &mut Sinks,
+    signals: &mut Signals,
+    deadline: Duration,
+    summary: &mut RunSummary,
+) -> bool {
+    let settle = async {
+        while sources.next_ended().await.is_some() {}
         while let Some(done) = sinks.join_next().await {
             if let Ok((name, Err(e))) = done {
                 summary.failed_sink.get_or_insert((name, e));
             }
         }
     };
-    let drained = tokio::select! {
-        drained = tokio::time::timeout(deadline, drain) => {
+    tokio::select! {
+        drained = tokio::time::timeout(deadline, settle) => {
             if drained.is_err() {
                 tracing::warn!(
                     "shutdown deadline passed with batches unacknowledged; they are not \
@@ -313,28 +447,19 @@ where
             );
             false
         }
-    };
-    if !drained {
-        summary.abandoned = true;
-        // Dropping the sinks fails every share they hold, which releases the sources.
-        sinks.abort_all();
-        while sinks.join_next().await.is_some() {}
-        // Sources see their batches fail and end; one blocked reading (stdin) is left
-        // behind, as the process is about to exit.
-        let _ = tokio::time::timeout(LINGER, async { while ended.recv().await.is_some() {} }).await;
     }
-    let _ = tokio::time::timeout(
-        LINGER,
-        tokio::task::spawn_blocking(move || processor.join()),
-    )
+}
+
+/// Gives up on what did not settle: dropping the sinks fails every share they hold, which
+/// releases the sources; they see their batches fail and end. One blocked reading (stdin)
+/// is left behind, as the process is about to exit.
+async fn abandon(sources: &mut Sources, sinks: &mut Sinks) {
+    sinks.abort_all();
+    while sinks.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(LINGER, async {
+        while sources.next_ended().await.is_some() {}
+    })
     .await;
-    saver.abort();
-    let (c, d) = (checkpoints.clone(), Arc::clone(&dead_letters));
-    tokio::task::spawn_blocking(move || save(&c, &d))
-        .await
-        .expect("saving does not panic")
-        .map_err(io("checkpoints in", &config.data_dir))?;
-    Ok(summary)
 }
 
 fn save(checkpoints: &Checkpoints, dead_letters: &DeadLetterFile) -> std::io::Result<()> {

@@ -398,153 +398,12 @@ async fn deliver<P: Protocol>(
     shared.metrics.in_flight.inc();
     let _in_flight = InFlight(&shared.metrics);
     let mut backoff = Backoff::new(shared.retry);
+    // Halves of a piece too large for the receiver wait here, the first on top.
     let mut work = vec![piece];
-    while let Some(mut piece) = work.pop() {
-        let mut body = shared.body(&piece);
-        loop {
-            if piece.is_empty() {
-                piece.confirm();
-                break;
-            }
-            let mut request = shared.protocol.request(body.clone(), shared.gzip);
-            if let Err(e) = shared.protocol.authorize(&mut request).await {
-                shared.metrics.retries.inc();
-                tracing::warn!(sink = %shared.name, "could not authorize the request, retrying: {e}");
-                backoff.wait(None).await;
-                continue;
-            }
-            let uri = request.uri().clone();
-            let answer = {
-                let _wire = shared.wire.acquire().await.expect("never closed");
-                shared.client.send(request).await
-            };
-            let response = match answer {
-                Ok(response) => response,
-                Err(e @ TransportError::Redirected { .. }) => {
-                    shared.protocol.attempted(&uri, false);
-                    shared.metrics.protocol_errors.inc();
-                    tracing::error!(sink = %shared.name, "{uri} {e}; retrying");
-                    backoff.wait(None).await;
-                    continue;
-                }
-                Err(e) => {
-                    shared.protocol.attempted(&uri, false);
-                    shared.metrics.retries.inc();
-                    tracing::warn!(sink = %shared.name, "request failed, retrying: {e}");
-                    backoff.wait(None).await;
-                    continue;
-                }
-            };
-            let verdict = shared.protocol.classify(&response, piece.len());
-            shared.protocol.attempted(
-                &uri,
-                !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),
-            );
-            match verdict {
-                Verdict::Delivered { receipt, warning } => {
-                    if let Some(warning) = warning {
-                        // (Counted by the protocol, whose warnings they are.)
-                        tracing::warn!(sink = %shared.name, "{warning}");
-                    }
-                    if let Some(receipt) = receipt {
-                        let asked = Instant::now();
-                        if !shared.protocol.confirm(receipt).await {
-                            shared.metrics.retries.inc();
-                            tracing::warn!(sink = %shared.name, receipt,
-                                "not confirmed by the receiver in time; sending the request again");
-                            continue;
-                        }
-                        shared
-                            .metrics
-                            .ack_wait_seconds
-                            .observe(asked.elapsed().as_secs_f64());
-                    }
-                    shared.delivered(piece, body.len());
-                    break;
-                }
-                Verdict::Partial { rejected, message } => {
-                    let rejected = rejected.min(piece.len() as u64);
-                    shared.metrics.records_rejected.inc_by(rejected);
-                    tracing::warn!(sink = %shared.name, "the receiver dropped {rejected} of {} records (a partial success, not retried): {message}", piece.len());
-                    shared
-                        .metrics
-                        .records_out
-                        .inc_by(piece.len() as u64 - rejected);
-                    shared.metrics.bytes_out.inc_by(body.len() as u64);
-                    piece.confirm();
-                    break;
-                }
-                Verdict::TooLarge if piece.len() == 1 => {
-                    let reason = format!(
-                        "HTTP {}: the event is larger than the receiver accepts",
-                        response.status
-                    );
-                    match shared.dead_letter(&piece, &reason) {
-                        Ok(()) => {
-                            piece.confirm();
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(sink = %shared.name, "{e}; sending the event again later");
-                            backoff.wait(None).await;
-                        }
-                    }
-                }
-                Verdict::TooLarge => {
-                    tracing::debug!(sink = %shared.name, events = piece.len(), "too large: splitting the request");
-                    let half = piece.len() / 2;
-                    let (first, second) = piece.split(half);
-                    work.push(second);
-                    work.push(first);
-                    break;
-                }
-                Verdict::Events(verdicts) => {
-                    let (rest, wait) = shared.per_event(piece, &verdicts);
-                    piece = rest;
-                    if piece.is_empty() {
-                        piece.confirm();
-                        break;
-                    }
-                    if wait {
-                        shared.metrics.retries.inc();
-                        backoff.wait(None).await;
-                    }
-                    body = shared.body(&piece);
-                }
-                Verdict::Refused { reason } => {
-                    let events = piece.len();
-                    match shared.dead_letter(&piece, &reason) {
-                        Ok(()) => {
-                            tracing::warn!(sink = %shared.name, events,
-                                "request refused, dead-lettered: {reason}");
-                            piece.confirm();
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(sink = %shared.name, "request refused: {reason}; {e}; sending it again later");
-                            backoff.wait(None).await;
-                        }
-                    }
-                }
-                Verdict::Invalid { reason } => {
-                    shared.metrics.protocol_errors.inc();
-                    tracing::warn!(sink = %shared.name, events = piece.len(),
-                        "an answer that cannot be right, sending the request again: {reason}");
-                    backoff.wait(None).await;
-                }
-                Verdict::Retry { reason, after } => {
-                    shared.metrics.retries.inc();
-                    tracing::debug!(sink = %shared.name, "retrying: {reason}");
-                    backoff.wait(after).await;
-                }
-                Verdict::Fatal { status, reason } => {
-                    return Err(SinkError::Rejected {
-                        sink: shared.name.clone(),
-                        status,
-                        message: reason,
-                    });
-                }
-            }
+    while let Some(piece) = work.pop() {
+        if let Some((first, second)) = shared.settle(piece, &mut backoff).await? {
+            work.push(second);
+            work.push(first);
         }
     }
     shared
@@ -552,6 +411,218 @@ async fn deliver<P: Protocol>(
         .batch_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What is left to do with a piece after an answer.
+enum Next {
+    /// Every event is delivered or dead-lettered.
+    Settled,
+    /// Too large for the receiver: its halves are sent one after the other.
+    Split(Piece, Piece),
+    /// Send the same request again, after `pause`.
+    Resend { piece: Piece, pause: Pause },
+    /// Some events are settled; send a request of the others, after `pause`.
+    Rest { piece: Piece, pause: Pause },
+}
+
+/// How long to wait before the next attempt.
+enum Pause {
+    Now,
+    /// The next step of the backoff, or what the receiver asked for (`Retry-After`).
+    Backoff(Option<Duration>),
+}
+
+impl<P: Protocol> Shared<P> {
+    /// Sends `piece` until every event in it is settled (`None`), or until it turns out too
+    /// large and must go as two halves (`Some`). An error means the sink cannot go on.
+    async fn settle(
+        &self,
+        mut piece: Piece,
+        backoff: &mut Backoff,
+    ) -> Result<Option<(Piece, Piece)>, SinkError> {
+        let mut body = self.body(&piece);
+        loop {
+            if piece.is_empty() {
+                piece.confirm();
+                return Ok(None);
+            }
+            let Some((response, verdict)) = self.attempt(&body, piece.len(), backoff).await else {
+                continue;
+            };
+            let pause = match self.act(verdict, piece, &response, body.len()).await? {
+                Next::Settled => return Ok(None),
+                Next::Split(first, second) => return Ok(Some((first, second))),
+                Next::Resend { piece: same, pause } => {
+                    piece = same;
+                    pause
+                }
+                Next::Rest { piece: rest, pause } => {
+                    if rest.is_empty() {
+                        rest.confirm();
+                        return Ok(None);
+                    }
+                    piece = rest;
+                    body = self.body(&piece);
+                    pause
+                }
+            };
+            if let Pause::Backoff(after) = pause {
+                backoff.wait(after).await;
+            }
+        }
+    }
+
+    /// One attempt at sending `body` (`events` events): the answer and what it means, or
+    /// `None` when no answer came (counted, logged and waited out).
+    async fn attempt(
+        &self,
+        body: &Bytes,
+        events: usize,
+        backoff: &mut Backoff,
+    ) -> Option<(Response, Verdict)> {
+        let mut request = self.protocol.request(body.clone(), self.gzip);
+        if let Err(e) = self.protocol.authorize(&mut request).await {
+            self.metrics.retries.inc();
+            tracing::warn!(sink = %self.name, "could not authorize the request, retrying: {e}");
+            backoff.wait(None).await;
+            return None;
+        }
+        let uri = request.uri().clone();
+        let answer = {
+            let _wire = self.wire.acquire().await.expect("never closed");
+            self.client.send(request).await
+        };
+        let response = match answer {
+            Ok(response) => response,
+            Err(e @ TransportError::Redirected { .. }) => {
+                self.protocol.attempted(&uri, false);
+                self.metrics.protocol_errors.inc();
+                tracing::error!(sink = %self.name, "{uri} {e}; retrying");
+                backoff.wait(None).await;
+                return None;
+            }
+            Err(e) => {
+                self.protocol.attempted(&uri, false);
+                self.metrics.retries.inc();
+                tracing::warn!(sink = %self.name, "request failed, retrying: {e}");
+                backoff.wait(None).await;
+                return None;
+            }
+        };
+        let verdict = self.protocol.classify(&response, events);
+        self.protocol.attempted(
+            &uri,
+            !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),
+        );
+        Some((response, verdict))
+    }
+
+    /// Acts on what an answer to `piece` (sent as `sent` bytes) means.
+    async fn act(
+        &self,
+        verdict: Verdict,
+        piece: Piece,
+        response: &Response,
+        sent: usize,
+    ) -> Result<Next, SinkError> {
+        let again = |piece, pause| Ok(Next::Resend { piece, pause });
+        match verdict {
+            Verdict::Delivered { receipt, warning } => {
+                if let Some(warning) = warning {
+                    // (Counted by the protocol, whose warnings they are.)
+                    tracing::warn!(sink = %self.name, "{warning}");
+                }
+                if let Some(receipt) = receipt {
+                    let asked = Instant::now();
+                    if !self.protocol.confirm(receipt).await {
+                        self.metrics.retries.inc();
+                        tracing::warn!(sink = %self.name, receipt,
+                            "not confirmed by the receiver in time; sending the request again");
+                        return again(piece, Pause::Now);
+                    }
+                    self.metrics
+                        .ack_wait_seconds
+                        .observe(asked.elapsed().as_secs_f64());
+                }
+                self.delivered(piece, sent);
+                Ok(Next::Settled)
+            }
+            Verdict::Partial { rejected, message } => {
+                let rejected = rejected.min(piece.len() as u64);
+                self.metrics.records_rejected.inc_by(rejected);
+                tracing::warn!(sink = %self.name, "the receiver dropped {rejected} of {} records (a partial success, not retried): {message}", piece.len());
+                self.metrics
+                    .records_out
+                    .inc_by(piece.len() as u64 - rejected);
+                self.metrics.bytes_out.inc_by(sent as u64);
+                piece.confirm();
+                Ok(Next::Settled)
+            }
+            Verdict::TooLarge if piece.len() == 1 => {
+                let reason = format!(
+                    "HTTP {}: the event is larger than the receiver accepts",
+                    response.status
+                );
+                match self.dead_letter(&piece, &reason) {
+                    Ok(()) => {
+                        piece.confirm();
+                        Ok(Next::Settled)
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = %self.name, "{e}; sending the event again later");
+                        again(piece, Pause::Backoff(None))
+                    }
+                }
+            }
+            Verdict::TooLarge => {
+                tracing::debug!(sink = %self.name, events = piece.len(), "too large: splitting the request");
+                let half = piece.len() / 2;
+                let (first, second) = piece.split(half);
+                Ok(Next::Split(first, second))
+            }
+            Verdict::Events(verdicts) => {
+                let (rest, wait) = self.per_event(piece, &verdicts);
+                let pause = if wait && !rest.is_empty() {
+                    self.metrics.retries.inc();
+                    Pause::Backoff(None)
+                } else {
+                    Pause::Now
+                };
+                Ok(Next::Rest { piece: rest, pause })
+            }
+            Verdict::Refused { reason } => {
+                let events = piece.len();
+                match self.dead_letter(&piece, &reason) {
+                    Ok(()) => {
+                        tracing::warn!(sink = %self.name, events,
+                            "request refused, dead-lettered: {reason}");
+                        piece.confirm();
+                        Ok(Next::Settled)
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = %self.name, "request refused: {reason}; {e}; sending it again later");
+                        again(piece, Pause::Backoff(None))
+                    }
+                }
+            }
+            Verdict::Invalid { reason } => {
+                self.metrics.protocol_errors.inc();
+                tracing::warn!(sink = %self.name, events = piece.len(),
+                    "an answer that cannot be right, sending the request again: {reason}");
+                again(piece, Pause::Backoff(None))
+            }
+            Verdict::Retry { reason, after } => {
+                self.metrics.retries.inc();
+                tracing::debug!(sink = %self.name, "retrying: {reason}");
+                again(piece, Pause::Backoff(after))
+            }
+            Verdict::Fatal { status, reason } => Err(SinkError::Rejected {
+                sink: self.name.clone(),
+                status,
+                message: reason,
+            }),
+        }
+    }
 }
 
 /// Lowers the in-flight gauge when a request task ends, however it ends.
