@@ -5,7 +5,8 @@
 mod settings;
 mod text;
 
-use settings::{positive_poll, secs};
+use flowlog_component::duration::duration as secs;
+use settings::positive_poll;
 pub use settings::{DirectorySource, FileSource, StdinSource};
 
 use std::fs::File;

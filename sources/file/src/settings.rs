@@ -2,7 +2,6 @@
 //! `"directory"` or `"stdin"`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use flowlog_source::SourceError;
 use serde::Deserialize;
@@ -44,11 +43,6 @@ pub struct StdinSource {
 
 fn default_poll() -> f64 {
     1.0
-}
-
-/// A validated `poll_secs`.
-pub(crate) fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }
 
 pub(crate) fn positive_poll(poll_secs: f64) -> Result<(), SourceError> {
