@@ -10,7 +10,10 @@
 # Third-party artifacts accumulate too (a new set whenever a dependency's features or
 # version change), and nothing says which are still used: when the directory outgrows
 # $FLOWLOG_TARGET_CAP_GB (default 40), the debug profile is deleted whole, and the next
-# build is a cold one (about 15 minutes here) instead of the disk filling up.
+# build is a cold one (about 15 minutes here) instead of the disk filling up. The same
+# happens when the disk holding it has less than $FLOWLOG_MIN_FREE_GB free (default 30):
+# other builds on the machine (a developer's incremental artifacts, say) fill the same disk,
+# and a build that runs out of space fails halfway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
@@ -38,9 +41,12 @@ for profile in debug release fuzz/x86_64-unknown-linux-gnu/release; do
       -exec rm -rf {} +
 done
 cap_gb=${FLOWLOG_TARGET_CAP_GB:-40}
+min_free_gb=${FLOWLOG_MIN_FREE_GB:-30}
+mkdir -p "$target"
 size_gb=$(( $(du -sk "$target" | cut -f1) / 1048576 ))
-if [ "$size_gb" -gt "$cap_gb" ] && [ -d "$target/debug" ]; then
-  echo "prune-target: $size_gb GB is over the cap of $cap_gb GB: deleting $target/debug"
+free_gb=$(( $(df -Pk "$target" | awk 'NR == 2 { print $4 }') / 1048576 ))
+if [ -d "$target/debug" ] && { [ "$size_gb" -gt "$cap_gb" ] || [ "$free_gb" -lt "$min_free_gb" ]; }; then
+  echo "prune-target: $size_gb GB used (cap $cap_gb), $free_gb GB free (want $min_free_gb): deleting $target/debug"
   rm -rf "$target/debug"
 fi
 echo "prune-target: $(du -sh "$target" | cut -f1) in $target"
