@@ -41,7 +41,7 @@ pub use flowlog_model::DeadLetter;
 pub use json::MAX_ENVELOPE_BYTES;
 pub use line::LineDecoder;
 pub use sniff::{sniff, Envelope, SNIFF_LEN};
-pub use text::MAX_LINE_BYTES;
+pub use text::{Frame, Framer, BLOCK_BYTES, MAX_LINE_BYTES};
 
 /// Where decoded batches and dead letters go.
 pub trait RecordSink {

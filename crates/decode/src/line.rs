@@ -279,6 +279,22 @@ impl LineDecoder {
         self.decode_block(block, LineNumbers::From(first_line), sink)
     }
 
+    /// Decodes what a [`Framer`](crate::Framer) handed out, its first line numbered
+    /// `first_line`; returns how many lines it held.
+    pub fn decode_frame(
+        &mut self,
+        frame: crate::Frame,
+        first_line: u64,
+        sink: &mut dyn RecordSink,
+    ) -> Result<u64, DecodeError> {
+        match frame {
+            crate::Frame::Lines(block) => self.decode_lines(block, first_line, sink),
+            crate::Frame::LongLine { head, length } => self
+                .over_long_line(first_line, &head, length, sink)
+                .map(|()| 1),
+        }
+    }
+
     /// Decodes every line of `block` (lines end with `\n`; the last one need not). Returns
     /// the number of lines the block held.
     pub(crate) fn decode_block(

@@ -4,12 +4,12 @@ use std::io::Read;
 
 use arrow_buffer::Buffer;
 
-use crate::line::{LineDecoder, LineNumbers};
+use crate::line::LineDecoder;
 use crate::{DeadLetter, DecodeError, RecordSink, Streaming};
 
 /// Target size of a block: large enough to amortise per-block work, small enough that a
 /// batch's memory stays in the low megabytes.
-pub(crate) const BLOCK_BYTES: usize = 1 << 20;
+pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// Longest line decoded. Flow-log lines are under 2 KB; a longer "line" is not one, and
 /// is dead-lettered (its head and its length) instead of buffered: the framing below never
@@ -23,12 +23,38 @@ const READ_BYTES: usize = 64 << 10;
 /// batches pointing into it are dropped, so memory stays bounded for any file size.
 pub(crate) const WINDOW_BYTES: u64 = 16 << 20;
 
-/// Cuts a stream of chunks (mapped windows, blocks read from a stream) into blocks of
-/// whole lines for the decoder: zero-copy slices of a chunk, except the line that
-/// straddles two chunks, which is copied. Lines longer than [`MAX_LINE_BYTES`] are
-/// dead-lettered with their first bytes and skipped, however long they are.
-pub(crate) struct Framer {
-    next_line: u64,
+/// What a [`Framer`] hands out.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    /// Whole lines; the last line of the input may lack its newline.
+    Lines(Buffer),
+    /// A line longer than [`MAX_LINE_BYTES`], skipped: its first bytes (as many as a dead
+    /// letter keeps) and its length without the newline.
+    LongLine { head: Vec<u8>, length: u64 },
+}
+
+impl Frame {
+    /// How many bytes of input the frame stands for, its newlines aside.
+    pub fn input_bytes(&self) -> u64 {
+        match self {
+            Frame::Lines(block) => block.len() as u64,
+            Frame::LongLine { length, .. } => *length,
+        }
+    }
+}
+
+/// Cuts a stream of chunks (mapped windows, blocks read from a file or a pipe) into blocks
+/// of whole lines: zero-copy slices of a chunk, except the line that straddles two chunks,
+/// which is copied. Lines longer than [`MAX_LINE_BYTES`] are handed out as
+/// [`Frame::LongLine`] (their first bytes and length) and skipped, however long they are,
+/// so the framer never holds more than a line's limit.
+///
+/// Each frame comes with the input offset where it ends (the resume point of a file being
+/// read again). The decoder's own text paths and the file source's growing files both
+/// frame through this.
+pub struct Framer {
+    /// Input offset up to which frames were handed out.
+    offset: u64,
     /// The start of a line that continues in the next chunk (shorter than the limit).
     carry: Vec<u8>,
     /// An over-long line being skipped.
@@ -36,28 +62,39 @@ pub(crate) struct Framer {
 }
 
 struct LongLine {
-    line: u64,
     head: Vec<u8>,
     length: u64,
 }
 
 impl Framer {
-    pub fn new(first_line: u64) -> Self {
+    /// A framer for input that starts at `offset`.
+    pub fn new(offset: u64) -> Self {
         Self {
-            next_line: first_line,
+            offset,
             carry: Vec::new(),
             skipping: None,
         }
     }
 
-    /// Frames the next chunk of the input; `last` when the input ends with it.
-    pub fn feed(
+    /// Input offset up to which frames were handed out.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes held for a line that has not ended (its start, or an over-long line's head).
+    pub fn held(&self) -> usize {
+        self.carry.len() + self.skipping.as_ref().map_or(0, |l| l.head.len())
+    }
+
+    /// Frames the next chunk of the input; `last` when the input ends with it (a line
+    /// without a newline is then handed out). Without `last`, the end of a line that has
+    /// not ended waits for the next chunk: a file that grows, or a pipe.
+    pub fn feed<E>(
         &mut self,
         chunk: Buffer,
         last: bool,
-        decoder: &mut LineDecoder,
-        sink: &mut dyn RecordSink,
-    ) -> Result<(), DecodeError> {
+        out: &mut impl FnMut(Frame, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
         let bytes = chunk.as_slice();
         let mut start = 0;
         if let Some(long) = &mut self.skipping {
@@ -65,12 +102,12 @@ impl Framer {
                 Some(p) => {
                     long.length += p as u64;
                     start = p + 1;
-                    self.end_long_line(decoder, sink)?;
+                    self.end_long_line(true, out)?;
                 }
                 None => {
                     long.length += bytes.len() as u64;
                     return match last {
-                        true => self.end_long_line(decoder, sink),
+                        true => self.end_long_line(false, out),
                         false => Ok(()),
                     };
                 }
@@ -87,14 +124,14 @@ impl Framer {
                 if found.is_none() && !last {
                     return Ok(());
                 }
-                self.end_long_line(decoder, sink)?;
+                self.end_long_line(found.is_some(), out)?;
                 start = (end + 1).min(bytes.len());
             } else if found.is_some() || last {
                 let through = (end + 1).min(bytes.len());
                 self.carry.extend_from_slice(&bytes[start..through]);
                 start = through;
                 let block = Buffer::from_vec(std::mem::take(&mut self.carry));
-                self.decode(block, decoder, sink)?;
+                self.lines(block, out)?;
             } else {
                 self.carry.extend_from_slice(&bytes[start..]);
                 return Ok(());
@@ -110,7 +147,7 @@ impl Framer {
                     }
                 };
                 if cut > start {
-                    self.decode(chunk.slice_with_length(start, cut - start), decoder, sink)?;
+                    self.lines(chunk.slice_with_length(start, cut - start), out)?;
                 }
                 let tail = &bytes[cut..];
                 if tail.len() > MAX_LINE_BYTES {
@@ -123,7 +160,7 @@ impl Framer {
             match memchr::memrchr(b'\n', &bytes[start..limit]) {
                 Some(p) => {
                     let cut = start + p + 1;
-                    self.decode(chunk.slice_with_length(start, cut - start), decoder, sink)?;
+                    self.lines(chunk.slice_with_length(start, cut - start), out)?;
                     start = cut;
                 }
                 // A line longer than a block, so longer than any line decoded.
@@ -131,14 +168,14 @@ impl Framer {
                     Some(p) => {
                         let end = limit + p;
                         self.start_long_line(Vec::new(), &bytes[start..end], end - start);
-                        self.end_long_line(decoder, sink)?;
+                        self.end_long_line(true, out)?;
                         start = end + 1;
                     }
                     None => {
                         let rest = &bytes[start..];
                         self.start_long_line(Vec::new(), rest, rest.len());
                         if last {
-                            self.end_long_line(decoder, sink)?;
+                            self.end_long_line(false, out)?;
                         }
                         return Ok(());
                     }
@@ -148,19 +185,13 @@ impl Framer {
         Ok(())
     }
 
-    /// How many lines were framed so far.
-    pub fn lines(&self, first_line: u64) -> u64 {
-        self.next_line - first_line
-    }
-
-    fn decode(
+    fn lines<E>(
         &mut self,
         block: Buffer,
-        decoder: &mut LineDecoder,
-        sink: &mut dyn RecordSink,
-    ) -> Result<(), DecodeError> {
-        self.next_line += decoder.decode_block(block, LineNumbers::From(self.next_line), sink)?;
-        Ok(())
+        out: &mut impl FnMut(Frame, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.offset += block.len() as u64;
+        out(Frame::Lines(block), self.offset)
     }
 
     /// Starts skipping a line whose first bytes are `carried` then `more`, `length` in all
@@ -170,21 +201,52 @@ impl Framer {
         let room = DeadLetter::MAX_RAW - carried.len();
         carried.extend_from_slice(&more[..more.len().min(room)]);
         self.skipping = Some(LongLine {
-            line: self.next_line,
             head: carried,
             length: length as u64,
         });
     }
 
-    fn end_long_line(
+    /// Hands out the line being skipped, which ended with a newline or with the input.
+    fn end_long_line<E>(
         &mut self,
-        decoder: &mut LineDecoder,
-        sink: &mut dyn RecordSink,
-    ) -> Result<(), DecodeError> {
-        let long = self.skipping.take().expect("a line is being skipped");
-        decoder.over_long_line(long.line, &long.head, long.length, sink)?;
-        self.next_line += 1;
-        Ok(())
+        newline: bool,
+        out: &mut impl FnMut(Frame, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let LongLine { head, length } = self.skipping.take().expect("a line is being skipped");
+        self.offset += length + u64::from(newline);
+        out(Frame::LongLine { head, length }, self.offset)
+    }
+}
+
+/// Frames chunks and decodes each frame, counting lines from `first_line`.
+struct DecodeFrames<'a> {
+    framer: Framer,
+    next_line: u64,
+    decoder: &'a mut LineDecoder,
+    sink: &'a mut dyn RecordSink,
+}
+
+impl<'a> DecodeFrames<'a> {
+    fn new(first_line: u64, decoder: &'a mut LineDecoder, sink: &'a mut dyn RecordSink) -> Self {
+        Self {
+            framer: Framer::new(0),
+            next_line: first_line,
+            decoder,
+            sink,
+        }
+    }
+
+    fn feed(&mut self, chunk: Buffer, last: bool) -> Result<(), DecodeError> {
+        let Self {
+            framer,
+            next_line,
+            decoder,
+            sink,
+        } = self;
+        framer.feed(chunk, last, &mut |frame, _end| {
+            *next_line += decoder.decode_frame(frame, *next_line, *sink)?;
+            Ok(())
+        })
     }
 }
 
@@ -196,15 +258,16 @@ pub(crate) fn decode_mapped(
     decoder: &mut LineDecoder,
     sink: &mut dyn RecordSink,
 ) -> Result<u64, DecodeError> {
-    let mut framer = Framer::new(1);
+    let source = decoder.source().clone();
+    let mut frames = DecodeFrames::new(1, decoder, sink);
     let mut offset = 0u64;
     while offset < file_len {
         let len = (file_len - offset).min(WINDOW_BYTES) as usize;
-        let window = map(offset, len).map_err(|e| DecodeError::io(decoder.source(), e))?;
+        let window = map(offset, len).map_err(|e| DecodeError::io(&source, e))?;
         offset += len as u64;
-        framer.feed(window, offset == file_len, decoder, sink)?;
+        frames.feed(window, offset == file_len)?;
     }
-    Ok(framer.lines(1))
+    Ok(frames.next_line - 1)
 }
 
 /// Reads `reader` to the end in blocks, framed into lines (see [`Framer`]). Memory stays
@@ -219,7 +282,7 @@ pub(crate) fn decode_text(
 ) -> Result<u64, DecodeError> {
     let source = decoder.source().clone();
     let io = |e| DecodeError::io(&source, e);
-    let mut framer = Framer::new(first_line);
+    let mut frames = DecodeFrames::new(first_line, decoder, sink);
     loop {
         let mut buf = Vec::with_capacity(BLOCK_BYTES);
         let last = match streaming {
@@ -235,13 +298,13 @@ pub(crate) fn decode_text(
             }
             Some(streaming) => read_until_due(&mut reader, &mut buf, streaming).map_err(io)?,
         };
-        framer.feed(Buffer::from_vec(buf), last, decoder, sink)?;
+        frames.feed(Buffer::from_vec(buf), last)?;
         if last {
-            return Ok(framer.lines(first_line));
+            return Ok(frames.next_line - first_line);
         }
         if streaming.is_some() {
-            decoder.flush(sink)?;
-            sink.idle().map_err(DecodeError::Sink)?;
+            frames.decoder.flush(frames.sink)?;
+            frames.sink.idle().map_err(DecodeError::Sink)?;
         }
     }
 }
@@ -306,12 +369,12 @@ mod tests {
     fn frame(input: &[u8], size: usize) -> Collect {
         let mut decoder = LineDecoder::new(SourceId::new("t"), None, 4);
         let mut sink = Collect::default();
-        let mut framer = Framer::new(1);
+        let mut frames = DecodeFrames::new(1, &mut decoder, &mut sink);
         let chunks: Vec<&[u8]> = input.chunks(size.max(1)).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
-            let buffer = Buffer::from_vec(chunk.to_vec());
-            framer.feed(buffer, last, &mut decoder, &mut sink).unwrap();
+            frames.feed(Buffer::from_vec(chunk.to_vec()), last).unwrap();
+            let framer = &frames.framer;
             assert!(framer.carry.len() <= MAX_LINE_BYTES);
             assert!(framer
                 .skipping
@@ -320,8 +383,10 @@ mod tests {
         }
         if chunks.is_empty() {
             let empty = Buffer::from_vec(Vec::<u8>::new());
-            framer.feed(empty, true, &mut decoder, &mut sink).unwrap();
+            frames.feed(empty, true).unwrap();
         }
+        // Offsets account for every byte of the input.
+        assert_eq!(frames.framer.offset(), input.len() as u64);
         decoder.flush(&mut sink).unwrap();
         sink
     }

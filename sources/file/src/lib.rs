@@ -14,7 +14,6 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arrow_buffer::Buffer;
 use flowlog_decode::{
     decode_file, decode_reader, read_prefix, sniff, DecodeOptions, Envelope, LineDecoder, Streaming,
 };
@@ -26,7 +25,7 @@ use flowlog_source::{
     threaded, Emit, Findings, Progress, Source, SourceContext, SourceError, SourceKind,
 };
 
-use crate::text::{Block, TextReader};
+use crate::text::TextReader;
 
 impl SourceKind for FileSource {
     fn format(&self) -> Option<&str> {
@@ -389,18 +388,10 @@ fn read_text(
             Some((block, end)) => {
                 let mut emit = Emit::new(ctx, progress, checkpoint);
                 emit.hold();
-                let lines = match block {
-                    Block::Lines(block) => {
-                        ctx.metrics.bytes_in.inc_by(block.len() as u64);
-                        decoder.decode_lines(Buffer::from_vec(block), next_line, &mut emit)
-                    }
-                    Block::LongLine { head, length } => {
-                        ctx.metrics.bytes_in.inc_by(length);
-                        let over = decoder.over_long_line(next_line, &head, length, &mut emit);
-                        over.map(|()| 1)
-                    }
-                }
-                .map_err(decode_error)?;
+                ctx.metrics.bytes_in.inc_by(block.input_bytes());
+                let lines = decoder
+                    .decode_frame(block, next_line, &mut emit)
+                    .map_err(decode_error)?;
                 decoder.flush(&mut emit).map_err(decode_error)?;
                 next_line += lines;
                 let resume = Resume {
