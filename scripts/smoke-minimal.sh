@@ -52,11 +52,12 @@ fi
 transformed=$(gzip -dc examples/s3-vpc-flow-v5.log.gz | "$bin" transform --to ecs | grep -c .)
 [ "$transformed" -eq "$expected" ] || { echo "smoke: transform gave $transformed of $expected" >&2; exit 1; }
 
-# A kind left out of the build is refused, naming it.
+# A kind left out of the build is refused, naming it and the kinds this build has.
 printf '[sources.q]\ntype = "sqs"\nqueue_url = "https://sqs.us-east-1.amazonaws.com/1/q"\n' >> "$work/flowlog.toml"
 if "$bin" check --config "$work/flowlog.toml" > "$work/sqs.txt" 2>&1; then
   echo "smoke: a build without the SQS source accepted an sqs source" >&2
   exit 1
 fi
-grep -q 'sqs' "$work/sqs.txt" || { cat "$work/sqs.txt" >&2; exit 1; }
+grep -q 'unknown variant `sqs`, expected one of `file`, `directory`, `stdin`' "$work/sqs.txt" ||
+  { echo "smoke: the refusal does not name the kinds this build has:" >&2; cat "$work/sqs.txt" >&2; exit 1; }
 echo "smoke: the build with $features delivered $got records; $(du -h "$bin" | cut -f1) debug binary"

@@ -284,3 +284,25 @@ async fn a_hec_answer_without_its_code_is_not_delivery() {
         assert!(peer.seen().len() > 1, "{body}: sent again");
     }
 }
+
+/// A series that only one kind has is registered by that kind: HEC's capacity warnings
+/// (its 503 "server is busy" answers) are exported when a HEC sink is built, and by no
+/// other sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_warnings_are_exported_only_by_a_hec_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = sink_settings("http://127.0.0.1:9", None);
+    settings.push((
+        "file",
+        format!(
+            "type = \"file\"\npath = \"{}\"\n",
+            dir.path().join("out.ndjson").display()
+        ),
+    ));
+    for (label, settings) in settings {
+        let metrics = Metrics::new();
+        let _sink = build(&settings, &metrics);
+        let exported = metrics.render().contains("flowlog_capacity_warnings");
+        assert_eq!(exported, label == "splunk_hec", "{label}");
+    }
+}

@@ -148,3 +148,20 @@ fn semantic_errors_name_the_table() {
         .to_string()
         .contains("paths is empty"));
 }
+
+#[test]
+fn an_unknown_kind_is_refused_naming_the_kinds_this_build_has() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let text = GOOD.replace("type = \"file\"", "type = \"kafka\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:"), "{err}");
+    // With every kind built, the list is the full one; a smaller build lists its own
+    // (scripts/smoke-minimal.sh checks that on the smallest build).
+    let kinds = "expected one of `file`, `directory`, `stdin`, `firehose`, `sqs`";
+    assert!(err.contains("unknown variant `kafka`"), "{err}");
+    assert!(err.contains(kinds), "{err}");
+    let text = GOOD.replace("\"splunk_hec\"", "\"loki\"");
+    let err = parse(&text).unwrap_err().to_string();
+    let kinds = "expected one of `splunk_hec`, `elasticsearch`, `otlp`, `file`";
+    assert!(err.contains(kinds), "{err}");
+}

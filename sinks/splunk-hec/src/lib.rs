@@ -46,6 +46,8 @@ pub struct HecSink {
     metrics: ComponentMetrics,
     dead_letters: Arc<dyn DeadLetters>,
     collector: Arc<Collector>,
+    /// Registered when the sink is built, so the series is there (at 0) from the start.
+    capacity_warnings: prometheus_client::metrics::counter::Counter,
 }
 
 /// The collector's endpoints and how to speak to them.
@@ -130,12 +132,17 @@ impl HecSink {
             channel,
             send_url,
         });
+        let capacity_warnings = metrics.counter(
+            "capacity_warnings",
+            "Successes that carried a capacity warning (HEC codes 24 and 25)",
+        );
         Ok(Self {
             name,
             config,
             metrics,
             dead_letters,
             collector,
+            capacity_warnings,
         })
     }
 }
@@ -217,10 +224,7 @@ impl HecSink {
         let protocol = Hec {
             collector: Arc::clone(&self.collector),
             acker,
-            capacity_warnings: self.metrics.counter(
-                "capacity_warnings",
-                "Successes that carried a capacity warning (HEC codes 24 and 25)",
-            ),
+            capacity_warnings: self.capacity_warnings.clone(),
         };
         let writer = EventWriter::new(config)?;
         let requests = Requests::new(
