@@ -53,22 +53,20 @@ pub async fn describe(client: &Client) -> Result<Vec<Interface>, EnrichError> {
     // The SDK's Display says only "service error"; the source chain has AWS's code and
     // message.
     let error = |e: &dyn std::error::Error| EnrichError::Ec2(flowlog_model::error_chain(e));
-    let interfaces: Vec<_> = client
-        .describe_network_interfaces()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| error(&e))?;
-    let reservations: Vec<_> = client
-        .describe_instances()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| error(&e))?;
+    // Each operation's paginator is its own type, with nothing in common to be generic over.
+    macro_rules! every_item {
+        ($operation:expr) => {
+            $operation
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| error(&e))?
+        };
+    }
+    let interfaces = every_item!(client.describe_network_interfaces());
+    let reservations = every_item!(client.describe_instances());
     let instances = reservations
         .iter()
         .flat_map(|r| r.instances())
