@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The smallest useful flowlog: local files and stdin in, Splunk HEC and files out, no AWS
-# SDK anywhere. Builds it (debug), checks that no AWS SDK crate is in its tree or in the
-# pipeline's, and runs it: a file source into a file sink, and stdin through `transform`.
+# SDK anywhere. Builds it (debug), checks that no AWS SDK crate is in its tree, the
+# pipeline's or the fuzz targets', and runs it: a file source into a file sink, and stdin
+# through `transform`.
 # Part of the test command, so the feature set cannot rot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,15 @@ if cargo tree --locked -p flowlog -e normal --prefix none --no-default-features 
   echo "smoke: the build with only $features has an AWS SDK crate in it" >&2
   exit 1
 fi
+# The fuzz targets build what they exercise (scripts/fuzz.sh compiles it with sanitizer
+# instrumentation, where an AWS SDK crate costs minutes).
+if cargo tree --locked --manifest-path fuzz/Cargo.toml -e normal --prefix none |
+    grep -v '^aws-lc-' | grep -q '^aws-'; then
+  echo "smoke: the fuzz targets' build has an AWS SDK crate in it" >&2
+  exit 1
+fi
+# The Elasticsearch sink as the fuzz targets build it: `aws_sigv4` refused, naming the feature.
+cargo test --locked -q -p flowlog-sink-elasticsearch --no-default-features --lib
 
 cargo build --locked -p flowlog --no-default-features --features "$features"
 bin="${CARGO_TARGET_DIR:-target}/debug/flowlog"

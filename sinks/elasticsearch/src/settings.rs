@@ -8,8 +8,6 @@ pub use flowlog_sink::settings::Compression;
 use flowlog_sink::SinkError;
 use serde::Deserialize;
 
-pub use crate::sigv4::SigV4;
-
 /// A data stream's name parts: `<type>-<dataset>-<namespace>`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +232,45 @@ impl EsConfig {
     }
 }
 
+/// `auth = { aws_sigv4 = { region = "...", service = "es" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4 {
+    /// The domain's region; without it, the default chain's (`AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// `es` for a managed domain, `aoss` for OpenSearch Serverless.
+    #[serde(default = "default_service")]
+    pub service: String,
+    /// A named profile instead of `AWS_PROFILE` / `default`.
+    pub profile: Option<String>,
+}
+
+fn default_service() -> String {
+    "es".into()
+}
+
+impl SigV4 {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !matches!(self.service.as_str(), "es" | "aoss") {
+            return Err(format!(
+                "auth.aws_sigv4.service is `{}`: `es` (a managed domain) or `aoss` (OpenSearch Serverless)",
+                self.service
+            ));
+        }
+        if self.region.as_deref().is_some_and(str::is_empty) {
+            return Err("auth.aws_sigv4.region is empty".into());
+        }
+        if !cfg!(feature = "aws") {
+            return Err(
+                "auth.aws_sigv4: this flowlog was built without AWS SigV4 signing \
+                 (cargo feature `aws` of flowlog-sink-elasticsearch)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +314,7 @@ mod tests {
         assert!(config.authorization().unwrap().unwrap().is_sensitive());
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn sigv4_needs_no_settings_and_sends_no_static_header() {
         let config = parse(r#"{"endpoints": [], "auth": {"aws_sigv4": {}}}"#);
@@ -289,6 +327,14 @@ mod tests {
             (aws_sigv4.service.as_str(), aws_sigv4.region.as_deref()),
             ("es", None)
         );
+    }
+
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn sigv4_is_refused_by_a_build_without_it() {
+        let config = parse(r#"{"endpoints": [], "auth": {"aws_sigv4": {}}}"#);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("cargo feature `aws`"), "{err}");
     }
 
     #[test]

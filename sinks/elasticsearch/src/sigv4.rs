@@ -1,4 +1,5 @@
-//! AWS Signature Version 4 for Amazon OpenSearch Service (`auth = { aws_sigv4 = {...} }`).
+//! AWS Signature Version 4 for Amazon OpenSearch Service (`auth = { aws_sigv4 = {...} }`),
+//! built with the `aws` feature (on by default).
 //!
 //! Credentials come from the AWS default chain, as for the AWS CLI: environment,
 //! profiles (`AWS_PROFILE`, `credential_process`, SSO, `role_arn`), web identity, the
@@ -21,40 +22,9 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
 
-/// `auth = { aws_sigv4 = { region = "...", service = "es" } }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SigV4 {
-    /// The domain's region; without it, the default chain's (`AWS_REGION`, the profile).
-    pub region: Option<String>,
-    /// `es` for a managed domain, `aoss` for OpenSearch Serverless.
-    #[serde(default = "default_service")]
-    pub service: String,
-    /// A named profile instead of `AWS_PROFILE` / `default`.
-    pub profile: Option<String>,
-}
-
-fn default_service() -> String {
-    "es".into()
-}
-
-impl SigV4 {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if !matches!(self.service.as_str(), "es" | "aoss") {
-            return Err(format!(
-                "auth.aws_sigv4.service is `{}`: `es` (a managed domain) or `aoss` (OpenSearch Serverless)",
-                self.service
-            ));
-        }
-        if self.region.as_deref().is_some_and(str::is_empty) {
-            return Err("auth.aws_sigv4.region is empty".into());
-        }
-        Ok(())
-    }
-}
+use crate::settings::SigV4;
 
 /// Signs requests with credentials it fetches and renews.
 pub(crate) struct Signer {
