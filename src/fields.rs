@@ -5,18 +5,25 @@ use std::process::ExitCode;
 use flowlog_model::{catalogue::catalogue_csv, FIELDS};
 
 use crate::cli::FieldsArgs;
+use crate::output::{outln, Out};
 
 pub fn run(args: FieldsArgs) -> ExitCode {
+    let mut out = Out::new();
     if args.csv {
-        print!("{}", catalogue_csv());
-        return ExitCode::SUCCESS;
+        out.text(&catalogue_csv());
+        return out.finish(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
+        out,
         "{:<28} {:<5} {:<8} {:<11} meaning",
-        "field", "since", "family", "kind"
+        "field",
+        "since",
+        "family",
+        "kind"
     );
     for f in FIELDS {
-        println!(
+        outln!(
+            out,
             "{:<28} {:<5} {:<8} {:<11} {}",
             f.name,
             f.since,
@@ -25,5 +32,5 @@ pub fn run(args: FieldsArgs) -> ExitCode {
             f.meaning
         );
     }
-    ExitCode::SUCCESS
+    out.finish(ExitCode::SUCCESS)
 }

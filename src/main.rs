@@ -5,6 +5,7 @@
 
 mod cli;
 mod fields;
+mod output;
 mod run;
 mod schema;
 mod transform;

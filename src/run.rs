@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use flowlog_registry::Config;
 
 use crate::cli::{LogFormat, RunArgs};
+use crate::output::{outln, Out};
 
 /// Sets up logging and loads the configuration (exit status 2 if it is invalid).
 fn start(args: &RunArgs) -> Result<Config, ExitCode> {
@@ -22,13 +23,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     match flowlog_pipeline::run(config) {
-        Ok(summary) => match summary.failed_sink {
-            Some((name, e)) => {
+        Ok(summary) => {
+            let mut code = ExitCode::SUCCESS;
+            if let Some((name, e)) = summary.failed_sink {
                 tracing::error!(sink = %name, "stopped: {e}");
-                ExitCode::FAILURE
+                code = ExitCode::FAILURE;
             }
-            None => ExitCode::SUCCESS,
-        },
+            if let Some((name, e)) = summary.failed_source {
+                tracing::error!(source = %name, "failed: {e}");
+                code = ExitCode::FAILURE;
+            }
+            code
+        }
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
@@ -41,7 +47,9 @@ pub fn check(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!(
+    let mut out = Out::new();
+    outln!(
+        out,
         "config {}: ok ({} sources, {} sinks)",
         args.config.display(),
         config.sources.len(),
@@ -49,18 +57,14 @@ pub fn check(args: RunArgs) -> ExitCode {
     );
     let findings = flowlog_pipeline::check(&config);
     for f in &findings {
-        println!(
-            "{} {}: {}",
-            if f.ok { "ok  " } else { "FAIL" },
-            f.what,
-            f.detail
-        );
+        let status = if f.ok { "ok  " } else { "FAIL" };
+        outln!(out, "{status} {}: {}", f.what, f.detail);
     }
-    if findings.iter().all(|f| f.ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    let code = match findings.iter().all(|f| f.ok) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    };
+    out.finish(code)
 }
 
 /// Logs on standard error; `RUST_LOG` filters (default `info`).

@@ -5,14 +5,16 @@ use std::process::ExitCode;
 use flowlog_normalize::schema::{component_template, ecs_fields_csv};
 
 use crate::cli::SchemaArgs;
+use crate::output::{outln, Out};
 
 pub fn run(args: SchemaArgs) -> ExitCode {
+    let mut out = Out::new();
     if args.ecs_fields {
-        print!("{}", ecs_fields_csv());
+        out.text(&ecs_fields_csv());
     } else {
         let template = serde_json::to_string_pretty(&component_template())
             .expect("a JSON value always serializes");
-        println!("{template}");
+        outln!(out, "{template}");
     }
-    ExitCode::SUCCESS
+    out.finish(ExitCode::SUCCESS)
 }

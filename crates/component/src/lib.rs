@@ -8,18 +8,22 @@
 //! - [`DeadLetters`]: where records that cannot be decoded or delivered are kept, and
 //!   [`DeadLetterError`] when they cannot be.
 //! - [`Stop`]: the shutdown request every component watches.
+//! - [`status`]: each component's state (failing since when, and why) for `/health`.
 //! - [`thread`]: blocking work on a thread of its own, awaited without stalling the runtime.
 //! - [`duration`]: settings in seconds, checked.
 //! - [`tls`]: certificate chains and keys from PEM files.
 //! - [`listen`]: accepting connections without spinning, and warnings a peer cannot flood.
+//! - [`writable`]: what `check` says about a path `run` would write, without writing it.
 
 pub mod ack;
 pub mod duration;
 pub mod listen;
 pub mod metrics;
+pub mod status;
 pub mod stop;
 pub mod thread;
 pub mod tls;
+pub mod writable;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+/// Binds `address` for a tokio server to take over (`TcpListener::from_std`), before
+/// anything else starts, so that a taken port fails the start, not a task later.
+pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// How long to wait after a failed accept (EMFILE, ENFILE, ENOBUFS...): retrying at once
 /// would spin a core while the condition lasts.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -7,7 +7,7 @@
 //! [`ComponentMetrics::counter`] or [`ComponentMetrics::counter_by`], so it is exported
 //! only when such a component runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
@@ -16,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::status::{State, Status};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -33,6 +35,9 @@ struct Inner {
     registry: Mutex<Registry>,
     /// Series registered by components, by name (two components of a kind share one).
     own: Mutex<HashMap<&'static str, Family<Labels, Counter>>>,
+    /// Each component's state, by kind and name.
+    statuses: Mutex<BTreeMap<(&'static str, String), Arc<Status>>>,
+    component_errors: Family<Labels, Counter>,
     records_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
     filtered: Family<Labels, Counter>,
@@ -79,6 +84,7 @@ pub struct ComponentMetrics {
     /// Where this component's own series are registered, and its labels.
     metrics: Metrics,
     labels: Labels,
+    status: Arc<Status>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +94,21 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl ComponentMetrics {
+    /// An attempt at this component's job failed (`kind`: what it was doing, as a
+    /// metric label: `list`, `read`, `receive`, `request`...): counted, and the
+    /// component is failing until [`Self::recovered`].
+    pub fn error(&self, kind: &'static str, message: impl std::fmt::Display) {
+        let mut labels = self.labels.clone();
+        labels.push(("kind", kind.into()));
+        self.metrics.0.component_errors.get_or_create(&labels).inc();
+        self.status.fail(message.to_string());
+    }
+
+    /// An attempt at this component's job succeeded: it is no longer failing.
+    pub fn recovered(&self) {
+        self.status.recover();
+    }
+
     /// A counter only this kind of component has (`flowlog_<name>_total`), under this
     /// component's labels.
     pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
@@ -153,6 +174,13 @@ impl Metrics {
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_histogram);
         let ack_wait_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_histogram);
+        let component_errors = Family::default();
+        registry.register(
+            "component_errors",
+            "Attempts at a component's job that failed (kind: what it was doing); \
+             /health says whether they still do",
+            component_errors.clone(),
+        );
         registry.register(
             "records_in",
             "Records taken in by a component",
@@ -229,6 +257,8 @@ impl Metrics {
         Self(Arc::new(Inner {
             registry: Mutex::new(registry),
             own: Mutex::default(),
+            statuses: Mutex::default(),
+            component_errors,
             records_in,
             records_out,
             filtered,
@@ -286,9 +316,26 @@ impl Metrics {
             },
             batch_seconds: histogram(&m.batch_seconds),
             ack_wait_seconds: histogram(&m.ack_wait_seconds),
+            status: Arc::clone(
+                self.0
+                    .statuses
+                    .lock()
+                    .expect("not poisoned")
+                    .entry((kind, name.to_string()))
+                    .or_default(),
+            ),
             metrics: self.clone(),
             labels,
         }
+    }
+
+    /// Every component's state, by kind and name (what `/health` reports).
+    pub fn states(&self) -> Vec<(&'static str, String, State)> {
+        let statuses = self.0.statuses.lock().expect("not poisoned");
+        statuses
+            .iter()
+            .map(|((kind, name), status)| (*kind, name.clone(), status.read()))
+            .collect()
     }
 
     /// The family `name` (registered the first time a component asks for it).

@@ -1,49 +1,98 @@
 //! `/metrics` (Prometheus text) and `/health` over HTTP/1.1.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use flowlog_component::status::State;
 use flowlog_component::Metrics;
+use serde_json::json;
 
 use flowlog_source::dead_letter::DeadLetterFile;
 
-/// What `/health` reports.
-#[derive(Default)]
+/// What `/health` reports: the process's state and each component's.
+///
+/// `200` with `"status": "ok"`, or `"degraded"` while a component has been failing for
+/// less than the grace period (a receiver restarting, a listing that failed once); `503`
+/// once one has been failing longer (`"failing"`), when a part stopped for good
+/// (`"failed"`), or when the dead-letter store is full (`"blocked"`). The body names every
+/// component, with its latest error while it fails.
 pub struct Health {
-    /// A sink has stopped for good.
-    failed: AtomicBool,
+    /// A part stopped for good, and why.
+    failed: Mutex<Option<String>>,
     /// Full, it refuses dead letters, so nothing they would cover is acknowledged.
     dead_letters: Option<Arc<DeadLetterFile>>,
+    metrics: Metrics,
+    /// How long a component may fail before the process is unhealthy.
+    grace: Duration,
 }
 
 impl Health {
-    pub fn new(dead_letters: Arc<DeadLetterFile>) -> Self {
+    pub fn new(dead_letters: Arc<DeadLetterFile>, metrics: Metrics, grace: Duration) -> Self {
         Self {
-            failed: AtomicBool::new(false),
+            failed: Mutex::new(None),
             dead_letters: Some(dead_letters),
+            metrics,
+            grace,
         }
     }
 
-    pub fn set_failed(&self) {
-        self.failed.store(true, Ordering::Relaxed);
+    /// `what` (`sink splunk: ...`) stopped for good.
+    pub fn set_failed(&self, what: String) {
+        self.failed
+            .lock()
+            .expect("not poisoned")
+            .get_or_insert(what);
     }
 
     /// The status code and JSON body of `/health`.
-    fn report(&self) -> (u16, String) {
-        if self.failed.load(Ordering::Relaxed) {
-            return (503, r#"{"status":"failed"}"#.into());
+    pub fn report(&self) -> (u16, String) {
+        let mut components = serde_json::Map::new();
+        let mut failing_long = None;
+        let mut failing = false;
+        for (kind, name, state) in self.metrics.states() {
+            let entry = match state {
+                State::Ok => json!({ "status": "ok" }),
+                State::Failing { for_, last, errors } => {
+                    failing = true;
+                    if for_ >= self.grace && failing_long.is_none() {
+                        failing_long = Some(format!("{kind} {name}: {last}"));
+                    }
+                    json!({
+                        "status": "failing",
+                        "failing_secs": for_.as_secs(),
+                        "errors": errors,
+                        "last_error": last,
+                    })
+                }
+            };
+            components.insert(format!("{kind} {name}"), entry);
         }
-        if self.dead_letters.as_ref().is_some_and(|d| d.is_full()) {
-            let body = r#"{"status":"blocked","reason":"the dead-letter store is full: nothing it would hold is acknowledged until its rotated files are moved away"}"#;
-            return (503, body.into());
+        let failed = self.failed.lock().expect("not poisoned").clone();
+        let full = self.dead_letters.as_ref().is_some_and(|d| d.is_full());
+        let (code, status, reason) = if let Some(what) = failed {
+            (503, "failed", Some(what))
+        } else if full {
+            let reason = "the dead-letter store is full: nothing it would hold is \
+                          acknowledged until its rotated files are moved away";
+            (503, "blocked", Some(reason.to_string()))
+        } else if let Some(what) = failing_long {
+            let reason = format!("failing for over {} s: {what}", self.grace.as_secs());
+            (503, "failing", Some(reason))
+        } else if failing {
+            (200, "degraded", None)
+        } else {
+            (200, "ok", None)
+        };
+        let mut body = json!({ "status": status, "components": components });
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
         }
-        (200, r#"{"status":"ok"}"#.into())
+        (code, body.to_string())
     }
 }
 
@@ -93,11 +142,4 @@ fn response(status: u16, content_type: &str, body: String) -> http::Response<Ful
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
-}
-
-/// Binds the API address (before anything else starts, so a taken port fails early).
-pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(address)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
 }

@@ -98,19 +98,25 @@ fn default_shutdown_timeout() -> f64 {
     30.0
 }
 
-/// The metrics and health endpoint.
-#[derive(Debug, Clone, Deserialize)]
+/// The metrics and health endpoint: off unless an address is given. A listening port is
+/// something an operator opts into (as with Vector's API and Fluent Bit's HTTP server):
+/// a default one makes a second instance on the host fail to start, and opens a port no
+/// one asked for.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
-    /// `host:port` serving `/metrics` (Prometheus text) and `/health`; none to turn off.
+    /// `host:port` serving `/metrics` (Prometheus text) and `/health`.
     pub address: Option<SocketAddr>,
+    /// Seconds a component may keep failing (a receiver down, a directory unreadable)
+    /// before `/health` answers 503; until then it says `degraded`.
+    pub unhealthy_after_secs: Option<f64>,
 }
 
-impl Default for Api {
-    fn default() -> Self {
-        Self {
-            address: Some(SocketAddr::from(([127, 0, 0, 1], 9598))),
-        }
+impl Api {
+    /// The grace period of `/health` (default 60 s).
+    pub fn unhealthy_after(&self) -> std::time::Duration {
+        let secs = self.unhealthy_after_secs.unwrap_or(60.0);
+        std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX)
     }
 }
 
@@ -268,6 +274,10 @@ where
             false,
         )
         .map_err(|e| (Some("reload_secs".into()), e))?;
+        if let Some(secs) = self.api.unhealthy_after_secs {
+            flowlog_component::duration::seconds("unhealthy_after_secs", secs, true)
+                .map_err(|e| (Some("unhealthy_after_secs".into()), e))?;
+        }
         let (_, limits) = self.dead_letter_store();
         if limits.rotate_bytes < 4096 || limits.max_bytes < limits.rotate_bytes {
             return Err((

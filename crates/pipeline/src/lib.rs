@@ -28,7 +28,7 @@ use flowlog_model::FlowFormat;
 use flowlog_sink::{Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind};
 use flowlog_source::checkpoint::{Checkpoints, DataDirLock};
 use flowlog_source::dead_letter::DeadLetterFile;
-use flowlog_source::{Envelope, SourceContext, SourceKind};
+use flowlog_source::{Envelope, Source, SourceContext, SourceError, SourceKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -73,6 +73,8 @@ pub enum RunError {
     Enrich(#[from] flowlog_enrich::EnrichError),
     #[error("sink {name}: {source}")]
     Sink { name: String, source: SinkError },
+    #[error("source {name}: {source}")]
+    Source { name: String, source: SourceError },
 }
 
 /// How a run ended.
@@ -82,6 +84,8 @@ pub struct RunSummary {
     pub abandoned: bool,
     /// A sink stopped for good (e.g. its token was refused).
     pub failed_sink: Option<(String, SinkError)>,
+    /// A source could not do its job (an input it names could not be read).
+    pub failed_source: Option<(String, SourceError)>,
 }
 
 /// Channel capacities: a few batches between stages, enough to keep each stage busy,
@@ -128,11 +132,14 @@ where
         source,
     })?;
     serve_api(config.api.address, &state)?;
-    // Sinks first: a refused setting fails the run before anything is read.
-    let (sink_inputs, mut sinks) = start_sinks(&config, &state)?;
-    let (batches, transform) = start_transform(&config, &state, sink_inputs)?;
+    // Everything that can fail at start does so before anything is read or sent: the
+    // sources' paths and ports, then the sinks' settings.
+    let (batches, batches_rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
     let stop = Arc::new(Stop::default());
-    let mut sources = start_sources(&config, &state, batches, &stop);
+    let built = build_sources(&config, &state, batches, &stop)?;
+    let (sink_inputs, mut sinks) = start_sinks(&config, &state)?;
+    let transform = start_transform(&config, &state, batches_rx, sink_inputs)?;
+    let mut sources = start_sources(built);
     let saver = save_every(SAVE_EVERY, &state);
 
     let mut summary = RunSummary::default();
@@ -204,7 +211,11 @@ impl State {
             )
             .map_err(io("dead letter", &dead_letter_path))?,
         );
-        let health = Arc::new(api::Health::new(Arc::clone(&dead_letters)));
+        let health = Arc::new(api::Health::new(
+            Arc::clone(&dead_letters),
+            metrics.clone(),
+            config.api.unhealthy_after(),
+        ));
         Ok(Self {
             checkpoints,
             metrics,
@@ -224,7 +235,7 @@ fn serve_api(address: Option<std::net::SocketAddr>, state: &State) -> Result<(),
         path: PathBuf::from(address.to_string()),
         source,
     };
-    let listener = api::bind(address).map_err(unusable)?;
+    let listener = flowlog_component::listen::bind(address).map_err(unusable)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(unusable)?;
     tokio::spawn(api::serve(
         listener,
@@ -270,13 +281,13 @@ where
 fn start_transform<S, K>(
     config: &Config<S, K>,
     state: &State,
+    rx: mpsc::Receiver<Envelope>,
     sink_inputs: Vec<mpsc::Sender<SinkInput>>,
-) -> Result<(mpsc::Sender<Envelope>, std::thread::JoinHandle<()>), RunError> {
+) -> Result<std::thread::JoinHandle<()>, RunError> {
     let enricher = config
         .transform
         .enrich
         .build(&mut |notice| tracing::info!("{notice}"))?;
-    let (tx, rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
     let stage = Stage {
         filter: config.transform.filter.clone(),
         enricher,
@@ -292,33 +303,41 @@ fn start_transform<S, K>(
             path: PathBuf::new(),
             source,
         })?;
-    Ok((tx, thread))
+    Ok(thread)
 }
+
+/// How a source ended: its name, and whether it did its job.
+type SourceEnd = (String, Result<(), SourceError>);
 
 /// The running sources: how many have not ended, and where they say they have.
 struct Sources {
     running: usize,
-    ended: mpsc::UnboundedReceiver<String>,
+    ended: mpsc::UnboundedReceiver<SourceEnd>,
 }
 
 impl Sources {
     /// Waits for the next source to end (`None` once none is left to).
-    async fn next_ended(&mut self) -> Option<String> {
+    async fn next_ended(&mut self) -> Option<SourceEnd> {
         if self.running == 0 {
             return None;
         }
-        let name = self.ended.recv().await?;
+        let end = self.ended.recv().await?;
         self.running -= 1;
-        Some(name)
+        Some(end)
     }
 }
 
-fn start_sources<S, K>(
+/// The sources, built and named, not yet running.
+type Built = Vec<(String, Box<dyn Source>)>;
+
+/// Every configured source, built (so bound and opened: what cannot work fails here,
+/// named) but not yet running.
+fn build_sources<S, K>(
     config: &Config<S, K>,
     state: &State,
     batches: mpsc::Sender<Envelope>,
     stop: &Arc<Stop>,
-) -> Sources
+) -> Result<Built, RunError>
 where
     S: Configured<dyn SourceKind>,
     K: Configured<dyn SinkKind>,
@@ -327,8 +346,7 @@ where
         .sinks
         .values()
         .fold(Needs::default(), |needs, s| needs.union(s.spec().needs()));
-    let (ended_tx, ended) = mpsc::unbounded_channel::<String>();
-    let mut running = 0usize;
+    let mut built = Vec::new();
     for (name, source_config) in &config.sources {
         let spec = source_config.spec();
         let format = spec
@@ -348,14 +366,24 @@ where
             keep_lines: needs.lines,
             runtime: tokio::runtime::Handle::current(),
         };
-        let source = spec.build(ctx);
+        let source = spec.build(ctx).map_err(|source| RunError::Source {
+            name: name.clone(),
+            source,
+        })?;
+        built.push((name.clone(), source));
+    }
+    Ok(built)
+}
+
+fn start_sources(built: Built) -> Sources {
+    let (ended_tx, ended) = mpsc::unbounded_channel::<SourceEnd>();
+    let running = built.len();
+    for (name, source) in built {
         let ended_tx = ended_tx.clone();
-        let name = name.clone();
         tokio::spawn(async move {
-            source.run().await;
-            let _ = ended_tx.send(name);
+            let result = source.run().await;
+            let _ = ended_tx.send((name, result));
         });
-        running += 1;
     }
     Sources { running, ended }
 }
@@ -389,10 +417,16 @@ async fn run_until_done<S, K>(
 ) {
     loop {
         tokio::select! {
-            name = sources.next_ended() => match name {
-                Some(name) => {
+            ended = sources.next_ended() => match ended {
+                Some((name, Ok(()))) => {
                     tracing::info!(source = %name, "source finished");
                     if sources.running == 0 { return; }
+                }
+                Some((name, Err(e))) => {
+                    tracing::error!(source = %name, "{e}");
+                    state.health.set_failed(format!("source {name}: {e}"));
+                    summary.failed_source = Some((name, e));
+                    return;
                 }
                 None => return,
             },
@@ -403,7 +437,7 @@ async fn run_until_done<S, K>(
             Some(done) = sinks.join_next() => {
                 if let Ok((name, Err(e))) = done {
                     tracing::error!(sink = %name, "{e}");
-                    state.health.set_failed();
+                    state.health.set_failed(format!("sink {name}: {e}"));
                     summary.failed_sink = Some((name, e));
                     return;
                 }
@@ -423,7 +457,12 @@ async fn drain(
     summary: &mut RunSummary,
 ) -> bool {
     let settle = async {
-        while sources.next_ended().await.is_some() {}
+        while let Some((name, ended)) = sources.next_ended().await {
+            if let Err(e) = ended {
+                tracing::error!(source = %name, "{e}");
+                summary.failed_source.get_or_insert((name, e));
+            }
+        }
         while let Some(done) = sinks.join_next().await {
             if let Ok((name, Err(e))) = done {
                 summary.failed_sink.get_or_insert((name, e));
@@ -601,25 +640,48 @@ where
     let mut findings = Vec::new();
     let mut note =
         |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
-    let checkpoints = match Checkpoints::open(&config.data_dir) {
-        Ok(c) => {
-            let detail = format!(
-                "{} (checkpoints {})",
-                config.data_dir.display(),
-                c.path().display()
-            );
-            note(true, "data_dir".into(), detail);
-            Some(c)
-        }
+    // Nothing here may create or change a file: `check` says what `run` would create.
+    let checkpoints = match flowlog_component::writable::directory(&config.data_dir) {
+        Ok(detail) => match Checkpoints::load(&config.data_dir) {
+            Ok(c) => {
+                note(true, "data_dir".into(), detail);
+                Some(c)
+            }
+            Err(e) => {
+                note(
+                    false,
+                    "data_dir".into(),
+                    format!("{}: {e}", checkpoints_path(config)),
+                );
+                None
+            }
+        },
         Err(e) => {
-            note(
-                false,
-                "data_dir".into(),
-                format!("{}: {e}", config.data_dir.display()),
-            );
+            note(false, "data_dir".into(), e);
             None
         }
     };
+    let (dead_letter, _) = config.dead_letter_store();
+    match flowlog_component::writable::file(&dead_letter) {
+        Ok(detail) => note(true, "dead_letter".into(), detail),
+        Err(e) => note(false, "dead_letter".into(), e),
+    }
+    match config.api.address {
+        // Bound and let go at once: whether `run` could listen there now.
+        Some(address) => match flowlog_component::listen::bind(address) {
+            Ok(_) => note(
+                true,
+                "api".into(),
+                format!("http://{address}/metrics and /health"),
+            ),
+            Err(e) => note(
+                false,
+                "api".into(),
+                format!("cannot listen on {address}: {e} (is another flowlog running there?)"),
+            ),
+        },
+        None => note(true, "api".into(), "off (no [api] address)".into()),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -670,6 +732,14 @@ where
         }
     }
     findings
+}
+
+fn checkpoints_path<S, K>(config: &Config<S, K>) -> String {
+    config
+        .data_dir
+        .join("checkpoints.json")
+        .display()
+        .to_string()
 }
 
 /// `check` sends nothing, so nothing can be refused.

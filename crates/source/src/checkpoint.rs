@@ -110,9 +110,16 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Loads `<data_dir>/checkpoints.json` (none yet is an empty set).
+    /// Loads `<data_dir>/checkpoints.json` (none yet is an empty set), creating the
+    /// directory if it is not there.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
+        Self::load(data_dir)
+    }
+
+    /// Loads `<data_dir>/checkpoints.json` (none yet, or no directory, is an empty set),
+    /// creating nothing: what `check` reads.
+    pub fn load(data_dir: &Path) -> std::io::Result<Self> {
         let path = data_dir.join("checkpoints.json");
         let stored = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {

@@ -51,8 +51,10 @@ pub trait SourceKind: Send + Sync {
     /// Checks the settings without reading anything.
     fn validate(&self) -> Result<(), SourceError>;
 
-    /// The source, ready to run.
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source>;
+    /// The source, ready to run. What must hold for it to work at all (a path that
+    /// exists and can be read, an address that can be listened on) is established here,
+    /// so that a configuration that cannot work fails at start, naming what and why.
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError>;
 
     /// What `flowlog check` reports: one finding per input it can look at (what was found,
     /// or why it cannot be used). Reads and changes nothing.
@@ -68,25 +70,30 @@ pub enum SourceError {
     /// A setting is wrong (an empty list, an impossible number, a missing key).
     #[error("{0}")]
     Config(String),
-    /// What the source reads from cannot be reached or read (check).
+    /// What the source reads from cannot be reached or read.
     #[error("{0}")]
     Unavailable(String),
+    /// Some inputs could not be read to their end (the others were); each is named.
+    #[error("{} input(s) could not be read: {}", .0.len(), .0.join("; "))]
+    Inputs(Vec<String>),
 }
 
 /// A running source: reads until its input ends or [`Stop`] is set, and resolves once
-/// every batch it sent is settled (or abandoned at shutdown).
+/// every batch it sent is settled (or abandoned at shutdown). An error means the source
+/// could not do its job (an input it was given could not be read): the run ends with it,
+/// and the process exits non-zero.
 pub trait Source: Send {
-    fn run(self: Box<Self>) -> BoxFuture<'static, ()>;
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), SourceError>>;
 }
 
 /// A blocking source: `work` runs on a thread of its own with the context.
 pub fn threaded(
     ctx: SourceContext,
-    work: impl FnOnce(&SourceContext) + Send + 'static,
+    work: impl FnOnce(&SourceContext) -> Result<(), SourceError> + Send + 'static,
 ) -> Box<dyn Source> {
     struct Threaded<F>(SourceContext, F);
-    impl<F: FnOnce(&SourceContext) + Send + 'static> Source for Threaded<F> {
-        fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
+    impl<F: FnOnce(&SourceContext) -> Result<(), SourceError> + Send + 'static> Source for Threaded<F> {
+        fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), SourceError>> {
             let Threaded(ctx, work) = *self;
             let name = format!("source-{}", ctx.name);
             flowlog_component::thread::on_thread(name, move || work(&ctx))

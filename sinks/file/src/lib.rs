@@ -69,17 +69,13 @@ impl Sink for FileSink {
     }
 
     fn check(&self) -> BoxFuture<'_, Result<String, SinkError>> {
-        let result = open(&self.config.path)
-            .and_then(|f| f.metadata())
-            .map(|m| {
-                format!(
-                    "{} writable ({} bytes), {} documents",
-                    self.config.path.display(),
-                    m.len(),
-                    self.config.format
-                )
-            })
-            .map_err(|e| self.io_error(e));
+        // Says what `run` would create rather than creating it.
+        let result = flowlog_component::writable::file(&self.config.path)
+            .map(|found| format!("{found}, {} documents", self.config.format))
+            .map_err(|message| SinkError::Io {
+                sink: self.ctx.name.clone(),
+                message,
+            });
         Box::pin(async move { result })
     }
 }

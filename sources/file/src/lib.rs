@@ -2,6 +2,7 @@
 //! input. Decoding is synchronous, so each runs on a thread of its own ([`threaded`]);
 //! their acknowledgement action is the checkpoint ([`Progress`]).
 
+mod paths;
 mod settings;
 mod text;
 
@@ -25,6 +26,7 @@ use flowlog_source::{
     threaded, Emit, Findings, Progress, Source, SourceContext, SourceError, SourceKind,
 };
 
+use crate::paths::{files_to_follow, files_to_read, inputs, readable, Input};
 use crate::text::TextReader;
 
 impl SourceKind for FileSource {
@@ -33,47 +35,70 @@ impl SourceKind for FileSource {
     }
 
     fn validate(&self) -> Result<(), SourceError> {
-        if self.paths.is_empty() {
-            return Err(SourceError::Config("paths is empty".into()));
-        }
+        inputs(&self.paths)?;
         positive_poll(self.poll_secs)
     }
 
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        let settings = self.clone();
-        threaded(ctx, move |ctx| {
-            let paths: Vec<&Path> = settings.paths.iter().map(PathBuf::as_path).collect();
-            read_file(ctx, &paths, settings.follow, secs(settings.poll_secs));
-        })
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        let inputs = inputs(&self.paths)?;
+        let (follow, poll) = (self.follow, secs(self.poll_secs));
+        let source = if follow {
+            files_to_follow(&inputs)?;
+            threaded(ctx, move |ctx| {
+                follow_files(ctx, &inputs, poll);
+                Ok(())
+            })
+        } else {
+            let files = files_to_read(&inputs)?;
+            threaded(ctx, move |ctx| read_files(ctx, &files))
+        };
+        Ok(source)
     }
 
     fn check<'a>(&'a self, checkpoints: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
-        let findings = self
-            .paths
-            .iter()
-            .map(|path| {
-                let state = checkpoints.and_then(|c| c.get(&key_of(path))).map_or(
-                    "no checkpoint".to_string(),
-                    |c| {
-                        if c.done {
-                            "delivered".to_string()
-                        } else {
-                            format!("delivered through line {}", c.line)
-                        }
-                    },
-                );
-                match File::open(path).and_then(|f| f.metadata()) {
-                    Ok(m) => Ok(format!("{} ({} bytes, {state})", path.display(), m.len())),
-                    Err(e) if self.follow && e.kind() == std::io::ErrorKind::NotFound => {
-                        Ok(format!(
-                            "{} (not there yet; will be followed once it is)",
-                            path.display()
-                        ))
+        let mut findings = Findings::new();
+        let Ok(inputs) = inputs(&self.paths) else {
+            return Box::pin(std::future::ready(findings));
+        };
+        for input in &inputs {
+            let mut problems = Vec::new();
+            let matched = input.expand(&mut problems);
+            findings.extend(
+                problems
+                    .into_iter()
+                    .map(|p| Err(SourceError::Unavailable(p))),
+            );
+            if matched.is_empty() {
+                findings.push(if self.follow {
+                    Ok(format!(
+                        "{input} (matches no file yet; followed once one appears)"
+                    ))
+                } else {
+                    Err(SourceError::Unavailable(format!(
+                        "{input}: matches no file"
+                    )))
+                });
+            }
+            for path in matched {
+                findings.push(match readable(&path) {
+                    Ok(len) => {
+                        let state = checkpoints.and_then(|c| c.get(&key_of(&path))).map_or(
+                            "no checkpoint".to_string(),
+                            |c| match c.done {
+                                true => "delivered".to_string(),
+                                false => format!("delivered through line {}", c.line),
+                            },
+                        );
+                        Ok(format!("{} ({len} bytes, {state})", path.display()))
                     }
-                    Err(e) => Err(SourceError::Unavailable(format!("{}: {e}", path.display()))),
-                }
-            })
-            .collect();
+                    Err(_) if self.follow && !path.exists() => Ok(format!(
+                        "{} (not there yet; will be followed once it is)",
+                        path.display()
+                    )),
+                    Err(e) => Err(SourceError::Unavailable(e)),
+                });
+            }
+        }
         Box::pin(std::future::ready(findings))
     }
 }
@@ -87,11 +112,16 @@ impl SourceKind for DirectorySource {
         positive_poll(self.poll_secs)
     }
 
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        // A directory that cannot be listed now is a setting to fix, not a state to wait
+        // out (a drop box exists before anything is put in it).
+        std::fs::read_dir(&self.path)
+            .map_err(|e| SourceError::Unavailable(format!("{}: {e}", self.path.display())))?;
         let settings = self.clone();
-        threaded(ctx, move |ctx| {
-            read_directory(ctx, &settings.path, secs(settings.poll_secs))
-        })
+        Ok(threaded(ctx, move |ctx| {
+            read_directory(ctx, &settings.path, secs(settings.poll_secs));
+            Ok(())
+        }))
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
@@ -119,8 +149,8 @@ impl SourceKind for StdinSource {
         Ok(())
     }
 
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        threaded(ctx, read_stdin)
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        Ok(threaded(ctx, read_stdin))
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
@@ -139,42 +169,72 @@ enum Ended {
     Stopped,
 }
 
-/// Reads files one after the other; followed files are polled in turn.
-pub fn read_file(ctx: &SourceContext, paths: &[&Path], follow: bool, poll: Duration) {
-    if !follow {
-        for path in paths {
-            if ctx.stopping() {
-                return;
-            }
-            read_once(ctx, path);
+/// Reads files one after the other, to their end. A file that cannot be read is named
+/// and the others are still read; the source then ends with the list (the run fails).
+fn read_files(ctx: &SourceContext, paths: &[PathBuf]) -> Result<(), SourceError> {
+    let mut failed = Vec::new();
+    for path in paths {
+        if ctx.stopping() {
+            break;
         }
-        return;
+        if let Err(e) = open_and_read(ctx, path, None) {
+            let what = format!("{}: {e}", path.display());
+            tracing::error!(source = %ctx.name, "{what}");
+            ctx.metrics.error("read", &what);
+            failed.push(what);
+        }
     }
-    // One thread follows each file (a handful per source at most).
-    std::thread::scope(|scope| {
-        for path in paths {
-            scope.spawn(move || loop {
-                match follow_file(ctx, path, poll) {
-                    Ok(Ended::Replaced) => continue,
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::error!(source = %ctx.name, "{}: {e}; retrying", path.display());
-                        if sleep_unless_stopped(ctx, poll.max(Duration::from_secs(1))) {
-                            return;
-                        }
-                    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(SourceError::Inputs(failed)),
+    }
+}
+
+/// Follows every file the inputs name, one thread each (a handful per source at most).
+/// Patterns are expanded again every `poll`: a file that appears later is followed from
+/// its start, and one that is removed is let go of (taken up again if it comes back).
+fn follow_files(ctx: &SourceContext, inputs: &[Input], poll: Duration) {
+    let followed = std::sync::Mutex::new(std::collections::HashSet::<PathBuf>::new());
+    let followed = &followed;
+    let patterns = inputs.iter().any(Input::is_pattern);
+    std::thread::scope(|scope| loop {
+        for input in inputs {
+            let mut problems = Vec::new();
+            for path in input.expand(&mut problems) {
+                if !followed.lock().expect("not poisoned").insert(path.clone()) {
+                    continue;
                 }
-            });
+                let wait_for_it = !input.is_pattern();
+                scope.spawn(move || {
+                    if follow_file(ctx, &path, poll, wait_for_it) {
+                        followed.lock().expect("not poisoned").remove(&path);
+                    }
+                });
+            }
+            for problem in problems {
+                tracing::warn!(source = %ctx.name, "{problem}");
+            }
+        }
+        if !patterns || sleep_unless_stopped(ctx, poll) {
+            return;
         }
     });
 }
 
 /// Reads every object put in `dir`, once each, in name order; looks again every `poll`.
 /// Names starting with `.` are left alone (objects being written, by convention).
-pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
+fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
+    // The listing's error, logged when it starts or changes rather than at every poll
+    // (it is counted every time, and /health tells how long it has lasted).
+    let mut listing_error: Option<String> = None;
     loop {
+        // The poll is a success only if the listing and every read in it were.
+        let mut failed = false;
         match std::fs::read_dir(dir) {
             Ok(entries) => {
+                if listing_error.take().is_some() {
+                    tracing::info!(source = %ctx.name, "{}: listing again", dir.display());
+                }
                 let mut paths: Vec<_> = entries
                     .filter_map(Result::ok)
                     .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
@@ -187,10 +247,21 @@ pub fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
                     if ctx.stopping() {
                         return;
                     }
-                    read_once(ctx, &path);
+                    failed |= !read_once(ctx, &path);
                 }
             }
-            Err(e) => tracing::error!(source = %ctx.name, "{}: {e}", dir.display()),
+            Err(e) => {
+                let message = format!("{}: {e}", dir.display());
+                if listing_error.as_ref() != Some(&message) {
+                    tracing::error!(source = %ctx.name, "{message}; trying again every poll");
+                }
+                ctx.metrics.error("list", &message);
+                listing_error = Some(message);
+                failed = true;
+            }
+        }
+        if !failed {
+            ctx.metrics.recovered();
         }
         if sleep_unless_stopped(ctx, poll) {
             return;
@@ -212,7 +283,7 @@ fn forget_removed(checkpoints: &Checkpoints, dir: &Path, present: &[PathBuf]) {
 }
 
 /// Reads standard input to its end. It cannot be read again, so it has no checkpoint.
-pub fn read_stdin(ctx: &SourceContext) {
+fn read_stdin(ctx: &SourceContext) -> Result<(), SourceError> {
     let start = FileCheckpoint::default();
     let mut progress = Progress::new(None, (0, 0), &start);
     // A pipe or a terminal sends records on as their lines arrive; a file, in blocks.
@@ -227,10 +298,15 @@ pub fn read_stdin(ctx: &SourceContext) {
             ctx.metrics.bytes_in.inc_by(stats.bytes_read);
         }
         Err(e) if emit.gone() => tracing::debug!("stdin: {e}"),
-        Err(e) => tracing::error!(source = %ctx.name, "{e}"),
+        Err(e) => {
+            drop(emit);
+            progress.finish(&ctx.checkpoints, true);
+            return Err(SourceError::Unavailable(format!("standard input: {e}")));
+        }
     }
     drop(emit);
     progress.finish(&ctx.checkpoints, true);
+    Ok(())
 }
 
 fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOptions {
@@ -242,25 +318,56 @@ fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOpti
     }
 }
 
-/// Reads one file to its end unless its checkpoint says it was delivered already.
-/// A file that cannot be read is reported and skipped; the source goes on.
-fn read_once(ctx: &SourceContext, path: &Path) {
-    if let Err(e) = open_and_read(ctx, path, None) {
-        tracing::error!(source = %ctx.name, "{}: {e}", path.display());
+/// Reads one object of a directory to its end unless its checkpoint says it was
+/// delivered already. One that cannot be read is reported and skipped (it is read again
+/// at the next poll); the source goes on. False if it could not be read.
+fn read_once(ctx: &SourceContext, path: &Path) -> bool {
+    match open_and_read(ctx, path, None) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(source = %ctx.name, "{}: {e}", path.display());
+            ctx.metrics
+                .error("read", format!("{}: {e}", path.display()));
+            false
+        }
     }
 }
 
-fn follow_file(ctx: &SourceContext, path: &Path, poll: Duration) -> std::io::Result<Ended> {
+/// Follows `path` through rotations and truncations until shutdown. A path that is not
+/// there is waited for when `wait_for_it` (a path configured as written); one a pattern
+/// matched is let go of, and true is returned so that it is taken up again if it comes
+/// back. Anything else ends only with the source (a compressed file matched by a pattern
+/// is read once and kept, so that it is not read again at the next expansion).
+fn follow_file(ctx: &SourceContext, path: &Path, poll: Duration, wait_for_it: bool) -> bool {
     loop {
-        match File::open(path) {
-            Ok(_) => return open_and_read(ctx, path, Some(poll)),
+        let ended = match File::open(path) {
+            Ok(_) => {
+                ctx.metrics.recovered();
+                open_and_read(ctx, path, Some(poll))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !wait_for_it {
+                    return true;
+                }
                 // Not there yet (or between rotation steps): wait for it.
                 if sleep_unless_stopped(ctx, poll) {
-                    return Ok(Ended::Stopped);
+                    return false;
+                }
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(Ended::Replaced) => continue,
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::error!(source = %ctx.name, "{}: {e}; retrying", path.display());
+                ctx.metrics
+                    .error("read", format!("{}: {e}", path.display()));
+                if sleep_unless_stopped(ctx, poll.max(Duration::from_secs(1))) {
+                    return false;
                 }
             }
-            Err(e) => return Err(e),
         }
     }
 }

@@ -53,11 +53,22 @@ impl SourceKind for FirehoseSource {
         self.limits_hold().map_err(SourceError::Config)
     }
 
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        Box::new(Endpoint {
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(acceptor)
+            .transpose()
+            .map_err(SourceError::Config)?;
+        let listener = flowlog_component::listen::bind(self.address).map_err(|e| {
+            SourceError::Unavailable(format!("cannot listen on {}: {e}", self.address))
+        })?;
+        Ok(Box::new(Endpoint {
             settings: self.clone(),
             ctx,
-        })
+            listener,
+            tls,
+        }))
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
@@ -107,10 +118,13 @@ fn acceptor(tls: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
 struct Endpoint {
     settings: FirehoseSource,
     ctx: SourceContext,
+    /// Bound when built, so that an address in use fails the start.
+    listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Source for Endpoint {
-    fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), SourceError>> {
         Box::pin(serve(*self))
     }
 }
@@ -140,28 +154,22 @@ fn connection_cap(configured: usize) -> usize {
     configured.min(room)
 }
 
-async fn serve(endpoint: Endpoint) {
-    let Endpoint { settings, ctx } = endpoint;
+async fn serve(endpoint: Endpoint) -> Result<(), SourceError> {
+    let Endpoint {
+        settings,
+        ctx,
+        listener,
+        tls,
+    } = endpoint;
     let name = ctx.name.clone();
-    let tls = match settings.tls.as_ref().map(acceptor).transpose() {
-        Ok(tls) => tls,
-        Err(e) => {
-            tracing::error!(source = %name, "{e}");
-            return;
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(settings.address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(source = %name, "cannot listen on {}: {e}", settings.address);
-            return;
-        }
-    };
+    let address = listener.local_addr().unwrap_or(settings.address);
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| SourceError::Unavailable(format!("cannot listen on {address}: {e}")))?;
     let connections = Connections::new(connection_cap(settings.max_connections));
     if connections.max() < settings.max_connections {
         tracing::warn!(source = %name, "max_connections lowered to {} to stay under the descriptor limit (ulimit -n)", connections.max());
     }
-    tracing::info!(source = %name, address = %settings.address, "Firehose endpoint listening");
+    tracing::info!(source = %name, %address, "Firehose endpoint listening");
     let shared = Arc::new(Shared {
         requests: Arc::new(Semaphore::new(settings.max_requests)),
         kib: Arc::new(Semaphore::new(
@@ -212,6 +220,7 @@ async fn serve(endpoint: Endpoint) {
     // requests being answered finish.
     drop(listener);
     while open.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Serves one connection until the client closes it, it times out, its slot is needed

@@ -31,11 +31,11 @@ impl SourceKind for SqsSource {
         self.settings_hold().map_err(SourceError::Config)
     }
 
-    fn build(&self, ctx: SourceContext) -> Box<dyn Source> {
-        Box::new(Queue {
+    fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Queue {
             settings: self.clone(),
             ctx,
-        })
+        }))
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
@@ -105,8 +105,11 @@ struct Queue {
 }
 
 impl Source for Queue {
-    fn run(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(run(*self))
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(async move {
+            run(*self).await;
+            Ok(())
+        })
     }
 }
 
@@ -215,6 +218,7 @@ async fn receive(shared: Arc<Shared>) {
         let error = match received {
             Ok(Ok(output)) => {
                 backoff = Duration::from_secs(1);
+                shared.ctx.metrics.recovered();
                 let messages = output.messages.unwrap_or_default();
                 if messages.is_empty() && settings.wait_time_secs == 0 {
                     // Short polling an empty queue: not in a tight loop.
@@ -233,6 +237,7 @@ async fn receive(shared: Arc<Shared>) {
             Err(_) => format!("no answer in {} s", answer_within.as_secs()),
         };
         tracing::warn!(source = %shared.ctx.name, "receiving from {}: {error}; retrying in {} s", settings.queue_url, backoff.as_secs());
+        shared.ctx.metrics.error("receive", &error);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.wait() => break,

@@ -483,6 +483,7 @@ impl<P: Protocol> Shared<P> {
         let mut request = self.protocol.request(body.clone(), self.gzip);
         if let Err(e) = self.protocol.authorize(&mut request).await {
             self.metrics.retries.inc();
+            self.metrics.error("authorize", &e);
             tracing::warn!(sink = %self.name, "could not authorize the request, retrying: {e}");
             backoff.wait(None).await;
             return None;
@@ -497,6 +498,7 @@ impl<P: Protocol> Shared<P> {
             Err(e @ TransportError::Redirected { .. }) => {
                 self.protocol.attempted(&uri, false);
                 self.metrics.protocol_errors.inc();
+                self.metrics.error("protocol", format!("{uri} {e}"));
                 tracing::error!(sink = %self.name, "{uri} {e}; retrying");
                 backoff.wait(None).await;
                 return None;
@@ -504,12 +506,19 @@ impl<P: Protocol> Shared<P> {
             Err(e) => {
                 self.protocol.attempted(&uri, false);
                 self.metrics.retries.inc();
+                self.metrics.error("request", &e);
                 tracing::warn!(sink = %self.name, "request failed, retrying: {e}");
                 backoff.wait(None).await;
                 return None;
             }
         };
         let verdict = self.protocol.classify(&response, events);
+        // Whether the receiver is doing its part, for /health.
+        match &verdict {
+            Verdict::Retry { reason, .. } => self.metrics.error("request", reason),
+            Verdict::Invalid { reason } => self.metrics.error("protocol", reason),
+            _ => self.metrics.recovered(),
+        }
         self.protocol.attempted(
             &uri,
             !matches!(verdict, Verdict::Retry { .. } | Verdict::Invalid { .. }),

@@ -1,0 +1,449 @@
+//! The process around the data plane, as an operator meets it: a configuration that
+//! cannot work fails at start and says why; `check` changes nothing; a closed stdout ends
+//! a command quietly; nothing listens unless asked to.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::runs::{flowlog, run_to_end, write_config};
+use common::tempdir;
+
+/// A file sink writing ECS to `path`.
+fn file_sink(path: &Path) -> String {
+    format!(
+        "[sinks.out]\ntype = \"file\"\npath = \"{}\"\nformat = \"ecs\"",
+        path.display()
+    )
+}
+
+fn file_source(paths: &[String], extra: &str) -> String {
+    let paths: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+    format!("type = \"file\"\npaths = [{}]\n{extra}", paths.join(", "))
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// `flowlog run` to its end: whether it succeeded, and what it logged.
+fn run(config: &Path) -> (bool, String) {
+    run_to_end(flowlog(&["run"], config))
+}
+
+#[test]
+fn a_missing_input_fails_the_start_naming_source_path_and_os_error() {
+    let dir = tempdir();
+    let missing = dir.join("missing.log");
+    let out = dir.join("out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[missing.display().to_string()], ""),
+        &file_sink(&out),
+    );
+    let (ok, printed) = run(&config);
+    assert!(!ok, "run succeeded with a missing input: {printed}");
+    assert!(printed.contains("source vpc"), "{printed}");
+    assert!(
+        printed.contains(&format!("{}: No such file or directory", missing.display())),
+        "{printed}"
+    );
+    // It failed before anything started: no sink output.
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_glob_is_expanded_and_one_matching_nothing_fails_the_start() {
+    let dir = tempdir();
+    let incoming = dir.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    for (name, from) in [("a.log", 0), ("b.log", 10), ("skip.txt", 20)] {
+        let text = flowlog_test_receivers::corpus::v2_lines(from, 10);
+        std::fs::write(incoming.join(name), text).unwrap();
+    }
+    let out = dir.join("out.ndjson");
+    let pattern = incoming.join("*.log").display().to_string();
+    let config = write_config(&dir, &file_source(&[pattern], ""), &file_sink(&out));
+    let (ok, printed) = run(&config);
+    assert!(ok, "{printed}");
+    assert_eq!(lines(&out), 20, "both .log files, not the .txt");
+
+    let nothing = incoming.join("*.gz").display().to_string();
+    let config = write_config(
+        &dir,
+        &file_source(std::slice::from_ref(&nothing), ""),
+        &file_sink(&out),
+    );
+    let (ok, printed) = run(&config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{nothing}: matches no file")),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_followed_glob_picks_up_files_that_appear_later() {
+    let dir = tempdir();
+    let incoming = dir.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    std::fs::write(
+        incoming.join("first.log"),
+        flowlog_test_receivers::corpus::v2_lines(0, 5),
+    )
+    .unwrap();
+    let out = dir.join("out.ndjson");
+    let pattern = incoming.join("*.log").display().to_string();
+    let config = write_config(
+        &dir,
+        &file_source(&[pattern], "follow = true\npoll_secs = 0.05"),
+        &file_sink(&out),
+    );
+    let child = flowlog(&["run"], &config).spawn().unwrap();
+    wait_until(|| lines(&out) == 5);
+    std::fs::write(
+        incoming.join("second.log"),
+        flowlog_test_receivers::corpus::v2_lines(5, 7),
+    )
+    .unwrap();
+    wait_until(|| lines(&out) == 12);
+    let (ok, log) = common::runs::finish(terminate(child), &config);
+    assert!(ok, "{log}");
+    assert_eq!(lines(&out), 12);
+}
+
+#[test]
+fn an_unreadable_input_fails_the_start_with_permission_denied() {
+    let dir = tempdir();
+    let input = dir.join("secret.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 3)).unwrap();
+    set_mode(&input, 0o000);
+    let out = dir.join("out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&out),
+    );
+    let (ok, printed) = run_to_end(as_unprivileged(flowlog(&["run"], &config)));
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{}: Permission denied", input.display())),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_firehose_port_in_use_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let dir = tempdir();
+    let source = format!("type = \"firehose\"\naddress = \"{address}\"\naccess_key = \"k\"");
+    let config = write_config(&dir, &source, &file_sink(&dir.join("out.ndjson")));
+    let (ok, printed) = run(&config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "source vpc: cannot listen on {address}: Address already in use"
+        )),
+        "{printed}"
+    );
+}
+
+#[test]
+fn an_unreadable_directory_fails_the_start() {
+    let dir = tempdir();
+    let missing = dir.join("no-such-dir");
+    let source = format!("type = \"directory\"\npath = \"{}\"", missing.display());
+    let config = write_config(&dir, &source, &file_sink(&dir.join("out.ndjson")));
+    let (ok, printed) = run(&config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{}: No such file or directory", missing.display())),
+        "{printed}"
+    );
+}
+
+#[test]
+fn check_creates_nothing_and_says_what_run_would_create() {
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 3)).unwrap();
+    let out = dir.join("archive/2026/out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&out),
+    );
+    let before = listing(&dir);
+    let (ok, printed) = run_to_end(flowlog(&["check"], &config));
+    assert!(ok, "{printed}");
+    assert_eq!(
+        listing(&dir),
+        before,
+        "check changed the file system: {printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "ok   sink out (file): {} does not exist; run would create it, with the directories {}, {}",
+            out.display(),
+            dir.join("archive").display(),
+            dir.join("archive/2026").display()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "ok   data_dir: {} does not exist; run would create it",
+            dir.join("data").display()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("ok   api: off (no [api] address)"),
+        "{printed}"
+    );
+
+    // A path that cannot be created fails check, still creating nothing.
+    let blocked = dir.join("flows.log/out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&blocked),
+    );
+    let before = listing(&dir);
+    let (ok, printed) = run_to_end(flowlog(&["check"], &config));
+    assert!(!ok, "{printed}");
+    assert_eq!(listing(&dir), before);
+    assert!(printed.contains("FAIL sink out (file)"), "{printed}");
+    assert!(printed.contains("is not a directory"), "{printed}");
+}
+
+#[test]
+fn check_bind_tests_the_api_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 1)).unwrap();
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&dir.join("out.ndjson")),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("[api]\n", &format!("[api]\naddress = \"{address}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let (ok, printed) = run_to_end(flowlog(&["check"], &config));
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains(&format!("FAIL api: cannot listen on {address}")),
+        "{printed}"
+    );
+}
+
+#[test]
+fn without_an_api_table_nothing_listens() {
+    // The old default port, held here: a run that still listened there would fail.
+    let held = std::net::TcpListener::bind("127.0.0.1:9598");
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 4)).unwrap();
+    let out = dir.join("out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&out),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[api]\n", "");
+    std::fs::write(&config, text).unwrap();
+    let (ok, printed) = run(&config);
+    assert!(ok, "{printed}");
+    assert_eq!(lines(&out), 4);
+    drop(held);
+}
+
+#[test]
+fn every_printing_command_ends_quietly_on_a_closed_stdout() {
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 1)).unwrap();
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&dir.join("out.ndjson")),
+    );
+    let config = config.display().to_string();
+    for args in [
+        vec!["check", "--config", config.as_str()],
+        vec!["schema", "--component-template"],
+        vec!["schema", "--ecs-fields"],
+        vec!["fields"],
+        vec!["fields", "--csv"],
+    ] {
+        // The reading end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog"))
+            .args(&args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn health_tells_a_failing_source_and_the_errors_are_counted() {
+    let dir = tempdir();
+    let incoming = dir.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let source = format!(
+        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
+        incoming.display()
+    );
+    let config = write_config(&dir, &source, &file_sink(&dir.join("out.ndjson")));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[api]\n",
+        &format!("[api]\naddress = \"{api}\"\nunhealthy_after_secs = 0.5\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let child = flowlog(&["run"], &config).spawn().unwrap();
+    wait_until(|| get(api, "/health").is_some_and(|(code, _)| code == 200));
+    let (_, body) = get(api, "/health").unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["components"]["source vpc"]["status"], "ok", "{body}");
+
+    // The directory goes away under the running source.
+    let moved = dir.join("moved");
+    std::fs::rename(&incoming, &moved).unwrap();
+    wait_until(|| get(api, "/health").is_some_and(|(code, _)| code == 503));
+    let (_, body) = get(api, "/health").unwrap();
+    assert_eq!(body["status"], "failing", "{body}");
+    let component = &body["components"]["source vpc"];
+    assert_eq!(component["status"], "failing", "{body}");
+    let last = component["last_error"].as_str().unwrap();
+    assert!(last.contains("No such file or directory"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("source vpc"),
+        "{body}"
+    );
+    let metrics = get_text(api, "/metrics");
+    let counted = metrics.lines().find(|l| {
+        l.starts_with("flowlog_component_errors_total{")
+            && l.contains(r#"component="vpc""#)
+            && l.contains(r#"kind="list""#)
+    });
+    let count: f64 = counted
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no error series: {metrics}"));
+    assert!(count >= 1.0, "{metrics}");
+
+    // Back: healthy again at the next poll.
+    std::fs::rename(&moved, &incoming).unwrap();
+    wait_until(|| get(api, "/health").is_some_and(|(code, _)| code == 200));
+    let (ok, log) = common::runs::finish(terminate(child), &config);
+    assert!(ok, "{log}");
+}
+
+/// `GET path` on `address`: the status and the body as JSON.
+fn get(address: std::net::SocketAddr, path: &str) -> Option<(u16, serde_json::Value)> {
+    let text = request(address, path)?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, serde_json::from_str(body).ok()?))
+}
+
+fn get_text(address: std::net::SocketAddr, path: &str) -> String {
+    let text = request(address, path).expect("an answer");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn request(address: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Every path under `dir` (what a command may not change).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            // The test's own log of each command is not the command's doing.
+            if path.extension().is_some_and(|e| e == "stderr") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            all.push(path.display().to_string());
+        }
+    }
+    all.sort();
+    all
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `command` without the capabilities that let root read any file, when the tests run
+/// as root (as in CI containers): file permissions then apply to it as to anyone.
+fn as_unprivileged(command: std::process::Command) -> std::process::Command {
+    // SAFETY: geteuid only reads the process's credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        return command;
+    }
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
+    wrapped.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn terminate(child: std::process::Child) -> std::process::Child {
+    // SAFETY: kill sends a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child
+}
