@@ -4,15 +4,38 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `flowlog --version`: the version and commit; the long form adds the cargo features.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOWLOG_COMMIT"), ")");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FLOWLOG_COMMIT"),
+    ")\nfeatures: ",
+    env!("FLOWLOG_FEATURES")
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "flowlog",
-    version,
-    about = "Decode, normalize and deliver AWS VPC and Transit Gateway flow logs"
+    version = VERSION,
+    long_version = LONG_VERSION,
+    about = "Decode, normalize and deliver AWS VPC and Transit Gateway flow logs",
+    after_help = "Logs go to standard error. RUST_LOG filters them as tracing's EnvFilter \
+                  reads it (e.g. RUST_LOG=flowlog_source_sqs=debug,info); --log-level \
+                  sets one level for everything instead."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level (error, warn, info, debug, trace); overrides RUST_LOG. Default: RUST_LOG,
+    /// else info.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,11 +50,22 @@ pub enum Command {
     /// source has ended or SIGTERM/SIGINT (then drain in-flight batches and exit).
     Run(RunArgs),
     /// Validate a configuration, reach each source and sink, and report what was found.
-    Check(RunArgs),
+    Check(ConfigArgs),
     /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
     Fields(FieldsArgs),
     /// Print what `--to ecs` writes: its field list, or an Elasticsearch component template.
     Schema(SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `flowlog man > /usr/local/share/man/man1/flowlog.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -138,14 +172,22 @@ pub struct EnrichArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ConfigArgs {
     /// The configuration file (TOML; see the README's "Forwarding" section).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
+}
 
-    /// Log format on standard error.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Read what the sources hold now (a directory listed once, followed files to their
+    /// current end, a queue until it is empty), deliver it, and exit: 0 when everything
+    /// read was delivered, 1 when anything was dead-lettered or failed.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,12 +5,11 @@ use std::process::ExitCode;
 
 use flowlog_registry::Config;
 
-use crate::cli::{LogFormat, RunArgs};
+use crate::cli::{ConfigArgs, RunArgs};
 use crate::output::{outln, Out};
 
-/// Sets up logging and loads the configuration (exit status 2 if it is invalid).
-fn start(args: &RunArgs) -> Result<Config, ExitCode> {
-    init_logs(args.log_format);
+/// Loads the configuration (exit status 2 if it is invalid).
+fn start(args: &ConfigArgs) -> Result<Config, ExitCode> {
     Config::load(&args.config).map_err(|e| {
         eprintln!("flowlog: {e}");
         ExitCode::from(2)
@@ -18,11 +17,12 @@ fn start(args: &RunArgs) -> Result<Config, ExitCode> {
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let config = match start(&args) {
+    let config = match start(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match flowlog_pipeline::run(config) {
+    let options = flowlog_pipeline::RunOptions { once: args.once };
+    match flowlog_pipeline::run(config, options) {
         Ok(summary) => {
             let mut code = ExitCode::SUCCESS;
             if let Some((name, e)) = summary.failed_sink {
@@ -31,6 +31,17 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
             if let Some((name, e)) = summary.failed_source {
                 tracing::error!(source = %name, "failed: {e}");
+                code = ExitCode::FAILURE;
+            }
+            if args.once && summary.abandoned {
+                tracing::error!("not everything read was delivered before the shutdown deadline");
+                code = ExitCode::FAILURE;
+            }
+            if args.once && summary.dead_letters > 0 {
+                tracing::error!(
+                    "{} record(s) were dead-lettered (see the dead-letter file)",
+                    summary.dead_letters
+                );
                 code = ExitCode::FAILURE;
             }
             code
@@ -42,7 +53,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-pub fn check(args: RunArgs) -> ExitCode {
+pub fn check(args: ConfigArgs) -> ExitCode {
     let config = match start(&args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -65,18 +76,4 @@ pub fn check(args: RunArgs) -> ExitCode {
         false => ExitCode::FAILURE,
     };
     out.finish(code)
-}
-
-/// Logs on standard error; `RUST_LOG` filters (default `info`).
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -31,9 +31,13 @@ fn lines(path: &Path) -> usize {
 /// not end (a source retrying forever what cannot work) fails the test instead of hanging
 /// it.
 fn run(config: &Path) -> (bool, String) {
+    run_with(&["run"], config)
+}
+
+fn run_with(args: &[&str], config: &Path) -> (bool, String) {
     // Logs go to a file (see `flowlog`): a pipe read only at the end could fill and stall
     // the very run being waited for.
-    let mut child = flowlog(&["run"], config).spawn().unwrap();
+    let mut child = flowlog(args, config).spawn().unwrap();
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -186,6 +190,71 @@ fn an_unreadable_directory_fails_the_start() {
 }
 
 #[test]
+fn a_synced_tree_is_read_recursively_and_once_ends_the_run() {
+    let dir = tempdir();
+    let root = dir.join("archive");
+    let days = root.join("AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/08");
+    for (day, from) in [("01", 0), ("02", 10)] {
+        std::fs::create_dir_all(days.join(day)).unwrap();
+        let name = format!("123456789012_vpcflowlogs_us-east-1_fl-1_202608{day}T0000Z_x.log");
+        let text = flowlog_test_receivers::corpus::v2_lines(from, 10);
+        std::fs::write(days.join(day).join(name), text).unwrap();
+    }
+    // Being written (a leading dot) and beyond max_depth: left alone.
+    std::fs::write(days.join("01/.partial.log"), "junk\n").unwrap();
+    let out = dir.join("out.ndjson");
+    let source = format!("type = \"directory\"\npath = \"{}\"", root.display());
+    let config = write_config(&dir, &source, &file_sink(&out));
+    let (ok, printed) = run_with(&["run", "--once"], &config);
+    assert!(ok, "{printed}");
+    assert_eq!(lines(&out), 20);
+    // Again: everything is checkpointed, nothing is read twice.
+    let (ok, printed) = run_with(&["run", "--once"], &config);
+    assert!(ok, "{printed}");
+    assert_eq!(lines(&out), 20);
+
+    // Not recursive, or not deep enough: the tree is not read.
+    let shallow = format!("{source}\nmax_depth = 3");
+    let other = dir.join("other.ndjson");
+    let config = write_config(&dir, &shallow, &file_sink(&other));
+    std::fs::remove_dir_all(dir.join("data")).unwrap();
+    let (ok, printed) = run_with(&["run", "--once"], &config);
+    assert!(ok, "{printed}");
+    assert_eq!(lines(&other), 0);
+}
+
+#[test]
+fn a_finite_run_with_dead_letters_exits_non_zero_with_the_count() {
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    let mut text = flowlog_test_receivers::corpus::v2_lines(0, 3);
+    text.push_str("2 not a flow log line\n");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.join("out.ndjson");
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], "follow = true"),
+        &file_sink(&out),
+    );
+    let (ok, printed) = run_with(&["run", "--once"], &config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("1 record(s) were dead-lettered"),
+        "{printed}"
+    );
+    assert_eq!(lines(&out), 3);
+
+    let source = "type = \"firehose\"\naddress = \"127.0.0.1:0\"\naccess_key = \"k\"";
+    let config = write_config(&dir, source, &file_sink(&out));
+    let (ok, printed) = run_with(&["run", "--once"], &config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("cannot be part of a finite run"),
+        "{printed}"
+    );
+}
+
+#[test]
 fn check_creates_nothing_and_says_what_run_would_create() {
     let dir = tempdir();
     let input = dir.join("flows.log");
@@ -303,6 +372,8 @@ fn every_printing_command_ends_quietly_on_a_closed_stdout() {
         vec!["schema", "--ecs-fields"],
         vec!["fields"],
         vec!["fields", "--csv"],
+        vec!["completions", "bash"],
+        vec!["man"],
     ] {
         // The reading end is closed before the command starts: its first write fails.
         let (reader, writer) = std::io::pipe().unwrap();
@@ -405,6 +476,39 @@ fn request(address: std::net::SocketAddr, path: &str) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
+}
+
+#[test]
+fn version_names_the_commit_and_features_and_completions_and_man_come_from_the_cli() {
+    let flowlog = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let version = flowlog(&["--version"]);
+    let first = version.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("flowlog {} (", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    let features = version.lines().nth(1).unwrap();
+    assert!(features.starts_with("features: "), "{version}");
+    // The test build has the default features.
+    for feature in ["source-file", "source-sqs", "sink-splunk-hec", "sink-otlp"] {
+        assert!(
+            features.split(' ').any(|f| f == feature),
+            "{feature}: {version}"
+        );
+    }
+    assert!(flowlog(&["completions", "bash"]).contains("_flowlog()"));
+    assert!(flowlog(&["completions", "zsh"]).contains("#compdef flowlog"));
+    assert!(flowlog(&["completions", "fish"]).contains("complete -c flowlog"));
+    let man = flowlog(&["man"]);
+    assert!(man.contains(".TH flowlog 1"), "{man}");
+    assert!(man.contains("transform"), "subcommands are listed");
 }
 
 /// Every path under `dir` (what a command may not change).

@@ -19,8 +19,9 @@
 //!
 //! `${NAME}` is replaced by the environment variable `NAME` (`$$` is a literal `$`), as
 //! the TOML text allows: not in comments, escaped inside `"..."` strings (see
-//! [`interpolate`]); an unset variable is an error. Unknown keys are errors, reported with
-//! the line they are on.
+//! [`interpolate`]); an unset variable is an error, `${NAME:-default}` gives a default and
+//! `${NAME:?message}` a message of one's own. A `format` value is AWS's `${field}` syntax
+//! and is copied as it is. Unknown keys are errors, reported with the line they are on.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -350,6 +351,8 @@ pub fn interpolate(
 ) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
     let mut context = Context::Bare;
+    // The string being read is a `format` value: AWS's own `${field}` syntax, copied.
+    let mut verbatim = false;
     let mut line = 1;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
@@ -380,11 +383,13 @@ pub fn interpolate(
             (Context::Bare, '"') => {
                 let multi = starts("\"\"\"");
                 context = Context::Basic { multi };
+                verbatim = assigns_format(&out);
                 take(if multi { 3 } else { 1 }, &mut out, &mut rest);
             }
             (Context::Bare, '\'') => {
                 let multi = starts("\'\'\'");
                 context = Context::Literal { multi };
+                verbatim = assigns_format(&out);
                 take(if multi { 3 } else { 1 }, &mut out, &mut rest);
             }
             (Context::Basic { .. }, '\\') => {
@@ -403,6 +408,7 @@ pub fn interpolate(
                 context = Context::Bare;
                 take(if multi { 3 } else { 1 }, &mut out, &mut rest);
             }
+            (_, '$') if verbatim => take(1, &mut out, &mut rest),
             (_, '$') if starts("$$") => {
                 out.push('$');
                 rest = &rest[2..];
@@ -413,17 +419,7 @@ pub fn interpolate(
                     .find('}')
                     .filter(|&e| !body[..e].contains('\n'))
                     .ok_or_else(|| (line, "`${` without a closing `}`".to_string()))?;
-                let name = &body[..end];
-                let valid =
-                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid {
-                    return Err((
-                        line,
-                        format!("`${{{name}}}` is not an environment variable name"),
-                    ));
-                }
-                let value = lookup(name)
-                    .ok_or_else(|| (line, format!("environment variable {name} is not set")))?;
+                let (name, value) = expand(&body[..end], &lookup).map_err(|m| (line, m))?;
                 place(&mut out, context, name, &value).map_err(|message| (line, message))?;
                 rest = &body[end + 1..];
             }
@@ -431,6 +427,62 @@ pub fn interpolate(
         }
     }
     Ok(out)
+}
+
+/// Whether the string about to open is the value of a `format` key (`format = "`,
+/// `sources.vpc.format = '`, `{ format = "`): flow-log formats are written in AWS's own
+/// `${field}` syntax, as copied from the console, so they are not interpolated.
+fn assigns_format(before: &str) -> bool {
+    let start = before.rfind(['\n', '{', ',']).map_or(0, |i| i + 1);
+    let Some(key) = before[start..].trim_end().strip_suffix('=') else {
+        return false;
+    };
+    let key = key.trim();
+    key == "format" || key.ends_with(".format")
+}
+
+/// The value of one `${...}`: `NAME`, `NAME:-default` (unset or empty: the default) or
+/// `NAME:?message` (unset or empty: an error with the message), as POSIX shells and
+/// Compose read them. (The forms without `:` are not taken: `${account-id}` would read as
+/// a default, where a user meant a flow-log field.)
+fn expand<'a>(
+    expression: &'a str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(&'a str, String), String> {
+    let name_end = expression
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(expression.len());
+    let (name, operator) = expression.split_at(name_end);
+    let not_a_name = || {
+        format!(
+            "`${{{expression}}}` is not an environment variable (a flow-log field in AWS's \
+             `${{field}}` syntax is read as it is only in `format`; elsewhere `$${{` is a \
+             literal `${{`)"
+        )
+    };
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(not_a_name());
+    }
+    let value = lookup(name).filter(|v| operator.is_empty() || !v.is_empty());
+    if operator.is_empty() {
+        return value
+            .map(|v| (name, v))
+            .ok_or_else(|| format!("environment variable {name} is not set"));
+    }
+    if let Some(default) = operator.strip_prefix(":-") {
+        return Ok((name, value.unwrap_or_else(|| default.to_string())));
+    }
+    if let Some(message) = operator.strip_prefix(":?") {
+        let message = if message.is_empty() {
+            "is not set"
+        } else {
+            message
+        };
+        return value
+            .map(|v| (name, v))
+            .ok_or_else(|| format!("environment variable {name}: {message}"));
+    }
+    Err(not_a_name())
 }
 
 /// Writes `value` where `context` says; the error names the variable, never its value.
@@ -616,6 +668,66 @@ mod tests {
             (3, "environment variable B is not set".to_string())
         );
         assert!(interpolate("${A", env).is_err());
-        assert!(interpolate("${A-B}", env).is_err());
+        assert!(interpolate("${A+B}", env).is_err());
+    }
+
+    #[test]
+    fn defaults_and_required_variables_as_shells_read_them() {
+        let env = |name: &str| match name {
+            "SET" => Some("x".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let one = |text: &str| interpolate(text, env);
+        assert_eq!(one("${SET:-d}").unwrap(), "x");
+        assert_eq!(one("${EMPTY:-d}").unwrap(), "d");
+        assert_eq!(one("${UNSET:-d}").unwrap(), "d");
+        assert_eq!(one("a = \"${UNSET:-}\"").unwrap(), "a = \"\"");
+        assert_eq!(
+            one("a = \"${UNSET:-http://h:9200}\"").unwrap(),
+            "a = \"http://h:9200\""
+        );
+        assert_eq!(one("${SET:?needed}").unwrap(), "x");
+        assert_eq!(
+            one("\n${EMPTY:?set the token}").unwrap_err(),
+            (2, "environment variable EMPTY: set the token".to_string())
+        );
+        assert!(one("${UNSET:?}")
+            .unwrap_err()
+            .1
+            .contains("UNSET: is not set"));
+        // A plain name that is set but empty is what it is.
+        assert_eq!(one("a = \"${EMPTY}\"").unwrap(), "a = \"\"");
+        for odd in ["${UNSET-d}", "${SET?m}", "${SET:+x}"] {
+            assert!(
+                one(odd)
+                    .unwrap_err()
+                    .1
+                    .contains("not an environment variable"),
+                "{odd}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_format_is_read_in_aws_syntax_and_only_a_format() {
+        let env = |name: &str| (name == "TOKEN").then(|| "t".to_string());
+        let text = "format = \"${version} ${account-id} ${srcaddr}\"\n\
+                    token = \"${TOKEN}\"\n\
+                    sources.vpc.format = '${version} ${tgw-id}'\n\
+                    s = { format = \"${version}\", other = \"${TOKEN}\" }\n";
+        let out = interpolate(text, env).unwrap();
+        assert_eq!(
+            out,
+            "format = \"${version} ${account-id} ${srcaddr}\"\ntoken = \"t\"\n\
+             sources.vpc.format = '${version} ${tgw-id}'\n\
+             s = { format = \"${version}\", other = \"t\" }\n"
+        );
+        // Elsewhere a field name is not a variable: the message says where it is read.
+        let err = interpolate("path = \"${account-id}\"", env).unwrap_err();
+        assert!(err.1.contains("only in `format`"), "{}", err.1);
+        assert!(err.1.contains("account-id"), "{}", err.1);
+        // A format key's name as a value is not a format.
+        assert!(interpolate("x = \"format = ${version}\"", env).is_err());
     }
 }

@@ -77,6 +77,13 @@ pub enum RunError {
     Source { name: String, source: SourceError },
 }
 
+/// How to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Read what the sources hold now, deliver it, and end (see `SourceContext::once`).
+    pub once: bool,
+}
+
 /// How a run ended.
 #[derive(Debug, Default)]
 pub struct RunSummary {
@@ -86,6 +93,8 @@ pub struct RunSummary {
     pub failed_sink: Option<(String, SinkError)>,
     /// A source could not do its job (an input it names could not be read).
     pub failed_source: Option<(String, SourceError)>,
+    /// Records written to the dead letter during the run.
+    pub dead_letters: u64,
 }
 
 /// Channel capacities: a few batches between stages, enough to keep each stage busy,
@@ -100,7 +109,7 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Runs the pipeline until every source has ended (files read once, stdin) or a
 /// shutdown signal (SIGINT, SIGTERM) arrives.
-pub fn run<S, K>(config: Config<S, K>) -> Result<RunSummary, RunError>
+pub fn run<S, K>(config: Config<S, K>, options: RunOptions) -> Result<RunSummary, RunError>
 where
     S: Configured<dyn SourceKind>,
     K: Configured<dyn SinkKind>,
@@ -115,10 +124,10 @@ where
             path: PathBuf::new(),
             source: e,
         })?;
-    runtime.block_on(run_async(config))
+    runtime.block_on(run_async(config, options))
 }
 
-async fn run_async<S, K>(config: Config<S, K>) -> Result<RunSummary, RunError>
+async fn run_async<S, K>(config: Config<S, K>, options: RunOptions) -> Result<RunSummary, RunError>
 where
     S: Configured<dyn SourceKind>,
     K: Configured<dyn SinkKind>,
@@ -136,7 +145,7 @@ where
     // sources' paths and ports, then the sinks' settings.
     let (batches, batches_rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
     let stop = Arc::new(Stop::default());
-    let built = build_sources(&config, &state, batches, &stop)?;
+    let built = build_sources(&config, &state, batches, &stop, options)?;
     let (sink_inputs, mut sinks) = start_sinks(&config, &state)?;
     let transform = start_transform(&config, &state, batches_rx, sink_inputs)?;
     let mut sources = start_sources(built);
@@ -178,6 +187,7 @@ where
         .await
         .expect("saving does not panic")
         .map_err(io("checkpoints in", &config.data_dir))?;
+    summary.dead_letters = state.dead_letters.written();
     Ok(summary)
 }
 
@@ -337,6 +347,7 @@ fn build_sources<S, K>(
     state: &State,
     batches: mpsc::Sender<Envelope>,
     stop: &Arc<Stop>,
+    options: RunOptions,
 ) -> Result<Built, RunError>
 where
     S: Configured<dyn SourceKind>,
@@ -365,6 +376,7 @@ where
             batch_rows: config.transform.batch_rows,
             keep_lines: needs.lines,
             runtime: tokio::runtime::Handle::current(),
+            once: options.once,
         };
         let source = spec.build(ctx).map_err(|source| RunError::Source {
             name: name.clone(),

@@ -105,6 +105,11 @@ impl DeadLetterFile {
         &self.path
     }
 
+    /// Dead letters written since the store was opened (this run's).
+    pub fn written(&self) -> u64 {
+        self.metrics.dead_letters.get()
+    }
+
     /// Whether the store is at its cap (what `/health` reports, and what a source asks
     /// before taking in more). A full store looks again, at most once a second, at what
     /// its rotated files hold, so that moving them away is noticed without a write.

@@ -128,6 +128,9 @@ pub struct SourceContext {
     pub keep_lines: bool,
     /// The pipeline's runtime: blocking sources wait on the channel through it.
     pub runtime: tokio::runtime::Handle,
+    /// A finite run (`flowlog run --once`): read what is there now, then end (a directory
+    /// listed once, followed files read to their current end, a queue until it is empty).
+    pub once: bool,
 }
 
 impl SourceContext {
@@ -493,6 +496,7 @@ mod tests {
             batch_rows: 8192,
             keep_lines: false,
             runtime: tokio::runtime::Handle::current(),
+            once: false,
         };
         let records = arrow_array::RecordBatch::new_empty(flowlog_model::canonical_schema());
         let batch = FlowBatch::new(

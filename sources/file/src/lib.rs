@@ -41,7 +41,8 @@ impl SourceKind for FileSource {
 
     fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
         let inputs = inputs(&self.paths)?;
-        let (follow, poll) = (self.follow, secs(self.poll_secs));
+        // A finite run reads followed files to their current end, like files read once.
+        let (follow, poll) = (self.follow && !ctx.once, secs(self.poll_secs));
         let source = if follow {
             files_to_follow(&inputs)?;
             threaded(ctx, move |ctx| {
@@ -118,10 +119,7 @@ impl SourceKind for DirectorySource {
         std::fs::read_dir(&self.path)
             .map_err(|e| SourceError::Unavailable(format!("{}: {e}", self.path.display())))?;
         let settings = self.clone();
-        Ok(threaded(ctx, move |ctx| {
-            read_directory(ctx, &settings.path, secs(settings.poll_secs));
-            Ok(())
-        }))
+        Ok(threaded(ctx, move |ctx| read_directory(ctx, &settings)))
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
@@ -221,33 +219,42 @@ fn follow_files(ctx: &SourceContext, inputs: &[Input], poll: Duration) {
     });
 }
 
-/// Reads every object put in `dir`, once each, in name order; looks again every `poll`.
-/// Names starting with `.` are left alone (objects being written, by convention).
-fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
+/// Reads every object put in the directory (and, when recursive, in its subdirectories:
+/// the tree `aws s3 sync` leaves), once each, in path order; looks again every poll, or
+/// ends after one pass in a finite run. Names starting with `.` are left alone (objects
+/// being written, by convention).
+fn read_directory(ctx: &SourceContext, settings: &DirectorySource) -> Result<(), SourceError> {
+    let dir = settings.path.as_path();
+    let depth = if settings.recursive {
+        settings.max_depth
+    } else {
+        0
+    };
+    let poll = secs(settings.poll_secs);
     // The listing's error, logged when it starts or changes rather than at every poll
     // (it is counted every time, and /health tells how long it has lasted).
     let mut listing_error: Option<String> = None;
     loop {
         // The poll is a success only if the listing and every read in it were.
-        let mut failed = false;
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
+        let mut failed = Vec::new();
+        match list_objects(dir, depth) {
+            Ok((paths, unlisted)) => {
                 if listing_error.take().is_some() {
                     tracing::info!(source = %ctx.name, "{}: listing again", dir.display());
                 }
-                let mut paths: Vec<_> = entries
-                    .filter_map(Result::ok)
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .map(|e| e.path())
-                    .collect();
-                paths.sort();
-                forget_removed(&ctx.checkpoints, dir, &paths);
+                for problem in unlisted {
+                    tracing::warn!(source = %ctx.name, "{problem}");
+                    ctx.metrics.error("list", &problem);
+                    failed.push(problem);
+                }
+                forget_removed(&ctx.checkpoints, dir, depth > 0, &paths);
                 for path in paths {
                     if ctx.stopping() {
-                        return;
+                        return Ok(());
                     }
-                    failed |= !read_once(ctx, &path);
+                    if let Err(problem) = read_once(ctx, &path) {
+                        failed.push(problem);
+                    }
                 }
             }
             Err(e) => {
@@ -256,29 +263,72 @@ fn read_directory(ctx: &SourceContext, dir: &Path, poll: Duration) {
                     tracing::error!(source = %ctx.name, "{message}; trying again every poll");
                 }
                 ctx.metrics.error("list", &message);
-                listing_error = Some(message);
-                failed = true;
+                listing_error = Some(message.clone());
+                failed.push(message);
             }
         }
-        if !failed {
+        if failed.is_empty() {
             ctx.metrics.recovered();
         }
+        if ctx.once {
+            return match failed.is_empty() {
+                true => Ok(()),
+                false => Err(SourceError::Inputs(failed)),
+            };
+        }
         if sleep_unless_stopped(ctx, poll) {
-            return;
+            return Ok(());
         }
     }
 }
 
+/// The objects under `dir` down to `depth` levels of subdirectories, in path order, and
+/// the subdirectories that could not be listed. Entries whose names start with `.` and
+/// symbolic links are left alone. An error: `dir` itself cannot be listed.
+fn list_objects(dir: &Path, depth: usize) -> std::io::Result<(Vec<PathBuf>, Vec<String>)> {
+    let mut files = Vec::new();
+    let mut unlisted = Vec::new();
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((current, level)) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(e) if current == dir => return Err(e),
+            Err(e) => {
+                unlisted.push(format!("{}: {e}", current.display()));
+                continue;
+            }
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                Ok(t) if t.is_dir() && level < depth => pending.push((entry.path(), level + 1)),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    Ok((files, unlisted))
+}
+
 /// Drops the checkpoints of delivered objects that are no longer in `dir` (`present`
-/// is its listing): a drop box sees a stream of new names, and the checkpoints of the
-/// ones cleaned up would otherwise pile up forever. An object that is still there keeps
-/// its checkpoint, so it is not read again.
-fn forget_removed(checkpoints: &Checkpoints, dir: &Path, present: &[PathBuf]) {
+/// is its listing; `tree`: anywhere under it): a drop box sees a stream of new names, and
+/// the checkpoints of the ones cleaned up would otherwise pile up forever. An object that
+/// is still there keeps its checkpoint, so it is not read again.
+fn forget_removed(checkpoints: &Checkpoints, dir: &Path, tree: bool, present: &[PathBuf]) {
     // Compared as keys, as the checkpoints were stored: a name that is not UTF-8 then
     // still matches its own checkpoint instead of looking removed (and being read again).
     let present: std::collections::HashSet<String> = present.iter().map(|p| key_of(p)).collect();
     checkpoints.retain(|key, checkpoint| {
-        !(checkpoint.done && Path::new(key).parent() == Some(dir) && !present.contains(key))
+        let path = Path::new(key);
+        let here = if tree {
+            path.starts_with(dir)
+        } else {
+            path.parent() == Some(dir)
+        };
+        !(checkpoint.done && here && !present.contains(key))
     });
 }
 
@@ -320,17 +370,14 @@ fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOpti
 
 /// Reads one object of a directory to its end unless its checkpoint says it was
 /// delivered already. One that cannot be read is reported and skipped (it is read again
-/// at the next poll); the source goes on. False if it could not be read.
-fn read_once(ctx: &SourceContext, path: &Path) -> bool {
-    match open_and_read(ctx, path, None) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(source = %ctx.name, "{}: {e}", path.display());
-            ctx.metrics
-                .error("read", format!("{}: {e}", path.display()));
-            false
-        }
-    }
+/// at the next poll); the source goes on. The error names the object.
+fn read_once(ctx: &SourceContext, path: &Path) -> Result<(), String> {
+    open_and_read(ctx, path, None).map(|_| ()).map_err(|e| {
+        let what = format!("{}: {e}", path.display());
+        tracing::error!(source = %ctx.name, "{what}");
+        ctx.metrics.error("read", &what);
+        what
+    })
 }
 
 /// Follows `path` through rotations and truncations until shutdown. A path that is not
@@ -574,7 +621,12 @@ mod tests {
         }
         checkpoints.set(&key_of(&odd), done.clone());
         checkpoints.set("/drop/reading.log", FileCheckpoint::default());
-        forget_removed(&checkpoints, dir, &[dir.join("kept.log"), odd.clone()]);
+        forget_removed(
+            &checkpoints,
+            dir,
+            false,
+            &[dir.join("kept.log"), odd.clone()],
+        );
         assert!(checkpoints.get("/drop/kept.log").is_some());
         // A name that is not UTF-8 still matches its own (lossy) key.
         assert!(checkpoints.get(&key_of(&odd)).is_some());

@@ -22,12 +22,19 @@ pub struct FileSource {
     pub poll_secs: f64,
 }
 
-/// `type = "directory"`: every object put in a directory is read once (any envelope:
-/// gzip, Parquet, CloudWatch Logs or Firehose JSON, text).
+/// `type = "directory"`: every object put in a directory (and its subdirectories) is read
+/// once (any envelope: gzip, Parquet, CloudWatch Logs or Firehose JSON, text).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySource {
     pub path: PathBuf,
+    /// Read subdirectories too (the `AWSLogs/<account>/vpcflowlogs/<region>/YYYY/MM/DD/`
+    /// tree that `aws s3 sync` leaves).
+    #[serde(default = "default_recursive")]
+    pub recursive: bool,
+    /// Levels of subdirectories read when recursive (AWS's hourly layout is 8 deep).
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
     pub format: Option<String>,
     /// Seconds between looks for new objects.
     #[serde(default = "default_poll")]
@@ -43,6 +50,14 @@ pub struct StdinSource {
 
 fn default_poll() -> f64 {
     1.0
+}
+
+fn default_recursive() -> bool {
+    true
+}
+
+fn default_max_depth() -> usize {
+    16
 }
 
 pub(crate) fn positive_poll(poll_secs: f64) -> Result<(), SourceError> {

@@ -54,6 +54,11 @@ impl SourceKind for FirehoseSource {
     }
 
     fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+        if ctx.once {
+            return Err(SourceError::Config(
+                "an HTTP endpoint has no end: it cannot be part of a finite run (--once)".into(),
+            ));
+        }
         let tls = self
             .tls
             .as_ref()

@@ -220,6 +220,11 @@ async fn receive(shared: Arc<Shared>) {
                 backoff = Duration::from_secs(1);
                 shared.ctx.metrics.recovered();
                 let messages = output.messages.unwrap_or_default();
+                if messages.is_empty() && shared.ctx.once {
+                    // A finite run ends once a receive finds the queue empty.
+                    tracing::info!(source = %shared.ctx.name, "the queue is empty: finishing");
+                    break;
+                }
                 if messages.is_empty() && settings.wait_time_secs == 0 {
                     // Short polling an empty queue: not in a tight loop.
                     tokio::select! {
