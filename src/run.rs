@@ -21,7 +21,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let options = flowlog_pipeline::RunOptions { once: args.once };
+    let options = flowlog_pipeline::RunOptions {
+        once: args.once,
+        config_path: Some(args.config.config.clone()),
+    };
     match flowlog_pipeline::run(config, options) {
         Ok(summary) => {
             let mut code = ExitCode::SUCCESS;

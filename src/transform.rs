@@ -24,6 +24,12 @@ const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: TransformArgs) -> ExitCode {
     let format = match args.format.as_deref().map(FlowFormat::parse).transpose() {
+        Ok(Some(format)) => {
+            for typo in format.likely_typos() {
+                eprintln!("flowlog: warning: --format: {typo}");
+            }
+            Some(format)
+        }
         Ok(f) => f,
         Err(err) => {
             eprintln!("flowlog: --format: {err}");

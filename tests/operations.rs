@@ -27,6 +27,28 @@ fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
 }
 
+/// `dir/flows.log` with `lines` v2 lines, read once by the source `vpc` into an ECS file
+/// sink writing `out`: the configuration's path.
+fn one_file(dir: &Path, lines: usize, out: &Path) -> std::path::PathBuf {
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, lines)).unwrap();
+    write_config(
+        dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(out),
+    )
+}
+
+/// `settings` (lines) in the configuration's `[api]` table.
+fn set_api(config: &Path, settings: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        text.replace("[api]\n", &format!("[api]\n{settings}\n")),
+    )
+    .unwrap();
+}
+
 /// `flowlog run` to its end: whether it succeeded, and what it logged. A run that does
 /// not end (a source retrying forever what cannot work) fails the test instead of hanging
 /// it.
@@ -255,16 +277,57 @@ fn a_finite_run_with_dead_letters_exits_non_zero_with_the_count() {
 }
 
 #[test]
-fn check_creates_nothing_and_says_what_run_would_create() {
+fn sighup_reloads_a_changed_sink_and_an_invalid_file_keeps_the_running_one() {
     let dir = tempdir();
     let input = dir.join("flows.log");
-    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 3)).unwrap();
-    let out = dir.join("archive/2026/out.ndjson");
-    let config = write_config(
-        &dir,
-        &file_source(&[input.display().to_string()], ""),
-        &file_sink(&out),
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 5)).unwrap();
+    let append = |from, n| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        let text = flowlog_test_receivers::corpus::v2_lines(from, n);
+        file.write_all(text.as_bytes()).unwrap();
+    };
+    let (first, second) = (dir.join("first.ndjson"), dir.join("second.ndjson"));
+    let source = file_source(
+        &[input.display().to_string()],
+        "follow = true\npoll_secs = 0.05",
     );
+    let config = write_config(&dir, &source, &file_sink(&first));
+    let mut command = flowlog(&["run"], &config);
+    command.env("RUST_LOG", "info");
+    let child = command.spawn().unwrap();
+    wait_until(|| lines(&first) == 5);
+
+    // The sink's output moves: after SIGHUP the old generation drains and the new one
+    // goes on from the checkpoint.
+    write_config(&dir, &source, &file_sink(&second));
+    signal(&child, libc::SIGHUP);
+    wait_until(|| logged(&config).contains("reload: the new configuration starts"));
+    append(5, 7);
+    wait_until(|| lines(&second) == 7);
+
+    // A file that does not parse: refused, logged, and the running configuration stays.
+    std::fs::write(&config, "data_dir = [").unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until(|| logged(&config).contains("reload refused"));
+    append(12, 3);
+    wait_until(|| lines(&second) == 10);
+
+    signal(&child, libc::SIGTERM);
+    let (ok, log) = common::runs::finish(child, &config);
+    assert!(ok, "{log}");
+    // Nothing lost, nothing sent twice: the first five before the reload, the rest after.
+    assert_eq!((lines(&first), lines(&second)), (5, 10), "{log}");
+}
+
+#[test]
+fn check_creates_nothing_and_says_what_run_would_create() {
+    let dir = tempdir();
+    let out = dir.join("archive/2026/out.ndjson");
+    let config = one_file(&dir, 3, &out);
     let before = listing(&dir);
     let (ok, printed) = run_to_end(flowlog(&["check"], &config));
     assert!(ok, "{printed}");
@@ -295,12 +358,7 @@ fn check_creates_nothing_and_says_what_run_would_create() {
     );
 
     // A path that cannot be created fails check, still creating nothing.
-    let blocked = dir.join("flows.log/out.ndjson");
-    let config = write_config(
-        &dir,
-        &file_source(&[input.display().to_string()], ""),
-        &file_sink(&blocked),
-    );
+    let config = one_file(&dir, 3, &dir.join("flows.log/out.ndjson"));
     let before = listing(&dir);
     let (ok, printed) = run_to_end(flowlog(&["check"], &config));
     assert!(!ok, "{printed}");
@@ -314,16 +372,8 @@ fn check_bind_tests_the_api_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
     let dir = tempdir();
-    let input = dir.join("flows.log");
-    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 1)).unwrap();
-    let config = write_config(
-        &dir,
-        &file_source(&[input.display().to_string()], ""),
-        &file_sink(&dir.join("out.ndjson")),
-    );
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace("[api]\n", &format!("[api]\naddress = \"{address}\"\n"));
-    std::fs::write(&config, text).unwrap();
+    let config = one_file(&dir, 1, &dir.join("out.ndjson"));
+    set_api(&config, &format!("address = \"{address}\""));
     let (ok, printed) = run_to_end(flowlog(&["check"], &config));
     assert!(!ok, "{printed}");
     assert!(
@@ -337,14 +387,8 @@ fn without_an_api_table_nothing_listens() {
     // The old default port, held here: a run that still listened there would fail.
     let held = std::net::TcpListener::bind("127.0.0.1:9598");
     let dir = tempdir();
-    let input = dir.join("flows.log");
-    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 4)).unwrap();
     let out = dir.join("out.ndjson");
-    let config = write_config(
-        &dir,
-        &file_source(&[input.display().to_string()], ""),
-        &file_sink(&out),
-    );
+    let config = one_file(&dir, 4, &out);
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("[api]\n", "");
@@ -358,13 +402,7 @@ fn without_an_api_table_nothing_listens() {
 #[test]
 fn every_printing_command_ends_quietly_on_a_closed_stdout() {
     let dir = tempdir();
-    let input = dir.join("flows.log");
-    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 1)).unwrap();
-    let config = write_config(
-        &dir,
-        &file_source(&[input.display().to_string()], ""),
-        &file_sink(&dir.join("out.ndjson")),
-    );
+    let config = one_file(&dir, 1, &dir.join("out.ndjson"));
     let config = config.display().to_string();
     for args in [
         vec!["check", "--config", config.as_str()],
@@ -409,11 +447,10 @@ fn health_tells_a_failing_source_and_the_errors_are_counted() {
         incoming.display()
     );
     let config = write_config(&dir, &source, &file_sink(&dir.join("out.ndjson")));
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[api]\n",
-        &format!("[api]\naddress = \"{api}\"\nunhealthy_after_secs = 0.5\n"),
+    set_api(
+        &config,
+        &format!("address = \"{api}\"\nunhealthy_after_secs = 0.5"),
     );
-    std::fs::write(&config, text).unwrap();
     let child = flowlog(&["run"], &config).spawn().unwrap();
     wait_until(|| get(api, "/health").is_some_and(|(code, _)| code == 200));
     let (_, body) = get(api, "/health").unwrap();
@@ -568,7 +605,11 @@ fn wait_until(mut done: impl FnMut() -> bool) {
 }
 
 fn terminate(child: std::process::Child) -> std::process::Child {
-    // SAFETY: kill sends a signal to the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     child
+}
+
+fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill sends a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, signal) };
 }

@@ -745,6 +745,22 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     assert!(!ok, "{printed}");
     assert!(printed.contains(&missing.queue_url), "{printed}");
     assert!(!printed.contains("check-secret-not-printed"), "{printed}");
+    // A queue that is not there is not a permission problem: no IAM hint.
+    assert!(!printed.contains("flowlog needs"), "{printed}");
+
+    // An endpoint nobody answers on: said so, again without the IAM hint.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&missing.endpoint, &closed);
+    std::fs::write(&config, text).unwrap();
+    let (ok, printed) = check(&config);
+    assert!(!ok, "{printed}");
+    assert!(printed.contains("could not be reached"), "{printed}");
+    assert!(!printed.contains("flowlog needs"), "{printed}");
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -8,6 +8,43 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+/// `address = "..."` in a configuration: `IP:port` (`[::1]:port` for IPv6), or
+/// `host:port` with the host name resolved when the file is read (its first address,
+/// which is what a server binds), so `localhost:8443` works as operators write it.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "`{text}` is not an address: write host:port or IP:port (e.g. 127.0.0.1:8443)"
+        ));
+    };
+    if port.parse::<u16>().is_err() || host.is_empty() {
+        return Err(format!("`{text}` is not host:port (a port is 0 to 65535)"));
+    }
+    use std::net::ToSocketAddrs;
+    match text.to_socket_addrs() {
+        Ok(mut found) => found
+            .next()
+            .ok_or_else(|| format!("`{host}` has no address")),
+        Err(e) => Err(format!("`{host}` cannot be resolved: {e}")),
+    }
+}
+
+/// Serde's side of [`parse_address`]: `#[serde(deserialize_with = "...::address")]`.
+pub fn address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_address(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`address`] for an optional key.
+pub fn optional_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    address(d).map(Some)
+}
+
 /// Binds `address` for a tokio server to take over (`TcpListener::from_std`), before
 /// anything else starts, so that a taken port fails the start, not a task later.
 pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -242,6 +242,34 @@ pub fn lookup(name: &str) -> Option<FieldId> {
         })
 }
 
+/// The catalogue's name nearest to `name` (at most two edits away, `_` read as `-`): what
+/// a user most likely meant by a name the catalogue does not know (`srcadr`).
+pub fn nearest(name: &str) -> Option<&'static str> {
+    let name = name.replace('_', "-");
+    FIELDS
+        .iter()
+        .map(|f| (edit_distance(&name, f.name), f.name))
+        .filter(|&(d, _)| d > 0 && d <= 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance over bytes (field names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// The catalogue as CSV (the content of `schemas/flow-log-fields.csv`).
 pub fn catalogue_csv() -> String {
     let mut out = String::from("name,column,since,family,kind,arrow_type,known_values,meaning\n");
@@ -265,6 +293,18 @@ pub fn catalogue_csv() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typo_finds_the_field_meant_and_a_new_name_finds_none() {
+        assert_eq!(nearest("srcadr"), Some("srcaddr"));
+        assert_eq!(nearest("account_ld"), Some("account-id"));
+        assert_eq!(nearest("srcaddr"), None, "a known name is not a typo");
+        assert_eq!(nearest("my-custom-tag"), None);
+        let format = crate::FlowFormat::parse("version srcadr dstaddr").unwrap();
+        let typos = format.likely_typos();
+        assert_eq!(typos.len(), 1);
+        assert!(typos[0].contains("did you mean `srcaddr`"), "{typos:?}");
+    }
 
     #[test]
     fn names_and_columns_are_unique_and_consistent() {

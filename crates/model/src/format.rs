@@ -115,6 +115,20 @@ impl FlowFormat {
         self.fields.is_empty()
     }
 
+    /// A warning per name the catalogue does not know but is close to one it does (a typo
+    /// such as `srcadr`, whose values would otherwise land in a field of that name).
+    pub fn likely_typos(&self) -> Vec<String> {
+        self.unknown_fields()
+            .filter_map(|name| {
+                let near = crate::catalogue::nearest(name)?;
+                Some(format!(
+                    "`{name}` is not a flow-log field (did you mean `{near}`?); its values \
+                     are kept under `{name}`"
+                ))
+            })
+            .collect()
+    }
+
     /// Names of the fields the catalogue does not know, in format order.
     pub fn unknown_fields(&self) -> impl Iterator<Item = &Arc<str>> {
         self.fields.iter().filter_map(|f| match f {

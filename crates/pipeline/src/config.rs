@@ -107,6 +107,10 @@ fn default_shutdown_timeout() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// `host:port` serving `/metrics` (Prometheus text) and `/health`.
+    #[serde(
+        default,
+        deserialize_with = "flowlog_component::listen::optional_address"
+    )]
     pub address: Option<SocketAddr>,
     /// Seconds a component may keep failing (a receiver down, a directory unreadable)
     /// before `/health` answers 503; until then it says `degraded`.
@@ -232,10 +236,7 @@ where
                 // Errors inside a tagged table (a source, a sink) point at its header:
                 // the key the message names is on a line of the table.
                 Some(span) => {
-                    let rest = &interpolated[span.start..];
-                    // (An error at the very end of the text has nothing after it.)
-                    let after = rest.get(1..).unwrap_or_default();
-                    let table = &rest[..after.find("\n[").map_or(rest.len(), |i| i + 1)];
+                    let table = table_region(&interpolated[span.start..]);
                     match named_key(e.message()).map(|k| find_key_line(table, k)) {
                         Some(n) if n > 0 => line_of(&interpolated, span.start) + n - 1,
                         _ => line_of(&interpolated, span.start),
@@ -297,8 +298,11 @@ where
         for (name, source) in &self.sources {
             let table = format!("sources.{name}");
             if let Some(format) = source.spec().format() {
-                flowlog_model::FlowFormat::parse(format)
+                let format = flowlog_model::FlowFormat::parse(format)
                     .map_err(|e| (Some(table.clone()), format!("[{table}] format: {e}")))?;
+                for typo in format.likely_typos() {
+                    tracing::warn!("[{table}] format: {typo}");
+                }
             }
             source
                 .spec()
@@ -544,13 +548,43 @@ fn named_key(message: &str) -> Option<&str> {
         .filter(|k| !k.is_empty() && !k.contains(' '))
 }
 
-/// The first line assigning `key` (`key =`), or opening table `[key]`; 0 if none.
+/// The text of the table whose header `rest` starts at, with its subtables (`[a.b]` then
+/// `[a.b.tls]`): where a key an error names inside it stands.
+fn table_region(rest: &str) -> &str {
+    let Some(name) = header_name(rest.lines().next().unwrap_or_default()) else {
+        return rest.split_inclusive('\n').next().unwrap_or(rest);
+    };
+    let prefix = format!("{name}.");
+    let mut end = 0;
+    for (i, line) in rest.split_inclusive('\n').enumerate() {
+        if i > 0 && header_name(line).is_some_and(|n| !n.starts_with(&prefix)) {
+            break;
+        }
+        end += line.len();
+    }
+    &rest[..end]
+}
+
+/// `a.b` of a header line `[a.b]` or `[[a.b]]`.
+fn header_name(line: &str) -> Option<&str> {
+    let inner = line.trim().strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    Some(inner.split(']').next()?.trim())
+}
+
+/// The first line assigning `key` (`key =`, also inside an inline table `{ key = ... }`),
+/// or opening table `[key]`; 0 if none.
 fn find_key_line(text: &str, key: &str) -> usize {
+    let assigns = |part: &str| {
+        part.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    };
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
+            assigns(l)
+                || l.split(['{', ',']).skip(1).any(assigns)
                 || l.strip_prefix('[')
                     .and_then(|r| r.strip_prefix(key))
                     .is_some_and(|r| r.starts_with(']'))

@@ -78,10 +78,12 @@ pub enum RunError {
 }
 
 /// How to run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Read what the sources hold now, deliver it, and end (see `SourceContext::once`).
     pub once: bool,
+    /// The file the configuration came from: read again on SIGHUP.
+    pub config_path: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -111,8 +113,8 @@ const LINGER: Duration = Duration::from_secs(5);
 /// shutdown signal (SIGINT, SIGTERM) arrives.
 pub fn run<S, K>(config: Config<S, K>, options: RunOptions) -> Result<RunSummary, RunError>
 where
-    S: Configured<dyn SourceKind>,
-    K: Configured<dyn SinkKind>,
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -127,10 +129,14 @@ where
     runtime.block_on(run_async(config, options))
 }
 
+/// The process's part of a run, which outlives reloads: the data dir's lock, checkpoints,
+/// metrics, the dead-letter store, `/health` and `/metrics`, the signals. Each
+/// configuration then runs as a generation ([`run_generation`]); SIGHUP ends one, with a
+/// drain, and starts the next with the file read again.
 async fn run_async<S, K>(config: Config<S, K>, options: RunOptions) -> Result<RunSummary, RunError>
 where
-    S: Configured<dyn SourceKind>,
-    K: Configured<dyn SinkKind>,
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
 {
     let _lock = DataDirLock::acquire(&config.data_dir)
         .map_err(io("cannot lock the data_dir", &config.data_dir))?;
@@ -141,38 +147,85 @@ where
         source,
     })?;
     serve_api(config.api.address, &state)?;
+    let mut config = config;
+    // The configuration that last started well: what a reload falls back to when the new
+    // one passes validation but cannot start (a path gone, a port taken).
+    let mut previous: Option<Config<S, K>> = None;
+    loop {
+        let ended = match run_generation(&config, &state, &mut signals, &options).await {
+            Err(e @ (RunError::Source { .. } | RunError::Sink { .. })) if previous.is_some() => {
+                tracing::error!(
+                    "reload: {e}; starting the previous configuration again (fix the file \
+                     and send SIGHUP again)"
+                );
+                config = previous.take().expect("checked");
+                continue;
+            }
+            ended => ended?,
+        };
+        match ended {
+            Generation::Reload(next) => {
+                previous = Some(std::mem::replace(&mut config, *next));
+                tracing::info!("reload: the new configuration starts");
+            }
+            Generation::Ended(mut summary) => {
+                let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
+                tokio::task::spawn_blocking(move || save(&c, &d))
+                    .await
+                    .expect("saving does not panic")
+                    .map_err(io("checkpoints in", &config.data_dir))?;
+                summary.dead_letters = state.dead_letters.written();
+                return Ok(summary);
+            }
+        }
+    }
+}
+
+/// How a generation ended.
+enum Generation<S, K> {
+    /// The run is over (sources ended, a stop signal, a part failed).
+    Ended(RunSummary),
+    /// SIGHUP with a valid new configuration: everything in flight was drained (or, past
+    /// the deadline, left to be sent again from the checkpoints); start this one.
+    Reload(Box<Config<S, K>>),
+}
+
+/// One configuration's sources, transform and sinks, from start to drain.
+async fn run_generation<S, K>(
+    config: &Config<S, K>,
+    state: &State,
+    signals: &mut Signals,
+    options: &RunOptions,
+) -> Result<Generation<S, K>, RunError>
+where
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
+{
     // Everything that can fail at start does so before anything is read or sent: the
     // sources' paths and ports, then the sinks' settings.
     let (batches, batches_rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
     let stop = Arc::new(Stop::default());
-    let built = build_sources(&config, &state, batches, &stop, options)?;
-    let (sink_inputs, mut sinks) = start_sinks(&config, &state)?;
-    let transform = start_transform(&config, &state, batches_rx, sink_inputs)?;
+    let built = build_sources(config, state, batches, &stop, options.once)?;
+    let (sink_inputs, mut sinks) = start_sinks(config, state)?;
+    let transform = start_transform(config, state, batches_rx, sink_inputs)?;
     let mut sources = start_sources(built);
-    let saver = save_every(SAVE_EVERY, &state);
+    let saver = save_every(SAVE_EVERY, state);
 
     let mut summary = RunSummary::default();
-    run_until_done(
+    let reload = run_until_done(
         &mut sources,
         &mut sinks,
-        &mut signals,
-        &state,
-        &config,
+        signals,
+        state,
+        config,
+        options,
         &mut summary,
     )
     .await;
     stop.set();
     let deadline =
         Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
-    if !drain(
-        &mut sources,
-        &mut sinks,
-        &mut signals,
-        deadline,
-        &mut summary,
-    )
-    .await
-    {
+    if !drain(&mut sources, &mut sinks, signals, deadline, &mut summary).await {
         summary.abandoned = true;
         abandon(&mut sources, &mut sinks).await;
     }
@@ -182,13 +235,18 @@ where
     )
     .await;
     saver.abort();
-    let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
-    tokio::task::spawn_blocking(move || save(&c, &d))
-        .await
-        .expect("saving does not panic")
-        .map_err(io("checkpoints in", &config.data_dir))?;
-    summary.dead_letters = state.dead_letters.written();
-    Ok(summary)
+    Ok(match reload {
+        Some(next) => {
+            // What was delivered is checkpointed before the next generation reads again.
+            let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
+            tokio::task::spawn_blocking(move || save(&c, &d))
+                .await
+                .expect("saving does not panic")
+                .map_err(io("checkpoints in", &config.data_dir))?;
+            Generation::Reload(next)
+        }
+        None => Generation::Ended(summary),
+    })
 }
 
 /// An I/O error of `what` at `path`, for `map_err`.
@@ -347,7 +405,7 @@ fn build_sources<S, K>(
     state: &State,
     batches: mpsc::Sender<Envelope>,
     stop: &Arc<Stop>,
-    options: RunOptions,
+    once: bool,
 ) -> Result<Built, RunError>
 where
     S: Configured<dyn SourceKind>,
@@ -376,7 +434,7 @@ where
             batch_rows: config.transform.batch_rows,
             keep_lines: needs.lines,
             runtime: tokio::runtime::Handle::current(),
-            once: options.once,
+            once,
         };
         let source = spec.build(ctx).map_err(|source| RunError::Source {
             name: name.clone(),
@@ -417,45 +475,101 @@ fn save_every(every: Duration, state: &State) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Runs until every source has ended, a signal arrives, or a sink stops for good (which
-/// `summary` and `/health` then tell).
+/// Runs until every source has ended, a stop signal arrives, or a sink stops for good
+/// (which `summary` and `/health` then tell); or until SIGHUP brings a valid new
+/// configuration, which is returned. An invalid one is logged and the run goes on.
 async fn run_until_done<S, K>(
     sources: &mut Sources,
     sinks: &mut Sinks,
     signals: &mut Signals,
     state: &State,
     config: &Config<S, K>,
+    options: &RunOptions,
     summary: &mut RunSummary,
-) {
+) -> Option<Box<Config<S, K>>>
+where
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
+{
     loop {
         tokio::select! {
             ended = sources.next_ended() => match ended {
                 Some((name, Ok(()))) => {
                     tracing::info!(source = %name, "source finished");
-                    if sources.running == 0 { return; }
+                    if sources.running == 0 { return None; }
                 }
                 Some((name, Err(e))) => {
                     tracing::error!(source = %name, "{e}");
                     state.health.set_failed(format!("source {name}: {e}"));
                     summary.failed_source = Some((name, e));
-                    return;
+                    return None;
                 }
-                None => return,
+                None => return None,
             },
-            _ = signals.next() => {
-                tracing::info!("shutting down: draining in-flight batches (up to {} s)", config.shutdown_timeout_secs);
-                return;
-            }
+            signal = signals.next() => match signal {
+                Signal::Stop => {
+                    tracing::info!("shutting down: draining in-flight batches (up to {} s)", config.shutdown_timeout_secs);
+                    return None;
+                }
+                Signal::Reload => {
+                    if let Some(next) = reloaded(config, options) {
+                        tracing::info!("reload: draining in-flight batches (up to {} s), then starting the new configuration", config.shutdown_timeout_secs);
+                        return Some(Box::new(next));
+                    }
+                }
+            },
             Some(done) = sinks.join_next() => {
                 if let Ok((name, Err(e))) = done {
                     tracing::error!(sink = %name, "{e}");
                     state.health.set_failed(format!("sink {name}: {e}"));
                     summary.failed_sink = Some((name, e));
-                    return;
+                    return None;
                 }
             }
         }
     }
+}
+
+/// The configuration file read again on SIGHUP, if it is valid and can replace the running
+/// one (the data dir, the dead-letter store and the API address belong to the process and
+/// need a restart to change). Otherwise the reason is logged and `None` returned: the
+/// running configuration stays.
+fn reloaded<S, K>(running: &Config<S, K>, options: &RunOptions) -> Option<Config<S, K>>
+where
+    S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
+    K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
+{
+    let Some(path) = &options.config_path else {
+        tracing::warn!("SIGHUP: no configuration file to read again");
+        return None;
+    };
+    if options.once {
+        tracing::warn!("SIGHUP: a finite run (--once) is not reloaded");
+        return None;
+    }
+    let next = match Config::<S, K>::load(path) {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::error!("reload refused, the running configuration stays: {e}");
+            return None;
+        }
+    };
+    let fixed = [
+        ("data_dir", next.data_dir != running.data_dir),
+        (
+            "dead_letter",
+            next.dead_letter_store() != running.dead_letter_store(),
+        ),
+        ("[api] address", next.api.address != running.api.address),
+    ];
+    if let Some((what, _)) = fixed.iter().find(|(_, changed)| *changed) {
+        tracing::error!(
+            "reload refused, the running configuration stays: {what} changed, which only a \
+             restart applies"
+        );
+        return None;
+    }
+    Some(next)
 }
 
 /// Once the stop is set: sources stop at their next block and wait for their batches; the
@@ -491,7 +605,7 @@ async fn drain(
             }
             drained.is_ok()
         }
-        _ = signals.next() => {
+        _ = signals.next_stop() => {
             tracing::warn!(
                 "second signal: stopping now; batches not yet acknowledged are not \
                  checkpointed and will be sent again after a restart"
@@ -600,13 +714,24 @@ impl Stage {
     }
 }
 
-/// SIGTERM and SIGINT, listened to from the start of a run, so that a second signal
-/// during the drain is seen too.
+/// What a signal asks for.
+enum Signal {
+    /// SIGTERM, SIGINT: drain and exit.
+    Stop,
+    /// SIGHUP: read the configuration again.
+    Reload,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, listened to from the start of a run, so that a second
+/// signal during the drain is seen too (and SIGHUP never takes its default action, which
+/// would end the process).
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -617,21 +742,33 @@ impl Signals {
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
         Ok(Self {})
     }
 
-    /// The next SIGTERM or SIGINT.
-    async fn next(&mut self) {
+    /// The next signal.
+    async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
+    }
+
+    /// The next SIGTERM or SIGINT (a SIGHUP meanwhile is logged and left).
+    async fn next_stop(&mut self) {
+        while let Signal::Reload = self.next().await {
+            tracing::warn!("SIGHUP while draining: send it again once the drain is over");
+        }
     }
 }
 

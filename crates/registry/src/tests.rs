@@ -76,6 +76,67 @@ fn unknown_keys_are_errors_with_their_line() {
 }
 
 #[test]
+fn a_typo_in_a_subtable_or_an_inline_table_is_reported_on_its_own_line() {
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let text = format!("{GOOD}\n[sinks.splunk.tls]\nsystem_roots = true\nca_fil = \"/ca.pem\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:20: "), "{err}");
+    assert!(err.contains("ca_fil"), "{err}");
+    let text = GOOD.replace(
+        "indexer_acknowledgement = true",
+        "indexer_acknowledgement = true\ntls = { system_roots = true, ca_fil = \"/ca.pem\" }",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("flowlog.toml:17: "), "{err}");
+}
+
+#[cfg(feature = "sink-elasticsearch")]
+#[test]
+fn a_misspelt_auth_key_is_named_and_a_wrong_mix_names_the_forms() {
+    let sink = |auth: &str| {
+        format!(
+            "data_dir = \"/tmp/f\"\n[sources.vpc]\ntype = \"stdin\"\n\
+             [sinks.es]\ntype = \"elasticsearch\"\nendpoints = [\"https://es:9200\"]\n\
+             auth = {auth}\n"
+        )
+    };
+    let err = parse(&sink("{ api_kye = \"x\" }")).unwrap_err().to_string();
+    assert!(err.contains("unknown field `api_kye`"), "{err}");
+    assert!(
+        err.contains("`api_key`"),
+        "the valid keys are listed: {err}"
+    );
+    assert!(err.starts_with("flowlog.toml:7: "), "{err}");
+    let err = parse(&sink("{ user = \"u\" }")).unwrap_err().to_string();
+    assert!(err.contains("auth takes one of three forms"), "{err}");
+    parse(&sink("{ user = \"u\", password = \"p\" }")).unwrap();
+}
+
+#[cfg(feature = "source-firehose")]
+#[test]
+fn an_address_may_name_a_host() {
+    let text = |address: &str| {
+        format!(
+            "data_dir = \"/tmp/f\"\n[api]\naddress = \"{address}\"\n\
+             [sources.fh]\ntype = \"firehose\"\naddress = \"{address}\"\naccess_key = \"k\"\n\
+             [sinks.out]\ntype = \"file\"\npath = \"/tmp/f/out\"\n"
+        )
+    };
+    let config = parse(&text("localhost:8443")).unwrap();
+    let address = config.api.address.unwrap();
+    assert!(
+        address.ip().is_loopback() && address.port() == 8443,
+        "{address}"
+    );
+    let err = parse(&text("localhost")).unwrap_err().to_string();
+    assert!(err.contains("write host:port or IP:port"), "{err}");
+    let err = parse(&text("no-such-host.invalid:1"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be resolved"), "{err}");
+}
+
+#[test]
 fn errors_never_quote_an_interpolated_secret() {
     std::env::set_var("FLOWLOG_TEST_SECRET", "s3cr3t-value");
     let text = GOOD.replace(

@@ -48,7 +48,7 @@ impl DataStream {
 
 /// Credentials.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(try_from = "AuthKeys")]
 pub enum Auth {
     /// An Elasticsearch API key: `id:key`, or the base64 `encoded` form Kibana shows.
     ApiKey { api_key: String },
@@ -57,6 +57,47 @@ pub enum Auth {
     /// AWS SigV4 signatures (Amazon OpenSearch Service), credentials from the AWS
     /// default chain.
     AwsSigV4 { aws_sigv4: SigV4 },
+}
+
+/// `auth` as written: every key any form takes, so that a misspelt key is named (an
+/// untagged enum would only say that nothing matched) and a wrong mix names the forms.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthKeys {
+    api_key: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    aws_sigv4: Option<SigV4>,
+}
+
+impl TryFrom<AuthKeys> for Auth {
+    type Error = String;
+
+    fn try_from(keys: AuthKeys) -> Result<Self, String> {
+        match keys {
+            AuthKeys {
+                api_key: Some(api_key),
+                user: None,
+                password: None,
+                aws_sigv4: None,
+            } => Ok(Self::ApiKey { api_key }),
+            AuthKeys {
+                api_key: None,
+                user: Some(user),
+                password: Some(password),
+                aws_sigv4: None,
+            } => Ok(Self::Basic { user, password }),
+            AuthKeys {
+                api_key: None,
+                user: None,
+                password: None,
+                aws_sigv4: Some(aws_sigv4),
+            } => Ok(Self::AwsSigV4 { aws_sigv4 }),
+            _ => Err("auth takes one of three forms: { api_key = \"...\" }, \
+                      { user = \"...\", password = \"...\" }, or { aws_sigv4 = { ... } }"
+                .into()),
+        }
+    }
 }
 
 /// Which product the cluster is.

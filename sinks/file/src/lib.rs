@@ -181,7 +181,10 @@ mod tests {
             sync: true,
         };
         let sink = sink(&config);
-        assert!(sink.check().await.unwrap().contains("writable"));
+        // check says what run would create, and creates nothing.
+        let checked = sink.check().await.unwrap();
+        assert!(checked.contains("run would create it"), "{checked}");
+        assert!(!dir.path().join("out").exists());
         let (tx, rx) = mpsc::channel(2);
         let running = tokio::spawn(sink.run(rx));
         let (ack, wait) = Ack::new();

@@ -35,6 +35,7 @@ fn default_max_connections() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct FirehoseSource {
     /// Where to listen, e.g. `0.0.0.0:8443`.
+    #[serde(deserialize_with = "flowlog_component::listen::address")]
     pub address: SocketAddr,
     /// The access key configured in the Firehose stream's destination.
     pub access_key: String,

@@ -562,6 +562,45 @@ struct QueueAttributes {
     in_flight: Option<String>,
 }
 
+/// What an AWS call's failure says, for a person: one line (an HTML page from a wrong
+/// endpoint is named, not dumped), and the IAM permissions `needs` only when the answer
+/// was a refusal (a DNS failure or missing credentials is not a permission problem).
+pub(crate) fn explain<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>, needs: &str) -> String
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+    let text = one_line(&error_chain(e));
+    let refused = e.code().is_some_and(|code| {
+        code.contains("AccessDenied") || code == "AuthorizationError" || code == "Forbidden"
+    });
+    match e {
+        _ if refused => format!("{text} (flowlog needs {needs})"),
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "{text} (the endpoint could not be reached: check endpoint_url, the region, the \
+             network or a proxy)"
+        ),
+        _ => text,
+    }
+}
+
+/// An error's text cut to one line of at most 300 characters; an HTML page (a wrong
+/// endpoint, a captive portal) is said to be one.
+fn one_line(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let page = [lower.find("<html"), lower.find("<!doctype")];
+    if let Some(at) = page.into_iter().flatten().min() {
+        let before = text[..at].trim_end().trim_end_matches(':');
+        return format!("{before}: an HTML page answered, not an AWS API (is endpoint_url right?)");
+    }
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 async fn queue_attributes(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -574,7 +613,7 @@ async fn queue_attributes(
     let output = tokio::time::timeout(Duration::from_secs(30), request)
         .await
         .map_err(|_| "no answer in 30 s".to_string())?
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| explain(&e, "sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage"))?;
     let mut attributes = output.attributes.unwrap_or_default();
     let mut take = |name| attributes.remove(&name);
     Ok(QueueAttributes {
@@ -614,7 +653,7 @@ async fn check(settings: &SqsSource) -> Findings {
             ));
         }
         Err(e) => {
-            findings.push(Err(SourceError::Unavailable(format!("{url}: {e} (flowlog needs sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage)"))));
+            findings.push(Err(SourceError::Unavailable(format!("{url}: {e}"))));
             return findings;
         }
     }
@@ -638,7 +677,7 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String
         Ok(Err(e)) => {
             return Err(SourceError::Unavailable(format!(
                 "sqs:ReceiveMessage: {}",
-                error_chain(&e)
+                explain(&e, "sqs:ReceiveMessage")
             )))
         }
         Err(_) => {
@@ -679,7 +718,7 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String
         Ok(Ok(_)) => Ok(format!("s3:GetObject on {uri}: readable")),
         Ok(Err(e)) => Err(SourceError::Unavailable(format!(
             "s3:GetObject on {uri}: {}",
-            error_chain(&e)
+            explain(&e, "s3:GetObject (and kms:Decrypt for SSE-KMS objects)")
         ))),
         Err(_) => Err(SourceError::Unavailable(format!(
             "s3:GetObject on {uri}: no answer in 30 s"
@@ -690,6 +729,19 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_html_page_or_a_long_error_is_one_line() {
+        let page = "service error: unhandled error (Unknown): <!DOCTYPE html>\n<html><body>\
+                    404 Not Found</body></html>";
+        assert_eq!(
+            one_line(page),
+            "service error: unhandled error (Unknown): an HTML page answered, not an AWS API \
+             (is endpoint_url right?)"
+        );
+        let long = format!("{}\nsecond line", "x".repeat(400));
+        assert_eq!(one_line(&long), format!("{}...", "x".repeat(300)));
+    }
 
     fn settings(text: &str) -> SqsSource {
         toml::from_str(text).unwrap()
