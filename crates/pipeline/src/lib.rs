@@ -169,11 +169,6 @@ where
                 tracing::info!("reload: the new configuration starts");
             }
             Generation::Ended(mut summary) => {
-                let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
-                tokio::task::spawn_blocking(move || save(&c, &d))
-                    .await
-                    .expect("saving does not panic")
-                    .map_err(io("checkpoints in", &config.data_dir))?;
                 summary.dead_letters = state.dead_letters.written();
                 return Ok(summary);
             }
@@ -235,16 +230,15 @@ where
     )
     .await;
     saver.abort();
+    // What was delivered is checkpointed before the process exits or the next generation
+    // reads again.
+    let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
+    tokio::task::spawn_blocking(move || save(&c, &d))
+        .await
+        .expect("saving does not panic")
+        .map_err(io("checkpoints in", &config.data_dir))?;
     Ok(match reload {
-        Some(next) => {
-            // What was delivered is checkpointed before the next generation reads again.
-            let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
-            tokio::task::spawn_blocking(move || save(&c, &d))
-                .await
-                .expect("saving does not panic")
-                .map_err(io("checkpoints in", &config.data_dir))?;
-            Generation::Reload(next)
-        }
+        Some(next) => Generation::Reload(next),
         None => Generation::Ended(summary),
     })
 }

@@ -78,6 +78,16 @@ pub enum SourceError {
     Inputs(Vec<String>),
 }
 
+impl SourceError {
+    /// `Ok` when no input failed, else [`SourceError::Inputs`] naming each.
+    pub fn unless_failed(failed: Vec<String>) -> Result<(), Self> {
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(Self::Inputs(failed)),
+        }
+    }
+}
+
 /// A running source: reads until its input ends or [`Stop`] is set, and resolves once
 /// every batch it sent is settled (or abandoned at shutdown). An error means the source
 /// could not do its job (an input it was given could not be read): the run ends with it,

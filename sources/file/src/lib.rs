@@ -26,7 +26,7 @@ use flowlog_source::{
     threaded, Emit, Findings, Progress, Source, SourceContext, SourceError, SourceKind,
 };
 
-use crate::paths::{files_to_follow, files_to_read, inputs, readable, Input};
+use crate::paths::{inputs, readable, usable_files, Input};
 use crate::text::TextReader;
 
 impl SourceKind for FileSource {
@@ -43,14 +43,13 @@ impl SourceKind for FileSource {
         let inputs = inputs(&self.paths)?;
         // A finite run reads followed files to their current end, like files read once.
         let (follow, poll) = (self.follow && !ctx.once, secs(self.poll_secs));
+        let files = usable_files(&inputs, follow)?;
         let source = if follow {
-            files_to_follow(&inputs)?;
             threaded(ctx, move |ctx| {
                 follow_files(ctx, &inputs, poll);
                 Ok(())
             })
         } else {
-            let files = files_to_read(&inputs)?;
             threaded(ctx, move |ctx| read_files(ctx, &files))
         };
         Ok(source)
@@ -123,18 +122,27 @@ impl SourceKind for DirectorySource {
     }
 
     fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
-        let finding = match std::fs::read_dir(&self.path) {
-            Ok(entries) => Ok(format!(
-                "{} ({} entries)",
-                self.path.display(),
-                entries.count()
-            )),
-            Err(e) => Err(SourceError::Unavailable(format!(
+        // The listing `run` makes: the objects it would read, and what it could not list.
+        let findings = match list_objects(&self.path, self.depth()) {
+            Ok((objects, unlisted)) => {
+                let mut findings = vec![Ok(format!(
+                    "{} ({} objects)",
+                    self.path.display(),
+                    objects.len()
+                ))];
+                findings.extend(
+                    unlisted
+                        .into_iter()
+                        .map(|p| Err(SourceError::Unavailable(p))),
+                );
+                findings
+            }
+            Err(e) => vec![Err(SourceError::Unavailable(format!(
                 "{}: {e}",
                 self.path.display()
-            ))),
+            )))],
         };
-        Box::pin(std::future::ready(vec![finding]))
+        Box::pin(std::future::ready(findings))
     }
 }
 
@@ -175,17 +183,11 @@ fn read_files(ctx: &SourceContext, paths: &[PathBuf]) -> Result<(), SourceError>
         if ctx.stopping() {
             break;
         }
-        if let Err(e) = open_and_read(ctx, path, None) {
-            let what = format!("{}: {e}", path.display());
-            tracing::error!(source = %ctx.name, "{what}");
-            ctx.metrics.error("read", &what);
+        if let Err(what) = read_once(ctx, path) {
             failed.push(what);
         }
     }
-    match failed.is_empty() {
-        true => Ok(()),
-        false => Err(SourceError::Inputs(failed)),
-    }
+    SourceError::unless_failed(failed)
 }
 
 /// Follows every file the inputs name, one thread each (a handful per source at most).
@@ -225,11 +227,7 @@ fn follow_files(ctx: &SourceContext, inputs: &[Input], poll: Duration) {
 /// being written, by convention).
 fn read_directory(ctx: &SourceContext, settings: &DirectorySource) -> Result<(), SourceError> {
     let dir = settings.path.as_path();
-    let depth = if settings.recursive {
-        settings.max_depth
-    } else {
-        0
-    };
+    let depth = settings.depth();
     let poll = secs(settings.poll_secs);
     // The listing's error, logged when it starts or changes rather than at every poll
     // (it is counted every time, and /health tells how long it has lasted).
@@ -271,10 +269,7 @@ fn read_directory(ctx: &SourceContext, settings: &DirectorySource) -> Result<(),
             ctx.metrics.recovered();
         }
         if ctx.once {
-            return match failed.is_empty() {
-                true => Ok(()),
-                false => Err(SourceError::Inputs(failed)),
-            };
+            return SourceError::unless_failed(failed);
         }
         if sleep_unless_stopped(ctx, poll) {
             return Ok(());
@@ -368,9 +363,9 @@ fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOpti
     }
 }
 
-/// Reads one object of a directory to its end unless its checkpoint says it was
-/// delivered already. One that cannot be read is reported and skipped (it is read again
-/// at the next poll); the source goes on. The error names the object.
+/// Reads one file or object to its end unless its checkpoint says it was delivered
+/// already. One that cannot be read is reported and counted; the error names it (a
+/// directory reads it again at the next poll).
 fn read_once(ctx: &SourceContext, path: &Path) -> Result<(), String> {
     open_and_read(ctx, path, None).map(|_| ()).map_err(|e| {
         let what = format!("{}: {e}", path.display());

@@ -85,49 +85,27 @@ pub(crate) fn readable(path: &Path) -> Result<u64, String> {
     }
 }
 
-/// The files to read once: every entry must name at least one readable file, or the
-/// source cannot do what it was configured for.
-pub(crate) fn files_to_read(inputs: &[Input]) -> Result<Vec<PathBuf>, SourceError> {
+/// The files `inputs` name now, each readable. Read once, every entry must name at least
+/// one (a path not there, a pattern matching nothing: the source cannot do what it was
+/// configured for); followed, a path not there yet or a pattern matching nothing is
+/// waited for.
+pub(crate) fn usable_files(inputs: &[Input], follow: bool) -> Result<Vec<PathBuf>, SourceError> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
     for input in inputs {
         let matched = input.expand(&mut problems);
-        if matched.is_empty() && input.is_pattern() {
+        if matched.is_empty() && input.is_pattern() && !follow {
             problems.push(format!("{input}: matches no file"));
         }
         for path in matched {
             match readable(&path) {
                 Ok(_) => files.push(path),
+                Err(_) if follow && !input.is_pattern() && !path.exists() => files.push(path),
                 Err(e) => problems.push(e),
             }
         }
     }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(SourceError::Inputs(problems))
-    }
-}
-
-/// The files that exist now and are to be followed: a file that is there must be
-/// readable (a path not there yet is waited for).
-pub(crate) fn files_to_follow(inputs: &[Input]) -> Result<Vec<PathBuf>, SourceError> {
-    let mut problems = Vec::new();
-    let mut files = Vec::new();
-    for input in inputs {
-        for path in input.expand(&mut problems) {
-            match readable(&path) {
-                Err(_) if !path.exists() && !input.is_pattern() => files.push(path),
-                Err(e) => problems.push(e),
-                Ok(_) => files.push(path),
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(SourceError::Inputs(problems))
-    }
+    SourceError::unless_failed(problems).map(|()| files)
 }
 
 #[cfg(test)]
@@ -163,7 +141,7 @@ mod tests {
         let missing = dir.path().join("missing.log");
         let nothing = dir.path().join("*.gz");
         let inputs = inputs(&[missing.clone(), nothing.clone(), dir.path().into()]).unwrap();
-        let Err(SourceError::Inputs(problems)) = files_to_read(&inputs) else {
+        let Err(SourceError::Inputs(problems)) = usable_files(&inputs, false) else {
             panic!("every entry is unusable");
         };
         assert_eq!(problems.len(), 3, "{problems:?}");
@@ -174,7 +152,7 @@ mod tests {
         );
         assert!(problems[2].contains("is a directory"), "{}", problems[2]);
         // Followed, a path not there yet or a pattern matching nothing is waited for.
-        assert_eq!(files_to_follow(&inputs[..2]).unwrap(), [missing]);
+        assert_eq!(usable_files(&inputs[..2], true).unwrap(), [missing]);
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub struct StdinSource {
     pub format: Option<String>,
 }
 
+impl DirectorySource {
+    /// Levels of subdirectories read (0: the directory alone).
+    pub(crate) fn depth(&self) -> usize {
+        if self.recursive {
+            self.max_depth
+        } else {
+            0
+        }
+    }
+}
+
 fn default_poll() -> f64 {
     1.0
 }
