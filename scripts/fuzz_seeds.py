@@ -2,7 +2,7 @@
 """Writes the fuzz targets' seed inputs into CORPORA/<target>/ (scripts/fuzz.sh calls it).
 
 Seeds come from real inputs: ../shared/fixtures (flow logs of every version, CloudWatch,
-Firehose and Lambda envelopes, gzip), the README's configuration blocks, and the HEC answers
+Firehose and Lambda envelopes, gzip), the configuration blocks of the README and docs/, and the HEC answers
 protocols.md lists. Names are content hashes, so seeding again adds nothing twice.
 """
 import base64
@@ -69,7 +69,9 @@ def main():
             put(corpora, "format", data)
             put(corpora, "format", b"${version} ${account-id} ${interface-id}\n" + b"\n".join(lines[1:4]))
     # config: every TOML block of the docs, and the configurations the end-to-end tests write.
-    for doc in ("README.md", "ARCHITECTURE.md"):
+    docs = ["README.md", "ARCHITECTURE.md"] + sorted(
+        os.path.join("docs", name) for name in os.listdir(os.path.join(ROOT, "docs")) if name.endswith(".md"))
+    for doc in docs:
         with open(os.path.join(ROOT, doc), encoding="utf-8") as f:
             for block in re.findall(r"```toml\n(.*?)```", f.read(), re.S):
                 put(corpora, "config", block.encode())

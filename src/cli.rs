@@ -49,8 +49,13 @@ pub enum Command {
     /// Forward flow logs from the configured sources to the configured sinks, until every
     /// source has ended or SIGTERM/SIGINT (then drain in-flight batches and exit).
     Run(RunArgs),
+    /// Validate a configuration offline: syntax, types, interpolation, formats, and the
+    /// files, certificates and databases it names. Reaches nothing on the network and binds
+    /// no port, so it can run in CI or before a reload.
+    Validate(ValidateArgs),
     /// Validate a configuration, reach each source and sink, and report what was found.
-    Check(ConfigArgs),
+    /// Changes nothing.
+    Check(CheckArgs),
     /// Print the flow-log field catalogue (every VPC and Transit Gateway field).
     Fields(FieldsArgs),
     /// Print what `--to ecs` writes: its field list, or an Elasticsearch component template.
@@ -125,7 +130,7 @@ pub struct TransformArgs {
     pub enrich: EnrichArgs,
 }
 
-/// Enrichment sources (all optional; see the README's "Enrichment" section).
+/// Enrichment sources (all optional; see docs/enrichment.md).
 #[derive(Debug, Args, Default)]
 pub struct EnrichArgs {
     /// GeoIP database (MaxMind DB: GeoIP2/GeoLite2 City or Country, DB-IP lite). Repeat
@@ -173,9 +178,33 @@ pub struct EnrichArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The configuration file (TOML; see the README's "Forwarding" section).
+    /// The configuration file (TOML; every key is in docs/configuration.md).
     #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Also read a sample where that has an effect: an SQS source receives up to ten
+    /// waiting messages (left visible) and reads the first byte of the objects they name,
+    /// which proves s3:GetObject and KMS access, but counts as a receive of each message.
+    #[arg(long)]
+    pub sample: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Only the file itself: syntax, types, interpolation, formats and settings; no look
+    /// at the files and directories it names (for a configuration written for another
+    /// machine). Environment variables are still interpolated.
+    #[arg(long)]
+    pub no_environment: bool,
 }
 
 #[derive(Debug, Args)]

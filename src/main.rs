@@ -18,13 +18,14 @@ use clap::{CommandFactory, Parser};
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let default_level = match cli.command {
-        cli::Command::Run(_) | cli::Command::Check(_) => "info",
+        cli::Command::Run(_) | cli::Command::Check(_) | cli::Command::Validate(_) => "info",
         _ => "warn",
     };
     logs::init(cli.log_format, cli.log_level.as_deref(), default_level);
     match cli.command {
         cli::Command::Transform(args) => transform::run(*args),
         cli::Command::Run(args) => run::run(args),
+        cli::Command::Validate(args) => run::validate(args),
         cli::Command::Check(args) => run::check(args),
         cli::Command::Fields(args) => fields::run(args),
         cli::Command::Schema(args) => schema::run(args),

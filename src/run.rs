@@ -3,9 +3,10 @@
 
 use std::process::ExitCode;
 
+use flowlog_pipeline::Finding;
 use flowlog_registry::Config;
 
-use crate::cli::{ConfigArgs, RunArgs};
+use crate::cli::{CheckArgs, ConfigArgs, RunArgs, ValidateArgs};
 use crate::output::{outln, Out};
 
 /// Loads the configuration (exit status 2 if it is invalid).
@@ -56,21 +57,40 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-pub fn check(args: ConfigArgs) -> ExitCode {
-    let config = match start(&args) {
+pub fn check(args: CheckArgs) -> ExitCode {
+    let config = match start(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let findings = flowlog_pipeline::check(&config, args.sample);
+    report(&args.config, &config, &findings)
+}
+
+pub fn validate(args: ValidateArgs) -> ExitCode {
+    let config = match start(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let findings = match args.no_environment {
+        true => Vec::new(),
+        false => flowlog_pipeline::validate(&config),
+    };
+    report(&args.config, &config, &findings)
+}
+
+/// The findings, one line each, after the configuration's own line; exit 1 if any failed.
+fn report(args: &ConfigArgs, config: &Config, findings: &[Finding]) -> ExitCode {
     let mut out = Out::new();
     outln!(
         out,
-        "config {}: ok ({} sources, {} sinks)",
+        "config {}: ok ({} {}, {} {})",
         args.config.display(),
         config.sources.len(),
-        config.sinks.len()
+        plural(config.sources.len(), "source", "sources"),
+        config.sinks.len(),
+        plural(config.sinks.len(), "sink", "sinks"),
     );
-    let findings = flowlog_pipeline::check(&config);
-    for f in &findings {
+    for f in findings {
         let status = if f.ok { "ok  " } else { "FAIL" };
         outln!(out, "{status} {}: {}", f.what, f.detail);
     }
@@ -79,4 +99,12 @@ pub fn check(args: ConfigArgs) -> ExitCode {
         false => ExitCode::FAILURE,
     };
     out.finish(code)
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }

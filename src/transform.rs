@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flowlog_component::metrics::human_bytes;
 use flowlog_decode::{
     decode_file, decode_reader, DeadLetter, DecodeError, DecodeOptions, DecodeStats, RecordSink,
     SinkError, Streaming,
@@ -223,13 +224,24 @@ fn decode_input(
     }
 }
 
+/// On a terminal: a bar for files large enough to be worth one; for standard input, whose
+/// size nobody knows, a running count of bytes and their rate.
 fn progress_bar(inputs: &[PathBuf], quiet: bool) -> Option<ProgressBar> {
     if quiet || !io::stderr().is_terminal() {
         return None;
     }
+    if inputs.iter().any(|p| p.as_os_str() == "-") {
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec} ({elapsed})")
+                .expect("static template"),
+        );
+        // The rate falls while input pauses; redrawn without new bytes, it shows that.
+        spinner.enable_steady_tick(Duration::from_millis(250));
+        return Some(spinner);
+    }
     let total: u64 = inputs
         .iter()
-        .filter(|p| p.as_os_str() != "-")
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
@@ -275,21 +287,6 @@ fn summary(stats: &DecodeStats, secs: f64, dead_letter: Option<&Path>) -> String
         }
     }
     s
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {

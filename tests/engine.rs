@@ -11,12 +11,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::engines::{append, flowlog_pids, line};
 use common::tempdir;
 use serde_json::Value;
 
@@ -34,10 +34,6 @@ fn rsyslogd() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn line(port: u32) -> String {
-    format!("2 123456789010 eni-1235b8ca123456789 10.0.0.1 10.0.0.2 {port} 443 6 1 40 1418530010 1418530070 ACCEPT OK\n")
 }
 
 /// An rsyslogd of its own, in the foreground, reading `input` into one omprog action.
@@ -88,24 +84,9 @@ ruleset(name="flows") {{
         fs::read_to_string(self.dir.join("rsyslogd.stderr")).unwrap_or_default()
     }
 
-    /// The flowlog processes rsyslog runs for this test (found by the test's directory,
-    /// which their arguments name).
+    /// The flowlog processes rsyslog runs for this test.
     fn flowlog_pids(&self) -> Vec<i32> {
-        let marker = self.dir.to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("transform") && cmdline.contains(&marker) {
-                pids.push(pid);
-            }
-        }
-        pids
+        flowlog_pids(&self.dir)
     }
 }
 
@@ -115,15 +96,6 @@ impl Drop for Rsyslog {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
-}
-
-fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
 }
 
 /// The records in an NDJSON file so far (a last line still being written is left out).

@@ -613,3 +613,256 @@ fn signal(child: &std::process::Child, signal: i32) {
     // SAFETY: kill sends a signal to the child we started.
     unsafe { libc::kill(child.id() as i32, signal) };
 }
+
+#[test]
+fn validate_reaches_nothing_and_checks_the_files_a_configuration_names() {
+    let dir = tempdir();
+    // Addresses nothing answers at (a port bound and let go), and the API port held by
+    // someone else: check fails on each; validate reaches none of them.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let input = dir.join("flows.log");
+    std::fs::write(
+        &input,
+        "2 123 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1 2 ACCEPT OK\n",
+    )
+    .unwrap();
+    let write = |tls: &str| {
+        let config = dir.join("flowlog.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+[api]
+address = "{api}"
+[sources.vpc]
+type = "file"
+paths = ["{input}"]
+[sources.queue]
+type = "sqs"
+queue_url = "http://{closed}/123456789012/flow-logs"
+endpoint_url = "http://{closed}"
+region = "us-east-1"
+[sinks.splunk]
+type = "splunk_hec"
+endpoint = "http://{closed}"
+token = "t"
+{tls}
+"#,
+                data = dir.join("data").display(),
+                api = held.local_addr().unwrap(),
+                input = input.display(),
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let config = write("");
+    let before = listing(&dir);
+    let (ok, printed) = run_to_end(flowlog(&["validate"], &config));
+    assert!(ok, "{printed}");
+    assert!(printed.contains("config "), "{printed}");
+    assert!(printed.contains("ok (2 sources, 1 sink)"), "{printed}");
+    assert!(
+        printed.contains(&format!("ok   source vpc (file): {}", input.display())),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("ok   sink splunk (splunk_hec)"),
+        "{printed}"
+    );
+    assert!(!printed.contains("FAIL"), "{printed}");
+    let (ok, checked) = run_to_end(flowlog(&["check"], &config));
+    assert!(!ok, "check reaches them: {checked}");
+    assert!(checked.contains("FAIL api: cannot listen"), "{checked}");
+    assert!(checked.contains("FAIL sink splunk"), "{checked}");
+    assert!(checked.contains("FAIL source queue"), "{checked}");
+    assert_eq!(listing(&dir), before, "validate and check create nothing");
+
+    // A certificate that is not there, and an input gone: named, and the exit is 1.
+    std::fs::remove_file(&input).unwrap();
+    let missing = dir.join("ca.pem");
+    let config = write(&format!("tls = {{ ca_file = \"{}\" }}", missing.display()));
+    let (ok, printed) = run_to_end(flowlog(&["validate"], &config));
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("FAIL sink splunk (splunk_hec)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&missing.display().to_string()),
+        "{printed}"
+    );
+    assert!(printed.contains("FAIL source vpc (file)"), "{printed}");
+    assert!(printed.contains(&input.display().to_string()), "{printed}");
+    // --no-environment looks at the file alone.
+    let (ok, printed) = run_to_end(flowlog(&["validate", "--no-environment"], &config));
+    assert!(ok, "{printed}");
+    // A configuration that does not parse is exit 2, as for check and run.
+    std::fs::write(&config, "[sources.vpc]\ntype = \"file\"\npathz = []\n").unwrap();
+    let output = flowlog(&["validate"], &config).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    drop(held);
+}
+
+#[test]
+fn ready_once_sources_run_and_sinks_passed_a_check() {
+    let dir = tempdir();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let incoming = dir.join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    // A receiver that answers 503 (busy) to everything until it is set up.
+    let receiver = flowlog_test_receivers::hec::HecReceiver::start(Default::default());
+    receiver.set_down(true);
+    let hec = receiver.url();
+    let source = format!(
+        "type = \"directory\"\npath = \"{}\"\npoll_secs = 0.05",
+        incoming.display()
+    );
+    let sink = format!(
+        "[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{hec}\"\ntoken = \"test-token\"\n\
+         retry_initial_backoff_secs = 0.05\nretry_max_backoff_secs = 0.1"
+    );
+    let config = write_config(&dir, &source, &sink);
+    set_api(&config, &format!("address = \"{api}\""));
+    let child = flowlog(&["run"], &config).spawn().unwrap();
+    // Alive, but the sink has not answered: not ready, and /ready says for what.
+    wait_until(|| {
+        get(api, "/ready").is_some_and(|(_, b)| b["waiting_for"] == serde_json::json!(["splunk"]))
+    });
+    let (code, body) = get(api, "/ready").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["status"], "starting", "{body}");
+    assert_eq!(body["waiting_for"], serde_json::json!(["splunk"]), "{body}");
+    let (code, _) = get(api, "/health").unwrap();
+    assert_eq!(code, 200, "liveness is another question");
+
+    // The receiver comes up (HEC's health endpoint answering): ready.
+    receiver.set_down(false);
+    wait_until(|| get(api, "/ready").is_some_and(|(code, _)| code == 200));
+    let (_, body) = get(api, "/ready").unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    let (ok, log) = common::runs::finish(terminate(child), &config);
+    assert!(ok, "{log}");
+    drop(receiver);
+}
+
+#[test]
+fn run_logs_status_lines_and_a_summary_at_the_end() {
+    let dir = tempdir();
+    let out = dir.join("out.ndjson");
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 5)).unwrap();
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], "follow = true"),
+        &file_sink(&out),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("status_interval_secs = 0.05\n{text}")).unwrap();
+    let child = flowlog(&["--log-level", "info", "run"], &config)
+        .spawn()
+        .unwrap();
+    wait_until(|| {
+        logged(&config)
+            .lines()
+            .any(|l| l.contains("status: read 5 records") && l.contains("delivered out 5 ("))
+    });
+    let (ok, log) = common::runs::finish(terminate(child), &config);
+    assert!(ok, "{log}");
+    let last = log
+        .lines()
+        .find(|l| l.contains("finished: "))
+        .unwrap_or_else(|| panic!("no summary: {log}"));
+    assert!(
+        last.contains("finished: read 5 records (")
+            && last.contains("; delivered out 5; 0 dead letters; nothing unacknowledged"),
+        "{last}"
+    );
+}
+
+#[test]
+fn sighup_moves_delivery_to_another_receiver_losing_nothing_and_sending_nothing_twice() {
+    use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
+    let options = || HecOptions {
+        acks: true,
+        keep_events: false,
+        ..HecOptions::default()
+    };
+    let (a, b) = (HecReceiver::start(options()), HecReceiver::start(options()));
+    let dir = tempdir();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, "").unwrap();
+    let source = file_source(
+        &[input.display().to_string()],
+        "follow = true\npoll_secs = 0.02",
+    );
+    let sink = |name: &str, receiver: &HecReceiver| {
+        common::runs::hec_sink(&receiver.url(), "indexer_acknowledgement = true")
+            .replace("[sinks.splunk]", &format!("[sinks.{name}]"))
+    };
+    let config = write_config(&dir, &source, &sink("first", &a));
+    set_api(&config, &format!("address = \"{api}\""));
+    let mut command = flowlog(&["run"], &config);
+    command
+        .env("RUST_LOG", "info")
+        .env("FLOWLOG_TEST_HEC_TOKEN", "test-token");
+    let child = command.spawn().unwrap();
+
+    // Lines keep arriving while the configuration changes under the run.
+    const BATCHES: u64 = 40;
+    const PER_BATCH: u64 = 50;
+    let writer = {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for i in 0..BATCHES {
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&input)
+                    .unwrap();
+                let text = flowlog_test_receivers::corpus::v2_lines(
+                    (i * PER_BATCH) as usize,
+                    PER_BATCH as usize,
+                );
+                file.write_all(text.as_bytes()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    wait_until(|| !a.ids().is_empty());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let first = sink("first", &a);
+    std::fs::write(&config, text.replace(&first, &sink("second", &b))).unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until(|| logged(&config).contains("reload: the new configuration starts"));
+    writer.join().unwrap();
+    let total = (BATCHES * PER_BATCH) as usize;
+    wait_until(|| a.ids().len() + b.ids().len() >= total);
+    // The sink the reload removed is gone from /health; the new one is there.
+    let (_, health) = get(api, "/health").unwrap();
+    let components = health["components"].as_object().unwrap();
+    assert!(components.contains_key("sink second"), "{health}");
+    assert!(!components.contains_key("sink first"), "{health}");
+
+    let (ok, log) = common::runs::finish(terminate(child), &config);
+    assert!(ok, "{log}");
+    let (to_a, to_b) = (a.ids(), b.ids());
+    assert!(!to_b.is_empty(), "nothing went to the new receiver: {log}");
+    for id in common::expected_ids(&input, 1..=total as u64) {
+        let count = to_a.get(&id).unwrap_or(&0) + to_b.get(&id).unwrap_or(&0);
+        // The old generation drained (every batch acknowledged) before the new one read on
+        // from the checkpoint: no window was left to send again.
+        assert_eq!(count, 1, "{id} arrived {count} times: {log}");
+    }
+}

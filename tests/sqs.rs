@@ -714,7 +714,7 @@ fn check_reports_the_queue_and_reads_a_sample_object() {
     );
     let check = |config: &Path| {
         runs::run_to_end({
-            let mut command = flowlog(&["check"], config);
+            let mut command = flowlog(&["check", "--sample"], config);
             command.env("AWS_SECRET_ACCESS_KEY", "check-secret-not-printed");
             command
         })

@@ -8,8 +8,10 @@
 //! cuts a retry loop short) marks the batch failed, so nothing unconfirmed can ever look
 //! delivered. When the last clone is gone the waiter learns the outcome.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -33,6 +35,44 @@ pub struct Ack {
 struct Shared {
     failed: AtomicBool,
     notify: Mutex<Option<oneshot::Sender<BatchStatus>>>,
+    /// Its entry among the unsettled batches, if they are tracked: held only to be
+    /// dropped with the batch's last share.
+    _open: Option<Open>,
+}
+
+/// The batches taken in and not yet settled, with when each was taken in: the age of the
+/// oldest is how far delivery lags behind reading (what a status line and
+/// `flowlog_oldest_unacknowledged_seconds` report).
+#[derive(Debug, Default)]
+pub struct Unacknowledged {
+    next: AtomicU64,
+    open: Mutex<BTreeMap<u64, Instant>>,
+}
+
+impl Unacknowledged {
+    /// How many batches are unsettled, and how long the oldest has been.
+    pub fn oldest(&self) -> (usize, Option<Duration>) {
+        let open = self.open.lock().expect("not poisoned");
+        let oldest = open.values().min().map(Instant::elapsed);
+        (open.len(), oldest)
+    }
+}
+
+/// One batch's entry in [`Unacknowledged`], removed when the batch settles.
+#[derive(Debug)]
+struct Open {
+    id: u64,
+    unacknowledged: Arc<Unacknowledged>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.unacknowledged
+            .open
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.id);
+    }
 }
 
 /// The source's side: resolves when every [`Ack`] clone is confirmed or dropped.
@@ -42,10 +82,29 @@ pub struct AckWait(oneshot::Receiver<BatchStatus>);
 impl Ack {
     /// A new acknowledgement with one holder, and the waiter for its outcome.
     pub fn new() -> (Ack, AckWait) {
+        Self::with(None)
+    }
+
+    /// As [`Ack::new`], the batch counted in `unacknowledged` until it settles.
+    pub fn tracked(unacknowledged: &Arc<Unacknowledged>) -> (Ack, AckWait) {
+        let id = unacknowledged.next.fetch_add(1, Ordering::Relaxed);
+        unacknowledged
+            .open
+            .lock()
+            .expect("not poisoned")
+            .insert(id, Instant::now());
+        Self::with(Some(Open {
+            id,
+            unacknowledged: Arc::clone(unacknowledged),
+        }))
+    }
+
+    fn with(open: Option<Open>) -> (Ack, AckWait) {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
             notify: Mutex::new(Some(tx)),
+            _open: open,
         });
         (
             Ack {
@@ -148,5 +207,22 @@ mod tests {
         a.fail();
         ack.confirm();
         assert_eq!(wait.blocking_wait(), BatchStatus::Failed);
+    }
+
+    #[test]
+    fn a_tracked_batch_is_unacknowledged_until_it_settles() {
+        let unacknowledged = Arc::new(Unacknowledged::default());
+        assert_eq!(unacknowledged.oldest(), (0, None));
+        let (first, _w1) = Ack::tracked(&unacknowledged);
+        let (second, _w2) = Ack::tracked(&unacknowledged);
+        let sink_share = first.clone();
+        assert_eq!(unacknowledged.oldest().0, 2);
+        first.confirm();
+        assert_eq!(unacknowledged.oldest().0, 2, "a holder is left");
+        sink_share.confirm();
+        assert_eq!(unacknowledged.oldest().0, 1);
+        // Failed settles it too.
+        second.fail();
+        assert_eq!(unacknowledged.oldest(), (0, None));
     }
 }

@@ -8,7 +8,9 @@
 //! only when such a component runs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 pub use prometheus_client::metrics::counter::Counter;
@@ -17,6 +19,7 @@ pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::ack::{Ack, AckWait, Unacknowledged};
 use crate::status::{State, Status};
 
 type Labels = Vec<(&'static str, String)>;
@@ -30,6 +33,30 @@ fn seconds_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
+/// A component's counters a status line reads.
+struct Counts {
+    records_in: Counter,
+    records_out: Counter,
+    bytes_in: Counter,
+    dead_letters: Counter,
+}
+
+/// What a run has done so far ([`Metrics::totals`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Records the sources decoded.
+    pub records_read: u64,
+    /// Bytes the sources read (before decompression).
+    pub bytes_read: u64,
+    /// Records each sink had confirmed, by name.
+    pub delivered: Vec<(String, u64)>,
+    /// Records written to the dead letter by sources and sinks.
+    pub dead_letters: u64,
+    /// Batches read and not yet settled, and how long the oldest has waited.
+    pub unacknowledged: usize,
+    pub oldest_unacknowledged: Option<Duration>,
+}
+
 struct Inner {
     /// Behind a lock because components register their own series as they are built.
     registry: Mutex<Registry>,
@@ -37,6 +64,11 @@ struct Inner {
     own: Mutex<HashMap<&'static str, Family<Labels, Counter>>>,
     /// Each component's state, by kind and name.
     statuses: Mutex<BTreeMap<(&'static str, String), Arc<Status>>>,
+    /// Each component's counts, by kind and name (what a status line sums up).
+    counts: Mutex<BTreeMap<(&'static str, String), Counts>>,
+    /// Batches read and not yet settled.
+    unacknowledged: Arc<Unacknowledged>,
+    oldest_unacknowledged: Gauge<f64, AtomicU64>,
     component_errors: Family<Labels, Counter>,
     records_in: Family<Labels, Counter>,
     records_out: Family<Labels, Counter>,
@@ -102,6 +134,11 @@ impl ComponentMetrics {
         labels.push(("kind", kind.into()));
         self.metrics.0.component_errors.get_or_create(&labels).inc();
         self.status.fail(message.to_string());
+    }
+
+    /// A new batch's acknowledgement, counted among the unacknowledged until it settles.
+    pub fn ack(&self) -> (Ack, AckWait) {
+        Ack::tracked(&self.metrics.0.unacknowledged)
     }
 
     /// An attempt at this component's job succeeded: it is no longer failing.
@@ -254,10 +291,20 @@ impl Metrics {
             "What the dead-letter store may hold; past it nothing more is acknowledged",
             dead_letter_capacity.clone(),
         );
+        let oldest_unacknowledged = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_unacknowledged_seconds",
+            "How long the oldest batch read and not yet delivered (or dead-lettered) has \
+             waited: how far delivery lags behind reading",
+            oldest_unacknowledged.clone(),
+        );
         Self(Arc::new(Inner {
             registry: Mutex::new(registry),
             own: Mutex::default(),
             statuses: Mutex::default(),
+            counts: Mutex::default(),
+            unacknowledged: Arc::default(),
+            oldest_unacknowledged,
             component_errors,
             records_in,
             records_out,
@@ -297,7 +344,7 @@ impl Metrics {
                 seconds_histogram()
             }
         };
-        ComponentMetrics {
+        let handles = ComponentMetrics {
             records_in: counter(&m.records_in, kind != "dead_letter"),
             records_out: counter(&m.records_out, sink || kind == "transform"),
             dead_letters: counter(
@@ -326,7 +373,58 @@ impl Metrics {
             ),
             metrics: self.clone(),
             labels,
+        };
+        self.0
+            .counts
+            .lock()
+            .expect("not poisoned")
+            .entry((kind, name.to_string()))
+            .or_insert_with(|| Counts {
+                records_in: handles.records_in.clone(),
+                records_out: handles.records_out.clone(),
+                bytes_in: handles.bytes_in.clone(),
+                dead_letters: handles.dead_letters.clone(),
+            });
+        handles
+    }
+
+    /// Forgets the state and counts of components `keep` says no longer exist (a source or
+    /// sink a reload removed), so `/health` and status lines name only what runs. Their
+    /// exported series stay, as counters do.
+    pub fn retain(&self, keep: impl Fn(&'static str, &str) -> bool) {
+        self.0
+            .statuses
+            .lock()
+            .expect("not poisoned")
+            .retain(|(kind, name), _| keep(kind, name));
+        self.0
+            .counts
+            .lock()
+            .expect("not poisoned")
+            .retain(|(kind, name), _| keep(kind, name));
+    }
+
+    /// What has gone through so far: the sum over sources, each sink's deliveries.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for ((kind, name), counts) in self.0.counts.lock().expect("not poisoned").iter() {
+            match *kind {
+                "source" => {
+                    totals.records_read += counts.records_in.get();
+                    totals.bytes_read += counts.bytes_in.get();
+                    totals.dead_letters += counts.dead_letters.get();
+                }
+                "sink" => {
+                    totals.dead_letters += counts.dead_letters.get();
+                    totals
+                        .delivered
+                        .push((name.clone(), counts.records_out.get()));
+                }
+                _ => {}
+            }
         }
+        (totals.unacknowledged, totals.oldest_unacknowledged) = self.0.unacknowledged.oldest();
+        totals
     }
 
     /// Every component's state, by kind and name (what `/health` reports).
@@ -373,10 +471,30 @@ impl Metrics {
 
     /// Everything, in the Prometheus text exposition format.
     pub fn render(&self) -> String {
+        let (_, oldest) = self.0.unacknowledged.oldest();
+        self.0
+            .oldest_unacknowledged
+            .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
         let mut out = String::new();
         encode(&mut out, &self.0.registry.lock().expect("not poisoned"))
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// `n` bytes for people: `812 B`, `3.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

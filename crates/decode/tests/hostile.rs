@@ -1,6 +1,6 @@
 //! Hostile inputs: whatever their size, over-long lines and over-size envelopes become one
 //! dead letter each (the head of the input and its real length) and decoding goes on. The
-//! peak memory of each case, on a release build, is measured by `scripts/hostile-inputs.sh`.
+//! peak memory of each case, on a release build, is measured by `scripts/hostile-inputs.py`.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -116,7 +116,7 @@ fn lambda_event(payload: &[u8]) -> String {
 #[test]
 fn a_gzip_bomb_inside_an_envelope_is_dead_lettered_unread() {
     // Less than a megabyte that decompresses to 17 MiB of tokens without a newline (the
-    // case measured by scripts/hostile-inputs.sh decompresses to 1 GiB).
+    // case measured by scripts/hostile-inputs.py decompresses to 1 GiB).
     let bomb = endless(17 << 20);
     let lambda = lambda_event(&bomb);
     let firehose = format!(

@@ -1,5 +1,6 @@
-//! `/metrics` (Prometheus text) and `/health` over HTTP/1.1.
+//! `/metrics` (Prometheus text), `/health` and `/ready` over HTTP/1.1.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,26 @@ pub struct Health {
     metrics: Metrics,
     /// How long a component may fail before the process is unhealthy.
     grace: Duration,
+    readiness: Mutex<Readiness>,
+}
+
+/// What `/ready` reports: whether this process should be sent work now (a load balancer
+/// in front of the Firehose endpoint, a Kubernetes Service). Liveness is `/health`'s.
+#[derive(Debug, Default)]
+struct Readiness {
+    phase: Phase,
+    /// Sinks that have not yet passed their first check in this configuration.
+    waiting_for: BTreeSet<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Building sources and sinks (at start and after a reload).
+    #[default]
+    Starting,
+    Running,
+    /// Stopping or reloading: in-flight batches are delivered, nothing new is taken.
+    Draining,
 }
 
 impl Health {
@@ -38,7 +59,59 @@ impl Health {
             dead_letters: Some(dead_letters),
             metrics,
             grace,
+            readiness: Mutex::new(Readiness::default()),
         }
+    }
+
+    /// A configuration starts: not ready until its sources run and each of `sinks`
+    /// passed a first check.
+    pub fn starting(&self, sinks: impl IntoIterator<Item = String>) {
+        let mut r = self.readiness.lock().expect("not poisoned");
+        r.phase = Phase::Starting;
+        r.waiting_for = sinks.into_iter().collect();
+    }
+
+    /// The sources run.
+    pub fn running(&self) {
+        let mut r = self.readiness.lock().expect("not poisoned");
+        if r.phase == Phase::Starting {
+            r.phase = Phase::Running;
+        }
+    }
+
+    /// `sink` reached its receiver (its check passed).
+    pub fn sink_ready(&self, sink: &str) {
+        self.readiness
+            .lock()
+            .expect("not poisoned")
+            .waiting_for
+            .remove(sink);
+    }
+
+    /// The configuration drains (a stop signal, a reload, sources ended).
+    pub fn draining(&self) {
+        self.readiness.lock().expect("not poisoned").phase = Phase::Draining;
+    }
+
+    /// The status code and JSON body of `/ready`: `200 {"status":"ready"}`, or `503`
+    /// saying what is awaited.
+    pub fn ready(&self) -> (u16, String) {
+        let (health, _) = self.report();
+        let r = self.readiness.lock().expect("not poisoned");
+        let (code, body) = match r.phase {
+            _ if health != 200 => (503, json!({ "status": "unhealthy", "see": "/health" })),
+            Phase::Starting => (
+                503,
+                json!({ "status": "starting", "waiting_for": Vec::from_iter(&r.waiting_for) }),
+            ),
+            Phase::Draining => (503, json!({ "status": "draining" })),
+            Phase::Running if !r.waiting_for.is_empty() => (
+                503,
+                json!({ "status": "starting", "waiting_for": Vec::from_iter(&r.waiting_for) }),
+            ),
+            Phase::Running => (200, json!({ "status": "ready" })),
+        };
+        (code, body.to_string())
     }
 
     /// `what` (`sink splunk: ...`) stopped for good.
@@ -119,6 +192,10 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: 
                     ),
                     "/health" => {
                         let (status, body) = health.report();
+                        response(status, "application/json", body)
+                    }
+                    "/ready" => {
+                        let (status, body) = health.ready();
                         response(status, "application/json", body)
                     }
                     _ => response(404, "text/plain", "not found\n".into()),

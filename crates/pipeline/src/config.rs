@@ -49,6 +49,10 @@ pub struct Config<S, K> {
     /// are then not checkpointed, and are sent again after a restart).
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_secs: f64,
+    /// Seconds between status lines in the log (records read and delivered, rates, dead
+    /// letters, how far delivery lags); 0: none.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_secs: f64,
     #[serde(default)]
     pub api: Api,
     pub sources: BTreeMap<String, S>,
@@ -152,7 +156,7 @@ fn default_batch_rows() -> usize {
     8192
 }
 
-/// Enrichment sources, as `flowlog transform`'s options (README, "Enrichment").
+/// Enrichment sources, as `flowlog transform`'s options (docs/enrichment.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enrich {
@@ -198,6 +202,9 @@ impl Default for Enrich {
 
 fn default_eni_refresh() -> u64 {
     300
+}
+fn default_status_interval() -> f64 {
+    60.0
 }
 fn default_reload() -> f64 {
     10.0
@@ -270,6 +277,12 @@ where
             true,
         )
         .map_err(|e| (Some("shutdown_timeout_secs".into()), e))?;
+        flowlog_component::duration::seconds(
+            "status_interval_secs",
+            self.status_interval_secs,
+            true,
+        )
+        .map_err(|e| (Some("status_interval_secs".into()), e))?;
         flowlog_component::duration::seconds(
             "reload_secs",
             self.transform.enrich.reload_secs,

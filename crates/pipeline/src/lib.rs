@@ -11,13 +11,14 @@
 //! - [`filter`]: which records go on to the sinks;
 //! - [`api`]: `/metrics` and `/health`;
 //! - the wiring ([`run`]): sources -> enrich (one thread) -> every sink (bounded channels,
-//!   a share of each batch's acknowledgement per sink), checkpoints saved each second
+//!   a share of each batch's acknowledgement per sink), checkpoints saved every 250 ms
 //!   after the dead letter is synced, and a shutdown that drains in-flight batches up to
 //!   a deadline and never checkpoints what was not acknowledged.
 
 pub mod api;
 pub mod config;
 pub mod filter;
+mod report;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use flowlog_model::FlowFormat;
 use flowlog_sink::{Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind};
 use flowlog_source::checkpoint::{Checkpoints, DataDirLock};
 use flowlog_source::dead_letter::DeadLetterFile;
-use flowlog_source::{Envelope, Source, SourceContext, SourceError, SourceKind};
+use flowlog_source::{CheckOptions, Envelope, Source, SourceContext, SourceError, SourceKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -147,6 +148,7 @@ where
         source,
     })?;
     serve_api(config.api.address, &state)?;
+    let started = std::time::Instant::now();
     let mut config = config;
     // The configuration that last started well: what a reload falls back to when the new
     // one passes validation but cannot start (a path gone, a port taken).
@@ -170,6 +172,7 @@ where
             }
             Generation::Ended(mut summary) => {
                 summary.dead_letters = state.dead_letters.written();
+                report::summary(&state.metrics.totals(), started.elapsed());
                 return Ok(summary);
             }
         }
@@ -200,11 +203,27 @@ where
     // sources' paths and ports, then the sinks' settings.
     let (batches, batches_rx) = mpsc::channel::<Envelope>(SOURCE_CHANNEL);
     let stop = Arc::new(Stop::default());
+    state.health.starting(config.sinks.keys().cloned());
+    // Components an earlier configuration had and this one has not are gone from /health.
+    state.metrics.retain(|kind, name| match kind {
+        "source" => config.sources.contains_key(name),
+        "sink" => config.sinks.contains_key(name),
+        _ => true,
+    });
     let built = build_sources(config, state, batches, &stop, options.once)?;
     let (sink_inputs, mut sinks) = start_sinks(config, state)?;
     let transform = start_transform(config, state, batches_rx, sink_inputs)?;
     let mut sources = start_sources(built);
     let saver = save_every(SAVE_EVERY, state);
+    let probes = probe_sinks(config, state);
+    state.health.running();
+    let status = match Duration::try_from_secs_f64(config.status_interval_secs) {
+        Ok(every) if !every.is_zero() => Some(tokio::spawn(report::status_lines(
+            state.metrics.clone(),
+            every,
+        ))),
+        _ => None,
+    };
 
     let mut summary = RunSummary::default();
     let reload = run_until_done(
@@ -217,6 +236,11 @@ where
         &mut summary,
     )
     .await;
+    state.health.draining();
+    drop(probes);
+    if let Some(status) = status {
+        status.abort();
+    }
     stop.set();
     let deadline =
         Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
@@ -304,7 +328,7 @@ fn serve_api(address: Option<std::net::SocketAddr>, state: &State) -> Result<(),
         state.metrics.clone(),
         Arc::clone(&state.health),
     ));
-    tracing::info!("metrics on http://{address}/metrics, health on /health");
+    tracing::info!("metrics on http://{address}/metrics, health on /health and /ready");
     Ok(())
 }
 
@@ -336,6 +360,38 @@ where
         sinks.spawn(async move { (name, sink.run(rx).await) });
     }
     Ok((inputs, sinks))
+}
+
+/// How often a sink that has not yet passed its first check (for `/ready`) is tried again.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Each sink's check, run once per configuration until it passes, for `/ready`: on
+/// instances of their own, so the sinks that deliver are not held up. Dropping the set
+/// ends the probes.
+fn probe_sinks<S, K>(config: &Config<S, K>, state: &State) -> JoinSet<()>
+where
+    K: Configured<dyn SinkKind>,
+{
+    let mut probes = JoinSet::new();
+    let metrics = Metrics::new();
+    for (name, sink_config) in &config.sinks {
+        let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
+        // It was built once already for delivery; it builds again.
+        let Ok(sink) = build_sink(name, sink_config.spec(), &metrics, letters) else {
+            continue;
+        };
+        let (name, health) = (name.clone(), Arc::clone(&state.health));
+        probes.spawn(async move {
+            loop {
+                match sink.check().await {
+                    Ok(_) => return health.sink_ready(&name),
+                    Err(e) => tracing::debug!(sink = %name, "not ready yet: {e}"),
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        });
+    }
+    probes
 }
 
 /// The transform stage on a thread of its own (enrichment is blocking work), and the
@@ -774,8 +830,38 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// Validates a configuration and reaches everything it names, without sending records.
-pub fn check<S, K>(config: &Config<S, K>) -> Vec<Finding>
+/// Validates a configuration and reaches everything it names, without sending records;
+/// with `sample`, also reads a sample where that has an effect of its own (see
+/// [`CheckOptions::sample`]).
+pub fn check<S, K>(config: &Config<S, K>, sample: bool) -> Vec<Finding>
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
+    look(config, Reach::Everything { sample })
+}
+
+/// What `flowlog validate` looks at beyond parsing: the files, directories, certificates
+/// and databases the configuration names; never the network, a port or the live EC2
+/// inventory, so it runs where the configuration is written, before it is deployed.
+pub fn validate<S, K>(config: &Config<S, K>) -> Vec<Finding>
+where
+    S: Configured<dyn SourceKind>,
+    K: Configured<dyn SinkKind>,
+{
+    look(config, Reach::Local)
+}
+
+/// How far `check` and `validate` look.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// This machine's files only.
+    Local,
+    /// Also the network: queues, receivers, ports.
+    Everything { sample: bool },
+}
+
+fn look<S, K>(config: &Config<S, K>, reach: Reach) -> Vec<Finding>
 where
     S: Configured<dyn SourceKind>,
     K: Configured<dyn SinkKind>,
@@ -809,13 +895,21 @@ where
         Ok(detail) => note(true, "dead_letter".into(), detail),
         Err(e) => note(false, "dead_letter".into(), e),
     }
-    match config.api.address {
+    match (config.api.address, reach) {
+        // The port is left alone offline: the flowlog this file is about to replace
+        // listens there.
+        (Some(address), Reach::Local) => note(
+            true,
+            "api".into(),
+            format!("http://{address}/metrics, /health and /ready (not bound by validate)"),
+        ),
         // Bound and let go at once: whether `run` could listen there now.
-        Some(address) => match flowlog_component::listen::bind(address) {
+        (Some(address), Reach::Everything { .. }) => match flowlog_component::listen::bind(address)
+        {
             Ok(_) => note(
                 true,
                 "api".into(),
-                format!("http://{address}/metrics and /health"),
+                format!("http://{address}/metrics, /health and /ready"),
             ),
             Err(e) => note(
                 false,
@@ -823,7 +917,7 @@ where
                 format!("cannot listen on {address}: {e} (is another flowlog running there?)"),
             ),
         },
-        None => note(true, "api".into(), "off (no [api] address)".into()),
+        (None, _) => note(true, "api".into(), "off (no [api] address)".into()),
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -831,15 +925,31 @@ where
         .expect("a runtime");
     for (name, source) in &config.sources {
         let what = format!("source {name} ({})", source.kind());
-        for finding in runtime.block_on(source.spec().check(checkpoints.as_ref())) {
+        let found = match reach {
+            Reach::Local => runtime.block_on(source.spec().check_local()),
+            Reach::Everything { sample } => runtime.block_on(source.spec().check(CheckOptions {
+                checkpoints: checkpoints.as_ref(),
+                sample,
+            })),
+        };
+        for finding in found {
             match finding {
                 Ok(detail) => note(true, what.clone(), detail),
                 Err(e) => note(false, what.clone(), e.to_string()),
             }
         }
     }
+    let mut enrich = config.transform.enrich.clone();
+    if reach == Reach::Local && enrich.eni_inventory.iter().any(|p| p.as_os_str() == "ec2") {
+        enrich.eni_inventory.retain(|p| p.as_os_str() != "ec2");
+        note(
+            true,
+            "enrichment".into(),
+            "live EC2 inventory: not read by validate (check reads it)".into(),
+        );
+    }
     let mut notices = Vec::new();
-    match config.transform.enrich.build(&mut |n| notices.push(n)) {
+    match enrich.build(&mut |n| notices.push(n)) {
         Ok(Some(enricher)) => {
             let databases = enricher.database_labels();
             let databases = if databases.is_empty() {
@@ -864,10 +974,13 @@ where
     for (name, sink_config) in &config.sinks {
         let what = format!("sink {name} ({})", sink_config.kind());
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
+        // Building reads certificates and keys and sets up the client; it sends nothing.
         let checked = runtime.block_on(async {
-            build_sink(name, sink_config.spec(), &metrics, letters)?
-                .check()
-                .await
+            let sink = build_sink(name, sink_config.spec(), &metrics, letters)?;
+            match reach {
+                Reach::Local => Ok("settings, certificates and keys load".to_string()),
+                Reach::Everything { .. } => sink.check().await,
+            }
         });
         match checked {
             Ok(line) => note(true, what, line),

@@ -57,8 +57,27 @@ pub trait SourceKind: Send + Sync {
     fn build(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError>;
 
     /// What `flowlog check` reports: one finding per input it can look at (what was found,
-    /// or why it cannot be used). Reads and changes nothing.
-    fn check<'a>(&'a self, checkpoints: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings>;
+    /// or why it cannot be used). Changes nothing, unless `options.sample` allows what
+    /// cannot be done without an effect (see [`CheckOptions`]).
+    fn check<'a>(&'a self, options: CheckOptions<'a>) -> BoxFuture<'a, Findings>;
+
+    /// What `flowlog validate` reports: the part of [`check`](Self::check) that needs
+    /// neither the network nor a port (the files a path names, certificate files). The
+    /// default, for a source that reads only from the network: nothing.
+    fn check_local(&self) -> BoxFuture<'_, Findings> {
+        Box::pin(std::future::ready(Findings::new()))
+    }
+}
+
+/// What `flowlog check` asks of a source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions<'a> {
+    /// The checkpoints `run` would start from, if they could be read.
+    pub checkpoints: Option<&'a Checkpoints>,
+    /// Also read a sample of what the source would read where that has an effect of its
+    /// own (`flowlog check --sample`): receiving an SQS message, even one left visible,
+    /// counts towards its receive count and so towards a redrive policy.
+    pub sample: bool,
 }
 
 /// What a source's `check` found, one entry per input.
@@ -169,7 +188,7 @@ impl SourceContext {
     /// for its outcome, or `None` when the pipeline is gone.
     pub async fn submit(&self, batch: FlowBatch) -> Option<AckWait> {
         self.metrics.records_in.inc_by(batch.num_rows() as u64);
-        let (ack, wait) = Ack::new();
+        let (ack, wait) = self.metrics.ack();
         self.tx.send(Envelope { batch, ack }).await.ok()?;
         Some(wait)
     }
@@ -184,7 +203,7 @@ impl SourceContext {
         let first = batch.line_numbers.first().copied().unwrap_or(0);
         let last = batch.line_numbers.last().copied().unwrap_or(0);
         self.metrics.records_in.inc_by(batch.num_rows() as u64);
-        let (ack, wait) = Ack::new();
+        let (ack, wait) = self.metrics.ack();
         let room = loop {
             let wait = async { tokio::time::timeout(ACK_POLL, self.tx.reserve()).await };
             match self.runtime.block_on(wait) {

@@ -5,9 +5,10 @@
 //!
 //! A poll runs beside the poller's loop, not inside it, and has its own deadline: a
 //! connection that accepts a poll and never answers must not stop registrations, expiry
-//! or the next poll for a whole request timeout. At most one poll is out at a time.
+//! or the next poll for a whole request timeout. At most one poll is out at a time, and
+//! an id it asks about is not expired before it answers (HEC says `true` only once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,10 @@ async fn poll(
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut asking: Option<JoinHandle<Vec<u64>>> = None;
+    // The ids the poll that is out asks about. HEC answers `true` once and then forgets
+    // the id, so such an id waits for that answer even past its deadline: dropping it
+    // would have a request HEC acknowledged sent again.
+    let mut asked: HashSet<u64> = HashSet::new();
     loop {
         tokio::select! {
             request = requests.recv() => match request {
@@ -73,6 +78,7 @@ async fn poll(
             },
             acked = async { asking.as_mut().expect("guarded").await }, if asking.is_some() => {
                 asking = None;
+                asked.clear();
                 for id in acked.unwrap_or_default() {
                     if let Some((tx, _)) = pending.remove(&id) {
                         let _ = tx.send(true);
@@ -82,9 +88,12 @@ async fn poll(
             _ = ticks.tick(), if !pending.is_empty() => {
                 let now = Instant::now();
                 // Dropping an expired id's sender answers its waiter `false`.
-                pending.retain(|_, (tx, deadline)| *deadline > now && !tx.is_closed());
+                pending.retain(|id, (tx, deadline)| {
+                    (*deadline > now || asked.contains(id)) && !tx.is_closed()
+                });
                 if asking.is_none() && !pending.is_empty() {
                     let ids: Vec<u64> = pending.keys().copied().collect();
+                    asked = ids.iter().copied().collect();
                     let collector = Arc::clone(&collector);
                     asking = Some(tokio::spawn(async move {
                         ask(&collector, ids, poll_timeout).await

@@ -381,3 +381,47 @@ async fn a_hung_ack_poll_does_not_hold_the_channel() {
         assert_eq!(ids.get(id), Some(&1), "{id}");
     }
 }
+
+/// HEC answers an ack id `true` once and then forgets it: an id whose deadline passes
+/// while a poll asking about it is out waits for that poll's answer, or the request HEC
+/// acknowledged would be sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_answered_after_its_deadline_is_taken_not_sent_again() {
+    let receiver = HecReceiver::start(HecOptions {
+        acks: true,
+        ack_answer_delay: Duration::from_millis(400),
+        ..HecOptions::default()
+    });
+    let mut config = config(&receiver);
+    config.indexer_acknowledgement = true;
+    config.ack_poll_interval_secs = 0.02;
+    // Past before the answer comes; the poll's own deadline (1 s) is not.
+    config.ack_timeout_secs = 0.2;
+    // One request, so one ack id, asked about by the first poll.
+    let input = batches(&lines(10), 10);
+    let expected = ids_of(&input);
+    let letters = Arc::new(Letters::default());
+    // A sink that drops the late answer sends the request again and again (every answer
+    // comes late), so it never ends: bounded, that is the failure.
+    let (statuses, result) = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(config, input, Arc::clone(&letters)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "never acknowledged; the events arrived up to {:?} times",
+            receiver.ids().values().max()
+        )
+    });
+    result.unwrap();
+    assert!(statuses.iter().all(|s| *s == BatchStatus::Delivered));
+    let ids = receiver.ids();
+    for id in &expected {
+        assert_eq!(
+            ids.get(id),
+            Some(&1),
+            "{id} was sent again after HEC acknowledged it"
+        );
+    }
+}

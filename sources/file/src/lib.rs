@@ -23,7 +23,8 @@ use flowlog_model::{FlowFormat, SourceId};
 use flowlog_component::BoxFuture;
 use flowlog_source::checkpoint::{identity, key_of, Checkpoints, FileCheckpoint, Resume};
 use flowlog_source::{
-    threaded, Emit, Findings, Progress, Source, SourceContext, SourceError, SourceKind,
+    threaded, CheckOptions, Emit, Findings, Progress, Source, SourceContext, SourceError,
+    SourceKind,
 };
 
 use crate::paths::{inputs, readable, usable_files, Input};
@@ -55,7 +56,8 @@ impl SourceKind for FileSource {
         Ok(source)
     }
 
-    fn check<'a>(&'a self, checkpoints: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+    fn check<'a>(&'a self, options: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
+        let checkpoints = options.checkpoints;
         let mut findings = Findings::new();
         let Ok(inputs) = inputs(&self.paths) else {
             return Box::pin(std::future::ready(findings));
@@ -101,6 +103,10 @@ impl SourceKind for FileSource {
         }
         Box::pin(std::future::ready(findings))
     }
+
+    fn check_local(&self) -> BoxFuture<'_, Findings> {
+        self.check(CheckOptions::default())
+    }
 }
 
 impl SourceKind for DirectorySource {
@@ -121,7 +127,7 @@ impl SourceKind for DirectorySource {
         Ok(threaded(ctx, move |ctx| read_directory(ctx, &settings)))
     }
 
-    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+    fn check<'a>(&'a self, _: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
         // The listing `run` makes: the objects it would read, and what it could not list.
         let findings = match list_objects(&self.path, self.depth()) {
             Ok((objects, unlisted)) => {
@@ -144,6 +150,10 @@ impl SourceKind for DirectorySource {
         };
         Box::pin(std::future::ready(findings))
     }
+
+    fn check_local(&self) -> BoxFuture<'_, Findings> {
+        self.check(CheckOptions::default())
+    }
 }
 
 impl SourceKind for StdinSource {
@@ -159,8 +169,12 @@ impl SourceKind for StdinSource {
         Ok(threaded(ctx, read_stdin))
     }
 
-    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+    fn check<'a>(&'a self, _: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
         Box::pin(std::future::ready(vec![Ok("standard input".into())]))
+    }
+
+    fn check_local(&self) -> BoxFuture<'_, Findings> {
+        self.check(CheckOptions::default())
     }
 }
 

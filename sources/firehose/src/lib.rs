@@ -39,7 +39,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
-use flowlog_source::{Checkpoints, Findings, Source, SourceContext, SourceError, SourceKind};
+use flowlog_source::{CheckOptions, Findings, Source, SourceContext, SourceError, SourceKind};
 
 use crate::connections::{Connections, Slot};
 use crate::request::Shared;
@@ -76,9 +76,31 @@ impl SourceKind for FirehoseSource {
         }))
     }
 
-    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
+    fn check<'a>(&'a self, _: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
+        let mut findings = vec![self.certificate()];
+        // Whether the address can be listened on (it is free now, or flowlog runs there).
+        if let Err(e) = std::net::TcpListener::bind(self.address) {
+            let hint = "(is something, or flowlog itself, listening there already?)";
+            findings.push(Err(SourceError::Unavailable(format!(
+                "cannot listen on {}: {e} {hint}",
+                self.address
+            ))));
+        }
+        Box::pin(std::future::ready(findings))
+    }
+
+    fn check_local(&self) -> BoxFuture<'_, Findings> {
+        // Not the port: a running flowlog holds it, and validate is for files about to
+        // replace that one's.
+        Box::pin(std::future::ready(vec![self.certificate()]))
+    }
+}
+
+impl FirehoseSource {
+    /// Whether the certificate and key load (or that TLS is left to a load balancer).
+    fn certificate(&self) -> Result<String, SourceError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut findings = vec![match &self.tls {
+        match &self.tls {
             Some(tls) => match acceptor(tls) {
                 Ok(_) => Ok(format!(
                     "{scheme}://{} (certificate {})",
@@ -91,16 +113,7 @@ impl SourceKind for FirehoseSource {
                 "{scheme}://{} (plain HTTP: TLS must end at a load balancer in front)",
                 self.address
             )),
-        }];
-        // Whether the address can be listened on (it is free now, or flowlog runs there).
-        if let Err(e) = std::net::TcpListener::bind(self.address) {
-            let hint = "(is something, or flowlog itself, listening there already?)";
-            findings.push(Err(SourceError::Unavailable(format!(
-                "cannot listen on {}: {e} {hint}",
-                self.address
-            ))));
         }
-        Box::pin(std::future::ready(findings))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::object;
 use crate::settings::SqsSource;
 
 use flowlog_source::dead_letter::DeadLetterFile;
-use flowlog_source::{Checkpoints, Findings, Source, SourceContext, SourceError, SourceKind};
+use flowlog_source::{CheckOptions, Findings, Source, SourceContext, SourceError, SourceKind};
 
 /// The most messages one ReceiveMessage returns, and entries one DeleteMessageBatch takes.
 const SQS_BATCH: usize = 10;
@@ -38,8 +38,8 @@ impl SourceKind for SqsSource {
         }))
     }
 
-    fn check<'a>(&'a self, _: Option<&'a Checkpoints>) -> BoxFuture<'a, Findings> {
-        Box::pin(check(self))
+    fn check<'a>(&'a self, options: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
+        Box::pin(check(self, options.sample))
     }
 }
 
@@ -563,25 +563,43 @@ struct QueueAttributes {
 }
 
 /// What an AWS call's failure says, for a person: one line (an HTML page from a wrong
-/// endpoint is named, not dumped), and the IAM permissions `needs` only when the answer
+/// endpoint is named, not dumped), and the IAM permission `needs` only when the answer
 /// was a refusal (a DNS failure or missing credentials is not a permission problem).
-pub(crate) fn explain<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>, needs: &str) -> String
+///
+/// A refusal is known by its code, or by its status alone: an answer whose body the SDK
+/// cannot read (an S3-compatible store, an emulator answering SQS's JSON protocol in
+/// XML) still comes with 403.
+pub(crate) fn explain<E>(
+    e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+    needs: &str,
+) -> String
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_sqs::error::SdkError;
     let text = one_line(&error_chain(e));
-    let refused = e.code().is_some_and(|code| {
-        code.contains("AccessDenied") || code == "AuthorizationError" || code == "Forbidden"
-    });
     match e {
-        _ if refused => format!("{text} (flowlog needs {needs})"),
+        _ if refused(e) => format!("{text} (refused: flowlog needs {needs})"),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
             "{text} (the endpoint could not be reached: check endpoint_url, the region, the \
              network or a proxy)"
         ),
         _ => text,
+    }
+}
+
+/// Whether the answer was a refusal of the caller's permissions (not of its credentials,
+/// which are a different fix).
+fn refused<E>(e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>) -> bool
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata,
+{
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    match e.code() {
+        Some(code) => {
+            code.contains("AccessDenied") || code == "AuthorizationError" || code == "Forbidden"
+        }
+        None => e.raw_response().is_some_and(|r| r.status().as_u16() == 403),
     }
 }
 
@@ -613,7 +631,7 @@ async fn queue_attributes(
     let output = tokio::time::timeout(Duration::from_secs(30), request)
         .await
         .map_err(|_| "no answer in 30 s".to_string())?
-        .map_err(|e| explain(&e, "sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility, sqs:DeleteMessage"))?;
+        .map_err(|e| explain(&e, "sqs:GetQueueAttributes"))?;
     let mut attributes = output.attributes.unwrap_or_default();
     let mut take = |name| attributes.remove(&name);
     Ok(QueueAttributes {
@@ -624,8 +642,10 @@ async fn queue_attributes(
     })
 }
 
-/// `flowlog check`: the queue can be read, and an object it names can be.
-async fn check(settings: &SqsSource) -> Findings {
+/// `flowlog check`: the queue can be read and each permission `run` uses on it is held,
+/// asked without touching a message; with `sample`, the objects waiting messages name can
+/// be read (receiving them counts as a receive: SQS has no peek).
+async fn check(settings: &SqsSource, sample: bool) -> Findings {
     let clients = Clients::load(settings).await;
     let url = &settings.queue_url;
     let mut findings = Vec::new();
@@ -653,17 +673,99 @@ async fn check(settings: &SqsSource) -> Findings {
             ));
         }
         Err(e) => {
-            findings.push(Err(SourceError::Unavailable(format!("{url}: {e}"))));
+            findings.push(Err(SourceError::Unavailable(format!(
+                "{url}: sqs:GetQueueAttributes: {e}"
+            ))));
             return findings;
         }
     }
-    findings.push(sample_object(settings, &clients).await);
+    findings.push(permissions(&clients.sqs, url).await);
+    match sample {
+        true => findings.extend(sample_objects(settings, &clients).await),
+        false => findings.push(Ok(
+            "s3:GetObject not tried: `flowlog check --sample` reads the \
+            first byte of announced objects (receiving a message, even left visible, counts \
+            towards its receive count)"
+                .into(),
+        )),
+    }
     findings
 }
 
+/// The receipt handle the permission probes name: no message has it, so a caller allowed
+/// to act is told the handle is invalid, and one that is not is refused (permissions are
+/// evaluated first). Nothing is changed either way.
+const PROBE_RECEIPT: &str = "flowlog-check-permission-probe";
+
+/// Whether `run` may receive, extend a message's visibility and delete it, asked without
+/// touching a message: a receive of more messages than SQS allows at once (11), and calls
+/// naming a receipt handle that cannot exist.
+async fn permissions(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, SourceError> {
+    let timeout = Duration::from_secs(30);
+    let mut refusals = Vec::new();
+    let receive = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(SQS_BATCH as i32 + 1)
+        // Were a lenient service to answer with messages, they stay visible.
+        .visibility_timeout(0)
+        .wait_time_seconds(0)
+        .send();
+    match tokio::time::timeout(timeout, receive).await {
+        Ok(Err(e)) if refused(&e) => refusals.push(format!(
+            "sqs:ReceiveMessage: {}",
+            explain(&e, "sqs:ReceiveMessage")
+        )),
+        Err(_) => refusals.push("sqs:ReceiveMessage: no answer in 30 s".into()),
+        _ => {}
+    }
+    let extend = sqs
+        .change_message_visibility()
+        .queue_url(url)
+        .receipt_handle(PROBE_RECEIPT)
+        .visibility_timeout(0)
+        .send();
+    match tokio::time::timeout(timeout, extend).await {
+        Ok(Err(e)) if refused(&e) => refusals.push(format!(
+            "sqs:ChangeMessageVisibility: {}",
+            explain(&e, "sqs:ChangeMessageVisibility")
+        )),
+        Err(_) => refusals.push("sqs:ChangeMessageVisibility: no answer in 30 s".into()),
+        _ => {}
+    }
+    let entry = DeleteMessageBatchRequestEntry::builder()
+        .id("probe")
+        .receipt_handle(PROBE_RECEIPT)
+        .build()
+        .expect("id and receipt handle are set");
+    let delete = sqs
+        .delete_message_batch()
+        .queue_url(url)
+        .entries(entry)
+        .send();
+    match tokio::time::timeout(timeout, delete).await {
+        // AWS authorizes DeleteMessageBatch as sqs:DeleteMessage.
+        Ok(Err(e)) if refused(&e) => refusals.push(format!(
+            "sqs:DeleteMessage: {}",
+            explain(&e, "sqs:DeleteMessage")
+        )),
+        Err(_) => refusals.push("sqs:DeleteMessage: no answer in 30 s".into()),
+        _ => {}
+    }
+    match refusals.is_empty() {
+        true => Ok(
+            "sqs:ReceiveMessage, sqs:ChangeMessageVisibility and sqs:DeleteMessage: allowed \
+             (asked so that no message was touched)"
+                .into(),
+        ),
+        false => Err(SourceError::Unavailable(refusals.join("; "))),
+    }
+}
+
 /// Looks at up to ten waiting messages (without hiding them) and reads the first byte of
-/// the first object one names, which proves s3:GetObject.
-async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String, SourceError> {
+/// the first object they name, and of the first named with a version: s3:GetObject, and
+/// s3:GetObjectVersion where notifications carry versions (a versioned bucket).
+async fn sample_objects(settings: &SqsSource, clients: &Clients) -> Findings {
     let peek = clients
         .sqs
         .receive_message()
@@ -675,37 +777,61 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String
     let messages = match tokio::time::timeout(Duration::from_secs(30), peek).await {
         Ok(Ok(output)) => output.messages.unwrap_or_default(),
         Ok(Err(e)) => {
-            return Err(SourceError::Unavailable(format!(
+            return vec![Err(SourceError::Unavailable(format!(
                 "sqs:ReceiveMessage: {}",
                 explain(&e, "sqs:ReceiveMessage")
-            )))
+            )))]
         }
         Err(_) => {
-            return Err(SourceError::Unavailable(
+            return vec![Err(SourceError::Unavailable(
                 "sqs:ReceiveMessage: no answer in 30 s".into(),
-            ))
+            ))]
         }
     };
     if messages.is_empty() {
-        return Ok("no message visible now, so s3:GetObject was not tried".into());
+        return vec![Ok(
+            "sqs:ReceiveMessage: allowed; no message visible now, so s3:GetObject was not tried"
+                .into(),
+        )];
     }
     let mut objects = Vec::new();
     for body in messages.iter().filter_map(|m| m.body.as_deref()) {
         match notification::parse(body) {
             Ok(notice) => objects.extend(notice.objects),
             Err(e) => {
-                return Err(SourceError::Unavailable(format!(
+                return vec![Err(SourceError::Unavailable(format!(
                 "a message on the queue is not an S3 notification ({e}); it would be dead-lettered"
-            )))
+            )))]
             }
         }
     }
-    let Some(object) = objects.into_iter().next() else {
-        return Ok(
+    let plain = objects.iter().find(|o| o.version_id.is_none());
+    let versioned = objects.iter().find(|o| o.version_id.is_some());
+    if plain.is_none() && versioned.is_none() {
+        return vec![Ok(
             "the messages visible name no object to read; s3:GetObject was not tried".into(),
-        );
-    };
+        )];
+    }
+    let mut findings = Vec::new();
+    for object in [plain, versioned].into_iter().flatten() {
+        findings.push(read_first_byte(clients, object).await);
+    }
+    findings
+}
+
+/// Reads an object's first byte, as `run` would read it (with its version, if any).
+async fn read_first_byte(clients: &Clients, object: &ObjectRef) -> Result<String, SourceError> {
     let uri = format!("s3://{}/{}", object.bucket, object.key);
+    let (action, needs) = match &object.version_id {
+        Some(_) => (
+            "s3:GetObjectVersion",
+            "s3:GetObjectVersion (and kms:Decrypt for SSE-KMS objects)",
+        ),
+        None => (
+            "s3:GetObject",
+            "s3:GetObject (and kms:Decrypt for SSE-KMS objects)",
+        ),
+    };
     let read = clients
         .s3
         .get_object()
@@ -715,13 +841,13 @@ async fn sample_object(settings: &SqsSource, clients: &Clients) -> Result<String
         .range("bytes=0-0")
         .send();
     match tokio::time::timeout(Duration::from_secs(30), read).await {
-        Ok(Ok(_)) => Ok(format!("s3:GetObject on {uri}: readable")),
+        Ok(Ok(_)) => Ok(format!("{action} on {uri}: readable")),
         Ok(Err(e)) => Err(SourceError::Unavailable(format!(
-            "s3:GetObject on {uri}: {}",
-            explain(&e, "s3:GetObject (and kms:Decrypt for SSE-KMS objects)")
+            "{action} on {uri}: {}",
+            explain(&e, needs)
         ))),
         Err(_) => Err(SourceError::Unavailable(format!(
-            "s3:GetObject on {uri}: no answer in 30 s"
+            "{action} on {uri}: no answer in 30 s"
         ))),
     }
 }

@@ -63,6 +63,10 @@ pub struct HecOptions {
     /// The first this many `/ack` polls are never answered (the connection stays open,
     /// silent): a collector that stopped answering one connection.
     pub hang_ack_polls: u64,
+    /// `/ack` answers are decided (and the ids answered `true` forgotten, as HEC forgets
+    /// them) at once, then sent this much later: an answer that arrives after the
+    /// sender's own deadline for those ids.
+    pub ack_answer_delay: std::time::Duration,
     /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate from a fresh test CA
     /// ([`HecReceiver::ca_pem`]).
     pub tls: bool,
@@ -80,6 +84,7 @@ impl Default for HecOptions {
             keep_events: true,
             seed: 1,
             hang_ack_polls: 0,
+            ack_answer_delay: std::time::Duration::ZERO,
             tls: false,
         }
     }
@@ -152,7 +157,14 @@ impl HecReceiver {
         let (s, d) = (Arc::clone(&state), Arc::clone(&down));
         let server = Server::start("hec-receiver", tls, move |request| {
             let (state, down, options) = (Arc::clone(&s), Arc::clone(&d), Arc::clone(&options));
-            async move { handle(request, &state, &down, &options).await }
+            async move {
+                let ack = request.uri().path() == "/services/collector/ack";
+                let answer = handle(request, &state, &down, &options).await;
+                if ack {
+                    tokio::time::sleep(options.ack_answer_delay).await;
+                }
+                answer
+            }
         });
         Self {
             server,

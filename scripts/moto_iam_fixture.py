@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""The SQS source's published IAM policy (deploy/iam/sqs-source.json) against a moto server
+that enforces IAM (started with INITIAL_NO_AUTH_ACTION_COUNT=6); used by tests/iam.rs.
+
+usage:
+  moto_iam_fixture.py setup ENDPOINT LINES
+      The six unauthenticated requests moto allows, all IAM: a user `flowlog` holding the
+      policy file, and a user `fixture` allowed everything, each with an access key. Then,
+      as `fixture`: a versioned bucket, the queue, two objects of LINES flow-log lines each
+      under the policy's prefix, and an S3 notification for each on the queue (one naming
+      the object's version, as notifications from a versioned bucket do). Prints JSON.
+  moto_iam_fixture.py policy ENDPOINT FIXTURE_KEY FIXTURE_SECRET [WITHOUT_ACTION]
+      Gives `flowlog` the policy file again, without WITHOUT_ACTION if one is named.
+  moto_iam_fixture.py depth ENDPOINT FIXTURE_KEY FIXTURE_SECRET QUEUE_URL
+      Prints the messages left on the queue (visible and in flight).
+
+moto names what it authorizes after the operation called, so the batch delete flowlog
+makes is checked as sqs:DeleteMessageBatch, an action AWS does not have (AWS authorizes
+it as sqs:DeleteMessage). Wherever the policy allows sqs:DeleteMessage, moto's name is
+added beside it; that is the only change made to the published file.
+"""
+import json
+import os
+import sys
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+QUEUE = "flow-logs"
+BUCKET = "example-flow-log-bucket"
+PREFIX = f"AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/2026/08/01/"
+POLICY = os.path.join(os.path.dirname(__file__), "..", "deploy", "iam", "sqs-source.json")
+ALIASES = {"sqs:DeleteMessage": ["sqs:DeleteMessageBatch"]}
+
+
+def client(kind, endpoint, key="testing", secret="testing"):
+    return boto3.client(kind, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id=key, aws_secret_access_key=secret)
+
+
+def policy(without=None):
+    document = json.load(open(POLICY))
+    for statement in document["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        kept = [a for a in actions if a != without]
+        statement["Action"] = kept + [alias for a in kept for alias in ALIASES.get(a, [])]
+    document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    return json.dumps(document)
+
+
+def line(i):
+    return (f"2 {ACCOUNT} eni-0a1b2c3d4e5f60001 10.0.{i // 250 % 250}.{i % 250 + 1} "
+            f"10.1.0.1 {1024 + i % 60000} 443 6 10 840 1754006400 1754006460 ACCEPT OK\n")
+
+
+def setup(endpoint, lines):
+    iam = client("iam", endpoint)
+    iam.create_user(UserName="flowlog")
+    iam.put_user_policy(UserName="flowlog", PolicyName="sqs-source", PolicyDocument=policy())
+    key = iam.create_access_key(UserName="flowlog")["AccessKey"]
+    iam.create_user(UserName="fixture")
+    iam.put_user_policy(UserName="fixture", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    admin = iam.create_access_key(UserName="fixture")["AccessKey"]
+    # From here on every request is signed and checked.
+    fixture = (admin["AccessKeyId"], admin["SecretAccessKey"])
+    s3, sqs = client("s3", endpoint, *fixture), client("sqs", endpoint, *fixture)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    objects = []
+    for n, versioned in enumerate([False, True]):
+        name = f"{PREFIX}{ACCOUNT}_vpcflowlogs_{REGION}_fl-0123_{n}.log"
+        body = "".join(line(n * lines + i) for i in range(lines))
+        put = s3.put_object(Bucket=BUCKET, Key=name, Body=body.encode())
+        obj = {"key": name, "size": len(body)}
+        if versioned:
+            obj["versionId"] = put["VersionId"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"}, "object": obj},
+        }]}))
+        objects.append({"uri": f"s3://{BUCKET}/{name}", "version_id": obj.get("versionId")})
+    print(json.dumps({
+        "queue_url": url,
+        "objects": objects,
+        "flowlog": [key["AccessKeyId"], key["SecretAccessKey"]],
+        "fixture": list(fixture),
+    }))
+
+
+def main():
+    command, endpoint = sys.argv[1], sys.argv[2]
+    if command == "setup":
+        setup(endpoint, int(sys.argv[3]))
+    elif command == "policy":
+        iam = client("iam", endpoint, sys.argv[3], sys.argv[4])
+        without = sys.argv[5] if len(sys.argv) > 5 else None
+        iam.put_user_policy(UserName="flowlog", PolicyName="sqs-source",
+                            PolicyDocument=policy(without))
+    elif command == "depth":
+        sqs = client("sqs", endpoint, sys.argv[3], sys.argv[4])
+        attributes = sqs.get_queue_attributes(QueueUrl=sys.argv[5], AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        print(int(attributes["ApproximateNumberOfMessages"])
+              + int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+    else:
+        sys.exit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
