@@ -116,7 +116,8 @@ pub struct TransformArgs {
     #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
 
-    /// No summary, no progress bar, no per-record warnings on standard error.
+    /// No summary, no progress bar, no warnings on standard error. Records that cannot be
+    /// decoded still go there, unless --dead-letter names a file.
     #[arg(long, short)]
     pub quiet: bool,
 

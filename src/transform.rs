@@ -48,7 +48,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None if args.quiet => DeadLetterOut::Discard,
+        // Even with --quiet: a record that cannot be decoded is data, not a warning.
         None => DeadLetterOut::Stderr,
     };
     let inputs = if args.inputs.is_empty() {
@@ -297,7 +297,6 @@ fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 enum DeadLetterOut {
     File(BufWriter<File>),
     Stderr,
-    Discard,
 }
 
 /// Encodes batches to the output and routes dead letters.
@@ -401,7 +400,6 @@ impl RecordSink for NdjsonSink {
             DeadLetterOut::Stderr => {
                 eprintln!("flowlog: dead letter: {}", letter.to_json());
             }
-            DeadLetterOut::Discard => {}
         }
         Ok(())
     }

@@ -733,8 +733,14 @@ fn ready_once_sources_run_and_sinks_passed_a_check() {
     set_api(&config, &format!("address = \"{api}\""));
     let child = flowlog(&["run"], &config).spawn().unwrap();
     // Alive, but the sink has not answered: not ready, and /ready says for what.
+    // (and why: the receiver's answer to the sink's check).
     wait_until(|| {
-        get(api, "/ready").is_some_and(|(_, b)| b["waiting_for"] == serde_json::json!(["splunk"]))
+        get(api, "/ready").is_some_and(|(_, b)| {
+            b["waiting_for"] == serde_json::json!(["splunk"])
+                && b["last_errors"]["splunk"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("503"))
+        })
     });
     let (code, body) = get(api, "/ready").unwrap();
     assert_eq!(code, 503, "{body}");
@@ -765,7 +771,7 @@ fn run_logs_status_lines_and_a_summary_at_the_end() {
         &file_sink(&out),
     );
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("status_interval_secs = 0.05\n{text}")).unwrap();
+    std::fs::write(&config, format!("status_interval_secs = 1\n{text}")).unwrap();
     let child = flowlog(&["--log-level", "info", "run"], &config)
         .spawn()
         .unwrap();
@@ -865,4 +871,78 @@ fn sighup_moves_delivery_to_another_receiver_losing_nothing_and_sending_nothing_
         // from the checkpoint: no window was left to send again.
         assert_eq!(count, 1, "{id} arrived {count} times: {log}");
     }
+}
+
+#[test]
+fn a_stop_signal_during_a_reload_ends_the_run_after_the_drain() {
+    use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
+    let receiver = HecReceiver::start(HecOptions::default());
+    let dir = tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, flowlog_test_receivers::corpus::v2_lines(0, 5)).unwrap();
+    let source = file_source(
+        &[input.display().to_string()],
+        "follow = true\npoll_secs = 0.02",
+    );
+    let sink = common::runs::hec_sink(&receiver.url(), "");
+    let config = write_config(&dir, &source, &sink);
+    let mut command = flowlog(&["run"], &config);
+    command
+        .env("RUST_LOG", "info")
+        .env("FLOWLOG_TEST_HEC_TOKEN", "test-token");
+    let mut child = command.spawn().unwrap();
+    wait_until(|| receiver.ids().len() == 5);
+
+    // The receiver goes down with lines in flight, so the reload's drain waits.
+    receiver.set_down(true);
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        let more = flowlog_test_receivers::corpus::v2_lines(5, 5);
+        file.write_all(more.as_bytes()).unwrap();
+    }
+    wait_until(|| receiver.stats().failed_503 > 0);
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n").unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until(|| logged(&config).contains("reload: "));
+    signal(&child, libc::SIGTERM);
+    wait_until(|| logged(&config).contains("stop signal during a reload"));
+    // The drain finishes once the receiver is back, and the run ends there.
+    receiver.set_down(false);
+    wait_until(|| child.try_wait().unwrap().is_some());
+    let log = logged(&config);
+    assert!(
+        !log.contains("the new configuration starts"),
+        "the reload went on after the stop: {log}"
+    );
+    assert_eq!(receiver.ids().len(), 10, "{log}");
+}
+
+#[test]
+fn quiet_transform_still_reports_what_it_cannot_decode() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog"))
+        .args(["transform", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = "2 123456789010 eni-1 10.0.0.1 10.0.0.2 70000 443 6 1 40 1 2 ACCEPT OK\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bad.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr.contains("dead letter") && stderr.contains("70000"),
+        "a record --quiet dropped without a word: {stderr:?}"
+    );
 }

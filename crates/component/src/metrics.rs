@@ -388,9 +388,10 @@ impl Metrics {
         handles
     }
 
-    /// Forgets the state and counts of components `keep` says no longer exist (a source or
-    /// sink a reload removed), so `/health` and status lines name only what runs. Their
-    /// exported series stay, as counters do.
+    /// Forgets the state of components `keep` says no longer exist (a source or sink a
+    /// reload removed), so `/health` names only what runs, and removed sinks' deliveries,
+    /// so status lines list only running sinks. What removed sources read still counts in
+    /// the run's total; exported series stay, as counters do.
     pub fn retain(&self, keep: impl Fn(&'static str, &str) -> bool) {
         self.0
             .statuses
@@ -401,7 +402,7 @@ impl Metrics {
             .counts
             .lock()
             .expect("not poisoned")
-            .retain(|(kind, name), _| keep(kind, name));
+            .retain(|(kind, name), _| *kind == "source" || keep(kind, name));
     }
 
     /// What has gone through so far: the sum over sources, each sink's deliveries.

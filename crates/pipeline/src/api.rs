@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus text), `/health` and `/ready` over HTTP/1.1.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ struct Readiness {
     phase: Phase,
     /// Sinks that have not yet passed their first check in this configuration.
     waiting_for: BTreeSet<String>,
+    /// Why each of them has not, as its latest check said.
+    last_errors: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ impl Health {
         let mut r = self.readiness.lock().expect("not poisoned");
         r.phase = Phase::Starting;
         r.waiting_for = sinks.into_iter().collect();
+        r.last_errors.clear();
     }
 
     /// The sources run.
@@ -81,11 +84,15 @@ impl Health {
 
     /// `sink` reached its receiver (its check passed).
     pub fn sink_ready(&self, sink: &str) {
-        self.readiness
-            .lock()
-            .expect("not poisoned")
-            .waiting_for
-            .remove(sink);
+        let mut r = self.readiness.lock().expect("not poisoned");
+        r.waiting_for.remove(sink);
+        r.last_errors.remove(sink);
+    }
+
+    /// `sink`'s check failed with `error`; true if that is news (not the error it had).
+    pub fn sink_not_ready(&self, sink: &str, error: String) -> bool {
+        let mut r = self.readiness.lock().expect("not poisoned");
+        r.last_errors.insert(sink.to_string(), error.clone()) != Some(error)
     }
 
     /// The configuration drains (a stop signal, a reload, sources ended).
@@ -100,15 +107,9 @@ impl Health {
         let r = self.readiness.lock().expect("not poisoned");
         let (code, body) = match r.phase {
             _ if health != 200 => (503, json!({ "status": "unhealthy", "see": "/health" })),
-            Phase::Starting => (
-                503,
-                json!({ "status": "starting", "waiting_for": Vec::from_iter(&r.waiting_for) }),
-            ),
+            Phase::Starting => (503, starting(&r)),
             Phase::Draining => (503, json!({ "status": "draining" })),
-            Phase::Running if !r.waiting_for.is_empty() => (
-                503,
-                json!({ "status": "starting", "waiting_for": Vec::from_iter(&r.waiting_for) }),
-            ),
+            Phase::Running if !r.waiting_for.is_empty() => (503, starting(&r)),
             Phase::Running => (200, json!({ "status": "ready" })),
         };
         (code, body.to_string())
@@ -167,6 +168,15 @@ impl Health {
         }
         (code, body.to_string())
     }
+}
+
+/// `/ready`'s body while sinks are awaited: which, and what their checks said.
+fn starting(r: &Readiness) -> serde_json::Value {
+    json!({
+        "status": "starting",
+        "waiting_for": Vec::from_iter(&r.waiting_for),
+        "last_errors": r.last_errors,
+    })
 }
 
 /// Serves until the runtime stops.

@@ -283,6 +283,12 @@ where
             true,
         )
         .map_err(|e| (Some("status_interval_secs".into()), e))?;
+        if self.status_interval_secs > 0.0 && self.status_interval_secs < 1.0 {
+            return Err((
+                Some("status_interval_secs".into()),
+                "status_interval_secs must be 0 (no status lines) or at least 1".into(),
+            ));
+        }
         flowlog_component::duration::seconds(
             "reload_secs",
             self.transform.enrich.reload_secs,

@@ -215,7 +215,11 @@ where
     let transform = start_transform(config, state, batches_rx, sink_inputs)?;
     let mut sources = start_sources(built);
     let saver = save_every(SAVE_EVERY, state);
-    let probes = probe_sinks(config, state);
+    // Only /ready needs them: without the API nobody asks.
+    let probes = match config.api.address {
+        Some(_) => probe_sinks(config, state),
+        None => JoinSet::new(),
+    };
     state.health.running();
     let status = match Duration::try_from_secs_f64(config.status_interval_secs) {
         Ok(every) if !every.is_zero() => Some(tokio::spawn(report::status_lines(
@@ -244,7 +248,16 @@ where
     stop.set();
     let deadline =
         Duration::try_from_secs_f64(config.shutdown_timeout_secs).unwrap_or(Duration::MAX);
-    if !drain(&mut sources, &mut sinks, signals, deadline, &mut summary).await {
+    let (drained, stop_asked) = drain(
+        &mut sources,
+        &mut sinks,
+        signals,
+        deadline,
+        reload.is_some(),
+        &mut summary,
+    )
+    .await;
+    if drained != Drained::All {
         summary.abandoned = true;
         abandon(&mut sources, &mut sinks).await;
     }
@@ -262,9 +275,22 @@ where
         .expect("saving does not panic")
         .map_err(io("checkpoints in", &config.data_dir))?;
     Ok(match reload {
-        Some(next) => Generation::Reload(next),
-        None => Generation::Ended(summary),
+        // A stop signal during a reload's drain is a stop: the new configuration does not
+        // start.
+        Some(next) if !stop_asked => Generation::Reload(next),
+        _ => Generation::Ended(summary),
     })
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// Everything in flight settled.
+    All,
+    /// The shutdown deadline passed first.
+    DeadlinePassed,
+    /// A stop signal asked to stop at once.
+    Stopped,
 }
 
 /// An I/O error of `what` at `path`, for `map_err`.
@@ -377,15 +403,25 @@ where
     for (name, sink_config) in &config.sinks {
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         // It was built once already for delivery; it builds again.
-        let Ok(sink) = build_sink(name, sink_config.spec(), &metrics, letters) else {
-            continue;
+        let sink = match build_sink(name, sink_config.spec(), &metrics, letters) {
+            Ok(sink) => sink,
+            Err(e) => {
+                // It was built once for delivery, so this does not happen; if it did, the
+                // sink would be awaited for good, and /ready says why.
+                state.health.sink_not_ready(name, e.to_string());
+                continue;
+            }
         };
         let (name, health) = (name.clone(), Arc::clone(&state.health));
         probes.spawn(async move {
             loop {
                 match sink.check().await {
                     Ok(_) => return health.sink_ready(&name),
-                    Err(e) => tracing::debug!(sink = %name, "not ready yet: {e}"),
+                    Err(e) => {
+                        if health.sink_not_ready(&name, e.to_string()) {
+                            tracing::warn!(sink = %name, "not ready (/ready is 503): {e}");
+                        }
+                    }
                 }
                 tokio::time::sleep(PROBE_EVERY).await;
             }
@@ -623,15 +659,16 @@ where
 }
 
 /// Once the stop is set: sources stop at their next block and wait for their batches; the
-/// transform ends when they have; sinks end when their input is closed and settled. True
-/// if everything settled within `deadline` (and no second signal came).
+/// transform ends when they have; sinks end when their input is closed and settled. How
+/// it ended, and whether a stop signal came during it (which ends a reload's run).
 async fn drain(
     sources: &mut Sources,
     sinks: &mut Sinks,
     signals: &mut Signals,
     deadline: Duration,
+    reloading: bool,
     summary: &mut RunSummary,
-) -> bool {
+) -> (Drained, bool) {
     let settle = async {
         while let Some((name, ended)) = sources.next_ended().await {
             if let Err(e) = ended {
@@ -645,22 +682,39 @@ async fn drain(
             }
         }
     };
-    tokio::select! {
-        drained = tokio::time::timeout(deadline, settle) => {
-            if drained.is_err() {
+    let settle = tokio::time::timeout(deadline, settle);
+    tokio::pin!(settle);
+    // A reload's drain was not asked for by a stop: the first stop signal during it ends
+    // the run once the drain is done (the new configuration does not start), a second one
+    // at once. Otherwise the signal that started the drain was the first.
+    let mut stop_asked = false;
+    loop {
+        tokio::select! {
+            drained = &mut settle => {
+                if drained.is_err() {
+                    tracing::warn!(
+                        "shutdown deadline passed with batches unacknowledged; they are not \
+                         checkpointed and will be sent again after a restart"
+                    );
+                    return (Drained::DeadlinePassed, stop_asked);
+                }
+                return (Drained::All, stop_asked);
+            }
+            _ = signals.next_stop() => {
+                if reloading && !stop_asked {
+                    tracing::info!(
+                        "stop signal during a reload: the drain goes on, then the run ends \
+                         (a second signal stops at once)"
+                    );
+                    stop_asked = true;
+                    continue;
+                }
                 tracing::warn!(
-                    "shutdown deadline passed with batches unacknowledged; they are not \
+                    "second signal: stopping now; batches not yet acknowledged are not \
                      checkpointed and will be sent again after a restart"
                 );
+                return (Drained::Stopped, true);
             }
-            drained.is_ok()
-        }
-        _ = signals.next_stop() => {
-            tracing::warn!(
-                "second signal: stopping now; batches not yet acknowledged are not \
-                 checkpointed and will be sent again after a restart"
-            );
-            false
         }
     }
 }

@@ -576,9 +576,12 @@ pub(crate) fn explain<E>(
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    use aws_sdk_sqs::error::SdkError;
+    use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
     let text = one_line(&error_chain(e));
+    let by_kms = e.code().is_some_and(|code| code.starts_with("KMS."));
     match e {
+        // A queue or object encrypted with a key the caller may not use.
+        _ if by_kms => format!("{text} (refused by KMS: flowlog needs kms:Decrypt on the key)"),
         _ if refused(e) => format!("{text} (refused: flowlog needs {needs})"),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
             "{text} (the endpoint could not be reached: check endpoint_url, the region, the \
@@ -701,8 +704,6 @@ const PROBE_RECEIPT: &str = "flowlog-check-permission-probe";
 /// touching a message: a receive of more messages than SQS allows at once (11), and calls
 /// naming a receipt handle that cannot exist.
 async fn permissions(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, SourceError> {
-    let timeout = Duration::from_secs(30);
-    let mut refusals = Vec::new();
     let receive = sqs
         .receive_message()
         .queue_url(url)
@@ -711,28 +712,12 @@ async fn permissions(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Sou
         .visibility_timeout(0)
         .wait_time_seconds(0)
         .send();
-    match tokio::time::timeout(timeout, receive).await {
-        Ok(Err(e)) if refused(&e) => refusals.push(format!(
-            "sqs:ReceiveMessage: {}",
-            explain(&e, "sqs:ReceiveMessage")
-        )),
-        Err(_) => refusals.push("sqs:ReceiveMessage: no answer in 30 s".into()),
-        _ => {}
-    }
     let extend = sqs
         .change_message_visibility()
         .queue_url(url)
         .receipt_handle(PROBE_RECEIPT)
         .visibility_timeout(0)
         .send();
-    match tokio::time::timeout(timeout, extend).await {
-        Ok(Err(e)) if refused(&e) => refusals.push(format!(
-            "sqs:ChangeMessageVisibility: {}",
-            explain(&e, "sqs:ChangeMessageVisibility")
-        )),
-        Err(_) => refusals.push("sqs:ChangeMessageVisibility: no answer in 30 s".into()),
-        _ => {}
-    }
     let entry = DeleteMessageBatchRequestEntry::builder()
         .id("probe")
         .receipt_handle(PROBE_RECEIPT)
@@ -743,22 +728,55 @@ async fn permissions(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, Sou
         .queue_url(url)
         .entries(entry)
         .send();
-    match tokio::time::timeout(timeout, delete).await {
+    let problems: Vec<String> = [
+        probe("sqs:ReceiveMessage", receive).await,
+        probe("sqs:ChangeMessageVisibility", extend).await,
         // AWS authorizes DeleteMessageBatch as sqs:DeleteMessage.
-        Ok(Err(e)) if refused(&e) => refusals.push(format!(
-            "sqs:DeleteMessage: {}",
-            explain(&e, "sqs:DeleteMessage")
-        )),
-        Err(_) => refusals.push("sqs:DeleteMessage: no answer in 30 s".into()),
-        _ => {}
-    }
-    match refusals.is_empty() {
+        probe("sqs:DeleteMessage", delete).await,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match problems.is_empty() {
         true => Ok(
             "sqs:ReceiveMessage, sqs:ChangeMessageVisibility and sqs:DeleteMessage: allowed \
              (asked so that no message was touched)"
                 .into(),
         ),
-        false => Err(SourceError::Unavailable(refusals.join("; "))),
+        false => Err(SourceError::Unavailable(problems.join("; "))),
+    }
+}
+
+/// What a permission probe's answer says about `action`: nothing wrong (`None`) when the
+/// call succeeded or was turned down for its arguments, which SQS checks only once the
+/// caller is authorized; otherwise the refusal, or that it could not be told (no answer,
+/// throttling, a server error).
+async fn probe<T, E>(
+    action: &str,
+    call: impl std::future::Future<
+        Output = Result<
+            T,
+            aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+        >,
+    >,
+) -> Option<String>
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    let e = match tokio::time::timeout(Duration::from_secs(30), call).await {
+        Ok(Ok(_)) => return None,
+        Ok(Err(e)) => e,
+        Err(_) => return Some(format!("{action}: could not tell (no answer in 30 s)")),
+    };
+    if refused(&e) {
+        return Some(format!("{action}: {}", explain(&e, action)));
+    }
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let throttled = e.code().is_some_and(|c| c.contains("Throttl"));
+    match status {
+        Some(400 | 404) if !throttled => None,
+        _ => Some(format!("{action}: could not tell: {}", explain(&e, action))),
     }
 }
 
