@@ -10,23 +10,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{manifest_dir, tempdir};
+use common::runs::run_to_end;
+use common::{manifest_dir, set_mode, tempdir};
 
 fn deploy(rel: &str) -> PathBuf {
     manifest_dir().join("deploy").join(rel)
-}
-
-/// A command's exit and everything it printed.
-fn output(command: &mut Command) -> (bool, String) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), printed)
 }
 
 fn flowlog() -> Command {
@@ -54,7 +42,7 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
     let page = flowlog().arg("man").output().unwrap();
     std::fs::write(man.join("flowlog.1"), page.stdout).unwrap();
 
-    let (ok, printed) = output(
+    let (ok, printed) = run_to_end(
         Command::new("systemd-analyze")
             .arg("verify")
             .arg(&path)
@@ -65,7 +53,7 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
         "systemd-analyze verify: {printed}"
     );
 
-    let (ok, printed) = output(
+    let (ok, printed) = run_to_end(
         Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
             .arg(&path),
@@ -156,7 +144,7 @@ exit 0
         root = root.display(),
         bin = bin.display(),
     );
-    let (ok, printed) = output(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
+    let (ok, printed) = run_to_end(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
     assert!(ok, "{printed}");
     let written = std::fs::read_to_string(&inside).unwrap();
     assert!(written.lines().count() > 0, "nothing delivered: {printed}");
@@ -189,7 +177,7 @@ fn the_kubernetes_manifests_are_schema_valid_and_carry_valid_configurations() {
     assert!(manifests.len() >= 3, "{manifests:?}");
 
     // Built-in kinds against the Kubernetes schemas, rejecting unknown fields.
-    let (ok, printed) = output(Command::new(&validate).arg("--strict").args(&manifests));
+    let (ok, printed) = run_to_end(Command::new(&validate).arg("--strict").args(&manifests));
     assert!(ok, "kubernetes-validate: {printed}");
     for kind in [
         "deployment/flowlog-sqs",
@@ -202,7 +190,7 @@ fn the_kubernetes_manifests_are_schema_valid_and_carry_valid_configurations() {
         );
     }
     // KEDA's kinds against KEDA's schemas.
-    let (ok, printed) = output(
+    let (ok, printed) = run_to_end(
         Command::new("node")
             .arg(manifest_dir().join("scripts/validate-keda.mjs"))
             .arg(&modules)
@@ -232,19 +220,11 @@ for path in sys.argv[1:]:
             out.append([d['metadata']['name'], d['data']['flowlog.toml'], env])
 print(json.dumps(out))
 "#;
-    let out = Command::new(common::python())
-        .arg("-c")
-        .arg(script)
-        .args(&manifests)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args = vec!["-c".into(), script.into()];
+    args.extend(manifests.iter().map(|m| m.clone().into_os_string()));
+    let out = common::run_python(args);
     type Carried = (String, String, BTreeMap<String, Option<String>>);
-    let configs: Vec<Carried> = serde_json::from_slice(&out.stdout).unwrap();
+    let configs: Vec<Carried> = serde_json::from_slice(&out).unwrap();
     assert_eq!(configs.len(), 2, "{configs:?}");
     let work = tempdir();
     for (name, text, env) in configs {
@@ -254,28 +234,13 @@ print(json.dumps(out))
         command
             .args(["validate", "--no-environment", "--config"])
             .arg(&path);
-        for var in referenced_variables(&text) {
+        for var in common::env_references(&text) {
             let value = env.get(&var).unwrap_or_else(|| {
                 panic!("{name} refers to ${{{var}}}, which its Deployment does not set")
             });
             command.env(&var, value.as_deref().unwrap_or("from-a-secret"));
         }
-        let (ok, printed) = output(&mut command);
+        let (ok, printed) = run_to_end(&mut command);
         assert!(ok, "{name}: {printed}");
     }
-}
-
-/// The `${NAME}` environment variables a configuration refers to.
-fn referenced_variables(text: &str) -> Vec<String> {
-    text.split("${")
-        .skip(1)
-        .filter_map(|rest| rest.split('}').next())
-        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-        .map(str::to_string)
-        .collect()
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -267,7 +267,7 @@ fn every_toml_block_is_a_configuration_flowlog_validate_accepts() {
                 .args(["validate", "--no-environment", "--config"])
                 .arg(&config);
             // What the deployment would set: an address where one is named, else a token.
-            for var in referenced_variables(&block) {
+            for var in common::env_references(&block) {
                 let value = if var.contains("URL") || var.contains("ENDPOINT") {
                     "https://example.com:8088"
                 } else {
@@ -288,19 +288,6 @@ fn every_toml_block_is_a_configuration_flowlog_validate_accepts() {
     }
     assert!(checked >= 5, "only {checked} TOML blocks found");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// The `${NAME}` environment variables a configuration refers to (not flow-log fields).
-fn referenced_variables(text: &str) -> Vec<String> {
-    text.split("${")
-        .skip(1)
-        .filter_map(|rest| rest.split(['}', ':']).next())
-        .filter(|name| {
-            name.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 /// Whether `actual` matches `expected`, where an `...` line stands for any number of lines

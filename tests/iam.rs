@@ -69,17 +69,10 @@ impl IamMoto {
     }
 
     fn fixture_command(&self, args: &[&str]) -> String {
-        let out = Command::new(common::python())
-            .arg(common::manifest_dir().join("scripts/moto_iam_fixture.py"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let script = common::manifest_dir().join("scripts/moto_iam_fixture.py");
+        let mut all = vec![script.into_os_string()];
+        all.extend(args.iter().map(Into::into));
+        String::from_utf8(common::run_python(all)).unwrap()
     }
 
     /// Runs the fixture's `command` as the fixture user (allowed everything).
@@ -102,24 +95,18 @@ impl IamMoto {
     /// `flowlog ARGS --config CONFIG` as the user holding the policy.
     fn flowlog(&self, args: &[&str], config: &Path) -> (bool, String) {
         let key = |i: usize| self.fixture["flowlog"][i].as_str().unwrap().to_string();
-        let out = Command::new(env!("CARGO_BIN_EXE_flowlog"))
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("AWS_ACCESS_KEY_ID", key(0))
-            .env("AWS_SECRET_ACCESS_KEY", key(1))
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), printed)
+        common::runs::run_to_end(
+            Command::new(env!("CARGO_BIN_EXE_flowlog"))
+                .args(args)
+                .arg("--config")
+                .arg(config)
+                .env("AWS_ACCESS_KEY_ID", key(0))
+                .env("AWS_SECRET_ACCESS_KEY", key(1))
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("RUST_LOG", "warn"),
+        )
     }
 }
 

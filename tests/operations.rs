@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::runs::{flowlog, run_to_end, write_config};
-use common::tempdir;
+use common::{set_mode, tempdir};
 
 /// A file sink writing ECS to `path`.
 fn file_sink(path: &Path) -> String {
@@ -567,11 +567,6 @@ fn listing(dir: &Path) -> Vec<String> {
     }
     all.sort();
     all
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// `command` without the capabilities that let root read any file, when the tests run

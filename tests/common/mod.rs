@@ -231,17 +231,47 @@ pub fn moto_instances() -> (String, Vec<Value>) {
     let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
         "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
     );
-    let out = Command::new(python())
-        .arg(manifest_dir().join("scripts/moto_fixture.py"))
-        .arg(&endpoint)
-        .output()
-        .unwrap();
+    let out = run_python([
+        manifest_dir()
+            .join("scripts/moto_fixture.py")
+            .into_os_string(),
+        endpoint.clone().into(),
+    ]);
+    (endpoint, serde_json::from_slice(&out).unwrap())
+}
+
+/// What [`python`] printed, run with `args`; a failure fails the test with its stderr.
+pub fn run_python<I, A>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(python()).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (endpoint, serde_json::from_slice(&out.stdout).unwrap())
+    out.stdout
+}
+
+/// The `${NAME}` environment variables a configuration refers to (not flow-log fields,
+/// which are lower case; `${NAME:-default}` and `${NAME:?message}` name `NAME`).
+pub fn env_references(text: &str) -> Vec<String> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split(['}', ':']).next())
+        .filter(|name| {
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// The Python with boto3 (the test script's venv).

@@ -95,9 +95,11 @@ pub fn finish(mut child: Child, config: &Path) -> (bool, String) {
     )
 }
 
-/// Runs `command` to its end: whether it passed, and what it printed (stdout, then stderr).
-pub fn run_to_end(mut command: Command) -> (bool, String) {
+/// Runs `command` (owned or borrowed) to its end: whether it passed, and what it printed
+/// (stdout, then stderr).
+pub fn run_to_end(mut command: impl std::borrow::BorrowMut<Command>) -> (bool, String) {
     let output = command
+        .borrow_mut()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
