@@ -1,14 +1,15 @@
 //! The documentation is tested like the code it describes: every settings key is listed in
 //! docs/configuration.md (and nothing there is a key no longer read), every TOML block in the
 //! README and docs/ is a configuration `flowlog validate` accepts, and every sample session
-//! (a ```console block) prints what it shows.
+//! (a ```console block) prints what it shows: here when it needs nothing but the checkout,
+//! else in the test `common::samples::RUN_BY_TESTS` names.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::samples::{self, blocks, line_matches, matches, pages, relative, Sample, Stage};
 use common::{manifest_dir, tempdir};
 
 /// The keys serde reads for `T`: its `deserialize_struct` call names them, and this
@@ -209,48 +210,6 @@ fn every_settings_key_is_in_the_configuration_page() {
     );
 }
 
-/// README.md and every page under docs/.
-fn pages() -> Vec<PathBuf> {
-    let root = manifest_dir();
-    let mut pages = vec![root.join("README.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    pages.extend(docs);
-    pages
-}
-
-/// The fenced blocks of `lang` in `text`: (line of the opening fence, content).
-fn blocks(text: &str, lang: &str) -> Vec<(usize, String)> {
-    let mut found = Vec::new();
-    let mut open: Option<(usize, String)> = None;
-    for (i, line) in text.lines().enumerate() {
-        let fence = line.trim_start();
-        match &mut open {
-            None if fence.strip_prefix("```").is_some_and(|l| l.trim() == lang) => {
-                open = Some((i + 1, String::new()));
-            }
-            Some(_) if fence.starts_with("```") => found.push(open.take().expect("open")),
-            Some((_, body)) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            None => {}
-        }
-    }
-    found
-}
-
-fn relative(path: &Path) -> String {
-    path.strip_prefix(manifest_dir())
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
 #[test]
 fn every_toml_block_is_a_configuration_flowlog_validate_accepts() {
     let dir = tempdir();
@@ -268,6 +227,9 @@ fn every_toml_block_is_a_configuration_flowlog_validate_accepts() {
                 .arg(&config);
             // What the deployment would set: an address where one is named, else a token.
             for var in common::env_references(&block) {
+                if block.contains(&format!("${{{var}:-")) {
+                    continue; // its default is what the page means
+                }
                 let value = if var.contains("URL") || var.contains("ENDPOINT") {
                     "https://example.com:8088"
                 } else {
@@ -290,90 +252,56 @@ fn every_toml_block_is_a_configuration_flowlog_validate_accepts() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Whether `actual` matches `expected`, where an `...` line stands for any number of lines
-/// and `[..]` within a line for any text.
-fn matches(expected: &[&str], actual: &[&str]) -> bool {
-    match expected.split_first() {
-        None => actual.is_empty(),
-        Some((&"...", rest)) => (0..=actual.len()).any(|skip| matches(rest, &actual[skip..])),
-        Some((line, rest)) => actual
-            .split_first()
-            .is_some_and(|(first, others)| line_matches(line, first) && matches(rest, others)),
-    }
-}
-
-fn line_matches(expected: &str, actual: &str) -> bool {
-    let mut parts = expected.split("[..]");
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = actual.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i + 1 == parts.len() {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
-}
-
 #[test]
 fn every_sample_session_prints_what_it_shows() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_flowlog"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let stage = Stage::new().working_in(&manifest_dir());
     let mut checked = 0;
     let mut problems = Vec::new();
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
-        for (line, block) in blocks(&text, "console") {
-            // Each `$ ` line is a command; the lines after it, up to the next, its output.
-            let mut sessions: Vec<(String, Vec<&str>)> = Vec::new();
-            for l in block.lines() {
-                match l.strip_prefix("$ ") {
-                    Some(command) => sessions.push((command.to_string(), Vec::new())),
-                    None => match sessions.last_mut() {
-                        Some((_, expected)) => expected.push(l),
-                        None => problems.push(format!(
-                            "{}:{line}: a console block starts with output",
-                            relative(&page)
-                        )),
-                    },
-                }
+        let marked: Vec<(String, Option<usize>)> = samples::markers(&text);
+        for (name, console) in &marked {
+            let claimed = samples::RUN_BY_TESTS.iter().any(|(n, _)| n == name);
+            if !claimed || console.is_none() {
+                problems.push(format!(
+                    "{}: <!-- sample: {name} --> {}",
+                    relative(&page),
+                    if claimed {
+                        "announces no console block"
+                    } else {
+                        "is run by no test (samples::RUN_BY_TESTS)"
+                    }
+                ));
             }
-            for (command, expected) in sessions {
+        }
+        for block in samples::all_blocks(&text) {
+            let at = format!("{}:{}", relative(&page), block.line);
+            // Output nothing runs would go stale unnoticed: sessions are console blocks.
+            if block.lang != "console" {
+                if block.body.starts_with("$ ") {
+                    problems.push(format!("{at}: a session in a ```{} block", block.lang));
+                }
+                continue;
+            }
+            if marked.iter().any(|(_, c)| *c == Some(block.line)) {
+                continue; // run by its own test, with what it needs
+            }
+            let sessions = match samples::sessions(&block.body) {
+                Ok(sessions) => sessions,
+                Err(e) => {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+            };
+            let sample = Sample {
+                name: "console".into(),
+                at,
+                files: Vec::new(),
+                sessions,
+            };
+            for session in &sample.sessions {
                 checked += 1;
-                let out = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("{command} 2>&1"))
-                    .current_dir(manifest_dir())
-                    .env("PATH", &path)
-                    .env_remove("RUST_LOG")
-                    .output()
-                    .unwrap();
-                let printed = String::from_utf8_lossy(&out.stdout);
-                let actual: Vec<&str> = printed.lines().collect();
-                let mut expected = expected;
-                while expected.last().is_some_and(|l| l.trim().is_empty()) {
-                    expected.pop();
-                }
-                if !matches(&expected, &actual) {
-                    problems.push(format!(
-                        "{}:{line}: `{command}` printed:\n{printed}\nwhere the page shows:\n{}",
-                        relative(&page),
-                        expected.join("\n")
-                    ));
-                }
+                problems.extend(stage.run(&sample, session).err());
             }
         }
     }

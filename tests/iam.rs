@@ -167,6 +167,8 @@ path = "{out}"
         assert!(printed.contains(&found), "{found}: {printed}");
     }
 
+    the_sample_in_the_docs(&moto);
+
     // Without any one of its actions, check fails and names the one missing.
     for (action, args) in [
         ("sqs:GetQueueAttributes", &["check"][..]),
@@ -204,4 +206,31 @@ path = "{out}"
         "0",
         "messages left on the queue: {printed}"
     );
+}
+
+/// docs/operations.md's SQS `check` sample, as the policy's user: the check, the same with
+/// `--sample`, then without `sqs:GetQueueAttributes`.
+fn the_sample_in_the_docs(moto: &IamMoto) {
+    let sample = common::samples::sample("docs/operations.md", "check-sqs");
+    assert_eq!(sample.sessions.len(), 3, "{}", sample.at);
+    let key = |i: usize| moto.fixture["flowlog"][i].as_str().unwrap().to_string();
+    let stage = common::samples::Stage::new()
+        .replace(
+            "127.0.0.1:5000",
+            moto.endpoint.trim_start_matches("http://"),
+        )
+        .env("AWS_ACCESS_KEY_ID", &key(0))
+        .env("AWS_SECRET_ACCESS_KEY", &key(1))
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    stage.write(&sample);
+    let mut problems: Vec<String> = sample.sessions[..2]
+        .iter()
+        .filter_map(|s| stage.run(&sample, s).err())
+        .collect();
+    moto.as_fixture("policy", &["sqs:GetQueueAttributes"]);
+    problems.extend(stage.run(&sample, &sample.sessions[2]).err());
+    moto.as_fixture("policy", &[]);
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

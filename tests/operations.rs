@@ -172,7 +172,7 @@ fn an_unreadable_input_fails_the_start_with_permission_denied() {
         &file_source(&[input.display().to_string()], ""),
         &file_sink(&out),
     );
-    let (ok, printed) = run_to_end(as_unprivileged(flowlog(&["run"], &config)));
+    let (ok, printed) = run_to_end(common::as_unprivileged(flowlog(&["run"], &config)));
     assert!(!ok, "{printed}");
     assert!(
         printed.contains(&format!("{}: Permission denied", input.display())),
@@ -492,27 +492,17 @@ fn health_tells_a_failing_source_and_the_errors_are_counted() {
 
 /// `GET path` on `address`: the status and the body as JSON.
 fn get(address: std::net::SocketAddr, path: &str) -> Option<(u16, serde_json::Value)> {
-    let text = request(address, path)?;
+    let text = common::http_get(address, path)?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let code = head.split(' ').nth(1)?.parse().ok()?;
     Some((code, serde_json::from_str(body).ok()?))
 }
 
 fn get_text(address: std::net::SocketAddr, path: &str) -> String {
-    let text = request(address, path).expect("an answer");
+    let text = common::http_get(address, path).expect("an answer");
     text.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
-}
-
-fn request(address: std::net::SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
 }
 
 #[test]
@@ -567,25 +557,6 @@ fn listing(dir: &Path) -> Vec<String> {
     }
     all.sort();
     all
-}
-
-/// `command` without the capabilities that let root read any file, when the tests run
-/// as root (as in CI containers): file permissions then apply to it as to anyone.
-fn as_unprivileged(command: std::process::Command) -> std::process::Command {
-    // SAFETY: geteuid only reads the process's credentials.
-    if unsafe { libc::geteuid() } != 0 {
-        return command;
-    }
-    let mut wrapped = std::process::Command::new("setpriv");
-    wrapped.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
-    wrapped.arg(command.get_program()).args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(v) => wrapped.env(key, v),
-            None => wrapped.env_remove(key),
-        };
-    }
-    wrapped
 }
 
 fn wait_until(mut done: impl FnMut() -> bool) {

@@ -11,6 +11,7 @@ use serde_json::Value;
 pub mod engines;
 pub mod firehose;
 pub mod runs;
+pub mod samples;
 
 /// Elastic's pipeline picks a layout by counting tokens; flowlog never does. These are the
 /// layouts Elastic assumes for its test files, given to flowlog as `--format`.
@@ -272,6 +273,36 @@ pub fn env_references(text: &str) -> Vec<String> {
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `command` without the capabilities that let root read any file, when the tests run
+/// as root (as in CI containers): file permissions then apply to it as to anyone.
+pub fn as_unprivileged(command: std::process::Command) -> std::process::Command {
+    // SAFETY: geteuid only reads the process's credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        return command;
+    }
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped.args(["--bounding-set=-dac_override,-dac_read_search", "--"]);
+    wrapped.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+/// The whole answer (head and body) to `GET path` on `address`, if one came.
+pub fn http_get(address: impl std::net::ToSocketAddrs, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }
 
 /// The Python with boto3 (the test script's venv).

@@ -577,7 +577,22 @@ where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
     use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-    let text = one_line(&error_chain(e));
+    let chain = error_chain(e);
+    let text = match e.raw_response() {
+        // The SDK's complaint about a body it could not parse ("unexpected token '<'")
+        // tells a person nothing; the status does. (An HTML page is named by one_line.)
+        Some(answer)
+            if e.code().is_none()
+                && matches!(e, SdkError::ServiceError(_))
+                && html_at(&chain).is_none() =>
+        {
+            format!(
+                "HTTP {}, with an answer that is not the AWS API's (is endpoint_url right?)",
+                answer.status().as_u16()
+            )
+        }
+        _ => one_line(&chain),
+    };
     let by_kms = e.code().is_some_and(|code| code.starts_with("KMS."));
     match e {
         // A queue or object encrypted with a key the caller may not use.
@@ -606,12 +621,19 @@ where
     }
 }
 
+/// Where an HTML page starts in `text`, if it holds one.
+fn html_at(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("<html"), lower.find("<!doctype")]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
 /// An error's text cut to one line of at most 300 characters; an HTML page (a wrong
 /// endpoint, a captive portal) is said to be one.
 fn one_line(text: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let page = [lower.find("<html"), lower.find("<!doctype")];
-    if let Some(at) = page.into_iter().flatten().min() {
+    if let Some(at) = html_at(text) {
         let before = text[..at].trim_end().trim_end_matches(':');
         return format!("{before}: an HTML page answered, not an AWS API (is endpoint_url right?)");
     }
