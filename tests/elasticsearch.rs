@@ -134,6 +134,43 @@ fn check_says_what_it_found_and_fails_on_a_read_only_user() {
     assert!(!printed.contains("viewer-password"), "{printed}");
 }
 
+/// A role that may create documents and holds no cluster privilege (no `monitor`), the
+/// least a writer needs: check says what it could not look at and passes, as `run`
+/// delivers.
+#[test]
+fn a_least_privilege_writer_passes_check_and_delivers() {
+    let receiver = EsReceiver::start(EsOptions::default());
+    let setup = setup(&receiver, 10, "");
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "auth = { api_key = \"${FLOWLOG_TEST_ES_KEY}\" }",
+        "auth = { user = \"writer\", password = \"writer-password\" }",
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let (ok, printed) = check(&setup.config);
+    assert!(ok, "{printed}");
+    for said in [
+        "product and version not checked: the credentials may not read them",
+        "may create documents in `logs-aws.vpcflow-default`",
+        "index template `flowlog-logs-aws.vpcflow-default`: not checked (403)",
+    ] {
+        assert!(printed.contains(said), "{said}: {printed}");
+    }
+    let (ok, stderr) = finish(
+        flowlog(&["run"], &setup.config).spawn().unwrap(),
+        &setup.config,
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(receiver.count(STREAM), 10);
+    // Refused credentials still fail: a privilege missing is not a password wrong.
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("writer-password", "wrong");
+    std::fs::write(&setup.config, text).unwrap();
+    let (ok, printed) = check(&setup.config);
+    assert!(!ok, "{printed}");
+    assert!(printed.contains("401"), "{printed}");
+}
+
 /// Runs `scripts/<name>` with the test venv's Python; its standard output, once it
 /// succeeded.
 fn python_script(name: &str, args: &[String]) -> String {

@@ -667,6 +667,25 @@ token = "t"
     // --no-environment looks at the file alone.
     let (ok, printed) = run_to_end(flowlog(&["validate", "--no-environment"], &config));
     assert!(ok, "{printed}");
+    // A host name is looked up when the address is bound: by check, not by validate,
+    // which reaches no name server.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let api = held.local_addr().unwrap().to_string();
+    assert!(text.contains(&api));
+    std::fs::write(&config, text.replace(&api, "no-such-host.invalid:9598")).unwrap();
+    for args in [&["validate", "--no-environment"][..], &["validate"]] {
+        let (_, printed) = run_to_end(flowlog(args, &config));
+        assert!(!printed.contains("resolved"), "{args:?}: {printed}");
+        assert!(!printed.contains("FAIL api"), "{args:?}: {printed}");
+    }
+    let (ok, checked) = run_to_end(flowlog(&["check"], &config));
+    assert!(!ok, "{checked}");
+    assert!(
+        checked.contains(
+            "FAIL api: cannot listen on no-such-host.invalid:9598: `no-such-host.invalid` cannot be resolved"
+        ),
+        "{checked}"
+    );
     // A configuration that does not parse is exit 2, as for check and run.
     std::fs::write(&config, "[sources.vpc]\ntype = \"file\"\npathz = []\n").unwrap();
     let output = flowlog(&["validate"], &config).output().unwrap();

@@ -9,48 +9,71 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// `address = "..."` in a configuration: `IP:port` (`[::1]:port` for IPv6), or
-/// `host:port` with the host name resolved when the file is read (its first address,
-/// which is what a server binds), so `localhost:8443` works as operators write it.
-pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(address) = text.parse() {
-        return Ok(address);
+/// `host:port` as operators write it (`localhost:8443`). Reading the file checks the form
+/// only; a host name is resolved when the address is bound (its first address, which is
+/// what a server binds), so `flowlog validate` reaches no name server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddress(String);
+
+impl ListenAddress {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.parse::<SocketAddr>().is_ok() {
+            return Ok(Self(text.to_string()));
+        }
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!(
+                "`{text}` is not an address: write host:port or IP:port (e.g. 127.0.0.1:8443)"
+            ));
+        };
+        if port.parse::<u16>().is_err() || host.is_empty() {
+            return Err(format!("`{text}` is not host:port (a port is 0 to 65535)"));
+        }
+        // An IPv6 address needs its brackets: `::1:8443` would be read as a host name.
+        if host.contains(':') || host.starts_with('[') {
+            return Err(format!(
+                "`{text}` is not an address: an IPv6 address is written [ADDRESS]:port"
+            ));
+        }
+        Ok(Self(text.to_string()))
     }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!(
-            "`{text}` is not an address: write host:port or IP:port (e.g. 127.0.0.1:8443)"
-        ));
-    };
-    if port.parse::<u16>().is_err() || host.is_empty() {
-        return Err(format!("`{text}` is not host:port (a port is 0 to 65535)"));
+
+    /// The address to bind: the IP as written, or the host name's first address.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        if let Ok(address) = self.0.parse() {
+            return Ok(address);
+        }
+        let host = self.0.rsplit_once(':').map_or(&*self.0, |(h, _)| h);
+        use std::net::ToSocketAddrs;
+        match self.0.to_socket_addrs() {
+            Ok(mut found) => found
+                .next()
+                .ok_or_else(|| format!("`{host}` has no address")),
+            Err(e) => Err(format!("`{host}` cannot be resolved: {e}")),
+        }
     }
-    use std::net::ToSocketAddrs;
-    match text.to_socket_addrs() {
-        Ok(mut found) => found
-            .next()
-            .ok_or_else(|| format!("`{host}` has no address")),
-        Err(e) => Err(format!("`{host}` cannot be resolved: {e}")),
+
+    /// Binds the address for a tokio server to take over (`TcpListener::from_std`),
+    /// before anything else starts, so that a taken port (or a name that does not
+    /// resolve) fails the start, not a task later.
+    pub fn bind(&self) -> std::io::Result<std::net::TcpListener> {
+        let address = self.resolve().map_err(std::io::Error::other)?;
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
     }
 }
 
-/// Serde's side of [`parse_address`]: `#[serde(deserialize_with = "...::address")]`.
-pub fn address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let text = <String as serde::Deserialize>::deserialize(d)?;
-    parse_address(&text).map_err(serde::de::Error::custom)
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-/// [`address`] for an optional key.
-pub fn optional_address<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<SocketAddr>, D::Error> {
-    address(d).map(Some)
-}
-
-/// Binds `address` for a tokio server to take over (`TcpListener::from_std`), before
-/// anything else starts, so that a taken port fails the start, not a task later.
-pub fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(address)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+impl<'de> serde::Deserialize<'de> for ListenAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How long to wait after a failed accept (EMFILE, ENFILE, ENOBUFS...): retrying at once
@@ -156,6 +179,40 @@ mod tests {
         assert!((5..=12).contains(&n), "{n} accepts in one (virtual) second");
         assert_eq!(errors.load(Ordering::Relaxed), n, "each failure is told");
         server.abort();
+    }
+
+    #[test]
+    fn an_address_is_checked_when_read_and_resolved_when_bound() {
+        for good in [
+            "127.0.0.1:8443",
+            "[::1]:9598",
+            "0.0.0.0:0",
+            "localhost:8443",
+        ] {
+            assert!(ListenAddress::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "8443",
+            "localhost",
+            ":8443",
+            "host:99999",
+            "::1:8443",
+            "[::1]",
+        ] {
+            assert!(ListenAddress::parse(bad).is_err(), "{bad}");
+        }
+        // A name that does not resolve is the bind's failure, not the file's.
+        let nowhere = ListenAddress::parse("no-such-host.invalid:8443").unwrap();
+        let e = nowhere.bind().unwrap_err().to_string();
+        assert!(
+            e.contains("`no-such-host.invalid` cannot be resolved"),
+            "{e}"
+        );
+        let local = ListenAddress::parse("localhost:0")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(local.ip().is_loopback(), "{local}");
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //! `${NAME:?message}` a message of one's own. A `format` value is AWS's `${field}` syntax
 //! and is copied as it is. Unknown keys are errors, reported with the line they are on.
 
+use flowlog_component::listen::ListenAddress;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -111,11 +111,8 @@ fn default_shutdown_timeout() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// `host:port` serving `/metrics` (Prometheus text) and `/health`.
-    #[serde(
-        default,
-        deserialize_with = "flowlog_component::listen::optional_address"
-    )]
-    pub address: Option<SocketAddr>,
+    #[serde(default)]
+    pub address: Option<ListenAddress>,
     /// Seconds a component may keep failing (a receiver down, a directory unreadable)
     /// before `/health` answers 503; until then it says `degraded`.
     pub unhealthy_after_secs: Option<f64>,

@@ -147,7 +147,7 @@ where
         path: PathBuf::new(),
         source,
     })?;
-    serve_api(config.api.address, &state)?;
+    serve_api(config.api.address.as_ref(), &state)?;
     let started = std::time::Instant::now();
     let mut config = config;
     // The configuration that last started well: what a reload falls back to when the new
@@ -338,7 +338,10 @@ impl State {
 }
 
 /// `/metrics` and `/health` on `address`, if one is configured.
-fn serve_api(address: Option<std::net::SocketAddr>, state: &State) -> Result<(), RunError> {
+fn serve_api(
+    address: Option<&flowlog_component::listen::ListenAddress>,
+    state: &State,
+) -> Result<(), RunError> {
     let Some(address) = address else {
         return Ok(());
     };
@@ -347,7 +350,7 @@ fn serve_api(address: Option<std::net::SocketAddr>, state: &State) -> Result<(),
         path: PathBuf::from(address.to_string()),
         source,
     };
-    let listener = flowlog_component::listen::bind(address).map_err(unusable)?;
+    let listener = address.bind().map_err(unusable)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(unusable)?;
     tokio::spawn(api::serve(
         listener,
@@ -949,7 +952,7 @@ where
         Ok(detail) => note(true, "dead_letter".into(), detail),
         Err(e) => note(false, "dead_letter".into(), e),
     }
-    match (config.api.address, reach) {
+    match (&config.api.address, reach) {
         // The port is left alone offline: the flowlog this file is about to replace
         // listens there.
         (Some(address), Reach::Local) => note(
@@ -958,8 +961,7 @@ where
             format!("http://{address}/metrics, /health and /ready (not bound by validate)"),
         ),
         // Bound and let go at once: whether `run` could listen there now.
-        (Some(address), Reach::Everything { .. }) => match flowlog_component::listen::bind(address)
-        {
+        (Some(address), Reach::Everything { .. }) => match address.bind() {
             Ok(_) => note(
                 true,
                 "api".into(),

@@ -384,28 +384,52 @@ impl EsSink {
     }
 
     async fn check_cluster(&self) -> Result<String, SinkError> {
-        let info = self.cluster_info().await?;
-        let product = match info.flavor {
-            Flavor::OpenSearch => "OpenSearch",
-            _ => "Elasticsearch",
+        let base = &self.cluster.nodes[0].base;
+        let (flavor, first) = match self.cluster_info().await {
+            Ok(info) => {
+                let product = match info.flavor {
+                    Flavor::OpenSearch => "OpenSearch",
+                    _ => "Elasticsearch",
+                };
+                let line = format!(
+                    "{base}: {product} {} (cluster `{}`)",
+                    info.version, info.cluster_name
+                );
+                (info.flavor, line)
+            }
+            // A least-privilege writer holds no cluster privilege, and `run` needs none
+            // (unless it installs templates): the product goes unchecked, the right to
+            // write is still asked below.
+            Err(SinkError::Rejected {
+                status: 403,
+                message,
+                ..
+            }) if lacks_cluster_privilege(&message) => {
+                let flavor = match self.config.flavor {
+                    Flavor::Auto if self.cluster.signer.is_some() => Flavor::OpenSearch,
+                    Flavor::Auto => Flavor::Elasticsearch,
+                    flavor => flavor,
+                };
+                let line = format!(
+                    "{base}: product and version not checked: the credentials may not read \
+                     them (GET / takes the `monitor` cluster privilege, which writing does not)"
+                );
+                (flavor, line)
+            }
+            Err(e) => return Err(e),
         };
-        let mut report = vec![format!(
-            "{}: {product} {} (cluster `{}`)",
-            self.cluster.nodes[0].base, info.version, info.cluster_name
-        )];
+        let mut report = vec![first];
         if let Some(signer) = &self.cluster.signer {
             report.push(signer.describe().await.map_err(SinkError::Config)?);
         }
-        if info.flavor == Flavor::OpenSearch
-            && matches!(self.config.auth, Some(Auth::ApiKey { .. }))
-        {
+        if flavor == Flavor::OpenSearch && matches!(self.config.auth, Some(Auth::ApiKey { .. })) {
             return Err(SinkError::Config(
                 "the cluster is OpenSearch, which takes no API keys: use auth = { user, password }"
                     .into(),
             ));
         }
-        report.push(self.check_privileges(info.flavor).await?);
-        report.push(template::compare(&self.cluster, &self.config, info.flavor).await?);
+        report.push(self.check_privileges(flavor).await?);
+        report.push(template::compare(&self.cluster, &self.config, flavor).await?);
         Ok(report.join("\n  "))
     }
 
@@ -459,6 +483,12 @@ impl EsSink {
             )),
         }
     }
+}
+
+/// Whether a 403 from `GET /` says the (authenticated) caller lacks a cluster privilege,
+/// as Elasticsearch and OpenSearch word it, rather than refusing the credentials.
+fn lacks_cluster_privilege(message: &str) -> bool {
+    message.starts_with("security_exception") && message.contains("[cluster:monitor/main]")
 }
 
 struct ClusterInfo {

@@ -65,7 +65,7 @@ impl SourceKind for FirehoseSource {
             .map(acceptor)
             .transpose()
             .map_err(SourceError::Config)?;
-        let listener = flowlog_component::listen::bind(self.address).map_err(|e| {
+        let listener = self.address.bind().map_err(|e| {
             SourceError::Unavailable(format!("cannot listen on {}: {e}", self.address))
         })?;
         Ok(Box::new(Endpoint {
@@ -79,7 +79,7 @@ impl SourceKind for FirehoseSource {
     fn check<'a>(&'a self, _: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
         let mut findings = vec![self.certificate()];
         // Whether the address can be listened on (it is free now, or flowlog runs there).
-        if let Err(e) = std::net::TcpListener::bind(self.address) {
+        if let Err(e) = self.address.bind() {
             let hint = "(is something, or flowlog itself, listening there already?)";
             findings.push(Err(SourceError::Unavailable(format!(
                 "cannot listen on {}: {e} {hint}",
@@ -180,7 +180,9 @@ async fn serve(endpoint: Endpoint) -> Result<(), SourceError> {
         tls,
     } = endpoint;
     let name = ctx.name.clone();
-    let address = listener.local_addr().unwrap_or(settings.address);
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| settings.address.to_string(), |a| a.to_string());
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| SourceError::Unavailable(format!("cannot listen on {address}: {e}")))?;
     let connections = Connections::new(connection_cap(settings.max_connections));

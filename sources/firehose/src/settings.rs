@@ -1,6 +1,6 @@
 //! The source's settings, as they appear under `[sources.<name>]` with `type = "firehose"`.
 
-use std::net::SocketAddr;
+use flowlog_component::listen::ListenAddress;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -35,8 +35,7 @@ fn default_max_connections() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct FirehoseSource {
     /// Where to listen, e.g. `0.0.0.0:8443`.
-    #[serde(deserialize_with = "flowlog_component::listen::address")]
-    pub address: SocketAddr,
+    pub address: ListenAddress,
     /// The access key configured in the Firehose stream's destination.
     pub access_key: String,
     /// HTTPS (Firehose requires it; a load balancer in front may end TLS instead).

@@ -58,6 +58,9 @@ pub struct EsOptions {
     pub basic: Option<(String, String)>,
     /// Users that may authenticate but not write (403 on writes).
     pub read_only_user: Option<(String, String)>,
+    /// A user that may create documents and nothing else, as a least-privilege role
+    /// grants: no cluster privilege, so `GET /` and the template APIs answer 403.
+    pub document_writer: Option<(String, String)>,
     /// Only requests signed with this key are accepted (Amazon OpenSearch Service).
     pub sigv4: Option<SigV4Key>,
     /// Largest accepted body as received (Elasticsearch's `http.max_content_length`).
@@ -85,6 +88,7 @@ impl Default for EsOptions {
             api_key: Some("test-id:test-key".into()),
             basic: Some(("elastic".into(), "changeme".into())),
             read_only_user: Some(("viewer".into(), "viewer-password".into())),
+            document_writer: Some(("writer".into(), "writer-password".into())),
             sigv4: None,
             max_body: 100 << 20,
             item_reject_rate: 0.0,
@@ -272,6 +276,8 @@ fn error(options: &EsOptions, status: u16, kind: &str, reason: &str) -> Answer {
 enum Caller {
     Writer(String),
     Reader(String),
+    /// May write documents, holds no cluster privilege.
+    DocumentWriter(String),
 }
 
 fn authenticate(headers: &http::HeaderMap, options: &EsOptions) -> Result<Caller, String> {
@@ -303,6 +309,9 @@ fn authenticate(headers: &http::HeaderMap, options: &EsOptions) -> Result<Caller
         }
         if matches(&options.read_only_user) {
             return Ok(Caller::Reader(user.to_string()));
+        }
+        if matches(&options.document_writer) {
+            return Ok(Caller::DocumentWriter(user.to_string()));
         }
         return Err(format!(
             "unable to authenticate user [{user}] for REST request"
@@ -409,11 +418,33 @@ async fn handle(
             &format!("action [indices:data/write/bulk] is unauthorized for user [{user}]"),
         ));
     }
+    let cluster_level = matches!(
+        path.first(),
+        None | Some(&"_index_template") | Some(&"_component_template")
+    );
+    if let (Caller::DocumentWriter(user), true) = (&caller, cluster_level) {
+        state.stats.forbidden += 1;
+        let action = if path.is_empty() {
+            "cluster:monitor/main"
+        } else {
+            "cluster:admin/index_template/get"
+        };
+        return Ok(error(
+            options,
+            403,
+            "security_exception",
+            &format!(
+                "action [{action}] is unauthorized for user [{user}] with effective roles \
+                 [flowlog_writer], this action is granted by the cluster privileges \
+                 [monitor,manage,all]"
+            ),
+        ));
+    }
     match (method.as_str(), path.as_slice()) {
         ("GET", []) => Ok(answer(options, 200, &cluster_info(options))),
         ("GET", ["_security", "_authenticate"]) => {
             let user = match &caller {
-                Caller::Writer(u) | Caller::Reader(u) => u.clone(),
+                Caller::Writer(u) | Caller::Reader(u) | Caller::DocumentWriter(u) => u.clone(),
             };
             Ok(answer(
                 options,
@@ -423,7 +454,7 @@ async fn handle(
         }
         ("GET" | "POST", ["_security", "user", "_has_privileges"]) => {
             let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let may_write = matches!(caller, Caller::Writer(_));
+            let may_write = matches!(caller, Caller::Writer(_) | Caller::DocumentWriter(_));
             let mut index = Map::new();
             for entry in asked["index"].as_array().into_iter().flatten() {
                 let privileges: Map<String, Value> = entry["privileges"]
