@@ -780,10 +780,27 @@ fn run_logs_status_lines_and_a_summary_at_the_end() {
 
 #[test]
 fn sighup_moves_delivery_to_another_receiver_losing_nothing_and_sending_nothing_twice() {
+    reloads_under_load(1, 1, std::time::Duration::ZERO);
+}
+
+/// Signals in bursts, many during a drain (acknowledgements come late, so drains last):
+/// the last file written is the one that runs in the end, and every line still arrives
+/// once.
+#[test]
+fn a_flood_of_sighups_applies_the_last_file_losing_nothing_and_sending_nothing_twice() {
+    reloads_under_load(12, 3, std::time::Duration::from_millis(300));
+}
+
+/// A followed file, appended to while the configuration moves delivery between two HEC
+/// receivers `flips` times (each change announced by `signals` SIGHUPs at once; acks
+/// answered `ack_delay` late): each line arrives once in all, and the sink of the last
+/// file written is the one running at the end.
+fn reloads_under_load(flips: usize, signals: usize, ack_delay: std::time::Duration) {
     use flowlog_test_receivers::hec::{HecOptions, HecReceiver};
     let options = || HecOptions {
         acks: true,
         keep_events: false,
+        ack_answer_delay: ack_delay,
         ..HecOptions::default()
     };
     let (a, b) = (HecReceiver::start(options()), HecReceiver::start(options()));
@@ -802,7 +819,8 @@ fn sighup_moves_delivery_to_another_receiver_losing_nothing_and_sending_nothing_
         common::runs::hec_sink(&receiver.url(), "indexer_acknowledgement = true")
             .replace("[sinks.splunk]", &format!("[sinks.{name}]"))
     };
-    let config = write_config(&dir, &source, &sink("first", &a));
+    let sinks = [sink("first", &a), sink("second", &b)];
+    let config = write_config(&dir, &source, &sinks[0]);
     set_api(&config, &format!("address = \"{api}\""));
     let mut command = flowlog(&["run"], &config);
     command
@@ -832,28 +850,45 @@ fn sighup_moves_delivery_to_another_receiver_losing_nothing_and_sending_nothing_
         })
     };
     wait_until(|| !a.ids().is_empty());
-    let text = std::fs::read_to_string(&config).unwrap();
-    let first = sink("first", &a);
-    std::fs::write(&config, text.replace(&first, &sink("second", &b))).unwrap();
-    signal(&child, libc::SIGHUP);
+    let mut running = 0;
+    for _ in 0..flips {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let next = 1 - running;
+        std::fs::write(&config, text.replace(&sinks[running], &sinks[next])).unwrap();
+        running = next;
+        for _ in 0..signals {
+            signal(&child, libc::SIGHUP);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     wait_until(|| logged(&config).contains("reload: the new configuration starts"));
     writer.join().unwrap();
     let total = (BATCHES * PER_BATCH) as usize;
     wait_until(|| a.ids().len() + b.ids().len() >= total);
-    // The sink the reload removed is gone from /health; the new one is there.
-    let (_, health) = get(api, "/health").unwrap();
-    let components = health["components"].as_object().unwrap();
-    assert!(components.contains_key("sink second"), "{health}");
-    assert!(!components.contains_key("sink first"), "{health}");
+    // The sink of the last file written runs (signals that came during a drain were not
+    // dropped), and the one it replaced is gone from /health.
+    let names = ["sink first", "sink second"];
+    wait_until(|| {
+        get(api, "/health").is_some_and(|(_, health)| {
+            let components = health["components"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            components.contains_key(names[running]) && !components.contains_key(names[1 - running])
+        })
+    });
 
     let (ok, log) = common::runs::finish(terminate(child), &config);
     assert!(ok, "{log}");
     let (to_a, to_b) = (a.ids(), b.ids());
-    assert!(!to_b.is_empty(), "nothing went to the new receiver: {log}");
+    assert!(
+        !to_b.is_empty(),
+        "nothing went to the second receiver: {log}"
+    );
     for id in common::expected_ids(&input, 1..=total as u64) {
         let count = to_a.get(&id).unwrap_or(&0) + to_b.get(&id).unwrap_or(&0);
-        // The old generation drained (every batch acknowledged) before the new one read on
-        // from the checkpoint: no window was left to send again.
+        // Each old generation drained (every batch acknowledged) before the next one read
+        // on from the checkpoint: no window was left to send again.
         assert_eq!(count, 1, "{id} arrived {count} times: {log}");
     }
 }

@@ -833,6 +833,10 @@ enum Signal {
 /// signal during the drain is seen too (and SIGHUP never takes its default action, which
 /// would end the process).
 struct Signals {
+    /// A SIGHUP came while a drain could not act on it: the file is read again as soon as
+    /// the next configuration runs (an edit made meanwhile is not left unapplied; any
+    /// number of such signals count as one).
+    reload_pending: bool,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -847,17 +851,27 @@ impl Signals {
         {
             use tokio::signal::unix::{signal, SignalKind};
             Ok(Self {
+                reload_pending: false,
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
                 hup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
-        Ok(Self {})
+        Ok(Self {
+            reload_pending: false,
+        })
     }
 
-    /// The next signal.
+    /// The next signal (a reload left pending by a drain first).
     async fn next(&mut self) -> Signal {
+        if std::mem::take(&mut self.reload_pending) {
+            return Signal::Reload;
+        }
+        self.receive().await
+    }
+
+    async fn receive(&mut self) -> Signal {
         #[cfg(unix)]
         tokio::select! {
             _ = self.term.recv() => Signal::Stop,
@@ -871,10 +885,16 @@ impl Signals {
         }
     }
 
-    /// The next SIGTERM or SIGINT (a SIGHUP meanwhile is logged and left).
+    /// The next SIGTERM or SIGINT; a SIGHUP meanwhile is kept for when the next
+    /// configuration runs.
     async fn next_stop(&mut self) {
-        while let Signal::Reload = self.next().await {
-            tracing::warn!("SIGHUP while draining: send it again once the drain is over");
+        while let Signal::Reload = self.receive().await {
+            if !self.reload_pending {
+                tracing::info!(
+                    "SIGHUP while draining: the file is read again once the drain is over"
+                );
+            }
+            self.reload_pending = true;
         }
     }
 }
