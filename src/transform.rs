@@ -1,6 +1,6 @@
 //! `flowlog transform`: inputs -> decode -> encode -> NDJSON on standard output.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
         }
     };
     let dead_letters = match &args.dead_letter {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match append(path) {
             Ok(file) => DeadLetterOut::File(BufWriter::new(file)),
             Err(err) => {
                 eprintln!(
@@ -61,7 +61,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let output: Box<dyn Write> = match &args.output {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match append(path) {
             Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
             Err(err) => {
                 eprintln!("flowlog: cannot open output file {}: {err}", path.display());
@@ -172,6 +172,20 @@ pub fn run(args: TransformArgs) -> ExitCode {
 
 /// The enricher the arguments ask for, if any (the same settings as a config file's
 /// `[transform.enrich]`).
+/// `path` opened for appending lines; a line an earlier crash cut short (not confirmed,
+/// so it comes again) is removed first, and said so.
+fn append(path: &Path) -> std::io::Result<File> {
+    let appending = flowlog_component::append::open(path)?;
+    if let Some((bytes, text)) = &appending.removed {
+        eprintln!(
+            "flowlog: warning: {}: removed the last {bytes} bytes, a line cut short by an \
+             earlier crash (it is written again in full): {text:?}",
+            path.display()
+        );
+    }
+    Ok(appending.file)
+}
+
 fn enricher(
     args: &EnrichArgs,
     quiet: bool,

@@ -1035,3 +1035,57 @@ fn kill_9_during_a_reload_loses_nothing() {
         sent as usize - total
     );
 }
+
+/// What a `kill -9` in the middle of a write leaves (a last line without its newline) is
+/// removed, with a warning, before anything is appended: the output file, the file sink
+/// and the dead-letter file stay one record per line.
+#[test]
+fn a_line_cut_short_by_a_crash_is_not_glued_to_the_next() {
+    let torn = "{\"cut\":\"sho";
+    let dir = tempdir();
+    let out = dir.join("out.ndjson");
+    let dead = dir.join("data/dead-letter.ndjson");
+    std::fs::create_dir_all(dead.parent().unwrap()).unwrap();
+    for file in [&out, &dead] {
+        std::fs::write(file, format!("{{\"whole\":1}}\n{torn}")).unwrap();
+    }
+    let input = dir.join("flows.log");
+    let lines = flowlog_test_receivers::corpus::v2_lines(0, 3) + "not a flow log\n";
+    std::fs::write(&input, &lines).unwrap();
+    let config = write_config(
+        &dir,
+        &file_source(&[input.display().to_string()], ""),
+        &file_sink(&out),
+    );
+    let (ok, log) = run(&config);
+    assert!(ok, "{log}");
+    for (file, count) in [(&out, 1 + 3), (&dead, 1 + 1)] {
+        let text = std::fs::read_to_string(file).unwrap();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert_eq!(parsed.len(), count, "{text}");
+        assert!(
+            log.contains(&format!("{}: removed the last 11 bytes", file.display())),
+            "{log}"
+        );
+    }
+
+    // The stage's --output and --dead-letter too.
+    let out = dir.join("stage.ndjson");
+    std::fs::write(&out, torn).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog"));
+    command
+        .args(["transform", "--to", "ecs", "--output"])
+        .arg(&out)
+        .arg(&input);
+    let (ok, printed) = run_to_end(&mut command);
+    assert!(ok, "{printed}");
+    assert!(printed.contains("removed the last 11 bytes"), "{printed}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}

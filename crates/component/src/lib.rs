@@ -14,8 +14,10 @@
 //! - [`tls`]: certificate chains and keys from PEM files.
 //! - [`listen`]: accepting connections without spinning, and warnings a peer cannot flood.
 //! - [`writable`]: what `check` says about a path `run` would write, without writing it.
+//! - [`append`]: files of lines opened for appending, a line a crash cut short removed.
 
 pub mod ack;
+pub mod append;
 pub mod duration;
 pub mod listen;
 pub mod metrics;

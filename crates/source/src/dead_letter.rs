@@ -80,7 +80,15 @@ impl DeadLetterFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let appending = flowlog_component::append::open(path)?;
+        if let Some((bytes, text)) = &appending.removed {
+            tracing::warn!(
+                "{}: removed the last {bytes} bytes, a dead letter cut short by an earlier \
+                 crash (it is written again in full): {text:?}",
+                path.display()
+            );
+        }
+        let file = appending.file;
         let active = file.metadata()?.len();
         let (rotated, last) = rotated_files(path)?;
         stored.set((active + rotated) as i64);

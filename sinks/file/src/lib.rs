@@ -22,7 +22,7 @@ mod settings;
 
 pub use settings::FileConfig;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -122,7 +122,15 @@ fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    let appending = flowlog_component::append::open(path)?;
+    if let Some((bytes, text)) = &appending.removed {
+        tracing::warn!(
+            "{}: removed the last {bytes} bytes, a record cut short by an earlier crash \
+             (it is written again in full): {text:?}",
+            path.display()
+        );
+    }
+    Ok(appending.file)
 }
 
 #[cfg(test)]
