@@ -58,25 +58,28 @@ pub struct Block {
     pub body: String,
 }
 
-/// Every fenced block of `text`, in order.
+/// Every fenced block of `text`, in order; a block indented under a list item loses the
+/// indentation of its fence.
 pub fn all_blocks(text: &str) -> Vec<Block> {
     let mut found = Vec::new();
-    let mut open: Option<Block> = None;
+    let mut open: Option<(Block, usize)> = None;
     for (i, line) in text.lines().enumerate() {
         let fence = line.trim_start();
         match &mut open {
             None => {
                 if let Some(lang) = fence.strip_prefix("```") {
-                    open = Some(Block {
+                    let block = Block {
                         line: i + 1,
                         lang: lang.trim().to_string(),
                         body: String::new(),
-                    });
+                    };
+                    open = Some((block, line.len() - fence.len()));
                 }
             }
-            Some(_) if fence.starts_with("```") => found.push(open.take().expect("open")),
-            Some(block) => {
-                block.body.push_str(line);
+            Some(_) if fence.starts_with("```") => found.push(open.take().expect("open").0),
+            Some((block, indent)) => {
+                let unindented = line.len() - line.trim_start_matches(' ').len();
+                block.body.push_str(&line[unindented.min(*indent)..]);
                 block.body.push('\n');
             }
         }
