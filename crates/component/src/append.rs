@@ -24,12 +24,34 @@ pub struct Appending {
 /// Opens `path` for appending (creating it, not its directory), first removing a last
 /// line that lacks its newline.
 pub fn open(path: &Path) -> io::Result<Appending> {
-    let file = OpenOptions::new()
+    let as_it_is = || {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Appending {
+            file,
+            removed: None,
+        })
+    };
+    // Only a regular file has a tail to look at. A pipe, a terminal or /dev/null is opened
+    // for writing alone, as before: opened for reading as well, a FIFO would not wait for
+    // its reader and would keep what is written when nobody reads it.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        _ => return as_it_is(),
+    }
+    // Reading the tail takes read permission, which appending alone does not.
+    let file = match OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
-        .open(path)?;
-    let len = file.metadata()?.len();
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return as_it_is(),
+        Err(e) => return Err(e),
+    };
+    let metadata = file.metadata()?;
+    let len = metadata.len();
     let keep = complete_lines(&file, len)?;
     let removed = if keep < len {
         let mut tail = vec![0; (len - keep).min(4096) as usize];
@@ -82,6 +104,22 @@ mod tests {
         let after = std::fs::read(&path).unwrap();
         std::fs::remove_dir_all(&dir).ok();
         (after, appending.removed)
+    }
+
+    #[test]
+    fn what_is_not_a_readable_regular_file_is_opened_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("flowlog-append-x-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Write permission only (unless root, who may read anyway).
+        let path = dir.join("write-only.ndjson");
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o200)).unwrap();
+        assert!(open(&path).is_ok());
+        // A character device: nothing to repair, nothing read.
+        let null = open(Path::new("/dev/null")).unwrap();
+        assert!(null.removed.is_none());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
