@@ -170,22 +170,22 @@ pub fn run(args: TransformArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The enricher the arguments ask for, if any (the same settings as a config file's
-/// `[transform.enrich]`).
-/// `path` opened for appending lines; a line an earlier crash cut short (not confirmed,
-/// so it comes again) is removed first, and said so.
+/// `path` opened for appending lines; a last line without its newline (cut short by a
+/// crash) is ended first, and said so.
 fn append(path: &Path) -> std::io::Result<File> {
     let appending = flowlog_component::append::open(path)?;
-    if let Some((bytes, text)) = &appending.removed {
+    if let Some(text) = &appending.terminated {
         eprintln!(
-            "flowlog: warning: {}: removed the last {bytes} bytes, a line cut short by an \
-             earlier crash (it is written again in full): {text:?}",
+            "flowlog: warning: {}: its last line had no newline (cut short by a crash?): one \
+             was added so that the next record starts a line of its own: {text:?}",
             path.display()
         );
     }
     Ok(appending.file)
 }
 
+/// The enricher the arguments ask for, if any (the same settings as a config file's
+/// `[transform.enrich]`).
 fn enricher(
     args: &EnrichArgs,
     quiet: bool,

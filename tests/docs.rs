@@ -262,6 +262,17 @@ fn every_sample_session_prints_what_it_shows() {
         let marked: Vec<(String, Option<usize>)> = samples::markers(&text);
         for (name, console) in &marked {
             let claimed = samples::RUN_BY_TESTS.iter().any(|(n, _)| n == name);
+            // The test named must ask for the sample by name.
+            for (_, test) in samples::RUN_BY_TESTS.iter().filter(|(n, _)| n == name) {
+                let source = std::fs::read_to_string(manifest_dir().join(test)).unwrap();
+                if !source.contains(&format!("\"{name}\"")) {
+                    problems.push(format!(
+                        "{}: <!-- sample: {name} --> is said to be run by {test}, which does \
+                         not name it",
+                        relative(&page)
+                    ));
+                }
+            }
             if !claimed || console.is_none() {
                 problems.push(format!(
                     "{}: <!-- sample: {name} --> {}",
@@ -319,4 +330,27 @@ fn the_sample_matcher_knows_its_wildcards() {
     assert!(!line_matches("took [..] s", "took 0.25 ms!"));
     assert!(line_matches("exact", "exact"));
     assert!(!line_matches("exact", "exactly"));
+    // A block must show something to check.
+    assert!(samples::sessions("").is_err());
+    assert!(samples::sessions("$ true\n...\n").is_err());
+    assert!(samples::sessions("$ true\n").is_ok());
+}
+
+#[test]
+fn a_sample_that_fails_or_hides_behind_a_comment_is_caught() {
+    let stage = Stage::new().working_in(&manifest_dir());
+    let sample = |command: &str, expected: &[&str]| Sample {
+        name: "console".into(),
+        at: "here".into(),
+        files: Vec::new(),
+        sessions: vec![samples::Session {
+            command: command.into(),
+            expected: expected.iter().map(|l| l.to_string()).collect(),
+        }],
+    };
+    let failing = sample("echo shown; false", &["shown"]);
+    assert!(stage.run(&failing, &failing.sessions[0]).is_err());
+    // The comment does not swallow the wrapping: standard error is still shown.
+    let commented = sample("echo to-stderr >&2 # a note", &["to-stderr"]);
+    stage.run(&commented, &commented.sessions[0]).unwrap();
 }

@@ -123,11 +123,7 @@ fn check_says_what_it_found_and_fails_on_a_read_only_user() {
     assert!(printed.contains("Elasticsearch 8.15.0"), "{printed}");
     assert!(printed.contains("may create documents"), "{printed}");
 
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
-        "auth = { api_key = \"${FLOWLOG_TEST_ES_KEY}\" }",
-        "auth = { user = \"viewer\", password = \"viewer-password\" }",
-    );
-    std::fs::write(&setup.config, text).unwrap();
+    sign_in_as(&setup.config, "viewer", "viewer-password");
     let (ok, printed) = check(&setup.config);
     assert!(!ok, "{printed}");
     assert!(printed.contains("may not create documents"), "{printed}");
@@ -141,11 +137,7 @@ fn check_says_what_it_found_and_fails_on_a_read_only_user() {
 fn a_least_privilege_writer_passes_check_and_delivers() {
     let receiver = EsReceiver::start(EsOptions::default());
     let setup = setup(&receiver, 10, "");
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
-        "auth = { api_key = \"${FLOWLOG_TEST_ES_KEY}\" }",
-        "auth = { user = \"writer\", password = \"writer-password\" }",
-    );
-    std::fs::write(&setup.config, text).unwrap();
+    sign_in_as(&setup.config, "writer", "writer-password");
     let (ok, printed) = check(&setup.config);
     assert!(ok, "{printed}");
     for said in [
@@ -161,14 +153,55 @@ fn a_least_privilege_writer_passes_check_and_delivers() {
     );
     assert!(ok, "{stderr}");
     assert_eq!(receiver.count(STREAM), 10);
+    // Installing templates asks GET / which product it is: that needs `monitor` (or a
+    // `flavor`), which check says, as run would fail.
+    let with_templates = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "[sinks.elastic]\n",
+        "[sinks.elastic]\ninstall_template = true\n",
+    );
+    std::fs::write(&setup.config, &with_templates).unwrap();
+    let (ok, printed) = check(&setup.config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("grant the `monitor` cluster privilege, or set `flavor`"),
+        "{printed}"
+    );
     // Refused credentials still fail: a privilege missing is not a password wrong.
-    let text = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("writer-password", "wrong");
-    std::fs::write(&setup.config, text).unwrap();
+    std::fs::write(
+        &setup.config,
+        with_templates.replace("writer-password", "wrong"),
+    )
+    .unwrap();
     let (ok, printed) = check(&setup.config);
     assert!(!ok, "{printed}");
     assert!(printed.contains("401"), "{printed}");
+}
+
+/// On OpenSearch no API says whether a user may write, so a refused `GET /` stays a
+/// failure: a user mapped to no role must not pass.
+#[test]
+fn an_opensearch_user_refused_get_fails_check() {
+    let receiver = EsReceiver::start(EsOptions {
+        flavor: Flavor::OpenSearch,
+        ..EsOptions::default()
+    });
+    let setup = setup(&receiver, 10, "");
+    sign_in_as(&setup.config, "writer", "writer-password");
+    let (ok, printed) = check(&setup.config);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("no permissions for [cluster:monitor/main]"),
+        "{printed}"
+    );
+}
+
+/// Makes the configuration authenticate as one of the receiver's users.
+fn sign_in_as(config: &Path, user: &str, password: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "auth = { api_key = \"${FLOWLOG_TEST_ES_KEY}\" }",
+        &format!("auth = {{ user = \"{user}\", password = \"{password}\" }}"),
+    );
+    std::fs::write(config, text).unwrap();
 }
 
 /// Runs `scripts/<name>` with the test venv's Python; its standard output, once it

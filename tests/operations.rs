@@ -1036,9 +1036,9 @@ fn kill_9_during_a_reload_loses_nothing() {
     );
 }
 
-/// What a `kill -9` in the middle of a write leaves (a last line without its newline) is
-/// removed, with a warning, before anything is appended: the output file, the file sink
-/// and the dead-letter file stay one record per line.
+/// What a `kill -9` in the middle of a write leaves (a last line without its newline)
+/// is ended with a newline, with a warning, before anything is appended: the output file,
+/// the file sink and the dead-letter file keep one record per line, and nothing is removed.
 #[test]
 fn a_line_cut_short_by_a_crash_is_not_glued_to_the_next() {
     let torn = "{\"cut\":\"sho";
@@ -1059,22 +1059,28 @@ fn a_line_cut_short_by_a_crash_is_not_glued_to_the_next() {
     );
     let (ok, log) = run(&config);
     assert!(ok, "{log}");
-    for (file, count) in [(&out, 1 + 3), (&dead, 1 + 1)] {
+    // Each file: the whole line, the cut one on its own, then what this run wrote.
+    let each_line_parses_but_the_cut_one = |text: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], torn, "{text}");
+        for (i, line) in lines.iter().enumerate().filter(|(i, _)| *i != 1) {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("line {}: {line}: {e}", i + 1));
+        }
+        lines.len()
+    };
+    for (file, count) in [(&out, 2 + 3), (&dead, 2 + 1)] {
         let text = std::fs::read_to_string(file).unwrap();
-        let parsed: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-            .collect();
-        assert_eq!(parsed.len(), count, "{text}");
+        assert_eq!(each_line_parses_but_the_cut_one(&text), count, "{text}");
         assert!(
-            log.contains(&format!("{}: removed the last 11 bytes", file.display())),
+            log.contains(&format!("{}: its last line had no newline", file.display())),
             "{log}"
         );
     }
 
-    // The stage's --output and --dead-letter too.
+    // The stage's --output too.
     let out = dir.join("stage.ndjson");
-    std::fs::write(&out, torn).unwrap();
+    std::fs::write(&out, format!("{{\"whole\":1}}\n{torn}")).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog"));
     command
         .args(["transform", "--to", "ecs", "--output"])
@@ -1082,10 +1088,10 @@ fn a_line_cut_short_by_a_crash_is_not_glued_to_the_next() {
         .arg(&input);
     let (ok, printed) = run_to_end(&mut command);
     assert!(ok, "{printed}");
-    assert!(printed.contains("removed the last 11 bytes"), "{printed}");
+    assert!(
+        printed.contains("its last line had no newline"),
+        "{printed}"
+    );
     let text = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(text
-        .lines()
-        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    assert_eq!(each_line_parses_but_the_cut_one(&text), 2 + 3, "{text}");
 }

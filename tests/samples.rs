@@ -55,6 +55,13 @@ fn hec_stage() -> (HecReceiver, Stage) {
     (receiver, stage)
 }
 
+/// A stage with the inputs written, where the page's receiver address is `url`'s.
+fn staged_for(shown: &str, url: &str) -> Stage {
+    let stage = Stage::new().replace(shown, &address(url));
+    inputs(&stage);
+    stage
+}
+
 #[test]
 fn check_against_splunk_hec() {
     let (_receiver, stage) = hec_stage();
@@ -64,9 +71,7 @@ fn check_against_splunk_hec() {
 #[test]
 fn check_against_elasticsearch() {
     let receiver = EsReceiver::start(EsOptions::default());
-    let stage = Stage::new().replace("127.0.0.1:9200", &address(&receiver.url()));
-    inputs(&stage);
-    stage.check(&sample(PAGE, "check-elasticsearch"));
+    staged_for("127.0.0.1:9200", &receiver.url()).check(&sample(PAGE, "check-elasticsearch"));
 }
 
 #[test]
@@ -94,10 +99,13 @@ fn check_against_amazon_opensearch_with_sigv4() {
     ] {
         stage = stage.env_remove(name);
     }
-    let nowhere = stage.path("no-aws-files").display().to_string();
+    // Empty AWS files, so that the machine's own do not count (and none is missing).
+    let empty = stage.path("empty-aws-file");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.display().to_string();
     let stage = stage
-        .env("AWS_CONFIG_FILE", &nowhere)
-        .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
         .env("AWS_EC2_METADATA_DISABLED", "true");
     inputs(&stage);
     stage.check(&sample(PAGE, "check-opensearch-sigv4"));
@@ -106,9 +114,7 @@ fn check_against_amazon_opensearch_with_sigv4() {
 #[test]
 fn check_against_an_otlp_receiver() {
     let receiver = OtlpReceiver::start(OtlpOptions::default());
-    let stage = Stage::new().replace("127.0.0.1:4317", &address(&receiver.url()));
-    inputs(&stage);
-    stage.check(&sample(PAGE, "check-otlp"));
+    staged_for("127.0.0.1:4317", &receiver.url()).check(&sample(PAGE, "check-otlp"));
 }
 
 #[test]

@@ -144,6 +144,13 @@ pub fn sessions(block: &str) -> Result<Vec<Session>, String> {
         while session.expected.last().is_some_and(|l| l.trim().is_empty()) {
             session.expected.pop();
         }
+        // Output that any output matches shows nothing and checks nothing.
+        if !session.expected.is_empty() && session.expected.iter().all(|l| l == "...") {
+            return Err(format!("`{}` shows only `...`", session.command));
+        }
+    }
+    if sessions.is_empty() {
+        return Err("an empty console block".into());
     }
     Ok(sessions)
 }
@@ -321,12 +328,14 @@ impl Stage {
         }
     }
 
-    /// `command` as `sh -c` runs it here (flowlog on the `PATH`).
+    /// `command` as `sh -c` runs it here (flowlog on the `PATH`), its standard error
+    /// shown with its output as a terminal would.
     pub fn command(&self, command: &str) -> Command {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_flowlog")).parent().unwrap();
         let mut sh = Command::new("sh");
+        // On a line of its own, the closing parenthesis is not part of a trailing comment.
         sh.arg("-c")
-            .arg(format!("{} 2>&1", self.actual(command)))
+            .arg(format!("( {}\n) 2>&1", self.actual(command)))
             .current_dir(&self.workdir)
             .env(
                 "PATH",
@@ -347,12 +356,18 @@ impl Stage {
     }
 
     /// Runs one session: what it printed (as the page would show it) where that differs
-    /// from the page.
+    /// from the page, or its exit status where it failed. A page shows a command that
+    /// fails on purpose through a pipe (`| tail -1`), whose status is the last command's.
     pub fn run(&self, sample: &Sample, session: &Session) -> Result<(), String> {
         let out = self.command(&session.command).output().unwrap();
         let printed = self.shown(&String::from_utf8_lossy(&out.stdout));
         let actual: Vec<&str> = printed.lines().collect();
-        if matches(&session.expected, &actual) {
+        if !out.status.success() {
+            Err(format!(
+                "{} ({}): `{}` ended with {} after printing:\n{printed}",
+                sample.at, sample.name, session.command, out.status
+            ))
+        } else if matches(&session.expected, &actual) {
             Ok(())
         } else {
             Err(format!(

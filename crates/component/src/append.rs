@@ -4,8 +4,10 @@
 //! `kill -9` (or a power cut) in the middle of a large write can leave part of a line on
 //! disk: Linux stops a write to a regular file between pages when a fatal signal is
 //! pending. That part was never confirmed (a confirmation, a checkpoint or an
-//! acknowledgement waits for the whole write), so it is written again in full later;
-//! appending after it would make one line of two, which no reader can parse.
+//! acknowledgement waits for the whole write), so it is sent again; appending right after
+//! it would make one line of two, which no reader can parse. The part is ended with a
+//! newline rather than removed: the file may not be flowlog's alone (a line typed without
+//! its newline, another writer's line in progress), and nothing is deleted.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -15,79 +17,64 @@ use std::path::Path;
 /// A file opened for appending whole lines.
 pub struct Appending {
     pub file: File,
-    /// The end of a line cut short that was removed, if there was one (lossy UTF-8, at
-    /// most 200 characters), and how many bytes it had: for a warning, so that nothing
-    /// goes unsaid.
-    pub removed: Option<(u64, String)>,
+    /// The end of the last line, when it had no newline and one was added (lossy UTF-8,
+    /// at most 200 characters): for a warning, so that it goes not unsaid.
+    pub terminated: Option<String>,
 }
 
-/// Opens `path` for appending (creating it, not its directory), first removing a last
-/// line that lacks its newline.
+/// Opens `path` for appending (creating it, not its directory); a last line without its
+/// newline gets one first.
 pub fn open(path: &Path) -> io::Result<Appending> {
-    let as_it_is = || {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Appending {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    // Only a regular file has a tail to look at (not a pipe, a terminal or /dev/null), and
+    // reading it takes read permission, which appending alone does not: without it the
+    // file is appended to as it is.
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() == 0 {
+        return Ok(Appending {
             file,
-            removed: None,
-        })
-    };
-    // Only a regular file has a tail to look at. A pipe, a terminal or /dev/null is opened
-    // for writing alone, as before: opened for reading as well, a FIFO would not wait for
-    // its reader and would keep what is written when nobody reads it.
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        _ => return as_it_is(),
+            terminated: None,
+        });
     }
-    // Reading the tail takes read permission, which appending alone does not.
-    let file = match OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return as_it_is(),
+    let reader = match File::open(path) {
+        Ok(reader) => reader,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok(Appending {
+                file,
+                terminated: None,
+            })
+        }
         Err(e) => return Err(e),
     };
-    let metadata = file.metadata()?;
     let len = metadata.len();
-    let keep = complete_lines(&file, len)?;
-    let removed = if keep < len {
-        let mut tail = vec![0; (len - keep).min(4096) as usize];
-        file.read_exact_at(&mut tail, keep)?;
-        file.set_len(keep)?;
-        let text: String = String::from_utf8_lossy(&tail).chars().take(200).collect();
-        Some((len - keep, text))
-    } else {
-        None
-    };
-    Ok(Appending { file, removed })
-}
-
-/// The length of the file's complete lines: up to and including its last newline (all of
-/// it when it ends with one, nothing when it has none).
-fn complete_lines(file: &File, len: u64) -> io::Result<u64> {
-    const STEP: u64 = 64 << 10;
-    let mut end = len;
-    let mut buf = vec![0u8; STEP as usize];
-    while end > 0 {
-        let start = end.saturating_sub(STEP);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.read_exact_at(chunk, start)?;
-        if let Some(at) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + at as u64 + 1);
-        }
-        end = start;
+    let take = len.min(4096);
+    let mut tail = vec![0; take as usize];
+    reader.read_exact_at(&mut tail, len - take)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(Appending {
+            file,
+            terminated: None,
+        });
     }
-    Ok(0)
+    use std::io::Write;
+    (&file).write_all(b"\n")?;
+    let line = tail
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&tail[..], |at| &tail[at + 1..]);
+    let text = String::from_utf8_lossy(line);
+    let skip = text.chars().count().saturating_sub(200);
+    Ok(Appending {
+        file,
+        terminated: Some(text.chars().skip(skip).collect()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn opened(contents: &[u8]) -> (Vec<u8>, Option<(u64, String)>) {
+    fn opened(contents: &[u8]) -> (Vec<u8>, Option<String>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -103,47 +90,33 @@ mod tests {
         (&appending.file).write_all(b"{\"next\":1}\n").unwrap();
         let after = std::fs::read(&path).unwrap();
         std::fs::remove_dir_all(&dir).ok();
-        (after, appending.removed)
+        (after, appending.terminated)
+    }
+
+    #[test]
+    fn a_line_without_its_newline_is_ended_and_nothing_is_removed() {
+        let (after, terminated) = opened(b"{\"a\":1}\n{\"b\":");
+        assert_eq!(after, b"{\"a\":1}\n{\"b\":\n{\"next\":1}\n");
+        assert_eq!(terminated.as_deref(), Some("{\"b\":"));
+
+        let (after, terminated) = opened(b"{\"a\":1}\n");
+        assert_eq!(after, b"{\"a\":1}\n{\"next\":1}\n");
+        assert_eq!(terminated, None);
+
+        let (after, terminated) = opened(b"");
+        assert_eq!(after, b"{\"next\":1}\n");
+        assert_eq!(terminated, None);
+
+        // A long line without a newline anywhere: kept whole, its end quoted.
+        let long = vec![b'x'; 200_000];
+        let (after, terminated) = opened(&long);
+        assert_eq!(after.len(), 200_000 + 1 + 11);
+        assert_eq!(terminated.map(|t| t.len()), Some(200));
     }
 
     #[test]
     fn what_is_not_a_readable_regular_file_is_opened_as_it_is() {
-        let dir = std::env::temp_dir().join(format!("flowlog-append-x-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Write permission only (unless root, who may read anyway).
-        let path = dir.join("write-only.ndjson");
-        std::fs::write(&path, b"{\"a\":1}\n{\"b\":").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o200)).unwrap();
-        assert!(open(&path).is_ok());
-        // A character device: nothing to repair, nothing read.
         let null = open(Path::new("/dev/null")).unwrap();
-        assert!(null.removed.is_none());
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn a_line_cut_short_is_removed_and_whole_lines_stay() {
-        let (after, removed) = opened(b"{\"a\":1}\n{\"b\":");
-        assert_eq!(after, b"{\"a\":1}\n{\"next\":1}\n");
-        assert_eq!(removed, Some((5, "{\"b\":".to_string())));
-
-        let (after, removed) = opened(b"{\"a\":1}\n");
-        assert_eq!(after, b"{\"a\":1}\n{\"next\":1}\n");
-        assert_eq!(removed, None);
-
-        let (after, removed) = opened(b"");
-        assert_eq!(after, b"{\"next\":1}\n");
-        assert_eq!(removed, None);
-
-        // No newline at all, and a cut-short line longer than one read.
-        let long = vec![b'x'; 200_000];
-        let (after, removed) = opened(&long);
-        assert_eq!(after, b"{\"next\":1}\n");
-        assert_eq!(removed.map(|(n, _)| n), Some(200_000));
-        let mut two = b"{\"a\":1}\n".to_vec();
-        two.extend_from_slice(&long);
-        let (after, _) = opened(&two);
-        assert_eq!(after, b"{\"a\":1}\n{\"next\":1}\n");
+        assert!(null.terminated.is_none());
     }
 }

@@ -12,13 +12,36 @@ use tokio::net::TcpStream;
 /// `host:port` as operators write it (`localhost:8443`). Reading the file checks the form
 /// only; a host name is resolved when the address is bound (its first address, which is
 /// what a server binds), so `flowlog validate` reaches no name server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenAddress(String);
+///
+/// The first resolution is kept: a reload that falls back to the running configuration
+/// binds what that one bound, even if the name server stopped answering meanwhile.
+#[derive(Debug, Clone)]
+pub struct ListenAddress {
+    text: String,
+    resolved: std::sync::OnceLock<SocketAddr>,
+}
+
+impl PartialEq for ListenAddress {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for ListenAddress {}
 
 impl ListenAddress {
     pub fn parse(text: &str) -> Result<Self, String> {
+        let address = |text: &str| Self {
+            text: text.to_string(),
+            resolved: std::sync::OnceLock::new(),
+        };
         if text.parse::<SocketAddr>().is_ok() {
-            return Ok(Self(text.to_string()));
+            return Ok(address(text));
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "`{text}` is a URL: write host:port or IP:port (e.g. 127.0.0.1:8443)"
+            ));
         }
         let Some((host, port)) = text.rsplit_once(':') else {
             return Err(format!(
@@ -28,28 +51,50 @@ impl ListenAddress {
         if port.parse::<u16>().is_err() || host.is_empty() {
             return Err(format!("`{text}` is not host:port (a port is 0 to 65535)"));
         }
+        if host.starts_with('[') {
+            return Err(format!(
+                "`{text}`: `{host}` is not an IPv6 address flowlog can listen on (zone ids \
+                 are not supported)"
+            ));
+        }
         // An IPv6 address needs its brackets: `::1:8443` would be read as a host name.
-        if host.contains(':') || host.starts_with('[') {
+        if host.contains(':') {
             return Err(format!(
                 "`{text}` is not an address: an IPv6 address is written [ADDRESS]:port"
             ));
         }
-        Ok(Self(text.to_string()))
+        if host == "*" {
+            return Err(format!(
+                "`{text}`: to listen on every interface write 0.0.0.0:{port} (or [::]:{port})"
+            ));
+        }
+        let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if !host.chars().all(name) {
+            return Err(format!("`{text}`: `{host}` is not a host name"));
+        }
+        Ok(address(text))
     }
 
-    /// The address to bind: the IP as written, or the host name's first address.
+    /// The address to bind: the IP as written, or the host name's first address (looked
+    /// up once).
     pub fn resolve(&self) -> Result<SocketAddr, String> {
-        if let Ok(address) = self.0.parse() {
-            return Ok(address);
+        if let Some(address) = self.resolved.get() {
+            return Ok(*address);
         }
-        let host = self.0.rsplit_once(':').map_or(&*self.0, |(h, _)| h);
-        use std::net::ToSocketAddrs;
-        match self.0.to_socket_addrs() {
-            Ok(mut found) => found
-                .next()
-                .ok_or_else(|| format!("`{host}` has no address")),
-            Err(e) => Err(format!("`{host}` cannot be resolved: {e}")),
-        }
+        let address = match self.text.parse() {
+            Ok(address) => address,
+            Err(_) => {
+                let host = self.text.rsplit_once(':').map_or(&*self.text, |(h, _)| h);
+                use std::net::ToSocketAddrs;
+                match self.text.to_socket_addrs() {
+                    Ok(mut found) => found
+                        .next()
+                        .ok_or_else(|| format!("`{host}` has no address"))?,
+                    Err(e) => return Err(format!("`{host}` cannot be resolved: {e}")),
+                }
+            }
+        };
+        Ok(*self.resolved.get_or_init(|| address))
     }
 
     /// Binds the address for a tokio server to take over (`TcpListener::from_std`),
@@ -65,7 +110,7 @@ impl ListenAddress {
 
 impl std::fmt::Display for ListenAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 

@@ -161,6 +161,8 @@ where
                      and send SIGHUP again)"
                 );
                 config = previous.take().expect("checked");
+                // A SIGHUP kept during the drain would only read the same file again.
+                signals.reload_pending = false;
                 continue;
             }
             ended => ended?,
@@ -990,7 +992,14 @@ where
             Err(e) => note(
                 false,
                 "api".into(),
-                format!("cannot listen on {address}: {e} (is another flowlog running there?)"),
+                format!(
+                    "cannot listen on {address}: {e}{}",
+                    if e.kind() == std::io::ErrorKind::AddrInUse {
+                        " (is another flowlog running there?)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
         },
         (None, _) => note(true, "api".into(), "off (no [api] address)".into()),

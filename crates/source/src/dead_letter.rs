@@ -81,10 +81,10 @@ impl DeadLetterFile {
             std::fs::create_dir_all(dir)?;
         }
         let appending = flowlog_component::append::open(path)?;
-        if let Some((bytes, text)) = &appending.removed {
+        if let Some(text) = &appending.terminated {
             tracing::warn!(
-                "{}: removed the last {bytes} bytes, a dead letter cut short by an earlier \
-                 crash (it is written again in full): {text:?}",
+                "{}: its last line had no newline (a dead letter cut short by a crash, sent \
+                 again): one was added so that the next starts a line of its own: {text:?}",
                 path.display()
             );
         }

@@ -385,6 +385,9 @@ impl EsSink {
 
     async fn check_cluster(&self) -> Result<String, SinkError> {
         let base = &self.cluster.nodes[0].base;
+        // The refusal of `GET /`, taken back only if the privileges API then confirms
+        // that these credentials may write.
+        let mut unproven = None;
         let (flavor, first) = match self.cluster_info().await {
             Ok(info) => {
                 let product = match info.flavor {
@@ -397,24 +400,42 @@ impl EsSink {
                 );
                 (info.flavor, line)
             }
-            // A least-privilege writer holds no cluster privilege, and `run` needs none
-            // (unless it installs templates): the product goes unchecked, the right to
-            // write is still asked below.
+            // A least-privilege writer on Elasticsearch holds no cluster privilege, and
+            // `run` needs none unless it installs templates without a `flavor`: the product
+            // goes unchecked, and the right to write must then be proven below (OpenSearch
+            // has no API for that, so there the refusal stands).
             Err(SinkError::Rejected {
                 status: 403,
                 message,
-                ..
-            }) if lacks_cluster_privilege(&message) => {
-                let flavor = match self.config.flavor {
-                    Flavor::Auto if self.cluster.signer.is_some() => Flavor::OpenSearch,
-                    Flavor::Auto => Flavor::Elasticsearch,
-                    flavor => flavor,
-                };
+                sink,
+            }) if lacks_cluster_privilege(&message)
+                && self.cluster.signer.is_none()
+                && !(self.config.install_template && self.config.flavor == Flavor::Auto) =>
+            {
                 let line = format!(
                     "{base}: product and version not checked: the credentials may not read \
                      them (GET / takes the `monitor` cluster privilege, which writing does not)"
                 );
-                (flavor, line)
+                unproven = Some(SinkError::Rejected {
+                    status: 403,
+                    message,
+                    sink,
+                });
+                (Flavor::Elasticsearch, line)
+            }
+            Err(SinkError::Rejected {
+                status: 403,
+                message,
+                sink,
+            }) if lacks_cluster_privilege(&message) && self.config.install_template => {
+                return Err(SinkError::Rejected {
+                    status: 403,
+                    message: format!(
+                        "{message} (install_template = true asks GET / which product the \
+                         cluster is: grant the `monitor` cluster privilege, or set `flavor`)"
+                    ),
+                    sink,
+                })
             }
             Err(e) => return Err(e),
         };
@@ -428,14 +449,18 @@ impl EsSink {
                     .into(),
             ));
         }
-        report.push(self.check_privileges(flavor).await?);
+        let (privileges, confirmed) = self.check_privileges(flavor).await?;
+        if let (Some(refusal), false) = (unproven, confirmed) {
+            return Err(refusal);
+        }
+        report.push(privileges);
         report.push(template::compare(&self.cluster, &self.config, flavor).await?);
         Ok(report.join("\n  "))
     }
 
     /// Whether the credentials may write to the target (Elasticsearch's privileges API;
-    /// elsewhere said to be unchecked).
-    async fn check_privileges(&self, flavor: Flavor) -> Result<String, SinkError> {
+    /// elsewhere said to be unchecked): what to report, and whether it was confirmed.
+    async fn check_privileges(&self, flavor: Flavor) -> Result<(String, bool), SinkError> {
         let target = match self.config.destination() {
             Destination::DataStream(name) => name,
             Destination::Index(pattern) => pattern
@@ -444,8 +469,11 @@ impl EsSink {
                 .replace("%d", "*"),
         };
         if flavor == Flavor::OpenSearch {
-            return Ok(format!(
-                "write privileges on `{target}`: not checked (OpenSearch has no privileges API for this)"
+            return Ok((
+                format!(
+                    "write privileges on `{target}`: not checked (OpenSearch has no privileges API for this)"
+                ),
+                false,
             ));
         }
         let ask = serde_json::json!({"index": [{"names": [target], "privileges": ["create_doc"]}]});
@@ -461,7 +489,10 @@ impl EsSink {
             200 => {
                 let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
                 if answer["has_all_requested"] == true {
-                    Ok(format!("credentials accepted; may create documents in `{target}`"))
+                    Ok((
+                        format!("credentials accepted; may create documents in `{target}`"),
+                        true,
+                    ))
                 } else {
                     Err(SinkError::Rejected {
                         sink: self.cluster.name.clone(),
@@ -477,18 +508,24 @@ impl EsSink {
                 status: 401,
                 message: response_text(&response),
             }),
-            status => Ok(format!(
-                "write privileges on `{target}`: not checked (the privileges API answered {status}: {})",
-                response_text(&response)
+            status => Ok((
+                format!(
+                    "write privileges on `{target}`: not checked (the privileges API answered {status}: {})",
+                    response_text(&response)
+                ),
+                false,
             )),
         }
     }
 }
 
 /// Whether a 403 from `GET /` says the (authenticated) caller lacks a cluster privilege,
-/// as Elasticsearch and OpenSearch word it, rather than refusing the credentials.
+/// as Elasticsearch words it ("action [cluster:monitor/main] is unauthorized for user"),
+/// rather than refusing the credentials. OpenSearch's "no permissions for [...]" is left
+/// a refusal: with no privileges API, nothing there could prove the right to write.
 fn lacks_cluster_privilege(message: &str) -> bool {
-    message.starts_with("security_exception") && message.contains("[cluster:monitor/main]")
+    message.starts_with("security_exception")
+        && message.contains("action [cluster:monitor/main] is unauthorized")
 }
 
 struct ClusterInfo {

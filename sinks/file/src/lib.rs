@@ -123,10 +123,10 @@ fn open(path: &Path) -> std::io::Result<File> {
         std::fs::create_dir_all(dir)?;
     }
     let appending = flowlog_component::append::open(path)?;
-    if let Some((bytes, text)) = &appending.removed {
+    if let Some(text) = &appending.terminated {
         tracing::warn!(
-            "{}: removed the last {bytes} bytes, a record cut short by an earlier crash \
-             (it is written again in full): {text:?}",
+            "{}: its last line had no newline (a record cut short by a crash, sent \
+             again): one was added so that the next starts a line of its own: {text:?}",
             path.display()
         );
     }

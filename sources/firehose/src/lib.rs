@@ -80,9 +80,14 @@ impl SourceKind for FirehoseSource {
         let mut findings = vec![self.certificate()];
         // Whether the address can be listened on (it is free now, or flowlog runs there).
         if let Err(e) = self.address.bind() {
-            let hint = "(is something, or flowlog itself, listening there already?)";
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (is something, or flowlog itself, listening there already?)"
+                }
+                _ => "",
+            };
             findings.push(Err(SourceError::Unavailable(format!(
-                "cannot listen on {}: {e} {hint}",
+                "cannot listen on {}: {e}{hint}",
                 self.address
             ))));
         }

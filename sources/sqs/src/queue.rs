@@ -586,9 +586,26 @@ where
                 && matches!(e, SdkError::ServiceError(_))
                 && html_at(&chain).is_none() =>
         {
+            let body = answer
+                .body()
+                .bytes()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            // An XML error (what S3-style services and emulators answer) names its message.
+            let said = match (body.find("<Message>"), body.find("</Message>")) {
+                (Some(from), Some(to)) if from + 9 <= to => &body[from + 9..to],
+                _ => body.trim(),
+            };
+            let said = one_line(said);
             format!(
-                "HTTP {}, with an answer that is not the AWS API's (is endpoint_url right?)",
-                answer.status().as_u16()
+                "HTTP {}, in a form the AWS SDK does not read as SQS's (a proxy or an \
+                 emulator between?){}",
+                answer.status().as_u16(),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
             )
         }
         _ => one_line(&chain),

@@ -429,16 +429,19 @@ async fn handle(
         } else {
             "cluster:admin/index_template/get"
         };
-        return Ok(error(
-            options,
-            403,
-            "security_exception",
-            &format!(
+        // Each product's own wording.
+        let reason = match options.flavor {
+            Flavor::OpenSearch => format!(
+                "no permissions for [{action}] and User [name={user}, backend_roles=[], \
+                 requestedTenant=null]"
+            ),
+            _ => format!(
                 "action [{action}] is unauthorized for user [{user}] with effective roles \
                  [flowlog_writer], this action is granted by the cluster privileges \
                  [monitor,manage,all]"
             ),
-        ));
+        };
+        return Ok(error(options, 403, "security_exception", &reason));
     }
     match (method.as_str(), path.as_slice()) {
         ("GET", []) => Ok(answer(options, 200, &cluster_info(options))),
