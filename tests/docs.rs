@@ -107,6 +107,10 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
             with_type(keys::<flowlog_source_sqs::SqsSource>()),
         ),
         (
+            "source.s3",
+            with_type(keys::<flowlog_source_s3::S3Source>()),
+        ),
+        (
             "sink.splunk_hec",
             with_type(keys::<flowlog_sink_splunk_hec::HecConfig>()),
         ),

@@ -102,6 +102,16 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
+/// Milliseconds since the epoch of a moment a person types: an RFC 3339 date-time, or a
+/// date alone (`2026-08-01`: its midnight, UTC). None for anything else.
+pub fn parse_instant(text: &str) -> Option<i64> {
+    let text = text.trim();
+    match text.len() {
+        10 => parse_rfc3339(&format!("{text}T00:00:00Z")),
+        _ => parse_rfc3339(text),
+    }
+}
+
 fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
@@ -109,6 +119,20 @@ fn is_leap(year: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_alone_is_its_midnight_utc() {
+        assert_eq!(
+            parse_instant("2024-05-01"),
+            parse_rfc3339("2024-05-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_instant(" 2024-05-01T12:00:00Z "),
+            Some(1_714_564_800_000)
+        );
+        assert_eq!(parse_instant("2024-02-30"), None);
+        assert_eq!(parse_instant("yesterday"), None);
+    }
 
     #[test]
     fn rfc3339_times_parse_to_milliseconds() {

@@ -5,6 +5,7 @@
 //! A batch filtered down to nothing is acknowledged at once.
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMillisecondType;
 use arrow_array::Array;
 use flowlog_model::FlowBatch;
 use serde::Deserialize;
@@ -22,11 +23,39 @@ pub struct Filter {
     pub interface_id: Option<Vec<String>>,
     /// `flow_direction`: `ingress`, `egress`.
     pub flow_direction: Option<Vec<String>>,
+    /// Only records that started at or after this moment (RFC 3339, or a date: its
+    /// midnight UTC).
+    #[serde(default, deserialize_with = "instant")]
+    pub since: Option<i64>,
+    /// Only records that started before this moment.
+    #[serde(default, deserialize_with = "instant")]
+    pub until: Option<i64>,
+}
+
+/// A moment as milliseconds since the epoch, from RFC 3339 or a date.
+fn instant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let text = String::deserialize(d)?;
+    flowlog_model::time::parse_instant(&text)
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a moment: RFC 3339 (`2026-08-01T00:00:00Z`) or a date \
+                 (`2026-08-01`, its midnight UTC)"
+            ))
+        })
 }
 
 impl Filter {
     pub fn is_empty(&self) -> bool {
-        self.rules().next().is_none()
+        self.rules().next().is_none() && self.since.is_none() && self.until.is_none()
+    }
+
+    /// Whether a record that started at `start` (milliseconds) is in the time range. The
+    /// start decides: it puts each flow in exactly one of two adjacent ranges, and every
+    /// record has one (a NODATA or SKIPDATA record too).
+    fn in_range(&self, start: i64) -> bool {
+        self.since.is_none_or(|since| start >= since)
+            && self.until.is_none_or(|until| start < until)
     }
 
     fn rules(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
@@ -61,6 +90,16 @@ impl Filter {
                     }
                 }
                 None => keep.iter_mut().for_each(|k| *k &= keeps_absent),
+            }
+        }
+        if self.since.is_some() || self.until.is_some() {
+            // A record without a start (a format without the field) cannot be placed in
+            // time: it is kept, not dropped unseen.
+            if let Some(array) = batch.records.column_by_name("start") {
+                let start = array.as_primitive::<TimestampMillisecondType>();
+                for (row, k) in keep.iter_mut().enumerate() {
+                    *k = *k && (start.is_null(row) || self.in_range(start.value(row)));
+                }
             }
         }
         let kept = keep.iter().filter(|&&k| k).count();
@@ -117,5 +156,30 @@ mod tests {
         assert_eq!((&kept.line_numbers[..], dropped), (&[1, 2][..], 2));
         let (kept, dropped) = Filter::default().apply(batch);
         assert_eq!((kept.num_rows(), dropped), (4, 0));
+    }
+
+    #[test]
+    fn a_time_range_keeps_records_by_their_start() {
+        let text = "\
+2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1785542399 1785542460 ACCEPT OK
+2 1 eni-1 10.0.0.1 10.0.0.3 1 2 6 1 1 1785542400 1785542460 ACCEPT OK
+2 1 eni-1 10.0.0.1 10.0.0.4 1 2 6 1 1 1785628799 1785628860 ACCEPT OK
+2 1 eni-1 10.0.0.1 10.0.0.5 1 2 6 1 1 1785628800 1785628860 ACCEPT OK
+";
+        let mut out = Collect(Vec::new());
+        decode_reader(
+            text.as_bytes(),
+            SourceId::new("t"),
+            &DecodeOptions::default(),
+            &mut out,
+        )
+        .unwrap();
+        let filter: Filter =
+            toml::from_str("since = \"2026-08-01\"\nuntil = \"2026-08-02T00:00:00Z\"").unwrap();
+        // 1785542400 is 2026-08-01T00:00:00Z: the first line started a second before.
+        let (kept, dropped) = filter.apply(out.0.remove(0));
+        assert_eq!((&kept.line_numbers[..], dropped), (&[2, 3][..], 2));
+        let wrong = toml::from_str::<Filter>("since = \"last tuesday\"").unwrap_err();
+        assert!(wrong.to_string().contains("is not a moment"), "{wrong}");
     }
 }

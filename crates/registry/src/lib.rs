@@ -54,7 +54,8 @@ macro_rules! registry {
     feature = "source-directory",
     feature = "source-stdin",
     feature = "source-firehose",
-    feature = "source-sqs"
+    feature = "source-sqs",
+    feature = "source-s3"
 )))]
 compile_error!("flowlog needs at least one source kind: enable a `source-*` feature");
 
@@ -79,6 +80,8 @@ registry! {
         Firehose(flowlog_source_firehose::FirehoseSource) = "firehose",
         #[cfg(feature = "source-sqs")]
         Sqs(flowlog_source_sqs::SqsSource) = "sqs",
+        #[cfg(feature = "source-s3")]
+        S3(flowlog_source_s3::S3Source) = "s3",
     }
 }
 

@@ -453,6 +453,36 @@ impl RecordSink for Emit<'_> {
     }
 }
 
+/// An object whose bytes cannot be decoded (corrupt gzip, unreadable Parquet) would fail
+/// the same way at every reading: once the records decoded before the fault are settled, it
+/// is written to the dead letter as a whole (line 0: the object itself, with its size and
+/// the reason) and marked done, so it is never read again. If a batch before the fault
+/// failed, it stays unmarked and is read again like any undelivered object.
+pub fn quarantine(
+    ctx: &SourceContext,
+    key: &str,
+    size: u64,
+    error: &flowlog_decode::DecodeError,
+    progress: &mut Progress,
+) {
+    let mut kept = true;
+    if progress.wait_all(&ctx.checkpoints) {
+        let reason = format!(
+            "object quarantined, not read again: {error} ({size} bytes; the records \
+             before the fault, through line {}, were delivered)",
+            progress.line()
+        );
+        tracing::warn!(source = %ctx.name, "{reason}");
+        let letter = DeadLetter::new(&flowlog_model::SourceId::new(key), 0, reason, b"");
+        if let Err(e) = ctx.dead_letter(letter) {
+            // Not marked done: it is read (and quarantined) again at a later poll.
+            tracing::error!(source = %ctx.name, "{key}: {e}");
+            kept = false;
+        }
+    }
+    progress.finish(&ctx.checkpoints, kept);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

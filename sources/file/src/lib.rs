@@ -379,8 +379,9 @@ fn decode_options(ctx: &SourceContext, format: Option<FlowFormat>) -> DecodeOpti
 
 /// Reads one file or object to its end unless its checkpoint says it was delivered
 /// already. One that cannot be read is reported and counted; the error names it (a
-/// directory reads it again at the next poll).
-fn read_once(ctx: &SourceContext, path: &Path) -> Result<(), String> {
+/// directory reads it again at the next poll). Public for sources that find local
+/// objects their own way (a backfill of a copied bucket).
+pub fn read_once(ctx: &SourceContext, path: &Path) -> Result<(), String> {
     open_and_read(ctx, path, None).map(|_| ()).map_err(|e| {
         let what = format!("{}: {e}", path.display());
         tracing::error!(source = %ctx.name, "{what}");
@@ -467,7 +468,7 @@ fn open_and_read(
             Err(_) if emit.gone() => Ended::Stopped,
             Err(e) if e.is_corrupt_input() && poll.is_none() => {
                 drop(emit);
-                quarantine(ctx, &key, metadata.len(), &e, &mut progress);
+                flowlog_source::quarantine(ctx, &key, metadata.len(), &e, &mut progress);
                 return Ok(Ended::Complete);
             }
             Err(e) => {
@@ -482,36 +483,6 @@ fn open_and_read(
         tracing::warn!(source = %ctx.name, "{}: not every batch was delivered; it will be read again from its checkpoint", path.display());
     }
     Ok(ended)
-}
-
-/// An object whose bytes cannot be decoded (corrupt gzip, unreadable Parquet) would fail
-/// the same way at every poll: once the records decoded before the fault are settled, it
-/// is written to the dead letter as a whole (line 0: the object itself, with its size and
-/// the reason) and marked done, so it is never read again. If a batch before the fault
-/// failed, it stays unmarked and is read again like any undelivered object.
-fn quarantine(
-    ctx: &SourceContext,
-    key: &str,
-    size: u64,
-    error: &flowlog_decode::DecodeError,
-    progress: &mut Progress,
-) {
-    let mut kept = true;
-    if progress.wait_all(&ctx.checkpoints) {
-        let reason = format!(
-            "object quarantined, not read again: {error} ({size} bytes; the records \
-             before the fault, through line {}, were delivered)",
-            progress.line()
-        );
-        tracing::warn!(source = %ctx.name, "{reason}");
-        let letter = flowlog_decode::DeadLetter::new(&SourceId::new(key), 0, reason, b"");
-        if let Err(e) = ctx.dead_letter(letter) {
-            // Not marked done: it is read (and quarantined) again at a later poll.
-            tracing::error!(source = %ctx.name, "{key}: {e}");
-            kept = false;
-        }
-    }
-    progress.finish(&ctx.checkpoints, kept);
 }
 
 /// Plain text from the checkpoint's resume point, a block at a time, each block's last

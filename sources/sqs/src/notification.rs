@@ -9,32 +9,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-/// An S3 object a notification names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub bucket: String,
-    /// The key, decoded.
-    pub key: String,
-    /// The key as the notification spelled it, when that differs and the encoding is not
-    /// documented (EventBridge): tried when the decoded key is not found.
-    pub raw_key: Option<String>,
-    pub version_id: Option<String>,
-    pub etag: Option<String>,
-    pub size: Option<u64>,
-}
-
-impl ObjectRef {
-    /// The object's identity, which its records' event ids derive from: the same object
-    /// announced again gives the same ids, and a key written twice gives different ones.
-    pub fn identity(&self) -> String {
-        let base = format!("s3://{}/{}", self.bucket, self.key);
-        match (&self.version_id, &self.etag) {
-            (Some(version), _) => format!("{base}?versionId={version}"),
-            (None, Some(etag)) => format!("{base}?etag={etag}"),
-            (None, None) => base,
-        }
-    }
-}
+pub use flowlog_source_s3::ObjectRef;
 
 /// What a message body announces.
 #[derive(Debug, Default, PartialEq, Eq)]

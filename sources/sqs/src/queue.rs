@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
@@ -15,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::notification::{self, ObjectRef};
 use crate::object;
 use crate::settings::SqsSource;
+use flowlog_source_s3::aws;
 
 use flowlog_source::dead_letter::DeadLetterFile;
 use flowlog_source::{CheckOptions, Findings, Source, SourceContext, SourceError, SourceKind};
@@ -51,33 +51,21 @@ pub(crate) struct Clients {
 
 impl Clients {
     async fn load(settings: &SqsSource) -> Self {
-        let config = sdk_config(settings).await;
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(settings.s3_force_path_style)
-            .build();
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| region_of(&settings.queue_url));
+        let config = aws::sdk_config(&aws::Connection {
+            region: region.as_deref(),
+            profile: settings.profile.as_deref(),
+            endpoint_url: settings.endpoint_url.as_deref(),
+        })
+        .await;
         Self {
             sqs: aws_sdk_sqs::Client::new(&config),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: aws::s3_client(&config, settings.s3_force_path_style),
         }
     }
-}
-
-async fn sdk_config(settings: &SqsSource) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = settings
-        .region
-        .clone()
-        .or_else(|| region_of(&settings.queue_url))
-    {
-        loader = loader.region(Region::new(region));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(endpoint) = &settings.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
-    loader.load().await
 }
 
 /// The region in an AWS queue URL (`https://sqs.<region>.amazonaws.com/...`).
@@ -562,103 +550,15 @@ struct QueueAttributes {
     in_flight: Option<String>,
 }
 
-/// What an AWS call's failure says, for a person: one line (an HTML page from a wrong
-/// endpoint is named, not dumped), and the IAM permission `needs` only when the answer
-/// was a refusal (a DNS failure or missing credentials is not a permission problem).
-///
-/// A refusal is known by its code, or by its status alone: an answer whose body the SDK
-/// cannot read (an S3-compatible store, an emulator answering SQS's JSON protocol in
-/// XML) still comes with 403.
-pub(crate) fn explain<E>(
+/// [`aws::explain`] for SQS.
+fn explain<E>(
     e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
     needs: &str,
 ) -> String
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-    let chain = error_chain(e);
-    let text = match e.raw_response() {
-        // The SDK's complaint about a body it could not parse ("unexpected token '<'")
-        // tells a person nothing; the status does. (An HTML page is named by one_line.)
-        Some(answer)
-            if e.code().is_none()
-                && matches!(e, SdkError::ServiceError(_))
-                && html_at(&chain).is_none() =>
-        {
-            let body = answer
-                .body()
-                .bytes()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            // An XML error (what S3-style services and emulators answer) names its message.
-            let said = match (body.find("<Message>"), body.find("</Message>")) {
-                (Some(from), Some(to)) if from + 9 <= to => &body[from + 9..to],
-                _ => body.trim(),
-            };
-            let said = one_line(said);
-            format!(
-                "HTTP {}, in a form the AWS SDK does not read as SQS's (a proxy or an \
-                 emulator between?){}",
-                answer.status().as_u16(),
-                if said.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {said}")
-                }
-            )
-        }
-        _ => one_line(&chain),
-    };
-    let by_kms = e.code().is_some_and(|code| code.starts_with("KMS."));
-    match e {
-        // A queue or object encrypted with a key the caller may not use.
-        _ if by_kms => format!("{text} (refused by KMS: flowlog needs kms:Decrypt on the key)"),
-        _ if refused(e) => format!("{text} (refused: flowlog needs {needs})"),
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
-            "{text} (the endpoint could not be reached: check endpoint_url, the region, the \
-             network or a proxy)"
-        ),
-        _ => text,
-    }
-}
-
-/// Whether the answer was a refusal of the caller's permissions (not of its credentials,
-/// which are a different fix).
-fn refused<E>(e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>) -> bool
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata,
-{
-    use aws_sdk_sqs::error::ProvideErrorMetadata;
-    match e.code() {
-        Some(code) => {
-            code.contains("AccessDenied") || code == "AuthorizationError" || code == "Forbidden"
-        }
-        None => e.raw_response().is_some_and(|r| r.status().as_u16() == 403),
-    }
-}
-
-/// Where an HTML page starts in `text`, if it holds one.
-fn html_at(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    [lower.find("<html"), lower.find("<!doctype")]
-        .into_iter()
-        .flatten()
-        .min()
-}
-
-/// An error's text cut to one line of at most 300 characters; an HTML page (a wrong
-/// endpoint, a captive portal) is said to be one.
-fn one_line(text: &str) -> String {
-    if let Some(at) = html_at(text) {
-        let before = text[..at].trim_end().trim_end_matches(':');
-        return format!("{before}: an HTML page answered, not an AWS API (is endpoint_url right?)");
-    }
-    let line = text.lines().next().unwrap_or_default();
-    match line.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}...", &line[..cut]),
-        None => line.to_string(),
-    }
+    aws::explain(e, "SQS", needs)
 }
 
 async fn queue_attributes(
@@ -808,7 +708,7 @@ where
         Ok(Err(e)) => e,
         Err(_) => return Some(format!("{action}: could not tell (no answer in 30 s)")),
     };
-    if refused(&e) {
+    if aws::refused(&e) {
         return Some(format!("{action}: {}", explain(&e, action)));
     }
     let status = e.raw_response().map(|r| r.status().as_u16());
@@ -901,7 +801,7 @@ async fn read_first_byte(clients: &Clients, object: &ObjectRef) -> Result<String
         Ok(Ok(_)) => Ok(format!("{action} on {uri}: readable")),
         Ok(Err(e)) => Err(SourceError::Unavailable(format!(
             "{action} on {uri}: {}",
-            explain(&e, needs)
+            aws::explain(&e, "S3", needs)
         ))),
         Err(_) => Err(SourceError::Unavailable(format!(
             "{action} on {uri}: no answer in 30 s"
@@ -912,19 +812,6 @@ async fn read_first_byte(clients: &Clients, object: &ObjectRef) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_html_page_or_a_long_error_is_one_line() {
-        let page = "service error: unhandled error (Unknown): <!DOCTYPE html>\n<html><body>\
-                    404 Not Found</body></html>";
-        assert_eq!(
-            one_line(page),
-            "service error: unhandled error (Unknown): an HTML page answered, not an AWS API \
-             (is endpoint_url right?)"
-        );
-        let long = format!("{}\nsecond line", "x".repeat(400));
-        assert_eq!(one_line(&long), format!("{}...", "x".repeat(300)));
-    }
 
     fn settings(text: &str) -> SqsSource {
         toml::from_str(text).unwrap()
