@@ -19,7 +19,7 @@ use flowlog_source::{
 use crate::aws;
 use crate::listing::{DirectoryListing, ObjectInfo, S3Listing};
 use crate::object::{decode_body, get, is_missing, unquoted, Decoded, ObjectRef, Unread};
-use crate::plan::{plan, Plan};
+use crate::plan::{plan, Filter, Plan};
 use crate::settings::{Location, S3Source};
 
 /// What S3 needs to allow for a backfill to read an object.
@@ -92,17 +92,41 @@ enum Reader {
     Directory,
 }
 
-/// Lists what `settings` asks for (the warnings logged).
-pub async fn plan_for(settings: &S3Source) -> Result<Plan, String> {
-    let filter = settings.filter()?;
-    let planned = match Location::parse(&settings.url)? {
-        Location::S3 { bucket, prefix } => {
-            let client = s3_client(settings).await;
-            plan(&S3Listing { client, bucket }, &prefix, &filter).await
+impl Reader {
+    /// The reader for `location`: an S3 client from the settings and the AWS chain, made
+    /// once for listing and reading.
+    async fn new(settings: &S3Source, location: &Location) -> Self {
+        match location {
+            Location::S3 { bucket, .. } => Reader::S3 {
+                client: s3_client(settings).await,
+                bucket: bucket.clone(),
+            },
+            Location::Directory { .. } => Reader::Directory,
         }
-        Location::Directory { prefix } => plan(&DirectoryListing::new("/"), &prefix, &filter).await,
-    };
-    planned.map_err(|e| e.to_string())
+    }
+
+    /// Lists what `filter` asks for under `location`.
+    async fn plan(&self, location: &Location, filter: &Filter) -> Result<Plan, String> {
+        let (Location::S3 { prefix, .. } | Location::Directory { prefix }) = location;
+        let planned = match self {
+            Reader::S3 { client, bucket } => {
+                let listing = S3Listing {
+                    client: client.clone(),
+                    bucket: bucket.clone(),
+                };
+                plan(&listing, prefix, filter).await
+            }
+            Reader::Directory => plan(&DirectoryListing::new("/"), prefix, filter).await,
+        };
+        planned.map_err(|e| e.to_string())
+    }
+}
+
+/// Lists what `settings` asks for.
+pub async fn plan_for(settings: &S3Source) -> Result<Plan, String> {
+    let location = Location::parse(&settings.url)?;
+    let reader = Reader::new(settings, &location).await;
+    reader.plan(&location, &settings.filter()?).await
 }
 
 async fn s3_client(settings: &S3Source) -> aws_sdk_s3::Client {
@@ -121,19 +145,14 @@ fn run(
     location: Location,
     planned: Option<PlanFile>,
 ) -> Result<(), SourceError> {
-    let reader = match &location {
-        Location::S3 { bucket, .. } => Reader::S3 {
-            client: ctx.runtime.block_on(s3_client(settings)),
-            bucket: bucket.clone(),
-        },
-        Location::Directory { .. } => Reader::Directory,
-    };
+    let reader = ctx.runtime.block_on(Reader::new(settings, &location));
     let objects = match planned {
         Some(plan) => plan.objects,
         None => {
+            let filter = settings.filter().map_err(SourceError::Config)?;
             let plan = ctx
                 .runtime
-                .block_on(plan_for(settings))
+                .block_on(reader.plan(&location, &filter))
                 .map_err(SourceError::Unavailable)?;
             for warning in &plan.warnings {
                 tracing::warn!(source = %ctx.name, "{warning}");
@@ -340,7 +359,12 @@ fn read_s3_once(
 /// `flowlog check`: the listing the plan needs, and reading the first byte of one object
 /// found (a ranged GetObject, which changes nothing).
 async fn check(settings: &S3Source) -> Findings {
-    let plan = match plan_for(settings).await {
+    let (location, filter) = match (Location::parse(&settings.url), settings.filter()) {
+        (Ok(location), Ok(filter)) => (location, filter),
+        (Err(e), _) | (_, Err(e)) => return vec![Err(SourceError::Config(e))],
+    };
+    let reader = Reader::new(settings, &location).await;
+    let plan = match reader.plan(&location, &filter).await {
         Ok(plan) => plan,
         Err(e) => return vec![Err(SourceError::Unavailable(e))],
     };
@@ -361,16 +385,13 @@ async fn check(settings: &S3Source) -> Findings {
             None => "",
         }
     )));
-    let (Ok(Location::S3 { bucket, .. }), Some(first)) =
-        (Location::parse(&settings.url), plan.objects.first())
-    else {
+    let (Reader::S3 { client, bucket }, Some(first)) = (&reader, plan.objects.first()) else {
         return findings;
     };
-    let client = s3_client(settings).await;
     let uri = format!("s3://{bucket}/{}", first.key);
     let read = client
         .get_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(&first.key)
         .range("bytes=0-0")
         .send();
