@@ -49,6 +49,12 @@ pub enum Command {
     /// Forward flow logs from the configured sources to the configured sinks, until every
     /// source has ended or SIGTERM/SIGINT (then drain in-flight batches and exit).
     Run(RunArgs),
+    /// Read flow logs already in S3 (or a copy on disk) for a time range, and deliver them
+    /// to the configured sinks: planned from AWS's key layout, several objects at a time,
+    /// resumable, or sent to an SQS queue for a fleet of `flowlog run` sidecars.
+    #[cfg(feature = "source-s3")]
+    #[command(after_help = BACKFILL_HELP)]
+    Backfill(Box<BackfillArgs>),
     /// Validate a configuration offline: syntax, types, interpolation, formats, and the
     /// files, certificates and databases it names. Reaches nothing on the network and binds
     /// no port, so it can run in CI or before a reload.
@@ -64,6 +70,120 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `flowlog man > /usr/local/share/man/man1/flowlog.1`.
     Man,
+}
+
+const BACKFILL_HELP: &str = "\
+Examples:
+  flowlog backfill s3://my-flow-logs/ --since 2026-08-01 --until 2026-09-01 \\
+      --account 123456789012 --region us-east-1 --config flowlog.toml --dry-run
+  flowlog backfill ./archive/ --since 2026-08-04 --until 2026-08-05 --config flowlog.toml
+  flowlog backfill s3://my-flow-logs/ --since ... --until ... --config flowlog.toml --resume
+  flowlog backfill s3://my-flow-logs/ --since ... --until ... --config flowlog.toml \\
+      --enqueue https://sqs.us-east-1.amazonaws.com/123456789012/flowlog-backfill
+  flowlog backfill --status https://sqs.us-east-1.amazonaws.com/123456789012/flowlog-backfill
+
+Records are kept by their own `start` (since <= start < until). The plan lists only the
+partitions the range needs, with a margin, and is kept in <data_dir>/backfill/<id>/ with
+each object's checkpoint: --resume reads only what was not delivered. Exit status: 0 when
+every planned object was delivered, 1 when anything was dead-lettered, failed or left,
+2 when the arguments or the configuration cannot be used.";
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// `s3://bucket/prefix/`, or a local directory holding a copy of such a tree (what
+    /// `aws s3 sync` leaves).
+    #[arg(value_name = "URL", required_unless_present = "status")]
+    pub url: Option<String>,
+
+    /// The first moment wanted: RFC 3339 or a date (its midnight UTC).
+    #[arg(long, value_name = "TIME", required_unless_present = "status")]
+    pub since: Option<String>,
+
+    /// The moment after the last one wanted (same forms): `--until 2026-09-01` ends with
+    /// August.
+    #[arg(long, value_name = "TIME", required_unless_present = "status")]
+    pub until: Option<String>,
+
+    /// Only this account (repeatable).
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+
+    /// Only this region of the flow logs (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+
+    /// Only this flow log, by id `fl-...` (repeatable).
+    #[arg(long = "flow-log", value_name = "ID")]
+    pub flow_logs: Vec<String>,
+
+    /// The configuration whose sinks, transform and data_dir are used (its sources are
+    /// not). Not needed for --dry-run.
+    #[arg(long, short, value_name = "FILE", required_unless_present_any = ["dry_run", "status"])]
+    pub config: Option<PathBuf>,
+
+    /// Deliver to this sink of the configuration only (repeatable; default: all).
+    #[arg(long = "sink", value_name = "NAME")]
+    pub sinks: Vec<String>,
+
+    /// Print the plan (prefixes, objects, bytes, estimated time) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// With --dry-run: every object planned, `key size` per line, on standard output.
+    #[arg(long, requires = "dry_run")]
+    pub list: bool,
+
+    /// Continue the backfill begun with the same arguments: the objects not yet delivered.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Objects read at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub parallel: usize,
+
+    /// How far beyond the range partitions and object names are looked at (seconds, or
+    /// with a unit: 90m, 2h): delivery lags behind the flows.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_secs)]
+    pub margin: u64,
+
+    /// The format of lines in objects without a header line (as `format` in a source).
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+
+    /// Also write the final summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Send the planned objects to this SQS queue as S3 event notifications instead of
+    /// reading them: `flowlog run` sidecars with an `sqs` source on the queue do the work.
+    #[arg(long, value_name = "QUEUE_URL", conflicts_with_all = ["dry_run", "sinks"])]
+    pub enqueue: Option<String>,
+
+    /// Show how many messages the queue holds, is reading, and has given up on; nothing
+    /// else is done.
+    #[arg(long, value_name = "QUEUE_URL", conflicts_with_all = ["dry_run", "enqueue", "resume"])]
+    pub status: Option<String>,
+
+    /// No progress line and no summary on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// AWS region of the bucket (and queue); otherwise the AWS environment's.
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// A profile of the shared AWS config files; otherwise AWS_PROFILE or the default.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Another endpoint for S3 and SQS (a VPC endpoint, an S3-compatible store);
+    /// AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Address buckets as <endpoint>/<bucket> (S3-compatible stores).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +378,29 @@ pub struct SchemaArgs {
     /// (schemas/elasticsearch/component-template.json).
     #[arg(long)]
     pub component_template: bool,
+}
+
+/// A duration: seconds, or a number with `s`, `m`, `h` or `d`.
+fn duration_secs(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        _ => Err(format!(
+            "`{text}` is not a duration: seconds, or a number with s, m, h or d (90m)"
+        )),
+    }
 }
 
 /// A flush interval: seconds, from 0 (every read) up to an hour.

@@ -3,6 +3,8 @@
 //! The binary only parses arguments and wires the library crates together; each command
 //! lives in its own module.
 
+#[cfg(feature = "source-s3")]
+mod backfill;
 mod cli;
 mod fields;
 mod logs;
@@ -25,6 +27,8 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Transform(args) => transform::run(*args),
         cli::Command::Run(args) => run::run(args),
+        #[cfg(feature = "source-s3")]
+        cli::Command::Backfill(args) => backfill::run(*args),
         cli::Command::Validate(args) => run::validate(args),
         cli::Command::Check(args) => run::check(args),
         cli::Command::Fields(args) => fields::run(args),

@@ -98,6 +98,8 @@ pub struct RunSummary {
     pub failed_source: Option<(String, SourceError)>,
     /// Records written to the dead letter during the run.
     pub dead_letters: u64,
+    /// What was read and delivered, by component.
+    pub totals: flowlog_component::Totals,
 }
 
 /// Channel capacities: a few batches between stages, enough to keep each stage busy,
@@ -174,8 +176,9 @@ where
             }
             Generation::Ended(mut summary) => {
                 summary.dead_letters = state.dead_letters.written();
-                report::summary(&state.metrics.totals(), started.elapsed());
-                return Ok(summary);
+                summary.totals = state.metrics.totals();
+                report::summary(&summary.totals, started.elapsed());
+                return Ok(*summary);
             }
         }
     }
@@ -184,7 +187,7 @@ where
 /// How a generation ended.
 enum Generation<S, K> {
     /// The run is over (sources ended, a stop signal, a part failed).
-    Ended(RunSummary),
+    Ended(Box<RunSummary>),
     /// SIGHUP with a valid new configuration: everything in flight was drained (or, past
     /// the deadline, left to be sent again from the checkpoints); start this one.
     Reload(Box<Config<S, K>>),
@@ -280,7 +283,7 @@ where
         // A stop signal during a reload's drain is a stop: the new configuration does not
         // start.
         Some(next) if !stop_asked => Generation::Reload(next),
-        _ => Generation::Ended(summary),
+        _ => Generation::Ended(Box::new(summary)),
     })
 }
 

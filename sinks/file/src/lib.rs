@@ -84,6 +84,8 @@ impl FileSink {
     /// Writes every batch until the channel closes; runs on its own thread.
     fn write_all(self, mut input: mpsc::Receiver<SinkInput>) -> Result<(), SinkError> {
         let mut file = open(&self.config.path).map_err(|e| self.io_error(e))?;
+        // A pipe or a terminal holds nothing to make durable (and fsync on one fails).
+        let sync = self.config.sync && file.metadata().is_ok_and(|m| m.is_file());
         let mut encoder = self.target.encoder_with(&EncodeOptions {
             envelope_key: self.config.envelope_key.clone(),
         });
@@ -95,13 +97,7 @@ impl FileSink {
                 .encode(&batch)
                 .map_err(|e| SinkError::Config(e.to_string()))?;
             file.write_all(documents)
-                .and_then(|()| {
-                    if self.config.sync {
-                        file.sync_data()
-                    } else {
-                        Ok(())
-                    }
-                })
+                .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
                 .map_err(|e| self.io_error(e))?;
             metrics.records_out.inc_by(rows);
             metrics.bytes_out.inc_by(documents.len() as u64);

@@ -39,6 +39,17 @@ pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(s3)
 }
 
+/// The region in an AWS queue URL (`https://sqs.<region>.amazonaws.com/...`).
+pub fn region_of_queue(queue_url: &str) -> Option<String> {
+    let rest = queue_url.split_once("://")?.1;
+    let host = rest.split(['/', ':']).next()?;
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("sqs"), Some(region)) if host.contains(".amazonaws.com") => Some(region.into()),
+        _ => None,
+    }
+}
+
 /// What an AWS call's failure says, for a person: one line (an HTML page from a wrong
 /// endpoint is named, not dumped), and the IAM permission `needs` only when the answer
 /// was a refusal (a DNS failure or missing credentials is not a permission problem).

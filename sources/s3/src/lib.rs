@@ -24,6 +24,12 @@ pub mod plan;
 #[cfg(feature = "client")]
 pub mod aws;
 #[cfg(feature = "client")]
+pub mod backfill;
+#[cfg(feature = "client")]
+pub mod enqueue;
+#[cfg(feature = "client")]
+pub mod job;
+#[cfg(feature = "client")]
 pub mod progress;
 #[cfg(feature = "client")]
 mod settings;
@@ -40,4 +46,4 @@ pub use listing::S3Listing;
 #[cfg(feature = "client")]
 pub use settings::{Location, S3Source};
 #[cfg(feature = "client")]
-pub use source::{plan_for, PlanFile};
+pub use source::PlanFile;

@@ -13,6 +13,7 @@ pub struct Tally {
     objects_done: AtomicU64,
     bytes_done: AtomicU64,
     objects_skipped: AtomicU64,
+    bytes_skipped: AtomicU64,
     objects_failed: AtomicU64,
     /// The source's `records_in` counter, once it runs.
     records: OnceLock<flowlog_component::metrics::Counter>,
@@ -26,6 +27,8 @@ pub struct Counts {
     pub objects_done: u64,
     pub bytes_done: u64,
     pub objects_skipped: u64,
+    /// Bytes of the skipped objects (in `bytes_done` too).
+    pub bytes_skipped: u64,
     pub objects_failed: u64,
     pub records: u64,
 }
@@ -41,6 +44,7 @@ impl Tally {
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
         if skipped {
             self.objects_skipped.fetch_add(1, Ordering::Relaxed);
+            self.bytes_skipped.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -59,6 +63,7 @@ impl Tally {
             objects_done: self.objects_done.load(Ordering::Relaxed),
             bytes_done: self.bytes_done.load(Ordering::Relaxed),
             objects_skipped: self.objects_skipped.load(Ordering::Relaxed),
+            bytes_skipped: self.bytes_skipped.load(Ordering::Relaxed),
             objects_failed: self.objects_failed.load(Ordering::Relaxed),
             records: self.records.get().map_or(0, |c| c.get()),
         }

@@ -23,7 +23,7 @@ use crate::plan::{plan, Filter, Plan};
 use crate::settings::{Location, S3Source};
 
 /// What S3 needs to allow for a backfill to read an object.
-const GET_NEEDS: &str = "s3:GetObject (and kms:Decrypt for SSE-KMS objects)";
+pub(crate) const GET_NEEDS: &str = "s3:GetObject (and kms:Decrypt for SSE-KMS objects)";
 
 /// Attempts at an object whose reading fails for a reason that may pass (S3 slow or
 /// unreachable, a stalled body), before it is left for a later run.
@@ -84,7 +84,7 @@ fn read_plan(path: &Path) -> Result<PlanFile, String> {
 }
 
 /// Where objects are read from.
-enum Reader {
+pub(crate) enum Reader {
     S3 {
         client: aws_sdk_s3::Client,
         bucket: String,
@@ -95,7 +95,7 @@ enum Reader {
 impl Reader {
     /// The reader for `location`: an S3 client from the settings and the AWS chain, made
     /// once for listing and reading.
-    async fn new(settings: &S3Source, location: &Location) -> Self {
+    pub(crate) async fn new(settings: &S3Source, location: &Location) -> Self {
         match location {
             Location::S3 { bucket, .. } => Reader::S3 {
                 client: s3_client(settings).await,
@@ -106,7 +106,7 @@ impl Reader {
     }
 
     /// Lists what `filter` asks for under `location`.
-    async fn plan(&self, location: &Location, filter: &Filter) -> Result<Plan, String> {
+    pub(crate) async fn plan(&self, location: &Location, filter: &Filter) -> Result<Plan, String> {
         let (Location::S3 { prefix, .. } | Location::Directory { prefix }) = location;
         let planned = match self {
             Reader::S3 { client, bucket } => {
@@ -120,13 +120,6 @@ impl Reader {
         };
         planned.map_err(|e| e.to_string())
     }
-}
-
-/// Lists what `settings` asks for.
-pub async fn plan_for(settings: &S3Source) -> Result<Plan, String> {
-    let location = Location::parse(&settings.url)?;
-    let reader = Reader::new(settings, &location).await;
-    reader.plan(&location, &settings.filter()?).await
 }
 
 async fn s3_client(settings: &S3Source) -> aws_sdk_s3::Client {

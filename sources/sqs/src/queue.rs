@@ -54,7 +54,7 @@ impl Clients {
         let region = settings
             .region
             .clone()
-            .or_else(|| region_of(&settings.queue_url));
+            .or_else(|| aws::region_of_queue(&settings.queue_url));
         let config = aws::sdk_config(&aws::Connection {
             region: region.as_deref(),
             profile: settings.profile.as_deref(),
@@ -65,16 +65,6 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(&config),
             s3: aws::s3_client(&config, settings.s3_force_path_style),
         }
-    }
-}
-
-/// The region in an AWS queue URL (`https://sqs.<region>.amazonaws.com/...`).
-fn region_of(queue_url: &str) -> Option<String> {
-    let host = http::Uri::try_from(queue_url).ok()?.host()?.to_string();
-    let mut parts = host.split('.');
-    match (parts.next(), parts.next()) {
-        (Some("sqs"), Some(region)) if host.contains(".amazonaws.com") => Some(region.into()),
-        _ => None,
     }
 }
 
@@ -848,8 +838,11 @@ mod tests {
     #[test]
     fn the_region_and_name_come_from_the_queue_url() {
         let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/flows";
-        assert_eq!(region_of(url).as_deref(), Some("eu-west-1"));
+        assert_eq!(aws::region_of_queue(url).as_deref(), Some("eu-west-1"));
         assert_eq!(queue_name(url), "flows");
-        assert_eq!(region_of("http://127.0.0.1:5000/123456789012/flows"), None);
+        assert_eq!(
+            aws::region_of_queue("http://127.0.0.1:5000/123456789012/flows"),
+            None
+        );
     }
 }
