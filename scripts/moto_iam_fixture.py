@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The SQS source's published IAM policy (deploy/iam/sqs-source.json) against a moto server
-that enforces IAM (started with INITIAL_NO_AUTH_ACTION_COUNT=6); used by tests/iam.rs.
+"""A published IAM policy (deploy/iam/sqs-source.json, or the file FLOWLOG_IAM_POLICY names
+in deploy/iam/) against a moto server that enforces IAM (started with
+INITIAL_NO_AUTH_ACTION_COUNT=6); used by tests/iam.rs.
 
 usage:
   moto_iam_fixture.py setup ENDPOINT LINES
@@ -16,8 +17,9 @@ usage:
 
 moto names what it authorizes after the operation called, so the batch delete flowlog
 makes is checked as sqs:DeleteMessageBatch, an action AWS does not have (AWS authorizes
-it as sqs:DeleteMessage). Wherever the policy allows sqs:DeleteMessage, moto's name is
-added beside it; that is the only change made to the published file.
+it as sqs:DeleteMessage); the same for SendMessageBatch. Wherever the policy allows
+sqs:DeleteMessage or sqs:SendMessage, moto's name is added beside it; that is the only
+change made to the published file.
 """
 import json
 import os
@@ -30,8 +32,10 @@ ACCOUNT = "123456789012"
 QUEUE = "flow-logs"
 BUCKET = "example-flow-log-bucket"
 PREFIX = f"AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/2026/08/01/"
-POLICY = os.path.join(os.path.dirname(__file__), "..", "deploy", "iam", "sqs-source.json")
-ALIASES = {"sqs:DeleteMessage": ["sqs:DeleteMessageBatch"]}
+POLICY = os.path.join(os.path.dirname(__file__), "..", "deploy", "iam",
+                      os.environ.get("FLOWLOG_IAM_POLICY", "sqs-source.json"))
+ALIASES = {"sqs:DeleteMessage": ["sqs:DeleteMessageBatch"],
+           "sqs:SendMessage": ["sqs:SendMessageBatch"]}
 
 
 def client(kind, endpoint, key="testing", secret="testing"):
@@ -52,7 +56,7 @@ def policy(without=None):
 
 def line(i):
     return (f"2 {ACCOUNT} eni-0a1b2c3d4e5f60001 10.0.{i // 250 % 250}.{i % 250 + 1} "
-            f"10.1.0.1 {1024 + i % 60000} 443 6 10 840 1754006400 1754006460 ACCEPT OK\n")
+            f"10.1.0.1 {1024 + i % 60000} 443 6 10 840 1785542400 1785542460 ACCEPT OK\n")
 
 
 def setup(endpoint, lines):

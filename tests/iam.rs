@@ -1,8 +1,9 @@
-//! The SQS source's published least-privilege policy (`deploy/iam/sqs-source.json`),
-//! proven both ways against a moto server of its own that enforces IAM (started with
+//! The published least-privilege policies of the SQS source (`deploy/iam/sqs-source.json`)
+//! and of `flowlog backfill` (`deploy/iam/backfill.json`), each proven both ways against a moto server of its own that enforces IAM (started with
 //! `INITIAL_NO_AUTH_ACTION_COUNT`; `scripts/moto_iam_fixture.py` sets it up): a user holding
-//! exactly the policy passes `check` and runs the queue to its end; the same user without
-//! any one action of it fails `check`, which names the action.
+//! exactly the policy passes `check` and runs the queue to its end (or plans, sends and
+//! delivers a backfill); the same user without any one action of it fails, naming the
+//! action.
 //!
 //! `kms:Decrypt` is the one statement not proven here: moto's S3 serves SSE-KMS objects
 //! without asking KMS (deploy/iam/README.md says so).
@@ -20,13 +21,15 @@ const LINES: usize = 20;
 
 /// A moto server enforcing IAM, with the fixture's users, queue and objects.
 struct IamMoto {
+    /// The policy file in deploy/iam/ the user `flowlog` holds.
+    policy: &'static str,
     server: Child,
     endpoint: String,
     fixture: Value,
 }
 
 impl IamMoto {
-    fn start(dir: &Path) -> Self {
+    fn start(dir: &Path, policy: &'static str) -> Self {
         let python = PathBuf::from(common::python());
         let moto = python.with_file_name("moto_server");
         assert!(
@@ -59,6 +62,7 @@ impl IamMoto {
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut moto = Self {
+            policy,
             server,
             endpoint,
             fixture: Value::Null,
@@ -70,9 +74,18 @@ impl IamMoto {
 
     fn fixture_command(&self, args: &[&str]) -> String {
         let script = common::manifest_dir().join("scripts/moto_iam_fixture.py");
-        let mut all = vec![script.into_os_string()];
-        all.extend(args.iter().map(Into::into));
-        String::from_utf8(common::run_python(all)).unwrap()
+        let out = Command::new(common::python())
+            .arg(script)
+            .args(args)
+            .env("FLOWLOG_IAM_POLICY", self.policy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs the fixture's `command` as the fixture user (allowed everything).
@@ -120,7 +133,7 @@ impl Drop for IamMoto {
 #[test]
 fn the_published_sqs_policy_is_enough_and_every_action_in_it_is_needed() {
     let dir = tempdir();
-    let moto = IamMoto::start(&dir);
+    let moto = IamMoto::start(&dir, "sqs-source.json");
     let out = dir.join("out.ndjson");
     let config = dir.join("flowlog.toml");
     std::fs::write(
@@ -233,4 +246,98 @@ fn the_sample_in_the_docs(moto: &IamMoto) {
     problems.extend(stage.run(&sample, &sample.sessions[2]).err());
     moto.as_fixture("policy", &[]);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// A configuration delivering into `<dir>/out.ndjson` (a backfill replaces its sources).
+fn file_sink_config(dir: &Path) -> PathBuf {
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{dir}/data\"\n[sources.unused]\ntype = \"stdin\"\n\
+             [sinks.out]\ntype = \"file\"\npath = \"{dir}/out.ndjson\"\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn the_published_backfill_policy_is_enough_and_every_action_in_it_is_needed() {
+    let dir = tempdir();
+    let moto = IamMoto::start(&dir, "backfill.json");
+    let queue = moto.queue_url().to_string();
+    let backfill = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "backfill",
+            "s3://example-flow-log-bucket/AWSLogs/123456789012/",
+            "--since",
+            "2026-08-01",
+            "--until",
+            "2026-08-02",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--aws-region",
+            "us-east-1",
+            "--s3-force-path-style",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: &[String], home: &Path| {
+        std::fs::create_dir_all(home).unwrap();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        moto.flowlog(&args, &file_sink_config(home))
+    };
+    let status = |home: &Path| {
+        let args = [
+            "backfill".to_string(),
+            "--status".into(),
+            queue.clone(),
+            "--endpoint-url".into(),
+            moto.endpoint.clone(),
+            "--aws-region".into(),
+            "us-east-1".into(),
+        ];
+        run(&args, home)
+    };
+
+    // The policy as published: planned, sent to the queue, its depth read, delivered.
+    let (ok, printed) = run(&backfill(&["--dry-run"]), &dir.join("plan"));
+    assert!(ok && printed.contains("objects: 2 "), "{printed}");
+    let (ok, printed) = run(&backfill(&["--enqueue", &queue]), &dir.join("enqueue"));
+    assert!(ok && printed.contains("sent 2 object(s)"), "{printed}");
+    // The fixture's own two notifications, and the two sent.
+    let (ok, printed) = status(&dir.join("status"));
+    assert!(ok && printed.contains(": 4 waiting"), "{printed}");
+    let (ok, printed) = run(&backfill(&[]), &dir.join("deliver"));
+    assert!(ok, "{printed}");
+    let delivered = std::fs::read_to_string(dir.join("deliver/out.ndjson")).unwrap();
+    assert_eq!(delivered.lines().count(), 2 * LINES, "{printed}");
+
+    // Without any one of its actions, the part that needs it fails and names it.
+    for (action, part) in [
+        ("s3:ListBucket", "--dry-run"),
+        ("s3:GetObject", ""),
+        ("sqs:SendMessage", "--enqueue"),
+        ("sqs:GetQueueAttributes", "--status"),
+    ] {
+        moto.as_fixture("policy", &[action]);
+        let home = dir.join(format!("without-{}", action.replace(':', "-")));
+        let (ok, printed) = match part {
+            "--status" => status(&home),
+            "--enqueue" => run(&backfill(&["--enqueue", &queue]), &home),
+            "--dry-run" => run(&backfill(&["--dry-run"]), &home),
+            _ => run(&backfill(&["--parallel", "2"]), &home),
+        };
+        assert!(!ok, "passed without {action}: {printed}");
+        assert!(
+            printed.contains(&format!("refused: flowlog needs {action}")),
+            "without {action}: {printed}"
+        );
+    }
 }

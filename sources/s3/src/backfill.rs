@@ -16,6 +16,9 @@ use crate::plan::Plan;
 use crate::settings::{Location, S3Source};
 use crate::source::Reader;
 
+const NO_REGION: &str = "no AWS region: give --aws-region, or set AWS_REGION or a region in \
+                         the AWS profile";
+
 /// The most bytes, and objects, a dry run reads to measure the rate.
 pub const SAMPLE_BYTES: u64 = 16 << 20;
 const SAMPLE_OBJECTS: u64 = 20;
@@ -54,6 +57,11 @@ impl Backfill {
             .build()
             .map_err(|e| format!("cannot start a runtime: {e}"))?;
         let reader = runtime.block_on(Reader::new(settings, &location));
+        if let Reader::S3 { client, .. } = &reader {
+            if client.config().region().is_none() {
+                return Err(NO_REGION.into());
+            }
+        }
         Ok(Self {
             runtime,
             settings: settings.clone(),
@@ -149,7 +157,7 @@ impl Backfill {
             );
         };
         self.runtime.block_on(async {
-            let sqs = sqs_client(&self.settings, queue_url).await;
+            let sqs = sqs_client(&self.settings, queue_url).await?;
             let region = sqs
                 .config()
                 .region()
@@ -168,12 +176,12 @@ pub fn queue_status(settings: &S3Source, queue_url: &str) -> Result<QueueStatus,
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     runtime.block_on(async {
-        let sqs = sqs_client(settings, queue_url).await;
+        let sqs = sqs_client(settings, queue_url).await?;
         enqueue::status(&sqs, queue_url).await
     })
 }
 
-async fn sqs_client(settings: &S3Source, queue_url: &str) -> aws_sdk_sqs::Client {
+async fn sqs_client(settings: &S3Source, queue_url: &str) -> Result<aws_sdk_sqs::Client, String> {
     let region = settings
         .region
         .clone()
@@ -184,7 +192,10 @@ async fn sqs_client(settings: &S3Source, queue_url: &str) -> aws_sdk_sqs::Client
         endpoint_url: settings.endpoint_url.as_deref(),
     })
     .await;
-    aws_sdk_sqs::Client::new(&config)
+    if config.region().is_none() {
+        return Err(NO_REGION.into());
+    }
+    Ok(aws_sdk_sqs::Client::new(&config))
 }
 
 /// Where a sample's records go: nowhere (the decoder counts them).
