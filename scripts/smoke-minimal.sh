@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The smallest useful flowlog: local files and stdin in, Splunk HEC and files out, no AWS
-# SDK anywhere. Builds it (debug), checks that no AWS SDK crate is in its tree, the
-# pipeline's or the fuzz targets', and runs it: a file source into a file sink, and stdin
+# SDK anywhere. Builds it (debug), checks that no AWS SDK crate (and no DataFusion) is in
+# its tree, the pipeline's or the fuzz targets', and runs it: a file source into a file sink, and stdin
 # through `transform`.
 # Part of the test command, so the feature set cannot rot.
 set -euo pipefail
@@ -21,6 +21,15 @@ if cargo tree --locked -p flowlog -e normal --prefix none --no-default-features 
   echo "smoke: the build with only $features has an AWS SDK crate in it" >&2
   exit 1
 fi
+# DataFusion (the `sql` feature) is built only into the binary that asks for it.
+for tree in "-p flowlog-pipeline" "--manifest-path fuzz/Cargo.toml" \
+    "-p flowlog --no-default-features --features $features"; do
+  # shellcheck disable=SC2086
+  if cargo tree --locked $tree -e normal --prefix none | grep -q '^datafusion'; then
+    echo "smoke: DataFusion is in the tree of $tree" >&2
+    exit 1
+  fi
+done
 # The fuzz targets build what they exercise (scripts/fuzz.sh compiles it with sanitizer
 # instrumentation, where an AWS SDK crate costs minutes).
 if cargo tree --locked --manifest-path fuzz/Cargo.toml -e normal --prefix none |

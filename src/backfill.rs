@@ -39,17 +39,34 @@ fn failed(message: impl std::fmt::Display) -> ExitCode {
 }
 
 pub fn run(args: BackfillArgs) -> ExitCode {
-    let settings = settings(&args);
+    let mut settings = settings(&args);
     if let Some(queue) = &args.status {
         return status(&settings, queue);
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(config) => Some(config),
             Err(e) => return unusable(e),
         },
         None => None,
     };
+    if let Some(sql) = &args.predicate {
+        let enriched = config
+            .as_ref()
+            .is_some_and(|c| c.transform.enrich.may_enrich());
+        let bounds = match flowlog_pipeline::filter::check_where(sql, enriched) {
+            Ok(bounds) => bounds,
+            Err(e) => return unusable(format!("--{e}")),
+        };
+        narrow(&mut settings, bounds);
+        if let Some(config) = &mut config {
+            let filter = &mut config.transform.filter;
+            filter.predicate = Some(match filter.predicate.take() {
+                Some(own) => format!("({own}) AND ({sql})"),
+                None => sql.clone(),
+            });
+        }
+    }
     let backfill = match Backfill::new(&settings) {
         Ok(b) => b,
         Err(e) => return unusable(e),
@@ -81,7 +98,7 @@ pub fn run(args: BackfillArgs) -> ExitCode {
             Some(queue) => vec![format!("sqs:{queue}")],
             None => config.sinks.keys().cloned().collect(),
         },
-        predicate: None,
+        predicate: args.predicate.clone(),
     };
     let job = Job::of(&config.data_dir, &request);
     let (plan, before) = match job.look() {
@@ -162,6 +179,28 @@ fn settings(args: &BackfillArgs) -> S3Source {
         read_timeout_secs: 60,
         plan_file: None,
         tally: None,
+    }
+}
+
+/// Narrows the range to what `--where` bounds `start` to (`start >= ...`), so fewer
+/// partitions are listed.
+fn narrow(settings: &mut S3Source, (since, until): (Option<i64>, Option<i64>)) {
+    let Ok(filter) = settings.filter() else {
+        return;
+    };
+    let text = |millis: i64| {
+        chrono::DateTime::from_timestamp_millis(millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    if let Some(t) = since.filter(|&t| t > filter.range.since.timestamp_millis()) {
+        if let Some(t) = text(t) {
+            settings.since = t;
+        }
+    }
+    if let Some(t) = until.filter(|&t| t < filter.range.until.timestamp_millis()) {
+        if let Some(t) = text(t) {
+            settings.until = t;
+        }
     }
 }
 
@@ -505,7 +544,7 @@ fn summary_line(s: &Summary) -> String {
 }
 
 /// The progress line: redrawn in place on a terminal, else printed every
-/// [`PLAIN_EVERY`] (a log file or a CI job).
+/// [`PLAIN_EVERY`] and at the end (a log file or a CI job).
 struct Progress {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -544,8 +583,10 @@ impl Progress {
                     None => {}
                 }
             }
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
+            match bar {
+                Some(bar) => bar.finish_and_clear(),
+                // A log keeps the last line: where the run got to.
+                None => eprintln!("{}", progress_line(&tally.counts(), started.elapsed())),
             }
         });
         Self {

@@ -121,6 +121,12 @@ pub struct BackfillArgs {
     #[arg(long, short, value_name = "FILE", required_unless_present_any = ["dry_run", "status"])]
     pub config: Option<PathBuf>,
 
+    /// Only records for which this SQL expression is true, over the record's columns
+    /// (`flowlog fields`) and enrichment's: "dstport = 22 AND action = 'REJECT'". Bounds on
+    /// `start` also narrow what is listed. Combined with the configuration's own `where`.
+    #[arg(long = "where", value_name = "SQL")]
+    pub predicate: Option<String>,
+
     /// Deliver to this sink of the configuration only (repeatable; default: all).
     #[arg(long = "sink", value_name = "NAME")]
     pub sinks: Vec<String>,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -62,9 +62,10 @@ const LAYOUTS: [Layout; 4] = [
 /// 2026-08-02T12:00Z for two accounts, each stamped 10 minutes after the window it
 /// covers (as delivery lags) and holding `per_object` records that started up to
 /// `per_object` seconds before the window's stamp; the `bytes` of each record numbers it.
-/// The numbers of the asked-for account's records that started on 2026-08-01 UTC.
-fn bucket(root: &Path, layout: Layout, per_object: i64) -> BTreeSet<i64> {
-    let mut wanted = BTreeSet::new();
+/// Every fourth record is a REJECT. The asked-for account's records that started on
+/// 2026-08-01 UTC: their numbers and starts.
+fn bucket(root: &Path, layout: Layout, per_object: i64) -> BTreeMap<i64, i64> {
+    let mut wanted = BTreeMap::new();
     let mut n = 0;
     let mut stamp = AUGUST_FIRST - 12 * 3600;
     let flow_log = if layout.tgw { "fl-tgw0abc" } else { "fl-0abc" };
@@ -113,12 +114,13 @@ fn bucket(root: &Path, layout: Layout, per_object: i64) -> BTreeSet<i64> {
                         start + 60
                     ),
                     false => format!(
-                        "2 {account} eni-1 10.0.0.1 10.0.0.2 443 22 6 1 {n} {start} {} ACCEPT OK\n",
-                        start + 60
+                        "2 {account} eni-1 10.0.0.1 10.0.0.2 443 22 6 1 {n} {start} {} {} OK\n",
+                        start + 60,
+                        if n % 4 == 0 { "REJECT" } else { "ACCEPT" }
                     ),
                 });
                 if account == ACCOUNT && (AUGUST_FIRST..AUGUST_FIRST + 86_400).contains(&start) {
-                    wanted.insert(n);
+                    wanted.insert(n, start);
                 }
             }
             let path = root.join(key);
@@ -156,6 +158,10 @@ fn number(document: &Value) -> i64 {
 
 fn as_set(numbers: &[i64]) -> BTreeSet<i64> {
     numbers.iter().copied().collect()
+}
+
+fn numbers(wanted: &BTreeMap<i64, i64>) -> BTreeSet<i64> {
+    wanted.keys().copied().collect()
 }
 
 /// A configuration with a file sink `out` into `out` (its sources are not used by
@@ -219,7 +225,7 @@ fn every_layout_gives_exactly_the_records_of_the_range_once() {
         assert!(ok, "{layout:?}: {stderr}");
         let got = delivered(&out);
         assert_eq!(got.len(), wanted.len(), "{layout:?}: each record once");
-        assert_eq!(as_set(&got), wanted, "{layout:?}");
+        assert_eq!(as_set(&got), numbers(&wanted), "{layout:?}");
         let report = summary(&report);
         assert_eq!(report["finished"], true, "{layout:?}: {report}");
         assert_eq!(report["objects_planned"], report["objects_read"]);
@@ -231,6 +237,54 @@ fn every_layout_gives_exactly_the_records_of_the_range_once() {
         );
         assert_eq!(delivered(&out).len(), wanted.len(), "{layout:?}");
     }
+}
+
+#[test]
+fn where_keeps_what_the_same_filter_by_hand_keeps_and_narrows_the_plan() {
+    let dir = common::tempdir();
+    let wanted = bucket(&dir.join("copy"), LAYOUTS[1], 8);
+    let url = dir.join("copy/team").display().to_string();
+    let out = dir.join("out.ndjson");
+    let config = configure(&dir, &out, STDIN);
+    // 2026-08-01T12:00:00Z.
+    let noon = AUGUST_FIRST + 12 * 3600;
+    let by_hand: BTreeSet<i64> = wanted
+        .iter()
+        .filter(|(n, start)| *n % 4 == 0 && **start >= noon)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(!by_hand.is_empty());
+    let report = dir.join("summary.json");
+    let sql = "action = 'REJECT' AND start >= '2026-08-01T12:00:00Z'";
+    let args = ["--where", sql, "--summary-json", report.to_str().unwrap()];
+    let (ok, stderr) = finish(backfill(&url, &args, &config).spawn().unwrap(), &config);
+    assert!(ok, "{stderr}");
+    let got = delivered(&out);
+    assert_eq!(got.len(), by_hand.len(), "each record once");
+    assert_eq!(as_set(&got), by_hand);
+    // The bound on start narrowed the plan: the morning's objects were not listed.
+    let whole_day = 2 * 26;
+    let planned = summary(&report)["objects_planned"].as_u64().unwrap();
+    assert!(planned < whole_day - 20, "{planned} objects planned");
+
+    // A predicate that cannot work is refused before anything is listed.
+    let args = ["--where", "dstprot = 22"];
+    let (ok, stderr) = finish(backfill(&url, &args, &config).spawn().unwrap(), &config);
+    assert!(!ok && stderr.contains("Did you mean 'dstport'"), "{stderr}");
+}
+
+#[test]
+fn the_readme_recipe_runs_as_shown() {
+    let sample = common::samples::sample("README.md", "backfill");
+    let stage = common::samples::Stage::new();
+    let layout = Layout {
+        hive: true,
+        hourly: true,
+        prefix: "",
+        tgw: false,
+    };
+    bucket(&stage.path("archive"), layout, 200);
+    stage.check(&sample);
 }
 
 #[test]
@@ -261,7 +315,7 @@ until = "2026-08-02""#,
         assert!(ok, "{stderr}");
         let got = delivered(&out);
         assert_eq!(got.len(), wanted.len(), "each record once");
-        assert_eq!(as_set(&got), wanted);
+        assert_eq!(as_set(&got), numbers(&wanted));
     }
 }
 
@@ -307,7 +361,7 @@ fn a_backfill_killed_halfway_is_resumed_without_reading_finished_objects_again()
     assert!(ok, "{stderr}");
     let second = delivered(&out);
     let all: BTreeSet<i64> = first.iter().chain(&second).copied().collect();
-    assert_eq!(all, wanted, "every record delivered");
+    assert_eq!(all, numbers(&wanted), "every record delivered");
     assert_eq!(
         as_set(&second).len(),
         second.len(),
@@ -415,7 +469,7 @@ fn a_day_is_read_from_s3_through_the_sdk() {
         assert!(ok, "{stderr}");
         let got = delivered(&out);
         assert_eq!(got.len(), wanted.len(), "each record once");
-        assert_eq!(as_set(&got), wanted);
+        assert_eq!(as_set(&got), numbers(&wanted));
     }
     // Ids are the SQS source's: the object's bucket, key and ETag, and the line.
     let states = std::fs::read_dir(dir.join("data/backfill")).unwrap();
@@ -495,7 +549,7 @@ until = "2026-08-02""#,
         wanted.len(),
         "each object read once, by one sidecar"
     );
-    assert_eq!(as_set(&got), wanted);
+    assert_eq!(as_set(&got), numbers(&wanted));
 
     let status = moto
         .env(flowlog(&["backfill", "--status", &moto.queue_url], &config))

@@ -25,6 +25,7 @@ pub const RUN_BY_TESTS: &[(&str, &str)] = &[
     ("finished", "tests/samples.rs"),
     ("metrics", "tests/samples.rs"),
     ("health", "tests/samples.rs"),
+    ("backfill", "tests/backfill.rs"),
 ];
 
 /// Where sample configurations keep their files; a [`Stage`] maps it to a fresh directory.

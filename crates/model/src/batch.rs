@@ -64,8 +64,15 @@ impl FlowBatch {
         if keep.iter().all(|&k| k) {
             return self;
         }
-        let mask = BooleanArray::from(keep);
-        let records = arrow_select::filter::filter_record_batch(&self.records, &mask)
+        self.filter(&BooleanArray::from(keep))
+    }
+
+    /// The rows where `mask` is true (it has no nulls, one value per row).
+    pub fn filter(self, mask: &BooleanArray) -> FlowBatch {
+        if mask.true_count() == self.num_rows() {
+            return self;
+        }
+        let records = arrow_select::filter::filter_record_batch(&self.records, mask)
             .expect("the mask has one value per row");
         let line_numbers: ScalarBuffer<u64> = self
             .line_numbers
@@ -74,7 +81,7 @@ impl FlowBatch {
             .filter_map(|(&line, k)| k.then_some(line))
             .collect();
         let lines = self.lines.as_ref().map(|lines| {
-            arrow_select::filter::filter(lines, &mask)
+            arrow_select::filter::filter(lines, mask)
                 .expect("the mask has one value per row")
                 .as_string_view()
                 .clone()

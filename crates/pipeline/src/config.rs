@@ -55,6 +55,8 @@ pub struct Config<S, K> {
     pub status_interval_secs: f64,
     #[serde(default)]
     pub api: Api,
+    /// Required by `run`; `flowlog backfill` brings its own.
+    #[serde(default = "BTreeMap::new")]
     pub sources: BTreeMap<String, S>,
     #[serde(default)]
     pub transform: Transform,
@@ -179,6 +181,19 @@ pub struct Enrich {
     pub geoip_search: bool,
 }
 
+impl Enrich {
+    /// Whether records may get enrichment columns (a source is configured, or GeoIP
+    /// databases are looked for).
+    pub fn may_enrich(&self) -> bool {
+        self.geoip_search
+            || !self.geoip.is_empty()
+            || !self.asn.is_empty()
+            || !self.eni_inventory.is_empty()
+            || self.aws_ip_ranges.is_some()
+            || !self.watchlist.is_empty()
+    }
+}
+
 impl Default for Enrich {
     /// What an absent `[transform.enrich]` table means (the same defaults as its keys).
     fn default() -> Self {
@@ -259,12 +274,9 @@ where
         Ok(config)
     }
 
-    /// Checks what parsing alone does not: at least one source and sink, formats that
+    /// Checks what parsing alone does not: at least one sink, formats that
     /// parse, sink settings that make sense. Errors carry a `[table]` to locate.
     fn validate(&self) -> Result<(), (Option<String>, String)> {
-        if self.sources.is_empty() {
-            return Err((None, "no [sources.<name>] table: nothing to read".into()));
-        }
         if self.sinks.is_empty() {
             return Err((None, "no [sinks.<name>] table: nowhere to deliver".into()));
         }
@@ -304,6 +316,10 @@ where
                  rotate_bytes"
                     .into(),
             ));
+        }
+        if let Some(sql) = &self.transform.filter.predicate {
+            crate::filter::Where::new(sql, self.transform.enrich.may_enrich())
+                .map_err(|e| (Some("where".into()), format!("[transform.filter] {e}")))?;
         }
         if self.transform.batch_rows == 0 {
             return Err((

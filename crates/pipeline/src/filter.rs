@@ -30,6 +30,11 @@ pub struct Filter {
     /// Only records that started before this moment.
     #[serde(default, deserialize_with = "instant")]
     pub until: Option<i64>,
+    /// Only records for which this SQL expression is true (`dstport = 22 AND action =
+    /// 'REJECT'`), over the record's columns and, with enrichment, its columns; a column
+    /// the record's format lacks is null, and null is not true.
+    #[serde(rename = "where")]
+    pub predicate: Option<String>,
 }
 
 /// A moment as milliseconds since the epoch, from RFC 3339 or a date.
@@ -43,6 +48,74 @@ fn instant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
                  (`2026-08-01`, its midnight UTC)"
             ))
         })
+}
+
+/// Checks a `where` predicate (over the enrichment columns too with `enriched`), and says
+/// the range of `start` its conjuncts bound, in milliseconds (what a backfill can plan
+/// by).
+pub fn check_where(sql: &str, enriched: bool) -> Result<(Option<i64>, Option<i64>), String> {
+    let planned = Where::new(sql, enriched)?;
+    #[cfg(feature = "sql")]
+    return Ok(planned.predicate.start_bounds());
+    #[cfg(not(feature = "sql"))]
+    {
+        let _ = planned;
+        Ok((None, None))
+    }
+}
+
+/// The `where` predicate, planned, as the transform stage applies it.
+pub(crate) struct Where {
+    #[cfg(feature = "sql")]
+    predicate: flowlog_query::Predicate,
+}
+
+impl Where {
+    /// Plans `sql` over the canonical columns and, with `enriched`, the enrichment ones.
+    pub(crate) fn new(sql: &str, enriched: bool) -> Result<Self, String> {
+        #[cfg(feature = "sql")]
+        {
+            flowlog_query::Predicate::new(sql, enriched)
+                .map(|predicate| Self { predicate })
+                .map_err(|e| e.to_string())
+        }
+        #[cfg(not(feature = "sql"))]
+        {
+            let _ = (sql, enriched);
+            Err("where: this flowlog was built without SQL (cargo feature `sql`)".into())
+        }
+    }
+
+    /// Whether batches of `schema` hold every column it reads (then it runs before
+    /// enrichment, which the records it drops are spared).
+    pub(crate) fn reads_only(&self, schema: &arrow_schema::Schema) -> bool {
+        #[cfg(feature = "sql")]
+        return self.predicate.reads_only(schema);
+        #[cfg(not(feature = "sql"))]
+        {
+            let _ = schema;
+            true
+        }
+    }
+
+    /// The rows of `batch` it keeps, and how many it dropped. A batch it cannot be
+    /// evaluated on (a cast that fails on a value) is kept whole, with the error: records
+    /// are not dropped for a reason that is not theirs.
+    pub(crate) fn apply(&mut self, batch: FlowBatch) -> (FlowBatch, Result<usize, String>) {
+        #[cfg(feature = "sql")]
+        {
+            let rows = batch.num_rows();
+            match self.predicate.select(&batch.records) {
+                Ok(mask) => {
+                    let kept = mask.true_count();
+                    (batch.filter(&mask), Ok(rows - kept))
+                }
+                Err(e) => (batch, Err(e.to_string())),
+            }
+        }
+        #[cfg(not(feature = "sql"))]
+        (batch, Ok(0))
+    }
 }
 
 impl Filter {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowlog_component::{DeadLetters, Metrics, Stop};
-use flowlog_model::FlowFormat;
+use flowlog_model::{FlowBatch, FlowFormat};
 use flowlog_sink::{Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind};
 use flowlog_source::checkpoint::{Checkpoints, DataDirLock};
 use flowlog_source::dead_letter::DeadLetterFile;
@@ -76,7 +76,13 @@ pub enum RunError {
     Sink { name: String, source: SinkError },
     #[error("source {name}: {source}")]
     Source { name: String, source: SourceError },
+    #[error("{NO_SOURCES}")]
+    NoSources,
 }
+
+/// What a configuration without sources is told by `run`, `validate` and `check`.
+const NO_SOURCES: &str =
+    "no [sources.<name>] table: nothing to read (only `flowlog backfill` brings its own)";
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +147,9 @@ where
     S: Configured<dyn SourceKind> + serde::de::DeserializeOwned,
     K: Configured<dyn SinkKind> + serde::de::DeserializeOwned,
 {
+    if config.sources.is_empty() {
+        return Err(RunError::NoSources);
+    }
     let _lock = DataDirLock::acquire(&config.data_dir)
         .map_err(io("cannot lock the data_dir", &config.data_dir))?;
     let state = State::open(&config)?;
@@ -450,8 +459,13 @@ fn start_transform<S, K>(
         .transform
         .enrich
         .build(&mut |notice| tracing::info!("{notice}"))?;
+    let predicate = config.transform.filter.predicate.as_ref().map(|sql| {
+        crate::filter::Where::new(sql, config.transform.enrich.may_enrich())
+            .expect("validated with the config")
+    });
     let stage = Stage {
         filter: config.transform.filter.clone(),
+        predicate,
         enricher,
         metrics: state.metrics.component("transform", "transform"),
         filtered: state.metrics.filtered("transform"),
@@ -545,11 +559,31 @@ fn start_sources(built: Built) -> Sources {
     for (name, source) in built {
         let ended_tx = ended_tx.clone();
         tokio::spawn(async move {
-            let result = source.run().await;
+            // A source that panics (a debug build: release builds abort) has failed; it
+            // must not count as one that read everything.
+            let result = match tokio::spawn(source.run()).await {
+                Ok(result) => result,
+                Err(e) => Err(SourceError::Unavailable(format!(
+                    "stopped by a bug: {}",
+                    panic_text(e)
+                ))),
+            };
             let _ = ended_tx.send((name, result));
         });
     }
     Sources { running, ended }
+}
+
+/// What a task that did not finish said.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Saves checkpoints every `every`, the dead letter first, since checkpoints pass its
@@ -760,6 +794,7 @@ fn build_sink(
 /// The transform stage: filter, enrich each batch once, hand every sink its share.
 struct Stage {
     filter: crate::filter::Filter,
+    predicate: Option<crate::filter::Where>,
     enricher: Option<flowlog_enrich::Enricher>,
     metrics: flowlog_component::ComponentMetrics,
     filtered: prometheus_client::metrics::counter::Counter,
@@ -789,6 +824,27 @@ impl Stage {
         }
     }
 
+    /// The rows of `batch` the `where` predicate keeps (all without one).
+    fn apply_where(&mut self, batch: FlowBatch) -> FlowBatch {
+        let Some(predicate) = &mut self.predicate else {
+            return batch;
+        };
+        match predicate.apply(batch) {
+            (batch, Ok(dropped)) => {
+                self.filtered.inc_by(dropped as u64);
+                batch
+            }
+            (batch, Err(why)) => {
+                tracing::error!(
+                    "{why}; the batch's {} records go on unfiltered",
+                    batch.num_rows()
+                );
+                self.metrics.error("where", &why);
+                batch
+            }
+        }
+    }
+
     /// Merges inventory refreshes and reopens replaced databases, logging what changed.
     fn maintain(&mut self) {
         if let Some(enricher) = &mut self.enricher {
@@ -799,10 +855,19 @@ impl Stage {
     }
 
     fn process(&mut self, Envelope { batch, ack }: Envelope, sinks: &[mpsc::Sender<SinkInput>]) {
-        let metrics = &self.metrics;
-        metrics.records_in.inc_by(batch.num_rows() as u64);
+        self.metrics.records_in.inc_by(batch.num_rows() as u64);
         let (batch, dropped) = self.filter.apply(batch);
         self.filtered.inc_by(dropped as u64);
+        // A predicate on the decoded columns alone runs before enrichment, which the
+        // records it drops are then spared; one on enrichment columns runs after.
+        let early = self
+            .predicate
+            .as_ref()
+            .is_some_and(|p| p.reads_only(&batch.records.schema()));
+        let batch = match early {
+            true => self.apply_where(batch),
+            false => batch,
+        };
         if batch.num_rows() == 0 {
             // Nothing left to deliver: the batch is done.
             ack.confirm();
@@ -812,6 +877,14 @@ impl Stage {
             Some(enricher) => enricher.enrich(batch),
             None => batch,
         };
+        let batch = match early {
+            true => batch,
+            false => self.apply_where(batch),
+        };
+        if batch.num_rows() == 0 {
+            ack.confirm();
+            return;
+        }
         let batch = Arc::new(batch);
         for sink in sinks {
             let share = SinkInput {
@@ -821,7 +894,7 @@ impl Stage {
             // A sink that stopped drops its share unconfirmed: the batch fails.
             let _ = sink.blocking_send(share);
         }
-        metrics.records_out.inc_by(batch.num_rows() as u64);
+        self.metrics.records_out.inc_by(batch.num_rows() as u64);
         ack.confirm();
     }
 }
@@ -951,6 +1024,9 @@ where
     let mut findings = Vec::new();
     let mut note =
         |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
+    if config.sources.is_empty() {
+        note(false, "sources".into(), NO_SOURCES.into());
+    }
     // Nothing here may create or change a file: `check` says what `run` would create.
     let checkpoints = match flowlog_component::writable::directory(&config.data_dir) {
         Ok(detail) => match Checkpoints::load(&config.data_dir) {
