@@ -18,27 +18,8 @@ set -euo pipefail
 corpus=$(realpath "$1")
 objects=${2:-40}
 parallel=${3:-4}
-here=$(cd "$(dirname "$0")" && pwd)
-target=${CARGO_TARGET_DIR:-$here/../target}
-cargo build --release -q -p flowlog
-bin=$target/release/flowlog
-venv=${FLOWLOG_VENV:-$HOME/.cache/flowlog-venv}
-py=$venv/bin/python
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-if [[ -z "${FLOWLOG_MOTO_ENDPOINT:-}" ]]; then
-    port=$((20000 + RANDOM % 10000))
-    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$work/moto.log" 2>&1 &
-    pids+=($!)
-    FLOWLOG_MOTO_ENDPOINT="http://127.0.0.1:$port"
-    until curl -s -o /dev/null "$FLOWLOG_MOTO_ENDPOINT/moto-api/"; do sleep 0.2; done
-fi
-endpoint=$FLOWLOG_MOTO_ENDPOINT
+# shellcheck source=scripts/bench-setup.sh
+source "$(dirname "$0")/bench-setup.sh"
 
 # The day the corpus's records start on, from its first line's `start`.
 first_start=$(head -1 "$corpus" | awk '{print $11}')

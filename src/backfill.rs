@@ -16,7 +16,7 @@ use flowlog_registry::{Config, SourceConfig};
 use flowlog_source_s3::backfill::{queue_status, Backfill, Sample};
 use flowlog_source_s3::job::{self, Found, Job, Request, Summary};
 use flowlog_source_s3::progress::{Counts, Tally};
-use flowlog_source_s3::{Plan, PlanFile, S3Source, Style};
+use flowlog_source_s3::{Location, Plan, PlanFile, S3Source, Style};
 
 use crate::cli::BackfillArgs;
 use crate::output::{outln, Out};
@@ -43,6 +43,17 @@ pub fn run(args: BackfillArgs) -> ExitCode {
     if let Some(queue) = &args.status {
         return status(&settings, queue);
     }
+    // Option errors in the options' own names (the source's settings say them otherwise).
+    if !(1..=256).contains(&args.parallel) {
+        return unusable("--parallel must be from 1 to 256");
+    }
+    if args.margin > 7 * 86_400 {
+        return unusable("--margin must be at most a week (7d)");
+    }
+    let asked = match settings.filter() {
+        Ok(filter) => filter,
+        Err(e) => return unusable(format!("--{e}")),
+    };
     let mut config = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(config) => Some(config),
@@ -50,6 +61,12 @@ pub fn run(args: BackfillArgs) -> ExitCode {
         },
         None => None,
     };
+    // The configuration's own time range, and bounds --where puts on `start`, narrow the
+    // plan; the records kept are those every one of them keeps.
+    if let Some(config) = &config {
+        let filter = &config.transform.filter;
+        narrow(&mut settings, (filter.since, filter.until));
+    }
     if let Some(sql) = &args.predicate {
         let enriched = config
             .as_ref()
@@ -67,10 +84,24 @@ pub fn run(args: BackfillArgs) -> ExitCode {
             });
         }
     }
+    if settings.filter().is_err() {
+        return unusable(format!(
+            "nothing is left of --since {} --until {} once the configuration's \
+             [transform.filter] since/until and the bounds --where puts on start apply",
+            settings_text(&args.since),
+            settings_text(&args.until)
+        ));
+    }
     let backfill = match Backfill::new(&settings) {
         Ok(b) => b,
         Err(e) => return unusable(e),
     };
+    if args.enqueue.is_some() && !matches!(backfill.location(), Location::S3 { .. }) {
+        return unusable(
+            "--enqueue sends S3 objects to sidecars, which read them from S3: give an \
+             s3:// URL",
+        );
+    }
     if args.dry_run {
         return dry_run(&args, &backfill, config.as_ref());
     }
@@ -87,31 +118,46 @@ pub fn run(args: BackfillArgs) -> ExitCode {
     if !args.sinks.is_empty() {
         config.sinks.retain(|name, _| args.sinks.contains(name));
     }
+    // Checked now, not after hours of work.
+    if let Some(path) = &args.summary_json {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            return unusable(format!("--summary-json {}: {e}", path.display()));
+        }
+    }
+    let sorted = |list: &[String]| {
+        let set: std::collections::BTreeSet<&String> = list.iter().collect();
+        set.into_iter().cloned().collect::<Vec<_>>()
+    };
+    let moment =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let request = Request {
-        url: settings.url.clone(),
-        since: settings.since.clone(),
-        until: settings.until.clone(),
-        accounts: settings.accounts.clone(),
-        regions: settings.regions.clone(),
-        flow_logs: settings.flow_logs.clone(),
+        url: backfill.location().url(),
+        since: moment(asked.range.since),
+        until: moment(asked.range.until),
+        accounts: sorted(&args.accounts),
+        regions: sorted(&args.regions),
+        flow_logs: sorted(&args.flow_logs),
+        margin_secs: args.margin,
+        format: args.format.clone(),
         sinks: match &args.enqueue {
             Some(queue) => vec![format!("sqs:{queue}")],
             None => config.sinks.keys().cloned().collect(),
         },
-        predicate: args.predicate.clone(),
+        predicate: args.predicate.as_ref().map(|p| p.trim().to_string()),
     };
     let job = Job::of(&config.data_dir, &request);
     let (plan, before) = match job.look() {
         Err(e) => return failed(e),
-        Ok(Found::Finished(summary)) => {
-            eprintln!(
-                "flowlog backfill: this backfill finished already ({} objects, {} records \
-                 read; state in {}); remove that folder to do it again",
-                summary.objects_planned,
-                summary.records_read,
+        Ok(Found::Finished(summary)) => return finished_already(&args, &job, &summary),
+        Ok(Found::Unfinished(_)) if job.running() => {
+            return failed(format!(
+                "this backfill is running now, in another process (state in {})",
                 job.dir.display()
-            );
-            return ExitCode::SUCCESS;
+            ))
         }
         Ok(Found::Unfinished(plan)) if args.resume => {
             let before = std::fs::read(job.summary_path())
@@ -142,6 +188,16 @@ pub fn run(args: BackfillArgs) -> ExitCode {
             for warning in &plan.warnings {
                 tracing::warn!("{warning}");
             }
+            // Nothing found is a mistake more often than not (a region spelt wrong); no
+            // state is kept, so the corrected command starts afresh.
+            if plan.objects.is_empty() {
+                return failed(format!(
+                    "nothing to read: no object under {} fits the range and the filters ({} \
+                     listed and left out by their names; --dry-run shows what was listed)",
+                    backfill.location().url(),
+                    plan.passed_over
+                ));
+            }
             let file = PlanFile {
                 url: settings.url.clone(),
                 since: settings.since.clone(),
@@ -157,6 +213,37 @@ pub fn run(args: BackfillArgs) -> ExitCode {
     match &args.enqueue {
         Some(queue) => enqueue(&args, &backfill, &job, &plan, before, queue),
         None => deliver(&args, settings, config, &job, &plan),
+    }
+}
+
+fn settings_text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or_default()
+}
+
+/// A backfill done before: said, its summary written where asked, and its outcome as the
+/// exit status (1 when it dead-lettered anything).
+fn finished_already(args: &BackfillArgs, job: &Job, summary: &Summary) -> ExitCode {
+    if let Some(path) = &args.summary_json {
+        if let Err(e) = write_summary(path, summary) {
+            return failed(e);
+        }
+    }
+    let dead = match summary.dead_letters {
+        0 => String::new(),
+        n => format!(
+            ", {n} record(s) dead-lettered to {}",
+            summary.dead_letter_path.display()
+        ),
+    };
+    eprintln!(
+        "flowlog backfill: this backfill finished already ({} objects{dead}; state in {}); \
+         remove that folder to do it again",
+        summary.objects_planned,
+        job.dir.display()
+    );
+    match summary.dead_letters {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -365,13 +452,17 @@ fn deliver(
         && counts.objects_failed == 0
         && !ran.abandoned
         && ran.failed_sink.is_none()
-        && ran.failed_source.is_none();
+        && ran.failed_source.is_none()
+        && ran.failed_transform.is_none();
     let summary = Summary {
         url: plan.url.clone(),
         since: plan.since.clone(),
         until: plan.until.clone(),
         finished,
-        interrupted: !finished && counts.objects_failed == 0 && ran.failed_sink.is_none(),
+        interrupted: !finished
+            && counts.objects_failed == 0
+            && ran.failed_sink.is_none()
+            && ran.failed_transform.is_none(),
         objects_planned: counts.objects_planned,
         objects_read: counts.objects_done - counts.objects_skipped,
         objects_skipped: counts.objects_skipped,
@@ -398,6 +489,12 @@ fn deliver(
     }
     if let Some((name, e)) = &ran.failed_sink {
         eprintln!("flowlog backfill: sink {name} stopped: {e}");
+    }
+    if let Some(e) = &ran.failed_transform {
+        return failed(format!(
+            "stopped: {e}. Fix the expression and run again: another --where is another \
+             backfill, which delivers again what this one delivered before it stopped"
+        ));
     }
     if let Some((name, e)) = &ran.failed_source {
         tracing::debug!(source = %name, "{e}");
@@ -586,7 +683,12 @@ impl Progress {
             match bar {
                 Some(bar) => bar.finish_and_clear(),
                 // A log keeps the last line: where the run got to.
-                None => eprintln!("{}", progress_line(&tally.counts(), started.elapsed())),
+                None => {
+                    let counts = tally.counts();
+                    if counts.objects_planned > 0 {
+                        eprintln!("{}", progress_line(&counts, started.elapsed()));
+                    }
+                }
             }
         });
         Self {

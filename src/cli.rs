@@ -74,11 +74,13 @@ pub enum Command {
 
 const BACKFILL_HELP: &str = "\
 Examples:
-  flowlog backfill s3://my-flow-logs/ --since 2026-08-01 --until 2026-09-01 \\
-      --account 123456789012 --region us-east-1 --config flowlog.toml --dry-run
+  flowlog backfill s3://my-flow-logs/AWSLogs/123456789012/ --since 2026-08-01 \\
+      --until 2026-09-01 --region us-east-1 --config flowlog.toml --dry-run
   flowlog backfill ./archive/ --since 2026-08-04 --until 2026-08-05 --config flowlog.toml
-  flowlog backfill s3://my-flow-logs/ --since ... --until ... --config flowlog.toml --resume
-  flowlog backfill s3://my-flow-logs/ --since ... --until ... --config flowlog.toml \\
+  flowlog backfill s3://my-flow-logs/AWSLogs/123456789012/ --since ... --until ... \\
+      --config flowlog.toml --resume
+  flowlog backfill s3://my-flow-logs/AWSLogs/123456789012/ --since ... --until ... \\
+      --config flowlog.toml \\
       --enqueue https://sqs.us-east-1.amazonaws.com/123456789012/flowlog-backfill
   flowlog backfill --status https://sqs.us-east-1.amazonaws.com/123456789012/flowlog-backfill
 
@@ -122,7 +124,8 @@ pub struct BackfillArgs {
     pub config: Option<PathBuf>,
 
     /// Only records for which this SQL expression is true, over the record's columns
-    /// (`flowlog fields`) and enrichment's: "dstport = 22 AND action = 'REJECT'". Bounds on
+    /// (the names of `--to raw`: log_status, dstport) and enrichment's: "dstport = 22 AND
+    /// action = 'REJECT'". Bounds on
     /// `start` also narrow what is listed. Combined with the configuration's own `where`.
     #[arg(long = "where", value_name = "SQL")]
     pub predicate: Option<String>,

@@ -37,6 +37,10 @@ pub fn run(args: RunArgs) -> ExitCode {
                 tracing::error!(source = %name, "failed: {e}");
                 code = ExitCode::FAILURE;
             }
+            if let Some(e) = summary.failed_transform {
+                tracing::error!("transform failed: {e}");
+                code = ExitCode::FAILURE;
+            }
             if args.once && summary.abandoned {
                 tracing::error!("not everything read was delivered before the shutdown deadline");
                 code = ExitCode::FAILURE;

@@ -274,6 +274,152 @@ fn where_keeps_what_the_same_filter_by_hand_keeps_and_narrows_the_plan() {
 }
 
 #[test]
+fn the_same_backfill_however_spelt_is_done_once_and_mistakes_are_caught_early() {
+    let dir = common::tempdir();
+    let wanted = bucket(&dir.join("copy"), LAYOUTS[0], 4);
+    let out = dir.join("out.ndjson");
+    let config = configure(&dir, &out, STDIN);
+    let absolute = dir.join("copy").display().to_string();
+    let (ok, stderr) = finish(backfill(&absolute, &[], &config).spawn().unwrap(), &config);
+    assert!(ok, "{stderr}");
+    // A relative path, the range in RFC 3339, the account twice: the same backfill.
+    let mut again = flowlog(
+        &[
+            "backfill",
+            "copy/",
+            "--since",
+            "2026-08-01T00:00:00Z",
+            "--until",
+            "2026-08-02T00:00:00+00:00",
+            "--account",
+            ACCOUNT,
+            "--account",
+            ACCOUNT,
+        ],
+        &config,
+    );
+    again.current_dir(&dir);
+    let (ok, stderr) = finish(again.spawn().unwrap(), &config);
+    assert!(ok && stderr.contains("finished already"), "{stderr}");
+    assert_eq!(delivered(&out).len(), wanted.len());
+
+    let states = || {
+        std::fs::read_dir(dir.join("data/backfill"))
+            .unwrap()
+            .count()
+    };
+    let before = states();
+    for (args, status, needle) in [
+        // Nothing found: an error, and no state kept for the corrected command to trip on.
+        (&["--region", "us-east1"][..], 1, "nothing to read"),
+        (
+            &["--enqueue", "https://sqs.us-east-1.amazonaws.com/1/q"],
+            2,
+            "give an s3:// URL",
+        ),
+        (
+            &["--summary-json", "/nonexistent/summary.json"],
+            2,
+            "--summary-json",
+        ),
+        (&["--parallel", "0"], 2, "--parallel must be"),
+        (&["--where", "start >= '2026-09-01'"], 2, "nothing is left"),
+    ] {
+        let code = backfill(&absolute, args, &config).status().unwrap().code();
+        let stderr = std::fs::read_to_string(common::runs::stderr_file(&config)).unwrap();
+        assert!(
+            code == Some(status) && stderr.contains(needle),
+            "{args:?}: {code:?} {stderr}"
+        );
+    }
+    assert_eq!(states(), before, "a refused command keeps no state");
+
+    // A predicate that fails on a value stops the run, exit 1, and is not finished.
+    let report = dir.join("summary.json");
+    let args = [
+        "--where",
+        "CAST(action AS INT) = 1",
+        "--summary-json",
+        report.to_str().unwrap(),
+    ];
+    let (ok, stderr) = finish(
+        backfill(&absolute, &args, &config).spawn().unwrap(),
+        &config,
+    );
+    assert!(!ok && stderr.contains("stopped"), "{stderr}");
+    assert_eq!(summary(&report)["finished"], false);
+    assert_eq!(
+        delivered(&out).len(),
+        wanted.len(),
+        "nothing more delivered"
+    );
+}
+
+#[test]
+fn an_object_deleted_after_planning_is_dead_lettered_as_gone() {
+    let dir = common::tempdir();
+    bucket(&dir.join("copy"), LAYOUTS[0], 4);
+    let copy = dir.join("copy").canonicalize().unwrap();
+    let objects: Vec<Value> = walk(&copy)
+        .into_iter()
+        .map(|path| {
+            let key = path.display().to_string();
+            let size = std::fs::metadata(&path).unwrap().len();
+            serde_json::json!({"key": key.trim_start_matches('/'), "size": size})
+        })
+        .collect();
+    let gone = objects[0]["key"].as_str().unwrap().to_string();
+    std::fs::remove_file(format!("/{gone}")).unwrap();
+    let plan = dir.join("plan.json");
+    let url = copy.display().to_string();
+    std::fs::write(
+        &plan,
+        serde_json::json!({"url": url, "since": "2026-07-31", "until": "2026-08-03",
+                           "objects": objects})
+        .to_string(),
+    )
+    .unwrap();
+    let source = format!(
+        "[sources.archive]\ntype = \"s3\"\nurl = \"{url}\"\nsince = \"2026-07-31\"\n\
+         until = \"2026-08-03\"\nplan_file = \"{}\"",
+        plan.display()
+    );
+    let out = dir.join("out.ndjson");
+    let config = configure(&dir, &out, &source);
+    let (ok, stderr) = finish(
+        flowlog(&["run", "--once"], &config).spawn().unwrap(),
+        &config,
+    );
+    assert!(!ok && stderr.contains("dead-lettered"), "{stderr}");
+    let letters = std::fs::read_to_string(dir.join("data/dead-letter.ndjson")).unwrap();
+    assert!(
+        letters.contains("the file is gone") && letters.contains(&gone),
+        "{letters}"
+    );
+    // Done: the next run reads nothing and finds nothing more to dead-letter.
+    let (ok, stderr) = finish(
+        flowlog(&["run", "--once"], &config).spawn().unwrap(),
+        &config,
+    );
+    assert!(ok, "{stderr}");
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
 fn the_readme_recipe_runs_as_shown() {
     let sample = common::samples::sample("README.md", "backfill");
     let stage = common::samples::Stage::new();
@@ -407,18 +553,9 @@ impl Moto {
             "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
         );
         let name = format!("backfill-{}", unique(root));
-        let out = Command::new(common::python())
-            .arg("-c")
-            .arg(SETUP)
-            .args([&endpoint, &name, &root.display().to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let root = root.display().to_string();
+        let out = common::run_python(["-c", SETUP, &endpoint, &name, &root]);
+        let answer: Value = serde_json::from_slice(&out).unwrap();
         Self {
             endpoint,
             bucket: name,

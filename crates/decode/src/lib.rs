@@ -54,6 +54,39 @@ pub trait RecordSink {
     }
 }
 
+/// A [`RecordSink`] that keeps everything it is given, in order: what tests and small
+/// tools decode into.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub batches: Vec<FlowBatch>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Collected {
+    /// Everything `input` decodes to with the default options, as from `source`.
+    pub fn decode(input: &[u8], source: &str) -> Result<Self, DecodeError> {
+        let mut collected = Self::default();
+        decode_reader(
+            input,
+            SourceId::new(source),
+            &DecodeOptions::default(),
+            &mut collected,
+        )?;
+        Ok(collected)
+    }
+}
+
+impl RecordSink for Collected {
+    fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+        self.batches.push(batch);
+        Ok(())
+    }
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
+        self.dead_letters.push(letter);
+        Ok(())
+    }
+}
+
 /// Called with the number of input bytes consumed, as they are consumed (progress bars).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 

@@ -182,10 +182,19 @@ pub struct Enrich {
 }
 
 impl Enrich {
-    /// Whether records may get enrichment columns (a source is configured, or GeoIP
-    /// databases are looked for).
+    /// Whether records may get enrichment columns: a source is configured, or GeoIP
+    /// databases are looked for and geoipupdate's directories hold one.
     pub fn may_enrich(&self) -> bool {
-        self.geoip_search
+        let found = || {
+            flowlog_enrich::GEOIPUPDATE_DIRS.iter().any(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.path().extension().is_some_and(|x| x == "mmdb"))
+                })
+            })
+        };
+        (self.geoip_search && found())
             || !self.geoip.is_empty()
             || !self.asn.is_empty()
             || !self.eni_inventory.is_empty()

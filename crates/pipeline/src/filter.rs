@@ -183,19 +183,8 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
+    use flowlog_decode::{decode_reader, Collected, DecodeOptions};
     use flowlog_model::SourceId;
-
-    struct Collect(Vec<FlowBatch>);
-    impl RecordSink for Collect {
-        fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
-            self.0.push(batch);
-            Ok(())
-        }
-        fn dead_letter(&mut self, _: DeadLetter) -> Result<(), SinkError> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn keeps_only_what_the_lists_name() {
@@ -205,13 +194,13 @@ mod tests {
 2 1 eni-2 - - - - - - - 1700000000 1700000001 - NODATA
 2 1 eni-2 10.0.0.1 10.0.0.4 1 2 6 1 1 1700000000 1700000001 REJECT OK
 ";
-        let mut out = Collect(Vec::new());
+        let mut out = Collected::default();
         let options = DecodeOptions {
             keep_lines: true,
             ..DecodeOptions::default()
         };
         decode_reader(text.as_bytes(), SourceId::new("t"), &options, &mut out).unwrap();
-        let batch = out.0.remove(0);
+        let batch = out.batches.remove(0);
         let filter = Filter {
             action: Some(vec!["REJECT".into()]),
             ..Filter::default()
@@ -239,18 +228,11 @@ mod tests {
 2 1 eni-1 10.0.0.1 10.0.0.4 1 2 6 1 1 1785628799 1785628860 ACCEPT OK
 2 1 eni-1 10.0.0.1 10.0.0.5 1 2 6 1 1 1785628800 1785628860 ACCEPT OK
 ";
-        let mut out = Collect(Vec::new());
-        decode_reader(
-            text.as_bytes(),
-            SourceId::new("t"),
-            &DecodeOptions::default(),
-            &mut out,
-        )
-        .unwrap();
+        let mut out = Collected::decode(text.as_bytes(), "t").unwrap();
         let filter: Filter =
             toml::from_str("since = \"2026-08-01\"\nuntil = \"2026-08-02T00:00:00Z\"").unwrap();
         // 1785542400 is 2026-08-01T00:00:00Z: the first line started a second before.
-        let (kept, dropped) = filter.apply(out.0.remove(0));
+        let (kept, dropped) = filter.apply(out.batches.remove(0));
         assert_eq!((&kept.line_numbers[..], dropped), (&[2, 3][..], 2));
         let wrong = toml::from_str::<Filter>("since = \"last tuesday\"").unwrap_err();
         assert!(wrong.to_string().contains("is not a moment"), "{wrong}");

@@ -104,6 +104,9 @@ pub struct RunSummary {
     pub failed_source: Option<(String, SourceError)>,
     /// Records written to the dead letter during the run.
     pub dead_letters: u64,
+    /// The transform stage could not do its job (a `where` that failed on a batch): the
+    /// run was stopped, and what that batch and those after it held was not acknowledged.
+    pub failed_transform: Option<String>,
     /// What was read and delivered, by component.
     pub totals: flowlog_component::Totals,
 }
@@ -115,6 +118,10 @@ const SINK_CHANNEL: usize = 2;
 /// How often checkpoints are saved (after the dead letter is synced): what a `kill -9`
 /// can make the next run send again, beyond the batches not yet acknowledged.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// The transform thread's stack (what a long `where` needs to be evaluated; untouched
+/// pages cost nothing).
+const TRANSFORM_STACK: usize = 64 << 20;
+
 /// How long threads get to notice the end once the shutdown deadline has passed.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -226,7 +233,14 @@ where
     });
     let built = build_sources(config, state, batches, &stop, options.once)?;
     let (sink_inputs, mut sinks) = start_sinks(config, state)?;
-    let transform = start_transform(config, state, batches_rx, sink_inputs)?;
+    let transform_failed = Arc::new(std::sync::Mutex::new(None));
+    let transform = start_transform(
+        config,
+        state,
+        batches_rx,
+        sink_inputs,
+        (&stop, &transform_failed),
+    )?;
     let mut sources = start_sources(built);
     let saver = save_every(SAVE_EVERY, state);
     // Only /ready needs them: without the API nobody asks.
@@ -281,6 +295,7 @@ where
     )
     .await;
     saver.abort();
+    summary.failed_transform = transform_failed.lock().expect("not poisoned").take();
     // What was delivered is checkpointed before the process exits or the next generation
     // reads again.
     let (c, d) = (state.checkpoints.clone(), Arc::clone(&state.dead_letters));
@@ -291,7 +306,7 @@ where
     Ok(match reload {
         // A stop signal during a reload's drain is a stop: the new configuration does not
         // start.
-        Some(next) if !stop_asked => Generation::Reload(next),
+        Some(next) if !stop_asked && summary.failed_transform.is_none() => Generation::Reload(next),
         _ => Generation::Ended(Box::new(summary)),
     })
 }
@@ -454,6 +469,7 @@ fn start_transform<S, K>(
     state: &State,
     rx: mpsc::Receiver<Envelope>,
     sink_inputs: Vec<mpsc::Sender<SinkInput>>,
+    (stop, failed): (&Arc<Stop>, &Arc<std::sync::Mutex<Option<String>>>),
 ) -> Result<std::thread::JoinHandle<()>, RunError> {
     let enricher = config
         .transform
@@ -466,6 +482,8 @@ fn start_transform<S, K>(
     let stage = Stage {
         filter: config.transform.filter.clone(),
         predicate,
+        stop: Arc::clone(stop),
+        failed: Arc::clone(failed),
         enricher,
         metrics: state.metrics.component("transform", "transform"),
         filtered: state.metrics.filtered("transform"),
@@ -473,6 +491,8 @@ fn start_transform<S, K>(
     let runtime = tokio::runtime::Handle::current();
     let thread = std::thread::Builder::new()
         .name("flowlog-transform".into())
+        // A `where` predicate recurses as deep as it nests.
+        .stack_size(TRANSFORM_STACK)
         .spawn(move || stage.run(&runtime, rx, sink_inputs))
         .map_err(|source| RunError::Io {
             what: "cannot start the transform thread",
@@ -795,6 +815,10 @@ fn build_sink(
 struct Stage {
     filter: crate::filter::Filter,
     predicate: Option<crate::filter::Where>,
+    /// Set when the stage cannot go on: the run stops.
+    stop: Arc<Stop>,
+    /// Why it could not (then no batch is acknowledged any more).
+    failed: Arc<std::sync::Mutex<Option<String>>>,
     enricher: Option<flowlog_enrich::Enricher>,
     metrics: flowlog_component::ComponentMetrics,
     filtered: prometheus_client::metrics::counter::Counter,
@@ -824,23 +848,30 @@ impl Stage {
         }
     }
 
-    /// The rows of `batch` the `where` predicate keeps (all without one).
-    fn apply_where(&mut self, batch: FlowBatch) -> FlowBatch {
+    /// The rows of `batch` the `where` predicate keeps (all without one). `None` when it
+    /// failed on the batch (a cast a value does not fit, a division by zero): neither
+    /// passing the records unfiltered nor dropping them is what was asked, so the run
+    /// stops, with the batch unacknowledged, to be read again once the predicate is fixed.
+    fn apply_where(&mut self, batch: FlowBatch) -> Option<FlowBatch> {
         let Some(predicate) = &mut self.predicate else {
-            return batch;
+            return Some(batch);
         };
         match predicate.apply(batch) {
             (batch, Ok(dropped)) => {
                 self.filtered.inc_by(dropped as u64);
-                batch
+                Some(batch)
             }
             (batch, Err(why)) => {
-                tracing::error!(
-                    "{why}; the batch's {} records go on unfiltered",
-                    batch.num_rows()
+                let why = format!(
+                    "{why} (on {}, from line {})",
+                    batch.source,
+                    batch.line_numbers.first().copied().unwrap_or(0)
                 );
+                tracing::error!("{why}; stopping: nothing more is delivered");
                 self.metrics.error("where", &why);
-                batch
+                self.failed.lock().expect("not poisoned").get_or_insert(why);
+                self.stop.set();
+                None
             }
         }
     }
@@ -855,6 +886,10 @@ impl Stage {
     }
 
     fn process(&mut self, Envelope { batch, ack }: Envelope, sinks: &[mpsc::Sender<SinkInput>]) {
+        if self.failed.lock().expect("not poisoned").is_some() {
+            // Dropped unconfirmed: read again after the fix.
+            return;
+        }
         self.metrics.records_in.inc_by(batch.num_rows() as u64);
         let (batch, dropped) = self.filter.apply(batch);
         self.filtered.inc_by(dropped as u64);
@@ -866,7 +901,10 @@ impl Stage {
             .is_some_and(|p| p.reads_only(&batch.records.schema()));
         let batch = match early {
             true => self.apply_where(batch),
-            false => batch,
+            false => Some(batch),
+        };
+        let Some(batch) = batch else {
+            return; // unconfirmed: the run stops
         };
         if batch.num_rows() == 0 {
             // Nothing left to deliver: the batch is done.
@@ -879,7 +917,10 @@ impl Stage {
         };
         let batch = match early {
             true => batch,
-            false => self.apply_where(batch),
+            false => match self.apply_where(batch) {
+                Some(batch) => batch,
+                None => return,
+            },
         };
         if batch.num_rows() == 0 {
             ack.confirm();
@@ -1025,7 +1066,13 @@ where
     let mut note =
         |ok: bool, what: String, detail: String| findings.push(Finding { ok, what, detail });
     if config.sources.is_empty() {
-        note(false, "sources".into(), NO_SOURCES.into());
+        // Not a failure: a configuration for `flowlog backfill` needs no source.
+        note(
+            true,
+            "sources".into(),
+            "none: only `flowlog backfill` can use this configuration (`run` needs a source)"
+                .into(),
+        );
     }
     // Nothing here may create or change a file: `check` says what `run` would create.
     let checkpoints = match flowlog_component::writable::directory(&config.data_dir) {

@@ -29,6 +29,14 @@ pub enum QueryError {
     Evaluate { sql: String, message: String },
 }
 
+/// The longest predicate accepted, in bytes.
+pub const MAX_SQL_BYTES: usize = 16 * 1024;
+
+/// The stack that parsing, planning and evaluating a predicate need at most (a chain of
+/// [`MAX_SQL_BYTES`] of ORs recurses that deep); a thread that calls [`Predicate::select`]
+/// should have it.
+pub const STACK_BYTES: usize = 64 << 20;
+
 /// How many batch schemas a predicate keeps a plan for (formats with extra fields, with
 /// or without enrichment: a handful in practice).
 const PLANS_KEPT: usize = 8;
@@ -56,6 +64,29 @@ impl Predicate {
     /// columns. Unknown columns, unknown functions, types that do not compare and
     /// expressions that are not true/false are refused here.
     pub fn new(sql: &str, enriched: bool) -> Result<Self, QueryError> {
+        let invalid = |message: String| QueryError::Invalid {
+            sql: sql.to_string(),
+            message,
+        };
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(invalid(format!(
+                "longer than {MAX_SQL_BYTES} bytes (an IN list is the short way to name many \
+                 values)"
+            )));
+        }
+        // Parsing and planning recurse as deep as the expression nests: on a stack of
+        // their own, so that a long chain of ORs is planned, not a crash.
+        let owned = sql.to_string();
+        std::thread::Builder::new()
+            .name("flowlog-sql".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || Self::planned(&owned, enriched))
+            .map_err(|e| invalid(format!("cannot start a thread: {e}")))?
+            .join()
+            .unwrap_or_else(|_| Err(invalid("could not be planned".into())))
+    }
+
+    fn planned(sql: &str, enriched: bool) -> Result<Self, QueryError> {
         let invalid = |message: String| QueryError::Invalid {
             sql: sql.to_string(),
             message,
@@ -291,9 +322,14 @@ fn moment(expr: &Expr) -> Option<i64> {
     }
 }
 
-/// DataFusion's messages can carry a backtrace or a plan dump after the first line.
+/// DataFusion's messages can carry a backtrace or a plan dump after the first line, or
+/// a whole expression's debug form in it: the first line, at most 300 characters.
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_string()
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -2,20 +2,7 @@ use super::*;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
-use flowlog_decode::{decode_reader, DeadLetter, DecodeOptions, RecordSink, SinkError};
-use flowlog_model::{FlowBatch, SourceId};
-
-struct Collect(Vec<FlowBatch>);
-
-impl RecordSink for Collect {
-    fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
-        self.0.push(batch);
-        Ok(())
-    }
-    fn dead_letter(&mut self, _: DeadLetter) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
+use flowlog_decode::Collected;
 
 /// 200 records: ports 0..200 as dstport, every third a REJECT, every fifth NODATA-ish
 /// (no addresses or ports), starts one minute apart from 2026-08-01T00:00Z.
@@ -37,15 +24,8 @@ fn batch() -> RecordBatch {
             ));
         }
     }
-    let mut out = Collect(Vec::new());
-    decode_reader(
-        text.as_bytes(),
-        SourceId::new("t"),
-        &DecodeOptions::default(),
-        &mut out,
-    )
-    .unwrap();
-    out.0.remove(0).records
+    let mut out = Collected::decode(text.as_bytes(), "t").unwrap();
+    out.batches.remove(0).records
 }
 
 fn kept(sql: &str, batch: &RecordBatch) -> Vec<usize> {
@@ -145,4 +125,26 @@ fn an_enrichment_column_a_batch_lacks_is_null() {
     assert_eq!(selected.true_count(), batch.num_rows());
     let mut predicate = Predicate::new("dst_geo_country_iso_code = 'RU'", true).unwrap();
     assert_eq!(predicate.select(&batch).unwrap().true_count(), 0);
+}
+
+#[test]
+fn a_long_chain_is_planned_and_evaluated_and_a_longer_one_refused() {
+    let mut terms = Vec::new();
+    while terms.join(" OR ").len() < MAX_SQL_BYTES - 32 {
+        terms.push(format!("dstport = {}", terms.len()));
+    }
+    let sql = terms.join(" OR ");
+    let mut predicate = Predicate::new(&sql, false).unwrap();
+    let batch = batch();
+    // On a stack as large as the transform stage's.
+    let kept = std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || predicate.select(&batch).unwrap().true_count())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(kept, 160);
+    let longer = format!("{sql} OR dstport = 1 OR dstport = 2 OR dstport = 3");
+    let err = Predicate::new(&longer, false).unwrap_err().to_string();
+    assert!(err.contains("longer than"), "{err}");
 }

@@ -52,6 +52,10 @@ impl Backfill {
     pub fn new(settings: &S3Source) -> Result<Self, String> {
         settings.settings_hold()?;
         let location = Location::parse(&settings.url)?;
+        if let Location::Directory { prefix } = &location {
+            let dir = format!("/{prefix}");
+            std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

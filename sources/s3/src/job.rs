@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::source::PlanFile;
 
-/// What a backfill was asked to do: what identifies it.
+/// What a backfill was asked to do: what identifies it. The caller normalises it (the
+/// location made absolute, times in one form, lists sorted), so that the same backfill
+/// spelt differently finds the same folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Request {
     pub url: String,
@@ -23,6 +25,9 @@ pub struct Request {
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
     pub flow_logs: Vec<String>,
+    pub margin_secs: u64,
+    /// The format of headerless lines.
+    pub format: Option<String>,
     /// The sinks delivered to (a backfill into another sink is another backfill).
     pub sinks: Vec<String>,
     /// The record predicate, if any.
@@ -128,6 +133,17 @@ impl Job {
         self.dir.join("summary.json")
     }
 
+    /// Whether a run of this backfill holds its lock now (another process is at it).
+    pub fn running(&self) -> bool {
+        if !self.data_dir().is_dir() {
+            return false;
+        }
+        matches!(
+            flowlog_source::checkpoint::DataDirLock::acquire(&self.data_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     pub fn look(&self) -> Result<Found, JobError> {
         let plan: PlanFile = match read_json(&self.plan_path())? {
             Some(plan) => plan,
@@ -196,7 +212,8 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), JobError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let temporary = path.with_extension("json.tmp");
+    // Named for the process: two runs started at once must not write one temporary file.
+    let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&temporary).map_err(error)?;
     let text = serde_json::to_vec_pretty(value).expect("state serialises");
     file.write_all(&text).map_err(error)?;

@@ -224,6 +224,16 @@ async fn start<L: Listing>(
         if !filter.range.may_hold(from, to) {
             return Ok(Start::Nothing("its dates are outside the range".into()));
         }
+        // Flows near the range's ends are delivered into the folders beside this one.
+        let (wanted_from, wanted_to) = filter.range.widened();
+        if from > wanted_from || to < wanted_to {
+            plan.warnings.push(format!(
+                "{}: a date folder: the objects in the folders beside it, where flows near \
+                 the ends of the range are delivered (up to the margin later), are not looked \
+                 at; give the URL only down to the region to include them",
+                listing.describe(root)
+            ));
+        }
     }
     Ok(match level {
         Some(level) => Start::Walk(Node {
@@ -434,6 +444,22 @@ mod tests {
             })
             .count();
         assert_eq!(plan.objects.len(), in_august);
+        assert!(
+            plan.warnings[0].contains("a date folder") && plan.warnings[0].contains("region"),
+            "{:?}",
+            plan.warnings
+        );
+        // A month wholly inside a range with its margin needs nothing beside it.
+        let mut august = august_first();
+        august.accounts.clear();
+        august.range.since = at("2026-08-02T00:00:00Z");
+        august.range.until = at("2026-08-03T00:00:00Z");
+        let inside = run(
+            &listing,
+            "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2026/08",
+            &august,
+        );
+        assert!(inside.warnings.is_empty(), "{:?}", inside.warnings);
 
         // An hour folder is read whole (what its names allow).
         let hour = run(

@@ -110,6 +110,14 @@ impl Location {
         })
     }
 
+    /// The location as a URL of its own kind, absolute: what names it whatever the
+    /// working directory.
+    pub fn url(&self) -> String {
+        match self {
+            Location::S3 { prefix, .. } | Location::Directory { prefix } => self.describe(prefix),
+        }
+    }
+
     /// How a key here is named in messages.
     pub fn describe(&self, key: &str) -> String {
         match self {

@@ -217,11 +217,33 @@ fn read_local(ctx: &SourceContext, object: &ObjectInfo) -> Result<Read, String> 
     {
         return Ok(Read::AlreadyDone);
     }
+    if let Err(e) = std::fs::symlink_metadata(&path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            let key = key_of(Path::new(&path));
+            return gone(ctx, &key, format!("the file is gone: {e}"));
+        }
+    }
     flowlog_source_file::read_once(ctx, Path::new(&path))?;
     Ok(match ctx.stopping() {
         true => Read::Stopped,
         false => Read::Done,
     })
+}
+
+/// A planned object deleted since it was listed (a lifecycle rule, a clean-up): what it
+/// held cannot be read, which is said where every loss is, and it is done.
+fn gone(ctx: &SourceContext, key: &str, reason: String) -> Result<Read, String> {
+    tracing::warn!(source = %ctx.name, object = %key, "{reason}; dead-lettered");
+    ctx.dead_letter(DeadLetter::new(&SourceId::new(key), 0, reason, b""))
+        .map_err(|e| e.to_string())?;
+    ctx.checkpoints.set(
+        key,
+        FileCheckpoint {
+            done: true,
+            ..FileCheckpoint::default()
+        },
+    );
+    Ok(Read::Done)
 }
 
 /// An S3 object, tried up to [`ATTEMPTS`] times.
@@ -289,20 +311,7 @@ fn read_s3_once(
     let output = match ctx.runtime.block_on(get(client, planned)) {
         Ok(output) => output,
         Err(e) if is_missing(&e) => {
-            // Deleted since it was listed (a lifecycle rule, a clean-up): what it held
-            // cannot be read, which is said where every loss is.
-            let reason = format!("the object is gone: {}", error_chain(&e));
-            tracing::warn!(source = %ctx.name, object = %key, "{reason}; dead-lettered");
-            ctx.dead_letter(DeadLetter::new(&SourceId::new(key), 0, reason, b""))
-                .map_err(|e| e.to_string())?;
-            ctx.checkpoints.set(
-                key,
-                FileCheckpoint {
-                    done: true,
-                    ..FileCheckpoint::default()
-                },
-            );
-            return Ok(Read::Done);
+            return gone(ctx, key, format!("the object is gone: {}", error_chain(&e)))
         }
         Err(e) => return Err(aws::explain(&e, "S3", GET_NEEDS)),
     };
