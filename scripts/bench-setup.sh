@@ -1,11 +1,14 @@
-# Sourced by the benchmark scripts that need moto: the release build, a work directory
+# Sourced by the benchmark scripts that need moto: the release build (or $FLOWLOG_BIN), a work directory
 # removed on exit, and moto server at $FLOWLOG_MOTO_ENDPOINT or one started from the test
 # venv (~/.cache/flowlog-venv, made by scripts/test.sh). Sets bin, py, work, endpoint and
 # pids (processes killed on exit; a script may add its own).
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../target}
-cargo build --release -q -p flowlog
-bin=$target/release/flowlog
+# FLOWLOG_BIN: a binary built already (skips the release build).
+if [[ -z "${FLOWLOG_BIN:-}" ]]; then
+    cargo build --release -q -p flowlog
+fi
+bin=${FLOWLOG_BIN:-$target/release/flowlog}
 venv=${FLOWLOG_VENV:-$HOME/.cache/flowlog-venv}
 py=$venv/bin/python
 work=$(mktemp -d)
