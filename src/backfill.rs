@@ -132,12 +132,10 @@ pub fn run(args: BackfillArgs) -> ExitCode {
         let set: std::collections::BTreeSet<&String> = list.iter().collect();
         set.into_iter().cloned().collect::<Vec<_>>()
     };
-    let moment =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let request = Request {
         url: backfill.location().url(),
-        since: moment(asked.range.since),
-        until: moment(asked.range.until),
+        since: rfc3339(asked.range.since),
+        until: rfc3339(asked.range.until),
         accounts: sorted(&args.accounts),
         regions: sorted(&args.regions),
         flow_logs: sorted(&args.flow_logs),
@@ -275,10 +273,7 @@ fn narrow(settings: &mut S3Source, (since, until): (Option<i64>, Option<i64>)) {
     let Ok(filter) = settings.filter() else {
         return;
     };
-    let text = |millis: i64| {
-        chrono::DateTime::from_timestamp_millis(millis)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
+    let text = |millis: i64| chrono::DateTime::from_timestamp_millis(millis).map(rfc3339);
     if let Some(t) = since.filter(|&t| t > filter.range.since.timestamp_millis()) {
         if let Some(t) = text(t) {
             settings.since = t;
@@ -289,6 +284,11 @@ fn narrow(settings: &mut S3Source, (since, until): (Option<i64>, Option<i64>)) {
             settings.until = t;
         }
     }
+}
+
+/// A moment as the state and the plan write it.
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `--dry-run`: the plan, and how long it should take.
@@ -476,13 +476,8 @@ fn deliver(
         seconds: started.elapsed().as_secs_f64(),
         state_dir: job.dir.clone(),
     };
-    if let Err(e) = job.save_summary(&summary) {
+    if let Err(e) = keep_summary(args, job, &summary) {
         return failed(e);
-    }
-    if let Some(path) = &args.summary_json {
-        if let Err(e) = write_summary(path, &summary) {
-            return failed(e);
-        }
     }
     if !args.quiet {
         eprintln!("{}", summary_line(&summary));
@@ -553,13 +548,8 @@ fn enqueue(
     summary.finished = sent.is_ok();
     summary.interrupted = false;
     summary.seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = job.save_summary(&summary) {
+    if let Err(e) = keep_summary(args, job, &summary) {
         return failed(e);
-    }
-    if let Some(path) = &args.summary_json {
-        if let Err(e) = write_summary(path, &summary) {
-            return failed(e);
-        }
     }
     match sent {
         Ok(()) => {
@@ -604,6 +594,15 @@ fn status(settings: &S3Source, queue: &str) -> ExitCode {
             out.finish(ExitCode::SUCCESS)
         }
         Err(e) => failed(e),
+    }
+}
+
+/// The summary saved with the backfill's state, and written where `--summary-json` asks.
+fn keep_summary(args: &BackfillArgs, job: &Job, summary: &Summary) -> Result<(), String> {
+    job.save_summary(summary).map_err(|e| e.to_string())?;
+    match &args.summary_json {
+        Some(path) => write_summary(path, summary),
+        None => Ok(()),
     }
 }
 
