@@ -126,6 +126,12 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0'
 fi
 export FLOWLOG_KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+# DuckDB, the peer `flowlog query` is compared with, and pyarrow, which writes Parquet as
+# AWS does and reads back what flowlog writes (tests/query.rs).
+if ! "$venv/bin/python" -c 'import duckdb, pyarrow' 2> /dev/null; then
+  echo "== installing duckdb and pyarrow into $venv"
+  "$venv/bin/pip" install -q 'duckdb==2.0.1' 'pyarrow==26.0.1'
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "${TMPDIR:-/tmp}/flowlog-moto-$port.log" 2>&1 &
 moto_pid=$!

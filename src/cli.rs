@@ -55,6 +55,12 @@ pub enum Command {
     #[cfg(feature = "source-s3")]
     #[command(after_help = BACKFILL_HELP)]
     Backfill(Box<BackfillArgs>),
+    /// Ask SQL questions of flow logs where they lie (files, directory trees, S3
+    /// prefixes) with DataFusion: the table `flows` holds every record, decoded by
+    /// flowlog. Without SQL, an interactive prompt on a terminal.
+    #[cfg(feature = "sql")]
+    #[command(after_help = QUERY_HELP)]
+    Query(Box<QueryArgs>),
     /// Validate a configuration offline: syntax, types, interpolation, formats, and the
     /// files, certificates and databases it names. Reaches nothing on the network and binds
     /// no port, so it can run in CI or before a reload.
@@ -89,6 +95,154 @@ partitions the range needs, with a margin, and is kept in <data_dir>/backfill/<i
 each object's checkpoint: --resume reads only what was not delivered. Exit status: 0 when
 every planned object was delivered, 1 when anything was dead-lettered, failed or left,
 2 when the arguments or the configuration cannot be used.";
+
+#[cfg(feature = "sql")]
+const QUERY_HELP: &str = "\
+Examples:
+  flowlog query \"SELECT srcaddr, dstaddr, sum(bytes) AS bytes FROM flows
+                 WHERE action = 'REJECT' GROUP BY 1, 2 ORDER BY bytes DESC LIMIT 20\" ./archive/
+  flowlog query \"SELECT count(*) FROM flows WHERE dstport = 22\" \\
+      s3://my-flow-logs/AWSLogs/123456789012/ --since 2026-08-01 --until 2026-08-08
+  flowlog query \"SELECT * FROM flows WHERE srcaddr = '203.0.113.9'\" ./archive/ \\
+      --format parquet --output matches.parquet
+  flowlog query ./archive/        # an interactive prompt: \\d flows, \\q
+
+`flows` has the columns of `flowlog fields` (log_status, dstport, start as a timestamp)
+and, with --geoip, --asn or --eni-inventory, enrichment's. Conditions on `start` and
+`region`, and --since, --until, --account, --region, narrow which S3 partitions are
+listed. Lines that are not records are left out and counted (--dead-letter keeps them).
+Exit status: 0 answered, 1 the query failed, 2 unusable arguments.";
+
+#[cfg(feature = "sql")]
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement (`flows` is the table), then the inputs: files, directories
+    /// (read whole, or planned by AWS's key layout), globs, or `s3://bucket/prefix/`.
+    /// When the first is an input, there is no SQL: statements come from a prompt on a
+    /// terminal, or from standard input, separated by `;`.
+    #[arg(value_name = "[SQL] INPUT", required = true, num_args = 1..)]
+    pub words: Vec<String>,
+
+    /// Only records from this moment on (RFC 3339 or a date): narrows what is listed.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only records before this moment (same forms).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Only the flow logs of this account, by the key layout (repeatable).
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+
+    /// Only the flow logs of this region, by the key layout (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+
+    /// How rows are written: table (aligned, for a person), csv, ndjson, parquet.
+    /// Default: by --output's extension, else table.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Write the answer to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The most rows a table shows (the rest are counted).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_rows: usize,
+
+    /// The most memory the query's aggregations, sorts and joins hold before they spill
+    /// to disk (bytes, or with K, M, G). Default: half the memory, at most 4G.
+    #[arg(long, value_name = "SIZE", value_parser = byte_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Where spill files go (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub temp_directory: Option<PathBuf>,
+
+    /// How many objects are decoded at once (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+
+    /// The format of lines in objects without a header line (as `format` in a source).
+    #[arg(long = "input-format", value_name = "FMT")]
+    pub input_format: Option<String>,
+
+    /// Write every line that is not a record here (NDJSON dead letters).
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// After the answer, what was read: objects, bytes, records, time, spilled bytes.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// No warnings about lines that are not records (they are still left out).
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// A profile of the shared AWS config files; otherwise AWS_PROFILE or the default.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Another endpoint for S3 (a VPC endpoint, an S3-compatible store);
+    /// AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Address buckets as <endpoint>/<bucket> (S3-compatible stores).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+
+    /// How far beyond the time range S3 partitions are looked at (delivery lags behind
+    /// the flows): seconds, or 90m, 2h.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_secs)]
+    pub margin: u64,
+
+    #[command(flatten)]
+    pub enrich: EnrichArgs,
+}
+
+#[cfg(feature = "sql")]
+impl QueryArgs {
+    /// The SQL (the first word, unless it is an input) and the inputs.
+    pub fn sql_and_inputs(&self) -> (Option<&str>, &[String]) {
+        match self.words.split_first() {
+            Some((first, rest)) if !is_input(first) => (Some(first), rest),
+            _ => (None, &self.words),
+        }
+    }
+}
+
+/// Whether `word` names an input: an S3 URL, a path that exists, a glob that matches.
+#[cfg(feature = "sql")]
+fn is_input(word: &str) -> bool {
+    word.starts_with("s3://")
+        || std::path::Path::new(word).exists()
+        || (word.contains(['*', '?', '['])
+            && glob::glob(word).is_ok_and(|mut paths| paths.next().is_some()))
+}
+
+/// `512M`, `2G`, `1048576`: a number of bytes.
+#[cfg(feature = "sql")]
+fn byte_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches(['B', 'I']);
+    let (number, scale) = match digits.chars().last() {
+        Some('K') => (&digits[..digits.len() - 1], 1u64 << 10),
+        Some('M') => (&digits[..digits.len() - 1], 1 << 20),
+        Some('G') => (&digits[..digits.len() - 1], 1 << 30),
+        Some('T') => (&digits[..digits.len() - 1], 1 << 40),
+        _ => (digits, 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n >= 1 << 20)
+        .ok_or_else(|| format!("{text:?} is not a size of at least 1M (512M, 2G)"))
+}
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {

@@ -9,6 +9,8 @@ mod cli;
 mod fields;
 mod logs;
 mod output;
+#[cfg(feature = "sql")]
+mod query;
 mod run;
 mod schema;
 mod transform;
@@ -29,6 +31,8 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::run(args),
         #[cfg(feature = "source-s3")]
         cli::Command::Backfill(args) => backfill::run(*args),
+        #[cfg(feature = "sql")]
+        cli::Command::Query(args) => query::run(*args),
         cli::Command::Validate(args) => run::validate(args),
         cli::Command::Check(args) => run::check(args),
         cli::Command::Fields(args) => fields::run(args),

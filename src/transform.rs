@@ -186,7 +186,7 @@ fn append(path: &Path) -> std::io::Result<File> {
 
 /// The enricher the arguments ask for, if any (the same settings as a config file's
 /// `[transform.enrich]`).
-fn enricher(
+pub(crate) fn enricher(
     args: &EnrichArgs,
     quiet: bool,
 ) -> Result<Option<Enricher>, flowlog_enrich::EnrichError> {

@@ -1,11 +1,17 @@
-//! SQL over flow-log batches, with DataFusion.
+//! SQL over flow logs, with DataFusion.
 //!
-//! This crate owns flowlog's SQL. Today that is the record predicate (`[transform.filter]
-//! where`, `flowlog backfill --where`): a SQL expression over the canonical columns (and
-//! the enrichment columns), parsed once, planned once per batch schema into a DataFusion
-//! physical expression, and evaluated on whole Arrow batches, never row by row. Its
-//! semantics are SQL's `WHERE`: a row is kept only where the expression is true (null is
-//! not true), and a column the batch's format does not have is null.
+//! This crate owns flowlog's SQL:
+//! - the record predicate ([`Predicate`]: `[transform.filter] where`, `flowlog backfill
+//!   --where`): a SQL expression over the canonical columns (and the enrichment columns),
+//!   parsed once, planned once per batch schema into a DataFusion physical expression,
+//!   and evaluated on whole Arrow batches, never row by row. Its semantics are SQL's
+//!   `WHERE`: a row is kept only where the expression is true (null is not true), and a
+//!   column the batch's format does not have is null;
+//! - the `flows` table behind `flowlog query` ([`table`]): flow-log objects, wherever an
+//!   [`table::Objects`] finds them, decoded by flowlog's decoder on every core, with the
+//!   query's time range and regions narrowing what is listed; the session that runs SQL
+//!   on it with bounded memory, spilling to disk ([`session`]); and its answers written
+//!   as a table, CSV, NDJSON or Parquet ([`output`]).
 //!
 //! DataFusion stays in this crate (and the crates that opt in to it), so the rest of the
 //! workspace builds without it.
@@ -20,13 +26,42 @@ use datafusion::logical_expr::{utils::split_conjunction, BinaryExpr, Expr, Opera
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
-/// A predicate that cannot be used, or could not be evaluated on a batch.
+pub mod output;
+pub mod session;
+pub mod table;
+
+/// A predicate that cannot be used, or could not be evaluated on a batch; a query that
+/// cannot be planned or run, or whose answer cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("where {sql:?}: {message}")]
     Invalid { sql: String, message: String },
     #[error("where {sql:?} could not be evaluated: {message}")]
     Evaluate { sql: String, message: String },
+    #[error("{message}")]
+    Sql { message: String },
+    #[error("cannot set up the query engine: {0}")]
+    Setup(String),
+    #[error("cannot write the answer: {0}")]
+    Output(String),
+}
+
+impl QueryError {
+    /// A query's failure as a person should read it: DataFusion's first line, and for a
+    /// memory limit too small to spill within, the option that raises it.
+    pub(crate) fn from_datafusion(e: &datafusion::error::DataFusionError) -> Self {
+        let mut message = first_line(&e.to_string());
+        if matches!(
+            e.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ) || message.contains("Not enough memory")
+        {
+            message = format!(
+                "{message} (the memory limit is too small even to spill: raise --memory-limit)"
+            );
+        }
+        QueryError::Sql { message }
+    }
 }
 
 /// The longest predicate accepted, in bytes.
@@ -242,48 +277,54 @@ impl Predicate {
     /// `start < '...'`, `start BETWEEN ... AND ...`), in milliseconds: what lets a
     /// backfill list fewer partitions. Bounds it cannot read are left open.
     pub fn start_bounds(&self) -> (Option<i64>, Option<i64>) {
-        let mut since: Option<i64> = None;
-        let mut until: Option<i64> = None;
-        let mut lower = |t: i64| since = Some(since.map_or(t, |s| s.max(t)));
-        let mut upper = |t: i64| until = Some(until.map_or(t, |u| u.min(t)));
-        for conjunct in split_conjunction(&self.expr) {
-            match conjunct {
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    let (op, value) = match (is_start(left), is_start(right)) {
-                        (true, false) => (*op, moment(right)),
-                        (false, true) => (op.swap().unwrap_or(*op), moment(left)),
-                        _ => continue,
-                    };
-                    let Some(t) = value else { continue };
-                    match op {
-                        Operator::GtEq => lower(t),
-                        Operator::Gt => lower(t + 1),
-                        Operator::Lt => upper(t),
-                        Operator::LtEq => upper(t + 1),
-                        Operator::Eq => {
-                            lower(t);
-                            upper(t + 1);
-                        }
-                        _ => {}
-                    }
-                }
-                Expr::Between(between) if !between.negated && is_start(&between.expr) => {
-                    if let Some(t) = moment(&between.low) {
-                        lower(t);
-                    }
-                    if let Some(t) = moment(&between.high) {
-                        upper(t + 1);
-                    }
-                }
-                _ => {}
-            }
-        }
-        (since, until)
+        start_bounds(std::slice::from_ref(&self.expr))
     }
 }
 
+/// The range of `start` that the top-level conjuncts of `filters` bound, in
+/// milliseconds (`since` inclusive, `until` exclusive); bounds it cannot read are open.
+pub(crate) fn start_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
+    let mut since: Option<i64> = None;
+    let mut until: Option<i64> = None;
+    let mut lower = |t: i64| since = Some(since.map_or(t, |s| s.max(t)));
+    let mut upper = |t: i64| until = Some(until.map_or(t, |u| u.min(t)));
+    for conjunct in filters.iter().flat_map(split_conjunction) {
+        match conjunct {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (is_start(left), is_start(right)) {
+                    (true, false) => (*op, moment(right)),
+                    (false, true) => (op.swap().unwrap_or(*op), moment(left)),
+                    _ => continue,
+                };
+                let Some(t) = value else { continue };
+                match op {
+                    Operator::GtEq => lower(t),
+                    Operator::Gt => lower(t + 1),
+                    Operator::Lt => upper(t),
+                    Operator::LtEq => upper(t + 1),
+                    Operator::Eq => {
+                        lower(t);
+                        upper(t + 1);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(between) if !between.negated && is_start(&between.expr) => {
+                if let Some(t) = moment(&between.low) {
+                    lower(t);
+                }
+                if let Some(t) = moment(&between.high) {
+                    upper(t + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    (since, until)
+}
+
 /// Every column a batch may have: the catalogue's, then (with `enriched`) enrichment's.
-fn columns_schema(enriched: bool) -> SchemaRef {
+pub fn columns_schema(enriched: bool) -> SchemaRef {
     let canonical = flowlog_model::schema::canonical_schema();
     if !enriched {
         return canonical;
@@ -324,7 +365,7 @@ fn moment(expr: &Expr) -> Option<i64> {
 
 /// DataFusion's messages can carry a backtrace or a plan dump after the first line, or
 /// a whole expression's debug form in it: the first line, at most 300 characters.
-fn first_line(text: &str) -> String {
+pub(crate) fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
     match line.char_indices().nth(300) {
         Some((cut, _)) => format!("{}...", &line[..cut]),

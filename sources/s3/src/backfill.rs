@@ -5,14 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use flowlog_decode::{decode_reader, DecodeOptions, RecordSink, SinkError};
+use flowlog_decode::{
+    decode_file, decode_reader, DecodeOptions, DecodeStats, RecordSink, SinkError,
+};
 use flowlog_model::{DeadLetter, FlowBatch, FlowFormat, SourceId};
 
 use crate::aws;
 use crate::enqueue::{self, QueueStatus};
 use crate::listing::ObjectInfo;
-use crate::object::{get, ObjectRef};
-use crate::plan::Plan;
+use crate::object::{decode_plain_body, get, ObjectRef};
+use crate::plan::{Filter, Plan};
 use crate::settings::{Location, S3Source};
 use crate::source::Reader;
 
@@ -56,7 +58,11 @@ impl Backfill {
             let dir = format!("/{prefix}");
             std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Multi-threaded, so that threads of their own (a query's scans) can read objects
+        // through its handle at once.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flowlog-s3")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start a runtime: {e}"))?;
@@ -81,8 +87,54 @@ impl Backfill {
     /// Lists what the settings ask for.
     pub fn plan(&self) -> Result<Plan, String> {
         let filter = self.settings.filter()?;
+        self.plan_for(&filter)
+    }
+
+    /// Lists what `filter` asks for (instead of the settings' range and lists).
+    pub fn plan_for(&self, filter: &Filter) -> Result<Plan, String> {
         self.runtime
-            .block_on(self.reader.plan(&self.location, &filter))
+            .block_on(self.reader.plan(&self.location, filter))
+    }
+
+    /// Reads `object` (of a plan) and decodes it into `sink` as it arrives; the error
+    /// names the object. Blocks: call it on a thread that may (not a runtime's worker).
+    pub fn decode(
+        &self,
+        object: &ObjectInfo,
+        options: &DecodeOptions,
+        sink: &mut dyn RecordSink,
+    ) -> Result<DecodeStats, String> {
+        let named = self.location.describe(&object.key);
+        let source = SourceId::new(named.clone());
+        match &self.reader {
+            Reader::Directory => {
+                let path = format!("/{}", object.key);
+                decode_file(std::path::Path::new(&path), source, options, sink)
+                    .map_err(|e| e.to_string())
+            }
+            Reader::S3 { client, bucket } => {
+                let object = ObjectRef {
+                    bucket: bucket.clone(),
+                    key: object.key.clone(),
+                    raw_key: None,
+                    version_id: None,
+                    etag: None,
+                    size: Some(object.size),
+                };
+                let timeout = Duration::from_secs(self.settings.read_timeout_secs);
+                let handle = self.runtime.handle().clone();
+                let output = handle
+                    .block_on(async { tokio::time::timeout(timeout, get(client, &object)).await })
+                    .map_err(|_| format!("{named}: no answer in {} s", timeout.as_secs()))?
+                    .map_err(|e| {
+                        format!(
+                            "{named}: {}",
+                            aws::explain(&e, "S3", crate::source::GET_NEEDS)
+                        )
+                    })?;
+                decode_plain_body(handle, source, output.body, timeout, options, sink)
+            }
+        }
     }
 
     /// Reads and decodes the first objects of `objects`, up to [`SAMPLE_BYTES`], on one

@@ -129,9 +129,9 @@ mod reading {
             chunk: Bytes::new(),
             runtime: ctx.runtime.clone(),
             timeout: read_timeout,
-            stop: Arc::clone(&ctx.stop),
+            stop: Some(Arc::clone(&ctx.stop)),
             failure: None,
-            bytes_in: ctx.metrics.bytes_in.clone(),
+            bytes_in: Some(ctx.metrics.bytes_in.clone()),
         };
         let decoded = decode_reader(&mut reader, source.clone(), &options, sink);
         if ctx.stopping() || gone(sink) {
@@ -148,6 +148,34 @@ mod reading {
         }
     }
 
+    /// Decodes a GetObject body as it arrives, into `sink`, outside any source (a query's
+    /// scan); call it on a thread that may block, with a handle of a multi-threaded
+    /// runtime. A body that sends nothing for `read_timeout` is given up.
+    pub fn decode_plain_body(
+        runtime: tokio::runtime::Handle,
+        source: SourceId,
+        body: ByteStream,
+        read_timeout: Duration,
+        options: &DecodeOptions,
+        sink: &mut dyn RecordSink,
+    ) -> Result<flowlog_decode::DecodeStats, String> {
+        let mut reader = BodyReader {
+            body,
+            chunk: Bytes::new(),
+            runtime,
+            timeout: read_timeout,
+            stop: None,
+            failure: None,
+            bytes_in: None,
+        };
+        let decoded = decode_reader(&mut reader, source.clone(), options, sink);
+        match (reader.failure.take(), decoded) {
+            (Some(failure), _) => Err(format!("{source}: {failure}")),
+            (None, Ok(stats)) => Ok(stats),
+            (None, Err(e)) => Err(e.to_string()),
+        }
+    }
+
     /// A GetObject body as a blocking reader. A failure of the transfer (not of the data)
     /// is kept aside, so that it is told apart from a corrupt object.
     struct BodyReader {
@@ -155,9 +183,10 @@ mod reading {
         chunk: Bytes,
         runtime: tokio::runtime::Handle,
         timeout: Duration,
-        stop: Arc<Stop>,
+        /// A source's stop (reading ends when it is set).
+        stop: Option<Arc<Stop>>,
         failure: Option<String>,
-        bytes_in: flowlog_component::metrics::Counter,
+        bytes_in: Option<flowlog_component::metrics::Counter>,
     }
 
     impl BodyReader {
@@ -170,7 +199,7 @@ mod reading {
     impl Read for BodyReader {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             while self.chunk.is_empty() {
-                if self.stop.is_set() {
+                if self.stop.as_ref().is_some_and(|s| s.is_set()) {
                     return Err(std::io::Error::other("stopping"));
                 }
                 // The timer is made inside the runtime: this runs on a plain thread.
@@ -181,7 +210,9 @@ mod reading {
                 match next {
                     Ok(None) => return Ok(0),
                     Ok(Some(Ok(chunk))) => {
-                        self.bytes_in.inc_by(chunk.len() as u64);
+                        if let Some(counter) = &self.bytes_in {
+                            counter.inc_by(chunk.len() as u64);
+                        }
                         self.chunk = chunk;
                     }
                     Ok(Some(Err(e))) => {
