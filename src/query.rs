@@ -135,9 +135,12 @@ pub fn run(args: QueryArgs) -> ExitCode {
             if let Err(e) = io::stdin().lock().read_to_string(&mut text) {
                 return unusable(format!("standard input: {e}"));
             }
-            statements(&text)
+            // Every statement is run; the status says whether any failed.
+            let answered: Vec<bool> = statements(&text)
                 .iter()
-                .all(|sql| runner.answer(sql, &mut out))
+                .map(|sql| runner.answer(sql, &mut out))
+                .collect();
+            answered.into_iter().all(|ok| ok)
         }
     };
     if let Err(e) = out.flush() {

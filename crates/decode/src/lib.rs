@@ -114,6 +114,10 @@ pub struct DecodeOptions {
     /// [`MAX_ENVELOPE_BYTES`]. `None`: no bound beyond the per-record one (a file is as
     /// large as it is; a network request is not).
     pub max_inflated_bytes: Option<u64>,
+    /// The catalogue columns wanted (by catalogue index), when not all are: Parquet input
+    /// then reads only those columns (and checks only their values); the others are null.
+    /// Text is decoded and checked whole either way. `None`: every column.
+    pub columns: Option<Arc<[bool]>>,
 }
 
 /// How a stream that arrives over time is decoded promptly: read what is there, and emit
@@ -175,6 +179,7 @@ impl Default for DecodeOptions {
             keep_lines: false,
             streaming: None,
             max_inflated_bytes: None,
+            columns: None,
         }
     }
 }
@@ -191,6 +196,7 @@ impl std::fmt::Debug for DecodeOptions {
                 &self.streaming.as_ref().map(|s| s.flush_interval),
             )
             .field("max_inflated_bytes", &self.max_inflated_bytes)
+            .field("columns", &self.columns)
             .finish()
     }
 }
@@ -251,7 +257,7 @@ pub fn decode_file(
     let stats = match sniff(&magic[..n]) {
         Envelope::Parquet => {
             let mut stats = DecodeStats::default();
-            parquet::decode_parquet(file, &source, options.batch_rows, &mut stats, sink)?;
+            parquet::decode_parquet(file, &source, options, &mut stats, sink)?;
             stats
         }
         // (A size below what was just read is a /proc-like file: streamed.)
@@ -393,7 +399,7 @@ fn decode_stream(
                 });
             }
             let mut stats = DecodeStats::default();
-            parquet::decode_parquet(spill, source, options.batch_rows, &mut stats, sink)?;
+            parquet::decode_parquet(spill, source, options, &mut stats, sink)?;
             return Ok(stats);
         }
         Envelope::Json => json::JsonDecoder::new(&mut lines, options.max_inflated_bytes)

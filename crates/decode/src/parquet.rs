@@ -17,8 +17,9 @@ use arrow_buffer::ScalarBuffer;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_cast::{cast, cast_with_options, CastOptions};
 use arrow_schema::{DataType, TimeUnit};
-use flowlog_model::{FieldKind, FlowBatch, FlowFormat, SourceId};
+use flowlog_model::{FieldKind, FlowBatch, FlowFormat, FormatField, SourceId};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use parquet::file::reader::ChunkReader;
 
 use crate::assemble::{Layout, NullColumns};
@@ -26,16 +27,18 @@ use crate::values::{
     check_ip, epoch_millis_from_int, in_range, max_value, parse_epoch_millis, parse_integer,
     BadValue,
 };
-use crate::{DeadLetter, DecodeError, DecodeStats, RecordSink};
+use crate::{DeadLetter, DecodeError, DecodeOptions, DecodeStats, RecordSink};
 
-/// Reads a whole Parquet file into batches of at most `batch_rows` rows.
+/// Reads a whole Parquet file into batches of at most `options.batch_rows` rows, only the
+/// columns `options.columns` wants.
 pub(crate) fn decode_parquet<T: ChunkReader + 'static>(
     input: T,
     source: &SourceId,
-    batch_rows: usize,
+    options: &DecodeOptions,
     stats: &mut DecodeStats,
     sink: &mut dyn RecordSink,
 ) -> Result<(), DecodeError> {
+    let batch_rows = options.batch_rows;
     let parquet_error = |error| DecodeError::Parquet {
         source_id: source.clone(),
         error,
@@ -47,12 +50,35 @@ pub(crate) fn decode_parquet<T: ChunkReader + 'static>(
         .iter()
         .map(|f| f.name().as_str())
         .collect();
-    let format = FlowFormat::from_names(&names).map_err(|error| DecodeError::ParquetFormat {
+    let format_error = |error| DecodeError::ParquetFormat {
         source_id: source.clone(),
         error,
-    })?;
+    };
+    // The whole file's columns form a format (or the file is not flow logs), whatever is
+    // read of it.
+    let format = FlowFormat::from_names(&names).map_err(format_error)?;
+    let (format, mask) = match &options.columns {
+        None => (format, ProjectionMask::all()),
+        Some(wanted) => {
+            let mut kept: Vec<usize> = (0..names.len())
+                .filter(|&i| match &format.fields()[i] {
+                    FormatField::Known(id) => wanted.get(*id).copied().unwrap_or(false),
+                    FormatField::Unknown(_) => false,
+                })
+                .collect();
+            // Rows are still counted when no column is wanted (`count(*)`).
+            if kept.is_empty() {
+                kept.push(0);
+            }
+            let kept_names: Vec<&str> = kept.iter().map(|&i| names[i]).collect();
+            let projected = FlowFormat::from_names(&kept_names).map_err(format_error)?;
+            let mask = ProjectionMask::roots(builder.parquet_schema(), kept);
+            (projected, mask)
+        }
+    };
     let layout = Layout::new(format);
     let reader = builder
+        .with_projection(mask)
         .with_batch_size(batch_rows.max(1))
         .build()
         .map_err(parquet_error)?;

@@ -285,6 +285,18 @@ impl TableProvider for FlowTable {
             .map_err(DataFusionError::Execution)?;
         let partitions = state.config().target_partitions().max(1);
         let needed: Option<Vec<usize>> = projection.cloned();
+        let mut options = self.options.clone();
+        // Parquet objects read only the columns the query reads (enrichment reads the
+        // addresses and interface whatever the query asks for).
+        if let (Some(needed), None) = (&needed, &self.map) {
+            let mut wanted = vec![false; flowlog_model::canonical_width()];
+            for &i in needed {
+                if let Some(w) = wanted.get_mut(i) {
+                    *w = true;
+                }
+            }
+            options.columns = Some(wanted.into());
+        }
         let streams: Vec<Arc<dyn PartitionStream>> = groups(listed, partitions)
             .into_iter()
             .map(|objects| {
@@ -293,7 +305,7 @@ impl TableProvider for FlowTable {
                     source: Arc::clone(&self.objects),
                     schema: Arc::clone(&self.schema),
                     needed: needed.clone(),
-                    options: self.options.clone(),
+                    options: options.clone(),
                     map: self.map.clone(),
                     report: Arc::clone(&self.report),
                 }) as Arc<dyn PartitionStream>
