@@ -338,7 +338,9 @@ impl Runner {
                 Err(_) => break,
             };
             let trimmed = line.trim();
-            if pending.is_empty() && trimmed.starts_with('\\') {
+            // A command stands on a line of its own, inside a statement being typed too
+            // (as in psql).
+            if trimmed.starts_with('\\') {
                 let _ = editor.add_history_entry(trimmed);
                 match trimmed {
                     "\\q" | "\\quit" => break,

@@ -406,3 +406,81 @@ fn mistakes_are_said_plainly_with_the_right_exit_status() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("notes.parquet"), "{stderr}");
 }
+
+/// Drives a program on a terminal (a pseudo-terminal): waits for each prompt before typing
+/// the next line, as a person would, and prints everything the terminal showed.
+const TERMINAL: &str = r#"
+import os, pty, select, sys, time
+program, lines = sys.argv[1:3], sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(program[0], program[0:1] + ["query", program[1]])
+shown = b""
+def read_until(marker, seconds=60):
+    global shown
+    deadline = time.time() + seconds
+    while marker not in shown.split(b"\n")[-1] and time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                shown += os.read(fd, 65536)
+            except OSError:
+                break
+for line in lines:
+    read_until(b"> ")
+    os.write(fd, line.encode() + b"\r")
+    # What is typed is echoed; the next prompt comes after the answer.
+    shown += b"\n"
+_, status = os.waitpid(pid, 0)
+try:
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        shown += chunk
+except OSError:
+    pass
+sys.stdout.write(shown.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn the_prompt_answers_statements_over_lines_and_keeps_history() {
+    let dir = common::tempdir();
+    let file = dir.join("flows.log");
+    std::fs::write(&file, generate(500, "v2", 10)).unwrap();
+    let state = dir.join("state");
+    let out = Command::new(common::python())
+        .args([
+            "-c",
+            TERMINAL,
+            env!("CARGO_BIN_EXE_flowlog"),
+            file.to_str().unwrap(),
+        ])
+        .args([
+            "SELECT count(*) AS n",
+            "FROM flows;",
+            "\\d flows",
+            "SELECT nope FROM flows;",
+            "\\q",
+        ])
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    // The statement typed over two lines, answered as a table.
+    assert!(shown.contains("| 500 |"), "{shown}");
+    // \d lists the columns with their types.
+    assert!(
+        shown.contains("dstport") && shown.contains("Int32"),
+        "{shown}"
+    );
+    // A mistake is said, and the prompt goes on.
+    assert!(shown.contains("nope"), "{shown}");
+    let history = std::fs::read_to_string(state.join("flowlog/query_history")).unwrap();
+    assert!(
+        history.contains("SELECT count(*) AS n") && history.contains("\\d flows"),
+        "{history}"
+    );
+}
