@@ -109,8 +109,9 @@ Examples:
 
 `flows` has the columns of `flowlog fields` (log_status, dstport, start as a timestamp)
 and, with --geoip, --asn or --eni-inventory, enrichment's. Conditions on `start` and
-`region`, and --since, --until, --account, --region, narrow which S3 partitions are
-listed. Lines that are not records are left out and counted (--dead-letter keeps them).
+`region`, and --since, --until, --account, --region, narrow which folders of AWS's key
+layout are listed. Lines that are not records are left out and counted (--dead-letter
+keeps them). --aws-region is also the region of an S3 bucket.
 Exit status: 0 answered, 1 the query failed, 2 unusable arguments.";
 
 #[cfg(feature = "sql")]
@@ -123,19 +124,23 @@ pub struct QueryArgs {
     #[arg(value_name = "[SQL] INPUT", required = true, num_args = 1..)]
     pub words: Vec<String>,
 
-    /// Only records from this moment on (RFC 3339 or a date): narrows what is listed.
+    /// Only records whose start is this moment or later (RFC 3339 or a date); in a tree
+    /// with AWS's key layout, only the folders that can hold them (with --margin) are
+    /// listed.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 
-    /// Only records before this moment (same forms).
+    /// Only records whose start is before this moment (same forms).
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
 
-    /// Only the flow logs of this account, by the key layout (repeatable).
+    /// Only the folders of this account in AWS's key layout (the flow log's owner;
+    /// repeatable). Refused for files: use WHERE account_id = '...'.
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
 
-    /// Only the flow logs of this region, by the key layout (repeatable).
+    /// Only the folders of this region in AWS's key layout (repeatable). Refused for
+    /// files: use WHERE region = '...'.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
 
@@ -214,10 +219,14 @@ impl QueryArgs {
     }
 }
 
-/// Whether `word` names an input: an S3 URL, a path that exists, a glob that matches.
+/// Whether `word` names an input: an S3 URL, a path that exists, a glob that matches, or
+/// one word that looks like a path (so that a misspelt path is said to be missing, not
+/// taken for SQL).
 #[cfg(feature = "sql")]
 fn is_input(word: &str) -> bool {
+    let path_like = !word.contains(char::is_whitespace) && word.contains(['/', '.']);
     word.starts_with("s3://")
+        || path_like
         || std::path::Path::new(word).exists()
         || (word.contains(['*', '?', '['])
             && glob::glob(word).is_ok_and(|mut paths| paths.next().is_some()))

@@ -30,11 +30,11 @@ pub fn run(args: QueryArgs) -> ExitCode {
     if words.is_empty() {
         return unusable("no input: name files, directories, globs or s3:// prefixes");
     }
-    let inputs = match Inputs::new(words, &args) {
+    let mut inputs = match Inputs::new(words, &args) {
         Ok(inputs) => inputs,
         Err(e) => return unusable(e),
     };
-    let moment = |name: &str, text: &Option<String>| -> Result<Option<i64>, String> {
+    let parse_moment = |name: &str, text: &Option<String>| -> Result<Option<i64>, String> {
         text.as_deref()
             .map(|t| {
                 flowlog_model::time::parse_instant(t).ok_or_else(|| {
@@ -43,7 +43,10 @@ pub fn run(args: QueryArgs) -> ExitCode {
             })
             .transpose()
     };
-    let wanted = match (moment("since", &args.since), moment("until", &args.until)) {
+    let wanted = match (
+        parse_moment("since", &args.since),
+        parse_moment("until", &args.until),
+    ) {
         (Ok(since), Ok(until)) => Wanted {
             since,
             until,
@@ -56,6 +59,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
             return unusable("--since must be before --until");
         }
     }
+    inputs.range = (wanted.since, wanted.until);
     let format = match args.input_format.as_deref().map(FlowFormat::parse) {
         None => None,
         Some(Ok(format)) => Some(format),
@@ -106,7 +110,14 @@ pub fn run(args: QueryArgs) -> ExitCode {
         Ok(session) => session,
         Err(e) => return unusable(e),
     };
-    let mut out: Box<dyn Write + Send> = match &args.output {
+    // The answer goes to a file beside --output, renamed over it once every statement
+    // is answered: a failed query leaves what was there before, not half an answer.
+    let partial = args.output.as_deref().map(|path| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".partial-{}", std::process::id()));
+        path.with_file_name(name)
+    });
+    let mut out: Box<dyn Write + Send> = match &partial {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Box::new(BufWriter::new(file)),
             Err(e) => return unusable(format!("{}: {e}", path.display())),
@@ -129,7 +140,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
     };
     let ok = match sql {
         Some(sql) => runner.answer(sql, &mut out),
-        None if io::stdin().is_terminal() && args.output.is_none() => runner.prompt(&mut out),
+        None if io::stdin().is_terminal() => runner.prompt(&mut out),
         None => {
             let mut text = String::new();
             if let Err(e) = io::stdin().lock().read_to_string(&mut text) {
@@ -143,11 +154,27 @@ pub fn run(args: QueryArgs) -> ExitCode {
             answered.into_iter().all(|ok| ok)
         }
     };
-    if let Err(e) = out.flush() {
+    let flushed = out.flush();
+    drop(out);
+    let kept = match (&partial, &args.output) {
+        (Some(partial), Some(path)) if ok && flushed.is_ok() => {
+            std::fs::rename(partial, path).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        (Some(partial), _) => {
+            let _ = std::fs::remove_file(partial);
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = flushed {
         if e.kind() != io::ErrorKind::BrokenPipe {
             eprintln!("flowlog: cannot write the answer: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if let Err(e) = kept {
+        eprintln!("flowlog: cannot keep the answer: {e}");
+        return ExitCode::FAILURE;
     }
     if let Err(e) = report.finish() {
         eprintln!("flowlog: {e}");
@@ -202,22 +229,51 @@ fn enrichment(args: &QueryArgs) -> Result<Option<BatchMap>, String> {
     }))
 }
 
-/// Statements of a script, split at `;` outside quotes; empty ones dropped.
+/// Statements of a script, split at `;` outside quotes and comments (`--` to the end of
+/// the line, `/* ... */`); empty ones dropped.
 fn statements(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut quote: Option<char> = None;
-    for c in text.chars() {
-        match (quote, c) {
-            (None, ';') => {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ';' => {
                 out.push(std::mem::take(&mut current));
                 continue;
             }
-            (None, '\'' | '"') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            _ => {}
+            '\'' | '"' => {
+                current.push(c);
+                for q in chars.by_ref() {
+                    current.push(q);
+                    if q == c {
+                        break;
+                    }
+                }
+                continue;
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for q in chars.by_ref() {
+                    if q == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+                continue;
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for q in chars.by_ref() {
+                    if last == '*' && q == '/' {
+                        break;
+                    }
+                    last = q;
+                }
+                current.push(' ');
+                continue;
+            }
+            _ => current.push(c),
         }
-        current.push(c);
     }
     out.push(current);
     out.into_iter()
@@ -376,6 +432,19 @@ impl Runner {
     }
 }
 
+/// Where `path` is or would be, with links resolved (its folder must exist).
+fn canonical_target(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = path.canonicalize() {
+        return Some(path);
+    }
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(name))
+}
+
 /// `$XDG_STATE_HOME/flowlog/query_history`, or under `~/.local/state`.
 fn history_file() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
@@ -390,7 +459,11 @@ struct Inputs {
     files: Vec<PathBuf>,
     trees: Vec<Tree>,
     accounts: Vec<String>,
+    regions: Vec<String>,
+    /// --since and --until.
+    range: (Option<i64>, Option<i64>),
     margin_secs: u64,
+    quiet: bool,
 }
 
 struct Tree {
@@ -411,8 +484,12 @@ impl Inputs {
             files: Vec::new(),
             trees: Vec::new(),
             accounts: args.accounts.clone(),
+            regions: args.regions.clone(),
+            range: (None, None),
             margin_secs: args.margin,
+            quiet: args.quiet,
         };
+        let choosing = !args.accounts.is_empty() || !args.regions.is_empty();
         for input in words {
             if input.contains("://") || Path::new(input).is_dir() {
                 inputs.trees.push(Tree::new(input, args)?);
@@ -436,7 +513,47 @@ impl Inputs {
                 inputs.files.push(PathBuf::from(input));
             }
         }
+        if let (true, Some(file)) = (choosing, inputs.files.first()) {
+            return Err(format!(
+                "{}: --account and --region choose folders of AWS's key layout, and a file \
+                 has none: use WHERE account_id = '...' or region = '...' instead",
+                file.display()
+            ));
+        }
+        for (flag, output) in [
+            ("--output", &args.output),
+            ("--dead-letter", &args.dead_letter),
+        ] {
+            if let Some(output) = output {
+                inputs.refuse_overwriting(flag, output)?;
+            }
+        }
         Ok(inputs)
+    }
+
+    /// An error if writing `output` would overwrite an input, or write into a tree read.
+    fn refuse_overwriting(&self, flag: &str, output: &Path) -> Result<(), String> {
+        let Some(written) = canonical_target(output) else {
+            return Ok(());
+        };
+        let inputs = self
+            .files
+            .iter()
+            .cloned()
+            .chain(self.trees.iter().map(|t| PathBuf::from(&t.url)));
+        for input in inputs {
+            let Ok(read) = input.canonicalize() else {
+                continue;
+            };
+            if written == read || (read.is_dir() && written.starts_with(&read)) {
+                return Err(format!(
+                    "{flag} {} would overwrite what is read ({})",
+                    output.display(),
+                    input.display()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -494,11 +611,41 @@ impl Objects for Inputs {
         for (t, tree) in self.trees.iter().enumerate() {
             let filter = self.filter(wanted);
             let plan = tree.planner.plan_for(&filter)?;
+            if plan.style.is_none() && (!self.accounts.is_empty() || !wanted.regions.is_empty()) {
+                // (A region from the query's WHERE is only a hint: the rows are held to
+                // it anyway, and the names of AWS's objects still say theirs.)
+                if !self.accounts.is_empty() || !self.regions.is_empty() {
+                    return Err(format!(
+                        "{}: --account and --region choose folders of AWS's key layout, and \
+                         this tree has none: use WHERE account_id = '...' or region = '...' \
+                         instead",
+                        tree.url
+                    ));
+                }
+            }
             for warning in &plan.warnings {
                 // A directory of files in no layout is read whole, as asked.
                 if !(plan.style.is_none() && warning.contains("no flow-log layout")) {
                     eprintln!("flowlog: warning: {warning}");
                 }
+            }
+            if plan.objects.is_empty() {
+                let hint = if tree.url.starts_with("s3://") && !tree.url.ends_with('/') {
+                    " (an S3 URL names a prefix, read as a folder: the key itself is not read)"
+                } else {
+                    ""
+                };
+                eprintln!("flowlog: warning: {}: no objects listed{hint}", tree.url);
+            } else if plan.style.is_some() && !self.quiet && self.narrowed_by_query(wanted) {
+                eprintln!(
+                    "flowlog: note: {}: only the folders of {} to {} were listed (the query's \
+                     range of `start`, with --margin {}s): an object AWS delivered later than \
+                     that is not read",
+                    tree.url,
+                    moment(filter.range.since),
+                    moment(filter.range.until),
+                    self.margin_secs
+                );
             }
             for object in plan.objects {
                 objects.push(Object {
@@ -539,7 +686,17 @@ impl Objects for Inputs {
 }
 
 #[cfg(feature = "source-s3")]
+fn moment(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+#[cfg(feature = "source-s3")]
 impl Inputs {
+    /// Whether the query's WHERE narrowed the range beyond --since and --until.
+    fn narrowed_by_query(&self, wanted: &Wanted) -> bool {
+        (wanted.since, wanted.until) != self.range
+    }
+
     /// The planner's filter for `wanted`: its range (open ends as far as flow logs go),
     /// with the margin, and the accounts asked for.
     fn filter(&self, wanted: &Wanted) -> flowlog_source_s3::Filter {
@@ -573,5 +730,9 @@ mod tests {
             ["SELECT 'a;b' FROM flows", "SELECT \"x;\" FROM flows"]
         );
         assert!(statements("  ;  ").is_empty());
+        assert_eq!(
+            statements("SELECT 1 -- a; b\n FROM flows; /* ; */ SELECT 'it''s' -- don't\n;"),
+            ["SELECT 1 \n FROM flows", "SELECT 'it''s'"]
+        );
     }
 }

@@ -269,6 +269,26 @@ fn a_group_by_larger_than_the_memory_limit_spills_and_answers_the_same() {
 }
 
 #[test]
+fn since_and_until_keep_the_records_of_their_range_wherever_they_are_stored() {
+    let dir = common::tempdir();
+    let file = dir.join("flows.log");
+    // 20 000 lines from 2025-11-22T08:26:40Z, ten seconds' worth.
+    std::fs::write(&file, generate(20_000, "v2", 12)).unwrap();
+    let sql = "SELECT count(*) AS n FROM flows";
+    let since = "2025-11-22T08:26:45Z";
+    let expected = answer(
+        &format!("{sql} WHERE start >= '{since}'"),
+        &[file.to_str().unwrap()],
+        &[],
+        &[],
+    );
+    let got = answer(sql, &[file.to_str().unwrap()], &["--since", since], &[]);
+    assert_eq!(got, expected);
+    let n = got[0]["n"].as_i64().unwrap();
+    assert!(n > 1000 && n < 19_000, "{n}");
+}
+
+#[test]
 fn lines_that_are_not_records_are_left_out_counted_and_kept() {
     let dir = common::tempdir();
     let file = dir.join("flows.log");
@@ -285,6 +305,15 @@ fn lines_that_are_not_records_are_left_out_counted_and_kept() {
     command.arg("--dead-letter").arg(&letters);
     let out = ok(command);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n110\n");
+    // Scanned twice (a join), each line is still counted once.
+    let mut joined = query(
+        "SELECT count(*) AS n FROM flows a JOIN flows b ON a.srcaddr = b.srcaddr AND a.start = b.start AND a.srcport = b.srcport",
+        &[file.to_str().unwrap()],
+        &["--format", "csv"],
+    );
+    joined.stdout(Stdio::null());
+    let said = String::from_utf8_lossy(&joined.output().unwrap().stderr).into_owned();
+    assert!(said.contains("warning: 1 lines"), "{said}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("1 lines were not flow-log records")
@@ -395,6 +424,41 @@ fn mistakes_are_said_plainly_with_the_right_exit_status() {
     assert_eq!(code, Some(2), "{stderr}");
     let (code, stderr) = run("SELECT 1", &[input], &["--since", "yesterday"]);
     assert_eq!(code, Some(2), "{stderr}");
+    // --account and --region choose folders of the key layout; a file has none.
+    let (code, stderr) = run("SELECT 1", &[input], &["--region", "eu-west-1"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("WHERE"), "{stderr}");
+    // An answer never overwrites what is read.
+    let (code, stderr) = run("SELECT * FROM flows", &[input], &["--output", input]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("overwrite"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 10);
+    // A failed query leaves --output as it was.
+    let answer = dir.join("answer.csv");
+    std::fs::write(&answer, "before\n").unwrap();
+    let (code, _) = run(
+        "SELECT nope FROM flows",
+        &[input],
+        &["--output", answer.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(std::fs::read_to_string(&answer).unwrap(), "before\n");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "no partial file left"
+    );
+    // Text that is not flow logs fails the query, named.
+    let notes = dir.join("README.md");
+    std::fs::write(&notes, "# Notes\n\nNothing here is a flow log.\n").unwrap();
+    let (code, stderr) = run(
+        "SELECT count(*) FROM flows",
+        &[input, notes.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("README.md: not flow logs"), "{stderr}");
+    std::fs::remove_file(&notes).unwrap();
     // A file that is not flow logs fails the query, named.
     let other = dir.join("notes.parquet");
     std::fs::write(&other, b"PAR1 but not really").unwrap();

@@ -14,7 +14,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::{new_null_array, ArrayRef, RecordBatch};
+use arrow_array::{
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray,
+};
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -146,6 +148,9 @@ pub struct Report {
     pub bytes: AtomicU64,
     pub records: AtomicU64,
     rejected: Mutex<Rejected>,
+    /// Objects whose dead letters were counted: a table scanned twice (a join, a second
+    /// statement) counts each line once.
+    counted: Mutex<BTreeSet<String>>,
 }
 
 #[derive(Default)]
@@ -166,6 +171,14 @@ impl Report {
         let report = Self::default();
         report.rejected.lock().expect("not poisoned").out = Some(out);
         report
+    }
+
+    /// Whether the dead letters of `object` are still to be counted (its first reading).
+    fn first_reading(&self, object: &str) -> bool {
+        self.counted
+            .lock()
+            .expect("not poisoned")
+            .insert(object.to_string())
     }
 
     fn reject(&self, letter: DeadLetter) {
@@ -305,6 +318,7 @@ impl TableProvider for FlowTable {
                     source: Arc::clone(&self.objects),
                     schema: Arc::clone(&self.schema),
                     needed: needed.clone(),
+                    range: (self.wanted.since, self.wanted.until),
                     options: options.clone(),
                     map: self.map.clone(),
                     report: Arc::clone(&self.report),
@@ -350,6 +364,8 @@ struct FlowPartition {
     schema: SchemaRef,
     /// The table's columns the query reads (`None`: all); the others are left null.
     needed: Option<Vec<usize>>,
+    /// The table's own range of `start` (not the query's: DataFusion applies that).
+    range: (Option<i64>, Option<i64>),
     options: DecodeOptions,
     map: Option<BatchMap>,
     report: Arc<Report>,
@@ -374,9 +390,11 @@ impl PartitionStream for FlowPartition {
             tx: builder.tx(),
             schema: Arc::clone(&self.schema),
             needed: self.needed.clone(),
+            range: self.range,
             map: self.map.clone(),
             report: Arc::clone(&self.report),
             closed: false,
+            object: ObjectCounts::default(),
         };
         let objects = self.objects.clone();
         let source = Arc::clone(&self.source);
@@ -384,7 +402,19 @@ impl PartitionStream for FlowPartition {
         let report = Arc::clone(&self.report);
         builder.spawn_blocking(move || {
             for object in &objects {
-                match source.decode(object, &options, &mut sink) {
+                sink.object = ObjectCounts {
+                    counts_rejects: report.first_reading(&object.name),
+                    ..ObjectCounts::default()
+                };
+                let decoded = source.decode(object, &options, &mut sink);
+                if sink.object.not_flow_logs() {
+                    let first = sink.object.first_reject.take().unwrap_or_default();
+                    return Err(DataFusionError::Execution(format!(
+                        "{}: not flow logs: none of its first {} lines is a record (line {first})",
+                        object.name, sink.object.rejects
+                    )));
+                }
+                match decoded {
                     Ok(stats) => {
                         report.objects.fetch_add(1, Ordering::Relaxed);
                         report.bytes.fetch_add(stats.bytes_read, Ordering::Relaxed);
@@ -400,14 +430,38 @@ impl PartitionStream for FlowPartition {
     }
 }
 
+/// How many lines of an object with no record yet are taken as proof that it is not
+/// flow logs (a README, a binary file, a gzip'd stream of junk): reading it stops.
+const REJECTS_BEFORE_GIVING_UP: u64 = 1000;
+
+/// What the object being decoded has given so far.
+#[derive(Default)]
+struct ObjectCounts {
+    records: u64,
+    rejects: u64,
+    first_reject: Option<String>,
+    /// Its dead letters go to the report (its first reading in this process).
+    counts_rejects: bool,
+}
+
+impl ObjectCounts {
+    /// Lines but no record: not flow logs.
+    fn not_flow_logs(&self) -> bool {
+        self.records == 0 && self.rejects > 0
+    }
+}
+
 /// Where a partition's decoder puts batches: conformed to the table and sent on.
 struct TableSink {
     tx: tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
     schema: SchemaRef,
     needed: Option<Vec<usize>>,
+    /// Only records whose `start` is in this range (milliseconds, `until` exclusive).
+    range: (Option<i64>, Option<i64>),
     map: Option<BatchMap>,
     report: Arc<Report>,
     closed: bool,
+    object: ObjectCounts,
 }
 
 impl TableSink {
@@ -431,13 +485,24 @@ impl TableSink {
 
 impl RecordSink for TableSink {
     fn batch(&mut self, batch: FlowBatch) -> Result<(), SinkError> {
+        self.object.records += batch.records.num_rows() as u64;
+        self.report
+            .records
+            .fetch_add(batch.records.num_rows() as u64, Ordering::Relaxed);
+        let batch = match self.range {
+            (None, None) => batch,
+            range => {
+                let keep = in_range(&batch.records, range)?;
+                batch.filter(&keep)
+            }
+        };
+        if batch.records.num_rows() == 0 {
+            return Ok(());
+        }
         let batch = match &self.map {
             Some(map) => map(batch),
             None => batch,
         };
-        self.report
-            .records
-            .fetch_add(batch.records.num_rows() as u64, Ordering::Relaxed);
         let conformed = self.conform(&batch.records)?;
         if self.tx.blocking_send(Ok(conformed)).is_err() {
             self.closed = true;
@@ -447,9 +512,44 @@ impl RecordSink for TableSink {
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {
-        self.report.reject(letter);
+        self.object.rejects += 1;
+        if self.object.first_reject.is_none() {
+            self.object.first_reject = Some(format!("{}: {}", letter.line, letter.reason));
+        }
+        if self.object.counts_rejects {
+            self.report.reject(letter);
+        }
+        if self.object.not_flow_logs() && self.object.rejects >= REJECTS_BEFORE_GIVING_UP {
+            return Err("not flow logs".into());
+        }
         Ok(())
     }
+}
+
+/// Which rows of `records` have a `start` in `range` (a null `start` is in no range).
+fn in_range(
+    records: &RecordBatch,
+    (since, until): (Option<i64>, Option<i64>),
+) -> Result<BooleanArray, SinkError> {
+    use datafusion::arrow::compute::kernels::{boolean, cmp};
+    let start = records
+        .column_by_name("start")
+        .ok_or("a batch without `start`")?;
+    let at = |t: i64| {
+        arrow_array::Scalar::new(TimestampMillisecondArray::from(vec![t]).with_timezone("UTC"))
+    };
+    let mut keep = BooleanArray::from(vec![true; records.num_rows()]);
+    if let Some(since) = since {
+        keep = boolean::and(&keep, &cmp::gt_eq(start, &at(since))?)?;
+    }
+    if let Some(until) = until {
+        keep = boolean::and(&keep, &cmp::lt(start, &at(until))?)?;
+    }
+    // Null (no start) is not in the range.
+    Ok(match keep.nulls() {
+        Some(_) => BooleanArray::from_iter(keep.iter().map(|v| Some(v == Some(true)))),
+        None => keep,
+    })
 }
 
 #[cfg(test)]

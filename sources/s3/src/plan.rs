@@ -131,8 +131,10 @@ pub async fn plan<L: Listing>(listing: &L, root: &str, filter: &Filter) -> Resul
                 }
                 continue;
             };
-            if *plan.style.get_or_insert(style) != style || !filter.wants_folder(node.level, value)
-            {
+            // Both layouts may sit side by side (two flow logs of one bucket with
+            // different settings): each folder is read as what it is.
+            plan.style.get_or_insert(style);
+            if !filter.wants_folder(node.level, value) {
                 continue;
             }
             let dates = node.dates.with(node.level, value);
