@@ -113,14 +113,7 @@ impl Backfill {
                     .map_err(|e| e.to_string())
             }
             Reader::S3 { client, bucket } => {
-                let object = ObjectRef {
-                    bucket: bucket.clone(),
-                    key: object.key.clone(),
-                    raw_key: None,
-                    version_id: None,
-                    etag: None,
-                    size: Some(object.size),
-                };
+                let object = listed(bucket, object);
                 let timeout = Duration::from_secs(self.settings.read_timeout_secs);
                 let handle = self.runtime.handle().clone();
                 let output = handle
@@ -176,14 +169,7 @@ impl Backfill {
                 std::fs::read(format!("/{}", object.key)).map_err(|e| format!("{named}: {e}"))
             }
             Reader::S3 { client, bucket } => self.runtime.block_on(async {
-                let object = ObjectRef {
-                    bucket: bucket.clone(),
-                    key: object.key.clone(),
-                    raw_key: None,
-                    version_id: None,
-                    etag: None,
-                    size: Some(object.size),
-                };
+                let object = listed(bucket, object);
                 let read = async {
                     let output = get(client, &object)
                         .await
@@ -221,6 +207,18 @@ impl Backfill {
                 .unwrap_or_default();
             enqueue::enqueue(&sqs, queue_url, bucket, &region, objects, sent).await
         })
+    }
+}
+
+/// An object of a plan, to read from `bucket` (its latest version).
+fn listed(bucket: &str, object: &ObjectInfo) -> ObjectRef {
+    ObjectRef {
+        bucket: bucket.to_string(),
+        key: object.key.clone(),
+        raw_key: None,
+        version_id: None,
+        etag: None,
+        size: Some(object.size),
     }
 }
 
