@@ -395,6 +395,7 @@ impl PartitionStream for FlowPartition {
             report: Arc::clone(&self.report),
             closed: false,
             object: ObjectCounts::default(),
+            nulls: Default::default(),
         };
         let objects = self.objects.clone();
         let source = Arc::clone(&self.source);
@@ -462,12 +463,15 @@ struct TableSink {
     report: Arc<Report>,
     closed: bool,
     object: ObjectCounts,
+    /// One all-null array per type, sliced for the columns a batch leaves out: making
+    /// them afresh zeroes megabytes per batch (60 columns of 16-byte views).
+    nulls: std::collections::HashMap<arrow_schema::DataType, ArrayRef>,
 }
 
 impl TableSink {
     /// `batch` with exactly the table's columns: those a format lacks (or that the
     /// query does not read) are null, enrichment columns in the table's types.
-    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
+    fn conform(&mut self, batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
         let rows = batch.num_rows();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (i, field) in self.schema.fields().iter().enumerate() {
@@ -475,7 +479,16 @@ impl TableSink {
             let column = match batch.column_by_name(field.name()).filter(|_| wanted) {
                 Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
                 Some(c) => arrow_cast::cast(c, field.data_type())?,
-                None => new_null_array(field.data_type(), rows),
+                None => {
+                    let cached = self
+                        .nulls
+                        .entry(field.data_type().clone())
+                        .or_insert_with(|| new_null_array(field.data_type(), rows));
+                    if cached.len() < rows {
+                        *cached = new_null_array(field.data_type(), rows);
+                    }
+                    cached.slice(0, rows)
+                }
             };
             columns.push(column);
         }
