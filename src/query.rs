@@ -611,17 +611,14 @@ impl Objects for Inputs {
         for (t, tree) in self.trees.iter().enumerate() {
             let filter = self.filter(wanted);
             let plan = tree.planner.plan_for(&filter)?;
-            if plan.style.is_none() && (!self.accounts.is_empty() || !wanted.regions.is_empty()) {
-                // (A region from the query's WHERE is only a hint: the rows are held to
-                // it anyway, and the names of AWS's objects still say theirs.)
-                if !self.accounts.is_empty() || !self.regions.is_empty() {
-                    return Err(format!(
-                        "{}: --account and --region choose folders of AWS's key layout, and \
-                         this tree has none: use WHERE account_id = '...' or region = '...' \
-                         instead",
-                        tree.url
-                    ));
-                }
+            // (Only the flags: a region from the query's WHERE is a hint, the rows are held
+            // to it anyway, and the names of AWS's objects still say theirs.)
+            if plan.style.is_none() && (!self.accounts.is_empty() || !self.regions.is_empty()) {
+                return Err(format!(
+                    "{}: --account and --region choose folders of AWS's key layout, and this \
+                     tree has none: use WHERE account_id = '...' or region = '...' instead",
+                    tree.url
+                ));
             }
             for warning in &plan.warnings {
                 // A directory of files in no layout is read whole, as asked.

@@ -207,13 +207,7 @@ impl Predicate {
             // `where null`, or a column absent from every format: nothing is true.
             _ => BooleanArray::from(vec![false; batch.num_rows()]),
         };
-        // SQL's WHERE: null is not true.
-        Ok(match selected.nulls() {
-            Some(_) => {
-                arrow_array::BooleanArray::from_iter(selected.iter().map(|v| Some(v == Some(true))))
-            }
-            None => selected,
-        })
+        Ok(true_only(selected))
     }
 
     /// `batch`, with a column of nulls for each column the predicate reads and the batch
@@ -321,6 +315,14 @@ pub(crate) fn start_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
         }
     }
     (since, until)
+}
+
+/// `mask` with null as false (SQL's WHERE: null is not true), for filtering.
+pub(crate) fn true_only(mask: BooleanArray) -> BooleanArray {
+    match mask.nulls() {
+        Some(_) => BooleanArray::from_iter(mask.iter().map(|v| Some(v == Some(true)))),
+        None => mask,
+    }
 }
 
 /// Every column a batch may have: the catalogue's, then (with `enriched`) enrichment's.

@@ -559,10 +559,7 @@ fn in_range(
         keep = boolean::and(&keep, &cmp::lt(start, &at(until))?)?;
     }
     // Null (no start) is not in the range.
-    Ok(match keep.nulls() {
-        Some(_) => BooleanArray::from_iter(keep.iter().map(|v| Some(v == Some(true)))),
-        None => keep,
-    })
+    Ok(crate::true_only(keep))
 }
 
 #[cfg(test)]
