@@ -14,6 +14,10 @@ usage:
       Gives `flowlog` the policy file again, without WITHOUT_ACTION if one is named.
   moto_iam_fixture.py depth ENDPOINT FIXTURE_KEY FIXTURE_SECRET QUEUE_URL
       Prints the messages left on the queue (visible and in flight).
+  moto_iam_fixture.py lake ENDPOINT FIXTURE_KEY FIXTURE_SECRET [WITHOUT_ACTION]
+      A Security Lake bucket and the provider role CreateCustomLogSource would make for the
+      source `vpcflow`: trusting the account with an external id, allowed s3:PutObject under
+      ext/vpcflow/ (without WITHOUT_ACTION if named). Prints JSON.
 
 moto names what it authorizes after the operation called, so the batch delete flowlog
 makes is checked as sqs:DeleteMessageBatch, an action AWS does not have (AWS authorizes
@@ -97,6 +101,36 @@ def setup(endpoint, lines):
     }))
 
 
+LAKE_BUCKET = "aws-security-data-lake-us-east-1-abcdefghij"
+LAKE_ROLE = "AmazonSecurityLake-Provider-vpcflow-us-east-1"
+EXTERNAL_ID = "flowlog-vpcflow"
+
+
+def lake(endpoint, key, secret, without=None):
+    s3, iam = client("s3", endpoint, key, secret), client("iam", endpoint, key, secret)
+    if LAKE_BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=LAKE_BUCKET)
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}}]}
+    try:
+        role = iam.get_role(RoleName=LAKE_ROLE)["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(RoleName=LAKE_ROLE,
+                               AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    actions = [a for a in ["s3:PutObject"] if a != without]
+    statements = [{"Effect": "Allow", "Action": actions,
+                   "Resource": f"arn:aws:s3:::{LAKE_BUCKET}/ext/vpcflow/*"}] if actions else []
+    # An empty policy is not a policy: a statement that allows nothing useful instead.
+    statements = statements or [{"Effect": "Allow", "Action": "s3:GetBucketLocation",
+                                 "Resource": f"arn:aws:s3:::{LAKE_BUCKET}"}]
+    iam.put_role_policy(RoleName=LAKE_ROLE, PolicyName="provider", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))
+    print(json.dumps({"bucket": LAKE_BUCKET, "role_arn": role["Arn"],
+                      "external_id": EXTERNAL_ID}))
+
+
 def main():
     command, endpoint = sys.argv[1], sys.argv[2]
     if command == "setup":
@@ -112,6 +146,8 @@ def main():
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         print(int(attributes["ApproximateNumberOfMessages"])
               + int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+    elif command == "lake":
+        lake(endpoint, sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:
         sys.exit(f"unknown command {command}")
 

@@ -382,8 +382,14 @@ pub struct TransformArgs {
     pub to: OutputShape,
 
     /// Append the records to this file instead of writing them to standard output.
+    /// (A Parquet file is replaced, once it is complete.)
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,
+
+    /// NDJSON (one document per line), or Parquet with `--to ocsf` (the OCSF schema as
+    /// nested columns, zstd: what the `security_lake` sink writes).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Ndjson)]
+    pub output_format: OutputFormat,
 
     /// Confirm input lines as rsyslog's omprog expects (`confirmMessages="on"`): `OK` on
     /// standard output once started, then once for every line of standard input whose
@@ -518,6 +524,12 @@ pub enum LogFormat {
     Text,
     /// One JSON object per event (for log shippers).
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Ndjson,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,4 +1,5 @@
-//! `flowlog transform`: inputs -> decode -> encode -> NDJSON on standard output.
+//! `flowlog transform`: inputs -> decode -> encode -> NDJSON (or OCSF Parquet) on standard
+//! output or into a file.
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -17,7 +18,7 @@ use flowlog_model::{FlowBatch, FlowFormat, SourceId};
 use flowlog_normalize::{EncodeOptions, Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{EnrichArgs, OutputShape, TransformArgs};
+use crate::cli::{EnrichArgs, OutputFormat, OutputShape, TransformArgs};
 use flowlog_enrich::Enricher;
 
 /// Inputs at least this large (in total) get a progress bar on a terminal.
@@ -60,15 +61,38 @@ pub fn run(args: TransformArgs) -> ExitCode {
         eprintln!("flowlog: --confirm confirms lines of standard input; give no FILE");
         return ExitCode::from(2);
     }
-    let output: Box<dyn Write> = match &args.output {
-        Some(path) => match append(path) {
-            Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
+    let target = match args.to {
+        OutputShape::Raw => Target::Raw,
+        OutputShape::Ecs => Target::Ecs,
+        OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
+        OutputShape::Cim => Target::Cim,
+    };
+    let output = match args.output_format {
+        OutputFormat::Ndjson => {
+            let writer: Box<dyn Write> = match &args.output {
+                Some(path) => match append(path) {
+                    Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
+                    Err(err) => {
+                        eprintln!("flowlog: cannot open output file {}: {err}", path.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                None => Box::new(io::stdout().lock()),
+            };
+            Output::Ndjson {
+                encoder: target.encoder_with(&EncodeOptions {
+                    envelope_key: args.envelope_key.clone(),
+                }),
+                writer,
+            }
+        }
+        OutputFormat::Parquet => match parquet_output(&args) {
+            Ok(output) => output,
             Err(err) => {
-                eprintln!("flowlog: cannot open output file {}: {err}", path.display());
+                eprintln!("flowlog: {err}");
                 return ExitCode::from(2);
             }
         },
-        None => Box::new(io::stdout().lock()),
     };
     let confirm = args.confirm.then(Confirm::default);
 
@@ -80,12 +104,6 @@ pub fn run(args: TransformArgs) -> ExitCode {
             .map(|bar| Arc::new(move |n| bar.inc(n)) as flowlog_decode::ProgressFn),
         ..DecodeOptions::default()
     };
-    let target = match args.to {
-        OutputShape::Raw => Target::Raw,
-        OutputShape::Ecs => Target::Ecs,
-        OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
-        OutputShape::Cim => Target::Cim,
-    };
     let enricher = match enricher(&args.enrich, args.quiet) {
         Ok(e) => e,
         Err(err) => {
@@ -96,9 +114,6 @@ pub fn run(args: TransformArgs) -> ExitCode {
     let mut sink = NdjsonSink {
         enricher,
         quiet: args.quiet,
-        encoder: target.encoder_with(&EncodeOptions {
-            envelope_key: args.envelope_key.clone(),
-        }),
         output,
         dead_letters,
         confirm,
@@ -132,7 +147,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
             }
         }
     }
-    if let Err(err) = sink.finish() {
+    if let Err(err) = sink.finish().and_then(|()| sink.output.close()) {
         if !is_broken_pipe(&err) {
             eprintln!("flowlog: output failed: {err}");
             return ExitCode::FAILURE;
@@ -317,10 +332,111 @@ enum DeadLetterOut {
 struct NdjsonSink {
     enricher: Option<Enricher>,
     quiet: bool,
-    encoder: Box<dyn Encoder + Send>,
-    output: Box<dyn Write>,
+    output: Output,
     dead_letters: DeadLetterOut,
     confirm: Option<Confirm>,
+}
+
+/// Where documents go.
+enum Output {
+    Ndjson {
+        encoder: Box<dyn Encoder + Send>,
+        writer: Box<dyn Write>,
+    },
+    /// OCSF events in one Parquet file, complete only once closed; a file is written
+    /// beside its final name and renamed over it then.
+    #[cfg(feature = "sink-security-lake")]
+    Parquet {
+        writer: Option<Box<flowlog_sink_security_lake::ParquetOutput<Box<dyn Write + Send>>>>,
+        rename: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+impl Output {
+    fn write(&mut self, batch: &FlowBatch) -> Result<(), SinkError> {
+        match self {
+            Output::Ndjson { encoder, writer } => {
+                let ndjson = encoder.encode(batch)?;
+                writer.write_all(ndjson)?;
+            }
+            #[cfg(feature = "sink-security-lake")]
+            Output::Parquet { writer, .. } => {
+                writer.as_mut().expect("open until closed").write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes what was written so far readable (NDJSON); Parquet is readable only whole.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Ndjson { writer, .. } => writer.flush(),
+            #[cfg(feature = "sink-security-lake")]
+            Output::Parquet { .. } => Ok(()),
+        }
+    }
+
+    /// Ends the output: a Parquet file gets its footer and its name.
+    fn close(&mut self) -> io::Result<()> {
+        match self {
+            Output::Ndjson { writer, .. } => writer.flush(),
+            #[cfg(feature = "sink-security-lake")]
+            Output::Parquet { writer, rename } => {
+                if let Some(writer) = writer.take() {
+                    writer.finish().map_err(io::Error::other)?.flush()?;
+                }
+                if let Some((partial, path)) = rename.take() {
+                    std::fs::rename(&partial, &path)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `--output-format parquet`: OCSF only, to a file or to standard output when that is
+/// not a terminal.
+#[cfg(feature = "sink-security-lake")]
+fn parquet_output(args: &TransformArgs) -> Result<Output, String> {
+    if args.to != OutputShape::Ocsf {
+        return Err("--output-format parquet writes OCSF: add --to ocsf".into());
+    }
+    if args.confirm {
+        return Err(
+            "--confirm needs records written as they arrive; a Parquet file is written whole"
+                .into(),
+        );
+    }
+    let (writer, rename): (Box<dyn Write + Send>, _) = match &args.output {
+        Some(path) => {
+            let partial =
+                PathBuf::from(format!("{}.partial-{}", path.display(), std::process::id()));
+            let file = File::create(&partial)
+                .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+            (
+                Box::new(BufWriter::with_capacity(1 << 20, file)),
+                Some((partial, path.clone())),
+            )
+        }
+        None if io::stdout().is_terminal() => {
+            return Err("Parquet is not for a terminal: give --output FILE or redirect".into())
+        }
+        None => (
+            Box::new(BufWriter::with_capacity(1 << 20, io::stdout())),
+            None,
+        ),
+    };
+    let writer = flowlog_sink_security_lake::ParquetOutput::new(writer, args.ocsf_version)
+        .map_err(|e| e.to_string())?;
+    Ok(Output::Parquet {
+        writer: Some(Box::new(writer)),
+        rename,
+    })
+}
+
+#[cfg(not(feature = "sink-security-lake"))]
+fn parquet_output(_: &TransformArgs) -> Result<Output, String> {
+    Err("this build has no Parquet output (cargo feature sink-security-lake)".into())
 }
 
 impl NdjsonSink {
@@ -400,9 +516,7 @@ impl RecordSink for NdjsonSink {
             }
             None => batch,
         };
-        let ndjson = self.encoder.encode(&batch)?;
-        self.output.write_all(ndjson)?;
-        Ok(())
+        self.output.write(&batch)
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {

@@ -138,6 +138,10 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
             "sink.file",
             with_type(keys::<flowlog_sink_file::FileConfig>()),
         ),
+        (
+            "sink.security_lake",
+            with_type(keys::<flowlog_sink_security_lake::SecurityLakeConfig>()),
+        ),
         ("sink.tls", keys::<flowlog_sink::http::TlsOptions>()),
         ("sink.proxy", keys::<flowlog_sink::http::ProxyOptions>()),
     ]

@@ -341,3 +341,96 @@ fn the_published_backfill_policy_is_enough_and_every_action_in_it_is_needed() {
         );
     }
 }
+
+/// `deploy/iam/security-lake.json` with the provider role Security Lake would create: the
+/// user holding the file assumes the role (with the external id), and as the role `check`
+/// passes and a run writes its objects; without `sts:AssumeRole` (the user's) or
+/// `s3:PutObject` (the role's), check fails and names it.
+#[test]
+fn the_published_security_lake_policy_is_enough_and_every_action_in_it_is_needed() {
+    let dir = tempdir();
+    let moto = IamMoto::start(&dir, "security-lake.json");
+    let lake: Value = serde_json::from_str(&moto.as_fixture("lake", &[])).unwrap();
+    let input = dir.join("flows.log");
+    let lines: String = (0..LINES)
+        .map(|i| {
+            format!(
+                "2 123456789012 eni-0a1b2c3d 10.0.0.{} 10.1.0.1 {} 443 6 10 840 1785542400 \
+                 1785542460 ACCEPT OK\n",
+                i + 1,
+                1024 + i
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+shutdown_timeout_secs = 10
+[sources.vpc]
+type = "file"
+paths = ["{input}"]
+[sinks.lake]
+type = "security_lake"
+bucket = "{bucket}"
+source_name = "vpcflow"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+force_path_style = true
+role_arn = "{role}"
+external_id = "{external_id}"
+"#,
+            data = dir.join("data").display(),
+            input = input.display(),
+            bucket = lake["bucket"].as_str().unwrap(),
+            endpoint = moto.endpoint,
+            role = lake["role_arn"].as_str().unwrap(),
+            external_id = lake["external_id"].as_str().unwrap(),
+        ),
+    )
+    .unwrap();
+
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(ok, "{printed}");
+    assert!(printed.contains("writable under ext/vpcflow/"), "{printed}");
+    let (ok, printed) = moto.flowlog(&["run", "--once"], &config);
+    assert!(ok, "{printed}");
+    let script = common::manifest_dir().join("scripts/security_lake_read.py");
+    let key = |i: usize| moto.fixture["fixture"][i].as_str().unwrap().to_string();
+    let out = Command::new(common::python())
+        .arg(script)
+        .args(["s3", &moto.endpoint, lake["bucket"].as_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", key(0))
+        .env("AWS_SECRET_ACCESS_KEY", key(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: usize = common::ndjson(&out.stdout)
+        .iter()
+        .filter_map(|o| o["events"].as_array().map(Vec::len))
+        .sum();
+    assert_eq!(events, LINES, "{printed}");
+
+    // Without the user's sts:AssumeRole, or the role's s3:PutObject.
+    moto.as_fixture("policy", &["sts:AssumeRole"]);
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(!ok, "check passed without sts:AssumeRole: {printed}");
+    assert!(
+        printed.contains("refused: flowlog needs sts:AssumeRole"),
+        "{printed}"
+    );
+    moto.as_fixture("policy", &[]);
+    moto.as_fixture("lake", &["s3:PutObject"]);
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(!ok, "check passed without s3:PutObject: {printed}");
+    assert!(
+        printed.contains("refused: flowlog needs s3:PutObject"),
+        "{printed}"
+    );
+}

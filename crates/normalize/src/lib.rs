@@ -17,6 +17,7 @@
 //! times) live in [`network`] and [`time`].
 
 mod cim;
+pub mod columnar;
 mod columns;
 mod derived;
 mod ecs;
@@ -34,6 +35,7 @@ pub mod time;
 use flowlog_model::FlowBatch;
 use thiserror::Error;
 
+pub use columnar::{ocsf_schema, ColumnarError, OcsfColumns};
 pub use ecs::ECS_VERSION;
 pub use ocsf::OcsfVersion;
 pub use raw::RawEncoder;

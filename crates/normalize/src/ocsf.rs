@@ -22,6 +22,7 @@
 //!   time flowlog read the record, as OCSF requires a time.
 //! - Every field not mapped goes to `unmapped` under its own name; `"-"` never appears.
 
+use crate::columnar::Kind;
 use crate::derived::{first_present_bound, write_first_present, ACCOUNT_ID};
 use crate::json::{Number, Out};
 use crate::template::{Derivation, Inputs, Member, Member::*, Value::*};
@@ -710,3 +711,59 @@ fn observable(
     out.str(value);
     out.byte(b'}');
 }
+
+/// What each derivation of the OCSF tables writes, with the kinds the Arrow schema gives
+/// the members ([`crate::columnar`]); a leaf derivation has one entry whose name is unused.
+pub(crate) static DERIVED_MEMBERS: &[(&Derivation, &[(&str, Kind)])] = {
+    use Kind::*;
+    const ADDRESS: &[(&str, Kind)] = &[("ip", Text), ("intermediate_ips", Texts)];
+    const IDS: &[(&str, Kind)] = &[
+        ("interface_uid", Text),
+        ("vpc_uid", Text),
+        ("subnet_uid", Text),
+        ("instance_uid", Text),
+    ];
+    const DISPOSITION_MEMBERS: &[(&str, Kind)] = &[
+        ("action_id", Int),
+        ("action", Text),
+        ("disposition_id", Int),
+        ("disposition", Text),
+        ("status_id", Int),
+        ("status", Text),
+    ];
+    &[
+        (
+            &ACTIVITY,
+            &[
+                ("activity_id", Int),
+                ("activity_name", Text),
+                ("type_uid", Long),
+                ("type_name", Text),
+            ],
+        ),
+        (&DISPOSITION, DISPOSITION_MEMBERS),
+        (
+            &DISPOSITION_RC2,
+            &[
+                ("disposition_id", Int),
+                ("disposition", Text),
+                ("status_id", Int),
+                ("status", Text),
+            ],
+        ),
+        (&TIME, &[("time", Long)]),
+        (&TIME_WITH_DT, &[("time", Long), ("time_dt", Time)]),
+        (&ACCOUNT_ID, &[("uid", Text)]),
+        (&SRC_SERVICE, &[("svc_name", Text)]),
+        (&DST_SERVICE, &[("svc_name", Text)]),
+        (&SRC_COORDINATES, &[("coordinates", Floats)]),
+        (&DST_COORDINATES, &[("coordinates", Floats)]),
+        (&SRC_ADDRESS, ADDRESS),
+        (&DST_ADDRESS, ADDRESS),
+        (&SRC_IDS, IDS),
+        (&DST_IDS, IDS),
+        (&BOUNDARY, &[("boundary_id", Int), ("boundary", Text)]),
+        (&DIRECTION, &[("direction_id", Int), ("direction", Text)]),
+        (&OBSERVABLES, &[("observables", Observables)]),
+    ]
+};

@@ -232,7 +232,17 @@ where
         _ => true,
     });
     let built = build_sources(config, state, batches, &stop, options.once)?;
-    let (sink_inputs, mut sinks) = start_sinks(config, state)?;
+    // A finite run is ending from its start: nothing more than what the sources hold now
+    // will come.
+    let ending = match options.once {
+        true => {
+            let ending = Arc::new(Stop::default());
+            ending.set();
+            ending
+        }
+        false => Arc::clone(&stop),
+    };
+    let (sink_inputs, mut sinks) = start_sinks(config, state, &ending)?;
     let transform_failed = Arc::new(std::sync::Mutex::new(None));
     let transform = start_transform(
         config,
@@ -397,6 +407,7 @@ type Sinks = JoinSet<(String, Result<(), SinkError>)>;
 fn start_sinks<S, K>(
     config: &Config<S, K>,
     state: &State,
+    ending: &Arc<Stop>,
 ) -> Result<(Vec<mpsc::Sender<SinkInput>>, Sinks), RunError>
 where
     K: Configured<dyn SinkKind>,
@@ -405,13 +416,12 @@ where
     let mut sinks = Sinks::new();
     for (name, sink_config) in &config.sinks {
         let letters = Arc::clone(&state.dead_letters) as Arc<dyn DeadLetters>;
-        let sink =
-            build_sink(name, sink_config.spec(), &state.metrics, letters).map_err(|source| {
-                RunError::Sink {
-                    name: name.clone(),
-                    source,
-                }
-            })?;
+        let sink = build_sink(name, sink_config.spec(), &state.metrics, letters, ending).map_err(
+            |source| RunError::Sink {
+                name: name.clone(),
+                source,
+            },
+        )?;
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
         inputs.push(tx);
         let name = name.clone();
@@ -435,7 +445,7 @@ where
     for (name, sink_config) in &config.sinks {
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         // It was built once already for delivery; it builds again.
-        let sink = match build_sink(name, sink_config.spec(), &metrics, letters) {
+        let sink = match build_sink(name, sink_config.spec(), &metrics, letters, &Arc::default()) {
             Ok(sink) => sink,
             Err(e) => {
                 // It was built once for delivery, so this does not happen; if it did, the
@@ -803,11 +813,13 @@ fn build_sink(
     config: &dyn SinkKind,
     metrics: &Metrics,
     dead_letters: Arc<dyn DeadLetters>,
+    ending: &Arc<Stop>,
 ) -> Result<Box<dyn Sink>, SinkError> {
     config.build(SinkContext {
         name: name.to_string(),
         metrics: metrics.component("sink", name),
         dead_letters,
+        ending: Arc::clone(ending),
     })
 }
 
@@ -1187,7 +1199,7 @@ where
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         // Building reads certificates and keys and sets up the client; it sends nothing.
         let checked = runtime.block_on(async {
-            let sink = build_sink(name, sink_config.spec(), &metrics, letters)?;
+            let sink = build_sink(name, sink_config.spec(), &metrics, letters, &Arc::default())?;
             match reach {
                 Reach::Local => Ok("settings, certificates and keys load".to_string()),
                 Reach::Everything { .. } => sink.check().await,

@@ -63,7 +63,8 @@ compile_error!("flowlog needs at least one source kind: enable a `source-*` feat
     feature = "sink-splunk-hec",
     feature = "sink-elasticsearch",
     feature = "sink-otlp",
-    feature = "sink-file"
+    feature = "sink-file",
+    feature = "sink-security-lake"
 )))]
 compile_error!("flowlog needs at least one sink kind: enable a `sink-*` feature");
 
@@ -96,6 +97,8 @@ registry! {
         Otlp(flowlog_sink_otlp::OtlpConfig) = "otlp",
         #[cfg(feature = "sink-file")]
         File(flowlog_sink_file::FileConfig) = "file",
+        #[cfg(feature = "sink-security-lake")]
+        SecurityLake(flowlog_sink_security_lake::SecurityLakeConfig) = "security_lake",
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use flowlog_component::{ComponentMetrics, DeadLetters};
+use flowlog_component::{ComponentMetrics, DeadLetters, Stop};
 
 use crate::{Sink, SinkError};
 
@@ -35,6 +35,11 @@ pub struct SinkContext {
     pub metrics: ComponentMetrics,
     /// Where records the receiver refuses for good go.
     pub dead_letters: Arc<dyn DeadLetters>,
+    /// Set when the run begins to end (a stop signal, a reload), and from the start of a
+    /// finite run (`run --once`, backfill). Sources wait for their batches to settle
+    /// before they end, so a sink that gathers batches before sending them (Security
+    /// Lake's objects) must then send what it holds as soon as its input goes quiet.
+    pub ending: Arc<Stop>,
 }
 
 /// A kind of sink, implemented by its settings type.

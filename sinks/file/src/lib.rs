@@ -168,6 +168,7 @@ mod tests {
             name: "archive".into(),
             metrics: Metrics::new().component("sink", "archive"),
             dead_letters: Arc::new(Nowhere),
+            ending: Default::default(),
         };
         config.build(ctx).unwrap()
     }
