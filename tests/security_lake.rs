@@ -134,6 +134,7 @@ fn corpus(lines: usize) -> String {
 fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<i64> {
     let mut numbers = Vec::new();
     let mut partitions = BTreeSet::new();
+    let mut uids = BTreeSet::new();
     for object in objects {
         let key = object["key"].as_str().unwrap();
         let parts: Vec<&str> = key.split('/').collect();
@@ -161,6 +162,8 @@ fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<i6
             let errors = common::ocsf_errors(validator, event);
             assert!(errors.is_empty(), "{key}: {errors:?}");
             numbers.push(event["traffic"]["bytes"].as_i64().unwrap());
+            let uid = event["metadata"]["uid"].as_str().expect("metadata.uid");
+            assert!(uids.insert(uid.to_string()), "{uid} twice");
         }
     }
     assert_eq!(

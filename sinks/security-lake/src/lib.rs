@@ -27,6 +27,7 @@
 //! Upload failures that can pass (throttling, 5xx, a network) are retried without end
 //! while the sources wait; a refusal (access denied, no such bucket) stops the sink.
 
+mod events;
 mod object;
 mod settings;
 mod store;
@@ -42,7 +43,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::ProvideCredentials;
 use bytes::Bytes;
 use flowlog_model::{DeadLetter, FlowBatch};
-use flowlog_normalize::{OcsfColumns, OcsfVersion};
+use events::Events;
+use flowlog_normalize::OcsfVersion;
 use flowlog_sink::{
     Backoff, BoxFuture, RetryPolicy, Sink, SinkContext, SinkError, SinkInput, SinkKind,
 };
@@ -162,7 +164,7 @@ struct Writer {
     config: SecurityLakeConfig,
     ctx: SinkContext,
     store: Store,
-    columns: OcsfColumns,
+    events: Events,
     encoding: Encoding,
     prefix: String,
     open: HashMap<Partition, Open>,
@@ -180,7 +182,7 @@ impl Writer {
             config: sink.config,
             ctx: sink.ctx,
             store,
-            columns: OcsfColumns::new(OCSF_VERSION),
+            events: Events::new(OCSF_VERSION),
             encoding,
             open: HashMap::new(),
             buffered: 0,
@@ -234,7 +236,7 @@ impl Writer {
     fn take(&mut self, batch: &FlowBatch, ack: flowlog_sink::Ack) -> Result<(), SinkError> {
         let metrics = &self.ctx.metrics;
         metrics.records_in.inc_by(batch.num_rows() as u64);
-        let events = self.columns.convert(batch).map_err(|e| self.io(e))?;
+        let events = self.events.convert(batch).map_err(|e| self.io(e))?;
         let object::Split { parts, orphans } = object::split(
             &events,
             self.config.region.as_deref(),
@@ -333,7 +335,7 @@ impl Writer {
             acks,
             ..
         } = open;
-        let schema = self.columns.schema().clone();
+        let schema = self.events.schema().clone();
         let encoding = self.encoding.clone();
         let body =
             tokio::task::spawn_blocking(move || object::parquet(&schema, &batches, &encoding))
@@ -397,30 +399,30 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// `flowlog transform --to ocsf --output-format parquet`: OCSF events written as one
 /// Parquet file, in the order read (the same schema and encoding the sink writes).
 pub struct ParquetOutput<W: std::io::Write + Send> {
-    columns: OcsfColumns,
+    events: Events,
     writer: parquet::arrow::ArrowWriter<W>,
 }
 
 impl<W: std::io::Write + Send> ParquetOutput<W> {
     pub fn new(output: W, version: OcsfVersion) -> Result<Self, parquet::errors::ParquetError> {
-        let columns = OcsfColumns::new(version);
+        let events = Events::new(version);
         let properties = object::properties(&Encoding {
             zstd_level: 3,
             row_group_rows: 128 * 1024,
         })?;
         let writer = parquet::arrow::ArrowWriter::try_new(
             output,
-            columns.schema().clone(),
+            events.schema().clone(),
             Some(properties),
         )?;
-        Ok(Self { columns, writer })
+        Ok(Self { events, writer })
     }
 
     pub fn write(
         &mut self,
         batch: &FlowBatch,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let events = self.columns.convert(batch)?;
+        let events = self.events.convert(batch)?;
         self.writer.write(&events)?;
         Ok(())
     }
