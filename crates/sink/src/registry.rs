@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use flowlog_component::{ComponentMetrics, DeadLetters, Stop};
+use flowlog_component::{ComponentMetrics, DeadLetters};
 
 use crate::{Sink, SinkError};
 
@@ -35,11 +35,9 @@ pub struct SinkContext {
     pub metrics: ComponentMetrics,
     /// Where records the receiver refuses for good go.
     pub dead_letters: Arc<dyn DeadLetters>,
-    /// Set when the run begins to end (a stop signal, a reload), and from the start of a
-    /// finite run (`run --once`, backfill). Sources wait for their batches to settle
-    /// before they end, so a sink that gathers batches before sending them (Security
-    /// Lake's objects) must then send what it holds as soon as its input goes quiet.
-    pub ending: Arc<Stop>,
+    /// The run's `data_dir`, locked by the run: a sink that keeps records on disk before
+    /// sending them (Security Lake's spool) keeps them in a folder of its own there.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A kind of sink, implemented by its settings type.

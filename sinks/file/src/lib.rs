@@ -168,7 +168,7 @@ mod tests {
             name: "archive".into(),
             metrics: Metrics::new().component("sink", "archive"),
             dead_letters: Arc::new(Nowhere),
-            ending: Default::default(),
+            data_dir: std::env::temp_dir(),
         };
         config.build(ctx).unwrap()
     }

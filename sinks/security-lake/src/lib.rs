@@ -13,37 +13,40 @@
 //! external_id = "flowlog"
 //! ```
 //!
-//! Events are gathered per partition. A partition's object is written when it has been
-//! open `roll_interval_secs` (5 minutes by default), when its events reach
-//! `max_object_bytes`, when all open objects together pass `max_buffered_bytes` (the
-//! largest goes first), and, once the run is ending (a stop signal, or a finite run such
-//! as `run --once` or a backfill), as soon as the input is quiet for a second. Each object holds one OCSF class, sorted by
-//! `time`, zstd-compressed, in pages of at most 1 MiB.
+//! Events are gathered per partition in a spool in the data dir ([`spool`]). A
+//! partition's object is written when it has been open `roll_interval_secs` (5 minutes by
+//! default), when its events reach `max_object_bytes`, when all open objects together pass
+//! `max_buffered_bytes` (the largest goes first), and when the run ends. Each object holds
+//! one OCSF class, sorted by `time`, zstd-compressed, in pages of at most 1 MiB.
 //!
-//! A batch is acknowledged only when every object holding its events is complete (the
-//! multipart upload completed, or the file renamed into place): until then a crash loses
-//! nothing, because the source reads the batch again and its events go into a new object.
-//! `metadata.uid` is the record's deterministic event id, so a reader can tell a replay.
-//! Upload failures that can pass (throttling, 5xx, a network) are retried without end
-//! while the sources wait; a refusal (access denied, no such bucket) stops the sink.
+//! A batch is acknowledged once its events are in the spool and on disk (fsync), so the
+//! sources, which hold each SQS message, Firehose request or file until then, are not held
+//! for the minutes an object stays open; a spool file is deleted only once its object is
+//! complete (the `PutObject` or multipart upload answered, or the file renamed into place),
+//! and a run writes what an earlier one left before anything else. `metadata.uid` is the
+//! record's deterministic event id, so a reader can tell a record written twice (a crash
+//! between an upload and the deletion of its spool file). Upload failures that can pass
+//! (throttling, 5xx, a network) are retried without end; a refusal (access denied, no
+//! such bucket) stops the sink, and the spool waits for the next run.
 
 mod events;
 mod object;
 mod settings;
+mod spool;
 mod store;
 
 pub use settings::{Destination, SecurityLakeConfig};
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::ProvideCredentials;
 use bytes::Bytes;
-use flowlog_model::{DeadLetter, FlowBatch};
 use events::Events;
+use flowlog_model::{DeadLetter, FlowBatch};
 use flowlog_normalize::OcsfVersion;
 use flowlog_sink::{
     Backoff, BoxFuture, RetryPolicy, Sink, SinkContext, SinkError, SinkInput, SinkKind,
@@ -55,10 +58,6 @@ use tokio::sync::mpsc;
 
 /// Security Lake's custom sources take OCSF 1.1.0 (source version 2).
 const OCSF_VERSION: OcsfVersion = OcsfVersion::V1_1_0;
-
-/// Once the run is ending, how long the input must be quiet before what is held is
-/// written.
-const QUIET: Duration = Duration::from_secs(1);
 
 impl SinkKind for SecurityLakeConfig {
     fn validate(&self) -> Result<(), SinkError> {
@@ -90,32 +89,46 @@ impl Sink for SecurityLakeSink {
         input: mpsc::Receiver<SinkInput>,
     ) -> BoxFuture<'static, Result<(), SinkError>> {
         Box::pin(async move {
-            let store = self.store().await?;
-            Writer::new(*self, store).run(input).await
+            let (store, region) = self.store().await?;
+            Writer::new(*self, store, region).run(input).await
         })
     }
 
     fn check(&self) -> BoxFuture<'_, Result<String, SinkError>> {
         Box::pin(async move {
-            let store = self.store().await?;
-            store
+            let unreachable = |message| SinkError::Unreachable {
+                sink: self.ctx.name.clone(),
+                message,
+            };
+            let spool = spool::Spool::new(&self.ctx.data_dir, &self.ctx.name);
+            let spooled = flowlog_component::writable::directory(spool.dir())
+                .map_err(|e| unreachable(format!("spool: {e}")))?;
+            let (store, region) = self.store().await?;
+            let found = store
                 .check(&self.config.prefix())
                 .await
-                .map(|found| format!("{found}; OCSF {} Parquet", OCSF_VERSION.as_str()))
-                .map_err(|message| SinkError::Unreachable {
-                    sink: self.ctx.name.clone(),
-                    message,
-                })
+                .map_err(unreachable)?;
+            let region = match region {
+                Some(region) => format!("records without a region go under region={region}"),
+                None => "records without a region are dead letters (no `region`)".into(),
+            };
+            Ok(format!(
+                "{found}; OCSF {} Parquet; {region}; spool {spooled}",
+                OCSF_VERSION.as_str()
+            ))
         })
     }
 }
 
 impl SecurityLakeSink {
-    /// The bucket's client (through the provider role when one is set), or the directory.
-    async fn store(&self) -> Result<Store, SinkError> {
+    /// The bucket's client (through the provider role when one is set), or the directory;
+    /// and the region of records that name none (the setting, else the AWS chain's).
+    async fn store(&self) -> Result<(Store, Option<String>), SinkError> {
         let config = &self.config;
         let bucket = match config.destination()? {
-            Destination::Directory(dir) => return Ok(Store::Directory(dir)),
+            Destination::Directory(dir) => {
+                return Ok((Store::Directory(dir), config.region.clone()))
+            }
             Destination::Bucket(bucket) => bucket,
         };
         let mut sdk = sdk_config(&Connection {
@@ -152,78 +165,74 @@ impl SecurityLakeSink {
                 .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider))
                 .build();
         }
-        Ok(Store::Bucket {
-            client: s3_client(&sdk, config.force_path_style),
-            bucket,
-        })
+        let region = sdk.region().map(|r| r.to_string());
+        Ok((
+            Store::Bucket {
+                client: s3_client(&sdk, config.force_path_style),
+                bucket,
+            },
+            region,
+        ))
     }
 }
 
-/// The running sink: open objects by partition.
+/// The running sink: open objects by partition, each in a spool file.
 struct Writer {
     config: SecurityLakeConfig,
     ctx: SinkContext,
     store: Store,
+    spool: spool::Spool,
     events: Events,
     encoding: Encoding,
     prefix: String,
+    /// The partition of records that name no region.
+    region: Option<String>,
     open: HashMap<Partition, Open>,
     buffered: usize,
 }
 
 impl Writer {
-    fn new(sink: SecurityLakeSink, store: Store) -> Self {
+    fn new(sink: SecurityLakeSink, store: Store, region: Option<String>) -> Self {
         let encoding = Encoding {
             zstd_level: sink.config.zstd_level,
             row_group_rows: sink.config.row_group_rows,
         };
         Self {
             prefix: sink.config.prefix(),
+            spool: spool::Spool::new(&sink.ctx.data_dir, &sink.ctx.name),
             config: sink.config,
             ctx: sink.ctx,
             store,
             events: Events::new(OCSF_VERSION),
             encoding,
+            region,
             open: HashMap::new(),
             buffered: 0,
         }
     }
 
     async fn run(mut self, mut input: mpsc::Receiver<SinkInput>) -> Result<(), SinkError> {
+        self.write_leftovers().await?;
         let interval = self.config.roll_interval();
-        let ending = Arc::clone(&self.ctx.ending);
-        let mut last_batch = Instant::now();
         loop {
-            let mut due = self.open.values().map(|o| o.opened + interval).min();
-            if ending.is_set() && !self.open.is_empty() {
-                // The sources wait for what they sent: once the input is quiet, nothing
-                // held is worth waiting for.
-                due = due.min(Some(last_batch + QUIET));
-            }
+            let due = self.open.values().map(|o| o.opened + interval).min();
             let received = tokio::select! {
                 received = input.recv() => received,
                 () = sleep_until(due) => {
-                    if ending.is_set() && last_batch.elapsed() >= QUIET {
-                        self.roll_all().await?;
-                    } else {
-                        self.roll_due(interval).await?;
-                    }
+                    self.roll_due(interval).await?;
                     continue;
                 }
-                () = ending.wait(), if !ending.is_set() => continue,
             };
             let Some(SinkInput { batch, ack }) = received else {
                 break;
             };
-            last_batch = Instant::now();
-            self.take(&batch, ack)?;
+            self.take(&batch)?;
+            // Every event of the batch is in the spool and on disk.
+            ack.confirm();
             self.roll_full().await?;
         }
-        // The input is closed: everything still open is written before the sink ends.
-        self.roll_all().await
-    }
-
-    async fn roll_all(&mut self) -> Result<(), SinkError> {
+        // The run is ending: what is open is written now rather than left to the next run
+        // (a sidecar's disk may not come back).
         let mut all: Vec<Partition> = self.open.keys().cloned().collect();
         all.sort();
         for partition in all {
@@ -232,52 +241,96 @@ impl Writer {
         Ok(())
     }
 
-    /// Converts a batch and files its events under their partitions.
-    fn take(&mut self, batch: &FlowBatch, ack: flowlog_sink::Ack) -> Result<(), SinkError> {
-        let metrics = &self.ctx.metrics;
-        metrics.records_in.inc_by(batch.num_rows() as u64);
-        let events = self.events.convert(batch).map_err(|e| self.io(e))?;
-        let object::Split { parts, orphans } = object::split(
-            &events,
-            self.config.region.as_deref(),
-            self.config.account_id.as_deref(),
-        )
-        .map_err(|e| self.io(e))?;
-        for row in orphans {
-            self.dead_letter(batch, &events, row)?;
+    /// Writes the objects of the spool files an earlier run left.
+    async fn write_leftovers(&mut self) -> Result<(), SinkError> {
+        let leftovers = self.spool.leftovers().map_err(|e| self.spool_error(e))?;
+        if !leftovers.is_empty() {
+            tracing::info!(
+                "{}: writing {} object(s) an earlier run left in {}",
+                self.ctx.name,
+                leftovers.len(),
+                self.spool.dir().display()
+            );
         }
-        for (partition, part) in parts {
-            let bytes = part.get_array_memory_size();
-            self.buffered += bytes;
-            self.open
-                .entry(partition)
-                .or_insert_with(Open::new)
-                .push(part, ack.clone());
+        for (partition, path) in leftovers {
+            self.write_object(&partition, path).await?;
         }
-        // This share (the rows dead-lettered) is done; the partitions hold the rest.
-        ack.confirm();
         Ok(())
     }
 
+    /// Converts a batch and appends its events to their partitions' spool files, durably.
+    fn take(&mut self, batch: &FlowBatch) -> Result<(), SinkError> {
+        let metrics = &self.ctx.metrics;
+        metrics.records_in.inc_by(batch.num_rows() as u64);
+        let events = match self.events.convert(batch) {
+            Ok(events) => events,
+            Err(e) => {
+                // A defect (the table and the schema disagree), not a property of the
+                // input: the records are kept with the reason rather than stopping the run.
+                let reason = format!("{}: cannot be written as OCSF columns: {e}", self.ctx.name);
+                for row in 0..batch.num_rows() {
+                    self.dead_letter(batch, row, &reason, None)?;
+                }
+                return Ok(());
+            }
+        };
+        let object::Split { parts, orphans } = object::split(
+            &events,
+            self.region.as_deref(),
+            self.config.account_id.as_deref(),
+        )
+        .map_err(|e| self.io(e))?;
+        for (row, why) in orphans {
+            let reason = format!("{}: {why}", self.ctx.name);
+            self.dead_letter(batch, row, &reason, Some(&events))?;
+        }
+        let mut touched = Vec::with_capacity(parts.len());
+        for (partition, part) in parts {
+            let bytes = part.get_array_memory_size();
+            if !self.open.contains_key(&partition) {
+                let file = self
+                    .spool
+                    .create(&partition, self.events.schema())
+                    .map_err(|e| self.spool_error(e))?;
+                self.open.insert(partition.clone(), Open::new(file));
+            }
+            let open = self.open.get_mut(&partition).expect("just opened");
+            open.append(&part, bytes).map_err(|e| self.spool_error(e))?;
+            self.buffered += bytes;
+            touched.push(partition);
+        }
+        for partition in touched {
+            let open = self.open.get_mut(&partition).expect("open");
+            open.file.sync().map_err(|e| self.spool_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// A record that cannot be filed: its event as JSON when there is one, else its line.
     fn dead_letter(
         &self,
         batch: &FlowBatch,
-        events: &RecordBatch,
         row: usize,
+        reason: &str,
+        events: Option<&RecordBatch>,
     ) -> Result<(), SinkError> {
         let mut raw = Vec::new();
-        let mut writer = arrow_json::LineDelimitedWriter::new(&mut raw);
-        writer
-            .write(&events.slice(row, 1))
-            .and_then(|()| writer.finish())
-            .map_err(|e| self.io(e))?;
+        if let Some(events) = events {
+            let mut writer = arrow_json::LineDelimitedWriter::new(&mut raw);
+            writer
+                .write(&events.slice(row, 1))
+                .and_then(|()| writer.finish())
+                .map_err(|e| self.io(e))?;
+        } else if let Some(lines) = &batch.lines {
+            raw.extend_from_slice(lines.value(row).as_bytes());
+        }
         let line = batch.line_numbers.get(row).copied().unwrap_or_default();
         self.ctx
             .dead_letters
             .write(DeadLetter::new(
                 &batch.source,
                 line,
-                format!("{}: {}", self.ctx.name, object::NO_ACCOUNT),
+                reason,
                 raw.trim_ascii_end(),
             ))
             .map_err(|e| self.io(e))?;
@@ -287,12 +340,13 @@ impl Writer {
 
     /// Writes the objects open for `interval` or longer.
     async fn roll_due(&mut self, interval: Duration) -> Result<(), SinkError> {
-        let due: Vec<Partition> = self
+        let mut due: Vec<Partition> = self
             .open
             .iter()
             .filter(|(_, o)| o.opened.elapsed() >= interval)
             .map(|(p, _)| p.clone())
             .collect();
+        due.sort();
         for partition in due {
             self.roll(&partition).await?;
         }
@@ -302,12 +356,13 @@ impl Writer {
     /// Writes objects that reached their size, then the largest while all together are
     /// past theirs.
     async fn roll_full(&mut self) -> Result<(), SinkError> {
-        let full: Vec<Partition> = self
+        let mut full: Vec<Partition> = self
             .open
             .iter()
             .filter(|(_, o)| o.bytes >= self.config.max_object_bytes)
             .map(|(p, _)| p.clone())
             .collect();
+        full.sort();
         for partition in full {
             self.roll(&partition).await?;
         }
@@ -323,34 +378,68 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes one partition's object and acknowledges what it holds.
+    /// Ends one partition's spool file and writes its object.
     async fn roll(&mut self, partition: &Partition) -> Result<(), SinkError> {
         let Some(open) = self.open.remove(partition) else {
             return Ok(());
         };
         self.buffered -= open.bytes;
-        let Open {
-            batches,
-            rows,
-            acks,
-            ..
-        } = open;
-        let schema = self.events.schema().clone();
+        let path = open.file.finish().map_err(|e| self.spool_error(e))?;
+        self.write_object(partition, path).await
+    }
+
+    /// The object of a spool file: read back, sorted, encoded, stored, then the file
+    /// deleted.
+    async fn write_object(
+        &mut self,
+        partition: &Partition,
+        path: PathBuf,
+    ) -> Result<(), SinkError> {
         let encoding = self.encoding.clone();
-        let body =
-            tokio::task::spawn_blocking(move || object::parquet(&schema, &batches, &encoding))
-                .await
-                .map_err(|e| self.io(e))?
-                .map_err(|e| self.io(e))?;
-        let body = Bytes::from(body);
-        let key = partition.key(&self.prefix, &format!("{}.parquet", uuid::Uuid::new_v4()));
+        let schema = self.events.schema().clone();
+        let read_from = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let (batches, torn) = spool::read(&read_from)?;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let body = (rows > 0)
+                .then(|| object::parquet(&schema, &batches, &encoding))
+                .transpose()?;
+            Ok::<_, parquet::errors::ParquetError>((body, rows, torn))
+        })
+        .await
+        .map_err(|e| self.io(e))?
+        .map_err(|e| self.io(format!("{}: {e}", path.display())))?;
+        let (body, rows, torn) = written;
+        if torn {
+            tracing::warn!(
+                "{}: {}: its last batch was cut short by a crash before it was \
+                 acknowledged (its source sends it again); left out",
+                self.ctx.name,
+                path.display()
+            );
+        }
+        if let Some(body) = body {
+            let body = Bytes::from(body);
+            let key = partition.key(&self.prefix, &format!("{}.parquet", uuid::Uuid::new_v4()));
+            self.put(&key, body.clone()).await?;
+            tracing::debug!("{}: wrote {rows} events to {key}", self.ctx.name);
+            self.ctx.metrics.records_out.inc_by(rows as u64);
+            self.ctx.metrics.bytes_out.inc_by(body.len() as u64);
+        }
+        std::fs::remove_file(&path).map_err(|e| self.spool_error(e))?;
+        Ok(())
+    }
+
+    /// Stores an object, trying again for as long as the failure can pass.
+    // `&mut`: the writer is Send but not Sync (arrow-json's decoder), and this is awaited.
+    async fn put(&mut self, key: &str, body: Bytes) -> Result<(), SinkError> {
         let mut backoff = Backoff::new(RetryPolicy {
             initial: flowlog_component::duration::duration(self.config.retry_initial_backoff_secs),
             max: flowlog_component::duration::duration(self.config.retry_max_backoff_secs),
         });
         loop {
-            match self.store.put(&key, body.clone()).await {
-                Ok(()) => break,
+            match self.store.put(key, body.clone()).await {
+                Ok(()) => return Ok(()),
                 Err(e) if e.transient => {
                     let wait = backoff.next_delay(None);
                     tracing::warn!(
@@ -366,18 +455,19 @@ impl Writer {
                 Err(e) => {
                     return Err(SinkError::Io {
                         sink: self.ctx.name.clone(),
-                        message: e.message,
+                        message: format!(
+                            "{} (what is not written stays in {} for the next run)",
+                            e.message,
+                            self.spool.dir().display()
+                        ),
                     })
                 }
             }
         }
-        tracing::debug!("{}: wrote {rows} events to {key}", self.ctx.name);
-        self.ctx.metrics.records_out.inc_by(rows as u64);
-        self.ctx.metrics.bytes_out.inc_by(body.len() as u64);
-        for ack in acks {
-            ack.confirm();
-        }
-        Ok(())
+    }
+
+    fn spool_error(&self, e: std::io::Error) -> SinkError {
+        self.io(format!("spool {}: {e}", self.spool.dir().display()))
     }
 
     fn io(&self, e: impl std::fmt::Display) -> SinkError {

@@ -9,8 +9,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::SchemaRef;
-use flowlog_sink::Ack;
 use parquet::arrow::ArrowWriter;
+
+use crate::spool::SpoolFile;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
@@ -34,16 +35,31 @@ impl Partition {
     }
 }
 
-/// What an event lacks to be placed in a partition.
-pub const NO_ACCOUNT: &str =
-    "no account id for the Security Lake partition (the record has no account-id and the sink \
-     sets no account_id)";
+/// Why an event has no partition.
+pub const NO_ACCOUNT: &str = "no account id for the Security Lake partition (the record has \
+     none, or not 12 digits, and the sink sets no account_id)";
+pub const NO_REGION: &str = "no region for the Security Lake partition (the record has none, \
+     or not a region name, and the sink has no region)";
+
+/// An AWS account id: 12 digits (flow logs say `unknown` for some AWS-managed interfaces).
+fn is_account(value: &str) -> bool {
+    value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A region name (`us-east-1`): what may safely be a folder name.
+fn is_region(value: &str) -> bool {
+    (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// A batch's events by partition, in partition order, and the rows that have none (no
 /// account).
 pub struct Split {
     pub parts: Vec<(Partition, RecordBatch)>,
-    pub orphans: Vec<usize>,
+    /// Rows without a partition, and why.
+    pub orphans: Vec<(usize, &'static str)>,
 }
 
 /// The events of a batch, by partition.
@@ -74,9 +90,18 @@ pub fn split(
     let mut rows: HashMap<Partition, Vec<u32>> = HashMap::new();
     let mut orphans = Vec::new();
     for row in 0..events.num_rows() {
-        let region = value(&region, row).or(default_region).unwrap_or("unknown");
-        let Some(account) = value(&account, row).or(default_account) else {
-            orphans.push(row);
+        let Some(region) = value(&region, row)
+            .filter(|r| is_region(r))
+            .or(default_region.filter(|r| is_region(r)))
+        else {
+            orphans.push((row, NO_REGION));
+            continue;
+        };
+        let Some(account) = value(&account, row)
+            .filter(|a| is_account(a))
+            .or(default_account.filter(|a| is_account(a)))
+        else {
+            orphans.push((row, NO_ACCOUNT));
             continue;
         };
         let day = chrono::DateTime::from_timestamp_millis(time.value(row))
@@ -104,31 +129,27 @@ pub fn split(
     Ok(Split { parts, orphans })
 }
 
-/// The events of one partition waiting to be written, and the acknowledgements they hold.
+/// One partition's open object: its spool file, and how much its events take in memory
+/// (what writing it will need).
 pub struct Open {
-    pub batches: Vec<RecordBatch>,
-    pub rows: usize,
+    pub file: SpoolFile,
     pub bytes: usize,
     pub opened: Instant,
-    pub acks: Vec<Ack>,
 }
 
 impl Open {
-    pub fn new() -> Self {
+    pub fn new(file: SpoolFile) -> Self {
         Self {
-            batches: Vec::new(),
-            rows: 0,
+            file,
             bytes: 0,
             opened: Instant::now(),
-            acks: Vec::new(),
         }
     }
 
-    pub fn push(&mut self, events: RecordBatch, ack: Ack) {
-        self.rows += events.num_rows();
-        self.bytes += events.get_array_memory_size();
-        self.batches.push(events);
-        self.acks.push(ack);
+    pub fn append(&mut self, events: &RecordBatch, bytes: usize) -> std::io::Result<()> {
+        self.file.append(events)?;
+        self.bytes += bytes;
+        Ok(())
     }
 }
 
@@ -232,12 +253,17 @@ mod tests {
 
     #[test]
     fn events_are_split_by_region_account_and_utc_day() {
+        const A: &str = "111111111111";
+        const B: &str = "222222222222";
         let batch = events(&[
-            (Some("us-east-1"), Some("111"), 0),
-            (None, Some("111"), DAY - 1),
-            (Some("us-east-1"), Some("111"), DAY),
+            (Some("us-east-1"), Some(A), 0),
+            (None, Some(A), DAY - 1),
+            (Some("us-east-1"), Some(A), DAY),
             (Some("eu-west-1"), None, 5),
-            (Some("eu-west-1"), Some("222"), 5),
+            (Some("eu-west-1"), Some(B), 5),
+            // Not an account: `unknown` (AWS-managed interfaces), or a path.
+            (Some("eu-west-1"), Some("unknown"), 5),
+            (Some("../../etc"), Some(B), 5),
         ]);
         let Split { parts, orphans } = split(&batch, Some("us-east-1"), None).unwrap();
         let keys: Vec<_> = parts
@@ -248,24 +274,32 @@ mod tests {
             keys,
             [
                 (
-                    "ext/x/region=eu-west-1/accountId=222/eventDay=19700101/o.parquet".into(),
+                    format!("ext/x/region=eu-west-1/accountId={B}/eventDay=19700101/o.parquet"),
                     1
                 ),
                 (
-                    "ext/x/region=us-east-1/accountId=111/eventDay=19700101/o.parquet".into(),
+                    format!("ext/x/region=us-east-1/accountId={A}/eventDay=19700101/o.parquet"),
                     2
                 ),
                 (
-                    "ext/x/region=us-east-1/accountId=111/eventDay=19700102/o.parquet".to_string(),
+                    format!("ext/x/region=us-east-1/accountId={A}/eventDay=19700102/o.parquet"),
+                    1
+                ),
+                // A region that is not one: the default's.
+                (
+                    format!("ext/x/region=us-east-1/accountId={B}/eventDay=19700101/o.parquet"),
                     1
                 ),
             ]
         );
-        assert_eq!(orphans, [3]);
-        // With a default account nothing is left over.
-        let Split { parts, orphans } = split(&batch, None, Some("333")).unwrap();
+        assert_eq!(orphans, [(3, NO_ACCOUNT), (5, NO_ACCOUNT)]);
+        // With defaults nothing is left over; without a region, rows without one are.
+        let Split { parts, orphans } =
+            split(&batch, Some("us-east-1"), Some("333333333333")).unwrap();
         assert!(orphans.is_empty());
-        assert!(parts.iter().any(|(p, _)| p.account == "333"));
+        assert!(parts.iter().any(|(p, _)| p.account == "333333333333"));
+        let Split { orphans, .. } = split(&batch, None, Some("333333333333")).unwrap();
+        assert_eq!(orphans, [(1, NO_REGION), (6, NO_REGION)]);
     }
 
     #[test]

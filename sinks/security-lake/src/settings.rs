@@ -24,9 +24,11 @@ pub struct SecurityLakeConfig {
     /// Where the source's objects go in the bucket or directory (default `ext/<source_name>`;
     /// set it to the location `CreateCustomLogSource` gave when that differs).
     pub prefix: Option<String>,
-    /// The bucket's region; also the partition of records that name none.
+    /// The bucket's region; also the partition of records that name none (else the AWS
+    /// chain's region, for a bucket).
     pub region: Option<String>,
-    /// The partition of records that name no account (custom formats without `account-id`).
+    /// The partition of records that name no account, or not 12 digits (custom formats
+    /// without `account-id`, `unknown`).
     pub account_id: Option<String>,
     /// A profile of the shared AWS files.
     pub profile: Option<String>,
@@ -45,7 +47,8 @@ pub struct SecurityLakeConfig {
     /// An object is written once the records it holds take this much memory (bytes).
     #[serde(default = "default_max_object_bytes")]
     pub max_object_bytes: usize,
-    /// All open objects together: past this, the largest is written early (bytes).
+    /// All open objects together, in the spool: past this, the largest is written early
+    /// (bytes).
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: usize,
     /// Rows per Parquet row group.
