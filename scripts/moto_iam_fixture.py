@@ -16,7 +16,7 @@ usage:
       Prints the messages left on the queue (visible and in flight).
   moto_iam_fixture.py lake ENDPOINT FIXTURE_KEY FIXTURE_SECRET [WITHOUT_ACTION]
       A Security Lake bucket and the provider role CreateCustomLogSource would make for the
-      source `vpcflow`: trusting the account with an external id, allowed s3:PutObject under
+      source `vpcflow`: trusting the user `flowlog` with an external id, allowed s3:PutObject under
       ext/vpcflow/ (without WITHOUT_ACTION if named). Prints JSON.
 
 moto names what it authorizes after the operation called, so the batch delete flowlog
@@ -111,7 +111,8 @@ def lake(endpoint, key, secret, without=None):
     if LAKE_BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=LAKE_BUCKET)
     trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        # moto matches the caller's ARN itself (AWS would also take the account's root).
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/flowlog"},
         "Action": "sts:AssumeRole",
         "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}}]}
     try:

@@ -7,7 +7,8 @@
 Prints one JSON line per object: its key (relative to DIR or the bucket), row groups,
 compression codecs, column names, and its rows turned back into OCSF JSON: timestamps as
 RFC 3339 with milliseconds, maps as objects, nulls and empty objects left out (as
-flowlog's JSON encoder writes events). For a bucket, first a line counting the multipart
+flowlog's JSON encoder writes events); for files, also what DuckDB counts in them. For a
+bucket, first a line counting the multipart
 uploads left incomplete. Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY when set,
 else moto's `testing`.
 """
@@ -34,7 +35,18 @@ def clean(value):
     return value
 
 
-def describe(key, data):
+def duckdb_summary(path):
+    """What DuckDB, another reader, finds in the file: rows, and the sum of traffic.bytes
+    (a nested column)."""
+    import duckdb
+
+    (rows, total), = duckdb.execute(
+        "SELECT count(*), sum(traffic.bytes) FROM read_parquet(?)", [path]
+    ).fetchall()
+    return {"rows": int(rows), "bytes": None if total is None else int(total)}
+
+
+def describe(key, data, path=None):
     parquet = pq.ParquetFile(io.BytesIO(data))
     meta = parquet.metadata
     codecs = sorted(
@@ -46,13 +58,16 @@ def describe(key, data):
     )
     table = parquet.read()
     rows = [clean(r) for r in table.to_pylist(maps_as_pydicts="strict")]
-    return {
+    described = {
         "key": key,
         "row_groups": meta.num_row_groups,
         "codecs": codecs,
         "columns": table.schema.names,
         "events": rows,
     }
+    if path is not None:
+        described["duckdb"] = duckdb_summary(path)
+    return described
 
 
 def main():
@@ -61,7 +76,7 @@ def main():
     if mode == "file":
         for path in sys.argv[2:]:
             with open(path, "rb") as f:
-                objects.append((path, f.read()))
+                objects.append((path, f.read(), path))
     elif mode == "dir":
         root = sys.argv[2]
         for top, _, files in os.walk(root):
@@ -69,7 +84,7 @@ def main():
                 if name.endswith(".parquet"):
                     path = os.path.join(top, name)
                     with open(path, "rb") as f:
-                        objects.append((os.path.relpath(path, root), f.read()))
+                        objects.append((os.path.relpath(path, root), f.read(), path))
     elif mode == "s3":
         import boto3
 
@@ -84,11 +99,11 @@ def main():
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                objects.append((item["Key"], body))
+                objects.append((item["Key"], body, None))
         uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         print(json.dumps({"incomplete_uploads": len(uploads)}))
-    for key, data in sorted(objects):
-        print(json.dumps(describe(key, data)))
+    for key, data, path in sorted(objects, key=lambda o: o[0]):
+        print(json.dumps(describe(key, data, path)))
 
 
 main()

@@ -426,6 +426,19 @@ external_id = "{external_id}"
         "{printed}"
     );
     moto.as_fixture("policy", &[]);
+    // Another external id: the role's trust policy refuses it.
+    let wrong = dir.join("wrong-external-id.toml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "external_id = \"flowlog-vpcflow\"",
+            "external_id = \"guess\"",
+        ),
+    )
+    .unwrap();
+    let (ok, printed) = moto.flowlog(&["check"], &wrong);
+    assert!(!ok, "check passed with another external id: {printed}");
+    assert!(printed.contains("with the external id"), "{printed}");
     moto.as_fixture("lake", &["s3:PutObject"]);
     let (ok, printed) = moto.flowlog(&["check"], &config);
     assert!(!ok, "check passed without s3:PutObject: {printed}");

@@ -401,6 +401,8 @@ impl Writer {
         let written = tokio::task::spawn_blocking(move || {
             let (batches, torn) = spool::read(&read_from)?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            // An earlier version's spool is written in its own schema.
+            let schema = batches.first().map_or(schema, RecordBatch::schema);
             let body = (rows > 0)
                 .then(|| object::parquet(&schema, &batches, &encoding))
                 .transpose()?;

@@ -137,7 +137,11 @@ impl SpoolFile {
 /// acknowledged) was left out.
 pub fn read(path: &Path) -> Result<(Vec<RecordBatch>, bool), ArrowError> {
     let file = File::open(path)?;
-    let reader = StreamReader::try_new(io::BufReader::new(file), None)?;
+    // A crash before the schema reached the disk leaves a file without one: nothing in it
+    // was acknowledged.
+    let Ok(reader) = StreamReader::try_new(io::BufReader::new(file), None) else {
+        return Ok((Vec::new(), true));
+    };
     let mut batches = Vec::new();
     for batch in reader {
         match batch {
@@ -191,6 +195,11 @@ mod tests {
         let (batches, torn) = read(&left[0].1).unwrap();
         assert_eq!(batches.len(), 2);
         assert!(torn);
+        // Killed before the schema was written: an empty file, nothing acknowledged.
+        let empty = spool.dir().join("empty.arrows");
+        std::fs::write(&empty, b"").unwrap();
+        let (batches, torn) = read(&empty).unwrap();
+        assert!(batches.is_empty() && torn);
         // Finished normally, the file reads whole.
         drop(file);
         let mut file = spool.create(&partition, &schema).unwrap();
