@@ -47,6 +47,20 @@ fn comparable(mut event: Value) -> Value {
     event
 }
 
+/// `transform ARGS INPUT` as NDJSON, and again as Parquet into `out`: the documents, and
+/// the Parquet file as the read script describes it.
+fn both_ways(input: &Path, args: &[&str], out: &Path) -> (Vec<Value>, Value) {
+    let json = common::transform_file(input, args);
+    assert!(json.success, "{}: {}", input.display(), json.stderr);
+    let mut parquet_args = args.to_vec();
+    let out_arg = out.to_str().unwrap();
+    parquet_args.extend(["--output-format", "parquet", "--output", out_arg]);
+    let parquet = common::transform_file(input, &parquet_args);
+    assert!(parquet.success, "{}: {}", input.display(), parquet.stderr);
+    let mut objects = read(&["file", out_arg]);
+    (json.records, objects.remove(0))
+}
+
 #[test]
 fn parquet_holds_the_json_encoders_events_and_each_is_valid_ocsf() {
     let validator = common::ocsf_validator("1.1.0");
@@ -55,22 +69,10 @@ fn parquet_holds_the_json_encoders_events_and_each_is_valid_ocsf() {
     for (input, args) in common::fixture_inputs() {
         let mut json_args = vec!["--to", "ocsf"];
         json_args.extend(args.iter().map(String::as_str));
-        let json = common::transform_file(&input, &json_args);
-        assert!(json.success, "{}: {}", input.display(), json.stderr);
-
-        let out = dir.join("events.parquet");
-        let mut parquet_args = json_args.clone();
-        parquet_args.extend([
-            "--output-format",
-            "parquet",
-            "--output",
-            out.to_str().unwrap(),
-        ]);
-        let parquet = common::transform_file(&input, &parquet_args);
-        assert!(parquet.success, "{}: {}", input.display(), parquet.stderr);
-        let objects = read(&["file", out.to_str().unwrap()]);
+        let (records, object) = both_ways(&input, &json_args, &dir.join("events.parquet"));
+        let objects = [object];
         let events = objects[0]["events"].as_array().unwrap();
-        assert_eq!(events.len(), json.records.len(), "{}", input.display());
+        assert_eq!(events.len(), records.len(), "{}", input.display());
         // DuckDB reads the same rows, nested columns included.
         assert_eq!(
             objects[0]["duckdb"]["rows"],
@@ -86,7 +88,7 @@ fn parquet_holds_the_json_encoders_events_and_each_is_valid_ocsf() {
             assert_eq!(objects[0]["duckdb"]["bytes"], bytes, "{}", input.display());
         }
         assert_eq!(objects[0]["codecs"], serde_json::json!(["ZSTD"]));
-        for (event, expected) in events.iter().zip(&json.records) {
+        for (event, expected) in events.iter().zip(&records) {
             let errors = common::ocsf_errors(&validator, event);
             assert!(
                 errors.is_empty(),
@@ -169,26 +171,12 @@ fn enriched_events_keep_their_enrichment_in_parquet() {
         inventory.display().to_string(),
     ]);
     let json_args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let json = common::transform_file(&input, &json_args);
-    assert!(json.success, "{}", json.stderr);
-    let out = dir.join("events.parquet");
-    let mut parquet_args = json_args.clone();
-    parquet_args.extend([
-        "--output-format",
-        "parquet",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    let parquet = common::transform_file(&input, &parquet_args);
-    assert!(parquet.success, "{}", parquet.stderr);
-    let events = read(&["file", out.to_str().unwrap()])[0]["events"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert_eq!(events.len(), json.records.len());
+    let (records, object) = both_ways(&input, &json_args, &dir.join("events.parquet"));
+    let events = object["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), records.len());
     let validator = common::ocsf_validator("1.1.0");
     let mut located = 0;
-    for (mut event, expected) in events.into_iter().zip(json.records) {
+    for (mut event, expected) in events.into_iter().zip(records) {
         let errors = common::ocsf_errors(&validator, &event);
         assert!(errors.is_empty(), "{errors:?}\n{event}");
         event["metadata"].as_object_mut().unwrap().remove("uid");
@@ -356,6 +344,18 @@ fn moto_bucket(dir: &Path) -> (String, String) {
     (endpoint, bucket)
 }
 
+/// `flowlog run --once` into moto to its end, then what the bucket holds.
+fn run_once(config: &Path, endpoint: &str, bucket: &str) -> Vec<Value> {
+    let (ok, stderr) = finish(
+        with_moto(flowlog(&["run", "--once"], config), endpoint)
+            .spawn()
+            .unwrap(),
+        config,
+    );
+    assert!(ok, "{stderr}");
+    read(&["s3", endpoint, bucket])
+}
+
 fn with_moto(mut command: Command, endpoint: &str) -> Command {
     command
         .env("AWS_ENDPOINT_URL", endpoint)
@@ -408,14 +408,7 @@ fn a_finite_run_writes_every_record_once_in_the_custom_source_layout() {
         "{printed}"
     );
 
-    let (ok, stderr) = finish(
-        with_moto(flowlog(&["run", "--once"], &config), &endpoint)
-            .spawn()
-            .unwrap(),
-        &config,
-    );
-    assert!(ok, "{stderr}");
-    let listed = read(&["s3", &endpoint, &bucket]);
+    let listed = run_once(&config, &endpoint, &bucket);
     assert_eq!(
         listed[0]["incomplete_uploads"], 0,
         "check's upload was aborted"
@@ -489,14 +482,7 @@ fn a_kill_while_objects_are_open_loses_nothing() {
 
     // What was acknowledged is in the spool: the next run writes it first, then reads
     // what its checkpoint does not cover.
-    let (ok, stderr) = finish(
-        with_moto(flowlog(&["run", "--once"], &config), &endpoint)
-            .spawn()
-            .unwrap(),
-        &config,
-    );
-    assert!(ok, "{stderr}");
-    let listed = read(&["s3", &endpoint, &bucket]);
+    let listed = run_once(&config, &endpoint, &bucket);
     let validator = common::ocsf_validator("1.1.0");
     let records = check_objects(&listed[1..], &validator);
     assert_each_once_by_id(&records, lines);
