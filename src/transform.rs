@@ -353,7 +353,8 @@ enum Output {
 }
 
 impl Output {
-    fn write(&mut self, batch: &FlowBatch) -> Result<(), SinkError> {
+    /// Writes the batch; what the output cannot hold comes back as dead letters.
+    fn write(&mut self, batch: &FlowBatch) -> Result<Vec<DeadLetter>, SinkError> {
         match self {
             Output::Ndjson { encoder, writer } => {
                 let ndjson = encoder.encode(batch)?;
@@ -361,10 +362,11 @@ impl Output {
             }
             #[cfg(feature = "sink-security-lake")]
             Output::Parquet { writer, .. } => {
-                writer.as_mut().expect("open until closed").write(batch)?;
+                let rejected = writer.as_mut().expect("open until closed").write(batch)?;
+                return Ok(rejected);
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Makes what was written so far readable (NDJSON); Parquet is readable only whole.
@@ -387,8 +389,13 @@ impl Output {
                 }
                 if let Some((partial, path)) = rename.take() {
                     // On disk before it has the name readers look for.
-                    File::open(&partial)?.sync_all()?;
-                    std::fs::rename(&partial, &path)?;
+                    let renamed = File::open(&partial)
+                        .and_then(|f| f.sync_all())
+                        .and_then(|()| std::fs::rename(&partial, &path));
+                    if let Err(e) = renamed {
+                        let _ = std::fs::remove_file(&partial);
+                        return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+                    }
                 }
                 Ok(())
             }
@@ -535,7 +542,10 @@ impl RecordSink for NdjsonSink {
             }
             None => batch,
         };
-        self.output.write(&batch)
+        for letter in self.output.write(&batch)? {
+            self.dead_letter(letter)?;
+        }
+        Ok(())
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), SinkError> {

@@ -518,7 +518,14 @@ fn a_directory_gets_the_same_layout_and_records_without_an_account_are_dead_lett
     let dir = common::tempdir();
     let lake = dir.join("lake");
     let input = dir.join("flows.log");
-    std::fs::write(&input, corpus(40)).unwrap();
+    // 40 records, and one from the year 10000 in the middle of them.
+    let mut text = corpus(40);
+    let at = text.match_indices('\n').nth(20).unwrap().0 + 1;
+    let mut late: Vec<&str> = text[at..].lines().next().unwrap().split(' ').collect();
+    (late[10], late[11]) = ("253402300800", "253402300860");
+    let late = late.join(" ");
+    text.insert_str(at, &format!("{late}\n"));
+    std::fs::write(&input, text).unwrap();
     // A format without account-id: these records have no account to be filed under.
     let unowned = dir.join("unowned.log");
     std::fs::write(
@@ -540,28 +547,43 @@ fn a_directory_gets_the_same_layout_and_records_without_an_account_are_dead_lett
         lake.display()
     );
     let config = write_config(&dir, &source, &sink);
+    // A stray file in the spool is named and left alone.
+    let spool = dir.join("data/security-lake/lake");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("README.txt"), "not a spool file").unwrap();
     let (ok, stderr) = finish(
         flowlog(&["run", "--once"], &config).spawn().unwrap(),
         &config,
     );
     // Dead letters make a finite run fail, and say why.
     assert!(!ok, "{stderr}");
+    assert!(stderr.contains("README.txt: not a spool file"), "{stderr}");
     let letters = common::runs::dead_letters(&dir);
-    assert_eq!(letters.len(), 2, "{letters:?}");
-    for letter in &letters {
-        assert!(
-            letter["reason"].as_str().unwrap().contains("no account id"),
-            "{letter}"
-        );
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let (unowned_letters, late): (Vec<&Value>, Vec<&Value>) = letters
+        .iter()
+        .partition(|l| l["reason"].as_str().unwrap().contains("no account id"));
+    assert_eq!(unowned_letters.len(), 2, "{letters:?}");
+    for letter in unowned_letters {
         assert_eq!(
             letter["source"].as_str().unwrap(),
             unowned.display().to_string()
         );
     }
+    // A time OCSF's columns cannot hold: that record alone, not its batch.
+    assert!(
+        late[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be written as OCSF columns"),
+        "{}",
+        late[0]
+    );
     let objects = read(&["dir", lake.to_str().unwrap()]);
     let validator = common::ocsf_validator("1.1.0");
     assert_each_once(&check_objects(&objects, &validator), 40);
-    assert!(spooled(&dir).is_empty(), "{:?}", spooled(&dir));
+    // Only the stray file is left in the spool: it was not the spool's to remove.
+    assert_eq!(spooled(&dir), [spool.join("README.txt")]);
     // Nothing half-written is left beside the objects.
     let mut stack = vec![lake.clone()];
     while let Some(d) = stack.pop() {
@@ -580,6 +602,13 @@ fn a_directory_gets_the_same_layout_and_records_without_an_account_are_dead_lett
 
     // Settings that cannot work are refused before anything runs.
     for (bad, says) in [
+        ("prefix = \"/\"", "must name a folder"),
+        ("prefix = \"ext/../..\"", "must name a folder"),
+        ("region = \"US-East-1\"", "is not a region name"),
+        (
+            "account_id = \"1234-5678-9012\"",
+            "is not an AWS account id",
+        ),
         (
             "roll_interval_secs = 60",
             "roll_interval_secs must be from 300",

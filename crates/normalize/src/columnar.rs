@@ -183,13 +183,7 @@ pub enum ColumnarError {
 impl OcsfColumns {
     pub fn new(version: OcsfVersion) -> Self {
         let schema = ocsf_schema(version);
-        let decoder = ReaderBuilder::new(schema.clone())
-            .with_strict_mode(true)
-            // `unmapped` holds every value as text.
-            .with_coerce_primitive(true)
-            .with_batch_size(8192)
-            .build_decoder()
-            .expect("the OCSF schema is one arrow-json reads");
+        let decoder = decoder(&schema);
         Self {
             encoder: TemplateEncoder::new(version.table(), None),
             decoder,
@@ -203,6 +197,15 @@ impl OcsfColumns {
 
     /// The batch's records as OCSF events, one row per record, in order.
     pub fn convert(&mut self, batch: &FlowBatch) -> Result<RecordBatch, ColumnarError> {
+        let converted = self.convert_rows(batch);
+        if converted.is_err() {
+            // The decoder may hold part of the batch: the next one starts afresh.
+            self.decoder = decoder(&self.schema);
+        }
+        converted
+    }
+
+    fn convert_rows(&mut self, batch: &FlowBatch) -> Result<RecordBatch, ColumnarError> {
         let batch = json_as_text(batch);
         let mut json = self.encoder.encode(&batch)?;
         let mut parts = Vec::new();
@@ -216,6 +219,16 @@ impl OcsfColumns {
         parts.extend(self.decoder.flush()?);
         Ok(arrow_select::concat::concat_batches(&self.schema, &parts)?)
     }
+}
+
+fn decoder(schema: &SchemaRef) -> Decoder {
+    ReaderBuilder::new(schema.clone())
+        .with_strict_mode(true)
+        // `unmapped` holds every value as text.
+        .with_coerce_primitive(true)
+        .with_batch_size(8192)
+        .build_decoder()
+        .expect("the OCSF schema is one arrow-json reads")
 }
 
 /// The batch with JSON-valued columns marked as plain text, so that the encoder writes

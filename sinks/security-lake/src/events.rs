@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, StructArray};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
 use flowlog_model::FlowBatch;
 use flowlog_normalize::{ColumnarError, OcsfColumns, OcsfVersion};
 
@@ -72,6 +72,55 @@ impl Events {
             })
             .collect();
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// A batch's events, the batch row of each, and the rows the columns cannot hold (a
+/// time past year 9999), with why.
+pub struct Converted {
+    pub events: RecordBatch,
+    pub rows: Vec<usize>,
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl Events {
+    /// The batch as events; a record that cannot be one is set apart, the others go on.
+    pub fn convert_each(&mut self, batch: &FlowBatch) -> Result<Converted, ArrowError> {
+        let whole = match self.convert(batch) {
+            Ok(events) => events,
+            Err(e) if batch.num_rows() <= 1 => {
+                return Ok(Converted {
+                    events: RecordBatch::new_empty(Arc::clone(&self.schema)),
+                    rows: Vec::new(),
+                    rejected: (0..batch.num_rows()).map(|r| (r, e.to_string())).collect(),
+                })
+            }
+            Err(_) => {
+                // One record at a time, to find the ones at fault.
+                let mut parts = Vec::new();
+                let mut converted = Converted {
+                    events: RecordBatch::new_empty(Arc::clone(&self.schema)),
+                    rows: Vec::new(),
+                    rejected: Vec::new(),
+                };
+                for row in 0..batch.num_rows() {
+                    match self.convert(&batch.slice(row, 1)) {
+                        Ok(events) => {
+                            parts.push(events);
+                            converted.rows.push(row);
+                        }
+                        Err(e) => converted.rejected.push((row, e.to_string())),
+                    }
+                }
+                converted.events = arrow_select::concat::concat_batches(&self.schema, &parts)?;
+                return Ok(converted);
+            }
+        };
+        Ok(Converted {
+            rows: (0..whole.num_rows()).collect(),
+            events: whole,
+            rejected: Vec::new(),
+        })
     }
 }
 

@@ -226,7 +226,7 @@ impl Writer {
             let Some(SinkInput { batch, ack }) = received else {
                 break;
             };
-            self.take(&batch)?;
+            self.take(&batch).await?;
             // Every event of the batch is in the spool and on disk.
             ack.confirm();
             self.roll_full().await?;
@@ -243,6 +243,7 @@ impl Writer {
 
     /// Writes the objects of the spool files an earlier run left.
     async fn write_leftovers(&mut self) -> Result<(), SinkError> {
+        self.store.clear_staging().map_err(|e| self.io(e))?;
         let leftovers = self.spool.leftovers().map_err(|e| self.spool_error(e))?;
         if !leftovers.is_empty() {
             tracing::info!(
@@ -259,35 +260,39 @@ impl Writer {
     }
 
     /// Converts a batch and appends its events to their partitions' spool files, durably.
-    fn take(&mut self, batch: &FlowBatch) -> Result<(), SinkError> {
+    async fn take(&mut self, batch: &FlowBatch) -> Result<(), SinkError> {
         let metrics = &self.ctx.metrics;
         metrics.records_in.inc_by(batch.num_rows() as u64);
-        let events = match self.events.convert(batch) {
-            Ok(events) => events,
-            Err(e) => {
-                // A defect (the table and the schema disagree), not a property of the
-                // input: the records are kept with the reason rather than stopping the run.
-                let reason = format!("{}: cannot be written as OCSF columns: {e}", self.ctx.name);
-                for row in 0..batch.num_rows() {
-                    self.dead_letter(batch, row, &reason, None)?;
-                }
-                return Ok(());
-            }
-        };
+        let events = self.convert(batch)?;
         let object::Split { parts, orphans } = object::split(
-            &events,
+            &events.events,
             self.region.as_deref(),
             self.config.account_id.as_deref(),
         )
         .map_err(|e| self.io(e))?;
-        for (row, why) in orphans {
+        for (at, why) in orphans {
             let reason = format!("{}: {why}", self.ctx.name);
-            self.dead_letter(batch, row, &reason, Some(&events))?;
+            self.dead_letter(batch, events.rows[at], &reason, Some((&events.events, at)))?;
         }
-        let mut touched = Vec::with_capacity(parts.len());
+        let mut touched: Vec<Partition> = Vec::with_capacity(parts.len());
         for (partition, part) in parts {
             let bytes = part.get_array_memory_size();
             if !self.open.contains_key(&partition) {
+                // Each open object holds a file: past the limit, the largest one this
+                // batch has not touched is written (else the largest), so a batch naming
+                // thousands of partitions cannot run out of file descriptors.
+                while self.open.len() >= self.config.max_open_objects {
+                    let largest = self
+                        .open
+                        .iter()
+                        .filter(|(p, _)| !touched.contains(p))
+                        .max_by_key(|(_, o)| o.bytes)
+                        .or_else(|| self.open.iter().max_by_key(|(_, o)| o.bytes))
+                        .map(|(p, _)| p.clone())
+                        .expect("objects are open");
+                    touched.retain(|p| p != &largest);
+                    self.roll(&largest).await?;
+                }
                 let file = self
                     .spool
                     .create(&partition, self.events.schema())
@@ -300,10 +305,24 @@ impl Writer {
             touched.push(partition);
         }
         for partition in touched {
-            let open = self.open.get_mut(&partition).expect("open");
-            open.file.sync().map_err(|e| self.spool_error(e))?;
+            if let Some(open) = self.open.get_mut(&partition) {
+                open.file.sync().map_err(|e| self.spool_error(e))?;
+            }
         }
         Ok(())
+    }
+
+    /// The batch as events; a record the columns cannot hold is a dead letter.
+    fn convert(&mut self, batch: &FlowBatch) -> Result<events::Converted, SinkError> {
+        let converted = self.events.convert_each(batch).map_err(|e| self.io(e))?;
+        for (row, why) in &converted.rejected {
+            let reason = format!(
+                "{}: cannot be written as OCSF columns: {why}",
+                self.ctx.name
+            );
+            self.dead_letter(batch, *row, &reason, None)?;
+        }
+        Ok(converted)
     }
 
     /// A record that cannot be filed: its event as JSON when there is one, else its line.
@@ -312,13 +331,13 @@ impl Writer {
         batch: &FlowBatch,
         row: usize,
         reason: &str,
-        events: Option<&RecordBatch>,
+        event: Option<(&RecordBatch, usize)>,
     ) -> Result<(), SinkError> {
         let mut raw = Vec::new();
-        if let Some(events) = events {
+        if let Some((events, at)) = event {
             let mut writer = arrow_json::LineDelimitedWriter::new(&mut raw);
             writer
-                .write(&events.slice(row, 1))
+                .write(&events.slice(at, 1))
                 .and_then(|()| writer.finish())
                 .map_err(|e| self.io(e))?;
         } else if let Some(lines) = &batch.lines {
@@ -399,19 +418,43 @@ impl Writer {
         let schema = self.events.schema().clone();
         let read_from = path.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let (batches, torn) = spool::read(&read_from)?;
+            let (batches, torn) = match spool::read(&read_from)? {
+                spool::Read::Whole { batches, torn } => (batches, torn),
+                spool::Read::Damaged(why) => return Ok(Err(why)),
+            };
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            // An earlier version's spool is written in its own schema.
+            // An earlier version's spool is written in its own schema; a file of another
+            // shape is not a spool file.
             let schema = batches.first().map_or(schema, RecordBatch::schema);
+            let has_time = schema
+                .field_with_name("time")
+                .is_ok_and(|f| f.data_type() == &arrow_schema::DataType::Int64);
+            if !has_time {
+                return Ok(Err("it holds no OCSF events (no `time`)".to_string()));
+            }
             let body = (rows > 0)
                 .then(|| object::parquet(&schema, &batches, &encoding))
-                .transpose()?;
-            Ok::<_, parquet::errors::ParquetError>((body, rows, torn))
+                .transpose()
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(Ok((body, rows, torn)))
         })
         .await
         .map_err(|e| self.io(e))?
         .map_err(|e| self.io(format!("{}: {e}", path.display())))?;
-        let (body, rows, torn) = written;
+        let (body, rows, torn) = match written {
+            Ok(written) => written,
+            Err(why) => {
+                // Acknowledged records that cannot be read back: kept aside, and said
+                // loudly; the next run goes on without the file.
+                let kept = spool::quarantine(&path).map_err(|e| self.spool_error(e))?;
+                return Err(self.io(format!(
+                    "spool file {} is damaged ({why}); its records were acknowledged and are \
+                     not in the lake: it is kept as {}",
+                    path.display(),
+                    kept.display()
+                )));
+            }
+        };
         if torn {
             tracing::warn!(
                 "{}: {}: its last batch was cut short by a crash before it was \
@@ -441,8 +484,12 @@ impl Writer {
         });
         loop {
             match self.store.put(key, body.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.ctx.metrics.recovered();
+                    return Ok(());
+                }
                 Err(e) if e.transient => {
+                    self.ctx.metrics.error("write", &e.message);
                     let wait = backoff.next_delay(None);
                     tracing::warn!(
                         "{}: {} (attempt {}, retrying in {:.1} s)",
@@ -455,6 +502,7 @@ impl Writer {
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
+                    self.ctx.metrics.error("write", &e.message);
                     return Err(SinkError::Io {
                         sink: self.ctx.name.clone(),
                         message: format!(
@@ -462,7 +510,7 @@ impl Writer {
                             e.message,
                             self.spool.dir().display()
                         ),
-                    })
+                    });
                 }
             }
         }
@@ -510,13 +558,28 @@ impl<W: std::io::Write + Send> ParquetOutput<W> {
         Ok(Self { events, writer })
     }
 
+    /// Writes the batch's events; the records that cannot be events come back as dead
+    /// letters.
     pub fn write(
         &mut self,
         batch: &FlowBatch,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let events = self.events.convert(batch)?;
-        self.writer.write(&events)?;
-        Ok(())
+    ) -> Result<Vec<DeadLetter>, Box<dyn std::error::Error + Send + Sync>> {
+        let converted = self.events.convert_each(batch)?;
+        self.writer.write(&converted.events)?;
+        Ok(converted
+            .rejected
+            .into_iter()
+            .map(|(row, why)| {
+                let line = batch.line_numbers.get(row).copied().unwrap_or_default();
+                let raw = batch.lines.as_ref().map_or("", |l| l.value(row));
+                DeadLetter::new(
+                    &batch.source,
+                    line,
+                    format!("cannot be written as OCSF columns: {why}"),
+                    raw.as_bytes(),
+                )
+            })
+            .collect())
     }
 
     /// Writes the footer; the output is a Parquet file only after this.

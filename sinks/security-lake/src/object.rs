@@ -42,12 +42,12 @@ pub const NO_REGION: &str = "no region for the Security Lake partition (the reco
      or not a region name, and the sink has no region)";
 
 /// An AWS account id: 12 digits (flow logs say `unknown` for some AWS-managed interfaces).
-fn is_account(value: &str) -> bool {
+pub fn is_account(value: &str) -> bool {
     value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A region name (`us-east-1`): what may safely be a folder name.
-fn is_region(value: &str) -> bool {
+pub fn is_region(value: &str) -> bool {
     (1..=32).contains(&value.len())
         && value
             .bytes()

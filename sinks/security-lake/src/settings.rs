@@ -54,6 +54,10 @@ pub struct SecurityLakeConfig {
     /// Rows per Parquet row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// Objects open at once (each holds a spool file open): past this, the largest is
+    /// written early.
+    #[serde(default = "default_max_open_objects")]
+    pub max_open_objects: usize,
     /// zstd level (1 to 22).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
@@ -79,6 +83,10 @@ fn default_max_buffered_bytes() -> usize {
 
 fn default_row_group_rows() -> usize {
     128 * 1024
+}
+
+fn default_max_open_objects() -> usize {
+    256
 }
 
 fn default_zstd_level() -> i32 {
@@ -162,6 +170,38 @@ impl SecurityLakeConfig {
         }
         if self.row_group_rows == 0 {
             return Err(config("row_group_rows must be more than 0".into()));
+        }
+        if !(1..=4096).contains(&self.max_open_objects) {
+            return Err(config(format!(
+                "max_open_objects must be from 1 to 4096, not {}",
+                self.max_open_objects
+            )));
+        }
+        let prefix = self.prefix();
+        if prefix.is_empty()
+            || prefix
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(config(format!(
+                "prefix `{}` must name a folder inside the bucket or directory (as \
+                 `ext/<source>`)",
+                self.prefix.as_deref().unwrap_or_default()
+            )));
+        }
+        if let Some(region) = &self.region {
+            if !crate::object::is_region(region) {
+                return Err(config(format!(
+                    "region `{region}` is not a region name (as `us-east-1`)"
+                )));
+            }
+        }
+        if let Some(account) = &self.account_id {
+            if !crate::object::is_account(account) {
+                return Err(config(format!(
+                    "account_id `{account}` is not an AWS account id (12 digits)"
+                )));
+            }
         }
         if !(1..=22).contains(&self.zstd_level) {
             return Err(config(format!(

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::SchemaRef;
 
 use crate::object::Partition;
 
@@ -43,36 +43,26 @@ impl Spool {
     }
 
     /// The spool files a previous run left, with their partitions, oldest name first.
+    /// Entries that are not the spool's own (a stray file, a folder of another layout)
+    /// are left alone and named in a warning.
     pub fn leftovers(&self) -> io::Result<Vec<(Partition, PathBuf)>> {
         let mut found = Vec::new();
         if !self.dir.exists() {
             return Ok(found);
         }
-        for region in read_dir(&self.dir)? {
-            for account in read_dir(&region)? {
-                for day in read_dir(&account)? {
-                    for file in read_dir(&day)? {
-                        if file.extension().is_some_and(|e| e == EXTENSION) {
-                            let value = |p: &Path, key: &str| {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .and_then(|n| n.strip_prefix(key))
-                                    .map(str::to_string)
+        for (region, region_dir) in folders(&self.dir, "region=")? {
+            for (account, account_dir) in folders(&region_dir, "accountId=")? {
+                for (day, day_dir) in folders(&account_dir, "eventDay=")? {
+                    for file in read_dir(&day_dir)? {
+                        if file.is_file() && file.extension().is_some_and(|e| e == EXTENSION) {
+                            let partition = Partition {
+                                region: region.clone(),
+                                account: account.clone(),
+                                day: day.clone(),
                             };
-                            if let (Some(region), Some(account), Some(day)) = (
-                                value(&region, "region="),
-                                value(&account, "accountId="),
-                                value(&day, "eventDay="),
-                            ) {
-                                found.push((
-                                    Partition {
-                                        region,
-                                        account,
-                                        day,
-                                    },
-                                    file,
-                                ));
-                            }
+                            found.push((partition, file));
+                        } else if !is_quarantined(&file) {
+                            foreign(&file);
                         }
                     }
                 }
@@ -93,10 +83,47 @@ impl Spool {
         let file = File::create(&path)?;
         // The new name must survive a crash as well as what is written under it.
         File::open(dir)?.sync_all()?;
-        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(64 << 10, file), schema)
             .map_err(io::Error::other)?;
         Ok(SpoolFile { path, writer })
     }
+}
+
+/// The folders in `dir` named `<key><value>`, with their values; anything else is named
+/// in a warning.
+fn folders(dir: &Path, key: &str) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in read_dir(dir)? {
+        let value = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(key))
+            .map(str::to_string);
+        match value {
+            Some(value) if entry.is_dir() && !value.is_empty() => found.push((value, entry)),
+            _ => foreign(&entry),
+        }
+    }
+    Ok(found)
+}
+
+fn foreign(path: &Path) {
+    tracing::warn!(
+        "{}: not a spool file of flowlog's; left alone (remove it)",
+        path.display()
+    );
+}
+
+/// Spool files set aside as damaged ([`quarantine`]).
+fn is_quarantined(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "damaged")
+}
+
+/// Sets a damaged spool file aside under `<name>.damaged`, out of the next run's way.
+pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
+    let to = path.with_extension(format!("{EXTENSION}.damaged"));
+    std::fs::rename(path, &to)?;
+    Ok(to)
 }
 
 fn read_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -133,23 +160,79 @@ impl SpoolFile {
     }
 }
 
-/// The events of a spool file, and whether a torn last message (a batch never
-/// acknowledged) was left out.
-pub fn read(path: &Path) -> Result<(Vec<RecordBatch>, bool), ArrowError> {
+/// What reading a spool file back found.
+#[derive(Debug)]
+pub enum Read {
+    /// Every batch, and whether a torn last message (a batch never acknowledged: the
+    /// crash came while it was written) was left out.
+    Whole {
+        batches: Vec<RecordBatch>,
+        torn: bool,
+    },
+    /// The file cannot be read before its end: damaged, not cut short. Its batches were
+    /// acknowledged; it must not be deleted.
+    Damaged(String),
+}
+
+/// Reads a spool file back. A read error at the end of the file is a crash's torn tail;
+/// one before it is damage.
+pub fn read(path: &Path) -> io::Result<Read> {
     let file = File::open(path)?;
-    // A crash before the schema reached the disk leaves a file without one: nothing in it
-    // was acknowledged.
-    let Ok(reader) = StreamReader::try_new(io::BufReader::new(file), None) else {
-        return Ok((Vec::new(), true));
+    let size = file.metadata()?.len();
+    let consumed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = Counting {
+        inner: io::BufReader::new(file),
+        consumed: std::sync::Arc::clone(&consumed),
+    };
+    let at_end = || consumed.load(std::sync::atomic::Ordering::Relaxed) >= size;
+    let reader = match StreamReader::try_new(counting, None) {
+        Ok(reader) => reader,
+        // A crash before the schema reached the disk: nothing in it was acknowledged.
+        Err(_) if at_end() => {
+            return Ok(Read::Whole {
+                batches: Vec::new(),
+                torn: true,
+            })
+        }
+        Err(e) => return Ok(Read::Damaged(format!("its schema cannot be read: {e}"))),
     };
     let mut batches = Vec::new();
     for batch in reader {
         match batch {
             Ok(batch) => batches.push(batch),
-            Err(_) => return Ok((batches, true)),
+            Err(_) if at_end() => {
+                return Ok(Read::Whole {
+                    batches,
+                    torn: true,
+                })
+            }
+            Err(e) => {
+                return Ok(Read::Damaged(format!(
+                    "batch {} cannot be read: {e}",
+                    batches.len() + 1
+                )))
+            }
         }
     }
-    Ok((batches, false))
+    Ok(Read::Whole {
+        batches,
+        torn: false,
+    })
+}
+
+/// Counts the bytes read through it, so that a failure can be placed in the file.
+struct Counting<R> {
+    inner: R,
+    consumed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: io::Read> io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -177,34 +260,52 @@ mod tests {
         };
         let mut file = spool.create(&partition, &schema).unwrap();
         file.append(&batch(vec![3, 1])).unwrap();
+        file.sync().unwrap();
+        let first_batch_end = std::fs::metadata(&file.path).unwrap().len();
         file.append(&batch(vec![2])).unwrap();
         file.sync().unwrap();
         // A crash here: the stream has no end marker; a later one, half a message.
         let left = spool.leftovers().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].0, partition);
-        let (batches, torn) = read(&left[0].1).unwrap();
+        let whole = |path: &Path| match read(path).unwrap() {
+            Read::Whole { batches, torn } => (batches, torn),
+            Read::Damaged(why) => panic!("{why}"),
+        };
+        let (batches, torn) = whole(&left[0].1);
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
         assert!(!torn, "a stream without its end marker is whole");
+        // The second batch's message made unreadable: damage before the end, not a torn
+        // tail.
+        let bytes = std::fs::read(&left[0].1).unwrap();
+        let damaged = spool.dir().join("damaged.arrows");
+        let mut changed = bytes.clone();
+        let at = first_batch_end as usize + 8;
+        changed[at..at + 8].copy_from_slice(&[0xff; 8]);
+        std::fs::write(&damaged, &changed).unwrap();
+        assert!(matches!(read(&damaged).unwrap(), Read::Damaged(_)));
+        // Stray entries are not spool files.
+        std::fs::write(spool.dir().join("README.txt"), "hi").unwrap();
+        assert_eq!(spool.leftovers().unwrap().len(), 1);
         let mut raw = std::fs::OpenOptions::new()
             .append(true)
             .open(&left[0].1)
             .unwrap();
         raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 1, 2])
             .unwrap();
-        let (batches, torn) = read(&left[0].1).unwrap();
+        let (batches, torn) = whole(&left[0].1);
         assert_eq!(batches.len(), 2);
         assert!(torn);
         // Killed before the schema was written: an empty file, nothing acknowledged.
         let empty = spool.dir().join("empty.arrows");
         std::fs::write(&empty, b"").unwrap();
-        let (batches, torn) = read(&empty).unwrap();
+        let (batches, torn) = whole(&empty);
         assert!(batches.is_empty() && torn);
         // Finished normally, the file reads whole.
         drop(file);
         let mut file = spool.create(&partition, &schema).unwrap();
         file.append(&batch(vec![5])).unwrap();
         let path = file.finish().unwrap();
-        assert_eq!(read(&path).unwrap().0.len(), 1);
+        assert_eq!(whole(&path).0.len(), 1);
     }
 }

@@ -47,16 +47,24 @@ impl Store {
             Store::Bucket { client, bucket } => upload(client, bucket, key, body).await,
             Store::Directory(dir) => {
                 let path = dir.join(key);
-                tokio::task::spawn_blocking(move || write_file(&path, &body))
+                let staging = dir.join(STAGING);
+                tokio::task::spawn_blocking(move || write_file(&staging, &path, &body))
                     .await
                     .map_err(|e| StoreError {
                         transient: false,
                         message: e.to_string(),
                     })?
-                    .map_err(|e| StoreError {
-                        // A full disk may empty; a permission will not change by itself.
-                        transient: e.kind() != std::io::ErrorKind::PermissionDenied,
-                        message: format!("{}: {e}", dir.join(key).display()),
+                    .map_err(|e| {
+                        use std::io::ErrorKind::*;
+                        StoreError {
+                            // A full disk may empty; a permission or a file where a folder
+                            // should be will not change by itself.
+                            transient: !matches!(
+                                e.kind(),
+                                PermissionDenied | NotADirectory | ReadOnlyFilesystem
+                            ),
+                            message: format!("{}: {e}", dir.join(key).display()),
+                        }
                     })
             }
         }
@@ -216,16 +224,35 @@ fn transient<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool
     }
 }
 
-/// The file written beside its final name and renamed over it once on disk.
-fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+/// Where a directory's objects are written before they are renamed into the tree: out
+/// of the partitions, so that no reader globbing them meets a half-written file.
+pub const STAGING: &str = ".flowlog-staging";
+
+/// The file written in the staging folder and renamed to its place once on disk.
+fn write_file(staging: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().expect("object keys have folders");
     std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(staging)?;
     let name = path.file_name().expect("object keys name a file");
-    let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
+    let partial = staging.join(name);
     let mut file = std::fs::File::create(&partial)?;
     file.write_all(body)?;
     file.sync_all()?;
     std::fs::rename(&partial, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+impl Store {
+    /// Removes what a crash left half-written in a directory's staging folder (objects
+    /// never complete, whose events are still in the spool).
+    pub fn clear_staging(&self) -> std::io::Result<()> {
+        if let Store::Directory(dir) = self {
+            match std::fs::remove_dir_all(dir.join(STAGING)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
