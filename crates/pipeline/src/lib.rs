@@ -765,8 +765,10 @@ async fn drain(
             drained = &mut settle => {
                 if drained.is_err() {
                     tracing::warn!(
-                        "shutdown deadline passed with batches unacknowledged; they are not \
-                         checkpointed and will be sent again after a restart"
+                        "shutdown deadline passed before every source and sink finished: \
+                         batches not yet acknowledged are not checkpointed and will be sent \
+                         again after a restart (what a sink acknowledged, as the records in a \
+                         Security Lake spool, that sink keeps)"
                     );
                     return (Drained::DeadlinePassed, stop_asked);
                 }
