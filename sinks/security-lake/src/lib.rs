@@ -101,8 +101,15 @@ impl Sink for SecurityLakeSink {
                 message,
             };
             let spool = spool::Spool::new(&self.ctx.data_dir, &self.ctx.name);
-            let spooled = flowlog_component::writable::directory(spool.dir())
+            let mut spooled = flowlog_component::writable::directory(spool.dir())
                 .map_err(|e| unreachable(format!("spool: {e}")))?;
+            for (dir, files) in spool.others() {
+                spooled.push_str(&format!(
+                    "; {} holds {files} spool file(s) of a sink by that name (renamed or \
+                     removed?)",
+                    dir.display()
+                ));
+            }
             let (store, region) = self.store().await?;
             let found = store
                 .check(&self.config.prefix())
@@ -255,6 +262,16 @@ impl Writer {
         }
         for (partition, path) in leftovers {
             self.write_object(&partition, path).await?;
+        }
+        for (dir, files) in self.spool.others() {
+            tracing::warn!(
+                "{}: {} holds {files} spool file(s) of a sink by that name: if it was \
+                 renamed or removed, its acknowledged records wait there (rename the folder \
+                 to this sink's, {}, to write them)",
+                self.ctx.name,
+                dir.display(),
+                self.spool.dir().display()
+            );
         }
         Ok(())
     }

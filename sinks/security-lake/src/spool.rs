@@ -42,6 +42,27 @@ impl Spool {
         &self.dir
     }
 
+    /// The spools beside this one (of other `security_lake` sinks, or of a sink since
+    /// renamed or removed) that hold files, with how many: their records were acknowledged
+    /// and wait for a sink of that name.
+    pub fn others(&self) -> Vec<(PathBuf, usize)> {
+        let (Some(parent), Some(own)) = (self.dir.parent(), self.dir.file_name()) else {
+            return Vec::new();
+        };
+        let Ok(siblings) = read_dir(parent) else {
+            return Vec::new();
+        };
+        siblings
+            .into_iter()
+            .filter(|d| d.is_dir() && d.file_name() != Some(own))
+            .filter_map(|d| {
+                let spool = Spool { dir: d.clone() };
+                let files = spool.leftovers().map_or(0, |l| l.len());
+                (files > 0).then_some((d, files))
+            })
+            .collect()
+    }
+
     /// The spool files a previous run left, with their partitions, oldest name first.
     /// Entries that are not the spool's own (a stray file, a folder of another layout)
     /// are left alone and named in a warning.
@@ -301,6 +322,12 @@ mod tests {
         std::fs::write(&empty, b"").unwrap();
         let (batches, torn) = whole(&empty);
         assert!(batches.is_empty() && torn);
+        // A spool beside this one holding files is named; an empty one, or this one, not.
+        let other = Spool::new(dir.path(), "renamed");
+        let mut kept = other.create(&partition, &schema).unwrap();
+        kept.sync().unwrap();
+        std::fs::create_dir_all(Spool::new(dir.path(), "empty").dir()).unwrap();
+        assert_eq!(spool.others(), [(other.dir().to_path_buf(), 1)]);
         // Finished normally, the file reads whole.
         drop(file);
         let mut file = spool.create(&partition, &schema).unwrap();
