@@ -10,11 +10,11 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-
-use crate::spool::SpoolFile;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+
+use crate::spool::SpoolFile;
 
 /// Security Lake's partition of an event: `region=<region>/accountId=<account>/eventDay=<day>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,10 +168,15 @@ pub fn parquet(
     encoding: &Encoding,
 ) -> Result<Vec<u8>, ParquetError> {
     let all = arrow_select::concat::concat_batches(schema, batches)?;
-    let time = all.column_by_name("time").expect("OCSF events have a time");
-    // Stable, so events of the same millisecond keep the order they arrived in.
-    let order = arrow_ord::sort::sort_to_indices(time, None, None)?;
-    let sorted = arrow_select::take::take_record_batch(&all, &order)?;
+    let time = all
+        .column_by_name("time")
+        .expect("OCSF events have a time")
+        .as_primitive::<Int64Type>();
+    // A stable sort (arrow-ord's is not), so events of the same millisecond keep the
+    // order they arrived in.
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by_key(|&row| time.value(row as usize));
+    let sorted = arrow_select::take::take_record_batch(&all, &UInt32Array::from(order))?;
     drop(all);
     let properties = properties(encoding)?;
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
@@ -328,5 +333,40 @@ mod tests {
             })
             .collect();
         assert_eq!(times, [10, 20, 30]);
+    }
+
+    #[test]
+    fn events_of_the_same_millisecond_keep_their_order() {
+        // Arrival order is kept in the region's number; three times, interleaved.
+        let names: Vec<String> = (0..3000).map(|i| format!("r{i}")).collect();
+        let rows: Vec<(Option<&str>, Option<&str>, i64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (Some(name.as_str()), Some("1"), (i % 3) as i64))
+            .collect();
+        let batch = events(&rows);
+        let encoding = Encoding {
+            zstd_level: 1,
+            row_group_rows: 10_000,
+        };
+        let bytes = parquet(&batch.schema(), &[batch], &encoding).unwrap();
+        let sorted: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let mut last = (i64::MIN, -1);
+        for b in &sorted {
+            let time = b.column(0).as_primitive::<Int64Type>();
+            let region = b.column(1).as_struct().column(0).as_string::<i32>();
+            for row in 0..b.num_rows() {
+                let arrived: i64 = region.value(row)[1..].parse().unwrap();
+                let key = (time.value(row), arrived);
+                assert!(key > last, "{key:?} after {last:?}");
+                last = key;
+            }
+        }
     }
 }
