@@ -11,6 +11,8 @@ mod logs;
 mod output;
 #[cfg(feature = "sql")]
 mod query;
+#[cfg(any(feature = "sql", feature = "sink-security-lake"))]
+mod replaced;
 mod run;
 mod schema;
 mod transform;

@@ -19,6 +19,7 @@ use flowlog_query::session::{spilled_bytes, QuerySession, SessionOptions};
 use flowlog_query::table::{BatchMap, FlowTable, Object, Objects, Report, Wanted};
 
 use crate::cli::QueryArgs;
+use crate::replaced::Replaced;
 
 fn unusable(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("flowlog: {message}");
@@ -112,15 +113,14 @@ pub fn run(args: QueryArgs) -> ExitCode {
     };
     // The answer goes to a file beside --output, renamed over it once every statement
     // is answered: a failed query leaves what was there before, not half an answer.
-    let partial = args.output.as_deref().map(|path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".partial-{}", std::process::id()));
-        path.with_file_name(name)
-    });
-    let mut out: Box<dyn Write + Send> = match &partial {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(file) => Box::new(BufWriter::new(file)),
-            Err(e) => return unusable(format!("{}: {e}", path.display())),
+    let mut replaced = None;
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => match Replaced::create(path) {
+            Ok((file, partial)) => {
+                replaced = Some(partial);
+                Box::new(BufWriter::new(file))
+            }
+            Err(e) => return unusable(e),
         },
         None => {
             if output_format == Format::Parquet && io::stdout().is_terminal() {
@@ -156,14 +156,9 @@ pub fn run(args: QueryArgs) -> ExitCode {
     };
     let flushed = out.flush();
     drop(out);
-    let kept = match (&partial, &args.output) {
-        (Some(partial), Some(path)) if ok && flushed.is_ok() => {
-            std::fs::rename(partial, path).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        (Some(partial), _) => {
-            let _ = std::fs::remove_file(partial);
-            Ok(())
-        }
+    // Dropped unkept (a failed query), the partial file goes.
+    let kept = match replaced {
+        Some(replaced) if ok && flushed.is_ok() => replaced.keep(),
         _ => Ok(()),
     };
     if let Err(e) = flushed {

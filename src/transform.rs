@@ -19,6 +19,8 @@ use flowlog_normalize::{EncodeOptions, Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{EnrichArgs, OutputFormat, OutputShape, TransformArgs};
+#[cfg(feature = "sink-security-lake")]
+use crate::replaced::Replaced;
 use flowlog_enrich::Enricher;
 
 /// Inputs at least this large (in total) get a progress bar on a terminal.
@@ -348,7 +350,7 @@ enum Output {
     #[cfg(feature = "sink-security-lake")]
     Parquet {
         writer: Option<Box<flowlog_sink_security_lake::ParquetOutput<Box<dyn Write + Send>>>>,
-        rename: Option<(PathBuf, PathBuf)>,
+        replaced: Option<Replaced>,
     },
 }
 
@@ -383,36 +385,13 @@ impl Output {
         match self {
             Output::Ndjson { writer, .. } => writer.flush(),
             #[cfg(feature = "sink-security-lake")]
-            Output::Parquet { writer, rename } => {
+            Output::Parquet { writer, replaced } => {
                 if let Some(writer) = writer.take() {
                     writer.finish().map_err(io::Error::other)?.flush()?;
                 }
-                if let Some((partial, path)) = rename.take() {
-                    // On disk before it has the name readers look for.
-                    let renamed = File::open(&partial)
-                        .and_then(|f| f.sync_all())
-                        .and_then(|()| std::fs::rename(&partial, &path));
-                    if let Err(e) = renamed {
-                        let _ = std::fs::remove_file(&partial);
-                        return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())));
-                    }
-                }
-                Ok(())
+                // Dropped unkept (a failed run), the partial file goes.
+                replaced.take().map_or(Ok(()), |r| r.keep())
             }
-        }
-    }
-}
-
-/// A Parquet file not closed (a failed run) is not left half-written beside its name.
-#[cfg(feature = "sink-security-lake")]
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Output::Parquet {
-            rename: Some((partial, _)),
-            ..
-        } = self
-        {
-            let _ = std::fs::remove_file(partial);
         }
     }
 }
@@ -433,15 +412,13 @@ fn parquet_output(args: &TransformArgs) -> Result<Output, String> {
     if args.envelope_key.is_some() {
         return Err("--envelope-key adds a member OCSF's Parquet schema does not have".into());
     }
-    let (writer, rename): (Box<dyn Write + Send>, _) = match &args.output {
+    let (writer, replaced): (Box<dyn Write + Send>, _) = match &args.output {
         Some(path) => {
-            let partial =
-                PathBuf::from(format!("{}.partial-{}", path.display(), std::process::id()));
-            let file = File::create(&partial)
-                .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+            let (file, replaced) =
+                Replaced::create(path).map_err(|e| format!("cannot create {e}"))?;
             (
                 Box::new(BufWriter::with_capacity(1 << 20, file)),
-                Some((partial, path.clone())),
+                Some(replaced),
             )
         }
         None if io::stdout().is_terminal() => {
@@ -456,7 +433,7 @@ fn parquet_output(args: &TransformArgs) -> Result<Output, String> {
         .map_err(|e| e.to_string())?;
     Ok(Output::Parquet {
         writer: Some(Box::new(writer)),
-        rename,
+        replaced,
     })
 }
 
