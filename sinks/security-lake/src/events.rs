@@ -7,17 +7,20 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, StructArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
-use flowlog_model::FlowBatch;
+use flowlog_model::{DeadLetter, FlowBatch};
 use flowlog_normalize::{ColumnarError, OcsfColumns, OcsfVersion};
 
 pub struct Events {
     columns: OcsfColumns,
     schema: SchemaRef,
+    /// The members of `metadata`, `uid` last.
+    metadata: Fields,
 }
 
 impl Events {
     pub fn new(version: OcsfVersion) -> Self {
         let columns = OcsfColumns::new(version);
+        let mut metadata = Fields::empty();
         let fields: Vec<Field> = columns
             .schema()
             .fields()
@@ -26,8 +29,9 @@ impl Events {
                 ("metadata", DataType::Struct(members)) => {
                     let mut members: Vec<Field> =
                         members.iter().map(|m| m.as_ref().clone()).collect();
-                    members.push(uid_field());
-                    Field::new("metadata", DataType::Struct(Fields::from(members)), true)
+                    members.push(Field::new("uid", DataType::Utf8, true));
+                    metadata = Fields::from(members);
+                    Field::new("metadata", DataType::Struct(metadata.clone()), true)
                 }
                 _ => f.as_ref().clone(),
             })
@@ -35,6 +39,7 @@ impl Events {
         Self {
             columns,
             schema: Arc::new(Schema::new(fields)),
+            metadata,
         }
     }
 
@@ -64,11 +69,9 @@ impl Events {
                     .as_any()
                     .downcast_ref::<StructArray>()
                     .expect("metadata is a struct");
-                let (fields, mut arrays, nulls) = metadata.clone().into_parts();
-                let mut fields: Vec<Field> = fields.iter().map(|f| f.as_ref().clone()).collect();
-                fields.push(uid_field());
+                let (_, mut arrays, nulls) = metadata.clone().into_parts();
                 arrays.push(Arc::new(ids.clone()));
-                Arc::new(StructArray::new(Fields::from(fields), arrays, nulls)) as ArrayRef
+                Arc::new(StructArray::new(self.metadata.clone(), arrays, nulls)) as ArrayRef
             })
             .collect();
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
@@ -86,44 +89,43 @@ pub struct Converted {
 impl Events {
     /// The batch as events; a record that cannot be one is set apart, the others go on.
     pub fn convert_each(&mut self, batch: &FlowBatch) -> Result<Converted, ArrowError> {
-        let whole = match self.convert(batch) {
-            Ok(events) => events,
-            Err(e) if batch.num_rows() <= 1 => {
-                return Ok(Converted {
-                    events: RecordBatch::new_empty(Arc::clone(&self.schema)),
-                    rows: Vec::new(),
-                    rejected: (0..batch.num_rows()).map(|r| (r, e.to_string())).collect(),
-                })
-            }
-            Err(_) => {
-                // One record at a time, to find the ones at fault.
-                let mut parts = Vec::new();
-                let mut converted = Converted {
-                    events: RecordBatch::new_empty(Arc::clone(&self.schema)),
-                    rows: Vec::new(),
-                    rejected: Vec::new(),
-                };
-                for row in 0..batch.num_rows() {
-                    match self.convert(&batch.slice(row, 1)) {
-                        Ok(events) => {
-                            parts.push(events);
-                            converted.rows.push(row);
-                        }
-                        Err(e) => converted.rejected.push((row, e.to_string())),
-                    }
+        if let Ok(events) = self.convert(batch) {
+            return Ok(Converted {
+                rows: (0..events.num_rows()).collect(),
+                events,
+                rejected: Vec::new(),
+            });
+        }
+        // One record at a time, to find the ones at fault.
+        let mut parts = Vec::new();
+        let mut rows = Vec::new();
+        let mut rejected = Vec::new();
+        for row in 0..batch.num_rows() {
+            match self.convert(&batch.slice(row, 1)) {
+                Ok(events) => {
+                    parts.push(events);
+                    rows.push(row);
                 }
-                converted.events = arrow_select::concat::concat_batches(&self.schema, &parts)?;
-                return Ok(converted);
+                Err(e) => rejected.push((row, e.to_string())),
             }
-        };
+        }
         Ok(Converted {
-            rows: (0..whole.num_rows()).collect(),
-            events: whole,
-            rejected: Vec::new(),
+            events: arrow_select::concat::concat_batches(&self.schema, &parts)?,
+            rows,
+            rejected,
         })
     }
 }
 
-fn uid_field() -> Field {
-    Field::new("uid", DataType::Utf8, true)
+/// The dead letter of a record the columns cannot hold: its line when the batch kept
+/// lines.
+pub fn rejected(batch: &FlowBatch, row: usize, why: &str) -> DeadLetter {
+    let line = batch.line_numbers.get(row).copied().unwrap_or_default();
+    let raw = batch.lines.as_ref().map_or("", |l| l.value(row));
+    DeadLetter::new(
+        &batch.source,
+        line,
+        format!("cannot be written as OCSF columns: {why}"),
+        raw.as_bytes(),
+    )
 }

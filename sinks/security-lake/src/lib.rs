@@ -240,12 +240,7 @@ impl Writer {
         }
         // The run is ending: what is open is written now rather than left to the next run
         // (a sidecar's disk may not come back).
-        let mut all: Vec<Partition> = self.open.keys().cloned().collect();
-        all.sort();
-        for partition in all {
-            self.roll(&partition).await?;
-        }
-        Ok(())
+        self.roll_where(|_| true).await
     }
 
     /// Writes the objects of the spool files an earlier run left.
@@ -288,8 +283,7 @@ impl Writer {
         )
         .map_err(|e| self.io(e))?;
         for (at, why) in orphans {
-            let reason = format!("{}: {why}", self.ctx.name);
-            self.dead_letter(batch, events.rows[at], &reason, Some((&events.events, at)))?;
+            self.orphan(batch, events.rows[at], why, (&events.events, at))?;
         }
         let mut touched: Vec<Partition> = Vec::with_capacity(parts.len());
         for (partition, part) in parts {
@@ -300,12 +294,8 @@ impl Writer {
                 // thousands of partitions cannot run out of file descriptors.
                 while self.open.len() >= self.config.max_open_objects {
                     let largest = self
-                        .open
-                        .iter()
-                        .filter(|(p, _)| !touched.contains(p))
-                        .max_by_key(|(_, o)| o.bytes)
-                        .or_else(|| self.open.iter().max_by_key(|(_, o)| o.bytes))
-                        .map(|(p, _)| p.clone())
+                        .largest(&touched)
+                        .or_else(|| self.largest(&[]))
                         .expect("objects are open");
                     touched.retain(|p| p != &largest);
                     self.roll(&largest).await?;
@@ -333,42 +323,43 @@ impl Writer {
     fn convert(&mut self, batch: &FlowBatch) -> Result<events::Converted, SinkError> {
         let converted = self.events.convert_each(batch).map_err(|e| self.io(e))?;
         for (row, why) in &converted.rejected {
-            let reason = format!(
-                "{}: cannot be written as OCSF columns: {why}",
-                self.ctx.name
-            );
-            self.dead_letter(batch, *row, &reason, None)?;
+            let letter = events::rejected(batch, *row, why);
+            self.dead_letter(DeadLetter {
+                reason: format!("{}: {}", self.ctx.name, letter.reason),
+                ..letter
+            })?;
         }
         Ok(converted)
     }
 
-    /// A record that cannot be filed: its event as JSON when there is one, else its line.
-    fn dead_letter(
+    /// A record without a partition, with its event as JSON.
+    fn orphan(
         &self,
         batch: &FlowBatch,
         row: usize,
-        reason: &str,
-        event: Option<(&RecordBatch, usize)>,
+        why: &str,
+        (events, at): (&RecordBatch, usize),
     ) -> Result<(), SinkError> {
         let mut raw = Vec::new();
-        if let Some((events, at)) = event {
-            let mut writer = arrow_json::LineDelimitedWriter::new(&mut raw);
-            writer
-                .write(&events.slice(at, 1))
-                .and_then(|()| writer.finish())
-                .map_err(|e| self.io(e))?;
-        } else if let Some(lines) = &batch.lines {
-            raw.extend_from_slice(lines.value(row).as_bytes());
-        }
+        let mut writer = arrow_json::LineDelimitedWriter::new(&mut raw);
+        writer
+            .write(&events.slice(at, 1))
+            .and_then(|()| writer.finish())
+            .map_err(|e| self.io(e))?;
         let line = batch.line_numbers.get(row).copied().unwrap_or_default();
+        let reason = format!("{}: {why}", self.ctx.name);
+        self.dead_letter(DeadLetter::new(
+            &batch.source,
+            line,
+            reason,
+            raw.trim_ascii_end(),
+        ))
+    }
+
+    fn dead_letter(&self, letter: DeadLetter) -> Result<(), SinkError> {
         self.ctx
             .dead_letters
-            .write(DeadLetter::new(
-                &batch.source,
-                line,
-                reason,
-                raw.trim_ascii_end(),
-            ))
+            .write(letter)
             .map_err(|e| self.io(e))?;
         self.ctx.metrics.dead_letters.inc();
         Ok(())
@@ -376,42 +367,45 @@ impl Writer {
 
     /// Writes the objects open for `interval` or longer.
     async fn roll_due(&mut self, interval: Duration) -> Result<(), SinkError> {
-        let mut due: Vec<Partition> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.opened.elapsed() >= interval)
-            .map(|(p, _)| p.clone())
-            .collect();
-        due.sort();
-        for partition in due {
-            self.roll(&partition).await?;
-        }
-        Ok(())
+        self.roll_where(|o| o.opened.elapsed() >= interval).await
     }
 
     /// Writes objects that reached their size, then the largest while all together are
     /// past theirs.
     async fn roll_full(&mut self) -> Result<(), SinkError> {
-        let mut full: Vec<Partition> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.bytes >= self.config.max_object_bytes)
-            .map(|(p, _)| p.clone())
-            .collect();
-        full.sort();
-        for partition in full {
-            self.roll(&partition).await?;
-        }
+        let most = self.config.max_object_bytes;
+        self.roll_where(|o| o.bytes >= most).await?;
         while self.buffered > self.config.max_buffered_bytes {
             let largest = self
-                .open
-                .iter()
-                .max_by_key(|(_, o)| o.bytes)
-                .map(|(p, _)| p.clone())
+                .largest(&[])
                 .expect("bytes are buffered in some object");
             self.roll(&largest).await?;
         }
         Ok(())
+    }
+
+    /// Writes the open objects `due` picks, in partition order.
+    async fn roll_where(&mut self, due: impl Fn(&Open) -> bool) -> Result<(), SinkError> {
+        let mut picked: Vec<Partition> = self
+            .open
+            .iter()
+            .filter(|(_, o)| due(o))
+            .map(|(p, _)| p.clone())
+            .collect();
+        picked.sort();
+        for partition in picked {
+            self.roll(&partition).await?;
+        }
+        Ok(())
+    }
+
+    /// The open object whose events take the most memory, besides those in `except`.
+    fn largest(&self, except: &[Partition]) -> Option<Partition> {
+        self.open
+            .iter()
+            .filter(|(p, _)| !except.contains(p))
+            .max_by_key(|(_, o)| o.bytes)
+            .map(|(p, _)| p.clone())
     }
 
     /// Ends one partition's spool file and writes its object.
@@ -585,17 +579,8 @@ impl<W: std::io::Write + Send> ParquetOutput<W> {
         self.writer.write(&converted.events)?;
         Ok(converted
             .rejected
-            .into_iter()
-            .map(|(row, why)| {
-                let line = batch.line_numbers.get(row).copied().unwrap_or_default();
-                let raw = batch.lines.as_ref().map_or("", |l| l.value(row));
-                DeadLetter::new(
-                    &batch.source,
-                    line,
-                    format!("cannot be written as OCSF columns: {why}"),
-                    raw.as_bytes(),
-                )
-            })
+            .iter()
+            .map(|(row, why)| events::rejected(batch, *row, why))
             .collect())
     }
 

@@ -1,5 +1,6 @@
-//! Where finished objects go: an S3 bucket or a local directory (a hidden file renamed into
-//! place after fsync). An object is either whole where readers look or absent.
+//! Where finished objects go: an S3 bucket, or a local directory (written in a staging
+//! folder and renamed into place after fsync). An object is either whole where readers
+//! look or absent.
 //!
 //! In a bucket, an object up to [`PART_BYTES`] is one `PutObject` (whole or nothing, and
 //! nothing left behind when it fails); a larger one a multipart upload, complete only when
@@ -68,6 +69,18 @@ impl Store {
                     })
             }
         }
+    }
+
+    /// Removes what a crash left half-written in a directory's staging folder (objects
+    /// never complete, whose events are still in the spool).
+    pub fn clear_staging(&self) -> std::io::Result<()> {
+        if let Store::Directory(dir) = self {
+            match std::fs::remove_dir_all(dir.join(STAGING)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// What `flowlog check` says: the bucket answers and a multipart upload under `prefix`
@@ -241,18 +254,4 @@ fn write_file(staging: &Path, path: &Path, body: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&partial, path)?;
     std::fs::File::open(dir)?.sync_all()
-}
-
-impl Store {
-    /// Removes what a crash left half-written in a directory's staging folder (objects
-    /// never complete, whose events are still in the spool).
-    pub fn clear_staging(&self) -> std::io::Result<()> {
-        if let Store::Directory(dir) = self {
-            match std::fs::remove_dir_all(dir.join(STAGING)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
