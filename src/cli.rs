@@ -46,6 +46,11 @@ pub enum Command {
     /// JSON, Firehose HTTP endpoint requests, Lambda `awslogs` events, `{"message": ...}`
     /// lines or plain text. Header lines set the format from where they stand.
     Transform(Box<TransformArgs>),
+    /// Run the detection rules over flow logs in files or standard input and print the
+    /// findings, one JSON document per line (OCSF Detection Finding, or ECS alerts): the
+    /// same rules `[detect]` runs in `flowlog run`.
+    #[command(after_help = DETECT_HELP)]
+    Detect(Box<DetectArgs>),
     /// Forward flow logs from the configured sources to the configured sinks, until every
     /// source has ended or SIGTERM/SIGINT (then drain in-flight batches and exit).
     Run(RunArgs),
@@ -427,6 +432,67 @@ pub struct TransformArgs {
 
     #[command(flatten)]
     pub enrich: EnrichArgs,
+}
+
+const DETECT_HELP: &str = "\
+Examples:
+  flowlog detect flows.log.gz                      findings as OCSF, one per line
+  flowlog detect --to ecs --watchlist bad.txt *.gz ECS alerts; watch-list hits too
+  flowlog detect --rules detect.toml --state s.json new/*.gz
+                                                   thresholds from a file; windows still open
+                                                   at the end kept for the next run";
+
+/// `flowlog detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Inputs to read, in order; `-` is standard input (the default).
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Format of records not preceded by a header line (as for `transform`).
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+
+    /// Shape of the findings.
+    #[arg(long, value_enum, default_value_t = FindingShape::Ocsf)]
+    pub to: FindingShape,
+
+    /// The rules' settings: a TOML file with the keys of a configuration's `[detect]`
+    /// table (or a whole configuration, whose `[detect]` table is used). Default: every
+    /// rule with its published thresholds.
+    #[arg(long, value_name = "TOML")]
+    pub rules: Option<PathBuf>,
+
+    /// Keep the detection state in this file: taken up at the start, and at the end the
+    /// windows still open are saved there instead of being closed, for the next run.
+    /// Without it, every window closes when the input ends.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// Append the findings to this file instead of writing them to standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Append records that cannot be decoded to this file, as NDJSON (source, line,
+    /// reason, raw). Without it they are reported on standard error.
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// No summary and no warnings on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub enrich: EnrichArgs,
+}
+
+/// `detect --to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingShape {
+    /// OCSF 1.1.0 Detection Finding (class 2004).
+    Ocsf,
+    /// ECS alert documents (`event.kind: alert`).
+    Ecs,
 }
 
 /// Enrichment sources (all optional; see docs/enrichment.md).

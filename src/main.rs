@@ -6,6 +6,7 @@
 #[cfg(feature = "source-s3")]
 mod backfill;
 mod cli;
+mod detect;
 mod fields;
 mod logs;
 mod output;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     logs::init(cli.log_format, cli.log_level.as_deref(), default_level);
     match cli.command {
         cli::Command::Transform(args) => transform::run(*args),
+        cli::Command::Detect(args) => detect::run(*args),
         cli::Command::Run(args) => run::run(args),
         #[cfg(feature = "source-s3")]
         cli::Command::Backfill(args) => backfill::run(*args),

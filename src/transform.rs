@@ -27,7 +27,62 @@ use flowlog_enrich::Enricher;
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
 pub fn run(args: TransformArgs) -> ExitCode {
-    let format = match args.format.as_deref().map(FlowFormat::parse).transpose() {
+    let target = match args.to {
+        OutputShape::Raw => Target::Raw,
+        OutputShape::Ecs => Target::Ecs,
+        OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
+        OutputShape::Cim => Target::Cim,
+    };
+    let reading = Reading {
+        inputs: &args.inputs,
+        format: args.format.as_deref(),
+        dead_letter: args.dead_letter.as_deref(),
+        quiet: args.quiet,
+        flush_interval: args.flush_interval,
+        enrich: &args.enrich,
+        confirm: args.confirm,
+    };
+    read_into(reading, || match args.output_format {
+        OutputFormat::Ndjson => Ok(Output::Ndjson {
+            encoder: target.encoder_with(&EncodeOptions {
+                envelope_key: args.envelope_key.clone(),
+            }),
+            writer: output_writer(args.output.as_deref())?,
+        }),
+        OutputFormat::Parquet => parquet_output(&args),
+    })
+}
+
+/// What `transform` and `detect` share: the inputs and how they are read.
+pub(crate) struct Reading<'a> {
+    pub inputs: &'a [PathBuf],
+    pub format: Option<&'a str>,
+    pub dead_letter: Option<&'a Path>,
+    pub quiet: bool,
+    pub flush_interval: f64,
+    pub enrich: &'a EnrichArgs,
+    pub confirm: bool,
+}
+
+/// Standard output, or `path` opened for appending.
+pub(crate) fn output_writer(path: Option<&Path>) -> Result<Box<dyn Write>, String> {
+    Ok(match path {
+        Some(path) => match append(path) {
+            Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
+            Err(err) => return Err(format!("cannot open output file {}: {err}", path.display())),
+        },
+        None => Box::new(io::stdout().lock()),
+    })
+}
+
+/// Reads every input of `reading`, decoded (and enriched), into the output `output`
+/// makes once the arguments are known to be good; prints the summary; exit code 2 for
+/// arguments that cannot work, 1 for an input that could not be read or a failed output.
+pub(crate) fn read_into(
+    reading: Reading<'_>,
+    output: impl FnOnce() -> Result<Output, String>,
+) -> ExitCode {
+    let format = match reading.format.map(FlowFormat::parse).transpose() {
         Ok(Some(format)) => {
             for typo in format.likely_typos() {
                 eprintln!("flowlog: warning: --format: {typo}");
@@ -40,7 +95,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let dead_letters = match &args.dead_letter {
+    let dead_letters = match reading.dead_letter {
         Some(path) => match append(path) {
             Ok(file) => DeadLetterOut::File(BufWriter::new(file)),
             Err(err) => {
@@ -54,51 +109,25 @@ pub fn run(args: TransformArgs) -> ExitCode {
         // Even with --quiet: a record that cannot be decoded is data, not a warning.
         None => DeadLetterOut::Stderr,
     };
-    let inputs = if args.inputs.is_empty() {
+    let inputs = if reading.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
-        args.inputs.clone()
+        reading.inputs.to_vec()
     };
-    if args.confirm && inputs.iter().any(|i| i.as_os_str() != "-") {
+    if reading.confirm && inputs.iter().any(|i| i.as_os_str() != "-") {
         eprintln!("flowlog: --confirm confirms lines of standard input; give no FILE");
         return ExitCode::from(2);
     }
-    let target = match args.to {
-        OutputShape::Raw => Target::Raw,
-        OutputShape::Ecs => Target::Ecs,
-        OutputShape::Ocsf => Target::Ocsf(args.ocsf_version),
-        OutputShape::Cim => Target::Cim,
-    };
-    let output = match args.output_format {
-        OutputFormat::Ndjson => {
-            let writer: Box<dyn Write> = match &args.output {
-                Some(path) => match append(path) {
-                    Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
-                    Err(err) => {
-                        eprintln!("flowlog: cannot open output file {}: {err}", path.display());
-                        return ExitCode::from(2);
-                    }
-                },
-                None => Box::new(io::stdout().lock()),
-            };
-            Output::Ndjson {
-                encoder: target.encoder_with(&EncodeOptions {
-                    envelope_key: args.envelope_key.clone(),
-                }),
-                writer,
-            }
+    let output = match output() {
+        Ok(output) => output,
+        Err(err) => {
+            eprintln!("flowlog: {err}");
+            return ExitCode::from(2);
         }
-        OutputFormat::Parquet => match parquet_output(&args) {
-            Ok(output) => output,
-            Err(err) => {
-                eprintln!("flowlog: {err}");
-                return ExitCode::from(2);
-            }
-        },
     };
-    let confirm = args.confirm.then(Confirm::default);
+    let confirm = reading.confirm.then(Confirm::default);
 
-    let progress = progress_bar(&inputs, args.quiet);
+    let progress = progress_bar(&inputs, reading.quiet);
     let options = DecodeOptions {
         format,
         progress: progress
@@ -106,7 +135,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
             .map(|bar| Arc::new(move |n| bar.inc(n)) as flowlog_decode::ProgressFn),
         ..DecodeOptions::default()
     };
-    let enricher = match enricher(&args.enrich, args.quiet) {
+    let enricher = match enricher(reading.enrich, reading.quiet) {
         Ok(e) => e,
         Err(err) => {
             eprintln!("flowlog: {err}");
@@ -115,7 +144,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
     };
     let mut sink = NdjsonSink {
         enricher,
-        quiet: args.quiet,
+        quiet: reading.quiet,
         output,
         dead_letters,
         confirm,
@@ -128,7 +157,7 @@ pub fn run(args: TransformArgs) -> ExitCode {
         }
     }
 
-    let flush_interval = Duration::from_secs_f64(args.flush_interval);
+    let flush_interval = Duration::from_secs_f64(reading.flush_interval);
     let started = Instant::now();
     let mut totals = DecodeStats::default();
     let mut unreadable = 0;
@@ -158,15 +187,18 @@ pub fn run(args: TransformArgs) -> ExitCode {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    if !args.quiet {
+    if !reading.quiet {
         eprintln!(
             "{}",
             summary(
                 &totals,
                 started.elapsed().as_secs_f64(),
-                args.dead_letter.as_deref()
+                reading.dead_letter
             )
         );
+        if let Some(line) = sink.output.summary() {
+            eprintln!("{line}");
+        }
         if let Some(enricher) = &sink.enricher {
             let s = enricher.stats();
             eprintln!(
@@ -340,7 +372,7 @@ struct NdjsonSink {
 }
 
 /// Where documents go.
-enum Output {
+pub(crate) enum Output {
     Ndjson {
         encoder: Box<dyn Encoder + Send>,
         writer: Box<dyn Write>,
@@ -352,6 +384,8 @@ enum Output {
         writer: Option<Box<flowlog_sink_security_lake::ParquetOutput<Box<dyn Write + Send>>>>,
         replaced: Option<Replaced>,
     },
+    /// Records go through the detection rules; their findings are written.
+    Findings(Box<crate::detect::Findings>),
 }
 
 impl Output {
@@ -367,6 +401,7 @@ impl Output {
                 let rejected = writer.as_mut().expect("open until closed").write(batch)?;
                 return Ok(rejected);
             }
+            Output::Findings(findings) => findings.write(batch)?,
         }
         Ok(Vec::new())
     }
@@ -377,6 +412,7 @@ impl Output {
             Output::Ndjson { writer, .. } => writer.flush(),
             #[cfg(feature = "sink-security-lake")]
             Output::Parquet { .. } => Ok(()),
+            Output::Findings(findings) => findings.flush(),
         }
     }
 
@@ -392,6 +428,15 @@ impl Output {
                 // Dropped unkept (a failed run), the partial file goes.
                 replaced.take().map_or(Ok(()), |r| r.keep())
             }
+            Output::Findings(findings) => findings.close(),
+        }
+    }
+
+    /// A line for the summary, beside the records'.
+    fn summary(&self) -> Option<String> {
+        match self {
+            Output::Findings(findings) => Some(findings.summary()),
+            _ => None,
         }
     }
 }

@@ -189,6 +189,11 @@ pub use flowlog_model::time::days_from_civil;
 
 /// The JSON Schema validator of OCSF Network Activity in `version` (from ../shared/ocsf).
 pub fn ocsf_validator(version: &str) -> jsonschema::Validator {
+    ocsf_class_validator("network_activity", version)
+}
+
+/// The JSON Schema validator of the OCSF `class` (`detection_finding`) in `version`.
+pub fn ocsf_class_validator(class: &str, version: &str) -> jsonschema::Validator {
     let dir = fixtures().join("../ocsf/jsonschema");
     let file = std::fs::read_dir(&dir)
         .unwrap()
@@ -197,7 +202,7 @@ pub fn ocsf_validator(version: &str) -> jsonschema::Validator {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with(&format!("network_activity-{version}."))
+                .starts_with(&format!("{class}-{version}."))
         })
         .unwrap_or_else(|| panic!("no schema for {version} in {}", dir.display()));
     let schema: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();

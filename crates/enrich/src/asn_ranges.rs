@@ -7,9 +7,9 @@ use flowlog_model::address::parse_ip;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::address::key;
 use crate::geoip::Asn;
 use crate::EnrichError;
+use flowlog_model::address::key;
 
 /// Non-overlapping address ranges with their AS, sorted by start.
 #[derive(Debug, Default)]

@@ -16,7 +16,6 @@
 //! Encoders find the columns by name; which output fields they become is the business of
 //! `flowlog-normalize`.
 
-pub mod address;
 pub mod asn_ranges;
 pub mod ec2;
 mod error;
@@ -42,10 +41,10 @@ use flowlog_model::enrichment::enrichment_schema_fields;
 use flowlog_model::{enrichment_fields, EnrichKind, FlowBatch};
 use hashbrown::HashMap;
 
-pub use address::is_public;
 pub use asn_ranges::AsnRanges;
 pub use ec2::{Ec2Options, Ec2Refresher};
 pub use error::EnrichError;
+pub use flowlog_model::address::is_public;
 pub use geoip::{Asn, Geo, MmdbFile};
 pub use inventory::{Interface, Inventory};
 pub use ip_ranges::{AwsIpRanges, AwsRange};

@@ -22,6 +22,23 @@ impl SourceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The start of the deterministic ids of this source's records: the first 64 bits of
+    /// the SHA-1 of the source's name (object URI, path), in hex. A record's id is this,
+    /// `-`, and its line number ([`SourceId::event_id`]); a redelivered object gives the
+    /// same ids, so receivers that index by id (Elasticsearch `create`) or users who
+    /// search by it (a HEC indexed field) see duplicates for what they are, and a finding
+    /// can name the flows it saw.
+    pub fn event_id_prefix(&self) -> String {
+        use sha1::Digest;
+        let digest = sha1::Sha1::digest(self.0.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The deterministic id of the record at `line` of this source.
+    pub fn event_id(&self, line: u64) -> String {
+        format!("{}-{line}", self.event_id_prefix())
+    }
 }
 
 impl fmt::Display for SourceId {

@@ -15,7 +15,8 @@
 //! - [`dead_letter`]: [`DeadLetter`], a record that was not emitted or not delivered, as
 //!   the decoder and every sink write it.
 //!
-//! It has no I/O and depends only on Arrow (and serde_json, to write dead letters).
+//! It has no I/O and depends only on Arrow (and serde_json, to write dead letters, and
+//! sha1, for deterministic event ids).
 
 pub mod address;
 pub mod batch;

@@ -15,7 +15,7 @@ use crate::EncodeError;
 
 /// The values of a column, by storage type.
 #[derive(Clone, Copy)]
-pub(crate) enum Values<'a> {
+pub enum Values<'a> {
     Text(&'a StringViewArray),
     /// Text that is a JSON value (enrichment's tags and lists), written as it is.
     Json(&'a StringViewArray),
@@ -31,7 +31,7 @@ type Validity<'a> = (&'a [u8], usize);
 
 /// One column of a batch.
 #[derive(Clone, Copy)]
-pub(crate) struct Column<'a> {
+pub struct Column<'a> {
     /// The values; for a dictionary-encoded column, the distinct values, which rows reach
     /// through `keys`.
     pub values: Values<'a>,
@@ -46,7 +46,7 @@ pub(crate) struct Column<'a> {
 /// share their keys, which is how the template engine sees that a group of members
 /// depends on the key alone and writes it once per distinct key.
 #[derive(Clone, Copy)]
-pub(crate) struct Keys<'a> {
+pub struct Keys<'a> {
     pub keys: &'a [u32],
     validity: Option<Validity<'a>>,
 }

@@ -18,7 +18,7 @@
 
 mod cim;
 pub mod columnar;
-mod columns;
+pub mod columns;
 mod derived;
 mod ecs;
 mod envelope;

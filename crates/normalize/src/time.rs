@@ -24,6 +24,17 @@ pub fn write_rfc3339(out: &mut Out<'_>, millis: i64) {
     DateCache::default().write(out, millis)
 }
 
+/// `millis` as RFC 3339 UTC text (`2021-12-20T11:38:17.000Z`), unquoted: for documents
+/// built as values rather than written row by row (findings).
+pub fn rfc3339_string(millis: i64) -> String {
+    let mut buffer = crate::json::OutBuffer::default();
+    let mut rows = buffer.rows();
+    rows.row(64, |o| write_rfc3339(o, millis));
+    let n = rows.finish();
+    let quoted = String::from_utf8_lossy(buffer.written(n));
+    quoted.trim_matches('"').to_owned()
+}
+
 /// Writes timestamps, remembering the date of the last one: the times of a batch fall on
 /// a day or two, and the calendar arithmetic costs more than the rest.
 #[derive(Debug)]
@@ -116,14 +127,9 @@ fn pair(n: u32) -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::OutBuffer;
 
     fn rfc3339(ms: i64) -> String {
-        let mut buffer = OutBuffer::default();
-        let mut rows = buffer.rows();
-        rows.row(64, |o| write_rfc3339(o, ms));
-        let n = rows.finish();
-        String::from_utf8(buffer.written(n).to_vec()).unwrap()
+        format!("\"{}\"", rfc3339_string(ms))
     }
 
     #[test]

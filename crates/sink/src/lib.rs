@@ -46,20 +46,14 @@ pub use http::{ClientOptions, HttpClient, ProxyOptions, TlsOptions};
 pub use registry::{Needs, SinkContext, SinkKind};
 pub use retry::{Backoff, RetryPolicy};
 
-/// The start of the deterministic ids of a source's records: the first 64 bits of the
-/// SHA-1 of the source's name (object URI, path), in hex. A record's id is this, `-`, and
-/// its line number ([`event_id`]); a redelivered object gives the same ids, so receivers
-/// that index by id (Elasticsearch `create`) or users who search by it (a HEC indexed
-/// field) see duplicates for what they are.
+/// The start of the deterministic ids of a source's records ([`SourceId::event_id_prefix`]).
 pub fn event_id_prefix(source: &SourceId) -> String {
-    use sha1::Digest;
-    let digest = sha1::Sha1::digest(source.as_str().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    source.event_id_prefix()
 }
 
-/// The deterministic id of the record at `line` of `source`.
+/// The deterministic id of the record at `line` of `source` ([`SourceId::event_id`]).
 pub fn event_id(source: &SourceId, line: u64) -> String {
-    format!("{}-{line}", event_id_prefix(source))
+    source.event_id(line)
 }
 
 /// One batch for a sink, and the sink's share of its acknowledgement.

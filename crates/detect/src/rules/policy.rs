@@ -1,0 +1,210 @@
+//! Policies: records that should not happen at all (an administration port accepted from
+//! the internet, DNS to a public resolver not on the allow list, an address on a watch
+//! list). Each offending source, destination and port is reported once per window, with
+//! everything the window saw of it.
+
+use std::net::IpAddr;
+
+use flowlog_model::address::is_public;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{has_ports, Rule};
+use crate::finding::{direction, measures, Finding, RuleId, Side};
+use crate::flow::Flow;
+use crate::settings::{AdminPorts, NetSet, OutboundDns, Watchlist};
+use crate::window::{Seen, Weighted, Windows};
+
+/// What a policy reports once per window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Offence {
+    src: IpAddr,
+    dst: IpAddr,
+    port: Option<u16>,
+    /// The watch-list entry and list that matched, and the address that matched it.
+    watched: Option<(String, String, IpAddr)>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Hits {
+    protocol: Option<u8>,
+    internal: (bool, bool),
+    seen: Seen,
+}
+
+impl Weighted for Hits {
+    fn weight(&self) -> f64 {
+        self.seen.records as f64
+    }
+}
+
+enum Kind {
+    AdminPorts { ports: Vec<u16>, trusted: NetSet },
+    OutboundDns { ports: Vec<u16>, allowed: NetSet },
+    Watchlist,
+}
+
+pub(crate) struct Policy {
+    rule: RuleId,
+    kind: Kind,
+    examples: usize,
+    windows: Windows<Offence, Hits>,
+}
+
+impl Policy {
+    pub(crate) fn admin_ports(s: &AdminPorts, max_keys: usize, examples: usize) -> Self {
+        Self {
+            rule: RuleId::AdminPorts,
+            kind: Kind::AdminPorts {
+                ports: s.ports.clone(),
+                trusted: NetSet::new(&s.trusted_sources),
+            },
+            examples,
+            windows: Windows::new(s.window_secs, max_keys),
+        }
+    }
+
+    pub(crate) fn outbound_dns(s: &OutboundDns, max_keys: usize, examples: usize) -> Self {
+        Self {
+            rule: RuleId::OutboundDns,
+            kind: Kind::OutboundDns {
+                ports: s.ports.clone(),
+                allowed: NetSet::new(&s.allowed_resolvers),
+            },
+            examples,
+            windows: Windows::new(s.window_secs, max_keys),
+        }
+    }
+
+    pub(crate) fn watchlist(s: &Watchlist, max_keys: usize, examples: usize) -> Self {
+        Self {
+            rule: RuleId::Watchlist,
+            kind: Kind::Watchlist,
+            examples,
+            windows: Windows::new(s.window_secs, max_keys),
+        }
+    }
+
+    /// The offence `flow` commits, if any.
+    fn offence(&self, flow: &Flow<'_>) -> Option<Offence> {
+        let plain = |port| Offence {
+            src: flow.src,
+            dst: flow.dst,
+            port: Some(port),
+            watched: None,
+        };
+        match &self.kind {
+            Kind::AdminPorts { ports, trusted } => {
+                let port = flow.dst_port.filter(|p| ports.contains(p))?;
+                let offends = has_ports(flow.protocol)
+                    && flow.accepted == Some(true)
+                    && flow.dst_internal
+                    && !flow.src_internal
+                    && is_public(flow.src)
+                    && !trusted.contains(flow.src);
+                offends.then(|| plain(port))
+            }
+            Kind::OutboundDns { ports, allowed } => {
+                let port = flow.dst_port.filter(|p| ports.contains(p))?;
+                let offends = has_ports(flow.protocol)
+                    && flow.src_internal
+                    && !flow.dst_internal
+                    && is_public(flow.dst)
+                    && !allowed.contains(flow.dst);
+                offends.then(|| plain(port))
+            }
+            Kind::Watchlist => {
+                let (watched, (entry, list)) = match (flow.src_watch, flow.dst_watch) {
+                    (Some(hit), _) => (flow.src, hit),
+                    (None, Some(hit)) => (flow.dst, hit),
+                    (None, None) => return None,
+                };
+                Some(Offence {
+                    src: flow.src,
+                    dst: flow.dst,
+                    port: flow.dst_port.filter(|_| has_ports(flow.protocol)),
+                    watched: Some((entry.to_owned(), list.to_owned(), watched)),
+                })
+            }
+        }
+    }
+
+    fn message(&self, o: &Offence, hits: &Hits) -> String {
+        let port = o.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        let records = hits.seen.records;
+        match &o.watched {
+            Some((entry, list, ip)) => format!(
+                "{} -> {}{port}: {ip} is on watch list {list} (entry {entry}); {records} records",
+                o.src, o.dst
+            ),
+            None if self.rule == RuleId::AdminPorts => format!(
+                "{} reached {}{port} from the internet and was accepted; {records} records",
+                o.src, o.dst
+            ),
+            None => format!(
+                "{} sent DNS to {}{port}, a resolver not on the allow list; {records} records",
+                o.src, o.dst
+            ),
+        }
+    }
+}
+
+impl Rule for Policy {
+    fn id(&self) -> RuleId {
+        self.rule
+    }
+
+    fn observe(&mut self, flow: &Flow<'_>, watermark: i64) {
+        let Some(offence) = self.offence(flow) else {
+            return;
+        };
+        if let Some(hits) = self.windows.entry(flow.time, watermark, offence) {
+            hits.protocol.get_or_insert(flow.protocol.unwrap_or(0));
+            hits.internal = (flow.src_internal, flow.dst_internal);
+            hits.seen.add(flow, self.examples);
+        }
+    }
+
+    fn close(&mut self, watermark: i64, out: &mut Vec<Finding>) {
+        let len = self.windows.len_ms();
+        for (start, offences) in self.windows.close(watermark) {
+            let mut offences: Vec<_> = offences.into_iter().collect();
+            offences.sort_by_key(|(o, _)| (o.src, o.dst, o.port));
+            for (o, hits) in offences {
+                let key = format!("{}|{}|{:?}|{:?}", o.src, o.dst, o.port, o.watched);
+                let mut m = json!({});
+                if let Some((entry, list, ip)) = &o.watched {
+                    m = json!({"watchlist": list, "watchlist_entry": entry, "watched_ip": ip.to_string()});
+                }
+                out.push(Finding {
+                    rule: self.rule,
+                    uid: Finding::uid_of(self.rule, &key, start),
+                    window_start: start,
+                    window_end: start + len,
+                    src: Some(o.src),
+                    dst: Some(o.dst),
+                    dst_port: o.port,
+                    protocol: hits.protocol,
+                    direction_id: direction(hits.internal.0, hits.internal.1),
+                    own: Side::internal(hits.internal.0, hits.internal.1),
+                    measures: measures(m),
+                    message: self.message(&o, &hits),
+                    seen: hits.seen,
+                });
+            }
+        }
+    }
+
+    fn counts(&self) -> (u64, u64, usize) {
+        (self.windows.late, self.windows.evicted, self.windows.keys())
+    }
+
+    fn save(&self) -> serde_json::Result<Value> {
+        serde_json::to_value(&self.windows)
+    }
+
+    fn load(&mut self, state: Value) -> serde_json::Result<()> {
+        self.windows = serde_json::from_value(state)?;
+        Ok(())
+    }
+}

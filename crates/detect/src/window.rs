@@ -1,0 +1,194 @@
+//! Event-time windows: tumbling windows keyed by what a rule counts, closed by a
+//! watermark (the latest record time seen, less the allowed lateness), with a cap on
+//! keys; and the evidence each key gathers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::{Example, Flow};
+
+/// What a window's entry weighs when keys must be evicted: the lighter are dropped.
+pub(crate) trait Weighted {
+    fn weight(&self) -> f64;
+}
+
+/// The open windows of one rule, by start (milliseconds).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + Eq + Hash, V: Serialize",
+    deserialize = "K: Deserialize<'de> + Eq + Hash, V: Deserialize<'de>"
+))]
+pub(crate) struct Windows<K, V> {
+    len_ms: i64,
+    max_keys: usize,
+    #[serde(with = "open_windows")]
+    open: BTreeMap<i64, HashMap<K, V>>,
+    /// Records that arrived for a window already closed.
+    pub late: u64,
+    /// Keys dropped because a window held `max_keys`.
+    pub evicted: u64,
+}
+
+impl<K: Hash + Eq, V: Default + Weighted> Windows<K, V> {
+    pub(crate) fn new(window_secs: u64, max_keys: usize) -> Self {
+        Self {
+            len_ms: window_secs as i64 * 1000,
+            max_keys,
+            open: BTreeMap::new(),
+            late: 0,
+            evicted: 0,
+        }
+    }
+
+    pub(crate) fn len_ms(&self) -> i64 {
+        self.len_ms
+    }
+
+    /// The entry of `key` in the window holding `time`, unless that window has closed
+    /// (the record is late, and counted).
+    pub(crate) fn entry(&mut self, time: i64, watermark: i64, key: K) -> Option<&mut V> {
+        let start = time.div_euclid(self.len_ms) * self.len_ms;
+        if start.saturating_add(self.len_ms) <= watermark {
+            self.late += 1;
+            return None;
+        }
+        let keys = self.open.entry(start).or_default();
+        if keys.len() >= self.max_keys && !keys.contains_key(&key) {
+            self.evicted += evict_lighter_half(keys) as u64;
+        }
+        Some(keys.entry(key).or_default())
+    }
+
+    /// Removes and returns, oldest first, the windows that end at or before `watermark`.
+    pub(crate) fn close(&mut self, watermark: i64) -> Vec<(i64, HashMap<K, V>)> {
+        let mut closed = Vec::new();
+        while let Some(entry) = self.open.first_entry() {
+            if entry.key().saturating_add(self.len_ms) > watermark {
+                break;
+            }
+            closed.push(entry.remove_entry());
+        }
+        closed
+    }
+
+    /// Keys held in open windows.
+    pub(crate) fn keys(&self) -> usize {
+        self.open.values().map(HashMap::len).sum()
+    }
+}
+
+/// Drops the entries at or below the median weight; returns how many.
+fn evict_lighter_half<K: Hash + Eq, V: Weighted>(keys: &mut HashMap<K, V>) -> usize {
+    let mut weights: Vec<f64> = keys.values().map(Weighted::weight).collect();
+    let middle = weights.len() / 2;
+    let (_, median, _) = weights.select_nth_unstable_by(middle, f64::total_cmp);
+    let median = *median;
+    let before = keys.len();
+    keys.retain(|_, v| v.weight() > median);
+    // All of equal weight: drop half of them anyway, or the cap would not hold.
+    if keys.len() == before {
+        let mut n = 0;
+        keys.retain(|_, _| {
+            n += 1;
+            n % 2 == 0
+        });
+    }
+    before - keys.len()
+}
+
+/// Serializes the open windows as a list of (start, [(key, value)]): JSON object keys
+/// must be strings, and window keys are tuples.
+mod open_windows {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    type Open<K, V> = BTreeMap<i64, HashMap<K, V>>;
+
+    pub fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        open: &Open<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            open.iter()
+                .map(|(start, keys)| (start, keys.iter().collect::<Vec<_>>())),
+        )
+    }
+
+    pub fn deserialize<'de, D, K, V>(d: D) -> Result<Open<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+    {
+        let list: Vec<(i64, Vec<(K, V)>)> = Vec::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|(start, keys)| (start, keys.into_iter().collect()))
+            .collect())
+    }
+}
+
+/// What one key saw in a window: the evidence a finding carries.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Seen {
+    pub records: u64,
+    pub bytes: u64,
+    pub packets: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Earliest `start` and latest `end` (milliseconds).
+    pub first: i64,
+    pub last: i64,
+    pub examples: Vec<Example>,
+    /// Where the first record was seen.
+    pub context: Option<Box<Context>>,
+}
+
+/// The interface, instance, account and region of a key's first record.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Context {
+    pub interface_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+}
+
+impl Seen {
+    pub(crate) fn add(&mut self, flow: &Flow<'_>, examples: usize) {
+        if self.records == 0 {
+            self.first = flow.time;
+            self.last = flow.end;
+            self.context = Some(Box::new(Context {
+                interface_id: flow.interface_id.map(str::to_owned),
+                instance_id: flow.instance_id.map(str::to_owned),
+                account_id: flow.account_id.map(str::to_owned),
+                region: flow.region.map(str::to_owned),
+            }));
+        } else {
+            self.first = self.first.min(flow.time);
+            self.last = self.last.max(flow.end);
+        }
+        self.records += 1;
+        self.bytes = self.bytes.saturating_add(flow.bytes);
+        self.packets = self.packets.saturating_add(flow.packets);
+        match flow.accepted {
+            Some(true) => self.accepted += 1,
+            Some(false) => self.rejected += 1,
+            None => {}
+        }
+        if self.examples.len() < examples {
+            self.examples.push(Example {
+                prefix: flow.prefix.clone(),
+                line: flow.line,
+            });
+        }
+    }
+}
+
+impl Weighted for Seen {
+    fn weight(&self) -> f64 {
+        self.records as f64
+    }
+}
