@@ -573,3 +573,173 @@ fn state_carries_open_windows_to_the_next_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("move it away"));
 }
+
+/// Lines of `path`, parsed.
+fn ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `flowlog run` configuration: a file source on `input`; records to `flows.ndjson`,
+/// findings (OCSF) to `alerts.ndjson`.
+fn run_config(dir: &Path, input: &Path, detect: &str, follow: bool) -> PathBuf {
+    let sinks = format!(
+        "[detect]\nfindings = [\"alerts\"]\n{detect}\n\
+         [sinks.flows]\ntype = \"file\"\npath = \"{}\"\n\
+         [sinks.alerts]\ntype = \"file\"\npath = \"{}\"\n",
+        dir.join("flows.ndjson").display(),
+        dir.join("alerts.ndjson").display()
+    );
+    common::runs::write_config(
+        dir,
+        &format!(
+            "type = \"file\"\npaths = [\"{}\"]\nfollow = {follow}\npoll_secs = 0.05",
+            input.display()
+        ),
+        &sinks,
+    )
+}
+
+fn scan_lines(from: u16, to: u16) -> Vec<String> {
+    (from..to)
+        .map(|i| {
+            record(
+                "eni-0a77",
+                "10.0.7.77",
+                "10.0.3.9",
+                1 + i,
+                6,
+                44,
+                T0 + i64::from(i) / 6,
+                "REJECT",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn run_routes_findings_to_their_own_sink() {
+    let dir = common::tempdir();
+    let input = dir.join("flows.log");
+    let mut lines = background(200_000).lines[..2000].to_vec();
+    lines.extend(scan_lines(0, 600));
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    // The background's own policy findings are another test's subject.
+    let quiet = "[detect.admin_ports]\nenabled = false\n[detect.outbound_dns]\nenabled = false\n";
+    let config = run_config(&dir, &input, quiet, false);
+    let (ok, log) = common::runs::run_to_end(common::runs::flowlog(&["run", "--once"], &config));
+    assert!(ok, "{log}");
+    // Every record to the records' sink, none of them a finding...
+    let flows = ndjson(&dir.join("flows.ndjson"));
+    assert_eq!(
+        flows.len(),
+        lines.len(),
+        "NODATA and SKIPDATA lines are records too"
+    );
+    assert!(flows.iter().all(|f| f.get("class_uid").is_none()));
+    // ...and the finding alone to its sink, as an OCSF Detection Finding.
+    let alerts = ndjson(&dir.join("alerts.ndjson"));
+    assert_valid_ocsf(&alerts);
+    assert_eq!(
+        alerts.iter().map(rule_of).collect::<Vec<_>>(),
+        ["vertical_scan"]
+    );
+    assert!(dir.join("data/detect.json").is_file());
+}
+
+#[test]
+fn run_keeps_open_windows_across_a_restart() {
+    let dir = common::tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, scan_lines(0, 300).join("\n") + "\n").unwrap();
+    let config = run_config(&dir, &input, "", true);
+    let flows = dir.join("flows.ndjson");
+    let alerts = dir.join("alerts.ndjson");
+    let stop = |child: std::process::Child| {
+        // SAFETY: kill sends a signal to the child we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        common::runs::finish(child, &config)
+    };
+    let child = common::runs::flowlog(&["run"], &config).spawn().unwrap();
+    common::runs::wait_for(|| ndjson(&flows).len(), 300, String::new);
+    let (ok, log) = stop(child);
+    assert!(ok, "{log}");
+    assert!(ndjson(&alerts).is_empty(), "the hour has not passed");
+    // The rest of the scan, and a record two hours on that closes its window.
+    let mut rest = scan_lines(300, 600);
+    rest.push(record(
+        "eni-0a77",
+        "10.0.7.77",
+        "10.0.3.9",
+        443,
+        6,
+        44,
+        T0 + 7200,
+        "ACCEPT",
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    std::io::Write::write_all(&mut file, (rest.join("\n") + "\n").as_bytes()).unwrap();
+    let child = common::runs::flowlog(&["run"], &config).spawn().unwrap();
+    common::runs::wait_for(
+        || ndjson(&alerts).len(),
+        1,
+        || format!("{} records", ndjson(&flows).len()),
+    );
+    let (ok, log) = stop(child);
+    assert!(ok, "{log}");
+    assert_eq!(ndjson(&flows).len(), 601, "each record once");
+    let alerts = ndjson(&alerts);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_valid_ocsf(&alerts);
+    // Both runs' halves in one finding.
+    assert_eq!(evidence(&alerts[0])["data"]["records"], 600);
+    assert_close(&evidence(&alerts[0])["data"]["distinct_ports"], 600);
+}
+
+#[test]
+fn a_findings_route_must_lead_somewhere_findings_can_go() {
+    let dir = common::tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, "").unwrap();
+    for (detect, sinks, says) in [
+        (
+            "[detect]\n",
+            "[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "findings names no sink",
+        ),
+        (
+            "[detect]\nfindings = [\"alert\"]\n",
+            "[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "`alert`, which is not a sink",
+        ),
+        (
+            "[detect]\nfindings = [\"otel\"]\n",
+            "[sinks.otel]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318\"\n",
+            "body = \\\"line\\\"",
+        ),
+        (
+            "[detect]\nfindings = [\"flows\"]\n[detect.vertical_scan]\nwindow_secs = 0\n",
+            "[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "window_secs must be between 1 and 604800",
+        ),
+    ] {
+        let config = common::runs::write_config(
+            &dir,
+            &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+            &format!("{detect}{sinks}"),
+        );
+        let (ok, printed) = common::runs::run_to_end(common::runs::flowlog(&["validate"], &config));
+        assert!(!ok, "{detect}{sinks}");
+        assert!(
+            printed.contains(says.trim_matches('\\'))
+                || printed.contains(&says.replace("\\\"", "\"")),
+            "{printed}"
+        );
+    }
+}

@@ -200,7 +200,7 @@ impl Detector {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), DetectError> {
         let snapshot: Snapshot =
             serde_json::from_slice(bytes).map_err(|e| DetectError::Snapshot(e.to_string()))?;
-        if snapshot.settings != self.settings {
+        if !snapshot.settings.same_rules(&self.settings) {
             return Err(DetectError::SettingsChanged);
         }
         let mut rules = rules::build(&self.settings);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::DetectError;
+use crate::{DetectError, FindingFormat};
 
 /// The `[detect]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,11 @@ pub struct DetectSettings {
     pub max_keys: usize,
     /// Flow ids kept per finding as examples.
     pub examples: usize,
+    /// `flowlog run`: the sinks findings go to. A sink named here gets findings only, no
+    /// flow records.
+    pub findings: Vec<String>,
+    /// `flowlog run`: findings as `ocsf` (Detection Finding) or `ecs` (alerts).
+    pub findings_format: FindingFormat,
     pub vertical_scan: VerticalScan,
     pub horizontal_scan: HorizontalScan,
     pub rejected_spike: Baseline,
@@ -41,6 +46,8 @@ impl Default for DetectSettings {
             allowed_lateness_secs: 600,
             max_keys: 100_000,
             examples: 5,
+            findings: Vec::new(),
+            findings_format: FindingFormat::Ocsf,
             vertical_scan: VerticalScan::default(),
             horizontal_scan: HorizontalScan::default(),
             rejected_spike: Baseline::default(),
@@ -247,6 +254,17 @@ impl DetectSettings {
             ));
         }
         Ok(())
+    }
+
+    /// True when both define the same rules (where findings go does not matter to the
+    /// windows a snapshot holds).
+    pub fn same_rules(&self, other: &DetectSettings) -> bool {
+        let routeless = |s: &DetectSettings| DetectSettings {
+            findings: Vec::new(),
+            findings_format: FindingFormat::Ocsf,
+            ..s.clone()
+        };
+        routeless(self) == routeless(other)
     }
 
     /// True when any rule is on.

@@ -53,6 +53,10 @@ pub fn needs_json_escape(text: &str) -> bool {
     text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
+/// The schema metadata key that marks a batch of documents ([`FlowBatch::documents`]).
+pub const DOCUMENTS: &str = "flowlog:documents";
+const DOCUMENT_COLUMN: &str = "document";
+
 /// A batch of decoded flow records in the canonical schema.
 ///
 /// `line_numbers[i]` is the position of row `i` in its source: the physical line for text,
@@ -118,6 +122,43 @@ impl FlowBatch {
             plain_text: false,
             lines: None,
         }
+    }
+
+    /// A batch of finished JSON documents rather than flow records (findings): a `start`
+    /// column (each document's time, which sinks date events by) and a `document`
+    /// column, marked in the schema's metadata ([`DOCUMENTS`]) so that every encoder
+    /// writes the documents as they are. The documents are also the batch's lines, for
+    /// sinks that forward lines.
+    pub fn documents(source: SourceId, documents: Vec<(i64, String)>) -> FlowBatch {
+        use arrow_array::{ArrayRef, TimestampMillisecondArray};
+        use arrow_schema::{DataType, Field, Schema, TimeUnit};
+        let times = TimestampMillisecondArray::from_iter_values(documents.iter().map(|d| d.0))
+            .with_timezone("UTC");
+        let texts = StringViewArray::from_iter_values(documents.iter().map(|d| d.1.as_str()));
+        let schema = Schema::new(vec![
+            Field::new(
+                "start",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new(DOCUMENT_COLUMN, DataType::Utf8View, false),
+        ])
+        .with_metadata([(DOCUMENTS.to_owned(), "true".to_owned())].into());
+        let columns: Vec<ArrayRef> = vec![Arc::new(times), Arc::new(texts.clone())];
+        let records =
+            RecordBatch::try_new(Arc::new(schema), columns).expect("the columns match the schema");
+        let lines: ScalarBuffer<u64> = (1..=documents.len() as u64).collect();
+        FlowBatch::new(records, source, lines).with_lines(texts)
+    }
+
+    /// The documents of a [`documents`](Self::documents) batch; `None` for flow records.
+    pub fn document_column(&self) -> Option<&StringViewArray> {
+        if !self.records.schema_ref().metadata().contains_key(DOCUMENTS) {
+            return None;
+        }
+        self.records
+            .column_by_name(DOCUMENT_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<StringViewArray>())
     }
 
     /// Declares that no text value contains a control character, `"` or `\`.

@@ -78,13 +78,40 @@ impl Target {
     /// A fresh encoder for this target.
     pub fn encoder_with(self, options: &EncodeOptions) -> Box<dyn Encoder + Send> {
         let key = options.envelope_key.as_deref();
-        let table = |members| Box::new(template::TemplateEncoder::new(members, key));
-        match self {
+        let table = |members| -> Box<dyn Encoder + Send> {
+            Box::new(template::TemplateEncoder::new(members, key))
+        };
+        let records = match self {
             Target::Raw => Box::new(RawEncoder::new(key)),
             Target::Ecs => table(ecs::ECS),
             Target::Ocsf(version) => table(version.table()),
             Target::Cim => table(cim::CIM),
+        };
+        Box::new(Documents {
+            records,
+            out: Vec::new(),
+        })
+    }
+}
+
+/// An encoder that writes batches of finished documents (findings:
+/// [`FlowBatch::documents`]) as they are, and hands flow records to the target's encoder.
+struct Documents {
+    records: Box<dyn Encoder + Send>,
+    out: Vec<u8>,
+}
+
+impl Encoder for Documents {
+    fn encode(&mut self, batch: &FlowBatch) -> Result<&[u8], EncodeError> {
+        let Some(documents) = batch.document_column() else {
+            return self.records.encode(batch);
+        };
+        self.out.clear();
+        for document in documents.iter().flatten() {
+            self.out.extend_from_slice(document.as_bytes());
+            self.out.push(b'\n');
         }
+        Ok(&self.out)
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Config<S, K> {
     pub sources: BTreeMap<String, S>,
     #[serde(default)]
     pub transform: Transform,
+    /// The detection rules (docs/detections.md): present, they run on every record the
+    /// filter keeps; their findings go to the sinks `findings` names.
+    pub detect: Option<flowlog_detect::DetectSettings>,
     pub sinks: BTreeMap<String, K>,
 }
 
@@ -364,7 +367,43 @@ where
                 .validate()
                 .map_err(|e| (Some(table.clone()), format!("[{table}] {e}")))?;
         }
+        if let Some(detect) = &self.detect {
+            self.validate_detect(detect)
+                .map_err(|e| (Some("detect".into()), format!("[detect] {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The rules' settings, and a findings route to sinks that can carry findings.
+    fn validate_detect(&self, detect: &flowlog_detect::DetectSettings) -> Result<(), String> {
+        detect.validate().map_err(|e| e.to_string())?;
+        if detect.findings.is_empty() {
+            return Err(
+                "findings names no sink: give the sinks findings go to (findings = [\"alerts\"])"
+                    .into(),
+            );
+        }
+        for name in &detect.findings {
+            let Some(sink) = self.sinks.get(name) else {
+                return Err(format!(
+                    "findings names `{name}`, which is not a sink (the sinks: {})",
+                    self.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            };
+            sink.spec()
+                .carries_documents()
+                .map_err(|e| format!("findings cannot go to sink `{name}`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl<S, K> Config<S, K> {
+    /// True when `sink` gets findings (and so no flow records).
+    pub fn is_findings_sink(&self, sink: &str) -> bool {
+        self.detect
+            .as_ref()
+            .is_some_and(|d| d.findings.iter().any(|f| f == sink))
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod config;
+mod detect;
 pub mod filter;
 mod report;
 
@@ -78,6 +79,8 @@ pub enum RunError {
     Source { name: String, source: SourceError },
     #[error("{NO_SOURCES}")]
     NoSources,
+    #[error("detect: {0}")]
+    Detect(String),
 }
 
 /// What a configuration without sources is told by `run`, `validate` and `check`.
@@ -240,6 +243,7 @@ where
         batches_rx,
         sink_inputs,
         (&stop, &transform_failed),
+        options.once,
     )?;
     let mut sources = start_sources(built);
     let saver = save_every(SAVE_EVERY, state);
@@ -480,7 +484,26 @@ fn start_transform<S, K>(
     rx: mpsc::Receiver<Envelope>,
     sink_inputs: Vec<mpsc::Sender<SinkInput>>,
     (stop, failed): (&Arc<Stop>, &Arc<std::sync::Mutex<Option<String>>>),
+    once: bool,
 ) -> Result<std::thread::JoinHandle<()>, RunError> {
+    // Sinks on the findings route get findings only; the others the records.
+    let (mut records, mut findings) = (Vec::new(), Vec::new());
+    for (name, input) in config.sinks.keys().zip(sink_inputs) {
+        match config.is_findings_sink(name) {
+            true => findings.push(input),
+            false => records.push(input),
+        }
+    }
+    let detection = match &config.detect {
+        Some(settings) => Some(crate::detect::Detection::start(
+            settings,
+            &config.data_dir,
+            findings,
+            once,
+            state.metrics.component("transform", "detect"),
+        )?),
+        None => None,
+    };
     let enricher = config
         .transform
         .enrich
@@ -497,13 +520,14 @@ fn start_transform<S, K>(
         enricher,
         metrics: state.metrics.component("transform", "transform"),
         filtered: state.metrics.filtered("transform"),
+        detection,
     };
     let runtime = tokio::runtime::Handle::current();
     let thread = std::thread::Builder::new()
         .name("flowlog-transform".into())
         // A `where` predicate recurses as deep as it nests.
         .stack_size(TRANSFORM_STACK)
-        .spawn(move || stage.run(&runtime, rx, sink_inputs))
+        .spawn(move || stage.run(&runtime, rx, records))
         .map_err(|source| RunError::Io {
             what: "cannot start the transform thread",
             path: PathBuf::new(),
@@ -836,6 +860,7 @@ struct Stage {
     enricher: Option<flowlog_enrich::Enricher>,
     metrics: flowlog_component::ComponentMetrics,
     filtered: prometheus_client::metrics::counter::Counter,
+    detection: Option<crate::detect::Detection>,
 }
 
 /// How often the stage keeps the enricher up to date while no batch arrives (live
@@ -856,7 +881,12 @@ impl Stage {
                 .block_on(async { tokio::time::timeout(MAINTAIN_EVERY, input.recv()).await });
             match next {
                 Ok(Some(envelope)) => self.process(envelope, &sinks),
-                Ok(None) => return,
+                Ok(None) => {
+                    if let Some(detection) = self.detection.take() {
+                        detection.finish();
+                    }
+                    return;
+                }
                 Err(_idle) => {}
             }
         }
@@ -896,6 +926,9 @@ impl Stage {
             for notice in enricher.maintain() {
                 tracing::info!("enrichment: {notice}");
             }
+        }
+        if let Some(detection) = &mut self.detection {
+            detection.maintain();
         }
     }
 
@@ -939,6 +972,9 @@ impl Stage {
         if batch.num_rows() == 0 {
             ack.confirm();
             return;
+        }
+        if let Some(detection) = &mut self.detection {
+            detection.observe(&batch);
         }
         let batch = Arc::new(batch);
         for sink in sinks {

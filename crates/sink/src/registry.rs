@@ -50,6 +50,12 @@ pub trait SinkKind: Send + Sync {
         Needs::default()
     }
 
+    /// Whether the sink can carry finished documents (detection findings:
+    /// `FlowBatch::documents`) as its events; the error says what to change.
+    fn carries_documents(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The sink, ready to [`Sink::run`] or [`Sink::check`]. Called inside the runtime,
     /// sending nothing.
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError>;

@@ -1,0 +1,248 @@
+//! `[detect]` in the transform stage: the rules see every record the filter keeps (after
+//! enrichment, so watch lists count), and their findings go, one batch of documents each,
+//! to the sinks `detect.findings` names.
+//!
+//! The detector's windows and the findings not yet delivered are saved in
+//! `<data_dir>/detect.json` (replaced atomically, at most once a second and when the stage
+//! ends). A restart takes them up and sends the undelivered findings again: a finding is
+//! delivered at least once, under the same id (the sink's event id comes from the
+//! finding's id, so Elasticsearch keeps one copy). Records read again after a crash
+//! (those past the sources' checkpoints) are counted again by windows still open.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowlog_component::{AckWait, BatchStatus, ComponentMetrics};
+use flowlog_detect::{DetectError, DetectSettings, Detector, Finding, FindingFormat};
+use flowlog_model::{FlowBatch, SourceId};
+use flowlog_sink::SinkInput;
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::RunError;
+
+/// The file in the data dir.
+const STATE_FILE: &str = "detect.json";
+/// How often the state is saved while it changes.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// A finding sent and not yet delivered by every sink of the route.
+struct Pending {
+    saved: SavedFinding,
+    /// `None` once a sink gave its share up: sent again by the next run.
+    wait: Option<AckWait>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct SavedFinding {
+    uid: String,
+    time: i64,
+    document: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    detector: serde_json::Value,
+    pending: Vec<SavedFinding>,
+}
+
+pub(crate) struct Detection {
+    detector: Detector,
+    format: FindingFormat,
+    sinks: Vec<mpsc::Sender<SinkInput>>,
+    path: PathBuf,
+    pending: Vec<Pending>,
+    changed: bool,
+    saved_at: Instant,
+    /// A finite run (`--once`): every window closes when the input ends.
+    once: bool,
+    metrics: ComponentMetrics,
+    findings: Counter,
+}
+
+impl Detection {
+    /// The detector with the saved state taken up, and the undelivered findings of the
+    /// last run sent again.
+    pub(crate) fn start(
+        settings: &DetectSettings,
+        data_dir: &Path,
+        sinks: Vec<mpsc::Sender<SinkInput>>,
+        once: bool,
+        metrics: ComponentMetrics,
+    ) -> Result<Self, RunError> {
+        let mut detector =
+            Detector::new(settings.clone()).map_err(|e| RunError::Detect(e.to_string()))?;
+        let path = data_dir.join(STATE_FILE);
+        let mut resend = Vec::new();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let saved: Saved =
+                    serde_json::from_slice(&bytes).map_err(|e| unreadable(&path, e))?;
+                let detector_bytes =
+                    serde_json::to_vec(&saved.detector).map_err(|e| unreadable(&path, e))?;
+                match detector.restore(&detector_bytes) {
+                    Ok(()) => {}
+                    Err(DetectError::SettingsChanged) => {
+                        tracing::warn!("{}: {}", path.display(), DetectError::SettingsChanged)
+                    }
+                    Err(e) => return Err(unreadable(&path, e)),
+                }
+                resend = saved.pending;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RunError::Io {
+                    what: "cannot read the detection state",
+                    path,
+                    source: e,
+                })
+            }
+        }
+        let findings = metrics.counter("findings", "Findings the detection rules made and sent");
+        let mut detection = Self {
+            detector,
+            format: settings.findings_format,
+            sinks,
+            path,
+            pending: Vec::new(),
+            changed: false,
+            saved_at: Instant::now(),
+            once,
+            metrics,
+            findings,
+        };
+        if !resend.is_empty() {
+            tracing::info!(
+                "detect: sending {} findings again that the last run had not seen delivered",
+                resend.len()
+            );
+        }
+        for saved in resend {
+            detection.send(saved);
+        }
+        Ok(detection)
+    }
+
+    /// Takes in a batch the sinks get; sends the findings of the windows it closed.
+    pub(crate) fn observe(&mut self, batch: &FlowBatch) {
+        let findings = self.detector.observe(batch);
+        self.changed = true;
+        self.send_all(findings);
+    }
+
+    fn send_all(&mut self, findings: Vec<Finding>) {
+        for finding in findings {
+            let document = self.format.document(&finding).to_string();
+            tracing::info!(
+                rule = finding.rule.name(),
+                uid = %finding.uid,
+                "finding: {}",
+                finding.message
+            );
+            self.findings.inc();
+            self.send(SavedFinding {
+                uid: finding.uid.clone(),
+                time: finding.time(),
+                document,
+            });
+        }
+    }
+
+    /// Sends one finding to every sink of the route, as a batch of its own whose source
+    /// is the finding's id (so its event id is the same every time it is sent).
+    fn send(&mut self, saved: SavedFinding) {
+        let source = SourceId::new(format!("finding:{}", saved.uid));
+        let batch = Arc::new(FlowBatch::documents(
+            source,
+            vec![(saved.time, saved.document.clone())],
+        ));
+        let (ack, wait) = self.metrics.ack();
+        for sink in &self.sinks {
+            let _ = sink.blocking_send(SinkInput {
+                batch: Arc::clone(&batch),
+                ack: ack.clone(),
+            });
+        }
+        ack.confirm();
+        self.pending.push(Pending {
+            saved,
+            wait: Some(wait),
+        });
+        self.changed = true;
+    }
+
+    /// Forgets the findings every sink delivered; saves the state once a second while it
+    /// changes.
+    pub(crate) fn maintain(&mut self) {
+        let before = self.pending.len();
+        self.pending.retain_mut(|p| match p.wait.as_mut().map(AckWait::try_status) {
+            Some(Some(BatchStatus::Delivered)) => false,
+            Some(Some(BatchStatus::Failed)) => {
+                tracing::warn!(uid = %p.saved.uid, "a finding was not delivered; it is sent again by the next run");
+                p.wait = None;
+                true
+            }
+            _ => true,
+        });
+        self.changed |= self.pending.len() != before;
+        if self.changed && self.saved_at.elapsed() >= SAVE_EVERY {
+            self.save();
+        }
+    }
+
+    /// The input ended: a finite run closes every window and waits for its findings; a
+    /// long-running one keeps its windows for the next.
+    pub(crate) fn finish(mut self) {
+        if self.once {
+            let findings = self.detector.flush();
+            self.send_all(findings);
+        }
+        // Drop the route's senders so sinks can end once they have what they were sent.
+        self.sinks.clear();
+        for p in &mut self.pending {
+            if let Some(wait) = p.wait.take() {
+                match wait.blocking_wait() {
+                    BatchStatus::Delivered => p.saved.uid.clear(),
+                    BatchStatus::Failed => {}
+                }
+            }
+        }
+        self.pending.retain(|p| !p.saved.uid.is_empty());
+        self.save();
+    }
+
+    fn save(&mut self) {
+        let saved = self.detector.snapshot().and_then(|bytes| {
+            let detector =
+                serde_json::from_slice(&bytes).map_err(|e| DetectError::Snapshot(e.to_string()))?;
+            serde_json::to_vec(&Saved {
+                detector,
+                pending: self.pending.iter().map(|p| p.saved.clone()).collect(),
+            })
+            .map_err(|e| DetectError::Snapshot(e.to_string()))
+        });
+        let result = saved
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| flowlog_source::checkpoint::write_atomically(&self.path, &bytes));
+        match result {
+            Ok(()) => {
+                self.changed = false;
+                self.saved_at = Instant::now();
+            }
+            Err(e) => {
+                let why = format!("cannot save {}: {e}", self.path.display());
+                tracing::error!("detect: {why}");
+                self.metrics.error("detect_state", &why);
+            }
+        }
+    }
+}
+
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::Detect(format!(
+        "{}: the detection state cannot be read ({e}); move it away to start with empty windows",
+        path.display()
+    ))
+}
