@@ -182,9 +182,14 @@ pub struct LabelledCounter {
 impl LabelledCounter {
     /// Counts one under `value` (e.g. the outcome `deleted`).
     pub fn inc(&self, value: &'static str) {
+        self.inc_by(value, 1);
+    }
+
+    /// Counts `n` under `value`.
+    pub fn inc_by(&self, value: &'static str, n: u64) {
         let mut labels = self.labels.clone();
         labels.push((self.label, value.into()));
-        self.family.get_or_create(&labels).inc();
+        self.family.get_or_create(&labels).inc_by(n);
     }
 }
 

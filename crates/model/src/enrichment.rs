@@ -50,6 +50,23 @@ pub struct EnrichField {
     pub meaning: &'static str,
 }
 
+/// The column `[transform.reduce]` adds to a record it made of several: how many it
+/// merged. Plain `Int64`, after the other columns; encoders find it by name like the
+/// enrichment and envelope columns.
+pub const MERGED_COUNT: EnrichField = EnrichField {
+    column: "merged_count",
+    kind: EnrichKind::Int,
+    meaning: "how many records [transform.reduce] merged into this one (bytes and packets summed, start and end widened)",
+};
+
+/// A column added after the flow-log ones (enrichment, envelope, [`MERGED_COUNT`]) by
+/// name.
+pub fn added_field(column: &str) -> Option<&'static EnrichField> {
+    enrichment_field(column)
+        .or_else(|| crate::envelope::envelope_field(column))
+        .or_else(|| (column == MERGED_COUNT.column).then_some(&MERGED_COUNT))
+}
+
 /// Field metadata that marks a text column as JSON (Arrow's canonical extension type).
 pub const JSON_EXTENSION: (&str, &str) = ("ARROW:extension:name", "arrow.json");
 

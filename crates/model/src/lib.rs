@@ -32,7 +32,10 @@ pub mod time;
 pub use batch::{needs_json_escape, FlowBatch, SourceId};
 pub use catalogue::{lookup, FieldDef, FieldId, FieldKind, LogFamily, FIELDS};
 pub use dead_letter::DeadLetter;
-pub use enrichment::{enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind};
+pub use enrichment::{
+    added_field, enrichment_field, enrichment_fields, is_json_field, EnrichField, EnrichKind,
+    MERGED_COUNT,
+};
 pub use envelope::{envelope_field, ENVELOPE_FIELDS};
 pub use error::{error_chain, FormatError};
 pub use format::{FlowFormat, FormatField, DEFAULT_FORMAT};

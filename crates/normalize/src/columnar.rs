@@ -18,9 +18,7 @@ use arrow_array::RecordBatch;
 use arrow_json::reader::Decoder;
 use arrow_json::ReaderBuilder;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use flowlog_model::{
-    enrichment_field, envelope_field, is_json_field, lookup, EnrichKind, FlowBatch, FIELDS,
-};
+use flowlog_model::{added_field, is_json_field, lookup, EnrichKind, FlowBatch, FIELDS};
 
 use crate::ocsf::{self, OcsfVersion};
 use crate::template::{Derivation, Member, TemplateEncoder, Value};
@@ -141,7 +139,7 @@ fn column_type(name: &str) -> DataType {
             DataType::Utf8View => DataType::Utf8,
             other => other,
         }
-    } else if let Some(field) = enrichment_field(name).or_else(|| envelope_field(name)) {
+    } else if let Some(field) = added_field(name) {
         kind(field.kind)
     } else {
         panic!("the OCSF table names unknown field `{name}`")

@@ -155,13 +155,16 @@ pub(crate) static ECS: &[Member] = &[
     Leaf("labels", Field("eni_tags")),
     Object(
         "flowlog",
-        &[Object(
-            "enrichment",
-            &[
-                Leaf("geoip_database", Field("geoip_database")),
-                Leaf("asn_database", Field("asn_database")),
-            ],
-        )],
+        &[
+            Object(
+                "enrichment",
+                &[
+                    Leaf("geoip_database", Field("geoip_database")),
+                    Leaf("asn_database", Field("asn_database")),
+                ],
+            ),
+            Leaf("merged_count", Field("merged_count")),
+        ],
     ),
     Object(
         "aws",

@@ -185,6 +185,9 @@ static CLOUD: &[Member] = &[Object(
 /// Everything the versions share after the header.
 static BODY: &[Member] = &[
     Leaf("status_code", Field("log_status")),
+    // Records `[transform.reduce]` merged: OCSF's count of events in one logical group
+    // between start_time and end_time.
+    Leaf("count", Field("merged_count")),
     Object("src_endpoint", SRC_ENDPOINT),
     Object("dst_endpoint", DST_ENDPOINT),
     Object("connection_info", CONNECTION_INFO),

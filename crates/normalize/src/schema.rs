@@ -3,7 +3,7 @@
 //! and `schemas/elasticsearch/component-template.json` hold the output; a test checks
 //! them (`flowlog schema` prints them).
 
-use flowlog_model::{enrichment_field, envelope_field, lookup, EnrichKind, FieldKind, FIELDS};
+use flowlog_model::{added_field, lookup, EnrichKind, FieldKind, FIELDS};
 use serde_json::{json, Map, Value};
 
 use crate::ecs::{ECS, ECS_VERSION};
@@ -195,9 +195,8 @@ fn walk(members: &[Member], prefix: &str, read: &[bool], out: &mut Vec<EcsField>
 fn field_type(name: &str) -> &'static str {
     match lookup(name) {
         Some(id) => kind_type(FIELDS[id].kind),
-        None => match enrichment_field(name)
-            .or_else(|| envelope_field(name))
-            .expect("catalogue, enrichment or envelope field")
+        None => match added_field(name)
+            .expect("catalogue, enrichment, envelope or reduction field")
             .kind
         {
             EnrichKind::Text | EnrichKind::Json => "keyword",

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
-use flowlog_model::{enrichment_fields, FieldId, FlowBatch, ENVELOPE_FIELDS, FIELDS};
+use flowlog_model::{enrichment_fields, FieldId, FlowBatch, ENVELOPE_FIELDS, FIELDS, MERGED_COUNT};
 
 use crate::columns::{short_view, Column, Keys, Values};
 use crate::envelope::EnvelopeObject;
@@ -183,6 +183,7 @@ fn known_columns() -> &'static HashMap<&'static str, FieldId> {
             .map(|f| f.column)
             .chain(enrichment_fields().iter().map(|f| f.column))
             .chain(ENVELOPE_FIELDS.iter().map(|f| f.column))
+            .chain([MERGED_COUNT.column])
             .enumerate()
             .map(|(id, name)| (name, id))
             .collect()
@@ -199,7 +200,8 @@ fn field_id(name: &str) -> FieldId {
 /// True for the id of an envelope column (these go to the envelope object, never to
 /// [`Member::Rest`]).
 fn is_envelope(id: FieldId) -> bool {
-    id >= FIELDS.len() + enrichment_fields().len()
+    let first = FIELDS.len() + enrichment_fields().len();
+    (first..first + ENVELOPE_FIELDS.len()).contains(&id)
 }
 
 /// Where a batch's columns are, by the ids of [`field_id`]: catalogue fields lead every

@@ -142,6 +142,8 @@ pub struct Transform {
     pub enrich: Enrich,
     #[serde(default)]
     pub filter: crate::filter::Filter,
+    /// Fewer records to the sinks: sampling, cross-interface duplicates, aggregation.
+    pub reduce: Option<crate::reduce::Reduce>,
 }
 
 impl Default for Transform {
@@ -150,6 +152,7 @@ impl Default for Transform {
             batch_rows: default_batch_rows(),
             enrich: Enrich::default(),
             filter: crate::filter::Filter::default(),
+            reduce: None,
         }
     }
 }
@@ -332,6 +335,11 @@ where
         if let Some(sql) = &self.transform.filter.predicate {
             crate::filter::Where::new(sql, self.transform.enrich.may_enrich())
                 .map_err(|e| (Some("where".into()), format!("[transform.filter] {e}")))?;
+        }
+        if let Some(reduce) = &self.transform.reduce {
+            reduce
+                .validate()
+                .map_err(|e| (Some("reduce".into()), format!("[transform.reduce] {e}")))?;
         }
         if self.transform.batch_rows == 0 {
             return Err((

@@ -19,6 +19,7 @@ pub mod api;
 pub mod config;
 mod detect;
 pub mod filter;
+pub mod reduce;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -521,6 +522,13 @@ fn start_transform<S, K>(
         metrics: state.metrics.component("transform", "transform"),
         filtered: state.metrics.filtered("transform"),
         detection,
+        reduce: config.transform.reduce.as_ref().map(|settings| {
+            crate::reduce::Reducing::new(
+                settings,
+                &state.metrics.component("transform", "reduce"),
+                tokio::runtime::Handle::current(),
+            )
+        }),
     };
     let runtime = tokio::runtime::Handle::current();
     let thread = std::thread::Builder::new()
@@ -861,6 +869,7 @@ struct Stage {
     metrics: flowlog_component::ComponentMetrics,
     filtered: prometheus_client::metrics::counter::Counter,
     detection: Option<crate::detect::Detection>,
+    reduce: Option<crate::reduce::Reducing>,
 }
 
 /// How often the stage keeps the enricher up to date while no batch arrives (live
@@ -875,13 +884,17 @@ impl Stage {
         sinks: Vec<mpsc::Sender<SinkInput>>,
     ) {
         loop {
-            self.maintain();
+            self.maintain(&sinks);
             // The timer is made inside `block_on`, where the runtime's clock is.
             let next = runtime
                 .block_on(async { tokio::time::timeout(MAINTAIN_EVERY, input.recv()).await });
             match next {
                 Ok(Some(envelope)) => self.process(envelope, &sinks),
                 Ok(None) => {
+                    if let Some(mut reduce) = self.reduce.take() {
+                        reduce.flush(&sinks);
+                        reduce.report();
+                    }
                     if let Some(detection) = self.detection.take() {
                         detection.finish();
                     }
@@ -921,7 +934,12 @@ impl Stage {
     }
 
     /// Merges inventory refreshes and reopens replaced databases, logging what changed.
-    fn maintain(&mut self) {
+    fn maintain(&mut self, sinks: &[mpsc::Sender<SinkInput>]) {
+        if let Some(reduce) = &mut self.reduce {
+            if reduce.due() {
+                reduce.flush(sinks);
+            }
+        }
         if let Some(enricher) = &mut self.enricher {
             for notice in enricher.maintain() {
                 tracing::info!("enrichment: {notice}");
@@ -976,19 +994,35 @@ impl Stage {
         if let Some(detection) = &mut self.detection {
             detection.observe(&batch);
         }
-        let batch = Arc::new(batch);
-        for sink in sinks {
-            let share = SinkInput {
-                batch: Arc::clone(&batch),
-                ack: ack.clone(),
-            };
-            // A sink that stopped drops its share unconfirmed: the batch fails.
-            let _ = sink.blocking_send(share);
+        match &mut self.reduce {
+            Some(reduce) => reduce.take(batch, ack, sinks),
+            None => {
+                self.metrics.records_out.inc_by(batch.num_rows() as u64);
+                send(batch, ack, sinks);
+            }
         }
-        self.metrics.records_out.inc_by(batch.num_rows() as u64);
-        ack.confirm();
     }
 }
+
+/// Hands every sink its share of `batch`, then gives up the stage's own share.
+fn send(batch: FlowBatch, ack: flowlog_component::Ack, sinks: &[mpsc::Sender<SinkInput>]) {
+    if batch.num_rows() == 0 {
+        ack.confirm();
+        return;
+    }
+    let batch = Arc::new(batch);
+    for sink in sinks {
+        let share = SinkInput {
+            batch: Arc::clone(&batch),
+            ack: ack.clone(),
+        };
+        // A sink that stopped drops its share unconfirmed: the batch fails.
+        let _ = sink.blocking_send(share);
+    }
+    ack.confirm();
+}
+
+impl Stage {}
 
 /// What a signal asks for.
 enum Signal {
