@@ -82,6 +82,32 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         ("transform", keys::<pipeline::Transform>()),
         ("enrich", keys::<pipeline::Enrich>()),
         ("filter", keys::<flowlog_pipeline::filter::Filter>()),
+        ("reduce", keys::<flowlog_pipeline::reduce::Reduce>()),
+        ("detect", keys::<flowlog_detect::DetectSettings>()),
+        (
+            "detect.vertical_scan",
+            keys::<flowlog_detect::settings::VerticalScan>(),
+        ),
+        (
+            "detect.horizontal_scan",
+            keys::<flowlog_detect::settings::HorizontalScan>(),
+        ),
+        (
+            "detect.baseline",
+            keys::<flowlog_detect::settings::Baseline>(),
+        ),
+        (
+            "detect.admin_ports",
+            keys::<flowlog_detect::settings::AdminPorts>(),
+        ),
+        (
+            "detect.outbound_dns",
+            keys::<flowlog_detect::settings::OutboundDns>(),
+        ),
+        (
+            "detect.watchlist",
+            keys::<flowlog_detect::settings::Watchlist>(),
+        ),
         (
             "source.file",
             with_type(keys::<flowlog_source_file::FileSource>()),

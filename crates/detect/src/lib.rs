@@ -220,3 +220,172 @@ impl Detector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &[String]) -> FlowBatch {
+        struct One(Option<FlowBatch>);
+        impl flowlog_decode::RecordSink for One {
+            fn batch(&mut self, batch: FlowBatch) -> Result<(), flowlog_decode::SinkError> {
+                assert!(self.0.replace(batch).is_none());
+                Ok(())
+            }
+            fn dead_letter(
+                &mut self,
+                letter: flowlog_model::DeadLetter,
+            ) -> Result<(), flowlog_decode::SinkError> {
+                panic!("{letter:?}")
+            }
+        }
+        let text = lines.join("\n") + "\n";
+        let mut one = One(None);
+        flowlog_decode::decode_reader(
+            text.as_bytes(),
+            flowlog_model::SourceId::new("test"),
+            &flowlog_decode::DecodeOptions::default(),
+            &mut one,
+        )
+        .unwrap();
+        one.0.unwrap()
+    }
+
+    /// A connection attempt from 10.0.0.5 to port `port` of 10.0.0.9 at `t` (seconds).
+    fn probe(port: u32, t: i64) -> String {
+        format!(
+            "2 1 eni-a 10.0.0.5 10.0.0.9 40000 {port} 6 1 40 {t} {} REJECT OK",
+            t + 1
+        )
+    }
+
+    fn scan(from: u32, to: u32, t: i64) -> Vec<String> {
+        (from..to).map(|p| probe(p, t)).collect()
+    }
+
+    fn only_vertical() -> DetectSettings {
+        let mut s = DetectSettings::default();
+        s.horizontal_scan.enabled = false;
+        s.rejected_spike.enabled = false;
+        s.outbound_volume.enabled = false;
+        s.admin_ports.enabled = false;
+        s.outbound_dns.enabled = false;
+        s.watchlist.enabled = false;
+        s
+    }
+
+    const HOUR: i64 = 1_763_798_400; // on an hour boundary
+
+    #[test]
+    fn a_window_closes_when_the_watermark_passes_its_end() {
+        let mut d = Detector::new(only_vertical()).unwrap();
+        assert!(d.observe(&batch(&scan(1, 600, HOUR + 10))).is_empty());
+        // Ten minutes of lateness: a record 3599 + 599 s later does not close the hour...
+        assert!(d.observe(&batch(&[probe(80, HOUR + 4199)])).is_empty());
+        // ...one at 3600 + 600 s does.
+        let found = d.observe(&batch(&[probe(80, HOUR + 4200)]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule, RuleId::VerticalScan);
+        assert_eq!(found[0].window_start, HOUR * 1000);
+        // A record for the closed hour now is late: counted, not in any window.
+        assert!(d.observe(&batch(&[probe(81, HOUR + 100)])).is_empty());
+        assert_eq!(d.counts()[0].late, 1);
+        assert!(d.flush().is_empty());
+    }
+
+    #[test]
+    fn out_of_order_records_within_the_lateness_count() {
+        let mut d = Detector::new(only_vertical()).unwrap();
+        d.observe(&batch(&scan(1, 300, HOUR + 900)));
+        // Earlier records of the same hour, after later ones.
+        d.observe(&batch(&scan(300, 600, HOUR + 400)));
+        let found = d.flush();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].seen.records, 599);
+        assert_eq!(found[0].seen.first, (HOUR + 400) * 1000);
+    }
+
+    #[test]
+    fn keys_past_the_cap_evict_the_lighter_half_and_say_so() {
+        let mut settings = only_vertical();
+        settings.max_keys = 16;
+        let mut d = Detector::new(settings).unwrap();
+        // The scanner first, then 40 pairs with one port each.
+        d.observe(&batch(&scan(1, 600, HOUR)));
+        let noise: Vec<String> = (0..40)
+            .map(|i| {
+                format!("2 1 eni-a 10.0.1.{i} 10.0.0.9 40000 443 6 1 40 {HOUR} {HOUR} ACCEPT OK")
+            })
+            .collect();
+        d.observe(&batch(&noise));
+        let counts = &d.counts()[0];
+        assert!(counts.evicted > 0);
+        assert!(counts.keys <= 16);
+        // The heavy key survived.
+        assert_eq!(d.flush().len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_windows_and_refuses_other_rules() {
+        let mut d = Detector::new(only_vertical()).unwrap();
+        d.observe(&batch(&scan(1, 300, HOUR)));
+        let saved = d.snapshot().unwrap();
+        let mut restored = Detector::new(only_vertical()).unwrap();
+        restored.restore(&saved).unwrap();
+        restored.observe(&batch(&scan(300, 600, HOUR)));
+        let found = restored.flush();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].seen.records, 599);
+        assert_eq!(
+            found[0].uid,
+            Finding::uid_of(RuleId::VerticalScan, "10.0.0.5|10.0.0.9", HOUR * 1000)
+        );
+        // Another route is no other rule; another threshold is.
+        let mut routed = only_vertical();
+        routed.findings = vec!["alerts".into()];
+        Detector::new(routed).unwrap().restore(&saved).unwrap();
+        let mut other = only_vertical();
+        other.vertical_scan.min_ports = 100;
+        assert!(matches!(
+            Detector::new(other).unwrap().restore(&saved),
+            Err(DetectError::SettingsChanged)
+        ));
+    }
+
+    #[test]
+    fn a_quiet_window_counts_as_zero_in_a_baseline() {
+        let mut s = DetectSettings::default();
+        s.vertical_scan.enabled = false;
+        s.horizontal_scan.enabled = false;
+        s.rejected_spike.window_secs = 60;
+        s.rejected_spike.min_value = Some(5.0);
+        s.allowed_lateness_secs = 0;
+        let mut d = Detector::new(s).unwrap();
+        let rejects = |n: usize, t: i64| -> Vec<String> {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "2 1 eni-a 10.0.0.5 52.1.2.3 {} 443 6 1 40 {t} {t} REJECT OK",
+                        1024 + i
+                    )
+                })
+                .collect()
+        };
+        // Ten rejected a minute for six minutes, two quiet minutes, then thirty: the
+        // history (10 x 6, 0, 0) has a mean of 7.5 and a deviation of 4.6, so the limit is
+        // 21.4; without the quiet minutes it would have no deviation at all.
+        let mut found = Vec::new();
+        for minute in 0..6 {
+            found.extend(d.observe(&batch(&rejects(10, HOUR + minute * 60))));
+        }
+        found.extend(d.observe(&batch(&rejects(30, HOUR + 8 * 60))));
+        found.extend(d.flush());
+        let spikes: Vec<_> = found
+            .iter()
+            .filter(|f| f.rule == RuleId::RejectedSpike)
+            .collect();
+        assert_eq!(spikes.len(), 1, "{found:#?}");
+        assert_eq!(spikes[0].measures["history_windows"], 8);
+        assert_eq!(spikes[0].measures["baseline_mean"], 7.5);
+    }
+}
