@@ -167,6 +167,12 @@ impl Findings {
         if evicted > 0 {
             line.push_str(&format!("; {evicted} keys evicted at the cap"));
         }
+        if self.detector.ahead() > 0 {
+            line.push_str(&format!(
+                "; {} records dated more than a day ahead of the clock left out",
+                self.detector.ahead()
+            ));
+        }
         if let Some(path) = &self.state {
             line.push_str(&format!("; open windows saved in {}", path.display()));
         }

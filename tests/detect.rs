@@ -720,12 +720,32 @@ fn a_findings_route_must_lead_somewhere_findings_can_go() {
         ),
         (
             "[detect]\nfindings = [\"otel\"]\n",
-            "[sinks.otel]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318\"\n",
-            "body = \\\"line\\\"",
+            "[sinks.otel]\ntype = \"otlp\"\nendpoint = \"http://127.0.0.1:4318\"\n[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "does not carry findings",
         ),
         (
-            "[detect]\nfindings = [\"flows\"]\n[detect.vertical_scan]\nwindow_secs = 0\n",
+            "[detect]\nfindings = [\"hec\"]\n",
+            "[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"https://127.0.0.1:8088\"\ntoken = \"t\"\nformat = \"ecs\"\n[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "sourcetype of their own",
+        ),
+        (
+            "[detect]\nfindings = [\"es\"]\n",
+            "[sinks.es]\ntype = \"elasticsearch\"\nendpoints = [\"https://127.0.0.1:9200\"]\n[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "findings_format = \\\"ecs\\\"",
+        ),
+        (
+            "[detect]\nfindings = [\"flows\"]\n",
             "[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n",
+            "the records would go nowhere",
+        ),
+        (
+            "[transform.reduce]\naggregate = true\n",
+            "[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"https://127.0.0.1:8088\"\ntoken = \"t\"\n",
+            "forwards the original lines",
+        ),
+        (
+            "[detect]\nfindings = [\"alerts\"]\n[detect.vertical_scan]\nwindow_secs = 0\n",
+            "[sinks.flows]\ntype = \"file\"\npath = \"/tmp/x\"\n[sinks.alerts]\ntype = \"file\"\npath = \"/tmp/y\"\n",
             "window_secs must be between 1 and 604800",
         ),
     ] {
@@ -742,4 +762,37 @@ fn a_findings_route_must_lead_somewhere_findings_can_go() {
             "{printed}"
         );
     }
+}
+
+#[test]
+fn run_sends_again_the_findings_the_last_run_had_not_seen_delivered() {
+    let dir = common::tempdir();
+    let input = dir.join("flows.log");
+    std::fs::write(&input, scan_lines(0, 600).join("\n") + "\n").unwrap();
+    let config = run_config(&dir, &input, "", false);
+    let (ok, log) = common::runs::run_to_end(common::runs::flowlog(&["run", "--once"], &config));
+    assert!(ok, "{log}");
+    let alerts = dir.join("alerts.ndjson");
+    let first = ndjson(&alerts);
+    assert_eq!(first.len(), 1);
+    // As a crash right after sending would have left it: the finding still pending.
+    let state = dir.join("data/detect.json");
+    let mut saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(
+        saved["pending"],
+        serde_json::json!([]),
+        "delivered, so not pending"
+    );
+    saved["pending"] = serde_json::json!([{
+        "uid": first[0]["finding_info"]["uid"],
+        "time": first[0]["time"],
+        "document": first[0].to_string(),
+    }]);
+    std::fs::write(&state, saved.to_string()).unwrap();
+    std::fs::remove_file(&alerts).unwrap();
+    let (ok, log) = common::runs::run_to_end(common::runs::flowlog(&["run", "--once"], &config));
+    assert!(ok, "{log}");
+    assert_eq!(ndjson(&alerts), first, "sent again, the same document");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["pending"], serde_json::json!([]));
 }

@@ -192,3 +192,16 @@ fn sampling_and_duplicates_end_to_end() {
     );
     assert!(log.contains("sampled out"), "{log}");
 }
+
+#[test]
+fn batches_sampled_to_nothing_are_acknowledged_while_others_are_held() {
+    let dir = common::tempdir();
+    let (input, text) = long_lived_corpus(&dir);
+    // Almost everything sampled out: most batches come out empty, and must not wait.
+    let (docs, log) = reduce(
+        &input,
+        "aggregate = true\nsample_rate = 0.0001\nmax_hold_secs = 3600",
+    );
+    assert!(docs.len() < text.lines().count() / 100, "{log}");
+    assert!(log.contains("nothing unacknowledged"), "{log}");
+}

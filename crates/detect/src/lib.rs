@@ -88,9 +88,17 @@ pub struct Detector {
     latest: i64,
     /// Records the rules could not read (no time or addresses; NODATA, SKIPDATA).
     skipped: u64,
+    /// Records dated more than [`MAX_AHEAD_MS`] after the wall clock: left out, or one
+    /// of them would close every window at once.
+    ahead: u64,
     records: u64,
     findings: u64,
 }
+
+/// How far after the wall clock a record's time may be: flow logs are never from the
+/// future, and one record dated 2100 would otherwise move the watermark past every
+/// window.
+pub const MAX_AHEAD_MS: i64 = 86_400_000;
 
 /// What a snapshot holds.
 #[derive(Serialize, Deserialize)]
@@ -112,6 +120,7 @@ impl Detector {
             settings,
             latest: i64::MIN,
             skipped: 0,
+            ahead: 0,
             records: 0,
             findings: 0,
         })
@@ -128,8 +137,14 @@ impl Detector {
         let rules = &mut self.rules;
         let latest = &mut self.latest;
         let mut records = 0;
+        let horizon = flowlog_normalize::time::now_millis().saturating_add(MAX_AHEAD_MS);
+        let ahead = &mut self.ahead;
         self.skipped += flow::for_each_flow(batch, &self.networks, |flow| {
             records += 1;
+            if flow.time > horizon {
+                *ahead += 1;
+                return;
+            }
             *latest = (*latest).max(flow.time);
             let watermark = latest.saturating_sub(lateness);
             for rule in rules.iter_mut() {
@@ -155,9 +170,15 @@ impl Detector {
         out
     }
 
-    /// Records taken in, records the rules could not read, findings made.
+    /// Records taken in, records the rules could not read (including those dated too far
+    /// ahead), findings made.
     pub fn totals(&self) -> (u64, u64, u64) {
-        (self.records, self.skipped, self.findings)
+        (self.records, self.skipped + self.ahead, self.findings)
+    }
+
+    /// Records left out for being dated more than a day after the wall clock.
+    pub fn ahead(&self) -> u64 {
+        self.ahead
     }
 
     pub fn counts(&self) -> Vec<RuleCounts> {

@@ -242,6 +242,12 @@ impl DetectSettings {
                 )));
             }
         }
+        if self.allowed_lateness_secs > 7 * 86_400 {
+            return Err(DetectError::Settings(format!(
+                "detect.allowed_lateness_secs must be at most 604800 (a week), not {}",
+                self.allowed_lateness_secs
+            )));
+        }
         if self.max_keys < 16 {
             return Err(DetectError::Settings(format!(
                 "detect.max_keys must be at least 16, not {}",

@@ -49,7 +49,7 @@ impl<K: Hash + Eq, V: Default + Weighted> Windows<K, V> {
     /// The entry of `key` in the window holding `time`, unless that window has closed
     /// (the record is late, and counted).
     pub(crate) fn entry(&mut self, time: i64, watermark: i64, key: K) -> Option<&mut V> {
-        let start = time.div_euclid(self.len_ms) * self.len_ms;
+        let start = time.div_euclid(self.len_ms).saturating_mul(self.len_ms);
         if start.saturating_add(self.len_ms) <= watermark {
             self.late += 1;
             return None;

@@ -340,6 +340,20 @@ where
             reduce
                 .validate()
                 .map_err(|e| (Some("reduce".into()), format!("[transform.reduce] {e}")))?;
+            // A merged record's original line is not its values.
+            let forwards_lines = self
+                .sinks
+                .iter()
+                .find(|(name, sink)| sink.spec().needs().lines && !self.is_findings_sink(name));
+            if let (true, Some((name, _))) = (reduce.aggregate, forwards_lines) {
+                return Err((
+                    Some("reduce".into()),
+                    format!(
+                        "[transform.reduce] aggregate: sink `{name}` forwards the original \
+                         lines, which merged records do not have; give it a JSON format"
+                    ),
+                ));
+            }
         }
         if self.transform.batch_rows == 0 {
             return Err((
@@ -398,9 +412,20 @@ where
                     self.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
                 ));
             };
+            let format = match detect.findings_format {
+                flowlog_detect::FindingFormat::Ocsf => "ocsf",
+                flowlog_detect::FindingFormat::Ecs => "ecs",
+            };
             sink.spec()
-                .carries_documents()
+                .carries_documents(format)
                 .map_err(|e| format!("findings cannot go to sink `{name}`: {e}"))?;
+        }
+        if self.sinks.keys().all(|name| detect.findings.contains(name)) {
+            return Err(
+                "every sink is on the findings route: the records would go nowhere \
+                        (a sink named in findings gets findings only)"
+                    .into(),
+            );
         }
         Ok(())
     }

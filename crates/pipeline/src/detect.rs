@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowlog_component::{AckWait, BatchStatus, ComponentMetrics};
+use flowlog_component::{AckWait, BatchStatus, ComponentMetrics, LabelledCounter};
 use flowlog_detect::{DetectError, DetectSettings, Detector, Finding, FindingFormat};
 use flowlog_model::{FlowBatch, SourceId};
 use flowlog_sink::SinkInput;
@@ -25,8 +25,9 @@ use crate::RunError;
 
 /// The file in the data dir.
 const STATE_FILE: &str = "detect.json";
-/// How often the state is saved while it changes.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How often the state is saved while it changes (it is written whole: with many keys,
+/// megabytes).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// A finding sent and not yet delivered by every sink of the route.
 struct Pending {
@@ -54,12 +55,18 @@ pub(crate) struct Detection {
     sinks: Vec<mpsc::Sender<SinkInput>>,
     path: PathBuf,
     pending: Vec<Pending>,
+    /// Findings the last run had not seen delivered, sent by the stage's thread first
+    /// (`start` runs inside the runtime, where sending cannot block).
+    resend: Vec<SavedFinding>,
     changed: bool,
     saved_at: Instant,
     /// A finite run (`--once`): every window closes when the input ends.
     once: bool,
     metrics: ComponentMetrics,
     findings: Counter,
+    /// Records the rules left out (late, dated ahead) and keys evicted, as counted so far.
+    left_out: LabelledCounter,
+    reported: (u64, u64, u64),
 }
 
 impl Detection {
@@ -101,34 +108,62 @@ impl Detection {
             }
         }
         let findings = metrics.counter("findings", "Findings the detection rules made and sent");
-        let mut detection = Self {
+        let left_out = metrics.counter_by(
+            "detect_left_out",
+            "What the detection rules left out: records late for a closed window or dated \
+             more than a day ahead (per rule for late ones), keys evicted at the cap",
+            "reason",
+        );
+        if !resend.is_empty() {
+            tracing::info!(
+                "detect: {} findings the last run had not seen delivered are sent again",
+                resend.len()
+            );
+        }
+        Ok(Self {
             detector,
             format: settings.findings_format,
             sinks,
             path,
             pending: Vec::new(),
+            resend,
             changed: false,
             saved_at: Instant::now(),
             once,
             metrics,
             findings,
-        };
-        if !resend.is_empty() {
-            tracing::info!(
-                "detect: sending {} findings again that the last run had not seen delivered",
-                resend.len()
-            );
+            left_out,
+            reported: (0, 0, 0),
+        })
+    }
+
+    /// Adds what the rules left out since the last call to the counters.
+    fn count_left_out(&mut self) {
+        let counts = self.detector.counts();
+        let now = (
+            counts.iter().map(|c| c.late).sum::<u64>(),
+            self.detector.ahead(),
+            counts.iter().map(|c| c.evicted).sum::<u64>(),
+        );
+        let before = self.reported;
+        for (reason, n) in [
+            ("late", now.0 - before.0),
+            ("ahead", now.1 - before.1),
+            ("evicted_keys", now.2 - before.2),
+        ] {
+            if n > 0 {
+                self.left_out.inc_by(reason, n);
+            }
         }
-        for saved in resend {
-            detection.send(saved);
-        }
-        Ok(detection)
+        self.reported = now;
     }
 
     /// Takes in a batch the sinks get; sends the findings of the windows it closed.
     pub(crate) fn observe(&mut self, batch: &FlowBatch) {
+        self.send_resends();
         let findings = self.detector.observe(batch);
         self.changed = true;
+        self.count_left_out();
         self.send_all(findings);
     }
 
@@ -176,6 +211,7 @@ impl Detection {
     /// Forgets the findings every sink delivered; saves the state once a second while it
     /// changes.
     pub(crate) fn maintain(&mut self) {
+        self.send_resends();
         let before = self.pending.len();
         self.pending.retain_mut(|p| match p.wait.as_mut().map(AckWait::try_status) {
             Some(Some(BatchStatus::Delivered)) => false,
@@ -192,9 +228,16 @@ impl Detection {
         }
     }
 
+    fn send_resends(&mut self) {
+        for saved in std::mem::take(&mut self.resend) {
+            self.send(saved);
+        }
+    }
+
     /// The input ended: a finite run closes every window and waits for its findings; a
     /// long-running one keeps its windows for the next.
     pub(crate) fn finish(mut self) {
+        self.send_resends();
         if self.once {
             let findings = self.detector.flush();
             self.send_all(findings);

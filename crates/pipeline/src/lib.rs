@@ -875,6 +875,8 @@ struct Stage {
 /// How often the stage keeps the enricher up to date while no batch arrives (live
 /// inventory snapshots, replaced database files), besides before every batch.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+/// How long the input may be quiet before records held for merging are sent.
+const REDUCE_IDLE: Duration = Duration::from_millis(20);
 
 impl Stage {
     fn run(
@@ -885,14 +887,25 @@ impl Stage {
     ) {
         loop {
             self.maintain(&sinks);
+            // Held records go out as soon as the input goes quiet: a source that waits for
+            // its batches' acknowledgements (a directory's file, an SQS message) would
+            // otherwise wait for `max_hold_secs` each time.
+            let holding = self.reduce.as_ref().is_some_and(|r| r.holding());
+            let wait = if holding { REDUCE_IDLE } else { MAINTAIN_EVERY };
             // The timer is made inside `block_on`, where the runtime's clock is.
-            let next = runtime
-                .block_on(async { tokio::time::timeout(MAINTAIN_EVERY, input.recv()).await });
+            let next = runtime.block_on(async { tokio::time::timeout(wait, input.recv()).await });
+            if holding && next.is_err() {
+                if let Some(reduce) = &mut self.reduce {
+                    let sent = reduce.flush(&sinks);
+                    self.metrics.records_out.inc_by(sent as u64);
+                }
+            }
             match next {
                 Ok(Some(envelope)) => self.process(envelope, &sinks),
                 Ok(None) => {
                     if let Some(mut reduce) = self.reduce.take() {
-                        reduce.flush(&sinks);
+                        let sent = reduce.flush(&sinks);
+                        self.metrics.records_out.inc_by(sent as u64);
                         reduce.report();
                     }
                     if let Some(detection) = self.detection.take() {
@@ -937,7 +950,8 @@ impl Stage {
     fn maintain(&mut self, sinks: &[mpsc::Sender<SinkInput>]) {
         if let Some(reduce) = &mut self.reduce {
             if reduce.due() {
-                reduce.flush(sinks);
+                let sent = reduce.flush(sinks);
+                self.metrics.records_out.inc_by(sent as u64);
             }
         }
         if let Some(enricher) = &mut self.enricher {
@@ -995,7 +1009,10 @@ impl Stage {
             detection.observe(&batch);
         }
         match &mut self.reduce {
-            Some(reduce) => reduce.take(batch, ack, sinks),
+            Some(reduce) => {
+                let sent = reduce.take(batch, ack, sinks);
+                self.metrics.records_out.inc_by(sent as u64);
+            }
             None => {
                 self.metrics.records_out.inc_by(batch.num_rows() as u64);
                 send(batch, ack, sinks);

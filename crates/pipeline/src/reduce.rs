@@ -140,6 +140,16 @@ pub struct Counts {
     pub records_out: u64,
 }
 
+/// What became of a batch given to [`Reducer::push`].
+pub(crate) enum Pushed {
+    /// What is left of it, to send on.
+    Passed(FlowBatch),
+    /// Held for merging: acknowledged once the merged records are delivered.
+    Held,
+    /// Nothing left (sampled out, duplicates): done.
+    Emptied,
+}
+
 /// One group of records being merged.
 struct Group {
     /// Where its first record is: held batch, row.
@@ -215,20 +225,26 @@ impl Reducer {
             })
     }
 
-    /// Samples and removes duplicates; without aggregation, returns what is left.
-    /// With it, the rest is held for merging and `None` returned.
-    pub(crate) fn push(&mut self, batch: FlowBatch) -> Option<FlowBatch> {
+    /// Samples and removes duplicates; without aggregation, passes on what is left.
+    /// With it, the rest is held for merging.
+    pub(crate) fn push(&mut self, batch: FlowBatch) -> Pushed {
         let rows = batch.num_rows();
         self.counts.records_in += rows as u64;
         let batch = self.sample_and_dedup(batch);
         if !self.settings.aggregate {
             self.counts.records_out += batch.num_rows() as u64;
-            return Some(batch);
+            return Pushed::Passed(batch);
         }
-        if batch.num_rows() > 0 {
-            self.hold(batch);
+        if batch.num_rows() == 0 {
+            return Pushed::Emptied;
         }
-        None
+        self.hold(batch);
+        Pushed::Held
+    }
+
+    /// True while records are held.
+    pub(crate) fn holding(&self) -> bool {
+        self.held_rows > 0
     }
 
     fn sample_and_dedup(&mut self, batch: FlowBatch) -> FlowBatch {
@@ -261,7 +277,7 @@ impl Reducer {
             return false;
         };
         let len = self.settings.window_secs as i64 * 1000;
-        let window = start.div_euclid(len) * len;
+        let window = start.div_euclid(len).saturating_mul(len);
         if window > self.dedup_window {
             // A later window: the older of the two kept goes.
             let [older, newer] = &mut self.seen;
@@ -288,11 +304,11 @@ impl Reducer {
         if let Some(first) = self.seen.iter().find_map(|seen| seen.get(&key)) {
             return **first != *interface;
         }
-        // Bounded: past the cap the oldest window's keys go first.
-        if self.seen[current].len() >= self.settings.max_held_records {
-            self.seen[0].clear();
+        // Bounded: past the cap a window remembers no more flows (their copies pass, which
+        // costs reduction, not records).
+        if self.seen[current].len() < self.settings.max_held_records {
+            self.seen[current].insert(key, interface.into());
         }
-        self.seen[current].insert(key, interface.into());
         false
     }
 
@@ -662,11 +678,13 @@ impl<'a> View<'a> {
         }
     }
 
-    /// True when the column exists and `row` has a value (dictionary-encoded columns too).
+    /// True when the column exists and `row` has a value. Enrichment columns are
+    /// dictionary-encoded with a key for every row and null values where nothing matched,
+    /// so the logical nulls are what count.
     fn present(&self, name: &str, row: usize) -> bool {
         self.records
             .column_by_name(name)
-            .is_some_and(|c| c.is_valid(row))
+            .is_some_and(|c| c.logical_nulls().is_none_or(|nulls| nulls.is_valid(row)))
     }
 }
 
@@ -704,29 +722,47 @@ impl Reducing {
         self.reducer.due()
     }
 
-    /// Takes in a batch and its acknowledgement; sends what is ready.
-    pub(crate) fn take(&mut self, batch: FlowBatch, ack: Ack, sinks: &[mpsc::Sender<SinkInput>]) {
+    /// True while records are held (the stage flushes them when its input goes quiet).
+    pub(crate) fn holding(&self) -> bool {
+        self.reducer.holding()
+    }
+
+    /// Takes in a batch and its acknowledgement; sends what is ready. Returns how many
+    /// records went on to the sinks.
+    pub(crate) fn take(
+        &mut self,
+        batch: FlowBatch,
+        ack: Ack,
+        sinks: &[mpsc::Sender<SinkInput>],
+    ) -> usize {
+        let mut sent = 0;
         match self.reducer.push(batch) {
-            Some(out) => crate::send(out, ack, sinks),
-            None => {
+            Pushed::Passed(out) => {
+                sent = out.num_rows();
+                crate::send(out, ack, sinks);
+            }
+            Pushed::Emptied => ack.confirm(),
+            Pushed::Held => {
                 self.held.push(ack);
                 if self.reducer.due() {
-                    self.flush(sinks);
+                    sent = self.flush(sinks);
                 }
             }
         }
         self.count();
+        sent
     }
 
     /// Sends the merged records; the held batches are acknowledged once every sink has
     /// them (or they fail with them).
-    pub(crate) fn flush(&mut self, sinks: &[mpsc::Sender<SinkInput>]) {
+    pub(crate) fn flush(&mut self, sinks: &[mpsc::Sender<SinkInput>]) -> usize {
         let outputs = self.reducer.flush();
         let held = std::mem::take(&mut self.held);
         self.count();
-        if outputs.iter().all(|o| o.num_rows() == 0) {
+        let sent = outputs.iter().map(FlowBatch::num_rows).sum();
+        if sent == 0 {
             held.into_iter().for_each(Ack::confirm);
-            return;
+            return 0;
         }
         let (ack, wait) = Ack::new();
         for out in outputs {
@@ -739,6 +775,7 @@ impl Reducing {
             }
             // Otherwise dropped unconfirmed: the sources read them again.
         });
+        sent
     }
 
     fn count(&mut self) {
@@ -828,7 +865,7 @@ mod tests {
     #[test]
     fn aggregation_sums_per_key_and_window_and_passes_rejects() {
         let mut r = Reducer::new(&settings("aggregate = true\nwindow_secs = 3600"));
-        assert!(r.push(decode(LONG_LIVED)).is_none());
+        assert!(matches!(r.push(decode(LONG_LIVED)), Pushed::Held));
         let out = r.flush();
         assert_eq!(out.len(), 1);
         let b = &out[0];
@@ -891,7 +928,9 @@ mod tests {
             ));
         }
         let mut r = Reducer::new(&settings("sample_rate = 0.25"));
-        let out = r.push(decode(&lines)).unwrap();
+        let Pushed::Passed(out) = r.push(decode(&lines)) else {
+            panic!("sampling alone holds nothing")
+        };
         let kept = out.num_rows();
         assert_eq!(kept % 2, 0);
         assert!((800..1200).contains(&kept), "{kept} of 4000");
@@ -902,9 +941,11 @@ mod tests {
         }
         assert_eq!(r.counts.sampled_out as usize, 4000 - kept);
         // The same on every run.
-        let again = Reducer::new(&settings("sample_rate = 0.25"))
-            .push(decode(&lines))
-            .unwrap();
+        let Pushed::Passed(again) =
+            Reducer::new(&settings("sample_rate = 0.25")).push(decode(&lines))
+        else {
+            panic!("sampling alone holds nothing")
+        };
         assert_eq!(again.num_rows(), kept);
     }
 
@@ -917,7 +958,9 @@ mod tests {
 2 1 eni-b 10.0.0.1 10.0.0.2 4000 443 6 10 1000 1700000060 1700000119 ACCEPT OK
 ";
         let mut r = Reducer::new(&settings("dedup_interfaces = true"));
-        let out = r.push(decode(text)).unwrap();
+        let Pushed::Passed(out) = r.push(decode(text)) else {
+            panic!("dedup alone holds nothing")
+        };
         // The copy from eni-b goes; a repeat from eni-a is not a cross-interface copy; a
         // later capture window is another record.
         assert_eq!(out.line_numbers.to_vec(), [1, 3, 4]);

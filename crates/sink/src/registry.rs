@@ -51,9 +51,11 @@ pub trait SinkKind: Send + Sync {
     }
 
     /// Whether the sink can carry finished documents (detection findings:
-    /// `FlowBatch::documents`) as its events; the error says what to change.
-    fn carries_documents(&self) -> Result<(), String> {
-        Ok(())
+    /// `FlowBatch::documents`) as its events, written as `format` (`ocsf` or `ecs`); the
+    /// error says what to change. No, unless a sink says it can.
+    fn carries_documents(&self, format: &str) -> Result<(), String> {
+        let _ = format;
+        Err("this kind of sink does not carry findings".into())
     }
 
     /// The sink, ready to [`Sink::run`] or [`Sink::check`]. Called inside the runtime,

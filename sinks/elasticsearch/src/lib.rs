@@ -94,6 +94,14 @@ impl SinkKind for EsConfig {
         EsConfig::validate(self)
     }
 
+    /// ECS alerts only: OCSF findings have no `@timestamp`, which data streams require.
+    fn carries_documents(&self, format: &str) -> Result<(), String> {
+        match format {
+            "ecs" => Ok(()),
+            _ => Err("Elasticsearch takes findings as ECS alerts: set findings_format = \"ecs\" in [detect]".into()),
+        }
+    }
+
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(EsSink::new(
             &ctx.name,

@@ -32,6 +32,11 @@ use flowlog_sink::{BoxFuture, Sink, SinkContext, SinkError, SinkInput, SinkKind}
 use tokio::sync::mpsc;
 
 impl SinkKind for FileConfig {
+    /// Findings are written as they are, one per line.
+    fn carries_documents(&self, _format: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), SinkError> {
         if self.path.as_os_str().is_empty() {
             return Err(SinkError::Config("path is empty".into()));

@@ -58,13 +58,6 @@ impl SinkKind for OtlpConfig {
         }
     }
 
-    fn carries_documents(&self) -> Result<(), String> {
-        match self.body {
-            Body::Line => Ok(()),
-            _ => Err("set body = \"line\": a finding's document is the log record's body".into()),
-        }
-    }
-
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         Ok(Box::new(OtlpSink::new(
             &ctx.name,

@@ -64,14 +64,6 @@ impl SinkKind for SecurityLakeConfig {
         self.check()
     }
 
-    fn carries_documents(&self) -> Result<(), String> {
-        Err(
-            "this sink writes OCSF Network Activity objects; findings (Detection Finding) \
-             are not among them"
-                .into(),
-        )
-    }
-
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
         self.check()?;
         Ok(Box::new(SecurityLakeSink {

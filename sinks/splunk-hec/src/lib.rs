@@ -67,6 +67,20 @@ impl SinkKind for HecConfig {
         HecConfig::validate(self)
     }
 
+    /// Findings are JSON events under a sourcetype of their own: the flow-log line
+    /// format and its add-on sourcetype would have Splunk parse them as flow records.
+    fn carries_documents(&self, _format: &str) -> Result<(), String> {
+        if self.format == settings::Format::Line {
+            return Err(
+                "set format = \"ecs\" (or ocsf, cim): findings are JSON events, not lines".into(),
+            );
+        }
+        if self.sourcetype.is_none() {
+            return Err("set a sourcetype of their own (sourcetype = \"flowlog:finding\")".into());
+        }
+        Ok(())
+    }
+
     fn needs(&self) -> Needs {
         Needs {
             lines: self.format == Format::Line,

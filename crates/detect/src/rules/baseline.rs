@@ -105,7 +105,8 @@ impl Baselined {
         let history = self.history.entry(key.clone()).or_default();
         if !history.values.is_empty() {
             // Windows it was quiet in since its last value.
-            let quiet = ((start - history.last) / len - 1).clamp(0, s.max_history as i64);
+            let quiet =
+                (start.saturating_sub(history.last) / len - 1).clamp(0, s.max_history as i64);
             for _ in 0..quiet {
                 history.values.push_back(0.0);
             }
@@ -159,7 +160,7 @@ impl Baselined {
             rule: self.rule,
             uid: Finding::uid_of(self.rule, &key_text, start),
             window_start: start,
-            window_end: start + len,
+            window_end: start.saturating_add(len),
             src,
             dst: None,
             dst_port: None,
@@ -216,7 +217,8 @@ impl Rule for Baselined {
             }
             // Keys quiet for longer than the history holds are forgotten: their next value
             // would be judged against zeros alone.
-            let horizon = start - len * self.settings.max_history as i64;
+            let horizon =
+                start.saturating_sub(len.saturating_mul(self.settings.max_history as i64));
             self.history.retain(|_, h| h.last >= horizon);
             if self.history.len() > self.max_keys {
                 let before = self.history.len();

@@ -180,7 +180,7 @@ impl Rule for Policy {
                     rule: self.rule,
                     uid: Finding::uid_of(self.rule, &key, start),
                     window_start: start,
-                    window_end: start + len,
+                    window_end: start.saturating_add(len),
                     src: Some(o.src),
                     dst: Some(o.dst),
                     dst_port: o.port,
