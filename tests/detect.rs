@@ -100,20 +100,16 @@ fn rules(bg: &Background) -> String {
     )
 }
 
-/// A v2 record.
-#[allow(clippy::too_many_arguments)]
+/// A v2 record: `who` is "interface source destination"; then destination port,
+/// protocol and bytes; start (seconds) and action.
 fn record(
-    eni: &str,
-    src: &str,
-    dst: &str,
-    dst_port: u16,
-    protocol: u8,
-    bytes: u64,
+    who: &str,
+    (dst_port, protocol, bytes): (u16, u8, u64),
     start: i64,
     action: &str,
 ) -> String {
     format!(
-        "2 123456789012 {eni} {src} {dst} 40000 {dst_port} {protocol} 10 {bytes} {start} {} {action} OK",
+        "2 123456789012 {who} 40000 {dst_port} {protocol} 10 {bytes} {start} {} {action} OK",
         start + 30
     )
 }
@@ -236,12 +232,8 @@ fn vertical_scan_fires_once() {
             let port = if i < 40 { 1 + i * 20 } else { 1024 + i * 7 };
             let action = if i % 10 == 0 { "ACCEPT" } else { "REJECT" };
             record(
-                "eni-0a77",
-                "10.0.7.77",
-                "10.0.3.9",
-                port as u16,
-                6,
-                44,
+                "eni-0a77 10.0.7.77 10.0.3.9",
+                (port as u16, 6, 44),
                 T0 + 10 + i / 6,
                 action,
             )
@@ -266,24 +258,25 @@ fn vertical_scan_fires_once() {
     );
 }
 
-#[test]
-fn horizontal_scan_fires_once() {
-    // One port on 300 hosts of another subnet.
-    let attack = (0..300)
+/// One port (445) on 300 hosts of another subnet, over half a minute.
+fn sweep() -> Vec<String> {
+    (0..300)
         .map(|i| {
             let dst = format!("10.0.{}.{}", 100 + i / 200, 1 + i % 200);
             record(
-                "eni-0a78",
-                "10.0.7.78",
-                &dst,
-                445,
-                6,
-                44,
+                &format!("eni-0a78 10.0.7.78 {dst}"),
+                (445, 6, 44),
                 T0 + 20 + i / 10,
                 "REJECT",
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn horizontal_scan_fires_once() {
+    // One port on 300 hosts of another subnet.
+    let attack = sweep();
     let f = fires_once("horizontal_scan", attack, &[]);
     let e = evidence(&f);
     assert_eq!(e["src_endpoint"]["ip"], "10.0.7.78");
@@ -301,12 +294,8 @@ fn rejected_spike_fires_once() {
     let attack = (0..600)
         .map(|i| {
             record(
-                &eni,
-                &ip,
-                "93.184.216.34",
-                443,
-                6,
-                60,
+                &format!("{eni} {ip} 93.184.216.34"),
+                (443, 6, 60),
                 T0 + 82 + i % 6,
                 "REJECT",
             )
@@ -340,12 +329,8 @@ fn outbound_volume_fires_once() {
     let attack = (0..8)
         .map(|i| {
             record(
-                &eni,
-                &ip,
-                "45.77.1.9",
-                443,
-                6,
-                10_000_000_000,
+                &format!("{eni} {ip} 45.77.1.9"),
+                (443, 6, 10_000_000_000),
                 T0 + 71 + i,
                 "ACCEPT",
             )
@@ -363,12 +348,8 @@ fn admin_port_from_the_internet_fires_once() {
     let attack = (0..5)
         .map(|i| {
             record(
-                "eni-0b01",
-                "198.51.100.7",
-                "10.0.3.9",
-                22,
-                6,
-                4000,
+                "eni-0b01 198.51.100.7 10.0.3.9",
+                (22, 6, 4000),
                 T0 + 40 + i,
                 "ACCEPT",
             )
@@ -388,12 +369,8 @@ fn dns_to_an_unapproved_resolver_fires_once() {
     let attack = (0..3)
         .map(|i| {
             record(
-                "eni-0b02",
-                "10.0.6.13",
-                "198.51.100.53",
-                53,
-                17,
-                300,
+                "eni-0b02 10.0.6.13 198.51.100.53",
+                (53, 17, 300),
                 T0 + 50 + i,
                 "ACCEPT",
             )
@@ -412,12 +389,8 @@ fn watchlist_traffic_fires_once() {
     let list = dir.join("bad-hosts.txt");
     std::fs::write(&list, "# threat feed\n198.51.100.66\n").unwrap();
     let attack = vec![record(
-        "eni-0b03",
-        "10.0.4.20",
-        "198.51.100.66",
-        443,
-        6,
-        9000,
+        "eni-0b03 10.0.4.20 198.51.100.66",
+        (443, 6, 9000),
         T0 + 60,
         "ACCEPT",
     )];
@@ -462,21 +435,7 @@ fn defaults_report_the_background_policy() {
 fn ecs_alerts_carry_the_same_findings() {
     let bg = background(200_000);
     let dir = common::tempdir();
-    let attack = (0..300)
-        .map(|i| {
-            let dst = format!("10.0.{}.{}", 100 + i / 200, 1 + i % 200);
-            record(
-                "eni-0a78",
-                "10.0.7.78",
-                &dst,
-                445,
-                6,
-                44,
-                T0 + 20 + i / 10,
-                "REJECT",
-            )
-        })
-        .collect();
+    let attack = sweep();
     let input = embed(bg, attack, &dir);
     let rules = rules(bg);
     let ocsf = detect(&input, &rules, "ocsf", &[]);
@@ -503,24 +462,16 @@ fn state_carries_open_windows_to_the_next_run() {
     let mut lines: Vec<String> = (0..600)
         .map(|i| {
             record(
-                "eni-0a77",
-                "10.0.7.77",
-                "10.0.3.9",
-                1 + i as u16,
-                6,
-                44,
+                "eni-0a77 10.0.7.77 10.0.3.9",
+                (1 + i as u16, 6, 44),
                 T0 + i / 6,
                 "REJECT",
             )
         })
         .collect();
     lines.push(record(
-        "eni-0a77",
-        "10.0.7.77",
-        "10.0.3.9",
-        443,
-        6,
-        44,
+        "eni-0a77 10.0.7.77 10.0.3.9",
+        (443, 6, 44),
         T0 + 7200,
         "ACCEPT",
     ));
@@ -607,12 +558,8 @@ fn scan_lines(from: u16, to: u16) -> Vec<String> {
     (from..to)
         .map(|i| {
             record(
-                "eni-0a77",
-                "10.0.7.77",
-                "10.0.3.9",
-                1 + i,
-                6,
-                44,
+                "eni-0a77 10.0.7.77 10.0.3.9",
+                (1 + i, 6, 44),
                 T0 + i64::from(i) / 6,
                 "REJECT",
             )
@@ -671,12 +618,8 @@ fn run_keeps_open_windows_across_a_restart() {
     // The rest of the scan, and a record two hours on that closes its window.
     let mut rest = scan_lines(300, 600);
     rest.push(record(
-        "eni-0a77",
-        "10.0.7.77",
-        "10.0.3.9",
-        443,
-        6,
-        44,
+        "eni-0a77 10.0.7.77 10.0.3.9",
+        (443, 6, 44),
         T0 + 7200,
         "ACCEPT",
     ));

@@ -27,59 +27,72 @@ pub(crate) trait Rule: Send {
 
 /// The rules `settings` turn on.
 pub(crate) fn build(settings: &DetectSettings) -> Vec<Box<dyn Rule>> {
-    let mut rules: Vec<Box<dyn Rule>> = Vec::new();
-    let (keys, examples) = (settings.max_keys, settings.examples);
-    if settings.vertical_scan.enabled {
-        rules.push(Box::new(scan::Vertical::new(
-            &settings.vertical_scan,
-            keys,
-            examples,
-        )));
-    }
-    if settings.horizontal_scan.enabled {
-        rules.push(Box::new(scan::Horizontal::new(
-            &settings.horizontal_scan,
-            keys,
-            examples,
-        )));
-    }
-    if settings.rejected_spike.enabled {
-        rules.push(Box::new(baseline::Baselined::rejected(
-            &settings.rejected_spike,
-            keys,
-            examples,
-        )));
-    }
-    if settings.outbound_volume.enabled {
-        rules.push(Box::new(baseline::Baselined::volume(
-            &settings.outbound_volume,
-            keys,
-            examples,
-        )));
-    }
-    if settings.admin_ports.enabled {
-        rules.push(Box::new(policy::Policy::admin_ports(
-            &settings.admin_ports,
-            keys,
-            examples,
-        )));
-    }
-    if settings.outbound_dns.enabled {
-        rules.push(Box::new(policy::Policy::outbound_dns(
-            &settings.outbound_dns,
-            keys,
-            examples,
-        )));
-    }
-    if settings.watchlist.enabled {
-        rules.push(Box::new(policy::Policy::watchlist(
-            &settings.watchlist,
-            keys,
-            examples,
-        )));
-    }
-    rules
+    let (s, keys, examples) = (settings, settings.max_keys, settings.examples);
+    let all: [(bool, Box<dyn Rule>); 7] = [
+        (
+            s.vertical_scan.enabled,
+            Box::new(scan::Vertical::new(&s.vertical_scan, keys, examples)),
+        ),
+        (
+            s.horizontal_scan.enabled,
+            Box::new(scan::Horizontal::new(&s.horizontal_scan, keys, examples)),
+        ),
+        (
+            s.rejected_spike.enabled,
+            Box::new(baseline::Baselined::rejected(
+                &s.rejected_spike,
+                keys,
+                examples,
+            )),
+        ),
+        (
+            s.outbound_volume.enabled,
+            Box::new(baseline::Baselined::volume(
+                &s.outbound_volume,
+                keys,
+                examples,
+            )),
+        ),
+        (
+            s.admin_ports.enabled,
+            Box::new(policy::Policy::admin_ports(&s.admin_ports, keys, examples)),
+        ),
+        (
+            s.outbound_dns.enabled,
+            Box::new(policy::Policy::outbound_dns(
+                &s.outbound_dns,
+                keys,
+                examples,
+            )),
+        ),
+        (
+            s.watchlist.enabled,
+            Box::new(policy::Policy::watchlist(&s.watchlist, keys, examples)),
+        ),
+    ];
+    all.into_iter()
+        .filter_map(|(on, rule)| on.then_some(rule))
+        .collect()
 }
+
+/// The `Rule` methods of a rule whose whole state is one `Windows` in `self.windows`.
+macro_rules! windows_state {
+    () => {
+        fn counts(&self) -> (u64, u64, usize) {
+            (self.windows.late, self.windows.evicted, self.windows.keys())
+        }
+
+        fn save(&self) -> serde_json::Result<Value> {
+            serde_json::to_value(&self.windows)
+        }
+
+        fn load(&mut self, state: Value) -> serde_json::Result<()> {
+            self.windows = serde_json::from_value(state)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use windows_state;
 
 /// The transports whose ports mean services: TCP, UDP, SCTP.
 pub(crate) fn has_ports(protocol: Option<u8>) -> bool {

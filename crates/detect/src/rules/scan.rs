@@ -112,18 +112,7 @@ impl Rule for Vertical {
         }
     }
 
-    fn counts(&self) -> (u64, u64, usize) {
-        (self.windows.late, self.windows.evicted, self.windows.keys())
-    }
-
-    fn save(&self) -> serde_json::Result<Value> {
-        serde_json::to_value(&self.windows)
-    }
-
-    fn load(&mut self, state: Value) -> serde_json::Result<()> {
-        self.windows = serde_json::from_value(state)?;
-        Ok(())
-    }
+    super::windows_state!();
 }
 
 /// What one source's port saw: its distinct destinations.
@@ -225,16 +214,5 @@ impl Rule for Horizontal {
         }
     }
 
-    fn counts(&self) -> (u64, u64, usize) {
-        (self.windows.late, self.windows.evicted, self.windows.keys())
-    }
-
-    fn save(&self) -> serde_json::Result<Value> {
-        serde_json::to_value(&self.windows)
-    }
-
-    fn load(&mut self, state: Value) -> serde_json::Result<()> {
-        self.windows = serde_json::from_value(state)?;
-        Ok(())
-    }
+    super::windows_state!();
 }
