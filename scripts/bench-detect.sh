@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What [detect] and [transform.reduce] cost in `flowlog run` into the HEC receiver (ECS,
 # gzip), and what reduction saves: the same corpus run plain, with the detection rules,
-# and with the rules and the reduction; flowlog's own CPU (user+sys) for each, and the
+# with the reduction, and with both; flowlog's own CPU (user+sys) for each, and the
 # events and bytes the receiver took.
 #
 #   scripts/bench-detect.sh CORPUS [REDUCE]
@@ -51,4 +51,5 @@ run_once plain ""
 run_once detect $'[detect]\nfindings = ["alerts"]\n'"$alerts"
 echo "findings: $(wc -l < "$work/alerts.ndjson")"
 rm -f "$work/alerts.ndjson"
+run_once reduce $'[transform.reduce]\n'"$reduce"
 run_once detect+reduce $'[detect]\nfindings = ["alerts"]\n[transform.reduce]\n'"$reduce"$'\n'"$alerts"

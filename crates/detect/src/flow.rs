@@ -1,5 +1,7 @@
 //! The facts rules read from a record, bound once per batch.
 
+use std::cell::RefCell;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -7,9 +9,11 @@ use arrow_array::Array;
 use flowlog_model::address::parse_ip;
 use flowlog_model::FlowBatch;
 use flowlog_normalize::columns::Column;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Networks;
+use crate::window::Context;
 
 /// One flow record, as the rules see it.
 pub(crate) struct Flow<'a> {
@@ -36,6 +40,48 @@ pub(crate) struct Flow<'a> {
     /// Where the record came from: its id is `prefix-line`.
     pub prefix: &'a Arc<str>,
     pub line: u64,
+    contexts: &'a RefCell<Contexts>,
+}
+
+impl Flow<'_> {
+    /// The record's interface, instance, account and region, shared with the records
+    /// that have the same.
+    pub(crate) fn context(&self) -> Arc<Context> {
+        self.contexts.borrow_mut().get([
+            self.interface_id,
+            self.instance_id,
+            self.account_id,
+            self.region,
+        ])
+    }
+}
+
+/// The contexts made so far: a key's first record is kept as one of a few hundred
+/// interfaces, not as four strings of its own for every key of every rule.
+#[derive(Default)]
+pub(crate) struct Contexts {
+    table: HashTable<Arc<Context>>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Contexts {
+    /// Past this many, the table starts again (keys already made keep theirs).
+    const MAX: usize = 4096;
+
+    fn get(&mut self, parts: [Option<&str>; 4]) -> Arc<Context> {
+        let hash = self.hasher.hash_one(parts);
+        if let Some(found) = self.table.find(hash, |c| c.parts() == parts) {
+            return Arc::clone(found);
+        }
+        if self.table.len() >= Self::MAX {
+            self.table.clear();
+        }
+        let context = Arc::new(Context::new(parts));
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, Arc::clone(&context), |c| hasher.hash_one(c.parts()));
+        context
+    }
 }
 
 /// Where a record can be found again: its deterministic event id, in two parts so that
@@ -87,6 +133,7 @@ fn column<'a>(batch: &'a FlowBatch, name: &str) -> Option<Column<'a>> {
 pub(crate) fn for_each_flow(
     batch: &FlowBatch,
     networks: &Networks,
+    contexts: &RefCell<Contexts>,
     mut each: impl FnMut(&Flow<'_>),
 ) -> u64 {
     let rows = batch.num_rows();
@@ -160,6 +207,7 @@ pub(crate) fn for_each_flow(
             dst_watch: watch_hit(&c.dst_watch, row),
             prefix: &prefix,
             line: batch.line_numbers[row],
+            contexts,
         };
         each(&flow);
     }

@@ -25,6 +25,8 @@ mod rules;
 pub mod settings;
 mod window;
 
+use std::cell::RefCell;
+
 use flowlog_model::FlowBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -93,6 +95,7 @@ pub struct Detector {
     ahead: u64,
     records: u64,
     findings: u64,
+    contexts: RefCell<flow::Contexts>,
 }
 
 /// How far after the wall clock a record's time may be: flow logs are never from the
@@ -108,7 +111,7 @@ struct Snapshot {
     skipped: u64,
     records: u64,
     findings: u64,
-    rules: Vec<(String, Value)>,
+    rules: Vec<(String, Box<serde_json::value::RawValue>)>,
 }
 
 impl Detector {
@@ -123,6 +126,7 @@ impl Detector {
             ahead: 0,
             records: 0,
             findings: 0,
+            contexts: RefCell::default(),
         })
     }
 
@@ -139,7 +143,7 @@ impl Detector {
         let mut records = 0;
         let horizon = flowlog_normalize::time::now_millis().saturating_add(MAX_AHEAD_MS);
         let ahead = &mut self.ahead;
-        self.skipped += flow::for_each_flow(batch, &self.networks, |flow| {
+        self.skipped += flow::for_each_flow(batch, &self.networks, &self.contexts, |flow| {
             records += 1;
             if flow.time > horizon {
                 *ahead += 1;
@@ -230,7 +234,7 @@ impl Detector {
                 .iter_mut()
                 .find(|r| r.id().name() == name)
                 .ok_or_else(|| DetectError::Snapshot(format!("unknown rule {name}")))?;
-            rule.load(state)
+            rule.load(&state)
                 .map_err(|e| DetectError::Snapshot(format!("{name}: {e}")))?;
         }
         self.rules = rules;

@@ -2,12 +2,18 @@
 //! watermark (the latest record time seen, less the allowed lateness), with a cap on
 //! keys; and the evidence each key gathers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::flow::{Example, Flow};
+
+/// A window's keys. Hashed with foldhash rather than SipHash: keys are addresses and
+/// ports, hashed once per record by every rule, where SipHash was a visible part of the
+/// cost; the seed is still random per process.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, hashbrown::DefaultHashBuilder>;
 
 /// What a window's entry weighs when keys must be evicted: the lighter are dropped.
 pub(crate) trait Weighted {
@@ -143,11 +149,12 @@ pub(crate) struct Seen {
     pub last: i64,
     pub examples: Vec<Example>,
     /// Where the first record was seen.
-    pub context: Option<Box<Context>>,
+    pub context: Option<Arc<Context>>,
 }
 
-/// The interface, instance, account and region of a key's first record.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// The interface, instance, account and region of a key's first record: one for each
+/// such four seen, shared by the keys of every rule ([`crate::flow::Contexts`]).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Context {
     pub interface_id: Option<String>,
     pub instance_id: Option<String>,
@@ -155,17 +162,33 @@ pub(crate) struct Context {
     pub region: Option<String>,
 }
 
+impl Context {
+    pub(crate) fn new(parts: [Option<&str>; 4]) -> Self {
+        let [interface_id, instance_id, account_id, region] = parts.map(|p| p.map(str::to_owned));
+        Self {
+            interface_id,
+            instance_id,
+            account_id,
+            region,
+        }
+    }
+
+    pub(crate) fn parts(&self) -> [Option<&str>; 4] {
+        [
+            self.interface_id.as_deref(),
+            self.instance_id.as_deref(),
+            self.account_id.as_deref(),
+            self.region.as_deref(),
+        ]
+    }
+}
+
 impl Seen {
     pub(crate) fn add(&mut self, flow: &Flow<'_>, examples: usize) {
         if self.records == 0 {
             self.first = flow.time;
             self.last = flow.end;
-            self.context = Some(Box::new(Context {
-                interface_id: flow.interface_id.map(str::to_owned),
-                instance_id: flow.instance_id.map(str::to_owned),
-                account_id: flow.account_id.map(str::to_owned),
-                region: flow.region.map(str::to_owned),
-            }));
+            self.context = Some(flow.context());
         } else {
             self.first = self.first.min(flow.time);
             self.last = self.last.max(flow.end);

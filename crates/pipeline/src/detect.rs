@@ -45,7 +45,8 @@ struct SavedFinding {
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
-    detector: serde_json::Value,
+    /// The detector's snapshot, kept as its text.
+    detector: Box<serde_json::value::RawValue>,
     pending: Vec<SavedFinding>,
 }
 
@@ -87,9 +88,7 @@ impl Detection {
             Ok(bytes) => {
                 let saved: Saved =
                     serde_json::from_slice(&bytes).map_err(|e| unreadable(&path, e))?;
-                let detector_bytes =
-                    serde_json::to_vec(&saved.detector).map_err(|e| unreadable(&path, e))?;
-                match detector.restore(&detector_bytes) {
+                match detector.restore(saved.detector.get().as_bytes()) {
                     Ok(()) => {}
                     Err(DetectError::SettingsChanged) => {
                         tracing::warn!("{}: {}", path.display(), DetectError::SettingsChanged)
@@ -258,8 +257,10 @@ impl Detection {
 
     fn save(&mut self) {
         let saved = self.detector.snapshot().and_then(|bytes| {
-            let detector =
-                serde_json::from_slice(&bytes).map_err(|e| DetectError::Snapshot(e.to_string()))?;
+            let detector = String::from_utf8(bytes)
+                .ok()
+                .and_then(|text| serde_json::value::RawValue::from_string(text).ok())
+                .ok_or_else(|| DetectError::Snapshot("not JSON text".into()))?;
             serde_json::to_vec(&Saved {
                 detector,
                 pending: self.pending.iter().map(|p| p.saved.clone()).collect(),

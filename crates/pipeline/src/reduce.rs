@@ -25,20 +25,22 @@
 //! (counted by reduction): `flowlog_reduce_records_total{outcome}`.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{
-    new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringViewArray,
-    TimestampMillisecondArray,
+    new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
 };
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use flowlog_component::{Ack, BatchStatus, ComponentMetrics, LabelledCounter};
 use flowlog_model::{FlowBatch, MERGED_COUNT};
+use flowlog_normalize::columns::{Column, Values};
 use flowlog_sink::SinkInput;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -81,7 +83,7 @@ fn default_hold() -> f64 {
     10.0
 }
 fn default_held() -> usize {
-    1_000_000
+    250_000
 }
 fn yes() -> bool {
     true
@@ -129,7 +131,8 @@ impl Reduce {
     }
 }
 
-/// How many records each reduction took out.
+/// How many records each reduction took out, and the traffic they stood for (the sum
+/// of their `bytes`): aggregation keeps every byte, sampling and duplicates remove some.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub records_in: u64,
@@ -138,6 +141,10 @@ pub struct Counts {
     /// Records merged into another (a group of n counts n - 1).
     pub merged: u64,
     pub records_out: u64,
+    pub bytes_in: u64,
+    pub bytes_sampled_out: u64,
+    pub bytes_duplicates: u64,
+    pub bytes_out: u64,
 }
 
 /// What became of a batch given to [`Reducer::push`].
@@ -154,6 +161,9 @@ pub(crate) enum Pushed {
 struct Group {
     /// Where its first record is: held batch, row.
     first: (usize, usize),
+    /// Its key: where in `Reducer::keys`, and the key's hash.
+    key: std::ops::Range<usize>,
+    hash: u64,
     count: u64,
     sums: [Option<i64>; 6],
     start: Option<i64>,
@@ -171,6 +181,9 @@ const SUMMED: [&str; 6] = [
     "packets_lost_ttl_expired",
 ];
 
+/// The most rows in one batch [`Reducer::flush`] gives out (the decoder's default).
+const OUTPUT_ROWS: usize = 8192;
+
 /// What comes out, in the order it came in.
 enum Entry {
     Group(usize),
@@ -178,12 +191,26 @@ enum Entry {
     Row(usize, usize),
 }
 
+impl Entry {
+    /// The held batch and row whose values it starts from.
+    fn first(&self, groups: &[Group]) -> (usize, usize) {
+        match self {
+            Entry::Group(g) => groups[*g].first,
+            Entry::Row(b, r) => (*b, *r),
+        }
+    }
+}
+
 pub(crate) struct Reducer {
     settings: Reduce,
     dropped: Vec<String>,
     held: Vec<FlowBatch>,
     groups: Vec<Group>,
-    index: HashMap<Vec<u8>, usize>,
+    /// The groups by key. The keys themselves are in `keys`, one after another: a
+    /// million held groups then cost one buffer, not a million allocations.
+    index: HashTable<usize>,
+    keys: Vec<u8>,
+    hasher: DefaultHashBuilder,
     entries: Vec<Entry>,
     held_rows: usize,
     since: Option<Instant>,
@@ -207,7 +234,9 @@ impl Reducer {
             dropped,
             held: Vec::new(),
             groups: Vec::new(),
-            index: HashMap::new(),
+            index: HashTable::new(),
+            keys: Vec::new(),
+            hasher: DefaultHashBuilder::default(),
             entries: Vec::new(),
             held_rows: 0,
             since: None,
@@ -230,9 +259,11 @@ impl Reducer {
     pub(crate) fn push(&mut self, batch: FlowBatch) -> Pushed {
         let rows = batch.num_rows();
         self.counts.records_in += rows as u64;
+        self.counts.bytes_in += flow_bytes(&batch);
         let batch = self.sample_and_dedup(batch);
         if !self.settings.aggregate {
             self.counts.records_out += batch.num_rows() as u64;
+            self.counts.bytes_out += flow_bytes(&batch);
             return Pushed::Passed(batch);
         }
         if batch.num_rows() == 0 {
@@ -253,26 +284,28 @@ impl Reducer {
         }
         let view = View::new(&batch.records);
         let mut keep = vec![true; batch.num_rows()];
+        let mut key = Vec::with_capacity(96);
         for (row, keep) in keep.iter_mut().enumerate() {
             if let Some(rate) = self.settings.sample_rate {
-                if rate < 1.0 && !sampled_in(&view, row, rate) {
+                if rate < 1.0 && !sampled_in(&view, row, rate, &mut key) {
                     *keep = false;
                     self.counts.sampled_out += 1;
+                    self.counts.bytes_sampled_out += row_bytes(&view, row);
                     continue;
                 }
             }
-            if self.settings.dedup_interfaces && self.is_duplicate(&view, row) {
+            if self.settings.dedup_interfaces && self.is_duplicate(&view, row, &mut key) {
                 *keep = false;
                 self.counts.duplicates += 1;
+                self.counts.bytes_duplicates += row_bytes(&view, row);
             }
         }
         batch.keep_rows(keep)
     }
 
     /// True when another interface reported this flow already.
-    fn is_duplicate(&mut self, view: &View<'_>, row: usize) -> bool {
-        let (Some(interface), Some(start)) =
-            (view.text("interface_id", row), view.int("start", row))
+    fn is_duplicate(&mut self, view: &View<'_>, row: usize, key: &mut Vec<u8>) -> bool {
+        let (Some(interface), Some(start)) = (text(&view.interface_id, row), int(&view.start, row))
         else {
             return false;
         };
@@ -287,27 +320,23 @@ impl Reducer {
             }
             self.dedup_window = window;
         }
-        let mut key = Vec::with_capacity(96);
-        let src = view
-            .text("pkt_srcaddr", row)
-            .or_else(|| view.text("srcaddr", row));
-        let dst = view
-            .text("pkt_dstaddr", row)
-            .or_else(|| view.text("dstaddr", row));
-        for part in [src, dst, view.text("action", row)] {
-            push_text(&mut key, part);
+        key.clear();
+        let src = text(&view.pkt_srcaddr, row).or_else(|| text(&view.srcaddr, row));
+        let dst = text(&view.pkt_dstaddr, row).or_else(|| text(&view.dstaddr, row));
+        for part in [src, dst, text(&view.action, row)] {
+            push_text(key, part);
         }
-        for column in ["srcport", "dstport", "protocol", "start"] {
-            push_int(&mut key, view.int(column, row));
+        for column in [&view.srcport, &view.dstport, &view.protocol, &view.start] {
+            push_int(key, int(column, row));
         }
         let current = if window == self.dedup_window { 1 } else { 0 };
-        if let Some(first) = self.seen.iter().find_map(|seen| seen.get(&key)) {
+        if let Some(first) = self.seen.iter().find_map(|seen| seen.get(key.as_slice())) {
             return **first != *interface;
         }
         // Bounded: past the cap a window remembers no more flows (their copies pass, which
         // costs reduction, not records).
         if self.seen[current].len() < self.settings.max_held_records {
-            self.seen[current].insert(key, interface.into());
+            self.seen[current].insert(key.clone(), interface.into());
         }
         false
     }
@@ -316,65 +345,81 @@ impl Reducer {
         let b = self.held.len();
         let view = View::new(&batch.records);
         let schema = batch.records.schema();
-        let key_columns: Vec<usize> = schema
+        // The key: every flow-log column but the merged ones and those dropped. A column of
+        // a type the key cannot hold keeps the batch's records apart (passed as they are).
+        let key_columns: Option<Vec<Column<'_>>> = schema
             .fields()
             .iter()
-            .enumerate()
-            .filter(|(_, f)| {
+            .zip(batch.records.columns())
+            .filter(|(f, _)| {
                 let name = f.name().as_str();
                 (flowlog_model::lookup(name).is_some() || !is_added(name))
                     && !MEASURES.contains(&name)
                     && !self.dropped.iter().any(|d| d == name)
             })
-            .map(|(i, _)| i)
+            .map(|(f, array)| Column::new(f, array.as_ref()).ok())
             .collect();
         let schema_tag = schema_fingerprint(&schema);
         let len = self.settings.window_secs as i64 * 1000;
+        let mut key = Vec::with_capacity(128);
         for row in 0..batch.num_rows() {
             let exempt = (self.settings.exempt_rejects
-                && view.text("action", row) == Some("REJECT"))
+                && text(&view.action, row) == Some("REJECT"))
                 || (self.settings.exempt_watchlisted
-                    && (view.present("src_watchlist", row) || view.present("dst_watchlist", row)));
-            let Some(start) = view.int("start", row).filter(|_| !exempt) else {
+                    && (present(&view.src_watch, row) || present(&view.dst_watch, row)));
+            let (Some(start), Some(key_columns)) = (
+                int(&view.start, row).filter(|_| !exempt),
+                key_columns.as_ref(),
+            ) else {
                 self.entries.push(Entry::Row(b, row));
                 continue;
             };
-            let mut key = Vec::with_capacity(128);
+            key.clear();
             key.extend_from_slice(&schema_tag.to_le_bytes());
             key.extend_from_slice(&start.div_euclid(len).to_le_bytes());
-            for &c in &key_columns {
-                push_value(&mut key, batch.records.column(c).as_ref(), row);
+            for column in key_columns {
+                push_value(&mut key, column, row);
             }
-            let at = match self.index.get(&key) {
-                Some(&at) => {
+            let hash = self.hasher.hash_one(key.as_slice());
+            let found = self
+                .index
+                .find(hash, |&g| self.keys[self.groups[g].key.clone()] == key[..])
+                .copied();
+            let at = match found {
+                Some(at) => {
                     self.counts.merged += 1;
                     at
                 }
                 None => {
                     let at = self.groups.len();
+                    let from = self.keys.len();
+                    self.keys.extend_from_slice(&key);
                     self.groups.push(Group {
                         first: (b, row),
+                        key: from..self.keys.len(),
+                        hash,
                         count: 0,
                         sums: [None; 6],
                         start: None,
                         end: None,
                         tcp_flags: None,
                     });
-                    self.index.insert(key, at);
+                    let groups = &self.groups;
+                    self.index.insert_unique(hash, at, |&g| groups[g].hash);
                     self.entries.push(Entry::Group(at));
                     at
                 }
             };
             let group = &mut self.groups[at];
             group.count += 1;
-            for (sum, column) in group.sums.iter_mut().zip(SUMMED) {
-                if let Some(v) = view.int(column, row) {
+            for (sum, column) in group.sums.iter_mut().zip(&view.sums) {
+                if let Some(v) = int(column, row) {
                     *sum = Some(sum.unwrap_or(0).saturating_add(v));
                 }
             }
-            group.start = min_some(group.start, view.int("start", row));
-            group.end = max_some(group.end, view.int("end", row));
-            if let Some(flags) = view.int("tcp_flags", row) {
+            group.start = min_some(group.start, Some(start));
+            group.end = max_some(group.end, int(&view.end, row));
+            if let Some(flags) = int(&view.tcp_flags, row) {
                 group.tcp_flags = Some(group.tcp_flags.unwrap_or(0) | flags as i32);
             }
         }
@@ -383,58 +428,79 @@ impl Reducer {
         self.held.push(batch);
     }
 
-    /// The held records, merged: one batch per schema and source, in arrival order.
-    pub(crate) fn flush(&mut self) -> Vec<FlowBatch> {
+    /// The held records, merged, handed to `emit` one batch at a time: batches of one
+    /// schema and source, in arrival order, of at most [`OUTPUT_ROWS`] (all at once would
+    /// be encoded, sent and kept whole by each sink).
+    pub(crate) fn flush(&mut self, mut emit: impl FnMut(FlowBatch)) {
         let held = std::mem::take(&mut self.held);
         let groups = std::mem::take(&mut self.groups);
         let entries = std::mem::take(&mut self.entries);
         self.index.clear();
+        self.keys.clear();
         self.held_rows = 0;
         self.since = None;
-        // Output batches by (schema, source) of each entry's first record.
-        let mut outputs: Vec<(usize, Vec<&Entry>)> = Vec::new();
+        // Each held batch's output: the first held batch of its schema and source.
+        let mut firsts: Vec<usize> = Vec::new();
+        let output_of: Vec<usize> = (0..held.len())
+            .map(|b| {
+                let same = |&first: &usize| {
+                    let (a, b) = (&held[first], &held[b]);
+                    a.source == b.source
+                        && (Arc::ptr_eq(a.records.schema_ref(), b.records.schema_ref())
+                            || a.records.schema_ref() == b.records.schema_ref())
+                };
+                firsts.iter().position(same).unwrap_or_else(|| {
+                    firsts.push(b);
+                    firsts.len() - 1
+                })
+            })
+            .collect();
+        let mut outputs: Vec<Vec<&Entry>> = firsts.iter().map(|_| Vec::new()).collect();
         for entry in &entries {
-            let b = match entry {
-                Entry::Group(g) => groups[*g].first.0,
-                Entry::Row(b, _) => *b,
-            };
-            let same = |o: &(usize, Vec<&Entry>)| {
-                let first = &held[o.0];
-                first.source == held[b].source
-                    && first.records.schema_ref() == held[b].records.schema_ref()
-            };
-            match outputs.iter_mut().find(|o| same(o)) {
-                Some(o) => o.1.push(entry),
-                None => outputs.push((b, vec![entry])),
+            outputs[output_of[entry.first(&groups).0]].push(entry);
+        }
+        for entries in &outputs {
+            for chunk in entries.chunks(OUTPUT_ROWS) {
+                // The held batches this chunk takes rows from (few: entries are in
+                // arrival order).
+                let mut members: Vec<usize> = chunk.iter().map(|e| e.first(&groups).0).collect();
+                members.sort_unstable();
+                members.dedup();
+                let batch = self.build(&held, &groups, &members, chunk);
+                self.counts.records_out += batch.num_rows() as u64;
+                self.counts.bytes_out += flow_bytes(&batch);
+                emit(batch);
             }
         }
-        let mut out = Vec::new();
-        for (first, entries) in outputs {
-            let batch = self.build(&held, &groups, first, &entries);
-            self.counts.records_out += batch.num_rows() as u64;
-            out.push(batch);
-        }
-        out
+        // Kept for the next records: memory this large comes fresh from the system (and
+        // is paged in again) each time it is allocated anew.
+        let (mut groups, mut entries) = (groups, entries);
+        groups.clear();
+        entries.clear();
+        self.groups = groups;
+        self.entries = entries;
     }
 
+    /// One output batch: `entries`' first records, with the merged values.
     fn build(
         &self,
         held: &[FlowBatch],
         groups: &[Group],
-        first: usize,
+        members: &[usize],
         entries: &[&Entry],
     ) -> FlowBatch {
+        let first = members[0];
         let schema = held[first].records.schema();
-        // The held batches of this schema, and each entry's row among them.
-        let members: Vec<usize> = (0..held.len())
-            .filter(|&b| held[b].records.schema_ref() == &schema)
-            .collect();
-        let position = |b: usize| members.iter().position(|&m| m == b).expect("same schema");
+        // Each entry's row among the member batches.
+        let mut position = vec![usize::MAX; held.len()];
+        for (i, &m) in members.iter().enumerate() {
+            position[m] = i;
+        }
         let rows: Vec<(usize, usize)> = entries
             .iter()
-            .map(|e| match e {
-                Entry::Group(g) => (position(groups[*g].first.0), groups[*g].first.1),
-                Entry::Row(b, r) => (position(*b), *r),
+            .map(|e| {
+                let (b, r) = e.first(groups);
+                (position[b], r)
             })
             .collect();
         let batches: Vec<&RecordBatch> = members.iter().map(|&b| &held[b].records).collect();
@@ -520,6 +586,19 @@ impl Reducer {
     }
 }
 
+/// The `bytes` of a record (0 when it has none, or a negative number).
+fn row_bytes(view: &View<'_>, row: usize) -> u64 {
+    int(&view.sums[0], row).map_or(0, |b| b.max(0) as u64)
+}
+
+/// The sum of a batch's `bytes`.
+fn flow_bytes(batch: &FlowBatch) -> u64 {
+    let view = View::new(&batch.records);
+    (0..batch.num_rows())
+        .map(|row| row_bytes(&view, row))
+        .fold(0, u64::saturating_add)
+}
+
 fn is_added(name: &str) -> bool {
     flowlog_model::added_field(name).is_some()
 }
@@ -566,29 +645,20 @@ fn max_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// A value's bytes in a key: a tag for null, else the value with its length.
-fn push_value(key: &mut Vec<u8>, array: &dyn Array, row: usize) {
-    if array.is_null(row) {
+/// A value's bytes in a key: a tag for null, else the value (text with its length).
+fn push_value(key: &mut Vec<u8>, column: &Column<'_>, row: usize) {
+    if column.is_null(row) {
         key.push(0);
         return;
     }
     key.push(1);
-    match array.data_type() {
-        DataType::Utf8View => push_text(key, Some(array.as_string_view().value(row))),
-        DataType::Int32 => {
-            key.extend_from_slice(&array.as_primitive::<Int32Type>().value(row).to_le_bytes())
-        }
-        DataType::Int64 => {
-            key.extend_from_slice(&array.as_primitive::<Int64Type>().value(row).to_le_bytes())
-        }
-        DataType::Timestamp(..) => key.extend_from_slice(
-            &array
-                .as_primitive::<TimestampMillisecondType>()
-                .value(row)
-                .to_le_bytes(),
-        ),
-        // Other types are not flow-log columns; a value of one keeps its record apart.
-        _ => key.extend_from_slice(&(row as u64).to_le_bytes()),
+    let i = column.index(row);
+    match column.values {
+        Values::Text(a) | Values::Json(a) => push_text(key, Some(a.value(i))),
+        Values::Float64(a) => key.extend_from_slice(&a.value(i).to_bits().to_le_bytes()),
+        Values::Int32(a) => key.extend_from_slice(&i64::from(a.value(i)).to_le_bytes()),
+        Values::Int64(a) => key.extend_from_slice(&a.value(i).to_le_bytes()),
+        Values::Time(a) => key.extend_from_slice(&a.value(i).to_le_bytes()),
     }
 }
 
@@ -614,18 +684,18 @@ fn push_int(key: &mut Vec<u8>, value: Option<i64>) {
 
 /// True when the conversation of `row` is in the sample: FNV-1a over its endpoints (the
 /// lower one first, so both directions agree) and protocol, against the rate.
-fn sampled_in(view: &View<'_>, row: usize, rate: f64) -> bool {
-    let a = (view.text("srcaddr", row), view.int("srcport", row));
-    let b = (view.text("dstaddr", row), view.int("dstport", row));
+fn sampled_in(view: &View<'_>, row: usize, rate: f64, key: &mut Vec<u8>) -> bool {
+    let a = (text(&view.srcaddr, row), int(&view.srcport, row));
+    let b = (text(&view.dstaddr, row), int(&view.dstport, row));
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
-    let mut key = Vec::with_capacity(64);
-    push_text(&mut key, low.0);
-    push_int(&mut key, low.1);
-    push_text(&mut key, high.0);
-    push_int(&mut key, high.1);
-    push_int(&mut key, view.int("protocol", row));
+    key.clear();
+    push_text(key, low.0);
+    push_int(key, low.1);
+    push_text(key, high.0);
+    push_int(key, high.1);
+    push_int(key, int(&view.protocol, row));
     let mut h = Fnv::default();
-    h.write(&key);
+    h.write(key);
     // The top 53 bits as a fraction in [0, 1).
     ((h.0 >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
@@ -648,44 +718,64 @@ impl Fnv {
     }
 }
 
-/// The columns of a batch by name, typed.
+/// The columns of a batch the reductions read, bound once per batch (absent when the
+/// batch has no such column).
 struct View<'a> {
-    records: &'a RecordBatch,
+    action: Option<Column<'a>>,
+    interface_id: Option<Column<'a>>,
+    srcaddr: Option<Column<'a>>,
+    dstaddr: Option<Column<'a>>,
+    pkt_srcaddr: Option<Column<'a>>,
+    pkt_dstaddr: Option<Column<'a>>,
+    srcport: Option<Column<'a>>,
+    dstport: Option<Column<'a>>,
+    protocol: Option<Column<'a>>,
+    start: Option<Column<'a>>,
+    end: Option<Column<'a>>,
+    tcp_flags: Option<Column<'a>>,
+    /// In [`SUMMED`] order.
+    sums: [Option<Column<'a>>; 6],
+    /// Enrichment's watch-list columns: dictionary-encoded, null where nothing matched.
+    src_watch: Option<Column<'a>>,
+    dst_watch: Option<Column<'a>>,
 }
 
 impl<'a> View<'a> {
     fn new(records: &'a RecordBatch) -> Self {
-        Self { records }
-    }
-
-    fn text(&self, name: &str, row: usize) -> Option<&'a str> {
-        let c: &'a StringViewArray = self.records.column_by_name(name)?.as_string_view_opt()?;
-        c.is_valid(row).then(|| c.value(row))
-    }
-
-    fn int(&self, name: &str, row: usize) -> Option<i64> {
-        let c = self.records.column_by_name(name)?;
-        if c.is_null(row) {
-            return None;
+        let column = |name: &str| {
+            let (i, field) = records.schema_ref().column_with_name(name)?;
+            Column::new(field, records.column(i).as_ref()).ok()
+        };
+        Self {
+            action: column("action"),
+            interface_id: column("interface_id"),
+            srcaddr: column("srcaddr"),
+            dstaddr: column("dstaddr"),
+            pkt_srcaddr: column("pkt_srcaddr"),
+            pkt_dstaddr: column("pkt_dstaddr"),
+            srcport: column("srcport"),
+            dstport: column("dstport"),
+            protocol: column("protocol"),
+            start: column("start"),
+            end: column("end"),
+            tcp_flags: column("tcp_flags"),
+            sums: SUMMED.map(column),
+            src_watch: column("src_watchlist"),
+            dst_watch: column("dst_watchlist"),
         }
-        match c.data_type() {
-            DataType::Int32 => Some(c.as_primitive::<Int32Type>().value(row).into()),
-            DataType::Int64 => Some(c.as_primitive::<Int64Type>().value(row)),
-            DataType::Timestamp(..) => {
-                Some(c.as_primitive::<TimestampMillisecondType>().value(row))
-            }
-            _ => None,
-        }
     }
+}
 
-    /// True when the column exists and `row` has a value. Enrichment columns are
-    /// dictionary-encoded with a key for every row and null values where nothing matched,
-    /// so the logical nulls are what count.
-    fn present(&self, name: &str, row: usize) -> bool {
-        self.records
-            .column_by_name(name)
-            .is_some_and(|c| c.logical_nulls().is_none_or(|nulls| nulls.is_valid(row)))
-    }
+fn text<'a>(column: &Option<Column<'a>>, row: usize) -> Option<&'a str> {
+    column.as_ref().and_then(|c| c.text(row))
+}
+
+fn int(column: &Option<Column<'_>>, row: usize) -> Option<i64> {
+    column.as_ref().and_then(|c| c.int(row))
+}
+
+fn present(column: &Option<Column<'_>>, row: usize) -> bool {
+    column.as_ref().is_some_and(|c| !c.is_null(row))
 }
 
 /// The reducer in the transform stage: what it holds is acknowledged once the records
@@ -696,6 +786,7 @@ pub(crate) struct Reducing {
     held: Vec<Ack>,
     runtime: tokio::runtime::Handle,
     records: LabelledCounter,
+    bytes: LabelledCounter,
     reported: Counts,
 }
 
@@ -712,6 +803,12 @@ impl Reducing {
             records: metrics.counter_by(
                 "reduce_records",
                 "Records [transform.reduce] took in and gave out, and what it did with the rest",
+                "outcome",
+            ),
+            bytes: metrics.counter_by(
+                "reduce_flow_bytes",
+                "The traffic (sum of `bytes`) of the records [transform.reduce] took in and \
+                 gave out, and of those it dropped",
                 "outcome",
             ),
             reported: Counts::default(),
@@ -756,19 +853,19 @@ impl Reducing {
     /// Sends the merged records; the held batches are acknowledged once every sink has
     /// them (or they fail with them).
     pub(crate) fn flush(&mut self, sinks: &[mpsc::Sender<SinkInput>]) -> usize {
-        let outputs = self.reducer.flush();
         let held = std::mem::take(&mut self.held);
+        let (ack, wait) = Ack::new();
+        let mut sent = 0;
+        self.reducer.flush(|out| {
+            sent += out.num_rows();
+            crate::send(out, ack.clone(), sinks);
+        });
         self.count();
-        let sent = outputs.iter().map(FlowBatch::num_rows).sum();
+        ack.confirm();
         if sent == 0 {
             held.into_iter().for_each(Ack::confirm);
             return 0;
         }
-        let (ack, wait) = Ack::new();
-        for out in outputs {
-            crate::send(out, ack.clone(), sinks);
-        }
-        ack.confirm();
         self.runtime.spawn(async move {
             if wait.wait().await == BatchStatus::Delivered {
                 held.into_iter().for_each(Ack::confirm);
@@ -791,6 +888,19 @@ impl Reducing {
                 self.records.inc_by(outcome, n);
             }
         }
+        for (outcome, n) in [
+            ("in", now.bytes_in - before.bytes_in),
+            ("out", now.bytes_out - before.bytes_out),
+            ("duplicate", now.bytes_duplicates - before.bytes_duplicates),
+            (
+                "sampled_out",
+                now.bytes_sampled_out - before.bytes_sampled_out,
+            ),
+        ] {
+            if n > 0 {
+                self.bytes.inc_by(outcome, n);
+            }
+        }
         self.reported = now;
     }
 
@@ -803,14 +913,21 @@ impl Reducing {
             merged = c.merged,
             duplicates = c.duplicates,
             sampled_out = c.sampled_out,
+            bytes_in = c.bytes_in,
+            bytes_out = c.bytes_out,
             "reduce: {} records in, {} out ({:.1}%): {} merged into others, {} cross-interface \
-             duplicates, {} sampled out",
+             duplicates, {} sampled out; flow bytes {} in, {} out ({} in duplicates, {} \
+             sampled out)",
             c.records_in,
             c.records_out,
             100.0 * c.records_out as f64 / (c.records_in.max(1)) as f64,
             c.merged,
             c.duplicates,
-            c.sampled_out
+            c.sampled_out,
+            c.bytes_in,
+            c.bytes_out,
+            c.bytes_duplicates,
+            c.bytes_sampled_out
         );
     }
 }
@@ -849,9 +966,20 @@ mod tests {
         toml::from_str(toml_text).unwrap()
     }
 
+    fn column<'a>(batch: &'a FlowBatch, name: &str) -> Option<Column<'a>> {
+        let (i, field) = batch.records.schema_ref().column_with_name(name)?;
+        Column::new(field, batch.records.column(i).as_ref()).ok()
+    }
+
     fn column_i64(batch: &FlowBatch, name: &str) -> Vec<Option<i64>> {
-        let view = View::new(&batch.records);
-        (0..batch.num_rows()).map(|r| view.int(name, r)).collect()
+        let c = column(batch, name);
+        (0..batch.num_rows()).map(|r| int(&c, r)).collect()
+    }
+
+    fn flush(r: &mut Reducer) -> Vec<FlowBatch> {
+        let mut out = Vec::new();
+        r.flush(|b| out.push(b));
+        out
     }
 
     const LONG_LIVED: &str = "\
@@ -866,7 +994,7 @@ mod tests {
     fn aggregation_sums_per_key_and_window_and_passes_rejects() {
         let mut r = Reducer::new(&settings("aggregate = true\nwindow_secs = 3600"));
         assert!(matches!(r.push(decode(LONG_LIVED)), Pushed::Held));
-        let out = r.flush();
+        let out = flush(&mut r);
         assert_eq!(out.len(), 1);
         let b = &out[0];
         // Three groups: port 4000 (rows 1, 2, 5), port 4001, and the REJECT as it is.
@@ -896,6 +1024,8 @@ mod tests {
                 records_in: 5,
                 merged: 2,
                 records_out: 3,
+                bytes_in: 3840,
+                bytes_out: 3840,
                 ..Counts::default()
             }
         );
@@ -907,7 +1037,7 @@ mod tests {
             "aggregate = true\nwindow_secs = 60\ndrop = [\"srcport\"]\nexempt_rejects = false",
         ));
         r.push(decode(LONG_LIVED));
-        let b = &r.flush()[0];
+        let b = &flush(&mut r)[0];
         // Minute one: 4000, 4001 and the REJECT (action is in the key) ; minute two: one.
         assert_eq!(column_i64(b, "bytes"), [Some(1540), Some(2000), Some(300)]);
         assert_eq!(column_i64(b, "srcport"), [None, None, None]);
@@ -935,11 +1065,16 @@ mod tests {
         assert_eq!(kept % 2, 0);
         assert!((800..1200).contains(&kept), "{kept} of 4000");
         // Pairs stay together: every kept line's reverse is kept too.
-        let view = View::new(&out.records);
+        let (src, dst) = (column(&out, "srcaddr"), column(&out, "dstaddr"));
         for row in (0..kept).step_by(2) {
-            assert_eq!(view.text("srcaddr", row), view.text("dstaddr", row + 1));
+            assert_eq!(text(&src, row), text(&dst, row + 1));
         }
         assert_eq!(r.counts.sampled_out as usize, 4000 - kept);
+        assert_eq!(r.counts.bytes_sampled_out, 40 * r.counts.sampled_out);
+        assert_eq!(
+            r.counts.bytes_out + r.counts.bytes_sampled_out,
+            r.counts.bytes_in
+        );
         // The same on every run.
         let Pushed::Passed(again) =
             Reducer::new(&settings("sample_rate = 0.25")).push(decode(&lines))
@@ -965,5 +1100,6 @@ mod tests {
         // later capture window is another record.
         assert_eq!(out.line_numbers.to_vec(), [1, 3, 4]);
         assert_eq!(r.counts.duplicates, 1);
+        assert_eq!((r.counts.bytes_in, r.counts.bytes_duplicates), (4000, 1000));
     }
 }

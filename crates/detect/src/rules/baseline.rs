@@ -4,17 +4,18 @@
 //! `min_history` earlier windows and at least `min_value`. Windows a key was quiet in
 //! count as zero.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::Rule;
 use crate::finding::{direction, measures, Finding, RuleId, Side};
 use crate::flow::Flow;
 use crate::settings::Baseline;
-use crate::window::{Seen, Weighted, Windows};
+use crate::window::{HashMap, Seen, Weighted, Windows};
 
 /// What a baselined rule keys on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ impl Baselined {
             examples,
             max_keys,
             windows: Windows::new(settings.window_secs, max_keys),
-            history: HashMap::new(),
+            history: HashMap::default(),
             evicted_history: 0,
         }
     }
@@ -240,16 +241,16 @@ impl Rule for Baselined {
         )
     }
 
-    fn save(&self) -> serde_json::Result<Value> {
-        serde_json::to_value(&StateRef {
+    fn save(&self) -> serde_json::Result<Box<RawValue>> {
+        serde_json::value::to_raw_value(&StateRef {
             windows: &self.windows,
             history: self.history.iter().collect(),
             evicted_history: self.evicted_history,
         })
     }
 
-    fn load(&mut self, state: Value) -> serde_json::Result<()> {
-        let state: StateOwned = serde_json::from_value(state)?;
+    fn load(&mut self, state: &RawValue) -> serde_json::Result<()> {
+        let state: StateOwned = serde_json::from_str(state.get())?;
         self.windows = state.windows;
         self.history = state.history.into_iter().collect();
         self.evicted_history = state.evicted_history;

@@ -6,7 +6,7 @@ mod baseline;
 mod policy;
 mod scan;
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::finding::{Finding, RuleId};
 use crate::flow::Flow;
@@ -21,8 +21,10 @@ pub(crate) trait Rule: Send {
     fn close(&mut self, watermark: i64, out: &mut Vec<Finding>);
     /// Records that came for a closed window, keys evicted, keys held.
     fn counts(&self) -> (u64, u64, usize);
-    fn save(&self) -> serde_json::Result<Value>;
-    fn load(&mut self, state: Value) -> serde_json::Result<()>;
+    /// The rule's state as JSON text, written without building a tree of values (a
+    /// state of many keys would take several times its size as one).
+    fn save(&self) -> serde_json::Result<Box<RawValue>>;
+    fn load(&mut self, state: &RawValue) -> serde_json::Result<()>;
 }
 
 /// The rules `settings` turn on.
@@ -82,17 +84,27 @@ macro_rules! windows_state {
             (self.windows.late, self.windows.evicted, self.windows.keys())
         }
 
-        fn save(&self) -> serde_json::Result<Value> {
-            serde_json::to_value(&self.windows)
+        fn save(&self) -> serde_json::Result<Box<serde_json::value::RawValue>> {
+            serde_json::value::to_raw_value(&self.windows)
         }
 
-        fn load(&mut self, state: Value) -> serde_json::Result<()> {
-            self.windows = serde_json::from_value(state)?;
+        fn load(&mut self, state: &serde_json::value::RawValue) -> serde_json::Result<()> {
+            self.windows = serde_json::from_str(state.get())?;
             Ok(())
         }
     };
 }
 pub(crate) use windows_state;
+
+/// Distinct values, exact while few (HyperLogLog++ past that).
+pub(crate) type Distinct = cardinality_estimator::CardinalityEstimator<u32>;
+
+/// The address as a number for hashing into a sketch (IPv4 as IPv4-mapped IPv6).
+pub(crate) fn address_hash(ip: std::net::IpAddr) -> u32 {
+    let n = flowlog_model::address::key(ip);
+    // Fold to 32 bits; the sketch hashes again.
+    (n ^ (n >> 32) ^ (n >> 64) ^ (n >> 96)) as u32
+}
 
 /// The transports whose ports mean services: TCP, UDP, SCTP.
 pub(crate) fn has_ports(protocol: Option<u8>) -> bool {

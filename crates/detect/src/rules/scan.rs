@@ -4,18 +4,14 @@
 
 use std::net::IpAddr;
 
-use cardinality_estimator::CardinalityEstimator;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{has_ports, Rule};
+use super::{address_hash, has_ports, Distinct, Rule};
 use crate::finding::{direction, measures, Finding, RuleId, Side};
 use crate::flow::Flow;
 use crate::settings::{HorizontalScan, VerticalScan};
 use crate::window::{Seen, Weighted, Windows};
-
-/// Distinct values, exact while few.
-type Distinct = CardinalityEstimator<u32>;
 
 /// What a pair saw: its distinct destination ports.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -144,13 +140,6 @@ impl Horizontal {
             windows: Windows::new(settings.window_secs, max_keys),
         }
     }
-}
-
-/// The address as a number for hashing into a sketch (IPv4 as IPv4-mapped IPv6).
-fn address_hash(ip: IpAddr) -> u32 {
-    let n = flowlog_model::address::key(ip);
-    // Fold to 32 bits; the sketch hashes again.
-    (n ^ (n >> 32) ^ (n >> 64) ^ (n >> 96)) as u32
 }
 
 impl Rule for Horizontal {
