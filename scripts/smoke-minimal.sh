@@ -5,35 +5,46 @@
 # through `transform`.
 # Part of the test command, so the feature set cannot rot.
 set -euo pipefail
+# A failing command inside $(...) stops the script too (the crate trees below).
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 features="source-file,source-directory,source-stdin,sink-splunk-hec,sink-file"
 
+# A crate tree, one name per line; a tree cargo cannot give (a stale lock file) stops the
+# script rather than passing the checks below unread.
+tree() {
+  cargo tree --locked "$@" -e normal --prefix none
+}
+
+# (Each tree is taken into a variable first: a failure inside an `if` would not stop.)
 for package in flowlog-pipeline flowlog-source flowlog-sink flowlog-component; do
-  if cargo tree --locked -p "$package" -e normal --prefix none | grep -q '^aws-sdk-'; then
+  crates=$(tree -p "$package")
+  if grep -q '^aws-sdk-' <<< "$crates"; then
     echo "smoke: $package depends on an AWS SDK crate" >&2
     cargo tree --locked -p "$package" -e normal -i aws-smithy-runtime >&2 || true
     exit 1
   fi
 done
-if cargo tree --locked -p flowlog -e normal --prefix none --no-default-features \
-    --features "$features" | grep -v '^aws-lc-' | grep -q '^aws-'; then
-  # (aws-lc is the TLS library's cryptography, not AWS's SDK.)
+minimal=$(tree -p flowlog --no-default-features --features "$features")
+# (aws-lc is the TLS library's cryptography, not AWS's SDK.)
+if grep -v '^aws-lc-' <<< "$minimal" | grep -q '^aws-'; then
   echo "smoke: the build with only $features has an AWS SDK crate in it" >&2
   exit 1
 fi
+fuzz_tree=$(tree --manifest-path fuzz/Cargo.toml)
+pipeline_tree=$(tree -p flowlog-pipeline)
 # DataFusion (the `sql` feature) is built only into the binary that asks for it.
-for tree in "-p flowlog-pipeline" "--manifest-path fuzz/Cargo.toml" \
-    "-p flowlog --no-default-features --features $features"; do
-  # shellcheck disable=SC2086
-  if cargo tree --locked $tree -e normal --prefix none | grep -q '^datafusion'; then
-    echo "smoke: DataFusion is in the tree of $tree" >&2
+for name in pipeline fuzz minimal; do
+  tree_var="${name}_tree"
+  [ "$name" = minimal ] && tree_var=minimal
+  if grep -q '^datafusion' <<< "${!tree_var}"; then
+    echo "smoke: DataFusion is in the $name tree" >&2
     exit 1
   fi
 done
 # The fuzz targets build what they exercise (scripts/fuzz.sh compiles it with sanitizer
 # instrumentation, where an AWS SDK crate costs minutes).
-if cargo tree --locked --manifest-path fuzz/Cargo.toml -e normal --prefix none |
-    grep -v '^aws-lc-' | grep -q '^aws-'; then
+if grep -v '^aws-lc-' <<< "$fuzz_tree" | grep -q '^aws-'; then
   echo "smoke: the fuzz targets' build has an AWS SDK crate in it" >&2
   exit 1
 fi

@@ -28,6 +28,9 @@ const STATE_FILE: &str = "detect.json";
 /// How often the state is saved while it changes (it is written whole: with many keys,
 /// megabytes).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Saving takes at most this share of the stage's time: a state that takes 0.5 s to
+/// write is saved every 10 s rather than every 5.
+const SAVE_SHARE: u32 = 20;
 
 /// A finding sent and not yet delivered by every sink of the route.
 struct Pending {
@@ -43,7 +46,8 @@ struct SavedFinding {
     document: String,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What `detect.json` holds (written by `Detection::save` around the snapshot's text).
+#[derive(Deserialize)]
 struct Saved {
     /// The detector's snapshot, kept as its text.
     detector: Box<serde_json::value::RawValue>,
@@ -61,6 +65,8 @@ pub(crate) struct Detection {
     resend: Vec<SavedFinding>,
     changed: bool,
     saved_at: Instant,
+    /// The least time between two saves: [`SAVE_EVERY`], or longer when saving is slow.
+    save_every: Duration,
     /// A finite run (`--once`): every window closes when the input ends.
     once: bool,
     metrics: ComponentMetrics,
@@ -128,6 +134,7 @@ impl Detection {
             resend,
             changed: false,
             saved_at: Instant::now(),
+            save_every: SAVE_EVERY,
             once,
             metrics,
             findings,
@@ -222,7 +229,7 @@ impl Detection {
             _ => true,
         });
         self.changed |= self.pending.len() != before;
-        if self.changed && self.saved_at.elapsed() >= SAVE_EVERY {
+        if self.changed && self.saved_at.elapsed() >= self.save_every {
             self.save();
         }
     }
@@ -256,16 +263,19 @@ impl Detection {
     }
 
     fn save(&mut self) {
-        let saved = self.detector.snapshot().and_then(|bytes| {
-            let detector = String::from_utf8(bytes)
-                .ok()
-                .and_then(|text| serde_json::value::RawValue::from_string(text).ok())
-                .ok_or_else(|| DetectError::Snapshot("not JSON text".into()))?;
-            serde_json::to_vec(&Saved {
-                detector,
-                pending: self.pending.iter().map(|p| p.saved.clone()).collect(),
-            })
-            .map_err(|e| DetectError::Snapshot(e.to_string()))
+        let began = Instant::now();
+        // `Saved`, written around the snapshot's text rather than parsing it again.
+        let saved = self.detector.snapshot().and_then(|snapshot| {
+            let pending: Vec<&SavedFinding> = self.pending.iter().map(|p| &p.saved).collect();
+            let pending =
+                serde_json::to_vec(&pending).map_err(|e| DetectError::Snapshot(e.to_string()))?;
+            let mut bytes = Vec::with_capacity(snapshot.len() + pending.len() + 32);
+            bytes.extend_from_slice(b"{\"detector\":");
+            bytes.extend_from_slice(&snapshot);
+            bytes.extend_from_slice(b",\"pending\":");
+            bytes.extend_from_slice(&pending);
+            bytes.push(b'}');
+            Ok(bytes)
         });
         let result = saved
             .map_err(std::io::Error::other)
@@ -274,6 +284,7 @@ impl Detection {
             Ok(()) => {
                 self.changed = false;
                 self.saved_at = Instant::now();
+                self.save_every = SAVE_EVERY.max(began.elapsed() * SAVE_SHARE);
             }
             Err(e) => {
                 let why = format!("cannot save {}: {e}", self.path.display());
