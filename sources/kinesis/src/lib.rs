@@ -2,14 +2,25 @@
 //! data stream, the stream's shards split between any number of flowlog processes by
 //! leases in a DynamoDB table laid out as the KCL 2.x lease table.
 //!
-//! Built so far: the lease table (`lease`: create, list, take, renew, steal, checkpoint,
-//! give up, delete, every write conditional) and the taker's decisions (`balance`:
-//! expired leases first, then one stolen from the most loaded worker; children after
-//! their parents end). Not yet: the shard readers, checkpoints after delivery, the source
-//! in the registry.
+//! Built so far: the settings (`settings`), the lease table (`lease`: create, list, take,
+//! renew, steal, checkpoint, give up, delete, every write conditional), the taker's
+//! decisions (`balance`: expired leases first, then one stolen from the most loaded
+//! worker; children after their parents end) and the shards' leases (`shards`: ListShards,
+//! a lease for every shard still to be read, with its parents) and what a checkpoint may
+//! cover (`progress`: records in shard order, the checkpoint at the last one before the
+//! first not yet delivered) and the shard reader (`reader`: an iterator from a checkpoint,
+//! GetRecords to the shard's end, throttling and expired iterators handled). Not yet: the
+//! worker that renews, takes and steals and runs a reader per lease, decoding and
+//! checkpointing after delivery, the source in the registry, `check`, the IAM policy.
 
 pub mod balance;
 pub mod lease;
+pub mod progress;
+pub mod reader;
+pub mod settings;
+pub mod shards;
 
 pub use balance::{Balance, Decision, Taker};
 pub use lease::{Checkpoint, Lease, LeaseError, LeaseTable};
+pub use settings::{KinesisSource, StartingPosition};
+pub use shards::{Shard, Stream};
