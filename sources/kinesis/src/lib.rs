@@ -9,11 +9,14 @@
 //! a lease for every shard still to be read, with its parents) and what a checkpoint may
 //! cover (`progress`: records in shard order, the checkpoint at the last one before the
 //! first not yet delivered) and the shard reader (`reader`: an iterator from a checkpoint,
-//! GetRecords to the shard's end, throttling and expired iterators handled). Not yet: the
-//! worker that renews, takes and steals and runs a reader per lease, decoding and
-//! checkpointing after delivery, the source in the registry, `check`, the IAM policy.
+//! GetRecords to the shard's end, throttling and expired iterators handled) and the
+//! coordinator (`coordinator`: renewals, rounds of taking and stealing, checkpoints
+//! through the same lock as renewals). Not yet: a reader per lease that decodes and
+//! checkpoints after delivery, parents' leases deleted once their children start, the
+//! source in the registry, metrics, `check`, the IAM policy, the end-to-end tests.
 
 pub mod balance;
+pub mod coordinator;
 pub mod lease;
 pub mod progress;
 pub mod reader;
@@ -21,6 +24,7 @@ pub mod settings;
 pub mod shards;
 
 pub use balance::{Balance, Decision, Taker};
+pub use coordinator::{Coordinator, Round};
 pub use lease::{Checkpoint, Lease, LeaseError, LeaseTable};
 pub use settings::{KinesisSource, StartingPosition};
 pub use shards::{Shard, Stream};
