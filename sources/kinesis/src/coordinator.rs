@@ -158,6 +158,16 @@ impl Coordinator {
         }
     }
 
+    /// Lets go of a shard read to its end (its checkpoint is `SHARD_END`): nothing is left
+    /// to renew, and the lease stays in the table until its children have started.
+    pub async fn release(&mut self, shard: &str) -> Result<(), LeaseError> {
+        if let Some(held) = self.held.remove(shard) {
+            let lease = held.lease.lock().await;
+            self.table.give_up(&lease).await?;
+        }
+        Ok(())
+    }
+
     /// Gives up every lease held (a clean shutdown), so others take them at once.
     pub async fn give_up_all(&mut self) -> Result<(), LeaseError> {
         for (_, held) in self.held.drain() {
@@ -173,25 +183,7 @@ mod tests {
     use super::*;
 
     async fn table(test: &str) -> LeaseTable {
-        let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-            "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-        );
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        let table = LeaseTable::new(
-            aws_sdk_dynamodb::Client::from_conf(config),
-            format!("{test}-{}", std::process::id()),
-        );
-        table
-            .create_if_missing(Duration::from_millis(50), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let table = crate::testing::lease_table(test).await;
         for i in 0..4 {
             let lease = Lease::new(
                 format!("shardId-00000000000{i}"),

@@ -537,33 +537,9 @@ impl LeaseTable {
 mod tests {
     use super::*;
 
-    /// A lease table on the moto server `scripts/test.sh` starts, named for the test.
-    async fn table(test: &str) -> LeaseTable {
-        let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-            "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-        );
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        let table = LeaseTable::new(
-            Client::from_conf(config),
-            format!("{test}-{}", std::process::id()),
-        );
-        table
-            .create_if_missing(Duration::from_millis(50), Duration::from_secs(10))
-            .await
-            .unwrap();
-        table
-    }
-
     #[tokio::test]
     async fn the_table_is_created_once_and_leases_once() {
-        let t = table("leases-created-once").await;
+        let t = crate::testing::lease_table("leases-created-once").await;
         // A second worker finds it there.
         t.create_if_missing(Duration::from_millis(50), Duration::from_secs(10))
             .await
@@ -582,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_one_of_two_takers_gets_a_lease() {
-        let t = table("leases-one-taker").await;
+        let t = crate::testing::lease_table("leases-one-taker").await;
         let free = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon, Vec::new());
         t.create(&free).await.unwrap();
         // Both saw it free at counter 0; the second write finds the counter moved.
@@ -604,7 +580,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stolen_lease_is_lost_to_its_old_owner() {
-        let t = table("leases-stolen").await;
+        let t = crate::testing::lease_table("leases-stolen").await;
         let free = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon, Vec::new());
         t.create(&free).await.unwrap();
         let a = t.take(&free, "worker-a").await.unwrap().unwrap();
@@ -636,7 +612,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_given_up_is_free_and_a_finished_parent_is_deleted() {
-        let t = table("leases-given-up").await;
+        let t = crate::testing::lease_table("leases-given-up").await;
         let free = Lease::new("shardId-000000000000", Checkpoint::Latest, Vec::new());
         t.create(&free).await.unwrap();
         let a = t.take(&free, "worker-a").await.unwrap().unwrap();

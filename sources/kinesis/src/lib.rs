@@ -22,6 +22,9 @@ pub mod progress;
 pub mod reader;
 pub mod settings;
 pub mod shards;
+mod source;
+#[cfg(test)]
+mod testing;
 
 pub use balance::{Balance, Decision, Taker};
 pub use coordinator::{Coordinator, Round};

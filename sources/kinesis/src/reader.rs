@@ -279,21 +279,6 @@ mod tests {
     use super::*;
     use aws_sdk_kinesis::primitives::Blob;
 
-    fn kinesis() -> Client {
-        let endpoint = std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-            "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-        );
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        Client::from_conf(config)
-    }
-
     #[test]
     fn sequence_numbers_compare_as_numbers() {
         assert!(at_or_after("10", "9"));
@@ -321,8 +306,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_shard_is_read_from_its_checkpoint_to_its_end() {
-        let name = format!("reader-{}", std::process::id());
-        let client = kinesis();
+        let name = crate::testing::unique("reader");
+        let client = crate::testing::kinesis();
         client
             .create_stream()
             .stream_name(&name)

@@ -122,8 +122,29 @@ pub fn missing(shards: &[Shard], leases: &[Lease], start: StartingPosition) -> V
         .collect()
 }
 
-/// Creates the leases `shards` lack; how many were written (another worker may have
-/// written some first).
+/// The leases of shards read to their end whose children have all started (their
+/// checkpoints moved past the starting sentinels): no longer needed to order anything.
+pub fn finished_parents<'a>(shards: &[Shard], leases: &'a [Lease]) -> Vec<&'a Lease> {
+    let started = |id: &str| {
+        leases.iter().any(|l| {
+            l.key == id && matches!(l.checkpoint, Checkpoint::At { .. } | Checkpoint::ShardEnd)
+        })
+    };
+    leases
+        .iter()
+        .filter(|l| l.checkpoint == Checkpoint::ShardEnd)
+        .filter(|l| {
+            let children: Vec<&Shard> = shards
+                .iter()
+                .filter(|s| s.parents.contains(&l.key))
+                .collect();
+            !children.is_empty() && children.iter().all(|c| started(&c.id))
+        })
+        .collect()
+}
+
+/// Creates the leases `shards` lack, and deletes those of finished parents; how many
+/// were written (another worker may have written some first).
 pub async fn sync(
     table: &LeaseTable,
     shards: &[Shard],
@@ -135,6 +156,10 @@ pub async fn sync(
         if table.create(&lease).await? {
             created += 1;
         }
+    }
+    for parent in finished_parents(shards, &leases) {
+        // Conditional on its counter: one another worker changed meanwhile stays.
+        table.delete(parent).await?;
     }
     Ok(created)
 }
@@ -201,6 +226,38 @@ mod tests {
     }
 
     #[test]
+    fn a_parent_is_deleted_once_all_its_children_started() {
+        let shards = resharded();
+        let at = |key: &str, checkpoint: Checkpoint| Lease {
+            checkpoint,
+            ..Lease::new(key, Checkpoint::TrimHorizon, vec![])
+        };
+        let started = Checkpoint::At {
+            sequence: "7".into(),
+            sub_sequence: 0,
+        };
+        let leases = vec![
+            at("s0", Checkpoint::ShardEnd),
+            at("s1", started.clone()),
+            at("s2", Checkpoint::TrimHorizon),
+        ];
+        assert!(
+            finished_parents(&shards, &leases).is_empty(),
+            "s2 has not started"
+        );
+        let leases = vec![
+            at("s0", Checkpoint::ShardEnd),
+            at("s1", started.clone()),
+            at("s2", started),
+        ];
+        let done: Vec<&str> = finished_parents(&shards, &leases)
+            .iter()
+            .map(|l| l.key.as_str())
+            .collect();
+        assert_eq!(done, ["s0"]);
+    }
+
+    #[test]
     fn latest_skips_closed_shards() {
         let made = missing(&resharded(), &[], StartingPosition::Latest);
         assert_eq!(keys(&made), [("s3", vec![])]);
@@ -213,40 +270,10 @@ mod moto {
     use super::*;
     use std::time::Duration;
 
-    fn endpoint() -> String {
-        std::env::var("FLOWLOG_MOTO_ENDPOINT").expect(
-            "FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server",
-        )
-    }
-
-    fn kinesis() -> Client {
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint())
-            .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        Client::from_conf(config)
-    }
-
-    fn dynamodb() -> aws_sdk_dynamodb::Client {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint())
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(config)
-    }
-
     #[tokio::test]
     async fn a_split_shard_and_its_children_get_leases_once() {
-        let name = format!("shards-split-{}", std::process::id());
-        let client = kinesis();
+        let name = crate::testing::unique("shards-split");
+        let client = crate::testing::kinesis();
         client
             .create_stream()
             .stream_name(&name)
@@ -290,7 +317,7 @@ mod moto {
             .collect();
         assert_eq!(children.len(), 2);
 
-        let table = LeaseTable::new(dynamodb(), format!("{name}-leases"));
+        let table = LeaseTable::new(crate::testing::dynamodb(), format!("{name}-leases"));
         table
             .create_if_missing(Duration::from_millis(50), Duration::from_secs(10))
             .await
