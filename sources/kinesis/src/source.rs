@@ -204,8 +204,13 @@ impl Kinesis {
             .await
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         let stream = settings.stream();
+        // Host, process and start: two sources of one process (or a restarted process
+        // with its old pid) are two workers, as the KCL's random worker ids are.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let worker = format!(
-            "{}:{}",
+            "{}:{}:{started:x}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "flowlog".into()),
             std::process::id()
         );
@@ -491,6 +496,7 @@ mod tests {
     use flowlog_component::{Metrics, Stop};
     use flowlog_source::dead_letter::{DeadLetterFile, DeadLetterLimits};
     use flowlog_source::{Checkpoints, Envelope};
+    use std::time::Duration;
 
     /// A text column's values (the decoder's string views).
     fn texts(array: &arrow_array::ArrayRef) -> Vec<String> {
@@ -689,6 +695,197 @@ mod tests {
                 .collect();
             assert_eq!(order, (0..40).collect::<Vec<_>>(), "key {key}");
         }
+    }
+
+    /// A stream of four shards with `records` payloads of `events` flow records each; the
+    /// source settings that read it.
+    async fn four_shard_stream(test: &str, records: usize, events: usize) -> KinesisSource {
+        let name = crate::testing::unique(test);
+        let client = crate::testing::kinesis();
+        client
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(4)
+            .send()
+            .await
+            .unwrap();
+        for r in 0..records {
+            client
+                .put_record()
+                .stream_name(&name)
+                .partition_key(format!("eni-{}", r % 37))
+                .data(Blob::new(payload(r, events)))
+                .send()
+                .await
+                .unwrap();
+        }
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        toml::from_str(&format!(
+            "stream_name = \"{name}\"\napplication_name = \"{name}\"\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{}\"\nidle_poll_secs = 0.2\nlease_duration_secs = 2",
+            crate::testing::endpoint()
+        ))
+        .unwrap()
+    }
+
+    /// A running source and what it delivered: event ids (source and line), by shard.
+    struct Running {
+        stop: Arc<Stop>,
+        run: tokio::task::JoinHandle<Result<(), SourceError>>,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+        consumer: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(settings: &KinesisSource) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut ctx = context(dir.path(), tx);
+        ctx.once = false;
+        let stop = Arc::clone(&ctx.stop);
+        let run = tokio::spawn(settings.build(ctx).unwrap().run());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&seen);
+        let consumer = tokio::spawn(async move {
+            while let Some(Envelope { batch, ack }) = rx.recv().await {
+                let mut seen = kept.lock().unwrap();
+                for line in batch.line_numbers.iter() {
+                    seen.push(format!("{}-{line}", batch.source));
+                }
+                drop(seen);
+                ack.confirm();
+            }
+        });
+        Running {
+            stop,
+            run,
+            seen,
+            consumer,
+            _dir: dir,
+        }
+    }
+
+    /// The shard an event id's record came from (`kinesis://stream/shard/sequence-line`).
+    fn shard_of(id: &str) -> &str {
+        id.split('/').nth(3).unwrap()
+    }
+
+    async fn wait_for(what: impl Fn() -> bool) {
+        for _ in 0..600 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("waited a minute");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_workers_split_the_shards_and_a_killed_ones_are_taken_over() {
+        let (records, events) = (200, 10);
+        let settings = four_shard_stream("source-two", records, events).await;
+        let a = start(&settings);
+        // a alone takes all four shards and delivers every record.
+        wait_for(|| a.seen.lock().unwrap().len() == records * events).await;
+        let b = start(&settings);
+        let tip = records * events;
+        // b steals one lease a round until each holds two.
+        let table = LeaseTable::new(crate::testing::dynamodb(), settings.lease_table());
+        for _ in 0..600 {
+            let leases = table.list().await.unwrap();
+            let mut owners: Vec<&str> = leases.iter().filter_map(|l| l.owner.as_deref()).collect();
+            owners.sort();
+            owners.dedup();
+            let held = |o: &str| {
+                leases
+                    .iter()
+                    .filter(|l| l.owner.as_deref() == Some(o))
+                    .count()
+            };
+            if owners.len() == 2 && owners.iter().all(|o| held(o) == 2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // a reads a stolen shard until its next round finds the lease gone (a third of a
+        // lease duration; as the KCL's workers do, and the thief reads again from the
+        // checkpoint). Past a lease duration both know; then what is put is read by one of
+        // them, shard by shard.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let a_before = a.seen.lock().unwrap().len();
+        let client = crate::testing::kinesis();
+        let name = settings.stream_name.clone().unwrap();
+        for r in records..records * 2 {
+            client
+                .put_record()
+                .stream_name(&name)
+                .partition_key(format!("eni-{}", r % 37))
+                .data(Blob::new(payload(r, events)))
+                .send()
+                .await
+                .unwrap();
+        }
+        // (Counted as distinct ids: a stolen shard's records after its last checkpoint are
+        // read again by the thief.)
+        let distinct = |a: &Running, b: &Running| {
+            let (a, b) = (a.seen.lock().unwrap(), b.seen.lock().unwrap());
+            a.iter()
+                .chain(b.iter())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        wait_for(|| distinct(&a, &b) == 2 * tip).await;
+        let shards = |r: &Running, from: usize| -> std::collections::BTreeSet<String> {
+            r.seen.lock().unwrap()[from..]
+                .iter()
+                .map(|id| shard_of(id).to_owned())
+                .collect()
+        };
+        // (Records a read before b came are all from a; after, the shards are split.)
+        let (a_after, b_all) = (shards(&a, a_before), shards(&b, 0));
+        assert_eq!(b_all.len(), 2, "b holds two shards: {b_all:?}");
+        assert_eq!(a_after.len(), 2, "a kept two shards: {a_after:?}");
+        assert!(a_after.is_disjoint(&b_all), "{a_after:?} {b_all:?}");
+        // Kill a: no give-up, no last checkpoint. b takes its shards once their leases
+        // expire, from their checkpoints.
+        a.run.abort();
+        a.consumer.abort();
+        let a_seen = a.seen.lock().unwrap().clone();
+        for r in records * 2..records * 3 {
+            client
+                .put_record()
+                .stream_name(&name)
+                .partition_key(format!("eni-{}", r % 37))
+                .data(Blob::new(payload(r, events)))
+                .send()
+                .await
+                .unwrap();
+        }
+        // Every record put is delivered by a or b; what both delivered is what a delivered
+        // after its last checkpoint.
+        wait_for(|| {
+            let b_seen = b.seen.lock().unwrap();
+            let all: std::collections::BTreeSet<&String> =
+                a_seen.iter().chain(b_seen.iter()).collect();
+            all.len() == 3 * tip
+        })
+        .await;
+        let b_seen = b.seen.lock().unwrap().clone();
+        let twice = b_seen.iter().filter(|id| a_seen.contains(id)).count();
+        assert!(
+            twice <= a_seen.len() - tip,
+            "duplicates only from a's unacknowledged window"
+        );
+        assert_eq!(
+            shards(&b, 0).len(),
+            4,
+            "b reads every shard after a is gone"
+        );
+        b.stop.set();
+        b.run.await.unwrap().unwrap();
+        b.consumer.await.unwrap();
+        eprintln!("delivered twice after the kill: {twice}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
