@@ -137,6 +137,10 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
             with_type(keys::<flowlog_source_s3::S3Source>()),
         ),
         (
+            "source.kinesis",
+            with_type(keys::<flowlog_source_kinesis::KinesisSource>()),
+        ),
+        (
             "sink.splunk_hec",
             with_type(keys::<flowlog_sink_splunk_hec::HecConfig>()),
         ),

@@ -55,7 +55,8 @@ macro_rules! registry {
     feature = "source-stdin",
     feature = "source-firehose",
     feature = "source-sqs",
-    feature = "source-s3"
+    feature = "source-s3",
+    feature = "source-kinesis"
 )))]
 compile_error!("flowlog needs at least one source kind: enable a `source-*` feature");
 
@@ -83,6 +84,8 @@ registry! {
         Sqs(flowlog_source_sqs::SqsSource) = "sqs",
         #[cfg(feature = "source-s3")]
         S3(flowlog_source_s3::S3Source) = "s3",
+        #[cfg(feature = "source-kinesis")]
+        Kinesis(flowlog_source_kinesis::KinesisSource) = "kinesis",
     }
 }
 
