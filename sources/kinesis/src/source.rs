@@ -221,6 +221,7 @@ impl Kinesis {
         let mut caught_up: Vec<String> = Vec::new();
         let mut last_sync: Option<tokio::time::Instant> = None;
         let mut failure: Option<String> = None;
+        let mut idle_rounds = 0;
         loop {
             if self.ctx.stopping() {
                 break;
@@ -306,6 +307,16 @@ impl Kinesis {
             if self.ctx.once && !readers.is_empty() && readers.keys().all(|s| caught_up.contains(s))
             {
                 break;
+            }
+            // A finite run with nothing of its own to read (every shard finished, or held
+            // by other processes) ends after a round that found nothing to take either.
+            if self.ctx.once && readers.is_empty() {
+                idle_rounds += 1;
+                if idle_rounds >= 2 {
+                    break;
+                }
+            } else {
+                idle_rounds = 0;
             }
             if self.ctx.once && failure.is_some() {
                 break;
