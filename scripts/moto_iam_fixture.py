@@ -14,6 +14,10 @@ usage:
       Gives `flowlog` the policy file again, without WITHOUT_ACTION if one is named.
   moto_iam_fixture.py depth ENDPOINT FIXTURE_KEY FIXTURE_SECRET QUEUE_URL
       Prints the messages left on the queue (visible and in flight).
+  moto_iam_fixture.py kinesis ENDPOINT FIXTURE_KEY FIXTURE_SECRET RECORDS LINES
+      The stream `flow-logs` with two shards, and RECORDS records put as a CloudWatch Logs
+      subscription puts them (gzip'd JSON of LINES flow-log lines each, and one
+      CONTROL_MESSAGE first). Prints JSON.
   moto_iam_fixture.py lake ENDPOINT FIXTURE_KEY FIXTURE_SECRET [WITHOUT_ACTION]
       A Security Lake bucket and the provider role CreateCustomLogSource would make for the
       source `vpcflow`: trusting the user `flowlog` with an external id, allowed s3:PutObject under
@@ -23,11 +27,16 @@ moto names what it authorizes after the operation called, so the batch delete fl
 makes is checked as sqs:DeleteMessageBatch, an action AWS does not have (AWS authorizes
 it as sqs:DeleteMessage); the same for SendMessageBatch. Wherever the policy allows
 sqs:DeleteMessage or sqs:SendMessage, moto's name is added beside it; that is the only
-change made to the published file.
+change made to the published file. moto also authorizes Kinesis and DynamoDB calls against
+the resource "*" (it names no stream or table), so statements made only of kinesis: and
+dynamodb: actions get "Resource": "*" in the test's copy: their actions are proven, their ARNs
+are not.
 """
+import gzip
 import json
 import os
 import sys
+import time
 
 import boto3
 
@@ -54,6 +63,8 @@ def policy(without=None):
         actions = [actions] if isinstance(actions, str) else actions
         kept = [a for a in actions if a != without]
         statement["Action"] = kept + [alias for a in kept for alias in ALIASES.get(a, [])]
+        if kept and all(a.split(":")[0] in ("kinesis", "dynamodb") for a in kept):
+            statement["Resource"] = "*"
     document["Statement"] = [s for s in document["Statement"] if s["Action"]]
     return json.dumps(document)
 
@@ -99,6 +110,26 @@ def setup(endpoint, lines):
         "flowlog": [key["AccessKeyId"], key["SecretAccessKey"]],
         "fixture": list(fixture),
     }))
+
+
+def kinesis(endpoint, key, secret, records, lines):
+    client_ = client("kinesis", endpoint, key, secret)
+    client_.create_stream(StreamName=QUEUE, ShardCount=2)
+    control = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "",
+               "logStream": "", "subscriptionFilters": [], "logEvents": [{
+                   "id": "", "timestamp": int(time.time() * 1000),
+                   "message": "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}
+    client_.put_record(StreamName=QUEUE, PartitionKey="control",
+                       Data=gzip.compress(json.dumps(control).encode()))
+    for r in range(records):
+        events = [{"id": str(r * lines + i), "timestamp": 1785542460000,
+                   "message": line(r * lines + i).rstrip("\n")} for i in range(lines)]
+        data = {"messageType": "DATA_MESSAGE", "owner": ACCOUNT, "logGroup": "vpc-flow-logs",
+                "logStream": f"eni-0a1b2c3d4e5f6000{r % 4}-all",
+                "subscriptionFilters": ["to-kinesis"], "logEvents": events}
+        client_.put_record(StreamName=QUEUE, PartitionKey=f"eni-{r % 7}",
+                           Data=gzip.compress(json.dumps(data).encode()))
+    print(json.dumps({"stream": QUEUE, "lines": records * lines}))
 
 
 LAKE_BUCKET = "aws-security-data-lake-us-east-1-abcdefghij"
@@ -147,6 +178,8 @@ def main():
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         print(int(attributes["ApproximateNumberOfMessages"])
               + int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+    elif command == "kinesis":
+        kinesis(endpoint, sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     elif command == "lake":
         lake(endpoint, sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:

@@ -1,9 +1,9 @@
-//! The published least-privilege policies of the SQS source (`deploy/iam/sqs-source.json`)
-//! and of `flowlog backfill` (`deploy/iam/backfill.json`), each proven both ways against a moto server of its own that enforces IAM (started with
-//! `INITIAL_NO_AUTH_ACTION_COUNT`; `scripts/moto_iam_fixture.py` sets it up): a user holding
-//! exactly the policy passes `check` and runs the queue to its end (or plans, sends and
-//! delivers a backfill); the same user without any one action of it fails, naming the
-//! action.
+//! The published least-privilege policies in `deploy/iam/` (the SQS and Kinesis sources,
+//! Security Lake, `flowlog backfill`), each proven both ways against a moto server of its
+//! own that enforces IAM (started with `INITIAL_NO_AUTH_ACTION_COUNT`;
+//! `scripts/moto_iam_fixture.py` sets it up): a user holding exactly the policy passes
+//! `check` and runs its input to the end (or plans, sends and delivers a backfill); the
+//! same user without any one action of it fails, naming the action.
 //!
 //! `kms:Decrypt` is the one statement not proven here: moto's S3 serves SSE-KMS objects
 //! without asking KMS (deploy/iam/README.md says so).
@@ -446,4 +446,108 @@ external_id = "{external_id}"
         printed.contains("refused: flowlog needs s3:PutObject"),
         "{printed}"
     );
+}
+
+#[test]
+fn the_published_kinesis_policy_is_enough_and_every_action_in_it_is_needed() {
+    let dir = tempdir();
+    let moto = IamMoto::start(&dir, "kinesis-source.json");
+    let (records, lines) = (30, 5);
+    let stream: Value = serde_json::from_str(
+        &moto.as_fixture("kinesis", &[&records.to_string(), &lines.to_string()]),
+    )
+    .unwrap();
+    let out = dir.join("out.ndjson");
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+shutdown_timeout_secs = 10
+[sources.vpc]
+type = "kinesis"
+stream_name = "{stream}"
+application_name = "flow-logs"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+idle_poll_secs = 0.2
+[sinks.out]
+type = "file"
+path = "{out}"
+"#,
+            data = dir.join("data").display(),
+            stream = stream["stream"].as_str().unwrap(),
+            endpoint = moto.endpoint,
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+
+    // Before the first run: no lease table yet, and every permission check asks about.
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(ok, "{printed}");
+    for found in [
+        "stream flow-logs: ACTIVE, 2 open shards",
+        "kinesis:GetShardIterator and kinesis:GetRecords: allowed",
+        "lease table flowlog-flow-logs: not there yet",
+        "dynamodb:PutItem, dynamodb:UpdateItem and dynamodb:DeleteItem: allowed",
+    ] {
+        assert!(printed.contains(found), "{found}: {printed}");
+    }
+
+    // Without dynamodb:CreateTable the first run cannot keep leases: it fails, and says so.
+    moto.as_fixture("policy", &["dynamodb:CreateTable"]);
+    let (ok, printed) = moto.flowlog(&["run", "--once"], &config);
+    assert!(!ok, "ran without a lease table: {printed}");
+    assert!(
+        printed.contains("refused: flowlog needs dynamodb:CreateTable"),
+        "{printed}"
+    );
+
+    // The policy as published: the stream is read to its end, every line delivered.
+    moto.as_fixture("policy", &[]);
+    let (ok, printed) = moto.flowlog(&["run", "--once"], &config);
+    assert!(ok, "{printed}");
+    let delivered = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(
+        delivered.lines().count() as u64,
+        stream["lines"].as_u64().unwrap(),
+        "{printed}"
+    );
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains(
+            "lease table flowlog-flow-logs: 2 leases (held by nobody: 2); checkpoints: 2 within"
+        ),
+        "{printed}"
+    );
+
+    // Without any one of its actions, check fails and names the one missing.
+    for action in [
+        "kinesis:DescribeStreamSummary",
+        "kinesis:ListShards",
+        "kinesis:GetShardIterator",
+        "kinesis:GetRecords",
+        "dynamodb:DescribeTable",
+        "dynamodb:Scan",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ] {
+        moto.as_fixture("policy", &[action]);
+        let (ok, printed) = moto.flowlog(&["check"], &config);
+        assert!(!ok, "check passed without {action}: {printed}");
+        let failed: Vec<&str> = printed.lines().filter(|l| l.starts_with("FAIL")).collect();
+        assert!(
+            failed
+                .iter()
+                .any(|l| l.contains(&format!("refused: flowlog needs {action}"))),
+            "without {action}: {printed}"
+        );
+        assert!(
+            failed.iter().all(|l| l.contains(action)),
+            "only {action} may be refused: {printed}"
+        );
+    }
 }

@@ -32,7 +32,7 @@ use std::pin::Pin;
 
 pub use ack::{Ack, AckWait, BatchStatus};
 pub use flowlog_model::DeadLetter;
-pub use metrics::{ComponentMetrics, LabelledCounter, Metrics, Totals};
+pub use metrics::{ComponentMetrics, LabelledCounter, LabelledGauge, Metrics, Totals};
 pub use stop::Stop;
 
 /// A boxed, sendable future (what trait methods return here instead of `async fn`).

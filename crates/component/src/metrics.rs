@@ -4,8 +4,9 @@
 //! [`ComponentMetrics`] (cheap handles onto the shared families) under its own name. The
 //! series every component has are fields of it; a series only one kind has (HEC's
 //! capacity warnings, a queue source's messages) is registered by that kind through
-//! [`ComponentMetrics::counter`] or [`ComponentMetrics::counter_by`], so it is exported
-//! only when such a component runs.
+//! [`ComponentMetrics::counter`], [`ComponentMetrics::counter_by`],
+//! [`ComponentMetrics::gauge`] or [`ComponentMetrics::gauge_by`], so it is exported only
+//! when such a component runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -62,6 +63,7 @@ struct Inner {
     registry: Mutex<Registry>,
     /// Series registered by components, by name (two components of a kind share one).
     own: Mutex<HashMap<&'static str, Family<Labels, Counter>>>,
+    own_gauges: Mutex<HashMap<&'static str, Family<Labels, Gauge>>>,
     /// Each component's state, by kind and name.
     statuses: Mutex<BTreeMap<(&'static str, String), Arc<Status>>>,
     /// Each component's counts, by kind and name (what a status line sums up).
@@ -150,9 +152,35 @@ impl ComponentMetrics {
     /// component's labels.
     pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
         self.metrics
-            .own_family(name, help)
+            .own_family(&self.metrics.0.own, name, help)
             .get_or_create(&self.labels)
             .clone()
+    }
+
+    /// A gauge only this kind of component has (`flowlog_<name>`), under this component's
+    /// labels: a stream source's leases held.
+    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
+        self.metrics
+            .own_family(&self.metrics.0.own_gauges, name, help)
+            .get_or_create(&self.labels)
+            .clone()
+    }
+
+    /// A gauge only this kind of component has, with one more label (`label`) whose value
+    /// each reading names: a stream source's lag by shard.
+    pub fn gauge_by(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+    ) -> LabelledGauge {
+        LabelledGauge {
+            family: self
+                .metrics
+                .own_family(&self.metrics.0.own_gauges, name, help),
+            labels: self.labels.clone(),
+            label,
+        }
     }
 
     /// A counter only this kind of component has, with one more label (`label`) whose
@@ -164,7 +192,7 @@ impl ComponentMetrics {
         label: &'static str,
     ) -> LabelledCounter {
         LabelledCounter {
-            family: self.metrics.own_family(name, help),
+            family: self.metrics.own_family(&self.metrics.0.own, name, help),
             labels: self.labels.clone(),
             label,
         }
@@ -181,16 +209,46 @@ pub struct LabelledCounter {
 
 impl LabelledCounter {
     /// Counts one under `value` (e.g. the outcome `deleted`).
-    pub fn inc(&self, value: &'static str) {
+    pub fn inc(&self, value: &str) {
         self.inc_by(value, 1);
     }
 
     /// Counts `n` under `value`.
-    pub fn inc_by(&self, value: &'static str, n: u64) {
-        let mut labels = self.labels.clone();
-        labels.push((self.label, value.into()));
-        self.family.get_or_create(&labels).inc_by(n);
+    pub fn inc_by(&self, value: &str, n: u64) {
+        self.family
+            .get_or_create(&labelled(&self.labels, self.label, value))
+            .inc_by(n);
     }
+}
+
+/// A component's gauge with one label more (see [`ComponentMetrics::gauge_by`]).
+#[derive(Clone, Debug)]
+pub struct LabelledGauge {
+    family: Family<Labels, Gauge>,
+    labels: Labels,
+    label: &'static str,
+}
+
+impl LabelledGauge {
+    /// Sets the reading under `value` (e.g. a shard's lag).
+    pub fn set(&self, value: &str, reading: i64) {
+        self.family
+            .get_or_create(&labelled(&self.labels, self.label, value))
+            .set(reading);
+    }
+
+    /// Drops the series under `value` (a shard no longer read here), so a stale reading
+    /// is not exported as if it were current.
+    pub fn remove(&self, value: &str) {
+        self.family
+            .remove(&labelled(&self.labels, self.label, value));
+    }
+}
+
+fn labelled(labels: &Labels, label: &'static str, value: &str) -> Labels {
+    let mut labels = labels.clone();
+    labels.push((label, value.into()));
+    labels
 }
 
 impl Default for Metrics {
@@ -306,6 +364,7 @@ impl Metrics {
         Self(Arc::new(Inner {
             registry: Mutex::new(registry),
             own: Mutex::default(),
+            own_gauges: Mutex::default(),
             statuses: Mutex::default(),
             counts: Mutex::default(),
             unacknowledged: Arc::default(),
@@ -443,8 +502,17 @@ impl Metrics {
     }
 
     /// The family `name` (registered the first time a component asks for it).
-    fn own_family(&self, name: &'static str, help: &'static str) -> Family<Labels, Counter> {
-        let mut own = self.0.own.lock().expect("not poisoned");
+    fn own_family<M>(
+        &self,
+        own: &Mutex<HashMap<&'static str, Family<Labels, M>>>,
+        name: &'static str,
+        help: &'static str,
+    ) -> Family<Labels, M>
+    where
+        M: Default,
+        Family<Labels, M>: prometheus_client::registry::Metric + Clone,
+    {
+        let mut own = own.lock().expect("not poisoned");
         own.entry(name)
             .or_insert_with(|| {
                 let family = Family::default();
@@ -546,5 +614,25 @@ mod tests {
             r#"flowlog_messages_total{component_kind="source",component="queue",outcome="deleted"} 1"#
         ));
         assert_eq!(text.matches("# TYPE flowlog_messages").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_labelled_gauge_reads_per_value_and_forgets_a_removed_one() {
+        let metrics = Metrics::new();
+        let source = metrics.component("source", "stream");
+        let lag = source.gauge_by("lag_millis", "Lag", "shard");
+        source.gauge("held", "Held").set(2);
+        lag.set("shard-0", 1500);
+        lag.set("shard-1", 0);
+        lag.set("shard-0", 20);
+        let text = metrics.render();
+        assert!(text.contains(
+            r#"flowlog_lag_millis{component_kind="source",component="stream",shard="shard-0"} 20"#
+        ), "{text}");
+        assert!(text.contains(r#"flowlog_held{component_kind="source",component="stream"} 2"#));
+        lag.remove("shard-0");
+        let text = metrics.render();
+        assert!(!text.contains(r#"shard="shard-0""#), "{text}");
+        assert!(text.contains(r#"shard="shard-1"} 0"#), "{text}");
     }
 }

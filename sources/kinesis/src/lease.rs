@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -188,18 +189,18 @@ impl LeaseTable {
         &self.table
     }
 
-    fn aws<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    /// A failed call as a lease error; `what` starts with the operation's name, which is
+    /// also the IAM action a refusal names.
+    fn aws<E: ProvideErrorMetadata + std::error::Error + 'static>(
         &self,
         what: &str,
-        e: SdkError<E, R>,
+        e: SdkError<E, HttpResponse>,
     ) -> LeaseError {
-        let message = match e.message() {
-            Some(m) => format!("{what}: {} ({m})", e.code().unwrap_or("error")),
-            None => format!("{what}: {}", flowlog_model::error_chain(&e)),
-        };
+        let operation = what.split(' ').next().unwrap_or(what);
+        let explained = flowlog_aws::explain(&e, "DynamoDB", &format!("dynamodb:{operation}"));
         LeaseError::Aws {
             table: self.table.clone(),
-            message,
+            message: format!("{what}: {explained}"),
         }
     }
 
@@ -276,6 +277,74 @@ impl LeaseTable {
             }
             tokio::time::sleep(poll).await;
         }
+    }
+
+    /// Whether this caller may write leases, asked without writing anything: each write
+    /// goes to a key no shard has, on the condition that the item exists. An allowed
+    /// caller is told the condition failed (or that the table is missing); a refused one
+    /// is refused, since permissions are evaluated before conditions.
+    pub async fn may_write(&self) -> Vec<(&'static str, Result<(), LeaseError>)> {
+        const PROBE: &str = "flowlog-check-no-such-shard";
+        const EXISTS: &str = "attribute_exists(#key)";
+        let allowed = |code: Option<&str>| {
+            matches!(
+                code,
+                Some("ConditionalCheckFailedException" | "ResourceNotFoundException")
+            )
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(PROBE))
+            .condition_expression(EXISTS)
+            .expression_attribute_names("#key", KEY)
+            .send()
+            .await;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(PROBE))
+            .update_expression("SET #counter = :counter")
+            .condition_expression(EXISTS)
+            .expression_attribute_names("#key", KEY)
+            .expression_attribute_names("#counter", COUNTER)
+            .expression_attribute_values(":counter", n(0))
+            .send()
+            .await;
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(PROBE))
+            .condition_expression(EXISTS)
+            .expression_attribute_names("#key", KEY)
+            .send()
+            .await;
+        vec![
+            (
+                "dynamodb:PutItem",
+                match put {
+                    Err(e) if !allowed(e.code()) => Err(self.aws("PutItem", e)),
+                    _ => Ok(()),
+                },
+            ),
+            (
+                "dynamodb:UpdateItem",
+                match update {
+                    Err(e) if !allowed(e.code()) => Err(self.aws("UpdateItem", e)),
+                    _ => Ok(()),
+                },
+            ),
+            (
+                "dynamodb:DeleteItem",
+                match delete {
+                    Err(e) if !allowed(e.code()) => Err(self.aws("DeleteItem", e)),
+                    _ => Ok(()),
+                },
+            ),
+        ]
     }
 
     /// Every lease, read consistently.

@@ -12,9 +12,12 @@
 //! - `reader`: one shard's GetRecords loop (throttling, expired iterators, the shard's end);
 //! - `progress`: what a checkpoint may cover (records in shard order, up to the first not
 //!   yet delivered);
+//! - `check`: what `flowlog check` asks: the stream, the lease table, and each permission
+//!   `run` uses, without changing anything;
 //! - `source`: the source, a reader per leased shard decoding each record off the runtime.
 
 pub mod balance;
+mod check;
 pub mod coordinator;
 pub mod lease;
 pub mod progress;

@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
@@ -138,10 +139,19 @@ impl ShardReader {
         &self.shard
     }
 
-    fn error(&self, what: &str, code: Option<&str>, message: String) -> ReadError {
+    /// A failed call as a read error; `what` is the operation, whose IAM action a refusal
+    /// names.
+    fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        what: &str,
+        e: &SdkError<E, HttpResponse>,
+    ) -> ReadError {
         ReadError::Aws {
             shard: self.shard.clone(),
-            message: format!("{what}: {} ({message})", code.unwrap_or("error")),
+            message: format!(
+                "{what}: {}",
+                flowlog_aws::explain(e, "Kinesis", &format!("kinesis:{what}"))
+            ),
         }
     }
 
@@ -172,13 +182,7 @@ impl ShardReader {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.backoff.most);
                 }
-                Err(e) => {
-                    let message = e
-                        .message()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| flowlog_model::error_chain(&e));
-                    return Err(self.error("GetShardIterator", e.code(), message));
-                }
+                Err(e) => return Err(self.error("GetShardIterator", &e)),
             }
         }
     }
@@ -262,13 +266,7 @@ impl ShardReader {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.backoff.most);
                 }
-                Err(e) => {
-                    let message = e
-                        .message()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| flowlog_model::error_chain(&e));
-                    return Err(self.error("GetRecords", e.code(), message));
-                }
+                Err(e) => return Err(self.error("GetRecords", &e)),
             }
         }
     }

@@ -2,7 +2,6 @@
 //! gets a lease, with its parents, so that the lease taker starts children only after
 //! their parents end.
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::Client;
 
 use crate::lease::{Checkpoint, Lease, LeaseError, LeaseTable};
@@ -40,11 +39,10 @@ pub async fn list(client: &Client, stream: &Stream) -> Result<Vec<Shard>, String
             (None, Stream::Arn(arn)) => request.stream_arn(arn),
         };
         let page = request.send().await.map_err(|e| {
-            let code = e.code().unwrap_or("error").to_owned();
-            match e.message() {
-                Some(m) => format!("ListShards: {code} ({m})"),
-                None => format!("ListShards: {}", flowlog_model::error_chain(&e)),
-            }
+            format!(
+                "ListShards: {}",
+                flowlog_aws::explain(&e, "Kinesis", "kinesis:ListShards")
+            )
         })?;
         for shard in page.shards() {
             let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]

@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use flowlog_component::{AckWait, BoxFuture};
+use flowlog_component::{AckWait, BoxFuture, LabelledCounter, LabelledGauge};
 use flowlog_decode::{DecodeOptions, RecordSink, SinkError};
 use flowlog_model::{DeadLetter, FlowBatch, SourceId};
 use flowlog_source::{CheckOptions, Findings, Source, SourceContext, SourceError, SourceKind};
@@ -53,60 +52,13 @@ impl SourceKind for KinesisSource {
     fn check<'a>(&'a self, _options: CheckOptions<'a>) -> BoxFuture<'a, Findings> {
         Box::pin(async move {
             let clients = Clients::load(self).await;
-            let mut findings = Vec::new();
-            match shards::list(&clients.kinesis, &self.stream()).await {
-                Ok(list) => {
-                    let open = list.iter().filter(|s| !s.closed).count();
-                    findings.push(Ok(format!(
-                        "stream {}: {} shards ({open} open)",
-                        self.stream_label(),
-                        list.len()
-                    )))
-                }
-                Err(e) => findings.push(Err(SourceError::Unavailable(format!(
-                    "stream {}: {e} (needs kinesis:ListShards)",
-                    self.stream_label()
-                )))),
-            }
-            let table = LeaseTable::new(clients.dynamodb, self.lease_table());
-            match table.exists().await {
-                Ok(true) => match table.list().await {
-                    Ok(leases) => {
-                        let mut owners: HashMap<&str, usize> = HashMap::new();
-                        for l in &leases {
-                            *owners
-                                .entry(l.owner.as_deref().unwrap_or("nobody"))
-                                .or_default() += 1;
-                        }
-                        let mut owners: Vec<String> =
-                            owners.iter().map(|(o, n)| format!("{o}: {n}")).collect();
-                        owners.sort();
-                        findings.push(Ok(format!(
-                            "lease table {}: {} leases ({})",
-                            table.name(),
-                            leases.len(),
-                            owners.join(", ")
-                        )))
-                    }
-                    Err(e) => findings.push(Err(SourceError::Unavailable(format!(
-                        "{e} (needs dynamodb:Scan)"
-                    )))),
-                },
-                Ok(false) => findings.push(Ok(format!(
-                    "lease table {}: not there yet; `run` creates it (needs dynamodb:CreateTable)",
-                    table.name()
-                ))),
-                Err(e) => findings.push(Err(SourceError::Unavailable(format!(
-                    "{e} (needs dynamodb:DescribeTable)"
-                )))),
-            }
-            findings
+            crate::check::check(self, &clients.kinesis, clients.dynamodb).await
         })
     }
 }
 
 impl KinesisSource {
-    fn stream(&self) -> Stream {
+    pub(crate) fn stream(&self) -> Stream {
         match (&self.stream_arn, &self.stream_name) {
             (Some(arn), _) => Stream::Arn(arn.clone()),
             (None, Some(name)) => Stream::Name(name.clone()),
@@ -114,7 +66,7 @@ impl KinesisSource {
         }
     }
 
-    fn stream_label(&self) -> &str {
+    pub(crate) fn stream_label(&self) -> &str {
         self.stream_arn
             .as_deref()
             .or(self.stream_name.as_deref())
@@ -145,25 +97,17 @@ struct Clients {
 
 impl Clients {
     async fn load(settings: &KinesisSource) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        let region = settings.region.clone().or_else(|| {
-            // arn:aws:kinesis:<region>:<account>:stream/<name>
-            settings
-                .stream_arn
-                .as_deref()
-                .and_then(|arn| arn.split(':').nth(3))
-                .map(str::to_owned)
-        });
-        if let Some(region) = region {
-            loader = loader.region(Region::new(region));
-        }
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(endpoint) = &settings.endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let config = loader.load().await;
+        // arn:aws:kinesis:<region>:<account>:stream/<name>
+        let arn_region = settings
+            .stream_arn
+            .as_deref()
+            .and_then(|arn| arn.split(':').nth(3));
+        let config = flowlog_aws::sdk_config(&flowlog_aws::Connection {
+            region: settings.region.as_deref().or(arn_region),
+            profile: settings.profile.as_deref(),
+            endpoint_url: settings.endpoint_url.as_deref(),
+        })
+        .await;
         Self {
             kinesis: aws_sdk_kinesis::Client::new(&config),
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
@@ -215,6 +159,21 @@ impl Kinesis {
             std::process::id()
         );
         let mut coordinator = Coordinator::new(table.clone(), worker, settings.balance());
+        let metrics = &self.ctx.metrics;
+        let leases_held = metrics.gauge("kinesis_leases_held", "Shard leases this source holds");
+        let shard_metrics = ShardMetrics {
+            behind: metrics.gauge_by(
+                "kinesis_millis_behind_latest",
+                "How far a shard's last read is behind the stream's tip (GetRecords' \
+                 MillisBehindLatest), by shard read here",
+                "shard",
+            ),
+            records: metrics.counter_by(
+                "kinesis_records_read",
+                "Kinesis records (subscription payloads) read, by shard",
+                "shard",
+            ),
+        };
         let (events_tx, mut events) = mpsc::channel::<Event>(256);
         let mut readers: HashMap<String, Arc<AtomicBool>> = HashMap::new();
         let mut tasks = JoinSet::new();
@@ -270,8 +229,10 @@ impl Kinesis {
                     idle: Duration::from_secs_f64(settings.idle_poll_secs),
                     stream_id: settings.stream_id().to_owned(),
                     once: self.ctx.once,
+                    metrics: shard_metrics.clone(),
                 }));
             }
+            leases_held.set(coordinator.held().len() as i64);
             // Events until the next renewal is due.
             let next = tokio::time::Instant::now() + coordinator.renew_every();
             while let Ok(Some(event)) = tokio::time::timeout_at(next, events.recv()).await {
@@ -339,6 +300,7 @@ impl Kinesis {
             .give_up_all()
             .await
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        leases_held.set(0);
         match failure {
             Some(why) => Err(SourceError::Inputs(vec![why])),
             None => Ok(()),
@@ -354,11 +316,27 @@ struct ReadShard {
     idle: Duration,
     stream_id: String,
     once: bool,
+    metrics: ShardMetrics,
+}
+
+/// A shard reader's own series, labelled by shard.
+#[derive(Clone)]
+struct ShardMetrics {
+    behind: LabelledGauge,
+    records: LabelledCounter,
 }
 
 /// Reads one shard until it ends, its lease is lost or the run stops; reports what may be
 /// checkpointed as it is delivered.
-async fn read_shard(mut r: ReadShard) {
+async fn read_shard(r: ReadShard) {
+    let shard = r.reader.shard().to_owned();
+    let behind = r.metrics.behind.clone();
+    read_shard_until_done(r).await;
+    // Its lag is no longer this process's to report.
+    behind.remove(&shard);
+}
+
+async fn read_shard_until_done(mut r: ReadShard) {
     let shard = r.reader.shard().to_owned();
     let mut progress = InOrder::<AckWait>::default();
     let stopped = |r: &ReadShard| r.stop.load(Ordering::Relaxed) || r.ctx.stopping();
@@ -377,7 +355,12 @@ async fn read_shard(mut r: ReadShard) {
             }
         };
         let empty = poll.records.is_empty();
+        if let Some(millis) = poll.millis_behind {
+            r.metrics.behind.set(&shard, millis);
+        }
+        r.metrics.records.inc_by(&shard, poll.records.len() as u64);
         for record in poll.records {
+            r.ctx.metrics.bytes_in.inc_by(record.data.len() as u64);
             let source = SourceId::new(format!(
                 "kinesis://{}/{shard}/{}",
                 r.stream_id, record.sequence
@@ -554,7 +537,14 @@ mod tests {
     }
 
     fn context(dir: &std::path::Path, tx: mpsc::Sender<Envelope>) -> SourceContext {
-        let metrics = Metrics::new();
+        measured_context(dir, tx, &Metrics::new())
+    }
+
+    fn measured_context(
+        dir: &std::path::Path,
+        tx: mpsc::Sender<Envelope>,
+        metrics: &Metrics,
+    ) -> SourceContext {
         SourceContext {
             name: "stream".into(),
             tx,
@@ -940,7 +930,10 @@ mod tests {
         settings.settings_hold().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::channel(64);
-        let source = settings.build(context(dir.path(), tx)).unwrap();
+        let metrics = Metrics::new();
+        let source = settings
+            .build(measured_context(dir.path(), tx, &metrics))
+            .unwrap();
         let consumer = tokio::spawn(async move {
             let mut rows = 0;
             let mut ids = std::collections::BTreeSet::new();
@@ -959,6 +952,30 @@ mod tests {
         source.run().await.unwrap();
         let (rows, distinct) = consumer.await.unwrap();
         assert_eq!((rows, distinct), (expected_rows, expected_rows));
+
+        // Every record counted under its shard; no lease or lag left to report.
+        let text = metrics.render();
+        let read: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("flowlog_kinesis_records_read_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(read, records as u64, "{text}");
+        assert_eq!(
+            text.matches("flowlog_kinesis_records_read_total{").count(),
+            4,
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"flowlog_kinesis_leases_held{component_kind="source",component="stream"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("flowlog_kinesis_millis_behind_latest{"),
+            "{text}"
+        );
 
         // Every lease checkpointed at its shard's last record, and given up.
         let leases = LeaseTable::new(crate::testing::dynamodb(), settings.lease_table())
