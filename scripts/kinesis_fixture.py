@@ -10,6 +10,10 @@ usage:
       Line i (r * LINES + j) is unique by its packets (i) and names its shard in its
       interface id (eni-<shard, 17 hex digits>), so a test can tell what arrived twice
       and from which shard. Prints JSON: {"lines": ...}.
+  kinesis_fixture.py put-file ENDPOINT STREAM SHARDS FILE LINES
+      Creates STREAM with SHARDS shards, then puts FILE's lines (flow-log lines, no header)
+      LINES at a time as subscription records, spread over the shards. Prints JSON:
+      {"lines": ..., "records": ..., "bytes": ...} (bytes: the records' gzip'd size).
   kinesis_fixture.py leases ENDPOINT TABLE
       The lease table's items: [{"key", "owner", "checkpoint"}], sorted by key.
 
@@ -53,7 +57,7 @@ def control():
     }).encode())
 
 
-def put(endpoint, stream, shards, records, lines, first):
+def stream_of(endpoint, stream, shards):
     kinesis = client("kinesis", endpoint)
     try:
         kinesis.describe_stream_summary(StreamName=stream)
@@ -61,6 +65,43 @@ def put(endpoint, stream, shards, records, lines, first):
         kinesis.create_stream(StreamName=stream, ShardCount=shards)
         kinesis.get_waiter("stream_exists").wait(
             StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    return kinesis
+
+
+def put_file(endpoint, stream, shards, path, lines):
+    kinesis = stream_of(endpoint, stream, shards)
+    step = 2 ** 128 // shards
+    batch, events, records, size, total = [], [], 0, 0, 0
+
+    def record():
+        nonlocal records, size
+        shard = records % shards
+        data = payload(events, f"stream-{records % 64}")
+        size += len(data)
+        batch.append({"Data": data, "PartitionKey": f"key-{records % 64}",
+                      "ExplicitHashKey": str(shard * step + step // 2)})
+        records += 1
+
+    with open(path) as f:
+        for text in f:
+            events.append({"id": str(total), "timestamp": 1785542460000,
+                           "message": text.rstrip("\n")})
+            total += 1
+            if len(events) == lines:
+                record()
+                events = []
+            if len(batch) == 500:
+                send(kinesis, stream, batch)
+                batch = []
+    if events:
+        record()
+    if batch:
+        send(kinesis, stream, batch)
+    print(json.dumps({"lines": total, "records": records, "bytes": size}))
+
+
+def put(endpoint, stream, shards, records, lines, first):
+    kinesis = stream_of(endpoint, stream, shards)
     step = 2 ** 128 // shards
     batch = []
     if first == 0:
@@ -102,6 +143,8 @@ def main():
         stream, shards, records, lines = sys.argv[3], *map(int, sys.argv[4:7])
         first = int(sys.argv[7]) if len(sys.argv) > 7 else 0
         put(endpoint, stream, shards, records, lines, first)
+    elif command == "put-file":
+        put_file(endpoint, sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
     elif command == "leases":
         leases(endpoint, sys.argv[3])
     else:

@@ -123,6 +123,29 @@ impl IamMoto {
     }
 }
 
+impl IamMoto {
+    /// For each `(action, args)`: the user holding the policy without `action` runs
+    /// `flowlog ARGS`, which fails, naming `action` as the one refused and nothing else.
+    fn each_action_is_needed(&self, config: &Path, actions: &[(&str, &[&str])]) {
+        for (action, args) in actions {
+            self.as_fixture("policy", &[action]);
+            let (ok, printed) = self.flowlog(args, config);
+            assert!(!ok, "{args:?} passed without {action}: {printed}");
+            let failed: Vec<&str> = printed.lines().filter(|l| l.starts_with("FAIL")).collect();
+            assert!(
+                failed
+                    .iter()
+                    .any(|l| l.contains(&format!("refused: flowlog needs {action}"))),
+                "without {action}: {printed}"
+            );
+            assert!(
+                failed.iter().all(|l| l.contains(action)),
+                "only {action} may be refused: {printed}"
+            );
+        }
+    }
+}
+
 impl Drop for IamMoto {
     fn drop(&mut self) {
         let _ = self.server.kill();
@@ -135,30 +158,15 @@ fn the_published_sqs_policy_is_enough_and_every_action_in_it_is_needed() {
     let dir = tempdir();
     let moto = IamMoto::start(&dir, "sqs-source.json");
     let out = dir.join("out.ndjson");
-    let config = dir.join("flowlog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-shutdown_timeout_secs = 10
-[sources.vpc]
-type = "sqs"
-queue_url = "{queue}"
-endpoint_url = "{endpoint}"
-region = "us-east-1"
-s3_force_path_style = true
-wait_time_secs = 1
-[sinks.out]
-type = "file"
-path = "{out}"
-"#,
-            data = dir.join("data").display(),
-            queue = moto.queue_url(),
-            endpoint = moto.endpoint,
-            out = out.display(),
+    let config = file_sink_config(
+        &dir,
+        &format!(
+            "type = \"sqs\"\nqueue_url = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\
+             s3_force_path_style = true\nwait_time_secs = 1",
+            moto.queue_url(),
+            moto.endpoint
         ),
-    )
-    .unwrap();
+    );
 
     // The policy as published: every permission check asks about is there. Without
     // --sample no message is received; with it the objects are read (S3's permissions).
@@ -183,29 +191,17 @@ path = "{out}"
     the_sample_in_the_docs(&moto);
 
     // Without any one of its actions, check fails and names the one missing.
-    for (action, args) in [
-        ("sqs:GetQueueAttributes", &["check"][..]),
-        ("sqs:ReceiveMessage", &["check"]),
-        ("sqs:ChangeMessageVisibility", &["check"]),
-        ("sqs:DeleteMessage", &["check"]),
-        ("s3:GetObject", &["check", "--sample"]),
-        ("s3:GetObjectVersion", &["check", "--sample"]),
-    ] {
-        moto.as_fixture("policy", &[action]);
-        let (ok, printed) = moto.flowlog(args, &config);
-        assert!(!ok, "check passed without {action}: {printed}");
-        let failed: Vec<&str> = printed.lines().filter(|l| l.starts_with("FAIL")).collect();
-        assert!(
-            failed
-                .iter()
-                .any(|l| l.contains(&format!("refused: flowlog needs {action}"))),
-            "without {action}: {printed}"
-        );
-        assert!(
-            failed.iter().all(|l| l.contains(action)),
-            "only {action} may be refused: {printed}"
-        );
-    }
+    moto.each_action_is_needed(
+        &config,
+        &[
+            ("sqs:GetQueueAttributes", &["check"][..]),
+            ("sqs:ReceiveMessage", &["check"]),
+            ("sqs:ChangeMessageVisibility", &["check"]),
+            ("sqs:DeleteMessage", &["check"]),
+            ("s3:GetObject", &["check", "--sample"]),
+            ("s3:GetObjectVersion", &["check", "--sample"]),
+        ],
+    );
 
     // The policy as published again: the queue is read to its end, every record
     // delivered, every message deleted.
@@ -249,12 +245,14 @@ fn the_sample_in_the_docs(moto: &IamMoto) {
 }
 
 /// A configuration delivering into `<dir>/out.ndjson` (a backfill replaces its sources).
-fn file_sink_config(dir: &Path) -> PathBuf {
+/// `dir/flowlog.toml`: the source `vpc` with `source` (its settings) into a file sink
+/// writing `dir/out.ndjson`.
+fn file_sink_config(dir: &Path, source: &str) -> PathBuf {
     let config = dir.join("flowlog.toml");
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{dir}/data\"\n[sources.unused]\ntype = \"stdin\"\n\
+            "data_dir = \"{dir}/data\"\nshutdown_timeout_secs = 10\n[sources.vpc]\n{source}\n\
              [sinks.out]\ntype = \"file\"\npath = \"{dir}/out.ndjson\"\n",
             dir = dir.display()
         ),
@@ -291,7 +289,7 @@ fn the_published_backfill_policy_is_enough_and_every_action_in_it_is_needed() {
     let run = |args: &[String], home: &Path| {
         std::fs::create_dir_all(home).unwrap();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        moto.flowlog(&args, &file_sink_config(home))
+        moto.flowlog(&args, &file_sink_config(home, "type = \"stdin\""))
     };
     let status = |home: &Path| {
         let args = [
@@ -458,30 +456,15 @@ fn the_published_kinesis_policy_is_enough_and_every_action_in_it_is_needed() {
     )
     .unwrap();
     let out = dir.join("out.ndjson");
-    let config = dir.join("flowlog.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-shutdown_timeout_secs = 10
-[sources.vpc]
-type = "kinesis"
-stream_name = "{stream}"
-application_name = "flow-logs"
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-idle_poll_secs = 0.2
-[sinks.out]
-type = "file"
-path = "{out}"
-"#,
-            data = dir.join("data").display(),
-            stream = stream["stream"].as_str().unwrap(),
-            endpoint = moto.endpoint,
-            out = out.display(),
+    let config = file_sink_config(
+        &dir,
+        &format!(
+            "type = \"kinesis\"\nstream_name = \"{}\"\napplication_name = \"flow-logs\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\nidle_poll_secs = 0.2",
+            stream["stream"].as_str().unwrap(),
+            moto.endpoint
         ),
-    )
-    .unwrap();
+    );
 
     // Before the first run: no lease table yet, and every permission check asks about.
     let (ok, printed) = moto.flowlog(&["check"], &config);
@@ -524,30 +507,19 @@ path = "{out}"
     );
 
     // Without any one of its actions, check fails and names the one missing.
-    for action in [
-        "kinesis:DescribeStreamSummary",
-        "kinesis:ListShards",
-        "kinesis:GetShardIterator",
-        "kinesis:GetRecords",
-        "dynamodb:DescribeTable",
-        "dynamodb:Scan",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    ] {
-        moto.as_fixture("policy", &[action]);
-        let (ok, printed) = moto.flowlog(&["check"], &config);
-        assert!(!ok, "check passed without {action}: {printed}");
-        let failed: Vec<&str> = printed.lines().filter(|l| l.starts_with("FAIL")).collect();
-        assert!(
-            failed
-                .iter()
-                .any(|l| l.contains(&format!("refused: flowlog needs {action}"))),
-            "without {action}: {printed}"
-        );
-        assert!(
-            failed.iter().all(|l| l.contains(action)),
-            "only {action} may be refused: {printed}"
-        );
-    }
+    moto.each_action_is_needed(
+        &config,
+        &[
+            "kinesis:DescribeStreamSummary",
+            "kinesis:ListShards",
+            "kinesis:GetShardIterator",
+            "kinesis:GetRecords",
+            "dynamodb:DescribeTable",
+            "dynamodb:Scan",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        ]
+        .map(|action| (action, &["check"][..])),
+    );
 }

@@ -14,10 +14,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+
 use std::time::{Duration, Instant};
 
 use common::runs::{self, write_config};
-use common::{manifest_dir, python, tempdir};
+use common::{manifest_dir, tempdir};
 use serde_json::Value;
 
 const SHARDS: usize = 4;
@@ -28,18 +29,9 @@ fn endpoint() -> String {
         .expect("FLOWLOG_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto server")
 }
 
-fn fixture(args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(manifest_dir().join("scripts/kinesis_fixture.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kinesis_fixture.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+fn fixture(args: &[&str]) -> Vec<u8> {
+    let script = manifest_dir().join("scripts/kinesis_fixture.py");
+    common::run_python(std::iter::once(script.as_os_str()).chain(args.iter().map(|a| a.as_ref())))
 }
 
 /// A stream of the test's own (moto keeps state between runs), and its lease table.
@@ -72,14 +64,14 @@ impl Stream {
             &LINES_PER_RECORD.to_string(),
             &first.to_string(),
         ]);
-        let put: Value = serde_json::from_str(&out).unwrap();
+        let put: Value = serde_json::from_slice(&out).unwrap();
         put["lines"].as_u64().unwrap() as usize
     }
 
     /// Each lease's owner, by shard.
     fn owners(&self) -> BTreeMap<String, Option<String>> {
         let out = fixture(&["leases", &endpoint(), &format!("flowlog-{}", self.app)]);
-        let leases: Vec<Value> = serde_json::from_str(&out).unwrap();
+        let leases: Vec<Value> = serde_json::from_slice(&out).unwrap();
         leases
             .iter()
             .map(|l| {
