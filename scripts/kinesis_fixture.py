@@ -7,7 +7,7 @@ usage:
       FIRST+RECORDS as a CloudWatch Logs subscription puts them: gzip'd JSON, a
       DATA_MESSAGE of LINES flow-log lines each (a CONTROL_MESSAGE first when FIRST is 0).
       Record r goes to shard r % SHARDS (by an explicit hash key in that shard's range).
-      Line i (r * LINES + j) is unique by its packets (i) and names its shard in its
+      Line j of record r, numbered i = r * LINES + j, is unique by its packets (i) and names its shard in its
       interface id (eni-<shard, 17 hex digits>), so a test can tell what arrived twice
       and from which shard. Prints JSON: {"lines": ...}.
   kinesis_fixture.py put-file ENDPOINT STREAM SHARDS FILE LINES

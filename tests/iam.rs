@@ -5,8 +5,9 @@
 //! `check` and runs its input to the end (or plans, sends and delivers a backfill); the
 //! same user without any one action of it fails, naming the action.
 //!
-//! `kms:Decrypt` is the one statement not proven here: moto's S3 serves SSE-KMS objects
-//! without asking KMS (deploy/iam/README.md says so).
+//! `kms:Decrypt` is the one statement not proven here: moto's S3 serves SSE-KMS objects,
+//! and its Kinesis encrypted streams' records, without asking KMS (deploy/iam/README.md
+//! says so).
 
 mod common;
 

@@ -17,7 +17,7 @@ use std::process::{Child, Command};
 
 use std::time::{Duration, Instant};
 
-use common::runs::{self, write_config};
+use common::runs;
 use common::{manifest_dir, tempdir};
 use serde_json::Value;
 
@@ -70,6 +70,11 @@ impl Stream {
 
     /// Each lease's owner, by shard.
     fn owners(&self) -> BTreeMap<String, Option<String>> {
+        self.leases("owner")
+    }
+
+    /// Each lease's `field` (`owner`, `checkpoint`), by shard.
+    fn leases(&self, field: &str) -> BTreeMap<String, Option<String>> {
         let out = fixture(&["leases", &endpoint(), &format!("flowlog-{}", self.app)]);
         let leases: Vec<Value> = serde_json::from_slice(&out).unwrap();
         leases
@@ -77,32 +82,66 @@ impl Stream {
             .map(|l| {
                 (
                     l["key"].as_str().unwrap().to_owned(),
-                    l["owner"].as_str().map(str::to_owned),
+                    l[field].as_str().map(str::to_owned),
                 )
             })
             .collect()
     }
 
-    /// The config of one process: its own data dir and output file.
-    fn config(&self, dir: &Path) -> PathBuf {
-        let source = format!(
-            r#"type = "kinesis"
-stream_name = "{}"
-application_name = "{}"
+    /// The config of one process: its own data dir and output file, and with `api` its
+    /// metrics at that address.
+    fn config(&self, dir: &Path, api: Option<&str>) -> PathBuf {
+        let config = dir.join("flowlog.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+shutdown_timeout_secs = 10
+[api]
+{api}
+[sources.vpc]
+type = "kinesis"
+stream_name = "{stream}"
+application_name = "{app}"
 region = "us-east-1"
-endpoint_url = "{}"
-lease_duration_secs = 3
-idle_poll_secs = 0.2"#,
-            self.name,
-            self.app,
-            endpoint()
-        );
-        let sink = format!(
-            "[sinks.out]\ntype = \"file\"\npath = \"{}\"",
-            dir.join("out.ndjson").display()
-        );
-        write_config(dir, &source, &sink)
+endpoint_url = "{endpoint}"
+lease_duration_secs = 6
+idle_poll_secs = 0.2
+[sinks.out]
+type = "file"
+path = "{out}"
+"#,
+                data = dir.join("data").display(),
+                api = api
+                    .map(|a| format!("address = \"{a}\""))
+                    .unwrap_or_default(),
+                stream = self.name,
+                app = self.app,
+                endpoint = endpoint(),
+                out = dir.join("out.ndjson").display(),
+            ),
+        )
+        .unwrap();
+        config
     }
+}
+
+/// A loopback address with a port free a moment ago.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The series `name{...}` in the `/metrics` at `address`: each one's labels and value.
+fn series(address: &str, name: &str) -> Vec<(String, f64)> {
+    let text = common::http_get(address, "/metrics").expect("/metrics answers");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            (labels.to_owned(), value.parse().unwrap())
+        })
+        .collect()
 }
 
 /// `flowlog ARGS` with moto's test credentials.
@@ -185,7 +224,7 @@ fn one_process_reads_a_four_shard_stream_of_200k_lines_whole() {
     let lines = stream.put(0, 4000);
     assert_eq!(lines, 200_000);
     let dir = tempdir();
-    let config = stream.config(&dir);
+    let config = stream.config(&dir, None);
     let (ok, printed) = runs::run_to_end(flowlog(&["run", "--once"], &config));
     assert!(ok, "{printed}");
     let seen = arrivals(&[&dir]);
@@ -206,7 +245,11 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
     let stream = Stream::new("two-processes");
     let first = stream.put(0, 2000);
     let (dir_a, dir_b) = (tempdir(), tempdir());
-    let (config_a, config_b) = (stream.config(&dir_a), stream.config(&dir_b));
+    let (api_a, api_b) = (free_address(), free_address());
+    let (config_a, config_b) = (
+        stream.config(&dir_a, Some(&api_a)),
+        stream.config(&dir_b, Some(&api_b)),
+    );
 
     // One process alone takes every shard and reads the backlog.
     let a = Running(flowlog(&["run"], &config_a).spawn().unwrap());
@@ -215,6 +258,17 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
     });
     let owners = stream.owners();
     assert!(owners.values().all(|o| a.owns(o)), "{owners:?}");
+    // ...and checkpoints it: every shard's checkpoint past its start, and still.
+    let mut last = BTreeMap::new();
+    wait_until("A's checkpoints to settle", Duration::from_secs(60), || {
+        let now = stream.leases("checkpoint");
+        let settled = now == last
+            && now
+                .values()
+                .all(|c| c.as_deref().is_some_and(|c| c != "TRIM_HORIZON"));
+        last = now;
+        settled
+    });
 
     // A second process on the same lease table: two shards each.
     let b = Running(flowlog(&["run"], &config_b).spawn().unwrap());
@@ -227,12 +281,27 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
         "two and two {:.1} s after the second process started",
         split.as_secs_f64()
     );
-    let a_shards: BTreeSet<u64> = stream
-        .owners()
-        .iter()
-        .filter(|(_, o)| a.owns(o))
-        .map(|(shard, _)| shard.trim_start_matches("shardId-").parse().unwrap())
-        .collect();
+    // Each reports the two leases it holds, and the lag of exactly those two shards (once
+    // it has seen the split: the loser at its next renewal).
+    let owners = stream.owners();
+    let reports_its_shards = |running: &Running, api: &str| {
+        let mine: BTreeSet<String> = owners
+            .iter()
+            .filter(|(_, o)| running.owns(o))
+            .map(|(shard, _)| format!("shard=\"{shard}\""))
+            .collect();
+        let held = series(api, "flowlog_kinesis_leases_held");
+        let lag: BTreeSet<String> = series(api, "flowlog_kinesis_millis_behind_latest")
+            .into_iter()
+            .map(|(labels, _)| labels.rsplit(',').next().unwrap().to_owned())
+            .collect();
+        held.len() == 1 && held[0].1 == 2.0 && lag == mine
+    };
+    wait_until(
+        "the metrics to show two shards each",
+        Duration::from_secs(60),
+        || reports_its_shards(&a, &api_a) && reports_its_shards(&b, &api_b),
+    );
 
     // More records, put over a few seconds as a stream receives them and read by both; A
     // is killed as soon as it has written some of them.
@@ -256,6 +325,13 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
     wait_until("A to write new lines", Duration::from_secs(120), || {
         std::fs::metadata(&out_a).unwrap().len() > written_before
     });
+    // What A holds as it is killed (a lease could have moved since the split).
+    let a_shards: BTreeSet<u64> = stream
+        .owners()
+        .iter()
+        .filter(|(_, o)| a.owns(o))
+        .map(|(shard, _)| shard.trim_start_matches("shardId-").parse().unwrap())
+        .collect();
     unsafe { libc::kill(a.0.id() as i32, libc::SIGKILL) };
     let on_a_shards = |seen: &HashMap<u64, (usize, u64)>| {
         seen.values()
@@ -286,11 +362,21 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
         .filter(|(_, (n, _))| *n > 1)
         .map(|(packets, (_, shard))| (*packets, *shard))
         .collect();
-    // Only what A had written after its last checkpoint, on its own shards, comes again.
+    // Only what A had written after its last checkpoint, on its own shards, comes again:
+    // once from A, once from B.
+    let (by_a, by_b) = (arrivals(&[&dir_a]), arrivals(&[&dir_b]));
     for (packets, shard) in &twice {
         assert!(
             *packets >= first as u64 && a_shards.contains(shard),
             "line {packets} of shard {shard} arrived twice (A held {a_shards:?})"
+        );
+        assert_eq!(
+            (
+                by_a.get(packets).map(|a| a.0),
+                by_b.get(packets).map(|b| b.0)
+            ),
+            (Some(1), Some(1)),
+            "line {packets}"
         );
     }
     let a_wrote_after: usize = delivered(&dir_a)

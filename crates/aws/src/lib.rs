@@ -79,7 +79,11 @@ where
         }
         _ => one_line(&chain),
     };
-    let by_kms = e.code().is_some_and(|code| code.starts_with("KMS."));
+    // SQS says `KMS.AccessDeniedException`, Kinesis `KMSAccessDeniedException`; KMS's
+    // other answers (a disabled or missing key, throttling) are said as they are.
+    let by_kms = e
+        .code()
+        .is_some_and(|code| code.starts_with("KMS") && code.contains("AccessDenied"));
     match e {
         // A queue or object encrypted with a key the caller may not use.
         _ if by_kms => format!("{text} (refused by KMS: flowlog needs kms:Decrypt on the key)"),
@@ -132,6 +136,38 @@ pub fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn answered(status: u16, code: &str) -> SdkError<ErrorMetadata, HttpResponse> {
+        SdkError::service_error(
+            ErrorMetadata::builder().code(code).message("no").build(),
+            Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn a_refusal_names_the_permission_and_a_kms_refusal_names_kms() {
+        let said = explain(
+            &answered(400, "AccessDeniedException"),
+            "Kinesis",
+            "kinesis:GetRecords",
+        );
+        assert!(
+            said.ends_with("(refused: flowlog needs kinesis:GetRecords)"),
+            "{said}"
+        );
+        for code in ["KMSAccessDeniedException", "KMS.AccessDeniedException"] {
+            let said = explain(&answered(400, code), "Kinesis", "kinesis:GetRecords");
+            assert!(said.contains("flowlog needs kms:Decrypt"), "{code}: {said}");
+            assert!(!said.contains("kinesis:GetRecords"), "{code}: {said}");
+        }
+        for code in ["InternalFailure", "KMSDisabledException"] {
+            let said = explain(&answered(500, code), "Kinesis", "kinesis:GetRecords");
+            assert!(!said.contains("flowlog needs"), "{code}: {said}");
+        }
+    }
 
     #[test]
     fn an_html_page_or_a_long_error_is_one_line() {

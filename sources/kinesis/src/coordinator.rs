@@ -158,8 +158,9 @@ impl Coordinator {
         }
     }
 
-    /// Lets go of a shard read to its end (its checkpoint is `SHARD_END`): nothing is left
-    /// to renew, and the lease stays in the table until its children have started.
+    /// Lets go of a shard: one read to its end (its checkpoint is `SHARD_END`; the lease
+    /// stays in the table until its children have started), or one that could not be
+    /// read, for a later round (or another process) to take again from its checkpoint.
     pub async fn release(&mut self, shard: &str) -> Result<(), LeaseError> {
         if let Some(held) = self.held.remove(shard) {
             let lease = held.lease.lock().await;

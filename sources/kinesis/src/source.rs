@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowlog_component::metrics::Gauge;
 use flowlog_component::{AckWait, BoxFuture, LabelledCounter, LabelledGauge};
 use flowlog_decode::{DecodeOptions, RecordSink, SinkError};
 use flowlog_model::{DeadLetter, FlowBatch, SourceId};
@@ -160,7 +161,8 @@ impl Kinesis {
         );
         let mut coordinator = Coordinator::new(table.clone(), worker, settings.balance());
         let metrics = &self.ctx.metrics;
-        let leases_held = metrics.gauge("kinesis_leases_held", "Shard leases this source holds");
+        let leases_held =
+            HeldGauge(metrics.gauge("kinesis_leases_held", "Shard leases this source holds"));
         let shard_metrics = ShardMetrics {
             behind: metrics.gauge_by(
                 "kinesis_millis_behind_latest",
@@ -175,7 +177,16 @@ impl Kinesis {
             ),
         };
         let (events_tx, mut events) = mpsc::channel::<Event>(256);
+        // The running readers, each with its stop flag; a shard's lag series lives as long
+        // as its reader here (a stopped reader's last poll may still land: it sets nothing
+        // once stopped).
         let mut readers: HashMap<String, Arc<AtomicBool>> = HashMap::new();
+        let stop_reader = |readers: &mut HashMap<String, Arc<AtomicBool>>, shard: &str| {
+            if let Some(stop) = readers.remove(shard) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            shard_metrics.behind.remove(shard);
+        };
         let mut tasks = JoinSet::new();
         let mut caught_up: Vec<String> = Vec::new();
         let mut last_sync: Option<tokio::time::Instant> = None;
@@ -199,9 +210,7 @@ impl Kinesis {
                 .await
                 .map_err(|e| SourceError::Unavailable(e.to_string()))?;
             for shard in round.lost {
-                if let Some(stop) = readers.remove(&shard) {
-                    stop.store(true, Ordering::Relaxed);
-                }
+                stop_reader(&mut readers, &shard);
             }
             for lease in round.started {
                 let stop = Arc::new(AtomicBool::new(false));
@@ -232,7 +241,8 @@ impl Kinesis {
                     metrics: shard_metrics.clone(),
                 }));
             }
-            leases_held.set(coordinator.held().len() as i64);
+            leases_held.set(coordinator.held().len());
+            let mut failed = false;
             // Events until the next renewal is due.
             let next = tokio::time::Instant::now() + coordinator.renew_every();
             while let Ok(Some(event)) = tokio::time::timeout_at(next, events.recv()).await {
@@ -249,21 +259,39 @@ impl Kinesis {
                             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
                     }
                     Event::Ended(shard) => {
-                        readers.remove(&shard);
+                        stop_reader(&mut readers, &shard);
                         coordinator
                             .release(&shard)
                             .await
                             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+                        leases_held.set(coordinator.held().len());
                         // Its children get leases on the next sync.
                         last_sync = None;
                     }
                     Event::CaughtUp(shard) => caught_up.push(shard),
                     Event::Failed(shard, why) => {
-                        tracing::error!("kinesis: {why}");
-                        readers.remove(&shard);
-                        failure.get_or_insert(why);
+                        // Counted, and the source is failing (`/health`) until a round
+                        // passes without a failure. The lease is given up so that the
+                        // shard is tried again (here or by another process) from its
+                        // checkpoint, not held unread.
+                        tracing::error!(source = %self.ctx.name, "kinesis: {why}");
+                        self.ctx.metrics.error("read", &why);
+                        failed = true;
+                        stop_reader(&mut readers, &shard);
+                        coordinator
+                            .release(&shard)
+                            .await
+                            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+                        leases_held.set(coordinator.held().len());
+                        // A finite run reports it at its end; a long one retries.
+                        if self.ctx.once {
+                            failure.get_or_insert(why);
+                        }
                     }
                 }
+            }
+            if !failed {
+                self.ctx.metrics.recovered();
             }
             if self.ctx.once && !readers.is_empty() && readers.keys().all(|s| caught_up.contains(s))
             {
@@ -283,8 +311,8 @@ impl Kinesis {
                 break;
             }
         }
-        for stop in readers.values() {
-            stop.store(true, Ordering::Relaxed);
+        for shard in readers.keys().cloned().collect::<Vec<_>>() {
+            stop_reader(&mut readers, &shard);
         }
         drop(events_tx);
         // Checkpoints the readers still report as they stop.
@@ -300,7 +328,6 @@ impl Kinesis {
             .give_up_all()
             .await
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-        leases_held.set(0);
         match failure {
             Some(why) => Err(SourceError::Inputs(vec![why])),
             None => Ok(()),
@@ -319,6 +346,21 @@ struct ReadShard {
     metrics: ShardMetrics,
 }
 
+/// The leases-held gauge, back at 0 however the source ends.
+struct HeldGauge(Gauge);
+
+impl HeldGauge {
+    fn set(&self, held: usize) {
+        self.0.set(held as i64);
+    }
+}
+
+impl Drop for HeldGauge {
+    fn drop(&mut self) {
+        self.0.set(0);
+    }
+}
+
 /// A shard reader's own series, labelled by shard.
 #[derive(Clone)]
 struct ShardMetrics {
@@ -328,15 +370,7 @@ struct ShardMetrics {
 
 /// Reads one shard until it ends, its lease is lost or the run stops; reports what may be
 /// checkpointed as it is delivered.
-async fn read_shard(r: ReadShard) {
-    let shard = r.reader.shard().to_owned();
-    let behind = r.metrics.behind.clone();
-    read_shard_until_done(r).await;
-    // Its lag is no longer this process's to report.
-    behind.remove(&shard);
-}
-
-async fn read_shard_until_done(mut r: ReadShard) {
+async fn read_shard(mut r: ReadShard) {
     let shard = r.reader.shard().to_owned();
     let mut progress = InOrder::<AckWait>::default();
     let stopped = |r: &ReadShard| r.stop.load(Ordering::Relaxed) || r.ctx.stopping();
@@ -355,7 +389,7 @@ async fn read_shard_until_done(mut r: ReadShard) {
             }
         };
         let empty = poll.records.is_empty();
-        if let Some(millis) = poll.millis_behind {
+        if let Some(millis) = poll.millis_behind.filter(|_| !stopped(&r)) {
             r.metrics.behind.set(&shard, millis);
         }
         r.metrics.records.inc_by(&shard, poll.records.len() as u64);
