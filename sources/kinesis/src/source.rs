@@ -246,7 +246,8 @@ impl Kinesis {
             // Events until the next renewal is due.
             let next = tokio::time::Instant::now() + coordinator.renew_every();
             while let Ok(Some(event)) = tokio::time::timeout_at(next, events.recv()).await {
-                match event {
+                // The shard this process lets go of, if the event ends its reading.
+                let done = match event {
                     Event::Delivered(shard, checkpoint) => {
                         // The dead letters among those records are kept before the
                         // checkpoint passes them.
@@ -257,18 +258,17 @@ impl Kinesis {
                             .checkpoint(&shard, checkpoint)
                             .await
                             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+                        None
+                    }
+                    Event::CaughtUp(shard) => {
+                        caught_up.push(shard);
+                        None
                     }
                     Event::Ended(shard) => {
-                        stop_reader(&mut readers, &shard);
-                        coordinator
-                            .release(&shard)
-                            .await
-                            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-                        leases_held.set(coordinator.held().len());
                         // Its children get leases on the next sync.
                         last_sync = None;
+                        Some(shard)
                     }
-                    Event::CaughtUp(shard) => caught_up.push(shard),
                     Event::Failed(shard, why) => {
                         // Counted, and the source is failing (`/health`) until a round
                         // passes without a failure. The lease is given up so that the
@@ -277,17 +277,20 @@ impl Kinesis {
                         tracing::error!(source = %self.ctx.name, "kinesis: {why}");
                         self.ctx.metrics.error("read", &why);
                         failed = true;
-                        stop_reader(&mut readers, &shard);
-                        coordinator
-                            .release(&shard)
-                            .await
-                            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-                        leases_held.set(coordinator.held().len());
                         // A finite run reports it at its end; a long one retries.
                         if self.ctx.once {
                             failure.get_or_insert(why);
                         }
+                        Some(shard)
                     }
+                };
+                if let Some(shard) = done {
+                    stop_reader(&mut readers, &shard);
+                    coordinator
+                        .release(&shard)
+                        .await
+                        .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+                    leases_held.set(coordinator.held().len());
                 }
             }
             if !failed {
