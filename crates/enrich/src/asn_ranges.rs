@@ -1,7 +1,7 @@
 //! ASN from CSV range files, `start,end,asn,organization` per line (the layout of
 //! ip-location-db's `asn-ipv4.csv` / `asn-ipv6.csv`, and of most IP-to-ASN exports).
-//! Each file, once parsed, is kept compiled in a cache directory ([`compiled`]) and read
-//! from there while the file stays the same.
+//! Each file, once parsed, is kept compiled in a cache directory ([`compiled`]), and later
+//! starts map that and look up in place while the file stays the same.
 
 mod compiled;
 
@@ -18,9 +18,11 @@ use flowlog_model::address::key;
 /// Non-overlapping address ranges with their AS, sorted by start.
 #[derive(Debug, Default)]
 pub struct AsnRanges {
-    /// (first, last, AS number, index into `organizations`)
+    /// (first, last, AS number, index into `organizations`) of the files parsed here.
     ranges: Vec<(u128, u128, u32, u32)>,
     organizations: Vec<Arc<str>>,
+    /// The files read compiled, looked up where they are mapped.
+    compiled: Vec<compiled::Mapped>,
     /// `file name@CRC-32 of its content` of each file read, stamped on events. A CSV file
     /// says nothing of its build, and its modification time is where and when it was
     /// copied (npm sets every file of a package to 1985-10-26): the same content gives the
@@ -99,27 +101,26 @@ impl AsnRanges {
         let place = dir
             .zip(identity)
             .map(|(dir, identity)| (compiled::path_in(dir, path), identity));
-        let found = place
+        if let Some(mapped) = place
             .as_ref()
-            .and_then(|(compiled, identity)| compiled::read(compiled, *identity));
-        let (file, loaded) = match found {
-            Some(file) => (file, Loaded::Compiled),
-            None => {
-                let file = parse_csv(path)?;
-                if let Some((compiled, identity)) = &place {
-                    if let Err(e) = compiled::write(compiled, *identity, &file) {
-                        tracing::debug!(
-                            "{} not kept compiled in {}: {e}",
-                            path.display(),
-                            compiled.display()
-                        );
-                    }
-                }
-                (file, Loaded::Parsed)
+            .and_then(|(compiled, identity)| compiled::Mapped::open(compiled, *identity))
+        {
+            self.label(path, mapped.crc);
+            self.compiled.push(mapped);
+            return Ok(Loaded::Compiled);
+        }
+        let file = parse_csv(path)?;
+        if let Some((compiled, identity)) = &place {
+            if let Err(e) = compiled::write(compiled, *identity, &file) {
+                tracing::debug!(
+                    "{} not kept compiled in {}: {e}",
+                    path.display(),
+                    compiled.display()
+                );
             }
-        };
+        }
         self.merge(path, file);
-        Ok(loaded)
+        Ok(Loaded::Parsed)
     }
 
     fn merge(&mut self, path: &Path, file: compiled::FileRanges) {
@@ -132,29 +133,52 @@ impl AsnRanges {
         );
         // Each file's ranges are sorted: this is a merge of runs.
         self.ranges.sort_by_key(|r| r.0);
+        self.label(path, file.crc);
+    }
+
+    fn label(&mut self, path: &Path, crc: u32) {
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        self.labels.push(format!("{name}@{:08x}", file.crc));
+        self.labels.push(format!("{name}@{crc:08x}"));
     }
 
     pub fn len(&self) -> usize {
         self.ranges.len()
+            + self
+                .compiled
+                .iter()
+                .map(compiled::Mapped::len)
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.len() == 0
     }
 
+    /// The AS of `ip`: from the files parsed here, else from those read compiled, in the
+    /// order given.
     pub fn lookup(&self, ip: IpAddr) -> Option<Asn> {
         let k = key(ip);
-        let i = self.ranges.partition_point(|r| r.0 <= k).checked_sub(1)?;
-        let (_, last, number, org) = self.ranges[i];
-        (k <= last).then(|| Asn {
-            number,
-            organization: Some(Arc::clone(&self.organizations[org as usize]))
-                .filter(|o| !o.is_empty()),
+        let parsed = || {
+            let i = self.ranges.partition_point(|r| r.0 <= k).checked_sub(1)?;
+            let (_, last, number, org) = self.ranges[i];
+            (k <= last).then(|| Asn {
+                number,
+                organization: Some(Arc::clone(&self.organizations[org as usize]))
+                    .filter(|o| !o.is_empty()),
+            })
+        };
+        parsed().or_else(|| {
+            self.compiled.iter().find_map(|table| {
+                let (_, _, number, org) = table.find(k)?;
+                let organization = table.organization(org);
+                Some(Asn {
+                    number,
+                    organization: (!organization.is_empty()).then(|| Arc::from(organization)),
+                })
+            })
         })
     }
 }

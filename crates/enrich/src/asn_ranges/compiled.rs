@@ -66,65 +66,132 @@ pub(super) fn path_in(dir: &Path, csv: &Path) -> PathBuf {
     dir.join(format!("{name}-{hash:08x}.ranges"))
 }
 
-/// The compiled file at `path`, if it was made from the CSV that has `identity` and reads
-/// back whole.
-pub(super) fn read(path: &Path, identity: Identity) -> Option<FileRanges> {
-    let bytes = std::fs::read(path).ok()?;
-    decode(&bytes, identity)
+/// A compiled file, mapped, and looked up where it lies: opening one costs a check of its
+/// structure, not a copy of it.
+pub(super) struct Mapped {
+    map: memmap2::Mmap,
+    ranges: usize,
+    organizations: usize,
+    offsets_at: usize,
+    text_at: usize,
+    pub crc: u32,
 }
 
-fn decode(bytes: &[u8], identity: Identity) -> Option<FileRanges> {
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-    };
-    if bytes.get(..8)? != MAGIC {
-        return None;
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped")
+            .field("ranges", &self.ranges)
+            .finish()
     }
-    for (i, want) in identity.0.iter().enumerate() {
-        if u64_at(8 + i * 8)? != *want {
+}
+
+impl Mapped {
+    /// The compiled file at `path`, if it was made from the CSV that has `identity` and
+    /// is whole and consistent (ranges in order, each organization in bounds and UTF-8).
+    pub fn open(path: &Path, identity: Identity) -> Option<Self> {
+        let file = std::fs::File::open(path).ok()?;
+        // SAFETY: the mapping is read-only, and compiled files are only ever replaced by
+        // rename (`write`), which keeps the mapped inode as it was.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let bytes = &map[..];
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        if bytes.get(..8)? != MAGIC {
             return None;
         }
-    }
-    let crc = u64_at(64)? as u32;
-    let n_ranges = usize::try_from(u64_at(72)?).ok()?;
-    let n_orgs = usize::try_from(u64_at(80)?).ok()?;
-    let org_bytes = usize::try_from(u64_at(88)?).ok()?;
-    let offsets_at = n_ranges.checked_mul(RANGE)?.checked_add(HEADER)?;
-    let text_at = n_orgs
-        .checked_add(1)?
-        .checked_mul(4)?
-        .checked_add(offsets_at)?;
-    if text_at.checked_add(org_bytes)? != bytes.len() {
-        return None;
-    }
-    let mut ranges = Vec::with_capacity(n_ranges);
-    let mut previous = 0u128;
-    for chunk in bytes[HEADER..offsets_at].chunks_exact(RANGE) {
-        let first = u128::from_le_bytes(chunk[0..16].try_into().ok()?);
-        let last = u128::from_le_bytes(chunk[16..32].try_into().ok()?);
-        let asn = u32::from_le_bytes(chunk[32..36].try_into().ok()?);
-        let org = u32::from_le_bytes(chunk[36..40].try_into().ok()?);
-        if last < first || first < previous || org as usize >= n_orgs.max(1) {
+        for (i, want) in identity.0.iter().enumerate() {
+            if u64_at(8 + i * 8)? != *want {
+                return None;
+            }
+        }
+        let crc = u32::try_from(u64_at(64)?).ok()?;
+        let ranges = usize::try_from(u64_at(72)?).ok()?;
+        let organizations = usize::try_from(u64_at(80)?).ok()?;
+        let org_bytes = usize::try_from(u64_at(88)?).ok()?;
+        let offsets_at = ranges.checked_mul(RANGE)?.checked_add(HEADER)?;
+        let text_at = organizations
+            .checked_add(1)?
+            .checked_mul(4)?
+            .checked_add(offsets_at)?;
+        if text_at.checked_add(org_bytes)? != bytes.len() {
             return None;
         }
-        previous = first;
-        ranges.push((first, last, asn, org));
+        let mapped = Self {
+            ranges,
+            organizations,
+            offsets_at,
+            text_at,
+            crc,
+            map,
+        };
+        let mut previous = 0u128;
+        for i in 0..ranges {
+            let (first, last, _, org) = mapped.range(i);
+            if last < first || first < previous || org as usize >= organizations {
+                return None;
+            }
+            previous = first;
+        }
+        let mut end = 0;
+        for i in 0..organizations {
+            let (from, to) = (mapped.offset(i), mapped.offset(i + 1));
+            if from != end || to < from || to > org_bytes {
+                return None;
+            }
+            end = to;
+        }
+        std::str::from_utf8(&mapped.map[text_at..]).ok()?;
+        Some(mapped)
     }
-    let offsets: Vec<usize> = bytes[offsets_at..text_at]
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let text = &bytes[text_at..];
-    let mut organizations = Vec::with_capacity(n_orgs);
-    for pair in offsets.windows(2) {
-        let org = std::str::from_utf8(text.get(pair[0]..pair[1])?).ok()?;
-        organizations.push(Arc::from(org));
+
+    pub fn len(&self) -> usize {
+        self.ranges
     }
-    Some(FileRanges {
-        ranges,
-        organizations,
-        crc,
-    })
+
+    /// Range `i` (in bounds: checked by `open`).
+    pub fn range(&self, i: usize) -> Range {
+        let at = HEADER + i * RANGE;
+        let chunk = &self.map[at..at + RANGE];
+        let bytes = |from: usize, to: usize| &chunk[from..to];
+        (
+            u128::from_le_bytes(bytes(0, 16).try_into().expect("16 bytes")),
+            u128::from_le_bytes(bytes(16, 32).try_into().expect("16 bytes")),
+            u32::from_le_bytes(bytes(32, 36).try_into().expect("4 bytes")),
+            u32::from_le_bytes(bytes(36, 40).try_into().expect("4 bytes")),
+        )
+    }
+
+    fn offset(&self, i: usize) -> usize {
+        let at = self.offsets_at + i * 4;
+        u32::from_le_bytes(self.map[at..at + 4].try_into().expect("4 bytes")) as usize
+    }
+
+    /// Organization `i` (the ranges' are in bounds and UTF-8: checked by `open`).
+    pub fn organization(&self, i: u32) -> &str {
+        let i = i as usize;
+        if i >= self.organizations {
+            return "";
+        }
+        let text = &self.map[self.text_at + self.offset(i)..self.text_at + self.offset(i + 1)];
+        std::str::from_utf8(text).unwrap_or_default()
+    }
+
+    /// The range holding `key`, if any.
+    pub fn find(&self, key: u128) -> Option<Range> {
+        // partition_point over indices: the first range starting after `key`.
+        let (mut low, mut high) = (0, self.ranges);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.range(middle).0 <= key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        let range = self.range(low.checked_sub(1)?);
+        (key <= range.1).then_some(range)
+    }
 }
 
 /// Writes `ranges` as the compiled form of the CSV with `identity`, whole or not at all (a
@@ -190,6 +257,17 @@ mod tests {
         }
     }
 
+    fn read(path: &Path, identity: Identity) -> Option<FileRanges> {
+        let mapped = Mapped::open(path, identity)?;
+        Some(FileRanges {
+            ranges: (0..mapped.len()).map(|i| mapped.range(i)).collect(),
+            organizations: (0..mapped.organizations as u32)
+                .map(|i| Arc::from(mapped.organization(i)))
+                .collect(),
+            crc: mapped.crc,
+        })
+    }
+
     #[test]
     fn a_compiled_file_reads_back_as_written_and_only_for_its_csv() {
         let dir = tempfile::tempdir().unwrap();
@@ -197,17 +275,30 @@ mod tests {
         let identity = Identity([1, 2, 3, 4, 5, 6, 7]);
         write(&path, identity, &sample()).unwrap();
         assert_eq!(read(&path, identity), Some(sample()));
+        let mapped = Mapped::open(&path, identity).unwrap();
+        assert_eq!(mapped.find(0), None);
+        assert_eq!(mapped.find(3), Some((1, 5, 64500, 0)));
+        assert_eq!(mapped.find(7), None);
+        assert_eq!(mapped.find(20), Some((10, 20, 64501, 1)));
+        assert_eq!(mapped.find(30), Some((30, 30, 64500, 0)));
+        assert_eq!(mapped.find(u128::MAX), None);
         // Another file, or the same one changed: not used.
         assert_eq!(read(&path, Identity([1, 2, 3, 4, 5, 6, 8])), None);
-        // Cut short, or with a range out of order: not used.
+        // Cut short, with ranges out of order, or naming an organization it has not: not
+        // used.
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(decode(&bytes[..bytes.len() - 1], identity), None);
+        let damaged = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            read(&path, identity)
+        };
+        assert_eq!(damaged(&bytes[..bytes.len() - 1]), None);
         let mut swapped = bytes.clone();
         swapped[HEADER..HEADER + RANGE].copy_from_slice(&bytes[HEADER + RANGE..HEADER + 2 * RANGE]);
         swapped[HEADER + RANGE..HEADER + 2 * RANGE].copy_from_slice(&bytes[HEADER..HEADER + RANGE]);
-        assert_eq!(decode(&swapped, identity), None);
-        let mut bad_org = bytes;
+        assert_eq!(damaged(&swapped), None);
+        let mut bad_org = bytes.clone();
         bad_org[HEADER + 36..HEADER + 40].copy_from_slice(&9u32.to_le_bytes());
-        assert_eq!(decode(&bad_org, identity), None);
+        assert_eq!(damaged(&bad_org), None);
+        assert_eq!(damaged(&bytes), Some(sample()));
     }
 }
