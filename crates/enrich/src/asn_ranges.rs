@@ -15,20 +15,56 @@ use crate::geoip::Asn;
 use crate::EnrichError;
 use flowlog_model::address::key;
 
-/// Non-overlapping address ranges with their AS, sorted by start.
+/// Address ranges with their AS, one table per file, in the order given.
 #[derive(Debug, Default)]
 pub struct AsnRanges {
-    /// (first, last, AS number, index into `organizations`) of the files parsed here.
-    ranges: Vec<(u128, u128, u32, u32)>,
-    organizations: Vec<Arc<str>>,
-    /// The files read compiled, looked up where they are mapped.
-    compiled: Vec<compiled::Mapped>,
+    tables: Vec<Table>,
     /// `file name@CRC-32 of its content` of each file read, stamped on events. A CSV file
     /// says nothing of its build, and its modification time is where and when it was
     /// copied (npm sets every file of a package to 1985-10-26): the same content gives the
     /// same stamp on every machine.
     pub(crate) labels: Vec<String>,
 }
+
+/// One file's ranges: parsed here, or read compiled. Either answers the same.
+#[derive(Debug)]
+enum Table {
+    Parsed(compiled::FileRanges),
+    Compiled(compiled::Compiled),
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        match self {
+            Table::Parsed(file) => file.ranges.len(),
+            Table::Compiled(file) => file.len(),
+        }
+    }
+
+    /// The range that holds `key` (the one starting last at or before it, as ranges in
+    /// one file do not overlap).
+    fn find(&self, key: u128) -> Option<compiled::Range> {
+        match self {
+            Table::Parsed(file) => {
+                let i = file.ranges.partition_point(|r| r.0 <= key).checked_sub(1)?;
+                Some(file.ranges[i]).filter(|r| key <= r.1)
+            }
+            Table::Compiled(file) => file.find(key),
+        }
+    }
+
+    fn organization(&self, i: u32) -> Option<Arc<str>> {
+        let organization = match self {
+            Table::Parsed(file) => Arc::clone(file.organizations.get(i as usize)?),
+            Table::Compiled(file) => Arc::from(file.organization(i)),
+        };
+        Some(organization).filter(|o| !o.is_empty())
+    }
+}
+
+/// A CSV changed less than this long ago is parsed but not compiled yet (see
+/// [`compiled`]).
+const SETTLED_SECS: u64 = 2;
 
 /// A reader that keeps the CRC-32 of what has been read through it (the whole file once
 /// the CSV reader is done), so the stamp costs no second pass.
@@ -93,47 +129,51 @@ impl AsnRanges {
         path: &Path,
         dir: Option<&Path>,
     ) -> Result<Loaded, EnrichError> {
-        // Taken before the file is read: a change while it is parsed leaves the compiled
-        // form marked with the old identity, so the next start parses again.
-        let identity = std::fs::metadata(path)
-            .map_err(|e| EnrichError::io(path, e))
-            .map(|meta| compiled::Identity::of(&meta))?;
+        self.add_file_settled(path, dir, SETTLED_SECS)
+    }
+
+    fn add_file_settled(
+        &mut self,
+        path: &Path,
+        dir: Option<&Path>,
+        settled_secs: u64,
+    ) -> Result<Loaded, EnrichError> {
+        let identity_of = |path: &Path| {
+            std::fs::metadata(path)
+                .map_err(|e| EnrichError::io(path, e))
+                .map(|meta| compiled::Identity::of(&meta))
+        };
+        let before = identity_of(path)?;
         let place = dir
-            .zip(identity)
+            .zip(before)
             .map(|(dir, identity)| (compiled::path_in(dir, path), identity));
-        if let Some(mapped) = place
+        if let Some(file) = place
             .as_ref()
-            .and_then(|(compiled, identity)| compiled::Mapped::open(compiled, *identity))
+            .and_then(|(compiled, identity)| compiled::Compiled::open(compiled, *identity))
         {
-            self.label(path, mapped.crc);
-            self.compiled.push(mapped);
+            self.label(path, file.crc);
+            self.tables.push(Table::Compiled(file));
             return Ok(Loaded::Compiled);
         }
         let file = parse_csv(path)?;
         if let Some((compiled, identity)) = &place {
-            if let Err(e) = compiled::write(compiled, *identity, &file) {
-                tracing::debug!(
-                    "{} not kept compiled in {}: {e}",
-                    path.display(),
-                    compiled.display()
-                );
+            // Compiled only if the file did not change while it was read, nor so recently
+            // that another write in the same clock tick could go unseen.
+            let settled = identity_of(path).ok().flatten() == Some(*identity)
+                && !identity.changed_within(settled_secs);
+            if settled {
+                if let Err(e) = compiled::write(compiled, *identity, &file) {
+                    tracing::debug!(
+                        "{} not kept compiled in {}: {e}",
+                        path.display(),
+                        compiled.display()
+                    );
+                }
             }
         }
-        self.merge(path, file);
-        Ok(Loaded::Parsed)
-    }
-
-    fn merge(&mut self, path: &Path, file: compiled::FileRanges) {
-        let base = self.organizations.len() as u32;
-        self.organizations.extend(file.organizations);
-        self.ranges.extend(
-            file.ranges
-                .into_iter()
-                .map(|(first, last, asn, org)| (first, last, asn, base + org)),
-        );
-        // Each file's ranges are sorted: this is a merge of runs.
-        self.ranges.sort_by_key(|r| r.0);
         self.label(path, file.crc);
+        self.tables.push(Table::Parsed(file));
+        Ok(Loaded::Parsed)
     }
 
     fn label(&mut self, path: &Path, crc: u32) {
@@ -145,40 +185,30 @@ impl AsnRanges {
     }
 
     pub fn len(&self) -> usize {
-        self.ranges.len()
-            + self
-                .compiled
-                .iter()
-                .map(compiled::Mapped::len)
-                .sum::<usize>()
+        self.tables.iter().map(Table::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The AS of `ip`: from the files parsed here, else from those read compiled, in the
-    /// order given.
+    /// The AS of `ip`: of the ranges that hold it, the one that starts last (the most
+    /// specific), and of those the one from the file given last, whether each file was
+    /// parsed or read compiled.
     pub fn lookup(&self, ip: IpAddr) -> Option<Asn> {
         let k = key(ip);
-        let parsed = || {
-            let i = self.ranges.partition_point(|r| r.0 <= k).checked_sub(1)?;
-            let (_, last, number, org) = self.ranges[i];
-            (k <= last).then(|| Asn {
-                number,
-                organization: Some(Arc::clone(&self.organizations[org as usize]))
-                    .filter(|o| !o.is_empty()),
-            })
-        };
-        parsed().or_else(|| {
-            self.compiled.iter().find_map(|table| {
-                let (_, _, number, org) = table.find(k)?;
-                let organization = table.organization(org);
-                Some(Asn {
-                    number,
-                    organization: (!organization.is_empty()).then(|| Arc::from(organization)),
-                })
-            })
+        let mut best: Option<(&Table, compiled::Range)> = None;
+        for table in &self.tables {
+            if let Some(range) = table.find(k) {
+                if best.is_none_or(|(_, b)| range.0 >= b.0) {
+                    best = Some((table, range));
+                }
+            }
+        }
+        let (table, (_, _, number, org)) = best?;
+        Some(Asn {
+            number,
+            organization: table.organization(org),
         })
     }
 }
@@ -296,9 +326,11 @@ mod tests {
             "8.8.8.0,8.8.8.255,15169,Google LLC\n1.0.0.0,1.0.0.255,13335,\n",
         )
         .unwrap();
-        let load = || {
+        let load = |settled_secs| {
             let mut t = AsnRanges::default();
-            let loaded = t.add_file_compiled_in(&csv, Some(&cache)).unwrap();
+            let loaded = t
+                .add_file_settled(&csv, Some(&cache), settled_secs)
+                .unwrap();
             let answer = |ip: &str| {
                 t.lookup(ip.parse().unwrap())
                     .map(|a| (a.number, a.organization.map(|o| o.to_string())))
@@ -306,7 +338,10 @@ mod tests {
             let answers = (answer("8.8.8.8"), answer("1.0.0.1"), answer("9.9.9.9"));
             (loaded, answers, t.labels.clone())
         };
-        let first = load();
+        // Just written: parsed, and not compiled until it has settled.
+        assert_eq!(load(3600).0, Loaded::Parsed);
+        assert_eq!(load(3600).0, Loaded::Parsed);
+        let first = load(0);
         assert_eq!(first.0, Loaded::Parsed);
         assert_eq!(
             first.1,
@@ -316,7 +351,7 @@ mod tests {
                 None
             )
         );
-        let second = load();
+        let second = load(0);
         assert_eq!(second.0, Loaded::Compiled);
         assert_eq!(
             (&second.1, &second.2),
@@ -324,7 +359,9 @@ mod tests {
             "the same answers and stamp"
         );
 
-        // Rewritten (same size, even the same modification time): parsed again.
+        // Rewritten (same size, even the same modification time; past a coarse clock's
+        // tick): parsed again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
         let modified = std::fs::metadata(&csv).unwrap().modified().unwrap();
         std::fs::write(
             &csv,
@@ -337,11 +374,11 @@ mod tests {
             .unwrap()
             .set_modified(modified)
             .unwrap();
-        let third = load();
+        let third = load(0);
         assert_eq!(third.0, Loaded::Parsed);
         assert_eq!(third.1 .0, Some((15169, Some("Google LLX".into()))));
         assert_ne!(third.2, first.2);
-        assert_eq!(load().0, Loaded::Compiled);
+        assert_eq!(load(0).0, Loaded::Compiled);
 
         // A compiled file that is damaged is ignored and written again.
         let compiled = std::fs::read_dir(&cache)
@@ -351,13 +388,43 @@ mod tests {
             .unwrap()
             .path();
         std::fs::write(&compiled, b"FLASNR").unwrap();
-        assert_eq!(load().0, Loaded::Parsed);
-        assert_eq!(load().0, Loaded::Compiled);
+        assert_eq!(load(0).0, Loaded::Parsed);
+        assert_eq!(load(0).0, Loaded::Compiled);
         assert_eq!(
             std::fs::read_dir(&cache).unwrap().count(),
             1,
             "no temporary left"
         );
+    }
+
+    #[test]
+    fn overlapping_files_answer_the_same_parsed_or_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let wide = dir.path().join("a/asn.csv");
+        let narrow = dir.path().join("b/asn.csv");
+        std::fs::create_dir_all(wide.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(narrow.parent().unwrap()).unwrap();
+        std::fs::write(&wide, "10.0.0.0,10.255.255.255,1,Wide\n").unwrap();
+        std::fs::write(
+            &narrow,
+            "10.1.0.0,10.1.255.255,2,Narrow\n10.9.0.0,10.9.0.0,3,\n",
+        )
+        .unwrap();
+        let answers = |expect: Loaded| {
+            let mut t = AsnRanges::default();
+            for csv in [&wide, &narrow] {
+                assert_eq!(t.add_file_settled(csv, Some(&cache), 0).unwrap(), expect);
+            }
+            ["10.1.0.1", "10.2.0.1", "10.9.0.0", "11.0.0.0"]
+                .map(|ip| t.lookup(ip.parse().unwrap()).map(|a| a.number))
+        };
+        let parsed = answers(Loaded::Parsed);
+        // The most specific range wins, in whichever file; outside both, nothing.
+        assert_eq!(parsed, [Some(2), Some(1), Some(3), None]);
+        // Two files of one name in two places: each its own compiled file.
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        assert_eq!(answers(Loaded::Compiled), parsed);
     }
 
     #[test]

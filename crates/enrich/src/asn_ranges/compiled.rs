@@ -7,8 +7,11 @@
 //! same file, unchanged: its device, inode, size, and modification and change times are
 //! in the header. The change time is what makes this safe where modification times are
 //! not (npm gives every file of a package the same one): the system sets it on every
-//! write or rename and nothing can set it back. Anything else wrong with a compiled file
-//! (short, inconsistent, from another version) makes it ignored and written again.
+//! write or rename, and tools that restore modification times do not touch it. A CSV
+//! changed in the last seconds is not compiled (the caller waits, as git does with
+//! "racily clean" files), since a second write within one tick of a coarse clock would
+//! keep the change time. Anything else wrong with a compiled file (short, inconsistent,
+//! from another version) makes it ignored and written again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,14 @@ const RANGE: usize = 16 + 16 + 4 + 4;
 pub(super) struct Identity([u64; 7]);
 
 impl Identity {
+    /// Whether the file changed less than `secs` seconds ago (by its change time).
+    pub fn changed_within(&self, secs: u64) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        now.saturating_sub(self.0[5]) < secs
+    }
+
     #[cfg(unix)]
     pub fn of(meta: &std::fs::Metadata) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
@@ -66,10 +77,11 @@ pub(super) fn path_in(dir: &Path, csv: &Path) -> PathBuf {
     dir.join(format!("{name}-{hash:08x}.ranges"))
 }
 
-/// A compiled file, mapped, and looked up where it lies: opening one costs a check of its
-/// structure, not a copy of it.
-pub(super) struct Mapped {
-    map: memmap2::Mmap,
+/// A compiled file, read whole and looked up where it lies: opening one costs a read and
+/// a check of its structure, not a rebuild. (Read, not mapped: a mapping of a file that
+/// someone truncates would kill the process at its next lookup.)
+pub(super) struct Compiled {
+    bytes: Vec<u8>,
     ranges: usize,
     organizations: usize,
     offsets_at: usize,
@@ -77,23 +89,20 @@ pub(super) struct Mapped {
     pub crc: u32,
 }
 
-impl std::fmt::Debug for Mapped {
+impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mapped")
+        f.debug_struct("Compiled")
             .field("ranges", &self.ranges)
             .finish()
     }
 }
 
-impl Mapped {
+impl Compiled {
     /// The compiled file at `path`, if it was made from the CSV that has `identity` and
-    /// is whole and consistent (ranges in order, each organization in bounds and UTF-8).
+    /// is whole and consistent (ranges in order, each organization in bounds, UTF-8 and
+    /// cut at character boundaries).
     pub fn open(path: &Path, identity: Identity) -> Option<Self> {
-        let file = std::fs::File::open(path).ok()?;
-        // SAFETY: the mapping is read-only, and compiled files are only ever replaced by
-        // rename (`write`), which keeps the mapped inode as it was.
-        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-        let bytes = &map[..];
+        let bytes = std::fs::read(path).ok()?;
         let u64_at = |at: usize| -> Option<u64> {
             Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
         };
@@ -117,32 +126,32 @@ impl Mapped {
         if text_at.checked_add(org_bytes)? != bytes.len() {
             return None;
         }
-        let mapped = Self {
+        let compiled = Self {
             ranges,
             organizations,
             offsets_at,
             text_at,
             crc,
-            map,
+            bytes,
         };
         let mut previous = 0u128;
         for i in 0..ranges {
-            let (first, last, _, org) = mapped.range(i);
+            let (first, last, _, org) = compiled.range(i);
             if last < first || first < previous || org as usize >= organizations {
                 return None;
             }
             previous = first;
         }
+        let text = std::str::from_utf8(&compiled.bytes[text_at..]).ok()?;
         let mut end = 0;
         for i in 0..organizations {
-            let (from, to) = (mapped.offset(i), mapped.offset(i + 1));
-            if from != end || to < from || to > org_bytes {
+            let (from, to) = (compiled.offset(i), compiled.offset(i + 1));
+            if from != end || to < from || !text.is_char_boundary(to) {
                 return None;
             }
             end = to;
         }
-        std::str::from_utf8(&mapped.map[text_at..]).ok()?;
-        Some(mapped)
+        (end == org_bytes).then_some(compiled)
     }
 
     pub fn len(&self) -> usize {
@@ -152,7 +161,7 @@ impl Mapped {
     /// Range `i` (in bounds: checked by `open`).
     pub fn range(&self, i: usize) -> Range {
         let at = HEADER + i * RANGE;
-        let chunk = &self.map[at..at + RANGE];
+        let chunk = &self.bytes[at..at + RANGE];
         let bytes = |from: usize, to: usize| &chunk[from..to];
         (
             u128::from_le_bytes(bytes(0, 16).try_into().expect("16 bytes")),
@@ -164,7 +173,7 @@ impl Mapped {
 
     fn offset(&self, i: usize) -> usize {
         let at = self.offsets_at + i * 4;
-        u32::from_le_bytes(self.map[at..at + 4].try_into().expect("4 bytes")) as usize
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes")) as usize
     }
 
     /// Organization `i` (the ranges' are in bounds and UTF-8: checked by `open`).
@@ -173,7 +182,7 @@ impl Mapped {
         if i >= self.organizations {
             return "";
         }
-        let text = &self.map[self.text_at + self.offset(i)..self.text_at + self.offset(i + 1)];
+        let text = &self.bytes[self.text_at + self.offset(i)..self.text_at + self.offset(i + 1)];
         std::str::from_utf8(text).unwrap_or_default()
     }
 
@@ -194,8 +203,7 @@ impl Mapped {
     }
 }
 
-/// Writes `ranges` as the compiled form of the CSV with `identity`, whole or not at all (a
-/// temporary file renamed into place, so a reader never sees half of one).
+/// Writes `ranges` as the compiled form of the CSV with `identity`, whole or not at all.
 pub(super) fn write(path: &Path, identity: Identity, ranges: &FileRanges) -> std::io::Result<()> {
     let org_bytes: usize = ranges.organizations.iter().map(|o| o.len()).sum();
     if u32::try_from(org_bytes).is_err() {
@@ -231,18 +239,16 @@ pub(super) fn write(path: &Path, identity: Identity, ranges: &FileRanges) -> std
     for org in &ranges.organizations {
         out.extend_from_slice(org.as_bytes());
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temporary = path.with_extension(format!("ranges.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| file.write_all(&out));
-    match written.and_then(|()| std::fs::rename(&temporary, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&temporary);
-            Err(e)
-        }
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // A new file of a random name (created exclusively), renamed into place: writers
+    // never share a file, and a reader sees a whole one or none.
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".asn-ranges-")
+        .tempfile_in(dir)?;
+    temporary.write_all(&out)?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -252,19 +258,19 @@ mod tests {
     fn sample() -> FileRanges {
         FileRanges {
             ranges: vec![(1, 5, 64500, 0), (10, 20, 64501, 1), (30, 30, 64500, 0)],
-            organizations: vec![Arc::from("Example, Inc."), Arc::from("")],
+            organizations: vec![Arc::from("Exämple"), Arc::from("")],
             crc: 0xdead_beef,
         }
     }
 
     fn read(path: &Path, identity: Identity) -> Option<FileRanges> {
-        let mapped = Mapped::open(path, identity)?;
+        let compiled = Compiled::open(path, identity)?;
         Some(FileRanges {
-            ranges: (0..mapped.len()).map(|i| mapped.range(i)).collect(),
-            organizations: (0..mapped.organizations as u32)
-                .map(|i| Arc::from(mapped.organization(i)))
+            ranges: (0..compiled.len()).map(|i| compiled.range(i)).collect(),
+            organizations: (0..compiled.organizations as u32)
+                .map(|i| Arc::from(compiled.organization(i)))
                 .collect(),
-            crc: mapped.crc,
+            crc: compiled.crc,
         })
     }
 
@@ -275,13 +281,13 @@ mod tests {
         let identity = Identity([1, 2, 3, 4, 5, 6, 7]);
         write(&path, identity, &sample()).unwrap();
         assert_eq!(read(&path, identity), Some(sample()));
-        let mapped = Mapped::open(&path, identity).unwrap();
-        assert_eq!(mapped.find(0), None);
-        assert_eq!(mapped.find(3), Some((1, 5, 64500, 0)));
-        assert_eq!(mapped.find(7), None);
-        assert_eq!(mapped.find(20), Some((10, 20, 64501, 1)));
-        assert_eq!(mapped.find(30), Some((30, 30, 64500, 0)));
-        assert_eq!(mapped.find(u128::MAX), None);
+        let compiled = Compiled::open(&path, identity).unwrap();
+        assert_eq!(compiled.find(0), None);
+        assert_eq!(compiled.find(3), Some((1, 5, 64500, 0)));
+        assert_eq!(compiled.find(7), None);
+        assert_eq!(compiled.find(20), Some((10, 20, 64501, 1)));
+        assert_eq!(compiled.find(30), Some((30, 30, 64500, 0)));
+        assert_eq!(compiled.find(u128::MAX), None);
         // Another file, or the same one changed: not used.
         assert_eq!(read(&path, Identity([1, 2, 3, 4, 5, 6, 8])), None);
         // Cut short, with ranges out of order, or naming an organization it has not: not
@@ -299,6 +305,23 @@ mod tests {
         let mut bad_org = bytes.clone();
         bad_org[HEADER + 36..HEADER + 40].copy_from_slice(&9u32.to_le_bytes());
         assert_eq!(damaged(&bad_org), None);
+        // Another magic, counts past the file, an offset inside a character.
+        let mut magic = bytes.clone();
+        magic[7] = 2;
+        assert_eq!(damaged(&magic), None);
+        let mut huge = bytes.clone();
+        huge[72..80].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(damaged(&huge), None);
+        let text_at = bytes.len() - "Exämple".len();
+        let offsets_at = text_at - 3 * 4;
+        let mut split = bytes.clone();
+        split[offsets_at + 4..offsets_at + 8].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(damaged(&split), None, "an offset inside ä");
         assert_eq!(damaged(&bytes), Some(sample()));
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }
