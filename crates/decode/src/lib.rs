@@ -360,11 +360,11 @@ fn decode_stream(
     let mut prefix = [0u8; SNIFF_LEN];
     let n = match streaming {
         // A first line shorter than the sniffer's window must not wait for the next one,
-        // but gzip's and Parquet's magic must be whole, however the stream is cut.
+        // but gzip's and Parquet's magic must be whole, however the stream is cut, and
+        // what was read must tell the sniffer something: white space (after a byte-order
+        // mark) alone would be taken for an empty stream and the rest never read.
         Some(streaming) => fill_prefix(&mut reader, &mut prefix, |read| {
-            read.len() >= MAGIC_LEN
-                && read.iter().any(|b| !b.is_ascii_whitespace())
-                && !(streaming.ready)()
+            read.len() >= MAGIC_LEN && sniff(read) != Envelope::Empty && !(streaming.ready)()
         }),
         None => read_prefix(&mut reader, &mut prefix),
     }

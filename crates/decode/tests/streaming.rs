@@ -76,6 +76,19 @@ fn each_line_is_emitted_as_it_ends() {
 }
 
 #[test]
+fn a_byte_order_mark_and_white_space_first_do_not_end_the_stream() {
+    // Found by the decode fuzz target: the mark and a space, read one byte at a time, were
+    // sniffed as an empty stream, and nothing after them was read.
+    let text = format!("\u{feff} \n{LINE}not a flow log\n");
+    let sink = idle_pipe(text.as_bytes());
+    assert_eq!(sink.batches, [vec![2]]);
+    assert_eq!(
+        sink.dead, 2,
+        "the mark and the space, as read whole, and the last line"
+    );
+}
+
+#[test]
 fn gzip_is_recognised_however_the_stream_is_cut() {
     // Found by the decode fuzz target: one byte of gzip's magic looked like text.
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
