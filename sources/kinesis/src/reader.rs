@@ -304,15 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shard_is_read_from_its_checkpoint_to_its_end() {
-        let name = crate::testing::unique("reader");
-        let client = crate::testing::kinesis();
-        client
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(1)
-            .send()
-            .await
-            .unwrap();
+        let (name, client) = crate::testing::stream("reader", 1).await;
         for i in 0..25 {
             client
                 .put_record()
@@ -363,19 +355,7 @@ mod tests {
         let (rest, _) = read_all(&mut reader(at, None)).await;
         assert_eq!(rest, records[10..]);
         // Split the shard: the parent is read to its end, and says so.
-        let range = shard.hash_key_range().unwrap();
-        let (low, high): (u128, u128) = (
-            range.starting_hash_key().parse().unwrap(),
-            range.ending_hash_key().parse().unwrap(),
-        );
-        client
-            .split_shard()
-            .stream_name(&name)
-            .shard_to_split(shard.shard_id())
-            .new_starting_hash_key((low + (high - low) / 2).to_string())
-            .send()
-            .await
-            .unwrap();
+        crate::testing::split_in_half(&client, &name, &shard).await;
         let ending = crate::shards::list(&client, &stream)
             .await
             .unwrap()

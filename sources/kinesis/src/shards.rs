@@ -270,15 +270,7 @@ mod moto {
 
     #[tokio::test]
     async fn a_split_shard_and_its_children_get_leases_once() {
-        let name = crate::testing::unique("shards-split");
-        let client = crate::testing::kinesis();
-        client
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(2)
-            .send()
-            .await
-            .unwrap();
+        let (name, client) = crate::testing::stream("shards-split", 2).await;
         let stream = Stream::Name(name.clone());
         let before = list(&client, &stream).await.unwrap();
         assert_eq!(before.len(), 2);
@@ -292,19 +284,7 @@ mod moto {
             .unwrap()
             .shards()[0]
             .clone();
-        let range = first.hash_key_range().unwrap();
-        let (low, high): (u128, u128) = (
-            range.starting_hash_key().parse().unwrap(),
-            range.ending_hash_key().parse().unwrap(),
-        );
-        client
-            .split_shard()
-            .stream_name(&name)
-            .shard_to_split(first.shard_id())
-            .new_starting_hash_key((low + (high - low) / 2).to_string())
-            .send()
-            .await
-            .unwrap();
+        crate::testing::split_in_half(&client, &name, &first).await;
         let after = list(&client, &stream).await.unwrap();
         assert_eq!(after.len(), 4, "{after:?}");
         let parent = after.iter().find(|s| s.id == first.shard_id()).unwrap();

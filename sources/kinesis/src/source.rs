@@ -627,15 +627,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_shard_split_during_the_run_is_read_parent_first_in_order_per_key() {
-        let name = crate::testing::unique("source-split");
-        let client = crate::testing::kinesis();
-        client
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(1)
-            .send()
-            .await
-            .unwrap();
+        let (name, client) = crate::testing::stream("source-split", 1).await;
         let put = |key: usize, index: usize| {
             let client = client.clone();
             let name = name.clone();
@@ -701,19 +693,7 @@ mod tests {
                     .unwrap()
                     .shards()[0]
                     .clone();
-                let range = shard.hash_key_range().unwrap();
-                let (low, high): (u128, u128) = (
-                    range.starting_hash_key().parse().unwrap(),
-                    range.ending_hash_key().parse().unwrap(),
-                );
-                client
-                    .split_shard()
-                    .stream_name(&name)
-                    .shard_to_split(shard.shard_id())
-                    .new_starting_hash_key((low + (high - low) / 2).to_string())
-                    .send()
-                    .await
-                    .unwrap();
+                crate::testing::split_in_half(&client, &name, &shard).await;
                 for index in 20..40 {
                     for key in 0..keys {
                         put(key, index).await;
@@ -738,15 +718,7 @@ mod tests {
     /// A stream of four shards with `records` payloads of `events` flow records each; the
     /// source settings that read it.
     async fn four_shard_stream(test: &str, records: usize, events: usize) -> KinesisSource {
-        let name = crate::testing::unique(test);
-        let client = crate::testing::kinesis();
-        client
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(4)
-            .send()
-            .await
-            .unwrap();
+        let (name, client) = crate::testing::stream(test, 4).await;
         for r in 0..records {
             client
                 .put_record()
@@ -928,15 +900,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn four_shards_are_read_whole_and_checkpointed_at_their_last_record() {
-        let name = crate::testing::unique("source-four");
-        let client = crate::testing::kinesis();
-        client
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(4)
-            .send()
-            .await
-            .unwrap();
+        let (name, client) = crate::testing::stream("source-four", 4).await;
         let (records, events) = (200, 25);
         for r in 0..records {
             let data = if r % 50 == 7 {

@@ -44,6 +44,41 @@ pub(crate) fn dynamodb() -> aws_sdk_dynamodb::Client {
     )
 }
 
+/// A new stream of `shards` shards named for `test`, and a client of it.
+pub(crate) async fn stream(test: &str, shards: i32) -> (String, aws_sdk_kinesis::Client) {
+    let name = unique(test);
+    let client = kinesis();
+    client
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    (name, client)
+}
+
+/// Splits `shard` of stream `name` at the middle of its hash key range.
+pub(crate) async fn split_in_half(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shard: &aws_sdk_kinesis::types::Shard,
+) {
+    let range = shard.hash_key_range().unwrap();
+    let (low, high): (u128, u128) = (
+        range.starting_hash_key().parse().unwrap(),
+        range.ending_hash_key().parse().unwrap(),
+    );
+    client
+        .split_shard()
+        .stream_name(name)
+        .shard_to_split(shard.shard_id())
+        .new_starting_hash_key((low + (high - low) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A new lease table named for the test.
 pub(crate) async fn lease_table(test: &str) -> LeaseTable {
     let table = LeaseTable::new(dynamodb(), unique(test));
