@@ -315,14 +315,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let shard = client
-            .list_shards()
-            .stream_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .shards()[0]
-            .clone();
+        let shard = crate::testing::first_shard(&client, &name).await;
         let stream = Stream::Name(name.clone());
         let reader = |checkpoint, ending: Option<String>| {
             ShardReader::new(

@@ -276,14 +276,7 @@ mod moto {
         assert_eq!(before.len(), 2);
         assert!(before.iter().all(|s| !s.closed && s.parents.is_empty()));
         // Split the first shard at the middle of its hash key range.
-        let first = client
-            .list_shards()
-            .stream_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .shards()[0]
-            .clone();
+        let first = crate::testing::first_shard(&client, &name).await;
         crate::testing::split_in_half(&client, &name, &first).await;
         let after = list(&client, &stream).await.unwrap();
         assert_eq!(after.len(), 4, "{after:?}");

@@ -685,14 +685,7 @@ mod tests {
             if !split && seen.len() >= keys * 5 {
                 // Split while the parent is being read, then put the second half.
                 split = true;
-                let shard = client
-                    .list_shards()
-                    .stream_name(&name)
-                    .send()
-                    .await
-                    .unwrap()
-                    .shards()[0]
-                    .clone();
+                let shard = crate::testing::first_shard(&client, &name).await;
                 crate::testing::split_in_half(&client, &name, &shard).await;
                 for index in 20..40 {
                     for key in 0..keys {

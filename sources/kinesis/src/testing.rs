@@ -58,6 +58,21 @@ pub(crate) async fn stream(test: &str, shards: i32) -> (String, aws_sdk_kinesis:
     (name, client)
 }
 
+/// The first shard of stream `name`, as ListShards describes it.
+pub(crate) async fn first_shard(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+) -> aws_sdk_kinesis::types::Shard {
+    client
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .clone()
+}
+
 /// Splits `shard` of stream `name` at the middle of its hash key range.
 pub(crate) async fn split_in_half(
     client: &aws_sdk_kinesis::Client,
