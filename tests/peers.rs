@@ -18,7 +18,7 @@ use flowlog_test_receivers::scripted::{answer, ScriptedPeer, Seen};
 const RUN_FOR: Duration = Duration::from_millis(1500);
 const SECRET: &str = "s3cr3t-value";
 
-/// The four ways a sink sends (HEC, `_bulk`, OTLP/HTTP, OTLP/gRPC), each with a secret in
+/// The five ways a sink sends (HEC, `_bulk`, OTLP/HTTP, Sumo Logic, OTLP/gRPC), each with a secret in
 /// a header, pointed at `url` (trusting `ca` for HTTPS).
 fn sink_settings(url: &str, ca: Option<&std::path::Path>) -> Vec<(&'static str, String)> {
     let tls = ca
@@ -46,6 +46,13 @@ fn sink_settings(url: &str, ca: Option<&std::path::Path>) -> Vec<(&'static str, 
             format!(
                 "type = \"otlp\"\nendpoint = \"{url}\"\nprotocol = \"http/json\"\n\
                  headers = {{ \"x-api-key\" = \"{SECRET}\" }}\n{quick}{tls}"
+            ),
+        ),
+        (
+            "sumo_logic",
+            format!(
+                "type = \"sumo_logic\"\nendpoint = \"{url}/receiver/v1/http\"\ntoken = \"{SECRET}\"\n\
+                 category = \"aws/{{{{ account-id }}}}\"\n{quick}{tls}"
             ),
         ),
         (
@@ -198,7 +205,7 @@ async fn redirects_are_never_followed_nor_taken_as_delivery() {
         );
         assert_nothing_delivered(&case.statuses, &case.metrics, label);
     }
-    assert_eq!(n, 2 * 5 * 2 * 4);
+    assert_eq!(n, 2 * 5 * 2 * 5);
     for (redirector, other) in &peers {
         let at_redirector = redirector.seen();
         assert!(!at_redirector.is_empty());

@@ -64,6 +64,7 @@ compile_error!("flowlog needs at least one source kind: enable a `source-*` feat
     feature = "sink-splunk-hec",
     feature = "sink-elasticsearch",
     feature = "sink-otlp",
+    feature = "sink-sumo-logic",
     feature = "sink-file",
     feature = "sink-security-lake"
 )))]
@@ -98,6 +99,8 @@ registry! {
         Elasticsearch(flowlog_sink_elasticsearch::EsConfig) = "elasticsearch",
         #[cfg(feature = "sink-otlp")]
         Otlp(flowlog_sink_otlp::OtlpConfig) = "otlp",
+        #[cfg(feature = "sink-sumo-logic")]
+        SumoLogic(flowlog_sink_sumo_logic::SumoConfig) = "sumo_logic",
         #[cfg(feature = "sink-file")]
         File(flowlog_sink_file::FileConfig) = "file",
         #[cfg(feature = "sink-security-lake")]

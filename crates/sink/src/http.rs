@@ -204,11 +204,13 @@ impl HttpClient {
             if e.is_timeout() {
                 TransportError::Timeout(self.timeout)
             } else {
-                TransportError::Failed(error_chain(&e))
+                // Without the URL, whose path or query can be a credential (a Sumo Logic
+                // source's); the sink names its endpoint where that is safe.
+                TransportError::Failed(error_chain(&e.without_url()))
             }
         };
         let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
-            .map_err(|e| TransportError::Failed(error_chain(&e)))?;
+            .map_err(|e| TransportError::Failed(error_chain(&e.without_url())))?;
         let exchange = async {
             use http_body_util::BodyExt;
             let response = self.client.execute(request).await.map_err(failed)?;
@@ -305,6 +307,15 @@ pub fn http_endpoint(endpoint: &str) -> Result<http::Uri, SinkError> {
         )));
     }
     Ok(url)
+}
+
+/// `scheme://host:port` of `uri`: what may be shown of an endpoint whose path or query
+/// can hold a credential.
+pub fn origin_of(uri: &http::Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+        _ => "(endpoint)".into(),
+    }
 }
 
 /// Warns when `url` would carry a credential in the clear to another machine: `http://`

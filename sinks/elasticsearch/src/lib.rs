@@ -190,7 +190,7 @@ struct Bulk {
 }
 
 impl Protocol for Bulk {
-    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
+    fn request(&self, body: Bytes, gzip: bool, _group: Option<&Bytes>) -> http::Request<Bytes> {
         let node = self.cluster.pick();
         let mut request = self
             .cluster

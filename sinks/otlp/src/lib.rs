@@ -166,7 +166,7 @@ impl RequestProtocol for Export {
         Some(Bytes::from(self.exporter.body(events, piece.data.len())))
     }
 
-    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
+    fn request(&self, body: Bytes, gzip: bool, _group: Option<&Bytes>) -> http::Request<Bytes> {
         let mut request = http::Request::builder()
             .method(http::Method::POST)
             .uri(&self.url);
@@ -218,7 +218,7 @@ impl OtlpSink {
     /// Sends an empty export request.
     async fn check_endpoint(&self) -> Result<String, SinkError> {
         let body = Bytes::from(self.export.exporter.body(std::iter::empty(), 0));
-        let request = self.export.request(body, false);
+        let request = self.export.request(body, false, None);
         let response = self
             .client
             .send(request)
@@ -258,6 +258,7 @@ impl OtlpSink {
             }),
             Verdict::Retry { reason, .. }
             | Verdict::Refused { reason }
+            | Verdict::Isolate { reason }
             | Verdict::Invalid { reason } => Err(SinkError::Unreachable {
                 sink: self.name.clone(),
                 message: format!("{}: {reason}", self.export.url),

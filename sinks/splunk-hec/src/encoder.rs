@@ -6,7 +6,7 @@ use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, RecordBatch, StringViewArray, TimestampMillisecondArray};
 use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch};
 use flowlog_normalize::{EncodeOptions, Encoder, RawEncoder};
-use flowlog_sink::request::WriteRow;
+use flowlog_sink::request::{next_line, WriteRow};
 use flowlog_sink::SinkError;
 
 use crate::settings::{Endpoint, HecConfig, TimeField};
@@ -146,14 +146,6 @@ fn tag_members(records: &RecordBatch) -> Option<(arrow_array::UInt32Array, Vec<V
         })
         .collect();
     Some((tags.keys().clone(), members))
-}
-
-/// The next line of NDJSON at `at` (without its newline); moves `at` past it.
-fn next_line<'a>(text: &'a [u8], at: &mut usize) -> &'a [u8] {
-    let start = *at;
-    let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
-    *at = (end + 1).min(text.len());
-    &text[start..end]
 }
 
 impl EventWriter {

@@ -193,7 +193,7 @@ struct Hec {
 }
 
 impl Protocol for Hec {
-    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes> {
+    fn request(&self, body: Bytes, gzip: bool, _group: Option<&Bytes>) -> http::Request<Bytes> {
         self.collector.request(&self.collector.send_url, body, gzip)
     }
 

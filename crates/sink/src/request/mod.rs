@@ -50,7 +50,29 @@ pub trait EventWriter: Send + 'static {
 pub trait WriteRow: Send {
     /// Appends the event of `row` (rows in order, each once) to `out`.
     fn write(&mut self, row: usize, out: &mut Vec<u8>);
+
+    /// The group of `row`'s event (asked before it is written): events of different
+    /// groups never share a request, for a receiver whose request headers speak for every
+    /// event in it (Sumo Logic's metadata). [`Protocol::request`] is given the group.
+    /// `None`, the default: one group.
+    fn group(&mut self, row: usize) -> Option<Bytes> {
+        let _ = row;
+        None
+    }
 }
+
+/// The next line of `text` (NDJSON, as an encoder wrote it) at `at`, without its newline;
+/// moves `at` past it. What an [`EventWriter`] uses to hand out documents one per row.
+pub fn next_line<'a>(text: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let start = *at;
+    let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+    *at = (end + 1).min(text.len());
+    &text[start..end]
+}
+
+/// Most groups gathering events at once: past it, every open group's piece is sent, so
+/// memory stays about `MAX_OPEN_GROUPS * max_bytes` however many groups the events form.
+const MAX_OPEN_GROUPS: usize = 16;
 
 /// A receiver's wire protocol.
 pub trait Protocol: Send + Sync + 'static {
@@ -67,8 +89,8 @@ pub trait Protocol: Send + Sync + 'static {
         std::borrow::Cow::Borrowed(event.trim_ascii_end())
     }
 
-    /// The request carrying `body` (compressed when `gzip`).
-    fn request(&self, body: Bytes, gzip: bool) -> http::Request<Bytes>;
+    /// The request carrying `body` (compressed when `gzip`), of events in `group`.
+    fn request(&self, body: Bytes, gzip: bool, group: Option<&Bytes>) -> http::Request<Bytes>;
 
     /// What `response` means for the request's `events` events.
     fn classify(&self, response: &Response, events: usize) -> Verdict;
@@ -111,6 +133,9 @@ pub enum Verdict {
     },
     /// Over the receiver's size limit: halve the piece.
     TooLarge,
+    /// The receiver refused the request for something in it without saying which event:
+    /// halve the piece, down to the event, which is dead-lettered with `reason`.
+    Isolate { reason: String },
     /// The whole request failed transiently: wait, then send it again.
     Retry {
         reason: String,
@@ -209,9 +234,10 @@ impl<P: Protocol> Requests<P> {
         let shared = &self.shared;
         let in_flight = Arc::new(Semaphore::new(self.settings.max_in_flight.max(1)));
         let mut tasks: JoinSet<Result<(), SinkError>> = JoinSet::new();
-        let mut builder = PieceBuilder::new(self.settings.max_bytes);
+        let mut open = Open::new(self.settings.max_bytes);
         let batch_timeout = self.settings.batch_timeout;
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut batches = 0u64;
 
         let dispatch = |piece: Piece, tasks: &mut JoinSet<_>, permit: OwnedSemaphorePermit| {
             let shared = Arc::clone(shared);
@@ -232,18 +258,26 @@ impl<P: Protocol> Requests<P> {
                 }
                 _ = timer => {
                     deadline = None;
-                    if !builder.is_empty() {
+                    for piece in open.take_all() {
                         let permit = acquire(&in_flight, &mut tasks).await?;
-                        dispatch(builder.take(), &mut tasks, permit);
+                        dispatch(piece, &mut tasks, permit);
                     }
                 }
                 message = input.recv() => {
                     let Some(SinkInput { batch, ack }) = message else { break };
                     let rows = batch.num_rows();
+                    batches += 1;
                     shared.metrics.records_in.inc_by(rows as u64);
                     let mut events = writer.prepare(&batch)?;
-                    let mut shared_here = false;
                     for row in 0..rows {
+                        let group = events.group(row);
+                        if group.is_some() && !open.has(&group) && open.is_full() {
+                            for piece in open.take_groups() {
+                                let permit = acquire(&in_flight, &mut tasks).await?;
+                                dispatch(piece, &mut tasks, permit);
+                            }
+                        }
+                        let builder = open.builder(group);
                         // Written where it will be sent from; only an event that overflows
                         // its piece is copied, into the next one.
                         let start = builder.data().len();
@@ -253,33 +287,87 @@ impl<P: Protocol> Requests<P> {
                             // Waiting for a place here is the backpressure.
                             let permit = acquire(&in_flight, &mut tasks).await?;
                             dispatch(builder.take(), &mut tasks, permit);
-                            deadline = None;
-                            shared_here = false;
                             builder.data().extend_from_slice(&event);
                         }
-                        if !shared_here {
-                            builder.share(&ack);
-                            shared_here = true;
-                        }
+                        builder.share_once(&ack, batches);
                         let origin = Origin { source: batch.source.clone(), line: batch.line_numbers[row] };
                         builder.commit(origin);
                     }
                     // The batch's events are placed; the pieces hold its shares now.
                     ack.confirm();
-                    if deadline.is_none() && !builder.is_empty() {
+                    if deadline.is_none() && !open.is_empty() {
                         deadline = Some(tokio::time::Instant::now() + batch_timeout);
                     }
                 }
             }
         }
-        if !builder.is_empty() {
+        for piece in open.take_all() {
             let permit = acquire(&in_flight, &mut tasks).await?;
-            dispatch(builder.take(), &mut tasks, permit);
+            dispatch(piece, &mut tasks, permit);
         }
         while let Some(done) = tasks.join_next().await {
             settle(done)?;
         }
         Ok(())
+    }
+}
+
+/// The pieces being gathered: one for events without a group, one per open group.
+struct Open {
+    max_bytes: usize,
+    ungrouped: PieceBuilder,
+    groups: std::collections::HashMap<Bytes, PieceBuilder>,
+}
+
+impl Open {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            ungrouped: PieceBuilder::new(max_bytes),
+            groups: std::collections::HashMap::new(),
+        }
+    }
+
+    fn has(&self, group: &Option<Bytes>) -> bool {
+        group.as_ref().is_none_or(|g| self.groups.contains_key(g))
+    }
+
+    fn is_full(&self) -> bool {
+        self.groups.len() >= MAX_OPEN_GROUPS
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ungrouped.is_empty() && self.groups.values().all(PieceBuilder::is_empty)
+    }
+
+    fn builder(&mut self, group: Option<Bytes>) -> &mut PieceBuilder {
+        match group {
+            None => &mut self.ungrouped,
+            Some(group) => {
+                let max_bytes = self.max_bytes;
+                self.groups
+                    .entry(group)
+                    .or_insert_with_key(|g| PieceBuilder::for_group(max_bytes, Some(g.clone())))
+            }
+        }
+    }
+
+    /// Every grouped piece that holds events; the groups are closed (their buffers freed).
+    fn take_groups(&mut self) -> Vec<Piece> {
+        self.groups
+            .drain()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(_, mut b)| b.take())
+            .collect()
+    }
+
+    /// Every piece that holds events.
+    fn take_all(&mut self) -> Vec<Piece> {
+        let mut pieces = self.take_groups();
+        if !self.ungrouped.is_empty() {
+            pieces.push(self.ungrouped.take());
+        }
+        pieces
     }
 }
 
@@ -342,6 +430,31 @@ impl<P: Protocol> Shared<P> {
         self.metrics.records_out.inc_by(piece.len() as u64);
         self.metrics.bytes_out.inc_by(sent as u64);
         piece.confirm();
+    }
+
+    /// A piece refused for one of its events, unnamed: its halves are sent one after the
+    /// other, and a lone event is dead-lettered with `reason`.
+    fn bisect(&self, piece: Piece, reason: &str, why: &str) -> Next {
+        if piece.len() > 1 {
+            tracing::debug!(sink = %self.name, events = piece.len(), "{why}: splitting the request");
+            let half = piece.len() / 2;
+            let (first, second) = piece.split(half);
+            return Next::Split(first, second);
+        }
+        match self.dead_letter(&piece, reason) {
+            Ok(()) => {
+                tracing::warn!(sink = %self.name, "an event refused, dead-lettered: {reason}");
+                piece.confirm();
+                Next::Settled
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.name, "{e}; sending the event again later");
+                Next::Resend {
+                    piece,
+                    pause: Pause::Backoff(None),
+                }
+            }
+        }
     }
 
     /// Settles the events an answer speaks of one by one; returns what is left to send
@@ -446,7 +559,8 @@ impl<P: Protocol> Shared<P> {
                 piece.confirm();
                 return Ok(None);
             }
-            let Some((response, verdict)) = self.attempt(&body, piece.len(), backoff).await else {
+            let attempt = self.attempt(&body, piece.len(), piece.group.as_ref(), backoff);
+            let Some((response, verdict)) = attempt.await else {
                 continue;
             };
             let pause = match self.act(verdict, piece, &response, body.len()).await? {
@@ -478,9 +592,10 @@ impl<P: Protocol> Shared<P> {
         &self,
         body: &Bytes,
         events: usize,
+        group: Option<&Bytes>,
         backoff: &mut Backoff,
     ) -> Option<(Response, Verdict)> {
-        let mut request = self.protocol.request(body.clone(), self.gzip);
+        let mut request = self.protocol.request(body.clone(), self.gzip, group);
         if let Err(e) = self.protocol.authorize(&mut request).await {
             self.metrics.retries.inc();
             self.metrics.error("authorize", &e);
@@ -498,8 +613,10 @@ impl<P: Protocol> Shared<P> {
             Err(e @ TransportError::Redirected { .. }) => {
                 self.protocol.attempted(&uri, false);
                 self.metrics.protocol_errors.inc();
-                self.metrics.error("protocol", format!("{uri} {e}"));
-                tracing::error!(sink = %self.name, "{uri} {e}; retrying");
+                // Scheme and authority only: a path can be a credential (Sumo Logic's).
+                let at = crate::http::origin_of(&uri);
+                self.metrics.error("protocol", format!("{at} {e}"));
+                tracing::error!(sink = %self.name, "{at} {e}; retrying");
                 backoff.wait(None).await;
                 return None;
             }
@@ -567,28 +684,14 @@ impl<P: Protocol> Shared<P> {
                 piece.confirm();
                 Ok(Next::Settled)
             }
-            Verdict::TooLarge if piece.len() == 1 => {
+            Verdict::TooLarge => {
                 let reason = format!(
                     "HTTP {}: the event is larger than the receiver accepts",
                     response.status
                 );
-                match self.dead_letter(&piece, &reason) {
-                    Ok(()) => {
-                        piece.confirm();
-                        Ok(Next::Settled)
-                    }
-                    Err(e) => {
-                        tracing::error!(sink = %self.name, "{e}; sending the event again later");
-                        again(piece, Pause::Backoff(None))
-                    }
-                }
+                Ok(self.bisect(piece, &reason, "too large"))
             }
-            Verdict::TooLarge => {
-                tracing::debug!(sink = %self.name, events = piece.len(), "too large: splitting the request");
-                let half = piece.len() / 2;
-                let (first, second) = piece.split(half);
-                Ok(Next::Split(first, second))
-            }
+            Verdict::Isolate { reason } => Ok(self.bisect(piece, &reason, &reason)),
             Verdict::Events(verdicts) => {
                 let (rest, wait) = self.per_event(piece, &verdicts);
                 let pause = if wait && !rest.is_empty() {

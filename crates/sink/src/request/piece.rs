@@ -22,6 +22,8 @@ pub struct Piece {
     pub origins: Vec<Origin>,
     /// A share of the acknowledgement of every batch with events in this piece.
     pub acks: Vec<Ack>,
+    /// The group every event of the piece is in ([`WriteRow::group`](super::WriteRow::group)).
+    pub group: Option<Bytes>,
 }
 
 impl Piece {
@@ -48,12 +50,14 @@ impl Piece {
             ends: self.ends[..at].to_vec(),
             origins: self.origins[..at].to_vec(),
             acks: self.acks.iter().map(Ack::clone).collect(),
+            group: self.group.clone(),
         };
         let second = Piece {
             data: self.data.slice(cut..),
             ends: self.ends[at..].iter().map(|e| e - cut).collect(),
             origins: self.origins[at..].to_vec(),
             acks: self.acks,
+            group: self.group,
         };
         (first, second)
     }
@@ -74,6 +78,7 @@ impl Piece {
             ends,
             origins,
             acks: self.acks,
+            group: self.group,
         }
     }
 
@@ -90,23 +95,33 @@ impl Piece {
 /// once near its end.
 const PIECE_HEADROOM: usize = 64 * 1024;
 
-/// Gathers events into pieces of at most `max_bytes`.
+/// Gathers events (of one group) into pieces of at most `max_bytes`.
 pub struct PieceBuilder {
     max_bytes: usize,
     data: Vec<u8>,
     ends: Vec<usize>,
     origins: Vec<Origin>,
     acks: Vec<Ack>,
+    group: Option<Bytes>,
+    /// The batch whose share the current piece holds last (see [`PieceBuilder::share_once`]).
+    shared: Option<u64>,
 }
 
 impl PieceBuilder {
     pub fn new(max_bytes: usize) -> Self {
+        Self::for_group(max_bytes, None)
+    }
+
+    /// A builder whose pieces are all of `group`.
+    pub fn for_group(max_bytes: usize, group: Option<Bytes>) -> Self {
         Self {
             max_bytes,
             data: Vec::with_capacity(max_bytes + PIECE_HEADROOM),
             ends: Vec::new(),
             origins: Vec::new(),
             acks: Vec::new(),
+            group,
+            shared: None,
         }
     }
 
@@ -135,7 +150,17 @@ impl PieceBuilder {
         self.acks.push(ack.clone());
     }
 
+    /// [`PieceBuilder::share`], unless the current piece already holds a share of the
+    /// batch numbered `batch`.
+    pub fn share_once(&mut self, ack: &Ack, batch: u64) {
+        if self.shared != Some(batch) {
+            self.share(ack);
+            self.shared = Some(batch);
+        }
+    }
+
     pub fn take(&mut self) -> Piece {
+        self.shared = None;
         let data = std::mem::replace(
             &mut self.data,
             Vec::with_capacity(self.max_bytes + PIECE_HEADROOM),
@@ -145,6 +170,7 @@ impl PieceBuilder {
             ends: std::mem::take(&mut self.ends),
             origins: std::mem::take(&mut self.origins),
             acks: std::mem::take(&mut self.acks),
+            group: self.group.clone(),
         }
     }
 }

@@ -107,7 +107,7 @@ struct Words {
 }
 
 impl Protocol for Words {
-    fn request(&self, body: Bytes, _gzip: bool) -> http::Request<Bytes> {
+    fn request(&self, body: Bytes, _gzip: bool, _group: Option<&Bytes>) -> http::Request<Bytes> {
         http::Request::post(&self.url).body(body).unwrap()
     }
 
