@@ -9,6 +9,51 @@ use arrow_array::{Array, RecordBatch, StringViewArray};
 use arrow_schema::DataType;
 use flowlog_model::{FlowBatch, FlowFormat, FormatField, FIELDS};
 
+/// Each row's text, one after the other: the document an encoder wrote for it (from its
+/// NDJSON), or else the record's flow-log line. What a sink that sends one text per
+/// record (a message, an entry) writes from.
+pub struct RowTexts<'a> {
+    documents: Option<(&'a [u8], usize)>,
+    lines: Option<StringViewArray>,
+}
+
+impl<'a> RowTexts<'a> {
+    /// The documents `encoder` writes for `batch`, or without one its lines.
+    pub fn new(
+        encoder: Option<&'a mut (dyn crate::Encoder + Send)>,
+        batch: &FlowBatch,
+    ) -> Result<Self, crate::EncodeError> {
+        Ok(match encoder {
+            Some(encoder) => Self {
+                documents: Some((encoder.encode(batch)?, 0)),
+                lines: None,
+            },
+            None => Self {
+                documents: None,
+                lines: Some(lines_of(batch)),
+            },
+        })
+    }
+
+    /// The text of `row`, without a newline (rows in order, each once).
+    pub fn next(&mut self, row: usize) -> &[u8] {
+        match (&mut self.documents, &self.lines) {
+            (Some((text, at)), _) => next_line(text, at),
+            (None, Some(lines)) => lines.value(row).as_bytes(),
+            (None, None) => unreachable!("one or the other is set"),
+        }
+    }
+}
+
+/// The next line of `text` (NDJSON, as an encoder wrote it) at `at`, without its newline;
+/// moves `at` past it.
+pub fn next_line<'a>(text: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let start = *at;
+    let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+    *at = (end + 1).min(text.len());
+    &text[start..end]
+}
+
 /// The lines of `batch`: kept, else rebuilt.
 pub fn lines_of(batch: &FlowBatch) -> StringViewArray {
     match &batch.lines {

@@ -65,6 +65,7 @@ compile_error!("flowlog needs at least one source kind: enable a `source-*` feat
     feature = "sink-elasticsearch",
     feature = "sink-otlp",
     feature = "sink-sumo-logic",
+    feature = "sink-loki",
     feature = "sink-file",
     feature = "sink-security-lake"
 )))]
@@ -101,6 +102,8 @@ registry! {
         Otlp(flowlog_sink_otlp::OtlpConfig) = "otlp",
         #[cfg(feature = "sink-sumo-logic")]
         SumoLogic(flowlog_sink_sumo_logic::SumoConfig) = "sumo_logic",
+        #[cfg(feature = "sink-loki")]
+        Loki(flowlog_sink_loki::LokiConfig) = "loki",
         #[cfg(feature = "sink-file")]
         File(flowlog_sink_file::FileConfig) = "file",
         #[cfg(feature = "sink-security-lake")]

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod request;
 pub mod retry;
 pub mod settings;
+pub mod template;
 
 use std::sync::Arc;
 

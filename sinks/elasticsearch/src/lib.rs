@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
-use flowlog_sink::request::{Protocol, Requests, Verdict};
+use flowlog_sink::request::{Piece, Protocol, Requests, Verdict};
 use flowlog_sink::{
     BoxFuture, ComponentMetrics, DeadLetters, HttpClient, Sink, SinkContext, SinkError, SinkInput,
     SinkKind,
@@ -209,7 +209,8 @@ impl Protocol for Bulk {
         Box::pin(self.cluster.sign(request))
     }
 
-    fn classify(&self, response: &Response, events: usize) -> Verdict {
+    fn classify(&self, response: &Response, piece: &Piece) -> Verdict {
+        let events = piece.len();
         response::verdict(response, events)
     }
 

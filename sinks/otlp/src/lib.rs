@@ -201,7 +201,8 @@ impl RequestProtocol for Export {
         request.body(body).expect("headers are valid")
     }
 
-    fn classify(&self, response: &Response, events: usize) -> Verdict {
+    fn classify(&self, response: &Response, piece: &Piece) -> Verdict {
+        let events = piece.len();
         if self.grpc {
             response::grpc_verdict(response, events)
         } else {
@@ -232,7 +233,7 @@ impl OtlpSink {
             settings::Protocol::HttpProtobuf => "HTTP/protobuf",
             settings::Protocol::HttpJson => "HTTP/JSON",
         };
-        match self.export.classify(&response, 0) {
+        match self.export.classify(&response, &Piece::default()) {
             Verdict::Delivered { .. } | Verdict::Partial { .. } => {
                 let attributes = match self.config.attributes {
                     Attributes::Collector => "collector",

@@ -5,8 +5,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, RecordBatch, StringViewArray, TimestampMillisecondArray};
 use flowlog_model::{enrichment_fields, is_json_field, EnrichKind, FlowBatch};
+use flowlog_normalize::lines::next_line;
 use flowlog_normalize::{EncodeOptions, Encoder, RawEncoder};
-use flowlog_sink::request::{next_line, WriteRow};
+use flowlog_sink::request::WriteRow;
 use flowlog_sink::SinkError;
 
 use crate::settings::{Endpoint, HecConfig, TimeField};

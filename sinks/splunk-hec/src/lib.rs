@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
-use flowlog_sink::request::{Protocol, Requests, Verdict};
+use flowlog_sink::request::{Piece, Protocol, Requests, Verdict};
 use flowlog_sink::{
     BoxFuture, ComponentMetrics, DeadLetters, HttpClient, Needs, Sink, SinkContext, SinkError,
     SinkInput, SinkKind,
@@ -197,7 +197,8 @@ impl Protocol for Hec {
         self.collector.request(&self.collector.send_url, body, gzip)
     }
 
-    fn classify(&self, response: &Response, events: usize) -> Verdict {
+    fn classify(&self, response: &Response, piece: &Piece) -> Verdict {
+        let events = piece.len();
         // Without indexer acknowledgement an ack id means nothing to wait for.
         let verdict = response::verdict(response, events, self.acker.is_some());
         if let Verdict::Delivered {

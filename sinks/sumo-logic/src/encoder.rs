@@ -1,15 +1,15 @@
 //! Batches as Sumo Logic messages, one per line: the flow-log line, or a JSON document;
 //! with templated metadata, each message's group is its headers' values.
 
-use arrow_array::StringViewArray;
 use bytes::Bytes;
 use flowlog_model::FlowBatch;
+use flowlog_normalize::lines::RowTexts;
 use flowlog_normalize::Encoder;
-use flowlog_sink::request::{next_line, EventWriter, WriteRow};
+use flowlog_sink::request::{EventWriter, WriteRow};
 use flowlog_sink::SinkError;
 
 use crate::settings::{Metadata, SumoConfig};
-use crate::template::Columns;
+use flowlog_sink::template::Columns;
 
 /// Writes the messages of batches.
 pub(crate) struct MessageWriter {
@@ -33,9 +33,7 @@ impl MessageWriter {
 
 /// One batch, ready to be written row by row.
 struct Prepared<'a> {
-    /// The encoder's NDJSON and the position of the next document.
-    documents: Option<(&'a [u8], usize)>,
-    lines: Option<StringViewArray>,
+    texts: RowTexts<'a>,
     groups: Option<Groups<'a>>,
 }
 
@@ -66,11 +64,7 @@ impl Groups<'_> {
 
 impl WriteRow for Prepared<'_> {
     fn write(&mut self, row: usize, out: &mut Vec<u8>) {
-        match (&mut self.documents, &self.lines) {
-            (Some((text, at)), _) => out.extend_from_slice(next_line(text, at)),
-            (None, Some(lines)) => out.extend_from_slice(lines.value(row).as_bytes()),
-            (None, None) => unreachable!("lines are rebuilt when missing"),
-        }
+        out.extend_from_slice(self.texts.next(row));
         out.push(b'\n');
     }
 
@@ -84,19 +78,8 @@ impl EventWriter for MessageWriter {
         &'a mut self,
         batch: &'a FlowBatch,
     ) -> Result<Box<dyn WriteRow + 'a>, SinkError> {
-        let documents = match &mut self.documents {
-            Some(encoder) => Some((
-                encoder
-                    .encode(batch)
-                    .map_err(|e| SinkError::Config(e.to_string()))?,
-                0,
-            )),
-            None => None,
-        };
-        // The kept lines, or (Parquet) lines rebuilt in the default format.
-        let lines = documents
-            .is_none()
-            .then(|| flowlog_normalize::lines::lines_of(batch));
+        let encoder = self.documents.as_deref_mut().map(|e| e as _);
+        let texts = RowTexts::new(encoder, batch).map_err(|e| SinkError::Config(e.to_string()))?;
         let groups = self.metadata.as_ref().map(|metadata| {
             let names = metadata
                 .headers
@@ -111,10 +94,6 @@ impl EventWriter for MessageWriter {
                 last: None,
             }
         });
-        Ok(Box::new(Prepared {
-            documents,
-            lines,
-            groups,
-        }))
+        Ok(Box::new(Prepared { texts, groups }))
     }
 }

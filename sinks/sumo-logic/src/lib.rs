@@ -8,7 +8,7 @@
 //!
 //! Metadata goes in headers that speak for the whole request: `X-Sumo-Category`,
 //! `X-Sumo-Name`, `X-Sumo-Host` and `X-Sumo-Fields`. A header may take a record's fields
-//! (`aws/vpc/{{ account-id }}/{{ region }}`, [`template`]); messages are then sent in
+//! (`aws/vpc/{{ account-id }}/{{ region }}`, [`flowlog_sink::template`]); messages are then sent in
 //! requests of their own headers' values.
 //!
 //! The unique URL is a credential: only its scheme and host are ever logged or shown.
@@ -23,13 +23,12 @@
 mod encoder;
 pub mod response;
 pub mod settings;
-pub mod template;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use flowlog_sink::http::{origin_of, warn_if_plaintext, Response};
-use flowlog_sink::request::{Protocol, Requests, Verdict};
+use flowlog_sink::request::{Piece, Protocol, Requests, Verdict};
 use flowlog_sink::{
     BoxFuture, DeadLetters, HttpClient, Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind,
 };
@@ -169,7 +168,7 @@ impl SumoSink {
                 sink: source.name.clone(),
                 message: format!("{}: {e}", source.origin),
             })?;
-        match response::verdict(&response, 0) {
+        match response::verdict(&response) {
             Verdict::Delivered { .. } => {
                 let auth = if source.token.is_some() {
                     "URL and token accepted"
@@ -208,7 +207,7 @@ fn fixed_headers(metadata: &Metadata) -> Vec<(&'static str, HeaderValue)> {
         return Vec::new();
     }
     let mut values = String::new();
-    metadata.render(&template::Columns::none(), 0, &mut values);
+    metadata.render(&flowlog_sink::template::Columns::none(), 0, &mut values);
     headers_of(metadata, values.as_bytes())
 }
 
@@ -276,7 +275,7 @@ impl Protocol for Upload {
         self.0.request(body, gzip, group)
     }
 
-    fn classify(&self, response: &Response, events: usize) -> Verdict {
-        response::verdict(response, events)
+    fn classify(&self, response: &Response, _piece: &Piece) -> Verdict {
+        response::verdict(response)
     }
 }

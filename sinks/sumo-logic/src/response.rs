@@ -13,9 +13,8 @@ pub fn text(body: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// What `response` means for a request of `events` messages.
-pub fn verdict(response: &Response, events: usize) -> Verdict {
-    let _ = events;
+/// What `response` means for the request that got it.
+pub fn verdict(response: &Response) -> Verdict {
     let status = response.status;
     let reason = match text(&response.body) {
         body if body.is_empty() => format!("HTTP {status}"),
@@ -68,7 +67,7 @@ mod tests {
     #[test]
     fn each_documented_status() {
         assert!(matches!(
-            verdict(&response(200, "", None), 3),
+            verdict(&response(200, "", None)),
             Verdict::Delivered { .. }
         ));
         let throttled = response(
@@ -76,7 +75,7 @@ mod tests {
             "You have temporarily exceeded your Sumo Logic quota. Please try again at a later time",
             Some("7"),
         );
-        match verdict(&throttled, 3) {
+        match verdict(&throttled) {
             Verdict::Retry { reason, after } => {
                 assert!(
                     reason.starts_with("HTTP 429: You have temporarily"),
@@ -88,18 +87,18 @@ mod tests {
         }
         for status in [408, 503, 504] {
             assert!(matches!(
-                verdict(&response(status, "", None), 1),
+                verdict(&response(status, "", None)),
                 Verdict::Retry { .. }
             ));
         }
-        assert_eq!(verdict(&response(413, "", None), 2), Verdict::TooLarge);
+        assert_eq!(verdict(&response(413, "", None)), Verdict::TooLarge);
         assert!(matches!(
-            verdict(&response(400, "bad\nline", None), 2),
+            verdict(&response(400, "bad\nline", None)),
             Verdict::Isolate { reason } if reason == "HTTP 400: bad line"
         ));
         for status in [401, 403, 404] {
             assert!(matches!(
-                verdict(&response(status, "", None), 1),
+                verdict(&response(status, "", None)),
                 Verdict::Fatal { status: s, .. } if s == status
             ));
         }

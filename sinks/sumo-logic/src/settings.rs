@@ -7,7 +7,7 @@ use flowlog_normalize::{EncodeOptions, OcsfVersion, Target};
 use flowlog_sink::SinkError;
 use serde::Deserialize;
 
-use crate::template::{Columns, Template};
+use flowlog_sink::template::{Columns, Template};
 
 /// What each message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -61,15 +61,6 @@ pub trait WriteRow: Send {
     }
 }
 
-/// The next line of `text` (NDJSON, as an encoder wrote it) at `at`, without its newline;
-/// moves `at` past it. What an [`EventWriter`] uses to hand out documents one per row.
-pub fn next_line<'a>(text: &'a [u8], at: &mut usize) -> &'a [u8] {
-    let start = *at;
-    let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
-    *at = (end + 1).min(text.len());
-    &text[start..end]
-}
-
 /// Most groups gathering events at once: past it, every open group's piece is sent, so
 /// memory stays about `MAX_OPEN_GROUPS * max_bytes` however many groups the events form.
 const MAX_OPEN_GROUPS: usize = 16;
@@ -92,8 +83,8 @@ pub trait Protocol: Send + Sync + 'static {
     /// The request carrying `body` (compressed when `gzip`), of events in `group`.
     fn request(&self, body: Bytes, gzip: bool, group: Option<&Bytes>) -> http::Request<Bytes>;
 
-    /// What `response` means for the request's `events` events.
-    fn classify(&self, response: &Response, events: usize) -> Verdict;
+    /// What `response` means for the request of `piece`'s events.
+    fn classify(&self, response: &Response, piece: &Piece) -> Verdict;
 
     /// Completes a request before it is sent, for credentials that take a wait (a
     /// signature over the body with credentials that are fetched and refreshed). An
@@ -559,8 +550,7 @@ impl<P: Protocol> Shared<P> {
                 piece.confirm();
                 return Ok(None);
             }
-            let attempt = self.attempt(&body, piece.len(), piece.group.as_ref(), backoff);
-            let Some((response, verdict)) = attempt.await else {
+            let Some((response, verdict)) = self.attempt(&body, &piece, backoff).await else {
                 continue;
             };
             let pause = match self.act(verdict, piece, &response, body.len()).await? {
@@ -591,11 +581,12 @@ impl<P: Protocol> Shared<P> {
     async fn attempt(
         &self,
         body: &Bytes,
-        events: usize,
-        group: Option<&Bytes>,
+        piece: &Piece,
         backoff: &mut Backoff,
     ) -> Option<(Response, Verdict)> {
-        let mut request = self.protocol.request(body.clone(), self.gzip, group);
+        let mut request = self
+            .protocol
+            .request(body.clone(), self.gzip, piece.group.as_ref());
         if let Err(e) = self.protocol.authorize(&mut request).await {
             self.metrics.retries.inc();
             self.metrics.error("authorize", &e);
@@ -629,7 +620,7 @@ impl<P: Protocol> Shared<P> {
                 return None;
             }
         };
-        let verdict = self.protocol.classify(&response, events);
+        let verdict = self.protocol.classify(&response, piece);
         // Whether the receiver is doing its part, for /health.
         match &verdict {
             Verdict::Retry { reason, .. } => self.metrics.error("request", reason),

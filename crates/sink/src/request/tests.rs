@@ -133,7 +133,7 @@ impl Protocol for Words {
         })
     }
 
-    fn classify(&self, response: &Response, _events: usize) -> Verdict {
+    fn classify(&self, response: &Response, _piece: &Piece) -> Verdict {
         match response.status {
             200 => {
                 let words: Vec<String> = serde_json::from_slice(&response.body).unwrap();

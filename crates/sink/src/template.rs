@@ -1,9 +1,10 @@
-//! Header values that take a record's fields: `aws/vpc/{{ account-id }}/{{ region }}`.
+//! Values that take a record's fields: `aws/vpc/{{ account-id }}/{{ region }}`, for what a
+//! sink sends beside its events (Sumo Logic's metadata headers, Loki's stream labels).
 //!
 //! `{{ name }}` (Vector's template syntax; `${...}` in a configuration is an environment
 //! variable) names a field by AWS's name or its column name. A field the record lacks
 //! renders empty. Characters a header cannot carry (control characters) and those that
-//! would break `X-Sumo-Fields` apart (`,` and `=`) render as `_`.
+//! would break a list of `key=value` apart (`,` and `=`) render as `_`.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
@@ -58,6 +59,14 @@ impl Template {
             return Err(format!("holds the control character {bad:?}"));
         }
         Ok(Self { parts })
+    }
+
+    /// The kinds of field the template names.
+    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, FieldKind)> + '_ {
+        self.columns().map(|c| {
+            let field = &FIELDS[catalogue::lookup(c).expect("parsed from the catalogue")];
+            (field.name, field.kind)
+        })
     }
 
     /// Whether the value depends on the record.
