@@ -4,10 +4,10 @@
 # down for a while (backpressure, not buffering). CPU is flowlog's own (the receiver runs
 # in its own process).
 #
-#   scripts/bench-sink.sh hec|elasticsearch|otlp|sumo CORPUS [FORMAT] [DOWN_SECS]
+#   scripts/bench-sink.sh hec|elasticsearch|otlp|sumo|loki CORPUS [FORMAT] [DOWN_SECS]
 #
 # CORPUS: a flow-log file (e.g. from ../shared/bench/gen_flowlogs.py); FORMAT: ecs (default),
-# line (HEC, Sumo Logic), ocsf, cim (HEC, Sumo Logic) or raw (Elasticsearch); for otlp the protocol: grpc (default),
+# line (HEC, Sumo Logic, Loki), ocsf, cim (HEC, Sumo Logic, Loki) or raw (Elasticsearch); for otlp the protocol: grpc (default),
 # http/protobuf or http/json (transform then runs --to ecs, the reference); DOWN_SECS: run the
 # memory test with the receiver answering 503 (OTLP: UNAVAILABLE) for that
 # long first (default 0: skip it). Uses the release build in $CARGO_TARGET_DIR, built with
@@ -28,7 +28,8 @@ case $sink in
   elasticsearch) receiver_bin=$target/release/es-receiver ;;
   otlp) receiver_bin=$target/release/otlp-receiver ;;
   sumo) receiver_bin=$target/release/sumo-receiver ;;
-  *) echo "bench-sink.sh: the sink is hec, elasticsearch, otlp or sumo, not $sink" >&2; exit 2 ;;
+  loki) receiver_bin=$target/release/loki-receiver ;;
+  *) echo "bench-sink.sh: the sink is hec, elasticsearch, otlp, sumo or loki, not $sink" >&2; exit 2 ;;
 esac
 lines=$(wc -l < "$corpus")
 work=$(mktemp -d)
@@ -42,6 +43,8 @@ echo "== transform --to $to ($lines lines)"
 sink_settings() { # $1 = the receiver's URL
     if [[ $sink == hec ]]; then
         printf '[sinks.hec]\ntype = "splunk_hec"\nendpoint = "%s"\ntoken = "test-token"\nformat = "%s"\n' "$1" "$format"
+    elif [[ $sink == loki ]]; then
+        printf '[sinks.loki]\ntype = "loki"\nendpoint = "%s"\nformat = "%s"\n' "$1" "$format"
     elif [[ $sink == sumo ]]; then
         printf '[sinks.sumo]\ntype = "sumo_logic"\nendpoint = "%s"\nformat = "%s"\n' "$1" "$format"
     elif [[ $sink == otlp ]]; then

@@ -27,6 +27,23 @@ struct Named {
     time: String,
     stream: Option<String>,
     reason: String,
+    /// The oldest time the stream took (ns), when the reason says.
+    oldest_acceptable: Option<i64>,
+}
+
+impl Named {
+    fn new(time: &str, stream: Option<String>, reason: String) -> Self {
+        let oldest_acceptable = reason
+            .split_once("oldest acceptable timestamp is: ")
+            .and_then(|(_, t)| flowlog_model::time::parse_rfc3339(t.trim_end_matches('\'')))
+            .map(|ms| ms.saturating_mul(1_000_000));
+        Self {
+            time: time.to_string(),
+            stream,
+            reason,
+            oldest_acceptable,
+        }
+    }
 }
 
 /// What `response` means for the push of `piece`'s entries.
@@ -70,7 +87,8 @@ fn per_entry(body: &str, piece: &Piece) -> Option<Verdict> {
     let mut streams: HashMap<&[u8], String> = HashMap::new();
     let mut verdicts = Vec::with_capacity(piece.len());
     let mut refused_in: HashMap<String, usize> = HashMap::new();
-    let mut events = Vec::with_capacity(piece.len());
+    // Each event's stream and time, for the entries counted but not named.
+    let mut events: Vec<Option<(String, i64)>> = Vec::with_capacity(piece.len());
     for i in 0..piece.len() {
         let Some(event) = Event::parse(piece.event(i)) else {
             verdicts.push(EventVerdict::Refused("not an entry this sink wrote".into()));
@@ -92,20 +110,38 @@ fn per_entry(body: &str, piece: &Piece) -> Option<Verdict> {
             }
             None => verdicts.push(EventVerdict::Delivered),
         }
-        events.push(Some(stream));
+        events.push(Some((stream, event.nanos)));
     }
-    // Ignored entries the answer counts but does not name.
+    // Ignored entries the answer counts but does not name: those older than the oldest
+    // time the named ones say was acceptable, or when none says, every other entry of
+    // the stream (possibly stored: dead-lettered rather than lost).
     for (stream, total) in totals {
         if refused_in.get(&stream).copied().unwrap_or(0) >= total {
             continue;
         }
+        let cutoff = named
+            .iter()
+            .filter(|n| n.stream.as_deref() == Some(stream.as_str()))
+            .filter_map(|n| n.oldest_acceptable)
+            .max();
         for (verdict, at) in verdicts.iter_mut().zip(&events) {
-            if *verdict == EventVerdict::Delivered && at.as_ref() == Some(&stream) {
-                *verdict = EventVerdict::Refused(format!(
+            let Some((at_stream, nanos)) = at else {
+                continue;
+            };
+            if *verdict != EventVerdict::Delivered || *at_stream != stream {
+                continue;
+            }
+            *verdict = match cutoff {
+                Some(cutoff) if *nanos < cutoff => EventVerdict::Refused(format!(
+                    "HTTP 400: entry too far behind (one of {total} Loki ignored in stream \
+                     {stream}, older than the oldest acceptable time it named)"
+                )),
+                Some(_) => continue,
+                None => EventVerdict::Refused(format!(
                     "HTTP 400: Loki ignored {total} entries of stream {stream} and named only \
                      some; this one may have been stored"
-                ));
-            }
+                )),
+            };
         }
     }
     Some(Verdict::Events(verdicts))
@@ -115,7 +151,6 @@ fn per_entry(body: &str, piece: &Piece) -> Option<Verdict> {
 fn parse(body: &str) -> (Vec<Named>, Vec<(String, usize)>) {
     let mut named = Vec::new();
     let mut totals = Vec::new();
-    let mut trailer_stream = None;
     for line in body.lines() {
         let line = line.trim().trim_end_matches(',');
         if let Some(rest) = line.strip_prefix("entry with timestamp ") {
@@ -127,11 +162,7 @@ fn parse(body: &str) -> (Vec<Named>, Vec<(String, usize)>) {
                 Some((reason, stream)) => (reason, Some(stream.to_string())),
                 None => (rest.trim_end_matches('\''), None),
             };
-            named.push(Named {
-                time: time.to_string(),
-                stream,
-                reason: reason.to_string(),
-            });
+            named.push(Named::new(time, stream, reason.to_string()));
         } else if let Some(rest) = line.strip_prefix("entry for stream '") {
             // `<S>' has timestamp too old: <T>, oldest acceptable timestamp is: <T2>`
             let Some((stream, rest)) = rest.split_once("' has timestamp ") else {
@@ -141,26 +172,24 @@ fn parse(body: &str) -> (Vec<Named>, Vec<(String, usize)>) {
                 continue;
             };
             let time = time.split(", ").next().unwrap_or(time);
-            named.push(Named {
-                time: time.to_string(),
-                stream: Some(stream.to_string()),
-                reason: format!("timestamp {what}"),
-            });
+            named.push(Named::new(
+                time,
+                Some(stream.to_string()),
+                format!("timestamp {what}"),
+            ));
         } else if let Some(at) = line.find("total ignored: ") {
             // `[user '<u>', ]total ignored: <N> out of <M>[ for stream: <S>]`
             let rest = &line[at + "total ignored: ".len()..];
             let total = rest.split(' ').next().and_then(|n| n.parse().ok());
             let stream = rest.split_once(" for stream: ").map(|(_, s)| s.to_string());
             if let (Some(total), Some(stream)) = (total, stream) {
-                trailer_stream = Some(stream.clone());
+                // The newer form names the stream once, in this trailer, for the entries
+                // named above it.
+                for n in named.iter_mut().filter(|n| n.stream.is_none()) {
+                    n.stream = Some(stream.clone());
+                }
                 totals.push((stream, total));
             }
-        }
-    }
-    // The newer form names the stream once, in the trailer, for every entry above it.
-    if let Some(stream) = trailer_stream {
-        for n in named.iter_mut().filter(|n| n.stream.is_none()) {
-            n.stream = Some(stream.clone());
         }
     }
     (named, totals)
@@ -179,6 +208,7 @@ mod tests {
         assert_eq!(named[0].time, "2023-11-14 22:13:20 +0000 UTC");
         assert_eq!(named[0].stream.as_deref(), Some("{job=\"a\"}"));
         assert!(named[0].reason.starts_with("entry too far behind"));
+        assert_eq!(named[0].oldest_acceptable, Some(1_700_006_400_000_000_000));
         assert_eq!(totals, [("{job=\"a\"}".to_string(), 3)]);
 
         let older = "entry with timestamp 1970-01-01 00:00:01 +0000 UTC ignored, reason: 'entry out of order' for stream: {foo=\"bar\"},\ntotal ignored: 1 out of 2";
