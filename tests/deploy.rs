@@ -244,3 +244,84 @@ print(json.dumps(out))
         assert!(ok, "{name}: {printed}");
     }
 }
+
+/// Every metric the Grafana dashboard queries is one `/metrics` exports: a run with a
+/// sink, detections and the reduction, scraped while it runs (the Kinesis source's series
+/// are checked where a run reads a stream, in tests/kinesis.rs).
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_flowlog_exports() {
+    use std::io::Write;
+    let names = common::dashboard_metric_names();
+    assert!(names.len() >= 15, "{names:?}");
+    let dir = tempdir();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[api]
+address = "{api}"
+
+[sources.vpc]
+type = "stdin"
+
+[transform.reduce]
+aggregate = true
+window_secs = 60
+
+[detect]
+findings = ["alerts"]
+
+[sinks.flows]
+type = "file"
+path = "{out}"
+
+[sinks.alerts]
+type = "file"
+path = "{alerts}"
+format = "ocsf"
+"#,
+            data = dir.join("data").display(),
+            out = dir.join("out.ndjson").display(),
+            alerts = dir.join("alerts.ndjson").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = flowlog()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(flowlog_test_receivers::corpus::v2_lines(0, 100).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let text = common::http_get(api, "/metrics").unwrap_or_default();
+        if text.contains("flowlog_records_in_total{component_kind=\"sink\",component=\"flows\"}") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no sink series in /metrics: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let local = names.iter().filter(|n| !n.starts_with("flowlog_kinesis_"));
+    let missing = common::missing_metrics(&metrics, local);
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, not in:\n{metrics}"
+    );
+}

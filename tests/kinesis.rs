@@ -302,6 +302,16 @@ fn two_processes_split_the_shards_and_a_killed_ones_are_taken_over_from_its_chec
         Duration::from_secs(60),
         || reports_its_shards(&a, &api_a) && reports_its_shards(&b, &api_b),
     );
+    // The Grafana dashboard's Kinesis panels query series a reading process exports.
+    let scraped = common::http_get(&api_a, "/metrics").unwrap();
+    let dashboard = common::dashboard_metric_names();
+    let kinesis = dashboard
+        .iter()
+        .filter(|n| n.starts_with("flowlog_kinesis_"));
+    assert_eq!(
+        common::missing_metrics(&scraped, kinesis),
+        Vec::<&String>::new()
+    );
 
     // More records, put over a few seconds as a stream receives them and read by both; A
     // is killed as soon as it has written some of them.

@@ -342,3 +342,56 @@ pub fn expected_ids(source: &Path, lines: std::ops::RangeInclusive<u64>) -> Vec<
     let source = flowlog_model::SourceId::new(source.to_string_lossy().into_owned());
     lines.map(|l| flowlog_sink::event_id(&source, l)).collect()
 }
+
+/// The metric names the Grafana dashboard in `deploy/grafana` queries (`flowlog_...`, as
+/// written in its expressions: a histogram's `_bucket`, a counter's `_total`).
+pub fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(manifest_dir().join("deploy/grafana/flowlog.json"))
+        .expect("deploy/grafana/flowlog.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut expressions = Vec::new();
+    let mut stack = vec![&dashboard];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match v {
+                        serde_json::Value::String(s) if key == "expr" || key == "query" => {
+                            expressions.push(s.clone())
+                        }
+                        _ => stack.push(v),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for expression in expressions {
+        for (at, _) in expression.match_indices("flowlog_") {
+            let name: String = expression[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.insert(name);
+        }
+    }
+    names
+}
+
+/// The names among `names` that no sample of the Prometheus text `metrics` has.
+pub fn missing_metrics<'a>(
+    metrics: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Vec<&'a String> {
+    names
+        .into_iter()
+        .filter(|name| {
+            !metrics.lines().any(|l| {
+                l.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+        })
+        .collect()
+}
