@@ -165,6 +165,15 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
             with_type(keys::<flowlog_sink_otlp::OtlpConfig>()),
         ),
         (
+            "sink.sumo_logic",
+            with_type(keys::<flowlog_sink_sumo_logic::SumoConfig>()),
+        ),
+        (
+            "sink.loki",
+            with_type(keys::<flowlog_sink_loki::LokiConfig>()),
+        ),
+        ("sink.loki.auth", keys::<flowlog_sink_loki::Auth>()),
+        (
             "sink.file",
             with_type(keys::<flowlog_sink_file::FileConfig>()),
         ),
