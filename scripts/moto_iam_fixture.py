@@ -28,9 +28,13 @@ makes is checked as sqs:DeleteMessageBatch, an action AWS does not have (AWS aut
 it as sqs:DeleteMessage); the same for SendMessageBatch. Wherever the policy allows
 sqs:DeleteMessage or sqs:SendMessage, moto's name is added beside it; that is the only
 change made to the published file. moto also authorizes Kinesis and DynamoDB calls against
-the resource "*" (it names no stream or table), so statements made only of kinesis: and
-dynamodb: actions get "Resource": "*" in the test's copy: their actions are proven, their ARNs
-are not.
+the resource "*" (it names no stream or table), and Security Hub calls too, so statements
+made only of kinesis:, dynamodb: or securityhub: actions get "Resource": "*" in the test's
+copy: their actions are proven, their ARNs are not.
+  moto_iam_fixture.py hub ENDPOINT FIXTURE_KEY FIXTURE_SECRET
+      Enables Security Hub (as the fixture user).
+  moto_iam_fixture.py hub-findings ENDPOINT FIXTURE_KEY FIXTURE_SECRET
+      Prints the findings Security Hub holds, as JSON.
 """
 import gzip
 import json
@@ -63,7 +67,7 @@ def policy(without=None):
         actions = [actions] if isinstance(actions, str) else actions
         kept = [a for a in actions if a != without]
         statement["Action"] = kept + [alias for a in kept for alias in ALIASES.get(a, [])]
-        if kept and all(a.split(":")[0] in ("kinesis", "dynamodb") for a in kept):
+        if kept and all(a.split(":")[0] in ("kinesis", "dynamodb", "securityhub") for a in kept):
             statement["Resource"] = "*"
     document["Statement"] = [s for s in document["Statement"] if s["Action"]]
     return json.dumps(document)
@@ -163,10 +167,30 @@ def lake(endpoint, key, secret, without=None):
                       "external_id": EXTERNAL_ID}))
 
 
+def hub(endpoint, key, secret):
+    securityhub = client("securityhub", endpoint, key, secret)
+    try:
+        securityhub.enable_security_hub(EnableDefaultStandards=False)
+    except securityhub.exceptions.ResourceConflictException:
+        pass
+
+
+def hub_findings(endpoint, key, secret):
+    securityhub = client("securityhub", endpoint, key, secret)
+    findings = []
+    for page in securityhub.get_paginator("get_findings").paginate():
+        findings.extend(page["Findings"])
+    print(json.dumps(findings, default=str))
+
+
 def main():
     command, endpoint = sys.argv[1], sys.argv[2]
     if command == "setup":
         setup(endpoint, int(sys.argv[3]))
+    elif command == "hub":
+        hub(endpoint, sys.argv[3], sys.argv[4])
+    elif command == "hub-findings":
+        hub_findings(endpoint, sys.argv[3], sys.argv[4])
     elif command == "policy":
         iam = client("iam", endpoint, sys.argv[3], sys.argv[4])
         without = sys.argv[5] if len(sys.argv) > 5 else None

@@ -524,3 +524,75 @@ fn the_published_kinesis_policy_is_enough_and_every_action_in_it_is_needed() {
         .map(|action| (action, &["check"][..])),
     );
 }
+
+/// A port scan's finding, imported into Security Hub by a user holding
+/// `deploy/iam/security-hub.json`: `check` passes (the hub, and an import of nothing);
+/// a second run imports the same finding again and Security Hub still holds one (its id
+/// is the finding's own); without either action, `check` fails naming it.
+#[test]
+fn the_published_security_hub_policy_is_enough_and_every_action_in_it_is_needed() {
+    let dir = tempdir();
+    let moto = IamMoto::start(&dir, "security-hub.json");
+    moto.as_fixture("hub", &[]);
+    // 600 ports of one host, refused: a vertical scan.
+    let scan: String = (0..600)
+        .map(|i| {
+            let start = 1_763_800_000 + i / 6;
+            format!(
+                "2 123456789012 eni-0a77 10.0.7.77 10.0.3.9 40000 {} 6 10 44 {start} {} REJECT OK\n",
+                1024 + i * 7,
+                start + 30
+            )
+        })
+        .collect();
+    let input = dir.join("scan.log");
+    std::fs::write(&input, scan).unwrap();
+    let config = file_sink_config(
+        &dir,
+        &format!("type = \"file\"\npaths = [\"{}\"]", input.display()),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}[sinks.hub]\ntype = \"security_hub\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\
+             batch_timeout_secs = 0.1\n[detect]\nfindings = [\"hub\"]\n\
+             [detect.admin_ports]\nenabled = false\n[detect.outbound_dns]\nenabled = false\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+
+    let (ok, printed) = moto.flowlog(&["check"], &config);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains("hub/default") && printed.contains("BatchImportFindings: allowed"),
+        "{printed}"
+    );
+    let findings =
+        || -> Vec<Value> { serde_json::from_str(&moto.as_fixture("hub-findings", &[])).unwrap() };
+    for run in 0..2 {
+        // A data dir of its own each time: the second run finds the scan afresh.
+        let _ = std::fs::remove_dir_all(dir.join("data"));
+        let (ok, printed) = moto.flowlog(&["run", "--once"], &config);
+        assert!(ok, "run {run}: {printed}");
+        let held = findings();
+        assert_eq!(held.len(), 1, "run {run}: {held:?}");
+        let f = &held[0];
+        assert_eq!(f["GeneratorId"], "flowlog/vertical_scan");
+        assert_eq!(
+            f["ProductArn"],
+            "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
+        );
+        assert_eq!(f["Resources"][0]["Id"], "eni-0a77");
+        assert_eq!(f["Severity"]["Label"], "MEDIUM");
+    }
+
+    moto.each_action_is_needed(
+        &config,
+        &[
+            ("securityhub:DescribeHub", &["check"][..]),
+            ("securityhub:BatchImportFindings", &["check"]),
+        ],
+    );
+}

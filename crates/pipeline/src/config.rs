@@ -393,6 +393,19 @@ where
             self.validate_detect(detect)
                 .map_err(|e| (Some("detect".into()), format!("[detect] {e}")))?;
         }
+        for (name, sink) in &self.sinks {
+            if sink.spec().findings_only() && !self.is_findings_sink(name) {
+                let table = format!("sinks.{name}");
+                return Err((
+                    Some(table.clone()),
+                    format!(
+                        "[{table}] a {} sink takes findings only: name it in [detect] \
+                         findings (findings = [\"{name}\"])",
+                        sink.kind()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -67,7 +67,8 @@ compile_error!("flowlog needs at least one source kind: enable a `source-*` feat
     feature = "sink-sumo-logic",
     feature = "sink-loki",
     feature = "sink-file",
-    feature = "sink-security-lake"
+    feature = "sink-security-lake",
+    feature = "sink-security-hub"
 )))]
 compile_error!("flowlog needs at least one sink kind: enable a `sink-*` feature");
 
@@ -108,6 +109,8 @@ registry! {
         File(flowlog_sink_file::FileConfig) = "file",
         #[cfg(feature = "sink-security-lake")]
         SecurityLake(flowlog_sink_security_lake::SecurityLakeConfig) = "security_lake",
+        #[cfg(feature = "sink-security-hub")]
+        SecurityHub(flowlog_sink_security_hub::SecurityHubConfig) = "security_hub",
     }
 }
 

@@ -58,6 +58,12 @@ pub trait SinkKind: Send + Sync {
         Err("this kind of sink does not carry findings".into())
     }
 
+    /// Whether the sink takes detection findings and nothing else (it must then be on the
+    /// findings route). No, unless a sink says so.
+    fn findings_only(&self) -> bool {
+        false
+    }
+
     /// The sink, ready to [`Sink::run`] or [`Sink::check`]. Called inside the runtime,
     /// sending nothing.
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError>;
