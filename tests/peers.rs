@@ -11,11 +11,12 @@ use std::time::Duration;
 use flowlog_registry::{Configured, SinkConfig};
 use flowlog_sink::{BatchStatus, Metrics, Sink, SinkContext};
 use flowlog_test_receivers::corpus::v2_lines;
-use flowlog_test_receivers::harness::{batches, run_sink_for, Letters};
+use flowlog_test_receivers::harness::{batches, run_sink_until, Letters};
 use flowlog_test_receivers::scripted::{answer, ScriptedPeer, Seen};
 
-/// How long each sink is left to deliver to a peer that never takes anything.
-const RUN_FOR: Duration = Duration::from_millis(1500);
+/// The longest each sink is left to meet what a test waits for (it stops as soon as it
+/// has: a time is only the bound of a test that would otherwise hang).
+const LIMIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "s3cr3t-value";
 
 /// The five ways a sink sends (HEC, `_bulk`, OTLP/HTTP, Sumo Logic, OTLP/gRPC), each with a secret in
@@ -95,13 +96,25 @@ fn carries_secret(seen: &Seen) -> bool {
         .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(SECRET))
 }
 
-/// Runs a sink made of `settings` over 30 records for [`RUN_FOR`]: each batch's outcome,
-/// and the sink's metrics.
-async fn run_for(settings: &str) -> (Vec<BatchStatus>, Metrics) {
+/// Runs a sink made of `settings` over 30 records until `done` holds of its metrics (or
+/// [`LIMIT`]): each batch's outcome, and the sink's metrics.
+async fn run_until(settings: &str, done: impl Fn(&Metrics) -> bool) -> (Vec<BatchStatus>, Metrics) {
     let metrics = Metrics::new();
     let sink = build(settings, &metrics);
-    let statuses = run_sink_for(sink, batches(&v2_lines(0, 30), 10), RUN_FOR).await;
+    let seen = metrics.clone();
+    let statuses = run_sink_until(
+        sink,
+        batches(&v2_lines(0, 30), 10),
+        move || done(&seen),
+        LIMIT,
+    )
+    .await;
     (statuses, metrics)
+}
+
+/// [`run_until`] the sink has had `answers` answers it could not take.
+async fn run_for(settings: &str, answers: u64) -> (Vec<BatchStatus>, Metrics) {
+    run_until(settings, |m| counter(m, "protocol_errors") >= answers).await
 }
 
 /// Nothing was counted delivered, and the answers were counted as protocol errors.
@@ -127,7 +140,7 @@ async fn try_sink(label: String, settings: String) -> Case {
         .check()
         .await
         .map_err(|e| e.to_string());
-    let (statuses, metrics) = run_for(&settings).await;
+    let (statuses, metrics) = run_for(&settings, 1).await;
     Case {
         label,
         check,
@@ -229,7 +242,7 @@ async fn an_elasticsearch_answer_that_accounts_for_nothing_is_not_delivery() {
             answer(200, &[("content-type", "application/json")], body)
         });
         let settings = &sink_settings(&peer.url(), None)[1].1;
-        let (statuses, metrics) = run_for(settings).await;
+        let (statuses, metrics) = run_for(settings, 2).await;
         assert_nothing_delivered(&statuses, &metrics, body);
         assert!(peer.seen().len() > 1, "{body}: sent again");
     }
@@ -253,7 +266,10 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
         let settings = sink_settings(&peer.url(), None)[2]
             .1
             .replace("batch_timeout_secs = 0.05", "batch_timeout_secs = 0.5");
-        let (statuses, metrics) = run_for(&settings).await;
+        let (statuses, metrics) = run_until(&settings, |m| {
+            counter(m, "records_out") + counter(m, "records_rejected") >= 30
+        })
+        .await;
         assert!(
             statuses.iter().all(|s| *s == BatchStatus::Delivered),
             "{rejected}: {statuses:?}"
@@ -265,7 +281,7 @@ async fn otlp_partial_success_counts_as_strings_are_read() {
     for rejected in [r#""999999""#, "999999", r#""-1""#, r#""many""#] {
         let peer = partial(rejected);
         let settings = &sink_settings(&peer.url(), None)[2].1;
-        let (statuses, metrics) = run_for(settings).await;
+        let (statuses, metrics) = run_for(settings, 1).await;
         assert_nothing_delivered(&statuses, &metrics, rejected);
         assert_eq!(
             counter(&metrics, "records_rejected"),
@@ -289,7 +305,7 @@ async fn a_hec_answer_without_its_code_is_not_delivery() {
     for body in ["{}", "<html>ok</html>", ""] {
         let peer = ScriptedPeer::start(false, move |_: &Seen| answer(200, &[], body));
         let settings = &sink_settings(&peer.url(), None)[0].1;
-        let (statuses, metrics) = run_for(settings).await;
+        let (statuses, metrics) = run_for(settings, 2).await;
         assert_nothing_delivered(&statuses, &metrics, body);
         assert!(peer.seen().len() > 1, "{body}: sent again");
     }

@@ -96,12 +96,15 @@ pub async fn run_sink(
     (statuses, result)
 }
 
-/// Runs `sink` over `batches` for `period`, then stops it (as a shutdown deadline would):
-/// each batch's outcome by then (one the sink never confirmed is `Failed`).
-pub async fn run_sink_for(
+/// Runs `sink` over `batches` until `done` says so (asked every 20 ms) or `limit` has
+/// passed, then stops it as a shutdown deadline would: each batch's outcome by then (one
+/// the sink never confirmed is `Failed`). What a test waits for is then an event, not a
+/// time a busy machine may overrun.
+pub async fn run_sink_until(
     sink: Box<dyn Sink>,
     batches: Vec<FlowBatch>,
-    period: std::time::Duration,
+    done: impl Fn() -> bool,
+    limit: std::time::Duration,
 ) -> Vec<BatchStatus> {
     let (tx, rx) = tokio::sync::mpsc::channel(batches.len().max(1));
     let running = tokio::spawn(sink.run(rx));
@@ -117,7 +120,10 @@ pub async fn run_sink_for(
             break;
         }
     }
-    tokio::time::sleep(period).await;
+    let started = std::time::Instant::now();
+    while !done() && started.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     running.abort();
     let _ = running.await;
     drop(tx);
