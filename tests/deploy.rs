@@ -246,7 +246,7 @@ print(json.dumps(out))
 }
 
 /// Every metric the Grafana dashboard queries is one `/metrics` exports: a run with a
-/// sink, detections and the reduction, scraped while it runs (the Kinesis source's series
+/// sink, detections, the reduction and a source that fails, scraped while it runs (the Kinesis source's series
 /// are checked where a run reads a stream, in tests/kinesis.rs).
 #[test]
 fn the_grafana_dashboard_queries_only_metrics_flowlog_exports() {
@@ -258,6 +258,7 @@ fn the_grafana_dashboard_queries_only_metrics_flowlog_exports() {
         .unwrap()
         .local_addr()
         .unwrap();
+    std::fs::create_dir(dir.join("incoming")).unwrap();
     let config = dir.join("flowlog.toml");
     std::fs::write(
         &config,
@@ -268,6 +269,11 @@ address = "{api}"
 
 [sources.vpc]
 type = "stdin"
+
+[sources.drop]
+type = "directory"
+path = "{incoming}"
+poll_secs = 0.05
 
 [transform.reduce]
 aggregate = true
@@ -288,6 +294,7 @@ format = "ocsf"
             data = dir.join("data").display(),
             out = dir.join("out.ndjson").display(),
             alerts = dir.join("alerts.ndjson").display(),
+            incoming = dir.join("incoming").display(),
         ),
     )
     .unwrap();
@@ -304,20 +311,28 @@ format = "ocsf"
         .write_all(flowlog_test_receivers::corpus::v2_lines(0, 100).as_bytes())
         .unwrap();
     stdin.flush().unwrap();
-    let started = std::time::Instant::now();
-    let metrics = loop {
-        let text = common::http_get(api, "/metrics").unwrap_or_default();
-        if text.contains("flowlog_records_in_total{component_kind=\"sink\",component=\"flows\"}") {
-            break text;
+    let scrape_until = |what: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let text = common::http_get(api, "/metrics").unwrap_or_default();
+            if text.contains(what) {
+                break text;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "no {what} in /metrics: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "no sink series in /metrics: {text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    scrape_until("flowlog_records_in_total{component_kind=\"sink\",component=\"flows\"}");
+    // The directory goes away: the source's errors are counted (a family whose series
+    // come with the first error).
+    std::fs::remove_dir(dir.join("incoming")).unwrap();
+    let metrics = scrape_until("flowlog_component_errors_total{");
     drop(stdin);
-    assert!(child.wait().unwrap().success());
+    child.kill().unwrap();
+    child.wait().unwrap();
     let local = names.iter().filter(|n| !n.starts_with("flowlog_kinesis_"));
     let missing = common::missing_metrics(&metrics, local);
     assert!(

@@ -60,14 +60,15 @@ retry_max_backoff_secs = 0.2
     );
     let config = write_config(&dir, &source, &sink);
     let data = dir.join("data");
-    let start = || {
-        let mut command = flowlog(&["run"], &config);
+    let command = |args: &[&str]| {
+        let mut command = flowlog(args, &config);
         command
             .env("FLOWLOG_TEST_LOKI_PASSWORD", PASSWORD)
             .env("RUST_LOG", "debug");
         command
     };
-    let (ok, printed) = run_to_end(start().args(["check"]));
+    let start = || command(&["run"]);
+    let (ok, printed) = run_to_end(command(&["check"]));
     assert!(ok && printed.contains("empty push accepted"), "{printed}");
     let mut child = start().spawn().unwrap();
     let began = Instant::now();

@@ -134,7 +134,11 @@ fn a_refused_message_is_dead_lettered_and_a_refused_url_fails_check_and_run() {
             .unwrap(),
         &setup.config,
     );
-    assert!(ok, "{stderr}");
+    // A run that dead-lettered records says so in its status.
+    assert!(
+        !ok && stderr.contains("record(s) were dead-lettered"),
+        "{stderr}"
+    );
     let letters = dead_letters(&setup.dir);
     let poisoned = (0..n)
         .filter(|&i| flowlog_test_receivers::corpus::v2_line(i).contains("198.51.100.7 "))

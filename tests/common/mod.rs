@@ -380,7 +380,9 @@ pub fn dashboard_metric_names() -> std::collections::BTreeSet<String> {
     names
 }
 
-/// The names among `names` that no sample of the Prometheus text `metrics` has.
+/// The names among `names` that the Prometheus text `metrics` neither has a sample of nor
+/// declares (`# TYPE`: a labelled family whose first series comes with its first event,
+/// such as a component's first error).
 pub fn missing_metrics<'a>(
     metrics: &str,
     names: impl IntoIterator<Item = &'a String>,
@@ -388,10 +390,20 @@ pub fn missing_metrics<'a>(
     names
         .into_iter()
         .filter(|name| {
-            !metrics.lines().any(|l| {
+            let sampled = metrics.lines().any(|l| {
                 l.strip_prefix(name.as_str())
                     .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-            })
+            });
+            let family = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            let declared = metrics.lines().any(|l| {
+                l.strip_prefix("# TYPE ")
+                    .and_then(|t| t.strip_prefix(family))
+                    .is_some_and(|t| t.starts_with(' '))
+            });
+            !sampled && !declared
         })
         .collect()
 }

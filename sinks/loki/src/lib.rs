@@ -29,7 +29,7 @@ use bytes::Bytes;
 use flowlog_sink::http::{warn_if_plaintext, Response};
 use flowlog_sink::request::{Piece, Protocol, Requests, Verdict};
 use flowlog_sink::{
-    BoxFuture, DeadLetters, HttpClient, Sink, SinkContext, SinkError, SinkInput, SinkKind,
+    BoxFuture, DeadLetters, HttpClient, Needs, Sink, SinkContext, SinkError, SinkInput, SinkKind,
 };
 use http::HeaderValue;
 use tokio::sync::mpsc;
@@ -44,6 +44,13 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 impl SinkKind for LokiConfig {
     fn validate(&self) -> Result<(), SinkError> {
         LokiConfig::validate(self)
+    }
+
+    /// The flow-log lines as they were read, for `format = "line"`.
+    fn needs(&self) -> Needs {
+        Needs {
+            lines: self.format == Format::Line,
+        }
     }
 
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, SinkError> {
