@@ -70,6 +70,9 @@ def policy(without=None):
         if kept and all(a.split(":")[0] in ("kinesis", "dynamodb", "securityhub") for a in kept):
             statement["Resource"] = "*"
     document["Statement"] = [s for s in document["Statement"] if s["Action"]]
+    # A policy of one action, without it, is no policy: one that allows nothing flowlog asks.
+    document["Statement"] = document["Statement"] or [
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]
     return json.dumps(document)
 
 

@@ -84,28 +84,30 @@ impl Sink for HubSink {
     fn check(&self) -> BoxFuture<'_, Result<String, SinkError>> {
         Box::pin(async move {
             let (client, product) = self.connect().await?;
-            let hub = client.describe_hub().send().await.map_err(|e| {
-                self.unreachable(explain(&e, "Security Hub", "securityhub:DescribeHub"))
-            })?;
             // An import of no finding: refused when the permission is missing (permissions
-            // are evaluated first), otherwise taken or found empty. Nothing is imported.
+            // are evaluated first), answered `InvalidAccessException` when the account has
+            // no hub in the region, otherwise taken or found empty. Nothing is imported.
             let import = "securityhub:BatchImportFindings";
-            if let Err(e) = client
+            let probe = client
                 .batch_import_findings()
                 .set_findings(Some(Vec::new()))
                 .send()
-                .await
-            {
+                .await;
+            if let Err(e) = probe {
+                let code = aws_sdk_securityhub::error::ProvideErrorMetadata::code(&e);
                 if flowlog_aws::refused(&e) {
                     return Err(self.unreachable(explain(&e, "Security Hub", import)));
                 }
+                if code == Some("InvalidAccessException") {
+                    return Err(self.unreachable(format!(
+                        "{} (enable Security Hub in {} for account {})",
+                        explain(&e, "Security Hub", import),
+                        product.region,
+                        product.account_id
+                    )));
+                }
             }
-            Ok(format!(
-                "{} (subscribed {}); findings as {}; {import}: allowed",
-                hub.hub_arn().unwrap_or("the hub"),
-                hub.subscribed_at().unwrap_or("at an unknown time"),
-                product.arn
-            ))
+            Ok(format!("findings as {}; {import}: allowed", product.arn))
         })
     }
 }
