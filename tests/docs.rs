@@ -174,6 +174,10 @@ fn settings_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         ),
         ("sink.loki.auth", keys::<flowlog_sink_loki::Auth>()),
         (
+            "sink.security_hub",
+            with_type(keys::<flowlog_sink_security_hub::SecurityHubConfig>()),
+        ),
+        (
             "sink.file",
             with_type(keys::<flowlog_sink_file::FileConfig>()),
         ),
