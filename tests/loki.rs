@@ -5,22 +5,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::runs::{dead_letters, finish, flowlog, run_to_end, write_config};
+use common::runs::{
+    checkpoint, dead_letters, finish, flowlog, run_to_end, wait_for_a_checkpoint, write_config,
+};
 use common::tempdir;
 use flowlog_test_receivers::loki::{LokiOptions, LokiReceiver};
 
 const PASSWORD: &str = "glc_s3cr3t-loki-password";
-
-fn checkpointed(data: &Path, file: &Path) -> Option<(u64, bool)> {
-    let text = std::fs::read_to_string(data.join("checkpoints.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let cp = &json["files"][file.to_string_lossy().as_ref()];
-    Some((cp["line"].as_u64()?, cp["done"].as_bool().unwrap_or(false)))
-}
 
 #[test]
 fn a_hundred_thousand_records_make_a_few_streams_and_a_kill_9_loses_nothing() {
@@ -71,15 +64,11 @@ retry_max_backoff_secs = 0.2
     let (ok, printed) = run_to_end(command(&["check"]));
     assert!(ok && printed.contains("empty push accepted"), "{printed}");
     let mut child = start().spawn().unwrap();
-    let began = Instant::now();
-    while !checkpointed(&data, &input).is_some_and(|(line, _)| line > 0) {
-        assert!(began.elapsed() < Duration::from_secs(120), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_a_checkpoint(&data, &input);
     child.kill().unwrap(); // SIGKILL: no drain, no last checkpoint
     child.wait().unwrap();
     let logged = std::fs::read_to_string(common::runs::stderr_file(&config)).unwrap();
-    let (at_kill, done) = checkpointed(&data, &input).unwrap();
+    let (at_kill, done) = checkpoint(&data, &input).unwrap();
     assert!(
         !done && at_kill < n as u64,
         "killed too late to test anything"

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use common::runs::{dead_letters, finish, flowlog, run_setup, run_to_end};
+use common::runs::{
+    checkpoint, dead_letters, finish, flowlog, run_setup, run_to_end, wait_for_a_checkpoint,
+};
 use flowlog_test_receivers::sumo::{SumoOptions, SumoReceiver};
 
 /// The part of the receiver's URL that is the credential.
@@ -28,13 +27,6 @@ retry_max_backoff_secs = 0.2
 {extra}
 "#
     )
-}
-
-fn checkpointed(data: &Path, file: &Path) -> Option<(u64, bool)> {
-    let text = std::fs::read_to_string(data.join("checkpoints.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let cp = &json["files"][file.to_string_lossy().as_ref()];
-    Some((cp["line"].as_u64()?, cp["done"].as_bool().unwrap_or(false)))
 }
 
 #[test]
@@ -59,15 +51,11 @@ fn kill_9_then_restart_loses_nothing_and_resends_only_the_unacknowledged() {
         command.spawn().unwrap()
     };
     let mut child = start("debug");
-    let began = Instant::now();
-    while !checkpointed(&data, &setup.input).is_some_and(|(line, _)| line > 0) {
-        assert!(began.elapsed() < Duration::from_secs(120), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_a_checkpoint(&data, &setup.input);
     child.kill().unwrap(); // SIGKILL: no drain, no last checkpoint
     child.wait().unwrap();
     let logged = std::fs::read_to_string(common::runs::stderr_file(&setup.config)).unwrap();
-    let (at_kill, done) = checkpointed(&data, &setup.input).unwrap();
+    let (at_kill, done) = checkpoint(&data, &setup.input).unwrap();
     assert!(
         !done && at_kill < n as u64,
         "killed too late to test anything"

@@ -140,3 +140,21 @@ pub fn wait_for(count: impl Fn() -> usize, target: usize, stats: impl Fn() -> St
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The checkpoint of `file` in the data dir `data`: the line it reached, and whether it is
+/// read to its end.
+pub fn checkpoint(data: &Path, file: &Path) -> Option<(u64, bool)> {
+    let text = std::fs::read_to_string(data.join("checkpoints.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let cp = &json["files"][file.to_string_lossy().as_ref()];
+    Some((cp["line"].as_u64()?, cp["done"].as_bool().unwrap_or(false)))
+}
+
+/// Waits (up to two minutes) until `file` has a checkpoint past its start.
+pub fn wait_for_a_checkpoint(data: &Path, file: &Path) {
+    let began = Instant::now();
+    while checkpoint(data, file).is_none_or(|(line, _)| line == 0) {
+        assert!(began.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

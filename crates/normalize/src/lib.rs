@@ -40,6 +40,37 @@ pub use ecs::ECS_VERSION;
 pub use ocsf::OcsfVersion;
 pub use raw::RawEncoder;
 
+/// What a sink that sends one text per record sends (the `format` of the HEC, Sumo Logic
+/// and Loki sinks): the flow-log line, or a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// The original flow-log line (for Parquet input, rebuilt in the default format).
+    #[default]
+    Line,
+    /// An ECS document.
+    Ecs,
+    /// An OCSF Network Activity event.
+    Ocsf,
+    /// Flat JSON with Splunk CIM Network_Traffic names.
+    Cim,
+}
+
+impl RecordFormat {
+    /// The documents' target (`None` for lines), OCSF in `ocsf_version` (1.1.0 when none).
+    pub fn target(self, ocsf_version: Option<&str>) -> Result<Option<Target>, String> {
+        let name = match self {
+            RecordFormat::Line => return Ok(None),
+            RecordFormat::Ecs => "ecs",
+            RecordFormat::Ocsf => "ocsf",
+            RecordFormat::Cim => "cim",
+        };
+        Target::named(name, ocsf_version)
+            .map(Some)
+            .map_err(|e| format!("ocsf_version: {e}"))
+    }
+}
+
 /// The shape of the documents to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {

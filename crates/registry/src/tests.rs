@@ -226,3 +226,18 @@ fn an_unknown_kind_is_refused_naming_the_kinds_this_build_has() {
     let kinds = "expected one of `splunk_hec`, `elasticsearch`, `otlp`, `file`";
     assert!(err.contains(kinds), "{err}");
 }
+
+/// A sink that takes findings only is refused anywhere else than on the findings route.
+#[cfg(feature = "sink-security-hub")]
+#[test]
+fn a_findings_only_sink_must_be_on_the_findings_route() {
+    let hub = "\n[sinks.hub]\ntype = \"security_hub\"\nregion = \"us-east-1\"\n";
+    std::env::set_var("FLOWLOG_TEST_TOKEN", "abc-123");
+    let err = parse(&format!("{GOOD}{hub}")).unwrap_err().to_string();
+    assert!(
+        err.contains("sinks.hub") && err.contains("findings only"),
+        "{err}"
+    );
+    let routed = format!("{GOOD}{hub}\n[detect]\nfindings = [\"hub\"]\n");
+    parse(&routed).unwrap();
+}

@@ -3,25 +3,11 @@
 use std::collections::BTreeMap;
 
 use flowlog_model::FieldKind;
-use flowlog_normalize::{EncodeOptions, OcsfVersion, Target};
+pub use flowlog_normalize::RecordFormat as Format;
+use flowlog_normalize::{EncodeOptions, Target};
 use flowlog_sink::template::Template;
 use flowlog_sink::SinkError;
 use serde::Deserialize;
-
-/// What each entry's line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The original flow-log line (LogQL's `pattern` parser reads it).
-    #[default]
-    Line,
-    /// An ECS document (LogQL's `json` parser reads it).
-    Ecs,
-    /// An OCSF Network Activity event.
-    Ocsf,
-    /// Flat JSON with Splunk CIM Network_Traffic names.
-    Cim,
-}
 
 /// How a push request is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -124,20 +110,9 @@ impl LokiConfig {
 
     /// The document target, for JSON formats.
     pub fn target(&self) -> Result<Option<Target>, SinkError> {
-        Ok(match self.format {
-            Format::Line => None,
-            Format::Ecs => Some(Target::Ecs),
-            Format::Cim => Some(Target::Cim),
-            Format::Ocsf => {
-                let version = match &self.ocsf_version {
-                    Some(v) => v
-                        .parse::<OcsfVersion>()
-                        .map_err(|e| SinkError::Config(format!("ocsf_version: {e}")))?,
-                    None => OcsfVersion::V1_1_0,
-                };
-                Some(Target::Ocsf(version))
-            }
-        })
+        self.format
+            .target(self.ocsf_version.as_deref())
+            .map_err(SinkError::Config)
     }
 
     pub fn encode_options(&self) -> EncodeOptions {

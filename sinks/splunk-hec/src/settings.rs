@@ -3,26 +3,11 @@
 use std::path::PathBuf;
 
 use flowlog_component::duration::seconds;
-use flowlog_normalize::{OcsfVersion, Target};
+pub use flowlog_normalize::RecordFormat as Format;
+use flowlog_normalize::Target;
 pub use flowlog_sink::settings::Compression;
 use flowlog_sink::SinkError;
 use serde::Deserialize;
-
-/// What each event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The original flow-log line, for the Splunk Add-on for AWS (sourcetype
-    /// `aws:cloudwatchlogs:vpcflow`); enrichment travels as indexed fields.
-    #[default]
-    Line,
-    /// An ECS document.
-    Ecs,
-    /// An OCSF Network Activity event.
-    Ocsf,
-    /// Flat JSON with Splunk CIM Network_Traffic names.
-    Cim,
-}
 
 /// Which collector endpoint receives the events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -135,20 +120,9 @@ impl HecConfig {
 
     /// The document target, for JSON formats.
     pub fn target(&self) -> Result<Option<Target>, SinkError> {
-        Ok(match self.format {
-            Format::Line => None,
-            Format::Ecs => Some(Target::Ecs),
-            Format::Cim => Some(Target::Cim),
-            Format::Ocsf => {
-                let version = match &self.ocsf_version {
-                    Some(v) => v
-                        .parse::<OcsfVersion>()
-                        .map_err(|e| SinkError::Config(format!("ocsf_version: {e}")))?,
-                    None => OcsfVersion::V1_1_0,
-                };
-                Some(Target::Ocsf(version))
-            }
-        })
+        self.format
+            .target(self.ocsf_version.as_deref())
+            .map_err(SinkError::Config)
     }
 
     pub fn sourcetype(&self) -> &str {

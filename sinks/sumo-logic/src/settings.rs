@@ -3,27 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use flowlog_normalize::{EncodeOptions, OcsfVersion, Target};
+pub use flowlog_normalize::RecordFormat as Format;
+use flowlog_normalize::{EncodeOptions, Target};
 use flowlog_sink::SinkError;
 use serde::Deserialize;
 
 use flowlog_sink::template::{Columns, Template};
-
-/// What each message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The original flow-log line, as the Sumo Logic app for Amazon VPC Flow Logs parses
-    /// it.
-    #[default]
-    Line,
-    /// An ECS document.
-    Ecs,
-    /// An OCSF Network Activity event.
-    Ocsf,
-    /// Flat JSON with Splunk CIM Network_Traffic names.
-    Cim,
-}
 
 fn default_max_bytes() -> usize {
     // Sumo Logic recommends 100 KB to 1 MB per request before compression, never more.
@@ -150,20 +135,9 @@ impl SumoConfig {
 
     /// The document target, for JSON formats.
     pub fn target(&self) -> Result<Option<Target>, SinkError> {
-        Ok(match self.format {
-            Format::Line => None,
-            Format::Ecs => Some(Target::Ecs),
-            Format::Cim => Some(Target::Cim),
-            Format::Ocsf => {
-                let version = match &self.ocsf_version {
-                    Some(v) => v
-                        .parse::<OcsfVersion>()
-                        .map_err(|e| SinkError::Config(format!("ocsf_version: {e}")))?,
-                    None => OcsfVersion::V1_1_0,
-                };
-                Some(Target::Ocsf(version))
-            }
-        })
+        self.format
+            .target(self.ocsf_version.as_deref())
+            .map_err(SinkError::Config)
     }
 
     pub fn encode_options(&self) -> EncodeOptions {

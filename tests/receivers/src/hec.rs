@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::server::{json, Answer, DropConnection, Server};
+use crate::server::{json, roll_fault, Answer, DropConnection, Fault, Server};
 
 /// One envelope, with only the keys HEC documents (anything else is refused).
 #[derive(Deserialize)]
@@ -362,23 +362,24 @@ async fn handle(
         return Ok(reply(413, serde_json::json!({"text": "Content too large"})));
     }
     // Scripted faults, before anything is indexed.
-    let roll = state.rng.as_mut().map_or(1.0, |r| r.f64());
-    if roll < options.failure_rate {
-        let third = options.failure_rate / 3.0;
-        if roll < third {
+    match roll_fault(&mut state.rng, options.failure_rate) {
+        Some(Fault::Busy) => {
             state.stats.failed_503 += 1;
             return Ok(code(503, 9, "Server is busy"));
-        } else if roll < 2.0 * third {
+        }
+        Some(Fault::Throttled) => {
             state.stats.failed_429 += 1;
             let mut answer = code(429, 26, "Too many requests; queue is full");
             answer
                 .headers_mut()
                 .insert("retry-after", http::HeaderValue::from_static("1"));
             return Ok(answer);
-        } else {
+        }
+        Some(Fault::Dropped) => {
             state.stats.dropped_connections += 1;
             return Err(DropConnection);
         }
+        None => {}
     }
     let gzip = parts
         .headers

@@ -23,10 +23,9 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
-use crate::server::{Answer, DropConnection, Server};
+use crate::server::{roll_fault, text, Answer, DropConnection, Fault, Server};
 
 /// `logproto.PushRequest`, decoded on its own (not the sink's types).
 mod proto {
@@ -122,6 +121,9 @@ struct Stream {
     newest: i64,
 }
 
+/// A stream's labels and its entries (time in ns, line).
+pub type StoredStream = (BTreeMap<String, String>, Vec<(i64, String)>);
+
 /// A running Loki; stopped when dropped.
 pub struct LokiReceiver {
     server: Server,
@@ -162,8 +164,8 @@ impl LokiReceiver {
         self.state.lock().unwrap().stats.clone()
     }
 
-    /// The streams, each with its entries' lines.
-    pub fn streams(&self) -> Vec<(BTreeMap<String, String>, Vec<(i64, String)>)> {
+    /// The streams, each with its entries (time, line) in time order.
+    pub fn streams(&self) -> Vec<StoredStream> {
         let state = self.state.lock().unwrap();
         state
             .streams
@@ -186,13 +188,6 @@ impl LokiReceiver {
         }
         lines
     }
-}
-
-fn text(status: u16, body: &str) -> Answer {
-    http::Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid answer")
 }
 
 /// `{a="x", b="y"}` as a map, or why not.
@@ -241,7 +236,7 @@ fn go_time(nanos: i64) -> String {
     );
     let fraction = nanos.rem_euclid(1_000_000_000);
     if fraction > 0 {
-        out.push_str(&format!(".{fraction:09}").trim_end_matches('0').to_string());
+        out.push_str(format!(".{fraction:09}").trim_end_matches('0'));
     }
     out.push_str(" +0000 UTC");
     out
@@ -354,25 +349,23 @@ async fn handle(
         state.stats.failed_503 += 1;
         return Ok(text(503, "Service Unavailable"));
     }
-    let roll = state.rng.as_mut().map_or(1.0, |r| r.f64());
-    if roll < options.failure_rate {
-        match (roll / options.failure_rate * 3.0) as u32 {
-            0 => {
-                state.stats.failed_429 += 1;
-                return Ok(text(
-                    429,
-                    "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '100' lines totaling '10000' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
-                ));
-            }
-            1 => {
-                state.stats.failed_503 += 1;
-                return Ok(text(503, "Service Unavailable"));
-            }
-            _ => {
-                state.stats.dropped_connections += 1;
-                return Err(DropConnection);
-            }
+    match roll_fault(&mut state.rng, options.failure_rate) {
+        Some(Fault::Throttled) => {
+            state.stats.failed_429 += 1;
+            return Ok(text(
+                429,
+                "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '100' lines totaling '10000' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased",
+            ));
         }
+        Some(Fault::Busy) => {
+            state.stats.failed_503 += 1;
+            return Ok(text(503, "Service Unavailable"));
+        }
+        Some(Fault::Dropped) => {
+            state.stats.dropped_connections += 1;
+            return Err(DropConnection);
+        }
+        None => {}
     }
     let content_type = header("content-type").unwrap_or_default();
     if content_type.starts_with("application/x-protobuf") {

@@ -132,6 +132,39 @@ impl Drop for Server {
     }
 }
 
+/// A plain-text answer.
+pub fn text(status: u16, body: &str) -> Answer {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid answer")
+}
+
+/// A whole-request fault a receiver's script answers with, before it takes anything.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// Server busy (503).
+    Busy,
+    /// Throttled (429).
+    Throttled,
+    /// The connection dropped without an answer.
+    Dropped,
+}
+
+/// The fault for the next request: one of the three, evenly, at `rate` (0..1) of requests.
+pub fn roll_fault(rng: &mut Option<fastrand::Rng>, rate: f64) -> Option<Fault> {
+    let roll = rng.as_mut().map_or(1.0, |r| r.f64());
+    if roll >= rate {
+        return None;
+    }
+    Some(match (roll / rate * 3.0) as u32 {
+        0 => Fault::Busy,
+        1 => Fault::Throttled,
+        _ => Fault::Dropped,
+    })
+}
+
 /// A JSON answer.
 pub fn json(status: u16, body: &serde_json::Value) -> Answer {
     http::Response::builder()

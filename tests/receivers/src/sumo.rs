@@ -22,10 +22,9 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 
-use crate::server::{Answer, DropConnection, Server};
+use crate::server::{roll_fault, text, Answer, DropConnection, Fault, Server};
 
 /// How the source behaves.
 #[derive(Debug, Clone)]
@@ -159,14 +158,6 @@ impl SumoReceiver {
     }
 }
 
-fn text(status: u16, body: &str) -> Answer {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid answer")
-}
-
 fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -211,29 +202,27 @@ async fn handle(
         state.stats.failed_503 += 1;
         return Ok(text(503, "Service Unavailable"));
     }
-    let roll = state.rng.as_mut().map_or(1.0, |r| r.f64());
-    if roll < options.failure_rate {
-        match (roll / options.failure_rate * 3.0) as u32 {
-            0 => {
-                state.stats.failed_429 += 1;
-                let mut answer = text(
-                    429,
-                    "You have temporarily exceeded your Sumo Logic quota. Please try again at a later time",
-                );
-                answer
-                    .headers_mut()
-                    .insert("retry-after", http::HeaderValue::from_static("0"));
-                return Ok(answer);
-            }
-            1 => {
-                state.stats.failed_503 += 1;
-                return Ok(text(503, "Service Unavailable"));
-            }
-            _ => {
-                state.stats.dropped_connections += 1;
-                return Err(DropConnection);
-            }
+    match roll_fault(&mut state.rng, options.failure_rate) {
+        Some(Fault::Throttled) => {
+            state.stats.failed_429 += 1;
+            let mut answer = text(
+                429,
+                "You have temporarily exceeded your Sumo Logic quota. Please try again at a later time",
+            );
+            answer
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("0"));
+            return Ok(answer);
         }
+        Some(Fault::Busy) => {
+            state.stats.failed_503 += 1;
+            return Ok(text(503, "Service Unavailable"));
+        }
+        Some(Fault::Dropped) => {
+            state.stats.dropped_connections += 1;
+            return Err(DropConnection);
+        }
+        None => {}
     }
     let encoding = header(&parts.headers, "content-encoding");
     let mut plain = Vec::new();
