@@ -221,9 +221,10 @@ fn an_unknown_kind_is_refused_naming_the_kinds_this_build_has() {
     let kinds = "expected one of `file`, `directory`, `stdin`, `firehose`, `sqs`";
     assert!(err.contains("unknown variant `kafka`"), "{err}");
     assert!(err.contains(kinds), "{err}");
-    let text = GOOD.replace("\"splunk_hec\"", "\"loki\"");
+    let text = GOOD.replace("\"splunk_hec\"", "\"kafka\"");
     let err = parse(&text).unwrap_err().to_string();
-    let kinds = "expected one of `splunk_hec`, `elasticsearch`, `otlp`, `file`";
+    let kinds =
+        "expected one of `splunk_hec`, `elasticsearch`, `otlp`, `sumo_logic`, `loki`, `file`";
     assert!(err.contains(kinds), "{err}");
 }
 
