@@ -3,17 +3,21 @@
 //! to the sinks `detect.findings` names.
 //!
 //! The detector's windows and the findings not yet delivered are saved in
-//! `<data_dir>/detect.json` (replaced atomically, at most once a second and when the stage
-//! ends). A restart takes them up and sends the undelivered findings again: a finding is
-//! delivered at least once, under the same id (the sink's event id comes from the
-//! finding's id, so Elasticsearch keeps one copy). Records read again after a crash
-//! (those past the sources' checkpoints) are counted again by windows still open.
+//! `<data_dir>/detect.json` (replaced atomically). A batch the rules saw holds a share of
+//! its acknowledgement until a save includes what the rules made of it: no checkpoint
+//! covers records the windows would forget in a crash. Saves come [`SAVE_HOLDING`] apart
+//! while shares are held ([`SAVE_EVERY`] otherwise), further apart when saving is slow,
+//! and when the stage ends. A restart takes the state up and sends the undelivered
+//! findings again: a finding is delivered at least once, under the same id (the sink's
+//! event id comes from the finding's id, so Elasticsearch keeps one copy, Security Hub
+//! updates it). Records read again after a crash (those the sinks had not all
+//! acknowledged) are counted again by windows still open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowlog_component::{AckWait, BatchStatus, ComponentMetrics, LabelledCounter};
+use flowlog_component::{Ack, AckWait, BatchStatus, ComponentMetrics, LabelledCounter};
 use flowlog_detect::{DetectError, DetectSettings, Detector, Finding, FindingFormat};
 use flowlog_model::{FlowBatch, SourceId};
 use flowlog_sink::SinkInput;
@@ -25,11 +29,14 @@ use crate::RunError;
 
 /// The file in the data dir.
 const STATE_FILE: &str = "detect.json";
-/// How often the state is saved while it changes (it is written whole: with many keys,
-/// megabytes).
+/// How often the state is saved while it changes and no acknowledgement waits for it (it
+/// is written whole: with many keys, megabytes).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// How often while batches' acknowledgements wait for a save: the sources' checkpoints
+/// lag the sinks' acknowledgements by about this.
+pub(crate) const SAVE_HOLDING: Duration = Duration::from_millis(250);
 /// Saving takes at most this share of the stage's time: a state that takes 0.5 s to
-/// write is saved every 10 s rather than every 5.
+/// write is saved every 10 s rather than every 5 (or every 0.25).
 const SAVE_SHARE: u32 = 20;
 
 /// A finding sent and not yet delivered by every sink of the route.
@@ -64,9 +71,11 @@ pub(crate) struct Detection {
     /// (`start` runs inside the runtime, where sending cannot block).
     resend: Vec<SavedFinding>,
     changed: bool,
+    /// Shares of the acknowledgements of the batches the rules saw since the last save.
+    held: Vec<Ack>,
     saved_at: Instant,
-    /// The least time between two saves: [`SAVE_EVERY`], or longer when saving is slow.
-    save_every: Duration,
+    /// How long the last save took: saves are at least [`SAVE_SHARE`] times that apart.
+    save_cost: Duration,
     /// A finite run (`--once`): every window closes when the input ends.
     once: bool,
     metrics: ComponentMetrics,
@@ -133,8 +142,9 @@ impl Detection {
             pending: Vec::new(),
             resend,
             changed: false,
+            held: Vec::new(),
             saved_at: Instant::now(),
-            save_every: SAVE_EVERY,
+            save_cost: Duration::ZERO,
             once,
             metrics,
             findings,
@@ -164,10 +174,12 @@ impl Detection {
         self.reported = now;
     }
 
-    /// Takes in a batch the sinks get; sends the findings of the windows it closed.
-    pub(crate) fn observe(&mut self, batch: &FlowBatch) {
+    /// Takes in a batch the sinks get (holding a share of its acknowledgement until the
+    /// state is saved); sends the findings of the windows it closed.
+    pub(crate) fn observe(&mut self, batch: &FlowBatch, ack: &Ack) {
         self.send_resends();
         let findings = self.detector.observe(batch);
+        self.held.push(ack.clone());
         self.changed = true;
         self.count_left_out();
         self.send_all(findings);
@@ -214,8 +226,12 @@ impl Detection {
         self.changed = true;
     }
 
-    /// Forgets the findings every sink delivered; saves the state once a second while it
-    /// changes.
+    /// Whether batches' acknowledgements wait for the next save.
+    pub(crate) fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Forgets the findings every sink delivered; saves the state when it is due.
     pub(crate) fn maintain(&mut self) {
         self.send_resends();
         let before = self.pending.len();
@@ -229,7 +245,11 @@ impl Detection {
             _ => true,
         });
         self.changed |= self.pending.len() != before;
-        if self.changed && self.saved_at.elapsed() >= self.save_every {
+        let every = match self.held.is_empty() {
+            true => SAVE_EVERY,
+            false => SAVE_HOLDING,
+        };
+        if self.changed && self.saved_at.elapsed() >= every.max(self.save_cost * SAVE_SHARE) {
             self.save();
         }
     }
@@ -284,7 +304,10 @@ impl Detection {
             Ok(()) => {
                 self.changed = false;
                 self.saved_at = Instant::now();
-                self.save_every = SAVE_EVERY.max(began.elapsed() * SAVE_SHARE);
+                self.save_cost = began.elapsed();
+                // What the rules made of these batches is on disk: their checkpoints may
+                // pass them.
+                self.held.drain(..).for_each(Ack::confirm);
             }
             Err(e) => {
                 let why = format!("cannot save {}: {e}", self.path.display());

@@ -891,7 +891,14 @@ impl Stage {
             // its batches' acknowledgements (a directory's file, an SQS message) would
             // otherwise wait for `max_hold_secs` each time.
             let holding = self.reduce.as_ref().is_some_and(|r| r.holding());
-            let wait = if holding { REDUCE_IDLE } else { MAINTAIN_EVERY };
+            let wait = match holding {
+                true => REDUCE_IDLE,
+                // Acknowledgements wait for the detection state's next save.
+                false if self.detection.as_ref().is_some_and(|d| d.holding()) => {
+                    crate::detect::SAVE_HOLDING
+                }
+                false => MAINTAIN_EVERY,
+            };
             // The timer is made inside `block_on`, where the runtime's clock is.
             let next = runtime.block_on(async { tokio::time::timeout(wait, input.recv()).await });
             if holding && next.is_err() {
@@ -1006,7 +1013,7 @@ impl Stage {
             return;
         }
         if let Some(detection) = &mut self.detection {
-            detection.observe(&batch);
+            detection.observe(&batch, &ack);
         }
         match &mut self.reduce {
             Some(reduce) => {

@@ -1,5 +1,12 @@
 //! Batches as Loki entries: per record its stream's labels, its time and its line
 //! ([`crate::push`] says how an event is laid out).
+//!
+//! Loki keeps one entry per stream, timestamp and line, and flow logs hold records
+//! identical in every field (the same flow reported twice in one capture window). So an
+//! entry's time is the record's, plus its place in its source in nanoseconds below the
+//! millisecond: identical records stay distinct entries, and a record sent again after a
+//! restart (same source, same line) lands on its first copy, which Loki drops as the
+//! duplicate it is.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
@@ -12,6 +19,8 @@ use flowlog_sink::template::{Columns, Template};
 use flowlog_sink::SinkError;
 
 use crate::settings::{LokiConfig, TimeField};
+
+const NANOS_PER_MILLI: u64 = 1_000_000;
 
 /// Writes the entries of batches.
 pub(crate) struct EntryWriter {
@@ -38,6 +47,10 @@ struct Prepared<'a> {
     labels: &'a [(String, Template)],
     columns: Columns,
     times: Option<PrimitiveArray<TimestampMillisecondType>>,
+    /// The source's place among others (a hash of its name) and each row's line in it:
+    /// the entries' nanoseconds below the millisecond.
+    source_offset: u64,
+    lines: &'a [u64],
     /// When a record has no time: when the batch was written.
     now_nanos: i64,
     /// The last row's label values and their JSON object (rows of one object mostly
@@ -81,7 +94,13 @@ impl WriteRow for Prepared<'_> {
         out.extend_from_slice(self.labels(row));
         out.push(b'\t');
         let nanos = match &self.times {
-            Some(times) if times.is_valid(row) => times.value(row).saturating_mul(1_000_000),
+            Some(times) if times.is_valid(row) => {
+                let place = self.source_offset.wrapping_add(self.lines[row]) % NANOS_PER_MILLI;
+                times
+                    .value(row)
+                    .saturating_mul(NANOS_PER_MILLI as i64)
+                    .saturating_add(place as i64)
+            }
             _ => self.now_nanos,
         };
         out.extend_from_slice(itoa::Buffer::new().format(nanos).as_bytes());
@@ -111,11 +130,16 @@ impl EventWriter for EntryWriter {
         let now_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
+        // The hex of the first 64 bits of the SHA-1 of the source's name: stable across
+        // runs, unlike the standard library's hashers.
+        let source_offset = u64::from_str_radix(&batch.source.event_id_prefix(), 16).unwrap_or(0);
         Ok(Box::new(Prepared {
             texts,
             labels: &self.labels,
             columns: Columns::of(&batch.records, names),
             times,
+            source_offset,
+            lines: &batch.line_numbers,
             now_nanos,
             values: String::new(),
             last_values: String::new(),

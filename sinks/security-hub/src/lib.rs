@@ -15,6 +15,9 @@ pub mod settings;
 
 use std::collections::HashMap;
 
+use aws_sdk_securityhub::config::retry::RetryConfig;
+use aws_sdk_securityhub::config::timeout::TimeoutConfig;
+use aws_sdk_securityhub::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_securityhub::types::AwsSecurityFinding;
 use aws_sdk_securityhub::Client;
 use flowlog_aws::{explain, sdk_config, Connection};
@@ -26,6 +29,57 @@ use flowlog_sink::{
 use tokio::sync::mpsc;
 
 pub use asff::Product;
+
+/// The permission every call of this sink needs.
+const IMPORT: &str = "securityhub:BatchImportFindings";
+
+/// What a failed `BatchImportFindings` call calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No answer, no connection, throttling or a server error: the same call again later.
+    Transient,
+    /// The caller may not import (`AccessDenied...`).
+    Refused,
+    /// The account has no hub in the region (`InvalidAccessException`).
+    NotEnabled,
+    /// The request's content was refused (`InvalidInputException`).
+    Invalid,
+    /// Any other refusal, with its status: sending it again would be refused again.
+    Other(u16),
+}
+
+/// Sorts a failure by what the answer says, following the API's documented errors
+/// (`InternalException` 500, `InvalidAccessException` 401, `InvalidInputException` 400,
+/// `LimitExceededException` 429, plus the throttling every AWS API may answer).
+fn failure<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_securityhub::config::http::HttpResponse>,
+) -> Failure {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return Failure::Transient
+        }
+        _ if flowlog_aws::refused(e) => return Failure::Refused,
+        _ => {}
+    }
+    match (e.code(), status) {
+        (Some("InvalidAccessException"), _) => Failure::NotEnabled,
+        (Some("InvalidInputException"), _) => Failure::Invalid,
+        (
+            Some(
+                "LimitExceededException"
+                | "ThrottlingException"
+                | "TooManyRequestsException"
+                | "InternalException",
+            ),
+            _,
+        ) => Failure::Transient,
+        (_, Some(429 | 500..)) => Failure::Transient,
+        (_, Some(status)) => Failure::Other(status),
+        // Built but never sent (a configuration the SDK cannot use).
+        (_, None) => Failure::Other(0),
+    }
+}
 pub use settings::SecurityHubConfig;
 
 impl SinkKind for SecurityHubConfig {
@@ -86,28 +140,31 @@ impl Sink for HubSink {
             let (client, product) = self.connect().await?;
             // An import of no finding: refused when the permission is missing (permissions
             // are evaluated first), answered `InvalidAccessException` when the account has
-            // no hub in the region, otherwise taken or found empty. Nothing is imported.
-            let import = "securityhub:BatchImportFindings";
+            // no hub in the region, otherwise taken or refused as empty. Nothing is
+            // imported.
             let probe = client
                 .batch_import_findings()
                 .set_findings(Some(Vec::new()))
                 .send()
                 .await;
-            if let Err(e) = probe {
-                let code = aws_sdk_securityhub::error::ProvideErrorMetadata::code(&e);
-                if flowlog_aws::refused(&e) {
-                    return Err(self.unreachable(explain(&e, "Security Hub", import)));
-                }
-                if code == Some("InvalidAccessException") {
-                    return Err(self.unreachable(format!(
-                        "{} (enable Security Hub in {} for account {})",
-                        explain(&e, "Security Hub", import),
-                        product.region,
-                        product.account_id
-                    )));
+            if let Err(e) = &probe {
+                let said = explain(e, "Security Hub", IMPORT);
+                match failure(e) {
+                    // An empty list may be refused as input, but only once the caller
+                    // passed.
+                    Failure::Invalid => {}
+                    Failure::NotEnabled => {
+                        return Err(self.unreachable(format!(
+                            "{said} (enable Security Hub in {} for account {})",
+                            product.region, product.account_id
+                        )))
+                    }
+                    // Refused, unreachable, no answer in time, throttled or failing:
+                    // nothing here says a finding would be imported.
+                    _ => return Err(self.unreachable(said)),
                 }
             }
-            Ok(format!("findings as {}; {import}: allowed", product.arn))
+            Ok(format!("findings as {}; {IMPORT}: allowed", product.arn))
         })
     }
 }
@@ -134,18 +191,34 @@ impl HubSink {
             .region()
             .map(|r| r.to_string())
             .ok_or_else(|| SinkError::Config("no region: set `region` or AWS_REGION".into()))?;
+        // Every call is bounded (an endpoint that never answers is given up on) and made
+        // once: retries are this sink's, with its backoff and its metrics.
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(secs(config.request_timeout_secs))
+            .build();
         let account = match &config.aws_account_id {
             Some(account) => account.clone(),
-            None => aws_sdk_sts::Client::new(&sdk)
-                .get_caller_identity()
-                .send()
-                .await
-                .map_err(|e| self.unreachable(explain(&e, "STS", "sts:GetCallerIdentity")))?
-                .account()
-                .map(str::to_string)
-                .ok_or_else(|| self.unreachable("STS named no account".into()))?,
+            None => aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&sdk)
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(timeouts.clone())
+                    .build(),
+            )
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| self.unreachable(explain(&e, "STS", "sts:GetCallerIdentity")))?
+            .account()
+            .map(str::to_string)
+            .ok_or_else(|| self.unreachable("STS named no account".into()))?,
         };
-        Ok((Client::new(&sdk), Product::default_for(&account, &region)))
+        let client = Client::from_conf(
+            aws_sdk_securityhub::config::Builder::from(&sdk)
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(timeouts)
+                .build(),
+        );
+        Ok((client, Product::default_for(&account, &region)))
     }
 
     async fn deliver_all(self, mut input: mpsc::Receiver<SinkInput>) -> Result<(), SinkError> {
@@ -259,20 +332,18 @@ impl HubSink {
                 match call {
                     Ok(answer) => break Ok(Some(answer)),
                     Err(e) => {
-                        let code = aws_sdk_securityhub::error::ProvideErrorMetadata::code(&e)
-                            .map(str::to_string);
-                        let said = explain(&e, "Security Hub", "securityhub:BatchImportFindings");
-                        match code.as_deref() {
-                            _ if flowlog_aws::refused(&e) => break Err((403, said)),
-                            Some("InvalidAccessException") => {
+                        let said = explain(&e, "Security Hub", IMPORT);
+                        match failure(&e) {
+                            Failure::Refused => break Err((403, said)),
+                            Failure::NotEnabled => {
                                 break Err((
-                                    400,
+                                    401,
                                     format!(
                                         "{said} (enable Security Hub in this account and region)"
                                     ),
                                 ))
                             }
-                            Some("InvalidInputException") => {
+                            Failure::Invalid => {
                                 // The call as a whole: the findings, one by one, would be
                                 // refused the same way.
                                 for p in chunk {
@@ -280,7 +351,8 @@ impl HubSink {
                                 }
                                 break Ok(None);
                             }
-                            _ => {
+                            Failure::Other(status) => break Err((status, said)),
+                            Failure::Transient => {
                                 metrics.retries.inc();
                                 metrics.error("request", &said);
                                 tracing::warn!(sink = %self.ctx.name, "BatchImportFindings failed, retrying: {said}");

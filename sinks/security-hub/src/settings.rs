@@ -11,6 +11,9 @@ fn default_max_findings() -> usize {
     // BatchImportFindings takes at most 100 findings a call.
     100
 }
+fn default_request_timeout() -> f64 {
+    30.0
+}
 fn default_initial_backoff() -> f64 {
     0.2
 }
@@ -36,6 +39,10 @@ pub struct SecurityHubConfig {
     /// Most findings in one call (at most 100).
     #[serde(default = "default_max_findings")]
     pub max_findings: usize,
+    /// Seconds a call (STS or Security Hub) may take before it is given up on and, for an
+    /// import, made again.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: f64,
     #[serde(default = "default_initial_backoff")]
     pub retry_initial_backoff_secs: f64,
     #[serde(default = "default_max_backoff")]
@@ -52,6 +59,7 @@ impl SecurityHubConfig {
     pub fn validate(&self) -> Result<(), SinkError> {
         for (name, v) in [
             ("batch_timeout_secs", self.batch_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
             (
                 "retry_initial_backoff_secs",
                 self.retry_initial_backoff_secs,

@@ -16,7 +16,8 @@
 //! dropped as a duplicate, as Loki's ingester drops them.
 //!
 //! Scripted faults: a share of pushes answered 429 (rate limited), 503, or the
-//! connection dropped, before anything is stored; a switch that answers 503 to all.
+//! connection dropped, before anything is stored; the first `hang_requests` pushes never
+//! answered; a switch that answers 503 to all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -72,6 +73,8 @@ pub struct LokiOptions {
     pub max_returned_errors: usize,
     /// Share of pushes (0..1) that fail before storing: 429, 503 or a dropped connection.
     pub failure_rate: f64,
+    /// The first this many pushes are never answered (the connection stays open).
+    pub hang_requests: u64,
     pub seed: u64,
 }
 
@@ -84,6 +87,7 @@ impl Default for LokiOptions {
             max_behind: None,
             max_returned_errors: 10,
             failure_rate: 0.0,
+            hang_requests: 0,
             seed: 1,
         }
     }
@@ -103,6 +107,8 @@ pub struct LokiStats {
     pub dropped_connections: u64,
     pub refused: u64,
     pub auth_failures: u64,
+    /// Pushes taken and never answered.
+    pub hung: u64,
     /// Pushes whose entries of one stream were not in time order.
     pub unordered_streams: u64,
 }
@@ -331,6 +337,15 @@ async fn handle(
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
+    let hang = {
+        let mut state = state.lock().unwrap();
+        let hang = state.stats.hung < options.hang_requests;
+        state.stats.hung += u64::from(hang);
+        hang
+    };
+    if hang {
+        std::future::pending::<()>().await;
+    }
     let mut state = state.lock().unwrap();
     if parts.uri.path() != "/loki/api/v1/push" || parts.method != http::Method::POST {
         return Ok(text(404, "404 page not found"));
