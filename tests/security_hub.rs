@@ -2,7 +2,7 @@
 //! test hub of flowlog-test-receivers (moto's Security Hub, in `tests/iam.rs`, makes no
 //! faults): every finding imported once through throttling, server errors, dropped
 //! connections and a call never answered; a finding the hub refuses dead-lettered with its
-//! reason; a `kill -9` while a call is unanswered and a restart, with nothing lost and
+//! reason, and a call it refuses as a whole halved down to the finding at fault; a `kill -9` while a call is unanswered and a restart, with nothing lost and
 //! findings updated rather than duplicated; `check` honest about refusals, a hub not
 //! enabled and an endpoint that does not answer; the credentials never printed.
 
@@ -119,12 +119,13 @@ fn pending(dir: &Path) -> Vec<Value> {
 
 #[test]
 fn every_finding_is_imported_once_through_faults_and_a_refused_one_is_dead_lettered() {
-    let poisoned = scanner(7);
+    let (poisoned, unreadable) = (scanner(7), scanner(42));
     let hub = HubPeer::start(HubOptions {
         failure_rate: 0.4,
         seed: 3,
         hang_requests: 1,
         poison: Some(format!("\"{poisoned}\"")),
+        refuse_call_with: Some(format!("\"{unreadable}\"")),
         ..HubOptions::default()
     });
     // No account in the settings: the caller's, from STS.
@@ -142,6 +143,7 @@ fn every_finding_is_imported_once_through_faults_and_a_refused_one_is_dead_lette
 
     let mut expected = all_scanners();
     expected.remove(&poisoned);
+    expected.remove(&unreadable);
     assert_eq!(scanners_held(&hub), expected);
     // Faults came before anything was imported: nothing was imported twice.
     let findings = hub.findings();
@@ -157,15 +159,30 @@ fn every_finding_is_imported_once_through_faults_and_a_refused_one_is_dead_lette
     assert!(stats.identity_calls >= 1, "{stats:?}");
     assert_eq!(stats.largest_call, 10);
 
+    // The call holding the unreadable finding was halved down to it: one refused call
+    // per halving (10, 5, 3 or 2, 1 or 2, 1).
+    assert!((3..=5).contains(&stats.refused_calls), "{stats:?}");
     let letters = dead_letters(&dir);
-    assert_eq!(letters.len(), 1, "{letters:#?}");
-    let reason = letters[0]["reason"].as_str().unwrap();
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    let letter = |ip: &str| {
+        letters
+            .iter()
+            .find(|l| l["raw"].as_str().unwrap_or_default().contains(ip))
+            .unwrap_or_else(|| panic!("no dead letter holds {ip}: {letters:#?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let reason = letter(&format!("\"{poisoned}\""));
     assert!(
         reason.contains("sink hub: Security Hub refused the finding: InvalidInput"),
         "{reason}"
     );
-    let raw = letters[0]["raw"].as_str().unwrap_or_default();
-    assert!(raw.contains(&poisoned), "the OCSF finding is kept: {raw}");
+    let reason = letter(&format!("\"{unreadable}\""));
+    assert!(
+        reason.contains("InvalidInputException") && reason.contains("could not be read"),
+        "{reason}"
+    );
     // Every record went on to its own sink.
     let flows = std::fs::read_to_string(dir.join("flows.ndjson")).unwrap();
     assert_eq!(flows.lines().count(), SCANNERS * 25);

@@ -6,8 +6,9 @@
 //! `<data_dir>/detect.json` (replaced atomically). A batch the rules saw holds a share of
 //! its acknowledgement until a save includes what the rules made of it: no checkpoint
 //! covers records the windows would forget in a crash. Saves come [`SAVE_HOLDING`] apart
-//! while shares are held ([`SAVE_EVERY`] otherwise), further apart when saving is slow,
-//! and when the stage ends. A restart takes the state up and sends the undelivered
+//! while shares are held ([`SAVE_EVERY`] otherwise) and as soon as the input goes quiet
+//! (a source may be waiting for those shares), further apart when saving is slow, and when
+//! the stage ends. A restart takes the state up and sends the undelivered
 //! findings again: a finding is delivered at least once, under the same id (the sink's
 //! event id comes from the finding's id, so Elasticsearch keeps one copy, Security Hub
 //! updates it). Records read again after a crash (those the sinks had not all
@@ -34,7 +35,15 @@ const STATE_FILE: &str = "detect.json";
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// How often while batches' acknowledgements wait for a save: the sources' checkpoints
 /// lag the sinks' acknowledgements by about this.
-pub(crate) const SAVE_HOLDING: Duration = Duration::from_millis(250);
+const SAVE_HOLDING: Duration = Duration::from_millis(250);
+/// The longest acknowledgements wait for a save, however slow saving is (an SQS message's
+/// visibility timeout is 30 s by default).
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+/// After a failed save, the next attempt waits this long...
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+/// ...and after failing this long, the run stops: the sources' checkpoints cannot pass
+/// what the rules saw.
+const SAVE_GIVE_UP: Duration = Duration::from_secs(60);
 /// Saving takes at most this share of the stage's time: a state that takes 0.5 s to
 /// write is saved every 10 s rather than every 5 (or every 0.25).
 const SAVE_SHARE: u32 = 20;
@@ -76,6 +85,8 @@ pub(crate) struct Detection {
     saved_at: Instant,
     /// How long the last save took: saves are at least [`SAVE_SHARE`] times that apart.
     save_cost: Duration,
+    /// Since when saves fail, and when to try again.
+    failing: Option<(Instant, Instant)>,
     /// A finite run (`--once`): every window closes when the input ends.
     once: bool,
     metrics: ComponentMetrics,
@@ -145,6 +156,7 @@ impl Detection {
             held: Vec::new(),
             saved_at: Instant::now(),
             save_cost: Duration::ZERO,
+            failing: None,
             once,
             metrics,
             findings,
@@ -231,8 +243,19 @@ impl Detection {
         !self.held.is_empty()
     }
 
-    /// Forgets the findings every sink delivered; saves the state when it is due.
-    pub(crate) fn maintain(&mut self) {
+    /// The input went quiet: a source may be waiting for the acknowledgements held here,
+    /// so the state is saved now, as far as saving's share of the time allows. An error
+    /// when saving has failed for [`SAVE_GIVE_UP`].
+    pub(crate) fn quiet(&mut self) -> Result<(), String> {
+        if self.holding() && self.saved_at.elapsed() >= self.save_cost * SAVE_SHARE {
+            self.try_save()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the findings every sink delivered; saves the state when it is due. An
+    /// error when saving has failed for [`SAVE_GIVE_UP`].
+    pub(crate) fn maintain(&mut self) -> Result<(), String> {
         self.send_resends();
         let before = self.pending.len();
         self.pending.retain_mut(|p| match p.wait.as_mut().map(AckWait::try_status) {
@@ -246,11 +269,43 @@ impl Detection {
         });
         self.changed |= self.pending.len() != before;
         let every = match self.held.is_empty() {
-            true => SAVE_EVERY,
-            false => SAVE_HOLDING,
+            true => SAVE_EVERY.max(self.save_cost * SAVE_SHARE),
+            false => SAVE_HOLDING
+                .max(self.save_cost * SAVE_SHARE)
+                .min(HOLD_AT_MOST),
         };
-        if self.changed && self.saved_at.elapsed() >= every.max(self.save_cost * SAVE_SHARE) {
-            self.save();
+        if self.changed && self.saved_at.elapsed() >= every {
+            self.try_save()?;
+        }
+        Ok(())
+    }
+
+    /// Saves, unless the last failure asks to wait; an error once saves have failed for
+    /// [`SAVE_GIVE_UP`].
+    fn try_save(&mut self) -> Result<(), String> {
+        if let Some((_, retry_at)) = self.failing {
+            if Instant::now() < retry_at {
+                return Ok(());
+            }
+        }
+        match self.save() {
+            Ok(()) => {
+                self.failing = None;
+                Ok(())
+            }
+            Err(why) => {
+                let now = Instant::now();
+                let since = self.failing.map_or(now, |(since, _)| since);
+                self.failing = Some((since, now + SAVE_RETRY));
+                match since.elapsed() >= SAVE_GIVE_UP {
+                    true => Err(format!(
+                        "{why}, for {} s: stopping, as no checkpoint can pass the records the \
+                         detection rules saw",
+                        since.elapsed().as_secs()
+                    )),
+                    false => Ok(()),
+                }
+            }
         }
     }
 
@@ -279,10 +334,12 @@ impl Detection {
             }
         }
         self.pending.retain(|p| !p.saved.uid.is_empty());
-        self.save();
+        // A failure is logged; the held shares then fail as they drop, so no checkpoint
+        // passes what the rules saw.
+        let _ = self.save();
     }
 
-    fn save(&mut self) {
+    fn save(&mut self) -> Result<(), String> {
         let began = Instant::now();
         // `Saved`, written around the snapshot's text rather than parsing it again.
         let saved = self.detector.snapshot().and_then(|snapshot| {
@@ -308,11 +365,13 @@ impl Detection {
                 // What the rules made of these batches is on disk: their checkpoints may
                 // pass them.
                 self.held.drain(..).for_each(Ack::confirm);
+                Ok(())
             }
             Err(e) => {
                 let why = format!("cannot save {}: {e}", self.path.display());
                 tracing::error!("detect: {why}");
                 self.metrics.error("detect_state", &why);
+                Err(why)
             }
         }
     }

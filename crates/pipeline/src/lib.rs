@@ -875,8 +875,9 @@ struct Stage {
 /// How often the stage keeps the enricher up to date while no batch arrives (live
 /// inventory snapshots, replaced database files), besides before every batch.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
-/// How long the input may be quiet before records held for merging are sent.
-const REDUCE_IDLE: Duration = Duration::from_millis(20);
+/// How long the input may be quiet before what the stage holds is let go: records held
+/// for merging are sent, acknowledgements waiting for the detection state are saved free.
+const QUIET: Duration = Duration::from_millis(20);
 
 impl Stage {
     fn run(
@@ -887,24 +888,27 @@ impl Stage {
     ) {
         loop {
             self.maintain(&sinks);
-            // Held records go out as soon as the input goes quiet: a source that waits for
-            // its batches' acknowledgements (a directory's file, an SQS message) would
-            // otherwise wait for `max_hold_secs` each time.
+            // What the stage holds goes as soon as the input goes quiet: a source that
+            // waits for its batches' acknowledgements (a directory's file, an SQS message)
+            // would otherwise wait for `max_hold_secs` (held records) or the detection
+            // state's next save (held acknowledgements) each time.
             let holding = self.reduce.as_ref().is_some_and(|r| r.holding());
-            let wait = match holding {
-                true => REDUCE_IDLE,
-                // Acknowledgements wait for the detection state's next save.
-                false if self.detection.as_ref().is_some_and(|d| d.holding()) => {
-                    crate::detect::SAVE_HOLDING
-                }
+            let detect_holding = self.detection.as_ref().is_some_and(|d| d.holding());
+            let wait = match holding || detect_holding {
+                true => QUIET,
                 false => MAINTAIN_EVERY,
             };
             // The timer is made inside `block_on`, where the runtime's clock is.
             let next = runtime.block_on(async { tokio::time::timeout(wait, input.recv()).await });
-            if holding && next.is_err() {
-                if let Some(reduce) = &mut self.reduce {
+            if next.is_err() {
+                if let Some(reduce) = self.reduce.as_mut().filter(|_| holding) {
                     let sent = reduce.flush(&sinks);
                     self.metrics.records_out.inc_by(sent as u64);
+                }
+                if let Some(detection) = self.detection.as_mut().filter(|_| detect_holding) {
+                    if let Err(why) = detection.quiet() {
+                        self.fail("detect_state", why);
+                    }
                 }
             }
             match next {
@@ -944,13 +948,18 @@ impl Stage {
                     batch.source,
                     batch.line_numbers.first().copied().unwrap_or(0)
                 );
-                tracing::error!("{why}; stopping: nothing more is delivered");
-                self.metrics.error("where", &why);
-                self.failed.lock().expect("not poisoned").get_or_insert(why);
-                self.stop.set();
+                self.fail("where", why);
                 None
             }
         }
+    }
+
+    /// Stops the run for `why`: nothing more is delivered, and the run's status says why.
+    fn fail(&mut self, what: &'static str, why: String) {
+        tracing::error!("{why}; stopping: nothing more is delivered");
+        self.metrics.error(what, &why);
+        self.failed.lock().expect("not poisoned").get_or_insert(why);
+        self.stop.set();
     }
 
     /// Merges inventory refreshes and reopens replaced databases, logging what changed.
@@ -967,7 +976,9 @@ impl Stage {
             }
         }
         if let Some(detection) = &mut self.detection {
-            detection.maintain();
+            if let Err(why) = detection.maintain() {
+                self.fail("detect_state", why);
+            }
         }
     }
 

@@ -215,13 +215,15 @@ impl HttpClient {
             use http_body_util::BodyExt;
             let response = self.client.execute(request).await.map_err(failed)?;
             if response.status().is_redirection() {
-                let location = response
-                    .headers()
-                    .get(http::header::LOCATION)
-                    .map(|l| {
-                        String::from_utf8_lossy(&l.as_bytes()[..l.len().min(512)]).into_owned()
-                    })
-                    .unwrap_or_else(|| "nowhere (no Location header)".into());
+                // Scheme and host only: a redirect of a URL whose path is a credential
+                // (Sumo Logic's) carries the credential in its Location too.
+                let location = match response.headers().get(http::header::LOCATION) {
+                    None => "nowhere (no Location header)".into(),
+                    Some(l) => match String::from_utf8_lossy(l.as_bytes()).parse::<http::Uri>() {
+                        Ok(uri) if uri.authority().is_some() => format!("{}/...", origin_of(&uri)),
+                        _ => "another path of the same server".into(),
+                    },
+                };
                 return Err(TransportError::Redirected {
                     status: response.status().as_u16(),
                     location,

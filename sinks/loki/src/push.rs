@@ -72,17 +72,20 @@ impl<'a> Event<'a> {
 
 /// The label set in LogQL's form, `{name="value", ...}`, from its JSON object.
 pub fn logql_labels(json: &[u8]) -> String {
+    format!("{{{}}}", label_pairs(json).join(", "))
+}
+
+/// The labels of a JSON object as LogQL writes each, `name="value"`.
+pub fn label_pairs(json: &[u8]) -> Vec<String> {
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(json).unwrap_or_default();
-    let pairs: Vec<String> = map
-        .iter()
+    map.iter()
         .map(|(name, value)| {
             let value = value.as_str().unwrap_or_default();
             let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
             format!("{name}=\"{escaped}\"")
         })
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
+        .collect()
 }
 
 /// A stream of a push: its labels (the JSON object) and entries (timestamp, line).
@@ -190,12 +193,13 @@ pub fn go_time(nanos: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use flowlog_sink::request::{Origin, PieceBuilder};
     use flowlog_sink::Ack;
 
-    fn piece(events: &[&str]) -> Piece {
+    /// A piece of `events`, written as the sink writes them.
+    pub(crate) fn piece(events: &[&str]) -> Piece {
         let (ack, _wait) = Ack::new();
         let mut builder = PieceBuilder::new(1 << 20);
         builder.share(&ack);

@@ -7,11 +7,13 @@
 //! 400 is partial: Loki stores the entries it can and names, one per line, those it
 //! ignored, by timestamp (as Go prints a time) and stream, with a reason (too old, out of
 //! order, too far behind, too new). Those are dead-lettered with that reason and never
-//! sent again; the rest count as delivered. When the answer says more were ignored in a
-//! stream than it names (Loki names at most `max_returned_errors`, 10 by default), the
-//! stream's entries it does not name are dead-lettered too, as possibly ignored: an entry
-//! may then be both stored and dead-lettered, never lost. A 400 that names no entry
-//! (labels Loki cannot parse) is halved down to the entry at fault.
+//! sent again, as are entries older than the oldest time Loki says their stream accepts.
+//! Loki names at most `max_returned_errors` (10 by default), and some versions only the
+//! last: every entry it does not name is sent again, and Loki drops the ones it stored as
+//! duplicates (an entry's time carries its place in its source, so a stored entry and its
+//! resend are the same entry). Each round dead-letters at least one named entry, so the
+//! rounds end. A 400 that names no entry of the push (labels Loki cannot parse, an
+//! answer in an unknown form) is halved down to the entry at fault.
 
 use std::collections::HashMap;
 
@@ -19,7 +21,7 @@ use flowlog_sink::http::Response;
 use flowlog_sink::request::{EventVerdict, Piece, Verdict};
 use flowlog_sink::retry::parse_retry_after;
 
-use crate::push::{go_time, logql_labels, Event};
+use crate::push::{go_time, label_pairs, Event};
 
 /// An entry an answer names.
 #[derive(Debug, PartialEq)]
@@ -78,73 +80,55 @@ fn first_line(text: &str) -> &str {
     &line[..line.floor_char_boundary(300)]
 }
 
-/// The verdict of each entry a 400 names, or `None` when it names none.
+/// The verdict of each entry of the piece after a 400, or `None` when the answer names
+/// none of them.
 fn per_entry(body: &str, piece: &Piece) -> Option<Verdict> {
-    let (named, totals) = parse(body);
-    if named.is_empty() {
-        return None;
-    }
-    let mut streams: HashMap<&[u8], String> = HashMap::new();
+    let (named, _) = parse(body);
+    // Per label set: its LogQL form and its `name="value"` pairs (Loki may name a stream
+    // with labels of its own added, such as Loki 3's `service_name`).
+    let mut streams: HashMap<&[u8], (String, Vec<String>)> = HashMap::new();
     let mut verdicts = Vec::with_capacity(piece.len());
-    let mut refused_in: HashMap<String, usize> = HashMap::new();
-    // Each event's stream and time, for the entries counted but not named.
-    let mut events: Vec<Option<(String, i64)>> = Vec::with_capacity(piece.len());
+    let mut matched = false;
     for i in 0..piece.len() {
         let Some(event) = Event::parse(piece.event(i)) else {
             verdicts.push(EventVerdict::Refused("not an entry this sink wrote".into()));
-            events.push(None);
             continue;
         };
-        let stream = streams
-            .entry(event.labels)
-            .or_insert_with(|| logql_labels(event.labels))
-            .clone();
+        let (stream, pairs) = streams.entry(event.labels).or_insert_with(|| {
+            let pairs = label_pairs(event.labels);
+            (format!("{{{}}}", pairs.join(", ")), pairs)
+        });
+        let ours = |theirs: &Option<String>| {
+            theirs.as_ref().is_none_or(|s| {
+                s == stream.as_str() || pairs.iter().all(|p| s.contains(p.as_str()))
+            })
+        };
         let time = go_time(event.nanos);
-        let hit = named
-            .iter()
-            .find(|n| n.time == time && n.stream.as_ref().is_none_or(|s| *s == stream));
-        match hit {
-            Some(n) => {
-                *refused_in.entry(stream.clone()).or_default() += 1;
-                verdicts.push(EventVerdict::Refused(format!("HTTP 400: {}", n.reason)));
-            }
-            None => verdicts.push(EventVerdict::Delivered),
-        }
-        events.push(Some((stream, event.nanos)));
-    }
-    // Ignored entries the answer counts but does not name: those older than the oldest
-    // time the named ones say was acceptable, or when none says, every other entry of
-    // the stream (possibly stored: dead-lettered rather than lost).
-    for (stream, total) in totals {
-        if refused_in.get(&stream).copied().unwrap_or(0) >= total {
+        if let Some(n) = named.iter().find(|n| n.time == time && ours(&n.stream)) {
+            matched = true;
+            verdicts.push(EventVerdict::Refused(format!("HTTP 400: {}", n.reason)));
             continue;
         }
+        // Loki prints the oldest time a stream accepts to the second, at or below the
+        // true limit: an entry before it is refused as surely as a named one.
         let cutoff = named
             .iter()
-            .filter(|n| n.stream.as_deref() == Some(stream.as_str()))
+            .filter(|n| ours(&n.stream))
             .filter_map(|n| n.oldest_acceptable)
             .max();
-        for (verdict, at) in verdicts.iter_mut().zip(&events) {
-            let Some((at_stream, nanos)) = at else {
-                continue;
-            };
-            if *verdict != EventVerdict::Delivered || *at_stream != stream {
-                continue;
-            }
-            *verdict = match cutoff {
-                Some(cutoff) if *nanos < cutoff => EventVerdict::Refused(format!(
-                    "HTTP 400: entry too far behind (one of {total} Loki ignored in stream \
-                     {stream}, older than the oldest acceptable time it named)"
-                )),
-                Some(_) => continue,
-                None => EventVerdict::Refused(format!(
-                    "HTTP 400: Loki ignored {total} entries of stream {stream} and named only \
-                     some; this one may have been stored"
-                )),
-            };
-        }
+        verdicts.push(match cutoff {
+            Some(cutoff) if event.nanos < cutoff => EventVerdict::Refused(format!(
+                "HTTP 400: entry too far behind: older than {}, the oldest time Loki said \
+                 stream {stream} accepts",
+                go_time(cutoff)
+            )),
+            // Stored, or ignored without being named (Loki names ten at most, and some
+            // versions one): sent again. Loki drops a stored copy as the duplicate it is
+            // (same stream, time and line), and names what it ignores again.
+            _ => EventVerdict::Unprocessed,
+        });
     }
-    Some(Verdict::Events(verdicts))
+    matched.then_some(Verdict::Events(verdicts))
 }
 
 /// The entries a 400 names, and per stream how many it says were ignored.
@@ -221,6 +205,50 @@ mod tests {
         let (named, _) = parse(distributor);
         assert_eq!(named[0].time, "2023-11-14 22:13:20 +0000 UTC");
         assert_eq!(named[0].reason, "timestamp too old");
+    }
+
+    /// Loki 3 names a stream with its own `service_name` added, names one ignored entry
+    /// and counts none: the named one is dead-lettered, the others sent again (a stored
+    /// copy is dropped by Loki); an answer naming none of the push halves it.
+    #[test]
+    fn an_entry_named_under_more_labels_is_refused_and_the_unnamed_are_sent_again() {
+        let events = [
+            "{\"job\":\"vpc\"}\t1700000000000000001\tfirst",
+            "{\"job\":\"vpc\"}\t1700000000000000002\tsecond",
+            "{\"job\":\"vpc\"}\t1600000000000000003\told",
+        ];
+        let piece = crate::push::tests::piece(&events);
+        let answer = |body: &str| Response {
+            status: 400,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_string()),
+            trailers: http::HeaderMap::new(),
+        };
+        let named = "entry with timestamp 2023-11-14 22:13:20.000000002 +0000 UTC ignored, \
+                     reason: 'entry out of order' for stream: {job=\"vpc\", service_name=\"vpc\"}";
+        let Verdict::Events(verdicts) = verdict(&answer(named), &piece) else {
+            panic!("per entry");
+        };
+        assert_eq!(verdicts[0], EventVerdict::Unprocessed);
+        assert_eq!(
+            verdicts[1],
+            EventVerdict::Refused("HTTP 400: entry out of order".into())
+        );
+        assert_eq!(verdicts[2], EventVerdict::Unprocessed);
+        // Older than the oldest time the stream accepts: refused though not named.
+        let behind = "entry with timestamp 2023-11-14 22:13:20.000000002 +0000 UTC ignored, \
+                      reason: 'entry too far behind, oldest acceptable timestamp is: \
+                      2023-11-14T21:13:20Z' for stream: {job=\"vpc\"}";
+        let Verdict::Events(verdicts) = verdict(&answer(behind), &piece) else {
+            panic!("per entry");
+        };
+        assert_eq!(verdicts[0], EventVerdict::Unprocessed);
+        assert!(matches!(&verdicts[2], EventVerdict::Refused(r) if r.contains("too far behind")));
+        let elsewhere = named.replace("vpc\", service_name", "other\", service_name");
+        assert!(matches!(
+            verdict(&answer(&elsewhere), &piece),
+            Verdict::Isolate { .. }
+        ));
     }
 
     #[test]

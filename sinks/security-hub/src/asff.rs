@@ -15,7 +15,7 @@
 //! - `ProductFields`: the rule's figures (`flowlog/distinct_ports`...).
 
 use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, Network, NetworkDirection, Resource, Severity, SeverityLabel,
+    AwsSecurityFinding, Network, NetworkDirection, Partition, Resource, Severity, SeverityLabel,
 };
 use serde_json::Value;
 
@@ -30,11 +30,26 @@ pub struct Product {
 impl Product {
     /// The default product of `account_id` in `region`.
     pub fn default_for(account_id: &str, region: &str) -> Self {
+        let partition = partition(region);
         Self {
-            arn: format!("arn:aws:securityhub:{region}:{account_id}:product/{account_id}/default"),
+            arn: format!(
+                "arn:{}:securityhub:{region}:{account_id}:product/{account_id}/default",
+                partition.as_str()
+            ),
             account_id: account_id.to_string(),
             region: region.to_string(),
         }
+    }
+}
+
+/// The AWS partition `region` is in (China's and GovCloud's have ARNs of their own).
+fn partition(region: &str) -> Partition {
+    if region.starts_with("cn-") {
+        Partition::AwsCn
+    } else if region.starts_with("us-gov-") {
+        Partition::AwsUsGov
+    } else {
+        Partition::Aws
     }
 }
 
@@ -148,7 +163,7 @@ fn resources(ocsf: &Value, evidence: &Value, region: &str) -> Vec<Resource> {
                     .r#type(r["type"].as_str()?)
                     .id(r["uid"].as_str()?)
                     .region(region)
-                    .partition(aws_sdk_securityhub::types::Partition::Aws)
+                    .partition(partition(region))
                     .build(),
             )
         })
@@ -253,6 +268,19 @@ mod tests {
         assert_eq!(network.direction(), Some(&NetworkDirection::Out));
         assert_eq!(network.destination_ipv4(), Some("10.0.3.9"));
         assert_eq!(f.product_fields().unwrap()["flowlog/distinct_ports"], "594");
+    }
+
+    #[test]
+    fn china_and_govcloud_have_partitions_of_their_own() {
+        assert_eq!(
+            Product::default_for("1", "cn-north-1").arn,
+            "arn:aws-cn:securityhub:cn-north-1:1:product/1/default"
+        );
+        let mut doc = scan();
+        doc["cloud"]["region"] = "us-gov-west-1".into();
+        let f = finding(&doc, &Product::default_for("1", "us-gov-west-1")).unwrap();
+        assert!(f.product_arn().unwrap().starts_with("arn:aws-us-gov:"));
+        assert_eq!(f.resources()[0].partition(), Some(&Partition::AwsUsGov));
     }
 
     #[test]

@@ -150,9 +150,15 @@ impl Sink for HubSink {
             if let Err(e) = &probe {
                 let said = explain(e, "Security Hub", IMPORT);
                 match failure(e) {
-                    // An empty list may be refused as input, but only once the caller
-                    // passed.
-                    Failure::Invalid => {}
+                    // Refused as input: the service answered, but the permission is not
+                    // proven by it.
+                    Failure::Invalid => {
+                        return Ok(format!(
+                            "findings as {}; Security Hub answered, refusing an empty import as \
+                             input ({said}): {IMPORT} is not proven",
+                            product.arn
+                        ))
+                    }
                     Failure::NotEnabled => {
                         return Err(self.unreachable(format!(
                             "{said} (enable Security Hub in {} for account {})",
@@ -317,7 +323,9 @@ impl HubSink {
             max: secs(self.config.retry_max_backoff_secs),
         };
         let metrics = &self.ctx.metrics;
-        for chunk in pending.chunks(self.config.max_findings) {
+        // Calls to make, last first; a call refused as a whole is made again in halves.
+        let mut calls: Vec<&[Pending]> = pending.chunks(self.config.max_findings).rev().collect();
+        while let Some(chunk) = calls.pop() {
             let findings: Vec<AwsSecurityFinding> =
                 chunk.iter().map(|p| p.finding.clone()).collect();
             let mut backoff = Backoff::new(policy);
@@ -343,9 +351,15 @@ impl HubSink {
                                     ),
                                 ))
                             }
-                            Failure::Invalid => {
-                                // The call as a whole: the findings, one by one, would be
-                                // refused the same way.
+                            // Refused as a whole for what it holds (too large, a finding
+                            // the service cannot read): halved down to the finding at
+                            // fault, which is dead-lettered.
+                            Failure::Invalid | Failure::Other(413) if chunk.len() > 1 => {
+                                let (first, second) = chunk.split_at(chunk.len() / 2);
+                                calls.extend([second, first]);
+                                break Ok(None);
+                            }
+                            Failure::Invalid | Failure::Other(413) => {
                                 for p in chunk {
                                     self.dead_letter(&p.source, p.line, &said, &p.text)?;
                                 }

@@ -14,7 +14,8 @@
 //!
 //! Scripted faults: a share of calls answered `LimitExceededException` (429, the
 //! throttling), `InternalException` (500) or with the connection dropped, all before
-//! anything is imported; findings holding a poison string refused in `FailedFindings`;
+//! anything is imported; findings holding a poison string refused in `FailedFindings`, and
+//! calls holding another refused as a whole (`InvalidInputException`);
 //! `hang_requests` imports never answered; every import refused
 //! (`AccessDeniedException`, 403) or answered as from an account without a hub
 //! (`InvalidAccessException`, 401).
@@ -43,6 +44,9 @@ pub struct HubOptions {
     pub failure_rate: f64,
     /// A finding whose JSON contains this is refused in `FailedFindings`.
     pub poison: Option<String>,
+    /// A call holding this is refused as a whole (`InvalidInputException`), as the service
+    /// refuses a call with a finding it cannot read.
+    pub refuse_call_with: Option<String>,
     /// This many imports, from the `hang_from`th (0 = the first), are never answered (the
     /// connection stays open).
     pub hang_requests: u64,
@@ -61,6 +65,7 @@ impl Default for HubOptions {
             region: "us-east-1".into(),
             failure_rate: 0.0,
             poison: None,
+            refuse_call_with: None,
             hang_requests: 0,
             hang_from: 0,
             deny: false,
@@ -85,6 +90,8 @@ pub struct HubStats {
     pub identity_calls: u64,
     pub imported_findings: u64,
     pub refused_findings: u64,
+    /// Calls refused as a whole for their input.
+    pub refused_calls: u64,
     pub throttled: u64,
     pub internal_errors: u64,
     pub dropped_connections: u64,
@@ -223,6 +230,15 @@ async fn handle(
             return Err(DropConnection);
         }
         None => {}
+    }
+    let refused = options.refuse_call_with.as_ref();
+    if refused.is_some_and(|r| memchr::memmem::find(&body, r.as_bytes()).is_some()) {
+        state.stats.refused_calls += 1;
+        return Ok(error(
+            400,
+            "InvalidInputException",
+            "Finding could not be read",
+        ));
     }
     if body.len() > 6 << 20 {
         return Ok(error(
