@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What delivering detection findings costs: `flowlog run --once` with `[detect]` on a corpus
 # of N vertical port scans (25 ports each, one finding each), the findings imported into the
-# Security Hub test peer, beside the same run with the findings written to a file. Records go
-# to a file in both. CPU is flowlog's own (the peer runs in its own process); the difference
-# between the two runs is the Security Hub sink's share.
+# Security Hub test peer, beside the same run with the findings written to a file, and a run
+# whose threshold (26 ports) makes no finding at all. Records go to a file in all three. CPU
+# is flowlog's own (the peer runs in its own process); the run without findings is the
+# baseline: what is above it is making and delivering the findings.
 #
 #   scripts/bench-findings.sh [SCANNERS]      (default 20000)
 #
@@ -39,7 +40,7 @@ for i in range(n):
 PY
 echo "== $n scans, $(wc -l < "$work/scans.log") lines"
 
-config() { # $1 = label, $2 = the findings sink's settings
+config() { # $1 = label, $2 = the findings sink's settings, $3 = the scan threshold
     cat > "$work/$1.toml" <<TOML
 data_dir = "$work/data.$1"
 [api]
@@ -49,7 +50,7 @@ paths = ["$work/scans.log"]
 [detect]
 findings = ["findings"]
 [detect.vertical_scan]
-min_ports = 20
+min_ports = ${3:-20}
 min_privileged_ports = 0
 [detect.admin_ports]
 enabled = false
@@ -62,6 +63,11 @@ path = "$work/records.$1.ndjson"
 $2
 TOML
 }
+
+config none "type = \"file\"
+path = \"$work/none.ndjson\"" 26
+/usr/bin/time -f "no finding (baseline): %e s wall, %U+%S s CPU, %M KB peak RSS" \
+    "$bin" run --once --config "$work/none.toml"
 
 config file "type = \"file\"
 path = \"$work/findings.ndjson\""
