@@ -308,6 +308,15 @@ pub fn http_endpoint(endpoint: &str) -> Result<http::Uri, SinkError> {
             "endpoint `{endpoint}` is not an http:// or https:// URL"
         )));
     }
+    // Credentials in the URL would be shown wherever the endpoint is (errors, `check`):
+    // they belong in the sink's own settings, which are never printed.
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(SinkError::Config(
+            "the endpoint holds credentials (user:password@host): give them in the sink's \
+             auth settings instead"
+                .into(),
+        ));
+    }
     Ok(url)
 }
 
@@ -438,6 +447,18 @@ mod tests {
             max_response_bytes: None,
             http2_only: false,
         })
+    }
+
+    #[test]
+    fn an_endpoint_with_credentials_is_refused_without_showing_them() {
+        assert!(http_endpoint("https://splunk.example.com:8088/services").is_ok());
+        let err = http_endpoint("https://flowlog:s3cret@loki.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth settings") && !err.contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[test]
