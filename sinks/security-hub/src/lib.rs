@@ -29,6 +29,7 @@ use flowlog_sink::{
 use tokio::sync::mpsc;
 
 pub use asff::Product;
+pub use settings::SecurityHubConfig;
 
 /// The permission every call of this sink needs.
 const IMPORT: &str = "securityhub:BatchImportFindings";
@@ -80,7 +81,6 @@ fn failure<E: ProvideErrorMetadata>(
         (_, None) => Failure::Other(0),
     }
 }
-pub use settings::SecurityHubConfig;
 
 impl SinkKind for SecurityHubConfig {
     fn validate(&self) -> Result<(), SinkError> {
@@ -199,31 +199,27 @@ impl HubSink {
             .ok_or_else(|| SinkError::Config("no region: set `region` or AWS_REGION".into()))?;
         // Every call is bounded (an endpoint that never answers is given up on) and made
         // once: retries are this sink's, with its backoff and its metrics.
-        let timeouts = TimeoutConfig::builder()
-            .operation_timeout(secs(config.request_timeout_secs))
+        let sdk = sdk
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(secs(config.request_timeout_secs))
+                    .build(),
+            )
             .build();
         let account = match &config.aws_account_id {
             Some(account) => account.clone(),
-            None => aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&sdk)
-                    .retry_config(RetryConfig::disabled())
-                    .timeout_config(timeouts.clone())
-                    .build(),
-            )
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| self.unreachable(explain(&e, "STS", "sts:GetCallerIdentity")))?
-            .account()
-            .map(str::to_string)
-            .ok_or_else(|| self.unreachable("STS named no account".into()))?,
+            None => aws_sdk_sts::Client::new(&sdk)
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| self.unreachable(explain(&e, "STS", "sts:GetCallerIdentity")))?
+                .account()
+                .map(str::to_string)
+                .ok_or_else(|| self.unreachable("STS named no account".into()))?,
         };
-        let client = Client::from_conf(
-            aws_sdk_securityhub::config::Builder::from(&sdk)
-                .retry_config(RetryConfig::disabled())
-                .timeout_config(timeouts)
-                .build(),
-        );
+        let client = Client::new(&sdk);
         Ok((client, Product::default_for(&account, &region)))
     }
 
