@@ -8,14 +8,17 @@
 #
 # CORPUS: a flow-log file (../shared/bench/gen_flowlogs.py, or scripts/long_lived_flows.py);
 # REDUCE: the [transform.reduce] table's body (default: aggregate = true, window_secs = 600).
-# Uses the release build in $CARGO_TARGET_DIR.
+# Uses the release build in $CARGO_TARGET_DIR, or $FLOWLOG_BIN (a flowlog built already,
+# with hec-receiver beside it).
 set -euo pipefail
 corpus=$(realpath "$1")
 reduce=${2:-$'aggregate = true\nwindow_secs = 600'}
 target=${CARGO_TARGET_DIR:-$(dirname "$0")/../target}
-cargo build --release -q -p flowlog -p flowlog-test-receivers --bins
-bin=$target/release/flowlog
-receiver_bin=$target/release/hec-receiver
+if [[ -z "${FLOWLOG_BIN:-}" ]]; then
+    cargo build --release -q -p flowlog -p flowlog-test-receivers --bins
+fi
+bin=${FLOWLOG_BIN:-$target/release/flowlog}
+receiver_bin=$(dirname "$bin")/hec-receiver
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [[ -n "${rpid:-}" ]] && kill "$rpid" 2>/dev/null || true' EXIT
 echo "== $(wc -l < "$corpus") lines of $corpus"

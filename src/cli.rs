@@ -83,6 +83,7 @@ pub enum Command {
     Man,
 }
 
+#[cfg(feature = "source-s3")]
 const BACKFILL_HELP: &str = "\
 Examples:
   flowlog backfill s3://my-flow-logs/AWSLogs/123456789012/ --since 2026-08-01 \\

@@ -112,6 +112,10 @@ struct Snapshot {
     records: u64,
     findings: u64,
     rules: Vec<(String, Box<serde_json::value::RawValue>)>,
+    /// What the rules' keys share, which they refer to by number (absent from a state
+    /// saved before there were tables, whose keys hold it in full).
+    #[serde(default)]
+    shared: window::shared::Shared,
 }
 
 impl Detector {
@@ -202,12 +206,13 @@ impl Detector {
 
     /// The open windows and histories, as JSON.
     pub fn snapshot(&self) -> Result<Vec<u8>, DetectError> {
-        let rules = self
-            .rules
-            .iter()
-            .map(|r| Ok((r.id().name().to_owned(), r.save()?)))
-            .collect::<serde_json::Result<Vec<_>>>()
-            .map_err(|e| DetectError::Snapshot(e.to_string()))?;
+        let (rules, shared) = window::shared::Shared::writing(|| {
+            self.rules
+                .iter()
+                .map(|r| Ok((r.id().name().to_owned(), r.save()?)))
+                .collect::<serde_json::Result<Vec<_>>>()
+        });
+        let rules = rules.map_err(|e| DetectError::Snapshot(e.to_string()))?;
         serde_json::to_vec(&Snapshot {
             settings: self.settings.clone(),
             latest: self.latest,
@@ -215,6 +220,7 @@ impl Detector {
             records: self.records,
             findings: self.findings,
             rules,
+            shared,
         })
         .map_err(|e| DetectError::Snapshot(e.to_string()))
     }
@@ -229,14 +235,17 @@ impl Detector {
             return Err(DetectError::SettingsChanged);
         }
         let mut rules = rules::build(&self.settings);
-        for (name, state) in snapshot.rules {
-            let rule = rules
-                .iter_mut()
-                .find(|r| r.id().name() == name)
-                .ok_or_else(|| DetectError::Snapshot(format!("unknown rule {name}")))?;
-            rule.load(&state)
-                .map_err(|e| DetectError::Snapshot(format!("{name}: {e}")))?;
-        }
+        snapshot.shared.reading(|| {
+            for (name, state) in &snapshot.rules {
+                let rule = rules
+                    .iter_mut()
+                    .find(|r| r.id().name() == name)
+                    .ok_or_else(|| DetectError::Snapshot(format!("unknown rule {name}")))?;
+                rule.load(state)
+                    .map_err(|e| DetectError::Snapshot(format!("{name}: {e}")))?;
+            }
+            Ok::<_, DetectError>(())
+        })?;
         self.rules = rules;
         self.latest = snapshot.latest;
         self.skipped = snapshot.skipped;
@@ -375,6 +384,84 @@ mod tests {
             Detector::new(other).unwrap().restore(&saved),
             Err(DetectError::SettingsChanged)
         ));
+    }
+
+    #[test]
+    fn a_snapshot_writes_shared_contexts_and_prefixes_once_and_reads_full_ones_too() {
+        let mut d = Detector::new(DetectSettings::default()).unwrap();
+        // Many keys of every rule, from one interface and one source.
+        let lines: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "2 1 eni-a 10.0.{}.{} 52.1.2.3 40000 {} 6 1 40 {HOUR} {HOUR} REJECT OK",
+                    i / 100,
+                    i % 100,
+                    1000 + i
+                )
+            })
+            .collect();
+        d.observe(&batch(&lines));
+        d.observe(&batch(&scan(1, 600, HOUR)));
+        let saved = d.snapshot().unwrap();
+        let text = String::from_utf8(saved.clone()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["shared"]["contexts"].as_array().unwrap().len(), 1);
+        // (Each test batch's source has the same name.)
+        assert_eq!(value["shared"]["prefixes"].as_array().unwrap().len(), 1);
+        assert_eq!(text.matches(r#""interface_id":"eni-a""#).count(), 1);
+        // The same state with every context and example written in full, as states were
+        // saved before the tables: taken up alike.
+        let full = {
+            let mut v = value.clone();
+            let context = v["shared"]["contexts"][0].clone();
+            let prefix = v["shared"]["prefixes"][0].clone();
+            fn expand(
+                v: &mut serde_json::Value,
+                context: &serde_json::Value,
+                prefix: &serde_json::Value,
+            ) {
+                match v {
+                    serde_json::Value::Object(map) => {
+                        if let Some(c) = map.get_mut("context").filter(|c| c.is_number()) {
+                            *c = context.clone();
+                        }
+                        if let Some(serde_json::Value::Array(examples)) = map.get_mut("examples") {
+                            for e in examples.iter_mut() {
+                                *e = serde_json::json!({"prefix": prefix, "line": e[1]});
+                            }
+                        }
+                        map.values_mut().for_each(|v| expand(v, context, prefix));
+                    }
+                    serde_json::Value::Array(items) => {
+                        items.iter_mut().for_each(|v| expand(v, context, prefix))
+                    }
+                    _ => {}
+                }
+            }
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("shared");
+            // The rules' states are JSON text inside the snapshot.
+            for rule in obj["rules"].as_array_mut().unwrap() {
+                expand(&mut rule[1], &context, &prefix);
+            }
+            serde_json::to_vec(&v).unwrap()
+        };
+        assert!(full.len() > saved.len());
+        let mut from_full = Detector::new(DetectSettings::default()).unwrap();
+        from_full.restore(&full).unwrap();
+        let mut from_tables = Detector::new(DetectSettings::default()).unwrap();
+        from_tables.restore(&saved).unwrap();
+        let (a, b) = (from_full.flush(), from_tables.flush());
+        assert!(!a.is_empty());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(format!("{a:?}"), format!("{:?}", d.flush()));
+        // A number without its table is an error, not a guess.
+        let mut orphan = value;
+        orphan.as_object_mut().unwrap().remove("shared");
+        assert!(Detector::new(DetectSettings::default())
+            .unwrap()
+            .restore(&serde_json::to_vec(&orphan).unwrap())
+            .is_err());
     }
 
     #[test]

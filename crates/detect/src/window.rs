@@ -147,8 +147,10 @@ pub(crate) struct Seen {
     /// Earliest `start` and latest `end` (milliseconds).
     pub first: i64,
     pub last: i64,
+    #[serde(with = "shared::examples")]
     pub examples: Vec<Example>,
     /// Where the first record was seen.
+    #[serde(with = "shared::context")]
     pub context: Option<Arc<Context>>,
 }
 
@@ -213,5 +215,186 @@ impl Seen {
 impl Weighted for Seen {
     fn weight(&self) -> f64 {
         self.records as f64
+    }
+}
+
+/// What many keys share, written once in a snapshot: the contexts (a few hundred
+/// interfaces for a hundred thousand keys) and the sources' event-id prefixes. A key
+/// refers to them by number, which made the state a third of its size and as much faster
+/// to save, and keys taken up again share them as they did before.
+///
+/// The tables are filled while the rules' states are written ([`Shared::writing`]) and
+/// read while they are taken up ([`Shared::reading`]), on the same thread. Without a
+/// table (a state saved before tables existed), the values are written out in full,
+/// which reading accepts too.
+pub(crate) mod shared {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::Context;
+
+    /// The tables of one snapshot, as written beside the rules' states.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub(crate) struct Shared {
+        pub contexts: Vec<Arc<Context>>,
+        pub prefixes: Vec<Arc<str>>,
+    }
+
+    #[derive(Default)]
+    struct Writing {
+        shared: Shared,
+        /// By address: contexts are shared `Arc`s.
+        contexts: HashMap<*const Context, u32>,
+        prefixes: HashMap<Arc<str>, u32>,
+    }
+
+    enum Active {
+        Writing(Writing),
+        Reading(Shared),
+    }
+
+    thread_local! {
+        static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
+    }
+
+    impl Shared {
+        /// Runs `write` with tables filled by what it writes; returns its result and
+        /// the tables.
+        pub(crate) fn writing<T>(write: impl FnOnce() -> T) -> (T, Shared) {
+            ACTIVE.with_borrow_mut(|a| *a = Some(Active::Writing(Writing::default())));
+            let out = write();
+            let shared = match ACTIVE.take() {
+                Some(Active::Writing(w)) => w.shared,
+                _ => Shared::default(),
+            };
+            (out, shared)
+        }
+
+        /// Runs `read` with these tables to resolve what it reads.
+        pub(crate) fn reading<T>(self, read: impl FnOnce() -> T) -> T {
+            ACTIVE.with_borrow_mut(|a| *a = Some(Active::Reading(self)));
+            let out = read();
+            ACTIVE.take();
+            out
+        }
+    }
+
+    /// A value in full, or its number in a table.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry<T> {
+        Number(u32),
+        Full(T),
+    }
+
+    fn resolve<T: Clone>(
+        entry: Entry<T>,
+        table: impl FnOnce(&Shared) -> &[T],
+    ) -> Result<T, String> {
+        match entry {
+            Entry::Full(value) => Ok(value),
+            Entry::Number(n) => ACTIVE.with_borrow(|a| match a {
+                Some(Active::Reading(shared)) => table(shared)
+                    .get(n as usize)
+                    .cloned()
+                    .ok_or_else(|| format!("no shared entry {n}")),
+                _ => Err(format!("shared entry {n} without a table")),
+            }),
+        }
+    }
+
+    pub(crate) mod context {
+        use super::*;
+        use serde::{de::Error as _, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            context: &Option<Arc<Context>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let Some(context) = context else {
+                return s.serialize_none();
+            };
+            let number = ACTIVE.with_borrow_mut(|a| match a {
+                Some(Active::Writing(w)) => {
+                    let next = w.shared.contexts.len() as u32;
+                    let n = *w.contexts.entry(Arc::as_ptr(context)).or_insert(next);
+                    if n == next {
+                        w.shared.contexts.push(Arc::clone(context));
+                    }
+                    Some(n)
+                }
+                _ => None,
+            });
+            match number {
+                Some(n) => s.serialize_some(&n),
+                None => s.serialize_some(context.as_ref()),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Arc<Context>>, D::Error> {
+            Option::<Entry<Arc<Context>>>::deserialize(d)?
+                .map(|e| resolve(e, |s| &s.contexts))
+                .transpose()
+                .map_err(D::Error::custom)
+        }
+    }
+
+    pub(crate) mod examples {
+        use super::*;
+        use crate::flow::Example;
+        use serde::ser::SerializeSeq;
+        use serde::{de::Error as _, Deserializer, Serializer};
+
+        /// An example as saved: `[prefix number, line]`, or in full.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Saved {
+            Numbered(u32, u64),
+            Full(Example),
+        }
+
+        pub fn serialize<S: Serializer>(examples: &[Example], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(examples.len()))?;
+            for example in examples {
+                let number = ACTIVE.with_borrow_mut(|a| match a {
+                    Some(Active::Writing(w)) => {
+                        let next = w.shared.prefixes.len() as u32;
+                        let n = *w
+                            .prefixes
+                            .entry(Arc::clone(&example.prefix))
+                            .or_insert(next);
+                        if n == next {
+                            w.shared.prefixes.push(Arc::clone(&example.prefix));
+                        }
+                        Some(n)
+                    }
+                    _ => None,
+                });
+                match number {
+                    Some(n) => seq.serialize_element(&(n, example.line))?,
+                    None => seq.serialize_element(example)?,
+                }
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Example>, D::Error> {
+            Vec::<Saved>::deserialize(d)?
+                .into_iter()
+                .map(|saved| match saved {
+                    Saved::Full(example) => Ok(example),
+                    Saved::Numbered(n, line) => Ok(Example {
+                        prefix: resolve(Entry::Number(n), |s| &s.prefixes)?,
+                        line,
+                    }),
+                })
+                .collect::<Result<_, String>>()
+                .map_err(D::Error::custom)
+        }
     }
 }

@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{
-    new_null_array, Array, ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
+    new_null_array, Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch,
+    TimestampMillisecondArray,
 };
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -361,6 +362,15 @@ impl Reducer {
             .collect();
         let schema_tag = schema_fingerprint(&schema);
         let len = self.settings.window_secs as i64 * 1000;
+        // Room for as many groups as records may be held, made once (the table is kept
+        // between flushes): growing it would rehash every group, reading each one's hash
+        // from a random place in `groups`.
+        let room = self.settings.max_held_records.min(1 << 20);
+        if self.index.capacity() < room {
+            let groups = &self.groups;
+            self.index
+                .reserve(room - self.index.len(), |&g| groups[g].hash);
+        }
         let mut key = Vec::with_capacity(128);
         for row in 0..batch.num_rows() {
             let exempt = (self.settings.exempt_rejects
@@ -431,6 +441,12 @@ impl Reducer {
     /// The held records, merged, handed to `emit` one batch at a time: batches of one
     /// schema and source, in arrival order, of at most [`OUTPUT_ROWS`] (all at once would
     /// be encoded, sent and kept whole by each sink).
+    ///
+    /// Each held batch gives its first records of groups and its exempt records, which
+    /// are its own rows in order (entries are in arrival order): the batch filtered, not
+    /// gathered row by row, and the batch itself when none of its rows merged into an
+    /// earlier one. Small parts of one schema and source are put together up to
+    /// [`OUTPUT_ROWS`], so a high reduction does not send many small batches.
     pub(crate) fn flush(&mut self, mut emit: impl FnMut(FlowBatch)) {
         let held = std::mem::take(&mut self.held);
         let groups = std::mem::take(&mut self.groups);
@@ -439,39 +455,41 @@ impl Reducer {
         self.keys.clear();
         self.held_rows = 0;
         self.since = None;
-        // Each held batch's output: the first held batch of its schema and source.
-        let mut firsts: Vec<usize> = Vec::new();
-        let output_of: Vec<usize> = (0..held.len())
-            .map(|b| {
-                let same = |&first: &usize| {
-                    let (a, b) = (&held[first], &held[b]);
-                    a.source == b.source
-                        && (Arc::ptr_eq(a.records.schema_ref(), b.records.schema_ref())
-                            || a.records.schema_ref() == b.records.schema_ref())
-                };
-                firsts.iter().position(same).unwrap_or_else(|| {
-                    firsts.push(b);
-                    firsts.len() - 1
-                })
-            })
-            .collect();
-        let mut outputs: Vec<Vec<&Entry>> = firsts.iter().map(|_| Vec::new()).collect();
-        for entry in &entries {
-            outputs[output_of[entry.first(&groups).0]].push(entry);
-        }
-        for entries in &outputs {
-            for chunk in entries.chunks(OUTPUT_ROWS) {
-                // The held batches this chunk takes rows from (few: entries are in
-                // arrival order).
-                let mut members: Vec<usize> = chunk.iter().map(|e| e.first(&groups).0).collect();
-                members.sort_unstable();
-                members.dedup();
-                let batch = self.build(&held, &groups, &members, chunk);
-                self.counts.records_out += batch.num_rows() as u64;
-                self.counts.bytes_out += flow_bytes(&batch);
-                emit(batch);
+        let (mut records_out, mut bytes_out) = (0, 0);
+        let mut emit = |batch: FlowBatch| {
+            records_out += batch.num_rows() as u64;
+            bytes_out += flow_bytes(&batch);
+            emit(batch);
+        };
+        // Outputs being filled: the held batch whose schema and source they have, and
+        // their parts so far.
+        let mut outputs: Vec<(usize, Parts)> = Vec::new();
+        let mut at = 0;
+        for (b, batch) in held.iter().enumerate() {
+            let end = at + entries[at..].partition_point(|e| e.first(&groups).0 <= b);
+            let mine = &entries[at..end];
+            at = end;
+            if mine.is_empty() {
+                continue;
             }
+            let part = self.build(batch, &groups, mine);
+            let same = |(first, _): &(usize, Parts)| {
+                let a = &held[*first];
+                a.source == batch.source
+                    && (Arc::ptr_eq(a.records.schema_ref(), batch.records.schema_ref())
+                        || a.records.schema_ref() == batch.records.schema_ref())
+            };
+            let o = outputs.iter().position(same).unwrap_or_else(|| {
+                outputs.push((b, Parts::default()));
+                outputs.len() - 1
+            });
+            outputs[o].1.add(part, &mut emit);
         }
+        for (_, parts) in outputs {
+            parts.finish(&mut emit);
+        }
+        self.counts.records_out += records_out;
+        self.counts.bytes_out += bytes_out;
         // Kept for the next records: memory this large comes fresh from the system (and
         // is paged in again) each time it is allocated anew.
         let (mut groups, mut entries) = (groups, entries);
@@ -481,33 +499,21 @@ impl Reducer {
         self.entries = entries;
     }
 
-    /// One output batch: `entries`' first records, with the merged values.
-    fn build(
-        &self,
-        held: &[FlowBatch],
-        groups: &[Group],
-        members: &[usize],
-        entries: &[&Entry],
-    ) -> FlowBatch {
-        let first = members[0];
-        let schema = held[first].records.schema();
-        // Each entry's row among the member batches.
-        let mut position = vec![usize::MAX; held.len()];
-        for (i, &m) in members.iter().enumerate() {
-            position[m] = i;
-        }
-        let rows: Vec<(usize, usize)> = entries
-            .iter()
-            .map(|e| {
-                let (b, r) = e.first(groups);
-                (position[b], r)
-            })
-            .collect();
-        let batches: Vec<&RecordBatch> = members.iter().map(|&b| &held[b].records).collect();
-        let firsts = arrow_select::interleave::interleave_record_batch(&batches, &rows)
-            .expect("batches of one schema");
+    /// The output of one held batch: the rows `entries` start from (its own, in order),
+    /// with the merged values.
+    fn build(&self, batch: &FlowBatch, groups: &[Group], entries: &[Entry]) -> FlowBatch {
+        let rows: Vec<usize> = entries.iter().map(|e| e.first(groups).1).collect();
+        let firsts = if rows.len() == batch.num_rows() {
+            batch.records.clone()
+        } else {
+            let mut mask = vec![false; batch.num_rows()];
+            rows.iter().for_each(|&r| mask[r] = true);
+            arrow_select::filter::filter_record_batch(&batch.records, &BooleanArray::from(mask))
+                .expect("the mask has one value per row")
+        };
+        let schema = batch.records.schema();
         let group_of = |i: usize| match entries[i] {
-            Entry::Group(g) => Some(&groups[*g]),
+            Entry::Group(g) => Some(&groups[g]),
             Entry::Row(..) => None,
         };
         let n = entries.len();
@@ -569,20 +575,72 @@ impl Reducer {
         let out_schema: SchemaRef =
             Arc::new(Schema::new(fields).with_metadata(schema.metadata().clone()));
         let records = RecordBatch::try_new(out_schema, columns).expect("columns match the schema");
-        let line_numbers: ScalarBuffer<u64> = entries
-            .iter()
-            .map(|e| {
-                let (b, r) = match e {
-                    Entry::Group(g) => groups[*g].first,
-                    Entry::Row(b, r) => (*b, *r),
-                };
-                held[b].line_numbers[r]
-            })
-            .collect();
-        let plain = members.iter().all(|&b| held[b].plain_text);
+        let line_numbers: ScalarBuffer<u64> = rows.iter().map(|&r| batch.line_numbers[r]).collect();
         // Lines are left out: a merged record's line would not be its values; sinks that
         // forward lines rebuild them from the columns.
-        FlowBatch::new(records, held[first].source.clone(), line_numbers).with_plain_text(plain)
+        FlowBatch::new(records, batch.source.clone(), line_numbers)
+            .with_plain_text(batch.plain_text)
+    }
+}
+
+/// The parts of one output batch (one schema and source) not yet given out.
+#[derive(Default)]
+struct Parts {
+    parts: Vec<FlowBatch>,
+    rows: usize,
+}
+
+impl Parts {
+    /// Adds `part`. A large part (over half of [`OUTPUT_ROWS`]) goes out as it is, after
+    /// what is held and in slices of at most [`OUTPUT_ROWS`]: copying it into a larger
+    /// batch would gain little. A small one is held, what is held going out first when
+    /// the two would pass [`OUTPUT_ROWS`].
+    fn add(&mut self, part: FlowBatch, emit: &mut impl FnMut(FlowBatch)) {
+        let rows = part.num_rows();
+        if rows > OUTPUT_ROWS / 2 {
+            self.take(emit);
+            if rows <= OUTPUT_ROWS {
+                return emit(part);
+            }
+            for offset in (0..rows).step_by(OUTPUT_ROWS) {
+                emit(part.slice(offset, OUTPUT_ROWS.min(rows - offset)));
+            }
+            return;
+        }
+        if self.rows + rows > OUTPUT_ROWS {
+            self.take(emit);
+        }
+        self.rows += rows;
+        self.parts.push(part);
+    }
+
+    /// Gives out what is held, as one batch.
+    fn take(&mut self, emit: &mut impl FnMut(FlowBatch)) {
+        let parts = std::mem::take(&mut self.parts);
+        self.rows = 0;
+        match parts.len() {
+            0 => {}
+            1 => emit(parts.into_iter().next().expect("one part")),
+            _ => {
+                let schema = parts[0].records.schema();
+                let records =
+                    arrow_select::concat::concat_batches(&schema, parts.iter().map(|p| &p.records))
+                        .expect("parts of one schema");
+                let line_numbers: ScalarBuffer<u64> = parts
+                    .iter()
+                    .flat_map(|p| p.line_numbers.iter().copied())
+                    .collect();
+                let plain = parts.iter().all(|p| p.plain_text);
+                emit(
+                    FlowBatch::new(records, parts[0].source.clone(), line_numbers)
+                        .with_plain_text(plain),
+                );
+            }
+        }
+    }
+
+    fn finish(mut self, emit: &mut impl FnMut(FlowBatch)) {
+        self.take(emit);
     }
 }
 
@@ -937,29 +995,10 @@ mod tests {
     use super::*;
 
     fn decode(text: &str) -> FlowBatch {
-        struct Collect(Vec<FlowBatch>);
-        impl flowlog_decode::RecordSink for Collect {
-            fn batch(&mut self, batch: FlowBatch) -> Result<(), flowlog_decode::SinkError> {
-                self.0.push(batch);
-                Ok(())
-            }
-            fn dead_letter(
-                &mut self,
-                letter: flowlog_model::DeadLetter,
-            ) -> Result<(), flowlog_decode::SinkError> {
-                panic!("{letter:?}")
-            }
-        }
-        let mut sink = Collect(Vec::new());
-        flowlog_decode::decode_reader(
-            text.as_bytes(),
-            flowlog_model::SourceId::new("test"),
-            &flowlog_decode::DecodeOptions::default(),
-            &mut sink,
-        )
-        .unwrap();
-        assert_eq!(sink.0.len(), 1);
-        sink.0.remove(0)
+        let mut c = flowlog_decode::Collected::decode(text.as_bytes(), "test").unwrap();
+        assert!(c.dead_letters.is_empty(), "{:?}", c.dead_letters);
+        assert_eq!(c.batches.len(), 1);
+        c.batches.remove(0)
     }
 
     fn settings(toml_text: &str) -> Reduce {
@@ -1082,6 +1121,93 @@ mod tests {
             panic!("sampling alone holds nothing")
         };
         assert_eq!(again.num_rows(), kept);
+    }
+
+    /// `text` decoded as one batch of source `name`, whatever its size.
+    fn decode_as(name: &str, text: &str) -> FlowBatch {
+        let mut batch = decode(text);
+        batch.source = flowlog_model::SourceId::new(name);
+        batch
+    }
+
+    #[test]
+    fn merged_output_keeps_sources_apart_in_order_and_within_the_batch_size() {
+        let line = |port: usize| {
+            format!(
+                "2 1 eni-a 10.0.0.1 10.0.0.2 {port} 443 6 1 100 1700000000 1700000059 ACCEPT OK\n"
+            )
+        };
+        let mut r = Reducer::new(&settings("aggregate = true\nwindow_secs = 3600"));
+        // Small batches of two sources, interleaved: each of 40 rows, the last ten of which
+        // repeat a port of the first ten (merged into them).
+        let small = |b: usize| -> String {
+            (0..40)
+                .map(|i| line(10_000 + b * 30 + if i < 30 { i } else { i - 30 }))
+                .collect()
+        };
+        for b in 0..300 {
+            let source = if b % 2 == 0 { "even" } else { "odd" };
+            assert!(matches!(r.push(decode_as(source, &small(b))), Pushed::Held));
+        }
+        // Then one batch larger than an output batch, nothing in it merging.
+        let large: String = (0..20_000).map(|i| line(30_000 + i)).collect();
+        let decoded = {
+            let mut c = flowlog_decode::Collected::default();
+            let options = flowlog_decode::DecodeOptions {
+                batch_rows: 20_000,
+                ..Default::default()
+            };
+            let source = flowlog_model::SourceId::new("large");
+            flowlog_decode::decode_reader(large.as_bytes(), source, &options, &mut c).unwrap();
+            assert_eq!((c.batches.len(), c.dead_letters.len()), (1, 0));
+            c.batches.remove(0)
+        };
+        assert!(matches!(r.push(decoded), Pushed::Held));
+        let out = flush(&mut r);
+        let by_source = |name: &str| -> Vec<&FlowBatch> {
+            out.iter()
+                .filter(|b| b.source.to_string() == name)
+                .collect()
+        };
+        assert!(out.iter().all(|b| b.num_rows() <= OUTPUT_ROWS));
+        for name in ["even", "odd"] {
+            let batches = by_source(name);
+            // 150 batches of 30 records: put together, not sent 150 times.
+            assert_eq!(
+                batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+                150 * 30
+            );
+            assert!(batches.len() <= 2, "{name}: {} batches", batches.len());
+            // Each small batch's first thirty lines (the rest merged into them), in order.
+            let lines: Vec<u64> = batches
+                .iter()
+                .flat_map(|b| b.line_numbers.to_vec())
+                .collect();
+            assert_eq!(lines, (1..=30).collect::<Vec<u64>>().repeat(150));
+            let bytes: i64 = batches
+                .iter()
+                .flat_map(|b| column_i64(b, "bytes"))
+                .map(Option::unwrap)
+                .sum();
+            assert_eq!(bytes, 150 * 40 * 100);
+            let merged: Vec<Option<i64>> = batches
+                .iter()
+                .flat_map(|b| column_i64(b, MERGED_COUNT.column))
+                .collect();
+            assert_eq!(merged.iter().filter(|m| **m == Some(2)).count(), 150 * 10);
+        }
+        let large = by_source("large");
+        assert_eq!(
+            large.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [8192, 8192, 3616]
+        );
+        let lines: Vec<u64> = large
+            .iter()
+            .flat_map(|b| b.line_numbers.iter().copied())
+            .collect();
+        assert_eq!(lines, (1..=20_000).collect::<Vec<u64>>());
+        assert_eq!(r.counts.records_out, 2 * 150 * 30 + 20_000);
+        assert_eq!(r.counts.bytes_out, r.counts.bytes_in);
     }
 
     #[test]
