@@ -431,6 +431,12 @@ pub struct TransformArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0.1, value_parser = flush_interval)]
     pub flush_interval: f64,
 
+    /// Threads that encode the documents (NDJSON) while one reads and decodes: 0 (the
+    /// default) for one more than the cores, 1 to encode on the reading thread (the least
+    /// CPU in all). The output is the same byte for byte whatever the number.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+
     #[command(flatten)]
     pub enrich: EnrichArgs,
 }

@@ -15,6 +15,7 @@ use flowlog_decode::{
     SinkError, Streaming,
 };
 use flowlog_model::{FlowBatch, FlowFormat, SourceId};
+use flowlog_normalize::parallel::ParallelWriter;
 use flowlog_normalize::{EncodeOptions, Encoder, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,16 +43,39 @@ pub fn run(args: TransformArgs) -> ExitCode {
         enrich: &args.enrich,
         confirm: args.confirm,
     };
+    let options = EncodeOptions {
+        envelope_key: args.envelope_key.clone(),
+    };
+    let threads = match args.threads {
+        // One more than the cores: a thread waiting for its turn to write leaves its core
+        // to the others (two cores: 1.7 cores busy with two threads, 1.9 with three).
+        0 => match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            1 => 1,
+            cores => cores + 1,
+        },
+        n => n,
+    }
+    .min(MAX_THREADS);
     read_into(reading, || match args.output_format {
+        OutputFormat::Ndjson if threads > 1 => {
+            let writer = ParallelWriter::new(
+                threads,
+                || target.encoder_with(&options),
+                sendable_writer(args.output.as_deref())?,
+            )
+            .map_err(|e| format!("cannot start encoding threads: {e}"))?;
+            Ok(Output::Parallel(Some(writer)))
+        }
         OutputFormat::Ndjson => Ok(Output::Ndjson {
-            encoder: target.encoder_with(&EncodeOptions {
-                envelope_key: args.envelope_key.clone(),
-            }),
+            encoder: target.encoder_with(&options),
             writer: output_writer(args.output.as_deref())?,
         }),
         OutputFormat::Parquet => parquet_output(&args),
     })
 }
+
+/// More encoding threads than this gain nothing: the reading thread cannot keep them busy.
+const MAX_THREADS: usize = 16;
 
 /// What `transform` and `detect` share: the inputs and how they are read.
 pub(crate) struct Reading<'a> {
@@ -67,11 +91,20 @@ pub(crate) struct Reading<'a> {
 /// Standard output, or `path` opened for appending.
 pub(crate) fn output_writer(path: Option<&Path>) -> Result<Box<dyn Write>, String> {
     Ok(match path {
+        Some(_) => sendable_writer(path)?,
+        None => Box::new(io::stdout().lock()),
+    })
+}
+
+/// [`output_writer`] for writing from other threads: standard output unlocked (each
+/// batch's documents are one write).
+fn sendable_writer(path: Option<&Path>) -> Result<Box<dyn Write + Send>, String> {
+    Ok(match path {
         Some(path) => match append(path) {
             Ok(file) => Box::new(BufWriter::with_capacity(1 << 20, file)),
             Err(err) => return Err(format!("cannot open output file {}: {err}", path.display())),
         },
-        None => Box::new(io::stdout().lock()),
+        None => Box::new(io::stdout()),
     })
 }
 
@@ -377,6 +410,8 @@ pub(crate) enum Output {
         encoder: Box<dyn Encoder + Send>,
         writer: Box<dyn Write>,
     },
+    /// NDJSON encoded on several threads, written in order (`None` once closed).
+    Parallel(Option<ParallelWriter>),
     /// OCSF events in one Parquet file, complete only once closed; a file is written
     /// beside its final name and renamed over it then.
     #[cfg(feature = "sink-security-lake")]
@@ -396,6 +431,10 @@ impl Output {
                 let ndjson = encoder.encode(batch)?;
                 writer.write_all(ndjson)?;
             }
+            Output::Parallel(writer) => writer
+                .as_mut()
+                .expect("open until closed")
+                .write(batch.clone())?,
             #[cfg(feature = "sink-security-lake")]
             Output::Parquet { writer, .. } => {
                 let rejected = writer.as_mut().expect("open until closed").write(batch)?;
@@ -410,6 +449,7 @@ impl Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Ndjson { writer, .. } => writer.flush(),
+            Output::Parallel(writer) => writer.as_mut().map_or(Ok(()), ParallelWriter::flush),
             #[cfg(feature = "sink-security-lake")]
             Output::Parquet { .. } => Ok(()),
             Output::Findings(findings) => findings.flush(),
@@ -420,6 +460,7 @@ impl Output {
     fn close(&mut self) -> io::Result<()> {
         match self {
             Output::Ndjson { writer, .. } => writer.flush(),
+            Output::Parallel(writer) => writer.take().map_or(Ok(()), ParallelWriter::finish),
             #[cfg(feature = "sink-security-lake")]
             Output::Parquet { writer, replaced } => {
                 if let Some(writer) = writer.take() {

@@ -71,6 +71,18 @@ pub struct Run {
 
 /// Runs `flowlog transform ARGS` (with a dead-letter file) on `stdin`.
 pub fn transform(args: &[&str], stdin: &[u8]) -> Run {
+    let (output, dead_letters) = transform_bytes(args, stdin);
+    Run {
+        records: ndjson(&output.stdout),
+        dead_letters: ndjson(&dead_letters),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        success: output.status.success(),
+        code: output.status.code(),
+    }
+}
+
+/// [`transform`] unparsed: what the process wrote, and its dead-letter file's bytes.
+pub fn transform_bytes(args: &[&str], stdin: &[u8]) -> (std::process::Output, Vec<u8>) {
     let dir = tempdir();
     let dead = dir.join("dead.ndjson");
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowlog"))
@@ -90,16 +102,9 @@ pub fn transform(args: &[&str], stdin: &[u8]) -> Run {
     });
     let output = child.wait_with_output().expect("flowlog output");
     writer.join().unwrap();
-    let records = ndjson(&output.stdout);
-    let dead_letters = std::fs::read(&dead).map(|b| ndjson(&b)).unwrap_or_default();
+    let dead_letters = std::fs::read(&dead).unwrap_or_default();
     std::fs::remove_dir_all(&dir).ok();
-    Run {
-        records,
-        dead_letters,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        success: output.status.success(),
-        code: output.status.code(),
-    }
+    (output, dead_letters)
 }
 
 /// Runs `flowlog transform ARGS FILE`.

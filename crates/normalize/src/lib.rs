@@ -10,7 +10,8 @@
 //! - [`Target::Ocsf`]: OCSF Network Activity, as Amazon Security Lake maps flow logs;
 //! - [`Target::Cim`]: Splunk CIM Network_Traffic names, flat;
 //!
-//! and [`otel`], the OpenTelemetry attributes of a record, for the OTLP sink.
+//! and [`otel`], the OpenTelemetry attributes of a record, for the OTLP sink;
+//! [`parallel`] encodes one input's batches on several threads, written in order.
 //!
 //! Each mapped target is a table of members written by one engine
 //! ([`template`]); the facts several targets share (protocol names, Community ID, RFC 3339
@@ -27,6 +28,7 @@ pub mod lines;
 pub mod network;
 mod ocsf;
 pub mod otel;
+pub mod parallel;
 mod raw;
 pub mod schema;
 mod template;
