@@ -432,10 +432,12 @@ pub struct TransformArgs {
     pub flush_interval: f64,
 
     /// Threads that encode the documents (NDJSON) while one reads and decodes: 0 (the
-    /// default) for one more than the cores, 1 to encode on the reading thread (the least
-    /// CPU in all). The output is the same byte for byte whatever the number.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub threads: usize,
+    /// default) for one more than the cores (at most 8), 1 to encode on the reading thread
+    /// (the least CPU in all), up to 64. The output is the same byte for byte whatever the
+    /// number.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=64))]
+    pub threads: u8,
 
     #[command(flatten)]
     pub enrich: EnrichArgs,

@@ -48,14 +48,15 @@ pub fn run(args: TransformArgs) -> ExitCode {
     };
     let threads = match args.threads {
         // One more than the cores: a thread waiting for its turn to write leaves its core
-        // to the others (two cores: 1.7 cores busy with two threads, 1.9 with three).
+        // to the others (two cores: 1.7 cores busy with two threads, 1.9 with three). At
+        // most DEFAULT_THREADS: one reading thread keeps no more busy, and each holds an
+        // encoder's buffer of a batch's documents.
         0 => match std::thread::available_parallelism().map_or(1, |n| n.get()) {
             1 => 1,
-            cores => cores + 1,
+            cores => (cores + 1).min(DEFAULT_THREADS),
         },
-        n => n,
-    }
-    .min(MAX_THREADS);
+        n => usize::from(n),
+    };
     read_into(reading, || match args.output_format {
         OutputFormat::Ndjson if threads > 1 => {
             let writer = ParallelWriter::new(
@@ -74,8 +75,8 @@ pub fn run(args: TransformArgs) -> ExitCode {
     })
 }
 
-/// More encoding threads than this gain nothing: the reading thread cannot keep them busy.
-const MAX_THREADS: usize = 16;
+/// The most encoding threads `--threads 0` starts.
+const DEFAULT_THREADS: usize = 8;
 
 /// What `transform` and `detect` share: the inputs and how they are read.
 pub(crate) struct Reading<'a> {
@@ -445,6 +446,15 @@ impl Output {
         Ok(Vec::new())
     }
 
+    /// [`flush`](Self::flush) without waiting for batches still being encoded on other
+    /// threads: they are flushed as soon as they are written.
+    fn flush_soon(&mut self) -> io::Result<()> {
+        match self {
+            Output::Parallel(Some(writer)) => writer.flush_soon(),
+            _ => self.flush(),
+        }
+    }
+
     /// Makes what was written so far readable (NDJSON); Parquet is readable only whole.
     fn flush(&mut self) -> io::Result<()> {
         match self {
@@ -625,6 +635,16 @@ impl RecordSink for NdjsonSink {
     }
 
     fn idle(&mut self) -> Result<(), SinkError> {
-        Ok(self.finish()?)
+        if self.confirm.is_some() {
+            // A line is confirmed only once its records are written.
+            return Ok(self.finish()?);
+        }
+        // The input may pause: nothing read should wait in a buffer for more. Records
+        // still being encoded are flushed once written; the reading goes on meanwhile.
+        self.output.flush_soon()?;
+        if let DeadLetterOut::File(file) = &mut self.dead_letters {
+            file.flush()?;
+        }
+        Ok(())
     }
 }

@@ -119,3 +119,27 @@ fn output_to_a_file_on_several_threads_is_complete_when_the_run_ends() {
     assert!(stdout.is_empty());
     assert!(std::fs::read(&path).unwrap() == expected);
 }
+
+#[test]
+fn standard_input_through_a_pipe_gives_the_same_bytes_on_several_threads() {
+    let text = corpus(40_000, false);
+    let run = |threads: &str| {
+        let (out, dead) = common::transform_bytes(
+            &["--quiet", "--to", "ecs", "--threads", threads],
+            text.as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.stdout, dead)
+    };
+    let one = run("1");
+    assert_eq!(one.0.iter().filter(|&&b| b == b'\n').count(), 40_000 - 40);
+    for threads in ["2", "4"] {
+        let many = run(threads);
+        assert!(many.0 == one.0, "--threads {threads}: the documents differ");
+        assert_eq!(many.1, one.1);
+    }
+}

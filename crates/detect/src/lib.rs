@@ -211,7 +211,8 @@ impl Detector {
                 .iter()
                 .map(|r| Ok((r.id().name().to_owned(), r.save()?)))
                 .collect::<serde_json::Result<Vec<_>>>()
-        });
+        })
+        .map_err(DetectError::Snapshot)?;
         let rules = rules.map_err(|e| DetectError::Snapshot(e.to_string()))?;
         serde_json::to_vec(&Snapshot {
             settings: self.settings.clone(),
@@ -235,17 +236,20 @@ impl Detector {
             return Err(DetectError::SettingsChanged);
         }
         let mut rules = rules::build(&self.settings);
-        snapshot.shared.reading(|| {
-            for (name, state) in &snapshot.rules {
-                let rule = rules
-                    .iter_mut()
-                    .find(|r| r.id().name() == name)
-                    .ok_or_else(|| DetectError::Snapshot(format!("unknown rule {name}")))?;
-                rule.load(state)
-                    .map_err(|e| DetectError::Snapshot(format!("{name}: {e}")))?;
-            }
-            Ok::<_, DetectError>(())
-        })?;
+        snapshot
+            .shared
+            .reading(|| {
+                for (name, state) in &snapshot.rules {
+                    let rule = rules
+                        .iter_mut()
+                        .find(|r| r.id().name() == name)
+                        .ok_or_else(|| DetectError::Snapshot(format!("unknown rule {name}")))?;
+                    rule.load(state)
+                        .map_err(|e| DetectError::Snapshot(format!("{name}: {e}")))?;
+                }
+                Ok::<_, DetectError>(())
+            })
+            .map_err(DetectError::Snapshot)??;
         self.rules = rules;
         self.latest = snapshot.latest;
         self.skipped = snapshot.skipped;
@@ -401,39 +405,42 @@ mod tests {
             })
             .collect();
         d.observe(&batch(&lines));
-        d.observe(&batch(&scan(1, 600, HOUR)));
+        // A scan from another interface, read from another source.
+        let other: Vec<String> = scan(1, 600, HOUR)
+            .iter()
+            .map(|l| l.replace("eni-a", "eni-b"))
+            .collect();
+        let mut other = batch(&other);
+        other.source = flowlog_model::SourceId::new("other");
+        d.observe(&other);
         let saved = d.snapshot().unwrap();
         let text = String::from_utf8(saved.clone()).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["shared"]["contexts"].as_array().unwrap().len(), 1);
-        // (Each test batch's source has the same name.)
-        assert_eq!(value["shared"]["prefixes"].as_array().unwrap().len(), 1);
+        assert_eq!(value["shared"]["contexts"].as_array().unwrap().len(), 2);
+        assert_eq!(value["shared"]["prefixes"].as_array().unwrap().len(), 2);
         assert_eq!(text.matches(r#""interface_id":"eni-a""#).count(), 1);
+        assert_eq!(text.matches(r#""interface_id":"eni-b""#).count(), 1);
         // The same state with every context and example written in full, as states were
         // saved before the tables: taken up alike.
         let full = {
             let mut v = value.clone();
-            let context = v["shared"]["contexts"][0].clone();
-            let prefix = v["shared"]["prefixes"][0].clone();
-            fn expand(
-                v: &mut serde_json::Value,
-                context: &serde_json::Value,
-                prefix: &serde_json::Value,
-            ) {
+            let tables = v["shared"].clone();
+            fn expand(v: &mut serde_json::Value, tables: &serde_json::Value) {
                 match v {
                     serde_json::Value::Object(map) => {
                         if let Some(c) = map.get_mut("context").filter(|c| c.is_number()) {
-                            *c = context.clone();
+                            *c = tables["contexts"][c.as_u64().unwrap() as usize].clone();
                         }
                         if let Some(serde_json::Value::Array(examples)) = map.get_mut("examples") {
                             for e in examples.iter_mut() {
+                                let prefix = &tables["prefixes"][e[0].as_u64().unwrap() as usize];
                                 *e = serde_json::json!({"prefix": prefix, "line": e[1]});
                             }
                         }
-                        map.values_mut().for_each(|v| expand(v, context, prefix));
+                        map.values_mut().for_each(|v| expand(v, tables));
                     }
                     serde_json::Value::Array(items) => {
-                        items.iter_mut().for_each(|v| expand(v, context, prefix))
+                        items.iter_mut().for_each(|v| expand(v, tables))
                     }
                     _ => {}
                 }
@@ -442,7 +449,7 @@ mod tests {
             obj.remove("shared");
             // The rules' states are JSON text inside the snapshot.
             for rule in obj["rules"].as_array_mut().unwrap() {
-                expand(&mut rule[1], &context, &prefix);
+                expand(&mut rule[1], &tables);
             }
             serde_json::to_vec(&v).unwrap()
         };

@@ -260,25 +260,43 @@ pub(crate) mod shared {
         static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
     }
 
+    /// Ends the tables' use on this thread, however `write` or `read` ends.
+    struct Done;
+
+    impl Drop for Done {
+        fn drop(&mut self) {
+            ACTIVE.take();
+        }
+    }
+
+    /// Makes `active` the thread's tables; an error if some are in use already (the
+    /// state would be written with numbers into someone else's tables).
+    fn begin(active: Active) -> Result<Done, String> {
+        ACTIVE.with_borrow_mut(|a| match a {
+            Some(_) => Err("the detection state is being written or read already".to_owned()),
+            None => {
+                *a = Some(active);
+                Ok(Done)
+            }
+        })
+    }
+
     impl Shared {
         /// Runs `write` with tables filled by what it writes; returns its result and
         /// the tables.
-        pub(crate) fn writing<T>(write: impl FnOnce() -> T) -> (T, Shared) {
-            ACTIVE.with_borrow_mut(|a| *a = Some(Active::Writing(Writing::default())));
+        pub(crate) fn writing<T>(write: impl FnOnce() -> T) -> Result<(T, Shared), String> {
+            let _done = begin(Active::Writing(Writing::default()))?;
             let out = write();
-            let shared = match ACTIVE.take() {
-                Some(Active::Writing(w)) => w.shared,
-                _ => Shared::default(),
-            };
-            (out, shared)
+            match ACTIVE.take() {
+                Some(Active::Writing(w)) => Ok((out, w.shared)),
+                _ => Err("the detection state's tables were lost while it was written".into()),
+            }
         }
 
         /// Runs `read` with these tables to resolve what it reads.
-        pub(crate) fn reading<T>(self, read: impl FnOnce() -> T) -> T {
-            ACTIVE.with_borrow_mut(|a| *a = Some(Active::Reading(self)));
-            let out = read();
-            ACTIVE.take();
-            out
+        pub(crate) fn reading<T>(self, read: impl FnOnce() -> T) -> Result<T, String> {
+            let _done = begin(Active::Reading(self))?;
+            Ok(read())
         }
     }
 
@@ -395,6 +413,25 @@ pub(crate) mod shared {
                 })
                 .collect::<Result<_, String>>()
                 .map_err(D::Error::custom)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn tables_in_use_are_not_taken_again_and_are_let_go() {
+            let (nested, _) = Shared::writing(|| {
+                (
+                    Shared::writing(|| ()).is_err(),
+                    Shared::default().reading(|| ()).is_err(),
+                )
+            })
+            .unwrap();
+            assert_eq!(nested, (true, true));
+            // Done with, they can be taken up again.
+            assert!(Shared::default().reading(|| ()).is_ok());
         }
     }
 }

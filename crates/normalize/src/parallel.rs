@@ -9,8 +9,9 @@
 //! slower than the input.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use flowlog_model::FlowBatch;
@@ -30,27 +31,77 @@ pub struct ParallelWriter {
 }
 
 struct Shared {
+    /// Whose turn it is; held only to look and to move on, never while writing.
     state: Mutex<State>,
     turn: Condvar,
+    /// Taken only by the worker whose turn it is (and by a flush once every batch is
+    /// written), so it never waits.
+    writer: Mutex<Box<dyn Write + Send>>,
+    /// Set with `State::failed`, read without a lock: nothing more is encoded or
+    /// written, and the reading thread hears of it at its next batch.
+    failing: AtomicBool,
 }
 
 struct State {
     /// The number of the batch whose turn it is to be written.
     next: u64,
-    writer: Box<dyn Write + Send>,
     /// The first failure (encoding or writing): later batches are not written.
     failed: Option<io::Error>,
     /// A worker stopped without finishing its batches (it panicked): nobody waits on.
     broken: bool,
+    /// Flush the writer once the batches before this one are written.
+    flush_at: Option<u64>,
+}
+
+fn relock<T>(p: PoisonError<T>) -> T {
+    p.into_inner()
 }
 
 impl Shared {
     /// The state once it is batch `n`'s turn (or nothing more will be written).
     fn turn_of(&self, n: u64) -> MutexGuard<'_, State> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.turn
-            .wait_while(state, |s| s.next < n && !s.broken)
-            .unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(relock);
+        while state.next < n && !state.broken {
+            state = self.turn.wait(state).unwrap_or_else(relock);
+        }
+        state
+    }
+
+    fn fail(&self, state: &mut State, e: io::Error) {
+        state.failed.get_or_insert(e);
+        self.failing.store(true, Ordering::Release);
+    }
+
+    fn flush_writer(&self) -> io::Result<()> {
+        self.writer.lock().unwrap_or_else(relock).flush()
+    }
+
+    /// Batch `n`, encoded (or not): written in its turn, then the turn moves on.
+    fn write(&self, n: u64, encoded: Option<io::Result<&[u8]>>) {
+        let state = self.turn_of(n);
+        let skip = state.failed.is_some() || state.broken;
+        // The turn is this worker's until `next` moves: the write needs no state lock.
+        drop(state);
+        let written = match encoded {
+            Some(Ok(bytes)) if !skip => self.writer.lock().unwrap_or_else(relock).write_all(bytes),
+            Some(Err(e)) if !skip => Err(e),
+            _ => Ok(()),
+        };
+        let mut state = self.state.lock().unwrap_or_else(relock);
+        if let Err(e) = written {
+            self.fail(&mut state, e);
+        }
+        state.next = n + 1;
+        if state.flush_at == Some(n + 1) {
+            state.flush_at = None;
+            if state.failed.is_none() {
+                if let Err(e) = self.flush_writer() {
+                    self.fail(&mut state, e);
+                }
+            }
+        }
+        drop(state);
+        self.turn.notify_all();
     }
 }
 
@@ -60,11 +111,10 @@ struct Unwinding<'a>(&'a Shared);
 impl Drop for Unwinding<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.0.state.lock().unwrap_or_else(relock);
             state.broken = true;
-            state
-                .failed
-                .get_or_insert_with(|| io::Error::other("an encoding thread stopped"));
+            self.0
+                .fail(&mut state, io::Error::other("an encoding thread stopped"));
             drop(state);
             self.0.turn.notify_all();
         }
@@ -82,11 +132,13 @@ impl ParallelWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next: 0,
-                writer,
                 failed: None,
                 broken: false,
+                flush_at: None,
             }),
             turn: Condvar::new(),
+            writer: Mutex::new(writer),
+            failing: AtomicBool::new(false),
         });
         let mut jobs = Vec::new();
         let mut workers = Vec::new();
@@ -99,20 +151,10 @@ impl ParallelWriter {
                 .spawn(move || {
                     let _unwinding = Unwinding(&shared);
                     for (n, batch) in rx {
-                        let encoded = encoder.encode(&batch);
-                        let mut state = shared.turn_of(n);
-                        if state.failed.is_none() && !state.broken {
-                            let written = match encoded {
-                                Ok(bytes) => state.writer.write_all(bytes),
-                                Err(e) => Err(io::Error::other(e)),
-                            };
-                            if let Err(e) = written {
-                                state.failed = Some(e);
-                            }
-                        }
-                        state.next = n + 1;
-                        drop(state);
-                        shared.turn.notify_all();
+                        // After a failure, batches only take their turn.
+                        let encoded = (!shared.failing.load(Ordering::Acquire))
+                            .then(|| encoder.encode(&batch).map_err(io::Error::other));
+                        shared.write(n, encoded);
                     }
                 })?;
             jobs.push(tx);
@@ -138,13 +180,30 @@ impl ParallelWriter {
         Ok(())
     }
 
-    /// Waits until every batch given so far is written, then flushes the writer.
-    pub fn flush(&mut self) -> io::Result<()> {
-        let mut state = self.shared.turn_of(self.given);
+    /// Has the writer flushed once every batch given so far is written, without waiting
+    /// for that (the input may pause: what was read should not sit in a buffer).
+    pub fn flush_soon(&mut self) -> io::Result<()> {
+        let mut state = self.shared.state.lock().unwrap_or_else(relock);
         if let Some(e) = &state.failed {
             return Err(copy(e));
         }
-        state.writer.flush()
+        if state.next >= self.given {
+            drop(state);
+            return self.shared.flush_writer();
+        }
+        state.flush_at = Some(self.given);
+        Ok(())
+    }
+
+    /// Waits until every batch given so far is written, then flushes the writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let state = self.shared.turn_of(self.given);
+        if let Some(e) = &state.failed {
+            return Err(copy(e));
+        }
+        // Every batch is written: no worker takes the writer until the next is given.
+        drop(state);
+        self.shared.flush_writer()
     }
 
     /// Writes what is left and stops the workers.
@@ -155,7 +214,10 @@ impl ParallelWriter {
     }
 
     fn failure(&self) -> io::Result<()> {
-        let state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.shared.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let state = self.shared.state.lock().unwrap_or_else(relock);
         match &state.failed {
             Some(e) => Err(copy(e)),
             None => Ok(()),
