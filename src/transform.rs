@@ -446,15 +446,6 @@ impl Output {
         Ok(Vec::new())
     }
 
-    /// [`flush`](Self::flush) without waiting for batches still being encoded on other
-    /// threads: they are flushed as soon as they are written.
-    fn flush_soon(&mut self) -> io::Result<()> {
-        match self {
-            Output::Parallel(Some(writer)) => writer.flush_soon(),
-            _ => self.flush(),
-        }
-    }
-
     /// Makes what was written so far readable (NDJSON); Parquet is readable only whole.
     fn flush(&mut self) -> io::Result<()> {
         match self {
@@ -634,17 +625,9 @@ impl RecordSink for NdjsonSink {
         Ok(())
     }
 
+    /// Everything read so far is written before the next read: what a crash can lose
+    /// stays the pipe's contents and one block, however many threads encode.
     fn idle(&mut self) -> Result<(), SinkError> {
-        if self.confirm.is_some() {
-            // A line is confirmed only once its records are written.
-            return Ok(self.finish()?);
-        }
-        // The input may pause: nothing read should wait in a buffer for more. Records
-        // still being encoded are flushed once written; the reading goes on meanwhile.
-        self.output.flush_soon()?;
-        if let DeadLetterOut::File(file) = &mut self.dead_letters {
-            file.flush()?;
-        }
-        Ok(())
+        Ok(self.finish()?)
     }
 }

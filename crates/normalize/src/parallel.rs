@@ -49,8 +49,6 @@ struct State {
     failed: Option<io::Error>,
     /// A worker stopped without finishing its batches (it panicked): nobody waits on.
     broken: bool,
-    /// Flush the writer once the batches before this one are written.
-    flush_at: Option<u64>,
 }
 
 fn relock<T>(p: PoisonError<T>) -> T {
@@ -92,14 +90,6 @@ impl Shared {
             self.fail(&mut state, e);
         }
         state.next = n + 1;
-        if state.flush_at == Some(n + 1) {
-            state.flush_at = None;
-            if state.failed.is_none() {
-                if let Err(e) = self.flush_writer() {
-                    self.fail(&mut state, e);
-                }
-            }
-        }
         drop(state);
         self.turn.notify_all();
     }
@@ -134,7 +124,6 @@ impl ParallelWriter {
                 next: 0,
                 failed: None,
                 broken: false,
-                flush_at: None,
             }),
             turn: Condvar::new(),
             writer: Mutex::new(writer),
@@ -177,21 +166,6 @@ impl ParallelWriter {
             .send((self.given, batch))
             .map_err(|_| io::Error::other("an encoding thread stopped"))?;
         self.given += 1;
-        Ok(())
-    }
-
-    /// Has the writer flushed once every batch given so far is written, without waiting
-    /// for that (the input may pause: what was read should not sit in a buffer).
-    pub fn flush_soon(&mut self) -> io::Result<()> {
-        let mut state = self.shared.state.lock().unwrap_or_else(relock);
-        if let Some(e) = &state.failed {
-            return Err(copy(e));
-        }
-        if state.next >= self.given {
-            drop(state);
-            return self.shared.flush_writer();
-        }
-        state.flush_at = Some(self.given);
         Ok(())
     }
 

@@ -234,6 +234,7 @@ impl HecSink {
                 interval,
                 secs(config.ack_timeout_secs),
                 poll_timeout,
+                secs(config.request_timeout_secs),
             )
         });
         let protocol = Hec {
