@@ -502,15 +502,10 @@ impl Reducer {
     /// The output of one held batch: the rows `entries` start from (its own, in order),
     /// with the merged values.
     fn build(&self, batch: &FlowBatch, groups: &[Group], entries: &[Entry]) -> FlowBatch {
-        let rows: Vec<usize> = entries.iter().map(|e| e.first(groups).1).collect();
-        let firsts = if rows.len() == batch.num_rows() {
-            batch.records.clone()
-        } else {
-            let mut mask = vec![false; batch.num_rows()];
-            rows.iter().for_each(|&r| mask[r] = true);
-            arrow_select::filter::filter_record_batch(&batch.records, &BooleanArray::from(mask))
-                .expect("the mask has one value per row")
-        };
+        let mut mask = vec![false; batch.num_rows()];
+        entries.iter().for_each(|e| mask[e.first(groups).1] = true);
+        // The batch itself when every row is kept.
+        let firsts = batch.clone().filter(&BooleanArray::from(mask));
         let schema = batch.records.schema();
         let group_of = |i: usize| match entries[i] {
             Entry::Group(g) => Some(&groups[g]),
@@ -520,7 +515,7 @@ impl Reducer {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
         for (c, field) in schema.fields().iter().enumerate() {
             let name = field.name().as_str();
-            let original = firsts.column(c);
+            let original = firsts.records.column(c);
             let merged: Option<ArrayRef> = if let Some(s) = SUMMED.iter().position(|&m| m == name) {
                 Some(Arc::new(merge_i64(original, n, |i| {
                     group_of(i).map(|g| g.sums[s])
@@ -575,10 +570,9 @@ impl Reducer {
         let out_schema: SchemaRef =
             Arc::new(Schema::new(fields).with_metadata(schema.metadata().clone()));
         let records = RecordBatch::try_new(out_schema, columns).expect("columns match the schema");
-        let line_numbers: ScalarBuffer<u64> = rows.iter().map(|&r| batch.line_numbers[r]).collect();
         // Lines are left out: a merged record's line would not be its values; sinks that
         // forward lines rebuild them from the columns.
-        FlowBatch::new(records, batch.source.clone(), line_numbers)
+        FlowBatch::new(records, batch.source.clone(), firsts.line_numbers)
             .with_plain_text(batch.plain_text)
     }
 }
